@@ -1,0 +1,1 @@
+"""active component (see docs/active.md)."""

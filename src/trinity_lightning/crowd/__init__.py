@@ -1,0 +1,1 @@
+"""crowd component (see docs/crowd.md)."""

@@ -1,0 +1,65 @@
+"""The shared floor: readers for HF datasets and local files, the data-folder lookup, atomic writes."""
+
+from trinity_lightning.data.atomic import (
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
+from trinity_lightning.data.datamodules import (
+    ArrayDataModule,
+    DigitsDataModule,
+    SharedImageDataModule,
+    split_indices,
+)
+from trinity_lightning.data.errors import DataFormatError
+from trinity_lightning.data.paths import data_root, dataset_dir, has_dataset
+from trinity_lightning.data.readers import (
+    ArrayDataset,
+    TaggedSentence,
+    load_tensors,
+    read_conll,
+    read_table,
+    read_tagged_sentences,
+)
+from trinity_lightning.data.shared import (
+    CIFAR10_CLASSES,
+    FASHION_MNIST_CLASSES,
+    ImageArrays,
+    crowd_datasets,
+    load_cifar10,
+    load_conll2003,
+    load_crowd,
+    load_fashion_mnist,
+    load_mnist,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "FASHION_MNIST_CLASSES",
+    "ArrayDataModule",
+    "ArrayDataset",
+    "DataFormatError",
+    "DigitsDataModule",
+    "ImageArrays",
+    "SharedImageDataModule",
+    "TaggedSentence",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "crowd_datasets",
+    "data_root",
+    "dataset_dir",
+    "has_dataset",
+    "load_cifar10",
+    "load_conll2003",
+    "load_crowd",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_tensors",
+    "read_conll",
+    "read_table",
+    "read_tagged_sentences",
+    "split_indices",
+]

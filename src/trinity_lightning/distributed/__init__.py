@@ -1,0 +1,1 @@
+"""distributed component (see docs/distributed.md)."""

@@ -1,0 +1,1 @@
+"""nrm component (see docs/nrm.md)."""

@@ -1,0 +1,44 @@
+"""Rich tables that close a run: the final metrics and where the outputs went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _format(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:.4f}"
+
+
+def print_run_summary(trainer: Any, title: str = "trinity run", seconds: float | None = None,
+                      metrics: dict[str, Any] | None = None) -> None:
+    """Print the trainer's final logged metrics and output locations as a rich table.
+
+    Args:
+        trainer: a ``lightning.pytorch.Trainer`` after ``fit``/``validate``/``test``.
+        title: table title.
+        seconds: wall time to report, if known.
+        metrics: the metrics to show (default: ``trainer.callback_metrics``).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in sorted((metrics if metrics is not None else trainer.callback_metrics).items()):
+        table.add_row(name, _format(value))
+    table.add_row("epochs / steps", f"{trainer.current_epoch} / {trainer.global_step}")
+    if seconds is not None:
+        table.add_row("wall time", f"{seconds:.1f} s")
+    if trainer.log_dir:
+        table.add_row("logs", str(Path(trainer.log_dir).resolve()))
+    checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or getattr(
+        trainer.checkpoint_callback, "last_model_path", "")
+    if checkpoint:
+        table.add_row("best checkpoint", str(Path(checkpoint).resolve()))
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""tensor component (see docs/tensor.md)."""
