@@ -1,0 +1,283 @@
+"""Query strategies: small classes that turn model outputs into one informativeness score per example.
+
+Every strategy works on classification logits ``(N, C)`` and on token-tagging logits ``(N, T, C)``
+with a padding ``mask`` ``(N, T)`` (``True`` on real tokens). Higher score = queried first. Stochastic
+strategies (``bald``) receive ``n_samples`` Monte-Carlo dropout outputs stacked in front:
+``(S, N, C)`` or ``(S, N, T, C)``.
+
+Strategies are registered by name with :func:`register_strategy` so recipes select them in YAML
+(``strategy: mnlp``); :func:`get_strategy` builds one from a name and keyword arguments and lists the
+known names when the name is unknown.
+
+For a tagger with an autoregressive (greedy) decoder, pass the logits of the *decoded* steps: the
+product of the per-step maxima is then the probability of the greedy path, which is what least
+confidence and MNLP (Shen et al., ICLR 2018) score.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+__all__ = [
+    "BALD",
+    "MNLP",
+    "STRATEGIES",
+    "Entropy",
+    "LeastConfidence",
+    "Margin",
+    "QueryStrategy",
+    "RandomStrategy",
+    "get_strategy",
+    "register_strategy",
+]
+
+STRATEGIES: dict[str, type[QueryStrategy]] = {}
+_S = TypeVar("_S", bound="type[QueryStrategy]")
+_REDUCTIONS = ("mean", "sum", "max")
+
+
+def register_strategy(name: str, *, override: bool = False) -> Any:
+    """Class decorator adding a :class:`QueryStrategy` subclass to :data:`STRATEGIES` under ``name``.
+
+    Example:
+        >>> @register_strategy("first")
+        ... class First(QueryStrategy):
+        ...     def score(self, logits, mask=None):
+        ...         return -torch.arange(len(logits), dtype=torch.float32)
+        >>> get_strategy("first").score(torch.zeros(3, 2)).tolist()
+        [-0.0, -1.0, -2.0]
+        >>> _ = STRATEGIES.pop("first")
+    """
+
+    def decorate(cls: _S) -> _S:
+        if not (isinstance(cls, type) and issubclass(cls, QueryStrategy)):
+            raise TypeError(f"register_strategy({name!r}): {cls!r} is not a QueryStrategy subclass")
+        if name in STRATEGIES and STRATEGIES[name] is not cls and not override:
+            raise ValueError(f"strategy name {name!r} is already registered to {STRATEGIES[name].__name__}. "
+                             "HINT: use register_strategy(name, override=True)")
+        STRATEGIES[name] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+def get_strategy(strategy: str | QueryStrategy, **kwargs: Any) -> QueryStrategy:
+    """Return ``strategy`` itself, or build the registered strategy of that name with ``kwargs``.
+
+    Example:
+        >>> get_strategy("bald", n_samples=5).n_samples
+        5
+    """
+    if isinstance(strategy, QueryStrategy):
+        if kwargs:
+            raise ValueError(f"strategy_kwargs: given {sorted(kwargs)} but strategy is already an instance")
+        return strategy
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f"strategy: got {strategy!r}; expected one of {sorted(STRATEGIES)} or a QueryStrategy")
+    return STRATEGIES[strategy](**kwargs)
+
+
+def _check(logits: torch.Tensor, mask: torch.Tensor | None, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate shapes; return ``(logits as (..., N, T, C), mask (N, T) bool)`` (classification gets T=1)."""
+    lead = 1 if stochastic else 0
+    if not isinstance(logits, torch.Tensor) or logits.ndim not in (lead + 2, lead + 3):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        expected = "(S, N, C) or (S, N, T, C)" if stochastic else "(N, C) or (N, T, C)"
+        raise ValueError(f"logits: expected shape {expected}, got {shape}")
+    if logits.ndim == lead + 2:
+        if mask is not None:
+            raise ValueError("mask: only token logits (N, T, C) take a padding mask")
+        logits = logits.unsqueeze(-2)
+        mask = torch.ones(logits.shape[lead:lead + 2], dtype=torch.bool, device=logits.device)
+    elif mask is None:
+        mask = torch.ones(logits.shape[lead:lead + 2], dtype=torch.bool, device=logits.device)
+    else:
+        if tuple(mask.shape) != tuple(logits.shape[lead:lead + 2]):
+            raise ValueError(f"mask: expected shape {tuple(logits.shape[lead:lead + 2])} (N, T), "
+                             f"got {tuple(mask.shape)}")
+        mask = mask.to(device=logits.device, dtype=torch.bool)
+    return logits.float(), mask
+
+
+def _reduce(values: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce token values ``(N, T)`` over real tokens; empty sequences score ``-inf``."""
+    lengths = mask.sum(-1)
+    if reduction == "max":
+        out = values.masked_fill(~mask, -math.inf).amax(-1)
+    else:
+        out = (values * mask).sum(-1)
+        if reduction == "mean":
+            out = out / lengths.clamp_min(1)
+    return out.masked_fill(lengths == 0, -math.inf)
+
+
+class QueryStrategy:
+    """Base class: ``score(logits, mask) -> (N,)`` scores, higher = more informative.
+
+    Class attributes: ``stochastic`` (needs ``n_samples`` MC-dropout outputs), ``needs_model``
+    (``False`` for random sampling: no forward pass at all).
+    """
+
+    name: ClassVar[str] = ""
+    stochastic: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = True
+    n_samples: int = 1
+
+    def begin(self, seed: int) -> None:
+        """Called before each round's scoring with a per-round seed (used by random strategies)."""
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+@register_strategy("random")
+class RandomStrategy(QueryStrategy):
+    """Uniform random scores (the baseline); reproducible from the per-round seed.
+
+    Example:
+        >>> s = RandomStrategy(); s.begin(0); s.score(torch.zeros(4, 3)).shape
+        torch.Size([4])
+    """
+
+    needs_model: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._generator = torch.Generator().manual_seed(0)
+
+    def begin(self, seed: int) -> None:
+        self._generator = torch.Generator().manual_seed(int(seed))
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.rand(len(logits), generator=self._generator).to(logits.device)
+
+
+@register_strategy("least_confidence")
+class LeastConfidence(QueryStrategy):
+    """``1 - P(best path)``: one minus the product over tokens of the top probability.
+
+    On classification logits this is ``1 - max_c p_c``. Long sentences score high (the product shrinks);
+    use :class:`MNLP` to normalize by length.
+
+    Example:
+        >>> LeastConfidence().score(torch.tensor([[4.0, 0.0], [0.0, 0.0]])).argmax().item()
+        1
+    """
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, False)
+        best = logits.log_softmax(-1).amax(-1)
+        return -torch.expm1((best * mask).sum(-1))
+
+
+@register_strategy("mnlp")
+class MNLP(QueryStrategy):
+    """Maximum normalized log-probability: ``-(1/n) * sum_t log max_c p_tc`` (Shen et al. 2018).
+
+    Example:
+        >>> logits = torch.tensor([[[3.0, 0.0], [3.0, 0.0], [0.0, 0.0]]])  # 2 confident tokens + padding
+        >>> round(MNLP().score(logits, torch.tensor([[True, True, False]])).item(), 4)
+        0.0486
+    """
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, False)
+        return _reduce(-logits.log_softmax(-1).amax(-1), mask, "mean")
+
+
+@register_strategy("margin")
+class Margin(QueryStrategy):
+    """``1 - (p_top1 - p_top2)`` per token, reduced over the sequence (``reduction``: mean/sum/max).
+
+    Example:
+        >>> Margin().score(torch.tensor([[2.0, 1.9, -5.0], [5.0, 0.0, 0.0]])).argmax().item()
+        0
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, False)
+        top2 = logits.softmax(-1).topk(2, dim=-1).values if logits.shape[-1] > 1 else \
+            torch.cat([torch.ones_like(logits), torch.zeros_like(logits)], -1)
+        return _reduce(1.0 - (top2[..., 0] - top2[..., 1]), mask, self.reduction)
+
+
+def _entropy(log_p: torch.Tensor) -> torch.Tensor:
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+@register_strategy("entropy")
+class Entropy(QueryStrategy):
+    """Predictive entropy per token, reduced over the sequence (``reduction``: mean/sum/max).
+
+    Example:
+        >>> Entropy().score(torch.tensor([[0.0, 0.0], [9.0, 0.0]])).argmax().item()
+        0
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, False)
+        return _reduce(_entropy(logits.log_softmax(-1)), mask, self.reduction)
+
+
+@register_strategy("bald")
+class BALD(QueryStrategy):
+    """Bayesian active learning by disagreement from ``n_samples`` MC-dropout passes.
+
+    ``mode="mutual_information"`` (default): ``H[mean_s p_s] - mean_s H[p_s]`` per token, reduced over
+    the sequence (``reduction``). ``mode="disagreement"``: the paper's sequence score
+    ``1 - count(most frequent decoded sequence) / S`` (on ``(S, N, C)`` it is the fraction of passes that
+    disagree with the modal class).
+
+    Args:
+        n_samples: stochastic forward passes per example (at least 2).
+        mode: ``"mutual_information"`` or ``"disagreement"``.
+        reduction: how token scores become a sequence score (``mean``, ``sum``, ``max``).
+
+    Example:
+        >>> same = torch.tensor([[5.0, 0.0]]).expand(4, 1, 2)          # all passes agree
+        >>> split = torch.tensor([[5.0, 0.0], [0.0, 5.0]]).repeat(2, 1).unsqueeze(1)  # passes disagree
+        >>> s = BALD(n_samples=4).score(torch.cat([same, split], dim=1))
+        >>> bool(s[1] > s[0])
+        True
+    """
+
+    stochastic: ClassVar[bool] = True
+    _MODES = ("mutual_information", "disagreement")
+
+    def __init__(self, n_samples: int = 10, mode: str = "mutual_information", reduction: str = "mean") -> None:
+        if not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"n_samples: BALD needs at least 2 stochastic passes, got {n_samples!r}")
+        if mode not in self._MODES:
+            raise ValueError(f"mode: expected one of {self._MODES}, got {mode!r}")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+        self.n_samples, self.mode, self.reduction = n_samples, mode, reduction
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, True)
+        if self.mode == "disagreement":
+            pred = logits.argmax(-1)  # (S, N, T)
+            same = (pred.unsqueeze(1) == pred.unsqueeze(0)) | ~mask  # (S, S, N, T)
+            agree = same.all(-1).sum(1).amax(0)  # (N,)
+            return 1.0 - agree.float() / logits.shape[0]
+        log_p = logits.log_softmax(-1)
+        mean_log_p = torch.logsumexp(log_p, 0) - math.log(log_p.shape[0])
+        info = _entropy(mean_log_p) - _entropy(log_p).mean(0)
+        return _reduce(info, mask, self.reduction)
