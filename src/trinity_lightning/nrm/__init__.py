@@ -1,1 +1,28 @@
-"""nrm component (see docs/nrm.md)."""
+"""Neural Rendering Model (Ho et al., 2018): a CNN and its weight-sharing renderer, trained semi-supervised.
+
+``NRM`` is the LightningModule (cross-entropy, reconstruction, rendering path normalization, max-min
+cross-entropy), ``RenderingCNN`` the network, ``SemiSupervisedDataModule`` the labelled + unlabelled data, and
+``render_grid``/``save_grid`` render images from classes and latent choices. See docs/nrm.md.
+"""
+
+from trinity_lightning.nrm.datamodule import SemiSupervisedDataModule, stratified_split, to_tensors
+from trinity_lightning.nrm.losses import max_min_cross_entropy, reconstruction_loss, rendering_path_normalization
+from trinity_lightning.nrm.module import NRM
+from trinity_lightning.nrm.network import InferencePath, Latents, RenderingCNN, parse_layers
+from trinity_lightning.nrm.sampling import render_grid, save_grid
+
+__all__ = [
+    "NRM",
+    "InferencePath",
+    "Latents",
+    "RenderingCNN",
+    "SemiSupervisedDataModule",
+    "max_min_cross_entropy",
+    "parse_layers",
+    "reconstruction_loss",
+    "render_grid",
+    "rendering_path_normalization",
+    "save_grid",
+    "stratified_split",
+    "to_tensors",
+]

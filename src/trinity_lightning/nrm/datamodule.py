@@ -1,0 +1,307 @@
+"""``SemiSupervisedDataModule``: a few labels per class (stratified, seeded), the rest unlabelled, batched together."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sized
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from trinity_lightning.data import ArrayDataset, ImageArrays, load_cifar10, load_fashion_mnist, load_mnist
+
+SHARED = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+
+class _Rows(Dataset):
+    """Rows of tensors fetched a whole batch at a time (a list of indices -> stacked tensors)."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: Any) -> Any:
+        if self.labels is None:
+            return self.features[index]
+        return self.features[index], self.labels[index]
+
+
+def _image_tensor(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    return x.contiguous()
+
+
+def to_tensors(source: Any, *, image_field: str = "image", label_field: str = "label",
+               split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of a dataset as tensors.
+
+    Args:
+        source: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
+            :class:`~trinity_lightning.data.ImageArrays`, an :class:`~trinity_lightning.data.ArrayDataset`, a
+            Hugging Face ``datasets.Dataset`` (``image_field`` holds images or feature lists, ``label_field`` the
+            class ids) or any map-style dataset of ``(x, y)`` pairs.
+        image_field: the features column of a Hugging Face dataset.
+        label_field: the label column of a Hugging Face dataset.
+        split: the split of a shared dataset.
+
+    Example:
+        >>> x, y = to_tensors(ArrayDataset(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 0, 1])))
+        >>> tuple(x.shape), y.tolist()
+        ((4, 1, 2, 2), [0, 1, 0, 1])
+    """
+    if isinstance(source, str):
+        if source not in SHARED:
+            raise ValueError(f"dataset: expected one of {sorted(SHARED)} or a dataset object, got {source!r}")
+        source = SHARED[source](split)
+    if isinstance(source, ImageArrays):
+        return _image_tensor(source.images), torch.as_tensor(source.labels, dtype=torch.long)
+    if isinstance(source, ArrayDataset):
+        if source.labels is None:
+            raise ValueError("dataset: the ArrayDataset has no labels; semi-supervised splits need them")
+        return source.features.float(), source.labels.long()
+    try:
+        import datasets as hf
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        hf = None
+    if hf is not None and isinstance(source, hf.Dataset):
+        for field in (image_field, label_field):
+            if field not in source.column_names:
+                raise ValueError(f"dataset: no column {field!r}; columns are {source.column_names} "
+                                 f"(pass image_field=/label_field=)")
+        table = source.with_format("numpy")
+        images = np.stack([np.asarray(v) for v in table[image_field]])
+        return _image_tensor(images), torch.as_tensor(np.asarray(table[label_field]), dtype=torch.long)
+    if isinstance(source, Dataset) and isinstance(source, Sized):
+        pairs = [source[i] for i in range(len(source))]
+        if not pairs or not isinstance(pairs[0], (tuple, list)) or len(pairs[0]) != 2:
+            raise ValueError("dataset: expected a non-empty dataset of (x, y) pairs")
+        features = torch.stack([torch.as_tensor(p[0]) for p in pairs]).float()
+        return features, torch.as_tensor([int(p[1]) for p in pairs], dtype=torch.long)
+    raise TypeError(f"dataset: cannot read {type(source).__name__}; pass a shared name, ImageArrays, "
+                    "ArrayDataset, a datasets.Dataset or a map-style dataset of (x, y) pairs")
+
+
+def stratified_split(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``per_class`` examples of every class, drawn with a seeded generator.
+
+    Example:
+        >>> stratified_split(np.array([0, 1, 0, 1, 0, 1]), 2, seed=0).tolist()
+        [1, 2, 4, 5]
+    """
+    if per_class < 1:
+        raise ValueError(f"labels_per_class: expected a positive integer, got {per_class}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        if len(members) < per_class:
+            raise ValueError(f"labels_per_class: class {int(cls)} has only {len(members)} examples, fewer than "
+                             f"{per_class}")
+        chosen.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+class SemiSupervisedDataModule(pl.LightningDataModule):
+    """Keep ``labels_per_class`` labels per class (stratified, seeded), hide the rest, batch both together.
+
+    Training batches are ``{"labelled": (x, y), "unlabelled": x}`` with ``labelled_batch_size`` labelled and
+    ``round(labelled_batch_size * unlabelled_ratio)`` unlabelled examples; an epoch is one pass over the
+    unlabelled pool while the small labelled set cycles (Lightning's ``CombinedLoader``, ``max_size_cycle``).
+    With ``unlabelled_ratio=0`` batches are plain ``(x, y)`` labelled batches. Features are standardized per
+    channel with statistics of the training set. The labelled/validation split is saved in checkpoints and
+    restored on resume.
+
+    Args:
+        dataset: training data: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
+            ``ImageArrays``, an ``ArrayDataset``, a Hugging Face ``datasets.Dataset`` or a dataset of ``(x, y)``.
+        test: test data of the same kinds (default: the shared dataset's test split, else none).
+        labels_per_class: labelled examples kept per class.
+        labelled_batch_size: labelled examples per batch.
+        unlabelled_ratio: unlabelled examples per labelled example in a batch (0: labelled-only batches).
+        val_size: examples held out of the unlabelled pool for validation (their labels only score the model).
+        unlabelled_limit: keep at most this many unlabelled examples (seeded), ``None`` for all.
+        test_limit: keep at most this many test examples (seeded), ``None`` for all.
+        image_field: features column of a Hugging Face dataset.
+        label_field: label column of a Hugging Face dataset.
+        normalize: standardize each channel with the training set's mean and standard deviation.
+        seed: seed of the split and of the shuffling.
+        num_workers: DataLoader workers.
+
+    Example:
+        >>> from trinity_lightning.data import ArrayDataset
+        >>> data = ArrayDataset(torch.randn(100, 1, 4, 4), torch.arange(100) % 2)
+        >>> dm = SemiSupervisedDataModule(data, labels_per_class=3, labelled_batch_size=2, unlabelled_ratio=4,
+        ...                               val_size=10)
+        >>> dm.setup("fit"); batch, _, _ = next(iter(dm.train_dataloader()))  # (batch, index, loader index)
+        >>> dm.num_labelled, tuple(batch["labelled"][0].shape), tuple(batch["unlabelled"].shape)
+        (6, (2, 1, 4, 4), (8, 1, 4, 4))
+    """
+
+    def __init__(self, dataset: Any = "mnist", test: Any = None, labels_per_class: int = 10,
+                 labelled_batch_size: int = 32, unlabelled_ratio: float = 4.0, val_size: int = 1000,
+                 unlabelled_limit: int | None = None, test_limit: int | None = None, image_field: str = "image",
+                 label_field: str = "label", normalize: bool = True, seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        if labels_per_class < 1:
+            raise ValueError(f"labels_per_class: expected a positive integer, got {labels_per_class}")
+        if labelled_batch_size < 1:
+            raise ValueError(f"labelled_batch_size: expected a positive integer, got {labelled_batch_size}")
+        if unlabelled_ratio < 0:
+            raise ValueError(f"unlabelled_ratio: expected a non-negative number, got {unlabelled_ratio}")
+        if val_size < 0:
+            raise ValueError(f"val_size: expected a non-negative integer, got {val_size}")
+        self.dataset, self.test = dataset, test
+        self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
+        self.unlabelled_ratio, self.val_size = unlabelled_ratio, val_size
+        self.unlabelled_limit, self.test_limit = unlabelled_limit, test_limit
+        self.image_field, self.label_field, self.normalize = image_field, label_field, normalize
+        self.seed, self.num_workers = seed, num_workers
+        self.labelled_indices: np.ndarray | None = None
+        self.val_indices: np.ndarray | None = None
+        self.unlabelled_indices: np.ndarray | None = None
+        self._features: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.num_classes = 0
+
+    # ------------------------------------------------------------------ data
+    def _read(self, source: Any, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_tensors(source, image_field=self.image_field, label_field=self.label_field, split=split)
+
+    def prepare_data(self) -> None:
+        if isinstance(self.dataset, str) and self.dataset == "cifar10":
+            load_cifar10("train"), load_cifar10("test")  # decode once into the cache
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._features is not None:
+            return
+        features, labels = self._read(self.dataset, "train")
+        if self.test is not None:
+            test = self._read(self.test, "test")
+        elif isinstance(self.dataset, str):
+            test = self._read(self.dataset, "test")
+        else:
+            test = None
+        if self.normalize:
+            dims = [0, *range(2, features.ndim)]
+            mean = features.mean(dim=dims, keepdim=True)
+            std = features.std(dim=dims, keepdim=True).clamp_min(1e-6)
+            features = (features - mean) / std
+            if test is not None:
+                test = ((test[0] - mean) / std, test[1])
+        if test is not None and self.test_limit is not None and self.test_limit < len(test[1]):
+            keep = torch.from_numpy(np.sort(np.random.default_rng(self.seed + 2).permutation(len(test[1]))
+                                            [:self.test_limit]))
+            test = (test[0][keep], test[1][keep])
+        self._features, self._labels, self._test = features, labels, test
+        self.num_classes = int(labels.max()) + 1
+        if self.labelled_indices is None:
+            self._split()
+        else:
+            self._assign_rest()
+
+    def _split(self) -> None:
+        assert self._labels is not None
+        self.labelled_indices = stratified_split(self._labels.numpy(), self.labels_per_class, self.seed)
+        self._assign_rest()
+
+    def _assign_rest(self) -> None:
+        assert self._labels is not None and self.labelled_indices is not None
+        n = len(self._labels)
+        if self.labelled_indices.size and (self.labelled_indices.min() < 0 or self.labelled_indices.max() >= n):
+            raise ValueError(f"labelled_indices: out of range for a training set of {n} examples")
+        rest = np.setdiff1d(np.arange(n), self.labelled_indices)
+        order = np.random.default_rng(self.seed + 1).permutation(rest)
+        if self.val_indices is None:
+            self.val_indices = np.sort(order[:self.val_size])
+        pool = np.setdiff1d(rest, self.val_indices)
+        if self.unlabelled_limit is not None and self.unlabelled_limit < len(pool):
+            pool = np.sort(np.random.default_rng(self.seed + 3).permutation(pool)[:self.unlabelled_limit])
+        self.unlabelled_indices = pool
+
+    @property
+    def num_labelled(self) -> int:
+        """Number of labelled training examples."""
+        return 0 if self.labelled_indices is None else len(self.labelled_indices)
+
+    @property
+    def unlabelled_batch_size(self) -> int:
+        """Unlabelled examples per training batch."""
+        return round(self.labelled_batch_size * self.unlabelled_ratio)
+
+    def subset(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of ``"labelled"``, ``"unlabelled"`` (labels for scoring only), ``"val"``, ``"test"``."""
+        if self._features is None or self._labels is None:
+            raise RuntimeError("SemiSupervisedDataModule: call setup() first")
+        if part == "test":
+            if self._test is None:
+                raise RuntimeError("SemiSupervisedDataModule has no test set; pass test=...")
+            return self._test
+        indices = {"labelled": self.labelled_indices, "unlabelled": self.unlabelled_indices,
+                   "val": self.val_indices}.get(part)
+        if indices is None:
+            raise ValueError(f"part: expected 'labelled', 'unlabelled', 'val' or 'test', got {part!r}")
+        index = torch.from_numpy(indices)
+        return self._features[index], self._labels[index]
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, rows: _Rows, batch_size: int, shuffle: bool, offset: int = 0) -> DataLoader:
+        if shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1000 + offset)
+            sampler: Any = RandomSampler(rows, generator=generator)
+        else:
+            sampler = SequentialSampler(rows)
+        batches = BatchSampler(sampler, batch_size=min(batch_size, len(rows)), drop_last=shuffle)
+        return DataLoader(rows, sampler=batches, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> Any:
+        x, y = self.subset("labelled")
+        labelled = self._loader(_Rows(x, y), self.labelled_batch_size, True, offset=1)
+        if self.unlabelled_batch_size == 0 or self.unlabelled_indices is None or not len(self.unlabelled_indices):
+            return labelled
+        unlabelled = self._loader(_Rows(self.subset("unlabelled")[0], None), self.unlabelled_batch_size, True,
+                                  offset=2)
+        return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(_Rows(*self.subset("val")), 512, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(_Rows(*self.subset("test")), 512, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """The split (plain lists, so checkpoints load with ``weights_only=True``)."""
+        return {"labelled_indices": None if self.labelled_indices is None else self.labelled_indices.tolist(),
+                "val_indices": None if self.val_indices is None else self.val_indices.tolist(),
+                "labels_per_class": self.labels_per_class, "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the saved split (it wins over a re-drawn one, with a warning if they differ)."""
+        labelled = state_dict.get("labelled_indices")
+        if labelled is None:
+            return
+        restored = np.asarray(labelled, dtype=np.int64)
+        if self.labelled_indices is not None and not np.array_equal(restored, self.labelled_indices):
+            warnings.warn("SemiSupervisedDataModule: the checkpoint's labelled set differs from the one drawn now; "
+                          "using the checkpoint's", stacklevel=2)
+        self.labelled_indices = restored
+        val = state_dict.get("val_indices")
+        self.val_indices = None if val is None else np.asarray(val, dtype=np.int64)
+        if self._features is not None:
+            self._assign_rest()
