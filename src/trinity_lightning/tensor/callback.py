@@ -1,0 +1,182 @@
+"""The ``Tensorize`` callback: tensorize a LightningModule at fit start or at a chosen epoch, then fine-tune."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from trinity_lightning.tensor._backend import import_tltorch
+from trinity_lightning.tensor.ranks import Rank, normalize_factorization
+from trinity_lightning.tensor.tensorize import (
+    _TENSORIZED,
+    SPEC_KEY,
+    TensorizeReport,
+    apply_tensorized_spec,
+    tensorize,
+    tensorized_spec,
+)
+
+
+class _RestoreThenLoad:
+    """Wraps ``LightningModule.on_load_checkpoint``: rebuild the tensorized structure before the weights load.
+
+    Lightning calls the module's ``on_load_checkpoint`` right before ``load_state_dict`` (and before callbacks see
+    the checkpoint), so this is the one place where a fresh dense model can take the factorized layers' shape.
+    """
+
+    def __init__(self, callback: Tensorize, pl_module: pl.LightningModule, original: Any) -> None:
+        self.callback, self.pl_module, self.original = callback, pl_module, original
+
+    def __call__(self, checkpoint: dict[str, Any]) -> None:
+        spec = checkpoint.get(SPEC_KEY)
+        if spec:
+            apply_tensorized_spec(self.pl_module, spec, replace=True)
+            self.callback._mark_done(self.pl_module)
+        self.original(checkpoint)
+
+
+class Tensorize(Callback):
+    """Replace the model's ``nn.Linear`` / ``nn.Conv*d`` layers by factorized ones (see :func:`tensorize`).
+
+    With ``epoch=0`` the model is tensorized in ``setup`` (before the optimizer exists: train a dense model, load
+    its weights, then fine-tune the factorized one). With ``epoch=k > 0`` it trains dense for ``k`` epochs, then
+    tensorizes at the start of epoch ``k`` and rebuilds the optimizers through ``configure_optimizers``, keeping the
+    optimizer state of the parameters that did not change, the current learning rates and the LR-scheduler state.
+
+    Checkpoints saved after tensorization carry the layer specs under ``"trinity_tensorized"``; a fresh (dense)
+    model resumes from them with ``trainer.fit(model, ckpt_path=...)`` when this callback is present, or loads
+    them with :func:`~trinity_lightning.tensor.load_tensorized`.
+
+    Args:
+        factorization: ``"cp"``, ``"tucker"`` or ``"tt"``.
+        rank: per-layer rank (fraction of dense parameters, ``"full"`` or explicit).
+        epoch: epoch at whose start to tensorize (0: at fit start).
+        include: layer names/patterns/types to tensorize (names relative to the LightningModule, e.g.
+            ``"model.features.*"``); default all.
+        exclude: names/patterns/types to keep dense.
+        implementation: ``"factorized"`` or ``"reconstructed"`` forward.
+        min_params: keep layers with fewer weight parameters dense.
+        tensor_dropout: probability of tltorch's tensor dropout on the factorized weights during training
+            (drops rank-1 components / core slices; 0 disables).
+        verbose: print the tensorization report.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from trinity_lightning.data import DigitsDataModule
+        >>> from trinity_lightning.models import Classifier
+        >>> model = Classifier(in_channels=1, image_size=8, channels=(8,))
+        >>> callback = Tensorize("tucker", rank=0.5, epoch=1, verbose=False)
+        >>> trainer = pl.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False, limit_train_batches=2,
+        ...                      limit_val_batches=1)
+        >>> trainer.fit(model, DigitsDataModule(batch_size=32))
+        >>> type(model.model.features[0]).__name__, callback.report.params_after < callback.report.params_before
+        ('TensorizedConv', True)
+    """
+
+    def __init__(self, factorization: str = "tucker", rank: Rank = 0.25, epoch: int = 0,
+                 include: Sequence[str] | None = None, exclude: Sequence[str] = (), implementation: str = "factorized",
+                 min_params: int = 0, tensor_dropout: float = 0.0, verbose: bool = True) -> None:
+        self.factorization = normalize_factorization(factorization)
+        if epoch < 0:
+            raise ValueError(f"epoch: expected an epoch >= 0, got {epoch}")
+        if not 0.0 <= tensor_dropout < 1.0:
+            raise ValueError(f"tensor_dropout: expected a probability in [0, 1), got {tensor_dropout}")
+        self.rank = tuple(rank) if isinstance(rank, list) else rank
+        self.epoch = epoch
+        self.include = list(include) if include is not None else None
+        self.exclude = list(exclude)
+        self.implementation = implementation
+        self.min_params = min_params
+        self.tensor_dropout = tensor_dropout
+        self.verbose = verbose
+        self.done = False
+        self.tensorized_at: int | None = None
+        self.report: TensorizeReport | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(factorization=self.factorization, rank=self.rank, epoch=self.epoch)
+
+    # -- structure -------------------------------------------------------------------------------------------
+    def _mark_done(self, pl_module: pl.LightningModule) -> None:
+        self.done = True
+        self._apply_dropout(pl_module)
+
+    def _apply_dropout(self, pl_module: pl.LightningModule) -> None:
+        if self.tensor_dropout <= 0:
+            return
+        tltorch = import_tltorch()
+        for module in pl_module.modules():
+            if isinstance(module, _TENSORIZED) and isinstance(module.weight, tltorch.FactorizedTensor) \
+                    and not module.weight._forward_hooks:
+                tltorch.tensor_dropout(module.weight, p=self.tensor_dropout)
+
+    def _tensorize(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.report = tensorize(pl_module, self.factorization, self.rank, include=self.include, exclude=self.exclude,
+                                implementation=self.implementation, min_params=self.min_params)
+        self.tensorized_at = trainer.current_epoch
+        self._mark_done(pl_module)
+        if self.verbose:
+            rank_zero_info(str(self.report))
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.epoch > 0 and stage == "fit" and trainer.world_size > 1:
+            raise ValueError(f"Tensorize(epoch={self.epoch}) with {trainer.world_size} processes: tensorizing "
+                             "mid-training would leave the distributed wrapper holding the old parameters; use "
+                             "epoch=0 (tensorize at fit start) for multi-process training")
+        if not isinstance(pl_module.on_load_checkpoint, _RestoreThenLoad):
+            pl_module.on_load_checkpoint = _RestoreThenLoad(self, pl_module, pl_module.on_load_checkpoint)  # type: ignore[method-assign]
+        if any(isinstance(m, _TENSORIZED) for m in pl_module.modules()):
+            self.done = True
+        if stage == "fit" and self.epoch == 0 and not self.done:
+            self._tensorize(trainer, pl_module)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        hook = pl_module.__dict__.get("on_load_checkpoint")
+        if isinstance(hook, _RestoreThenLoad):
+            del pl_module.on_load_checkpoint
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.done or trainer.current_epoch < self.epoch:
+            return
+        optimizers = list(trainer.optimizers)
+        scheduler_states = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+        self._tensorize(trainer, pl_module)
+        self._rebuild_optimizers(trainer, optimizers, scheduler_states)
+        pl_module.log("tensorize/params_ratio", self.report.model_params_before / max(1, self.report.model_params_after))
+
+    @staticmethod
+    def _rebuild_optimizers(trainer: pl.Trainer, old: list[torch.optim.Optimizer],
+                            scheduler_states: list[dict[str, Any]]) -> None:
+        trainer.strategy.setup_optimizers(trainer)
+        for old_opt, new_opt in zip(old, trainer.optimizers):
+            for old_group, new_group in zip(old_opt.param_groups, new_opt.param_groups):
+                for key, value in old_group.items():
+                    if key != "params" and key in new_group and isinstance(value, (int, float)):
+                        new_group[key] = value  # current (scheduled) learning rate, momentum, ...
+            for group in new_opt.param_groups:
+                for param in group["params"]:
+                    if param in old_opt.state:
+                        new_opt.state[param] = old_opt.state[param]
+        for config, state in zip(trainer.lr_scheduler_configs, scheduler_states):
+            config.scheduler.load_state_dict(state)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        spec = tensorized_spec(pl_module)
+        if spec:
+            checkpoint[SPEC_KEY] = spec
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "tensorized_at": self.tensorized_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.done = bool(state_dict.get("done", self.done)) or self.done
+        self.tensorized_at = state_dict.get("tensorized_at", self.tensorized_at)
