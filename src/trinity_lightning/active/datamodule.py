@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from trinity_lightning.data.atomic import atomic_write_json
+from trinity_lightning.data.readers import ArrayDataset
 
 LABELS_FILE_VERSION = 1
 
@@ -43,6 +44,22 @@ class _LabelledView(Dataset):
         if index in self.overrides:
             item = _with_label(item, self.overrides[index], self.label_field)
         return item
+
+
+class _TensorBatches(Dataset):
+    """Whole batches of an :class:`ArrayDataset` by fancy indexing: no Python work per example."""
+
+    def __init__(self, dataset: ArrayDataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, torch.as_tensor(list(indices), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, positions: Any) -> Any:
+        rows = self.indices[torch.as_tensor(positions, dtype=torch.long)]
+        if self.dataset.labels is None:
+            return self.dataset.features[rows]
+        return self.dataset.features[rows], self.dataset.labels[rows]
 
 
 def _as_label_tensor(label: Any, like: Any) -> Any:
@@ -324,6 +341,9 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         chosen = self.pool_indices if indices is None else [int(i) for i in indices]
         if not chosen:
             raise ValueError("pool_dataloader: the pool is empty; every example is labelled")
+        if isinstance(self.pool_set, ArrayDataset) and self.collate_fn is None and self.num_workers == 0:
+            batches = torch.utils.data.BatchSampler(range(len(chosen)), self.pool_batch_size, drop_last=False)
+            return DataLoader(_TensorBatches(self.pool_set, chosen), sampler=batches, batch_size=None)
         return self._loader(torch.utils.data.Subset(self.pool_set, chosen),  # type: ignore[arg-type]
                             False, self.pool_batch_size)
 
