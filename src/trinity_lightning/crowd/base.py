@@ -1,0 +1,112 @@
+"""What every aggregator shares: reading the table, fitted attributes, and the tables of results."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trinity_lightning.crowd.table import AnnotationTable, as_table
+
+Self = TypeVar("Self", bound="Aggregator")
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``torch.float32``/``torch.float64`` from a dtype or its name (YAML recipes pass strings)."""
+    if isinstance(dtype, str):
+        if dtype.removeprefix("torch.") not in _DTYPES:
+            raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+        return _DTYPES[dtype.removeprefix("torch.")]
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
+    return dtype
+
+
+class Aggregator:
+    """Base class: ``fit(annotations)`` fills ``posteriors_``, ``labels_`` and ``worker_accuracy_``.
+
+    Args:
+        device: where to compute (``"cpu"``, ``"cuda"``, ...; default CPU). Results stay on it.
+        dtype: floating dtype of the computation.
+
+    Attributes:
+        table_: the :class:`~trinity_lightning.crowd.table.AnnotationTable` that was fitted.
+        posteriors_: ``(num_items, num_classes)`` probability of each true class.
+        labels_: ``(num_items,)`` most probable class id (decode with ``table_.classes``).
+        worker_accuracy_: ``(num_workers,)`` estimated accuracy of each worker: the mean posterior
+            probability of the labels they gave.
+    """
+
+    def __init__(self, device: str | torch.device | None = None, dtype: torch.dtype | str = torch.float64) -> None:
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = resolve_dtype(dtype)
+
+    # fitted attributes (set by fit)
+    table_: AnnotationTable
+    posteriors_: torch.Tensor
+    labels_: torch.Tensor
+    worker_accuracy_: torch.Tensor
+
+    def fit(self: Self, annotations: Any, **read_kwargs: Any) -> Self:
+        """Fit on an :class:`AnnotationTable` or anything :meth:`AnnotationTable.read` accepts.
+
+        Args:
+            annotations: the table, a DataFrame, a file path, a HF dataset or a dict of arrays.
+            **read_kwargs: passed to :meth:`AnnotationTable.read` (``item=``, ``worker=``, ``label=``,
+                ``classes=``, ``duplicates=``, ...) when ``annotations`` is not a table yet.
+
+        Returns:
+            self.
+        """
+        self.table_ = as_table(annotations, **read_kwargs)
+        self._fit(self.table_)
+        self._finish()
+        return self
+
+    def fit_predict(self, annotations: Any, **read_kwargs: Any) -> torch.Tensor:
+        """``fit`` and return ``labels_``."""
+        return self.fit(annotations, **read_kwargs).labels_
+
+    def _fit(self, table: AnnotationTable) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _labels(self) -> torch.Tensor:
+        return self.posteriors_.argmax(dim=1)
+
+    def _finish(self) -> None:
+        table, post = self.table_, self.posteriors_
+        self.labels_ = self._labels()
+        items, workers, labels = (t.to(post.device) for t in (table.items, table.workers, table.labels))
+        agree = post[items, labels].to(torch.float64)
+        totals = torch.zeros(table.num_workers, dtype=torch.float64, device=post.device).index_add_(0, workers, agree)
+        self.worker_accuracy_ = totals / torch.bincount(workers, minlength=table.num_workers).clamp_min(1)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "posteriors_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit(annotations) first")
+
+    def to_frame(self, probabilities: bool = True) -> pd.DataFrame:
+        """One row per item: ``item``, ``label`` (original value), ``confidence`` and ``p_<class>`` columns."""
+        self._check_fitted()
+        table = self.table_
+        post = self.posteriors_.detach().to("cpu", torch.float64).numpy()
+        frame = pd.DataFrame({"item": table.item_ids, "label": table.decode_labels(self.labels_),
+                              "confidence": post[np.arange(len(post)), self.labels_.cpu().numpy()]})
+        if probabilities:
+            for k, name in enumerate(table.classes):
+                frame[f"p_{name}"] = post[:, k]
+        return frame
+
+    def worker_frame(self) -> pd.DataFrame:
+        """One row per worker: ``worker``, ``annotations``, ``accuracy`` (estimated), least reliable first."""
+        self._check_fitted()
+        table = self.table_
+        frame = pd.DataFrame({"worker": table.worker_ids,
+                              "annotations": table.annotations_per_worker().numpy(),
+                              "accuracy": self.worker_accuracy_.cpu().numpy()})
+        return frame.sort_values(["accuracy", "annotations"], ascending=[True, False], kind="stable",
+                                 ignore_index=True)

@@ -1,0 +1,118 @@
+"""Majority vote over the annotation list, with an explicit, reproducible tie rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trinity_lightning.crowd.base import Aggregator
+from trinity_lightning.crowd.table import AnnotationTable
+
+TieBreak = Literal["random", "smallest"]
+TIE_RULES = ("random", "smallest")
+
+
+class MajorityVote(Aggregator):
+    """(Weighted) majority vote: each item takes the class with the largest (weighted) vote count.
+
+    ``posteriors_`` are the vote fractions (soft majority vote), the usual initialisation of EM.
+    Votes are one ``index_add_`` over the flat index ``item * K + label``.
+
+    Args:
+        tie_break: how to pick among classes with equal votes: ``"random"`` (uniformly, from a
+            generator seeded with ``seed``: reproducible) or ``"smallest"`` (the smallest class id,
+            crowd-kit's rule; it biases results towards class 0).
+        seed: seed of the random tie rule.
+        device: where to compute.
+        dtype: floating dtype.
+
+    Attributes:
+        ties_: number of items whose label was chosen by the tie rule.
+
+    Example:
+        >>> frame = pd.DataFrame({"task": [1, 1, 1, 2, 2], "worker": ["a", "b", "c", "a", "b"],
+        ...                       "label": [0, 0, 1, 0, 1]})
+        >>> mv = MajorityVote(tie_break="smallest").fit(frame)
+        >>> mv.labels_.tolist(), mv.ties_
+        ([0, 0], 1)
+        >>> MajorityVote().fit(frame, weights={"a": 1.0, "b": 2.0, "c": 1.0}).labels_.tolist()
+        [0, 1]
+    """
+
+    def __init__(self, tie_break: TieBreak = "random", seed: int = 0, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str = torch.float64) -> None:
+        super().__init__(device, dtype)
+        if tie_break not in TIE_RULES:
+            raise ValueError(f"tie_break: expected one of {TIE_RULES}, got {tie_break!r}")
+        self.tie_break = tie_break
+        self.seed = seed
+        self._weights: Any = None
+
+    def fit(self, annotations: Any, weights: Mapping[Any, float] | pd.Series | torch.Tensor | None = None,
+            **read_kwargs: Any) -> MajorityVote:
+        """Count the votes.
+
+        Args:
+            annotations: an :class:`AnnotationTable` or anything it reads.
+            weights: optional non-negative weight of each worker's vote: a mapping or Series from the
+                original worker id, or a tensor in ``table_.worker_ids`` order.
+            **read_kwargs: passed to :meth:`AnnotationTable.read`.
+
+        Returns:
+            self.
+        """
+        self._weights = weights
+        return super().fit(annotations, **read_kwargs)
+
+    def _worker_weights(self, table: AnnotationTable) -> torch.Tensor | None:
+        weights = self._weights
+        if weights is None:
+            return None
+        if isinstance(weights, torch.Tensor):
+            if weights.shape != (table.num_workers,):
+                raise ValueError(f"weights: expected a tensor of shape ({table.num_workers},) in worker_ids order, "
+                                 f"got {tuple(weights.shape)}")
+            values = weights.detach().to("cpu", torch.float64)
+        else:
+            series = pd.Series(weights, dtype=np.float64) if not isinstance(weights, pd.Series) else weights
+            aligned = series.reindex(table.worker_ids)
+            if aligned.isna().any():
+                missing = table.worker_ids[aligned.isna().to_numpy()][0]
+                raise ValueError(f"weights: no (finite) weight for worker {missing!r}")
+            values = torch.tensor(aligned.to_numpy(dtype=np.float64))
+        if not torch.isfinite(values).all() or (values < 0).any():
+            raise ValueError("weights: worker weights must be finite and non-negative")
+        return values
+
+    def _fit(self, table: AnnotationTable) -> None:
+        n, K = table.num_items, table.num_classes
+        items, labels = table.items.to(self.device), table.labels.to(self.device)
+        weights = self._worker_weights(table)
+        votes_flat = torch.zeros(n * K, dtype=self.dtype, device=self.device)
+        if weights is None:
+            votes_flat.index_add_(0, items * K + labels, torch.ones(len(items), dtype=self.dtype, device=self.device))
+        else:
+            w = weights.to(self.device, self.dtype)[table.workers.to(self.device)]
+            votes_flat.index_add_(0, items * K + labels, w)
+        votes = votes_flat.view(n, K)
+        total = votes.sum(dim=1, keepdim=True)
+        if (total <= 0).any():
+            item = table.item_ids[int(torch.nonzero(total.squeeze(1) <= 0)[0])]
+            raise ValueError(f"weights: every vote on item {item!r} has weight 0")
+        self.votes_ = votes
+        self.posteriors_ = votes / total
+
+    def _labels(self) -> torch.Tensor:
+        votes = self.votes_
+        top = votes.max(dim=1, keepdim=True).values
+        tied = votes == top
+        self.ties_ = int((tied.sum(dim=1) > 1).sum())
+        if self.tie_break == "smallest":
+            return votes.argmax(dim=1)  # first maximum = smallest class id
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        noise = torch.rand(votes.shape, generator=generator, dtype=torch.float64).to(votes.device)
+        return torch.where(tied, noise, torch.full_like(noise, -1.0)).argmax(dim=1)
