@@ -61,8 +61,8 @@ class Tensorize(Callback):
         exclude: names/patterns/types to keep dense.
         implementation: ``"factorized"`` or ``"reconstructed"`` forward.
         min_params: keep layers with fewer weight parameters dense.
-        tensor_dropout: probability of tltorch's tensor dropout on the factorized weights during training
-            (drops rank-1 components / core slices; 0 disables).
+        tensor_dropout: probability of tltorch's tensor dropout on the factorized convolution kernels during
+            training (drops CP components / Tucker core slices / TT ranks; 0 disables).
         verbose: print the tensorization report.
 
     Example:
@@ -112,8 +112,11 @@ class Tensorize(Callback):
         if self.tensor_dropout <= 0:
             return
         tltorch = import_tltorch()
+        # tltorch registers its dropout per factorized-tensor class name: CP/Tucker/TT tensors (our convolutions);
+        # the tensorized matrices of TensorizedLinear have no dropout there and are left as they are.
+        supported = tltorch.tensor_hooks._tensor_dropout.TensorDropout._factorizations
         for module in pl_module.modules():
-            if isinstance(module, _TENSORIZED) and isinstance(module.weight, tltorch.FactorizedTensor) \
+            if isinstance(module, _TENSORIZED) and type(module.weight).__name__ in supported \
                     and not module.weight._forward_hooks:
                 tltorch.tensor_dropout(module.weight, p=self.tensor_dropout)
 

@@ -4,9 +4,10 @@ Both are tltorch layers (``TCL``, ``TRL``) with three changes, each because tlto
 classifier head:
 
 - TRL initialization: tltorch draws the factors so that the *full* weight has standard deviation 1, which gives
-  logits of standard deviation ~sqrt(C*H*W) (about 30 for a 64x4x4 input) and a first loss in the hundreds; we
+  logits of standard deviation ~sqrt(C*H*W) (46 against 0.6 for ``nn.Linear`` on a 64x4x4 input) and a first loss in the hundreds; we
   scale it like ``nn.Linear`` (std ``1/sqrt(3 * fan_in)``), so a TRL head trains with the same learning rate as the
   dense head it replaces. ``tests/tensor/test_heads.py`` checks the initial logit scale of both.
+- TCL initialization: variance-preserving factors (see :meth:`TensorContractionLayer.reset_parameters`).
 - TCL bias: ``TCL(bias=True)`` in tltorch 0.5 fails (it reads an undefined ``output_shape``); the bias is ours.
 - Ranks: a float rank is a fraction of the dense head's parameters, resolved and checked by
   :func:`~trinity_lightning.tensor.ranks.resolve_rank`; both layers run under TensorLy's PyTorch backend without
@@ -46,7 +47,8 @@ class TensorRegressionLayer(nn.Module):
         output_shape: number of outputs (or their shape).
         factorization: ``"cp"``, ``"tucker"`` or ``"tt"``.
         rank: a float in (0, 1] (fraction of the dense head's ``prod(input_shape) * prod(output_shape)``
-            weights), ``"full"``, or explicit ranks (Tucker: one per mode of ``input_shape + output_shape``).
+            weights), ``"full"``, or explicit ranks (Tucker: one per input mode, or per mode of
+            ``input_shape + output_shape``; the output modes stay at full rank).
         bias: add a bias.
 
     Example:
@@ -64,7 +66,11 @@ class TensorRegressionLayer(nn.Module):
         self.output_shape = _shape(output_shape, "output_shape")
         self.factorization = normalize_factorization(factorization)
         weight_shape = self.input_shape + self.output_shape
-        self.rank = resolve_rank(weight_shape, self.factorization, rank, layer="TensorRegressionLayer")
+        # Tucker keeps the output modes at full rank (as in the TRL paper's (C, 2, 2, n_classes) ranks): a rank
+        # below the number of classes would tie classes together.
+        out_modes = tuple(range(len(self.input_shape), len(weight_shape)))
+        self.rank = resolve_rank(weight_shape, self.factorization, rank, fixed_modes=out_modes,
+                                 layer="TensorRegressionLayer")
         with pytorch_backend():
             self.trl = tltorch.TRL(self.input_shape, self.output_shape, bias=False, factorization=self.factorization,
                                    rank=self.rank)
@@ -82,8 +88,14 @@ class TensorRegressionLayer(nn.Module):
 
     def reset_parameters(self) -> None:
         """``nn.Linear``-like scale: full weight std ``1/sqrt(3 * fan_in)``, bias uniform in ``+-1/sqrt(fan_in)``."""
+        target = 1.0 / math.sqrt(3 * self.fan_in)
         with torch.no_grad(), pytorch_backend():
-            self.trl.weight.normal_(0, 1.0 / math.sqrt(3 * self.fan_in))
+            self.trl.weight.normal_(0, target)
+            # tltorch's TT (and, less so, CP/Tucker) scaling misses the requested std by sqrt(prod(ranks)); the
+            # weight is multilinear in each factor, so rescaling the first one fixes the full tensor's std exactly.
+            actual = float(self.trl.weight.to_tensor().std())
+            if actual > 0:
+                next(iter(self.trl.weight.parameters())).mul_(target / actual)
             if self.bias is not None:
                 bound = 1.0 / math.sqrt(self.fan_in)
                 self.bias.uniform_(-bound, bound)
@@ -160,7 +172,19 @@ class TensorContractionLayer(nn.Module):
         self.output_shape = out
         with pytorch_backend():
             self.tcl = tltorch.TCL(self.input_shape, self.output_shape, bias=False)
+        self.reset_parameters()
         self.bias = nn.Parameter(torch.zeros(self.output_shape)) if bias else None
+
+    def reset_parameters(self) -> None:
+        """Factors ``N(0, 1/in_size)``: each mode product keeps the activation variance.
+
+        tltorch's Kaiming-uniform factors shrink the variance 3x per mode (27x for a 3-mode input). On sklearn
+        digits a TCL + TRL head reached 86.9% after 2 epochs with this init against 84.9% with tltorch's (one seed;
+        a small, not a decisive, gain).
+        """
+        with torch.no_grad():
+            for factor in self.tcl.factors:
+                factor.normal_(0.0, 1.0 / math.sqrt(factor.shape[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with pytorch_backend():

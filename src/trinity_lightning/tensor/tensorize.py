@@ -207,12 +207,14 @@ def tensorize(model: nn.Module, factorization: str = "tucker", rank: Rank = 0.25
             new: nn.Module = TensorizedLinear.from_dense(module, fact, rank, implementation, name=name,
                                                          order=linear_order, decomposition_kwargs=kwargs)
             with torch.no_grad():
-                dense_w, approx = module.weight, new.reconstruct_weight()  # type: ignore[operator]
+                approx = new.reconstruct_weight()  # type: ignore[operator]
         else:
             new = TensorizedConv.from_dense(module, fact, rank, implementation, name=name, decomposition_kwargs=kwargs)
             with torch.no_grad():
-                dense_w, approx = module.weight, new.reconstruct_kernel()  # type: ignore[operator]
-        error = float((approx - dense_w).norm() / dense_w.norm().clamp_min(1e-12))
+                approx = new.reconstruct_kernel()  # type: ignore[operator]
+        with torch.no_grad():
+            dense_w = module.weight.detach()
+            error = float((approx - dense_w).norm() / dense_w.norm().clamp_min(1e-12))
         spec = new.spec()  # type: ignore[operator]
         rank_shown = tuple(spec["rank"]) if isinstance(spec["rank"], list) else spec["rank"]
         report.layers.append(LayerReport(name, type(module).__name__, tuple(module.weight.shape), fact, rank_shown,
