@@ -1,0 +1,78 @@
+"""Multi-process (gloo) tests of the majority-vote hook: the vote, identical replicas, resume, faults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from tests.distributed import _workers as w
+
+pytestmark = pytest.mark.distributed
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    out = tmp_path_factory.mktemp("replicas")
+    return w.launch(w.replicas_worker, 2, out, 6, 0.9, 1e-2, 3)
+
+
+def test_vote_matches_reference_majority_every_step(two_workers):
+    for report in two_workers:
+        matches = report["vote_matches"]
+        assert matches[3] is True  # rank 1 abstained: rank 0's signs alone decide
+        assert all(matches), matches
+
+
+def test_several_buckets_and_hook_name(two_workers):
+    assert two_workers[0]["buckets"] >= 2  # DDP caps the first rebuilt bucket at 1 MB
+    assert two_workers[0]["comm_hook"] == "signsgd_hook"
+
+
+def test_replicas_stay_bitwise_identical(two_workers):
+    first, second = two_workers
+    assert len(first["params"]) == 6
+    for a, b in zip(first["params"], second["params"], strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(first["params"][0], first["params"][-1])
+
+
+def test_resume_from_state_dicts_gives_the_same_next_update(two_workers):
+    for report in two_workers:
+        assert torch.equal(report["resumed_last"], report["params"][-1])
+
+
+def test_nonfinite_gradient_abstains_with_a_warning_naming_the_rank(two_workers):
+    first, second = two_workers
+    assert any("rank 1" in m and "abstains" in m for m in second["warnings"])
+    assert any("rank 1 abstained" in m for m in first["warnings"])
+    assert {(step, rank) for step, _, rank in first["abstained"]} == {(3, 1)}
+    assert all(torch.isfinite(p).all() for p in first["params"])
+
+
+def test_three_workers_modes_adversary_and_error_feedback(tmp_path):
+    reports = w.launch(w.three_worker, 3, tmp_path)
+    raw = reports[0]["raw"]
+    index = reports[0]["index"]
+    expected = w.reference_vote(raw, 0, index)
+    for report in reports:
+        assert torch.equal(report["alltoall"], expected)
+        assert torch.equal(report["allgather"], expected)
+        assert torch.equal(report["adversary"], w.reference_vote([raw[0], raw[1], -raw[2]], 0, index))
+        scale = torch.stack([g.abs().mean() for g in raw]).mean()
+        torch.testing.assert_close(report["ef"], scale * expected)
+        assert torch.equal(report["ef"], reports[0]["ef"])
+    # the adversary changed the vote only where the two honest workers disagreed
+    honest_agree = torch.sign(raw[0]) == torch.sign(raw[1])
+    assert torch.equal(reports[0]["adversary"][honest_agree], expected[honest_agree])
+
+
+def test_dead_worker_fails_fast_with_a_clear_error(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(Exception):  # noqa: B017 - rank 1 exits on purpose; the launcher reports it
+        w.launch(w.dead_worker, 2, tmp_path, 2)
+    assert time.perf_counter() - start < 60
+    report = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    assert "worker has probably died" in report["error"]
+    assert report["seconds"] < 15
