@@ -53,7 +53,7 @@ class MBEM(DawidSkene):
 
     _final_m_step = False
 
-    def __init__(self, max_iter: int = 1, hard: bool = True, smoothing: float = 1.0, tol: float = 1e-5,
+    def __init__(self, max_iter: int = 1, hard: bool = True, smoothing: float = 0.1, tol: float = 1e-5,
                  eps: float = 1e-10, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None) -> None:
         super().__init__(max_iter=max_iter, tol=tol, smoothing=smoothing, eps=eps, device=device, dtype=dtype)

@@ -1,0 +1,159 @@
+"""The CrowdEM callback: train any classifier on posterior soft labels, re-estimating the workers by MBEM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from trinity_lightning.crowd.mbem import MBEM
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-sum_k q(k) log softmax(logits)_k`` (``targets`` are class probabilities).
+
+    Identical to ``F.cross_entropy(logits, targets)`` with probability targets; spelled out so a
+    custom ``training_step`` can weight it.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0]]); q = torch.tensor([[0.75, 0.25]])
+        >>> bool(torch.isclose(soft_target_cross_entropy(logits, q), torch.nn.functional.cross_entropy(logits, q)))
+        True
+    """
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+class CrowdEM(Callback):
+    """Model-bootstrapped EM around any classifier's training (Khetan, Lipton & Anandkumar, ICLR 2018).
+
+    Use it with a :class:`~trinity_lightning.crowd.datamodule.CrowdDataModule`: training batches are
+    ``(x, posterior)`` pairs, so a ``training_step`` that calls ``F.cross_entropy(logits, y)`` learns from
+    soft labels (cross-entropy with probability targets). Every ``epochs_per_round`` epochs the callback
+
+    1. predicts the annotated items with the model (``forward`` must return logits),
+    2. re-estimates every worker's confusion matrix and the class prior from those predictions and
+       recomputes the posteriors (:class:`~trinity_lightning.crowd.mbem.MBEM`),
+    3. hands the posteriors to the DataModule (:meth:`CrowdDataModule.set_targets`).
+
+    It logs ``crowd/round``, ``crowd/worker_accuracy_mean``/``_min`` (estimated), ``crowd/label_change``
+    (share of items whose label moved) and, when the DataModule knows the truth (simulations),
+    ``crowd/label_acc``. Its state (round, posteriors, confusions, prior, history) is saved in the
+    checkpoint and restored on resume, so a resumed run continues exactly.
+
+    Args:
+        epochs_per_round: epochs of training between two MBEM rounds.
+        max_rounds: stop re-estimating after this many rounds (``None``: every ``epochs_per_round``).
+        hard: estimate the workers from the model's hard predictions (the official code) or its probabilities.
+        smoothing: Laplace pseudo-count of the confusion estimates.
+        em_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess).
+
+    Attributes:
+        round: rounds done.
+        posteriors: the latest ``(num_items, K)`` posteriors (``None`` before the first round).
+        confusions: the latest ``(num_workers, K, K)`` worker confusions.
+        history: one dict of plain numbers per round (also in the checkpoint).
+
+    Example:
+        >>> cb = CrowdEM(epochs_per_round=2)
+        >>> cb.state_key
+        "CrowdEM{'epochs_per_round': 2, 'smoothing': 0.1}"
+    """
+
+    def __init__(self, epochs_per_round: int = 5, max_rounds: int | None = None, hard: bool = True,
+                 smoothing: float = 0.1, em_iter: int = 1) -> None:
+        if epochs_per_round < 1:
+            raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
+        if max_rounds is not None and max_rounds < 0:
+            raise ValueError(f"max_rounds: expected a non-negative integer or None, got {max_rounds}")
+        self.epochs_per_round, self.max_rounds = epochs_per_round, max_rounds
+        self.hard, self.smoothing, self.em_iter = hard, smoothing, em_iter
+        self.round = 0
+        self.posteriors: torch.Tensor | None = None
+        self.confusions: torch.Tensor | None = None
+        self.priors: torch.Tensor | None = None
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(epochs_per_round=self.epochs_per_round, smoothing=self.smoothing)
+
+    # ------------------------------------------------------------------ hooks
+    @staticmethod
+    def _datamodule(trainer: pl.Trainer) -> Any:
+        dm = getattr(trainer, "datamodule", None)
+        needed = ("annotation_table", "set_targets", "annotated_dataloader")
+        if dm is None or not all(hasattr(dm, name) for name in needed):
+            raise ValueError("CrowdEM needs a CrowdDataModule (or a DataModule with annotation_table, "
+                             "set_targets() and annotated_dataloader()); pass datamodule=CrowdDataModule(...) "
+                             "to trainer.fit")
+        return dm
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._datamodule(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.posteriors is not None:  # resumed: the restored posteriors replace the initial targets
+            self._datamodule(trainer).set_targets(self.posteriors)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.epochs_per_round:
+            return
+        if self.max_rounds is not None and self.round >= self.max_rounds:
+            return
+        self.run_round(trainer, pl_module)
+
+    # ------------------------------------------------------------------ the round
+    @torch.no_grad()
+    def predict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> torch.Tensor:
+        """Softmax of the model on the annotated items, ``(num_items, K)`` in table order, on CPU."""
+        loader = self._datamodule(trainer).annotated_dataloader()
+        was_training = pl_module.training
+        pl_module.eval()
+        outputs = []
+        try:
+            for batch in loader:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                logits = pl_module(x.to(pl_module.device))
+                outputs.append(torch.softmax(logits.float(), dim=-1).cpu())
+        finally:
+            pl_module.train(was_training)
+        return torch.cat(outputs)
+
+    def run_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        """One MBEM round: predict, re-estimate the workers, replace the targets; returns the logged numbers."""
+        dm = self._datamodule(trainer)
+        table = dm.annotation_table
+        predictions = self.predict(trainer, pl_module)
+        previous = dm.targets.argmax(dim=1) if getattr(dm, "targets", None) is not None else None
+        mbem = MBEM(max_iter=self.em_iter, hard=self.hard, smoothing=self.smoothing).fit(table, predictions)
+        posteriors = mbem.posteriors_.detach().to("cpu", torch.float32)
+        dm.set_targets(posteriors)
+        self.round += 1
+        self.posteriors, self.priors = posteriors, mbem.priors_.detach().cpu().float()
+        self.confusions = mbem.worker_confusion_.detach().cpu().float()
+        accuracy = mbem.worker_accuracy_.cpu()
+        record = {"round": float(self.round), "epoch": float(trainer.current_epoch),
+                  "worker_accuracy_mean": float(accuracy.mean()), "worker_accuracy_min": float(accuracy.min()),
+                  "label_change": float((posteriors.argmax(1) != previous).float().mean()) if previous is not None
+                  else 0.0}
+        gold = getattr(dm, "gold", None)
+        if gold is not None:
+            record["label_acc"] = float((posteriors.argmax(1) == gold).float().mean())
+        self.history.append(record)
+        pl_module.log_dict({f"crowd/{k}": v for k, v in record.items() if k != "epoch"}, on_step=False,
+                           on_epoch=True, sync_dist=False)
+        return record
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "posteriors": self.posteriors, "confusions": self.confusions,
+                "priors": self.priors, "history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.round = int(state_dict["round"])
+        self.posteriors, self.confusions = state_dict["posteriors"], state_dict["confusions"]
+        self.priors = state_dict.get("priors")
+        self.history = [dict(h) for h in state_dict.get("history", [])]
