@@ -38,13 +38,26 @@ def max_min_cross_entropy(logits_max: torch.Tensor, logits_min: torch.Tensor | N
     return loss
 
 
-def reconstruction_loss(rendered: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Per-example mean squared error between the rendered and the input images, shape ``(N,)``.
+def reconstruction_loss(rendered: torch.Tensor, images: torch.Tensor, fit_scale: bool = True) -> torch.Tensor:
+    """Per-example mean squared error between the input and the rendered images, shape ``(N,)``.
 
-    It is ``-log p(x | y, s, t)`` of the NRM's Gaussian pixel noise up to a constant and the noise variance.
+    It is ``-log p(x | y, z)`` of the NRM's Gaussian pixel noise up to constants. In the NRM the class score is
+    ``<mu(y, z), x> / sigma^2 + prior terms``, so the network's rendering (its transposed Jacobian applied to the
+    class) is ``mu / sigma^2``: the image itself is the rendering times the noise variance. With
+    ``fit_scale=True`` that one scalar is set to its least-squares value for the batch,
+    ``sigma^2 = <x, r> / <r, r>`` (at least 0), which makes the loss independent of the rendering's overall scale,
+    so that it does not fight the classifier over the size of the logits.
+
+    Args:
+        rendered: ``(N, C, H, W)`` rendered images ``r``.
+        images: ``(N, C, H, W)`` inputs ``x``.
+        fit_scale: multiply ``r`` by the batch's least-squares ``sigma^2`` first.
     """
     if rendered.shape != images.shape:
         raise ValueError(f"rendered: shape {tuple(rendered.shape)} differs from images {tuple(images.shape)}")
+    if fit_scale:
+        gain = ((rendered * images).sum() / rendered.pow(2).sum().clamp_min(1e-12)).clamp_min(0.0)
+        rendered = gain * rendered
     return (rendered - images).pow(2).flatten(1).mean(dim=1)
 
 
@@ -52,11 +65,12 @@ def rendering_path_normalization(rendered: Sequence[torch.Tensor], rendered_prio
                                  biases: Sequence[torch.Tensor]) -> torch.Tensor:
     """Rendering path normalization (RPN), per example, shape ``(N,)``.
 
-    ``sum_l mean_{c,h,w} | b_l,c * (mu_l(y, z) - mu_l(y, z_0)) |``, where ``mu_l(y, z)`` is the signal rendered
+    ``sum_l sum_{c,h,w} | b_l,c * (mu_l(y, z) - mu_l(y, z_0)) |``, where ``mu_l(y, z)`` is the signal rendered
     from class ``y`` at level ``l`` along the inferred path ``z`` (after that level's switches), ``z_0`` is the
     path the prior alone selects (the latents of a blank image) and ``b_l`` the level's bias, the prior's
     parameter. ``sum_l <b_l, mu_l(y, z)>`` is the log-prior term of path ``z`` in the class score, so RPN
-    measures how far the inferred path's prior term departs, unit by unit, from the prior's own path. It is
+    measures how far the inferred path's prior term departs, unit by unit, from the prior's own path; it bounds
+    ``|log prior(y, z) - log prior(y, z_0)|`` in nats. It is
     zero when the biases are zero or the inferred switches equal the prior's, and positive otherwise. The
     biases are treated as constants (the penalty acts on the rendering), as in the authors' implementation.
 
@@ -71,5 +85,5 @@ def rendering_path_normalization(rendered: Sequence[torch.Tensor], rendered_prio
     total = torch.zeros(rendered[0].shape[0], device=rendered[0].device, dtype=rendered[0].dtype)
     for mu, mu_prior, bias in zip(rendered, rendered_prior, biases):
         weighted = bias.detach().view(1, -1, 1, 1) * (mu - mu_prior)
-        total = total + weighted.abs().flatten(1).mean(dim=1)
+        total = total + weighted.abs().flatten(1).sum(dim=1)
     return total

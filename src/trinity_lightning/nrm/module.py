@@ -66,7 +66,7 @@ class NRM(pl.LightningModule):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  layers: Sequence[int | str] = (32, "M", 64, "M"), kernel_size: int = 3, slope: float = 0.1,
                  batch_norm: bool = True, head: str = "flatten", max_min: bool = True, alpha_max: float = 1.0,
-                 alpha_min: float = 1.0, alpha_recon: float = 0.5, alpha_rpn: float = 0.5,
+                 alpha_min: float = 1.0, alpha_recon: float = 0.5, alpha_rpn: float = 0.1,
                  pseudo_label: str = "hard", lr: float = 1e-3, weight_decay: float = 1e-4,
                  schedule: str = "constant") -> None:
         super().__init__()
