@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trinity_lightning.crowd import MBEM, AnnotationTable, DawidSkene, MajorityVote, OneCoinDawidSkene
+from trinity_lightning.crowd.dawid_skene import _Params
+from trinity_lightning.crowd.simulate import random_confusions, simulate_annotations
+
+# crowd-kit 1.4.2 on the toy table of conftest.py (DawidSkene(100, 1e-5) / OneCoinDawidSkene(100, 1e-5))
+CK_DS_PROBAS = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0],
+                [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.18715568, 0.81284432, 0.0]]
+CK_DS_PRIORS = [0.39839446, 0.35160554, 0.25]
+CK_DS_ITERATIONS = 19
+CK_ONECOIN_PROBAS = [[0.99999998, 0.0, 2e-08], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.99999735, 2.65e-06],
+                     [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [5e-07, 0.9999995, 0.0], [0.99999977, 2.3e-07, 0.0]]
+CK_ONECOIN_PRIORS = [0.37500003, 0.37499964, 0.25000033]
+CK_ONECOIN_ITERATIONS = 7
+CK_MV_PROBAS = [[2 / 3, 1 / 3, 0.0], [0.0, 1.0, 0.0], [1 / 3, 0.0, 2 / 3], [2 / 3, 1 / 3, 0.0], [0.0, 0.25, 0.75],
+                [1.0, 0.0, 0.0], [0.0, 2 / 3, 1 / 3], [0.5, 0.0, 0.5]]
+
+
+def test_majority_vote_fractions_and_named_tie_rules(toy):
+    smallest = MajorityVote(tie_break="smallest").fit(toy)
+    np.testing.assert_allclose(smallest.posteriors_.numpy(), CK_MV_PROBAS, atol=1e-12)
+    assert smallest.ties_ == 1 and smallest.labels_.tolist()[-1] == 0  # t8: a/c tie -> 'a'
+    picks = {MajorityVote(seed=s).fit(toy).labels_[-1].item() for s in range(20)}
+    assert picks == {0, 2}  # random ties land on both tied classes, never on 'b'
+    assert MajorityVote(seed=3).fit(toy).labels_.tolist() == MajorityVote(seed=3).fit(toy).labels_.tolist()
+    with pytest.raises(ValueError, match="tie_break: expected one of"):
+        MajorityVote(tie_break="first")
+
+
+def test_majority_vote_worker_weights(toy):
+    weighted = MajorityVote(tie_break="smallest").fit(toy, weights={"w1": 1.0, "w2": 1.0, "w3": 5.0, "w4": 1.0})
+    assert weighted.table_.decode_labels(weighted.labels_)[0] == "b"  # w3 outweighs w1 + w2 on t1
+    with pytest.raises(ValueError, match="no \\(finite\\) weight for worker 'w4'"):
+        MajorityVote().fit(toy, weights={"w1": 1.0, "w2": 1.0, "w3": 1.0})
+    with pytest.raises(ValueError, match="non-negative"):
+        MajorityVote().fit(toy, weights=torch.tensor([1.0, -1.0, 1.0, 1.0]))
+
+
+def test_dawid_skene_crowdkit_compat_reproduces_crowdkit(toy):
+    ds = DawidSkene(crowdkit_compat=True).fit(toy)
+    np.testing.assert_allclose(ds.posteriors_.numpy(), CK_DS_PROBAS, atol=1e-7)
+    np.testing.assert_allclose(ds.priors_.numpy(), CK_DS_PRIORS, atol=1e-7)
+    assert ds.n_iter_ == CK_DS_ITERATIONS
+    conf = ds.worker_confusion_.numpy()  # [worker, true, observed]; crowd-kit's errors_.loc[(w, observed), true]
+    assert conf[0, 1, 0] == pytest.approx(0.4483807, abs=1e-6) and conf[0, 1, 1] == pytest.approx(0.5516193, abs=1e-6)
+    assert conf[2, 0, 2] == pytest.approx(0.08557035, abs=1e-7) and conf[2, 0, 0] == pytest.approx(0.4572148, abs=1e-6)
+    assert ds.table_.decode_labels(ds.labels_) == ["a", "b", "c", "a", "c", "a", "b", "b"]
+
+
+def test_one_coin_crowdkit_compat_reproduces_crowdkit(toy):
+    oc = OneCoinDawidSkene(crowdkit_compat=True).fit(toy)
+    np.testing.assert_allclose(oc.posteriors_.numpy(), CK_ONECOIN_PROBAS, atol=1e-7)
+    np.testing.assert_allclose(oc.priors_.numpy(), CK_ONECOIN_PRIORS, atol=1e-7)
+    assert oc.n_iter_ == CK_ONECOIN_ITERATIONS
+    assert oc.skills_.shape == (4,) and bool(((oc.skills_ > 0) & (oc.skills_ < 1)).all())
+
+
+def _naive_em_step(table: AnnotationTable, post: np.ndarray, smoothing: float) -> tuple[np.ndarray, float]:
+    """Loop-based M-step then E-step of Dawid-Skene: the reference for the vectorized one."""
+    m, K = table.num_workers, table.num_classes
+    counts = np.full((m, K, K), smoothing)
+    for i, w, y in zip(table.items.tolist(), table.workers.tolist(), table.labels.tolist()):
+        counts[w, :, y] += post[i]
+    conf = counts / counts.sum(axis=2, keepdims=True)
+    prior = (post.sum(axis=0) + smoothing) / (len(post) + K * smoothing)
+    log_post = np.tile(np.log(prior), (table.num_items, 1))
+    for i, w, y in zip(table.items.tolist(), table.workers.tolist(), table.labels.tolist()):
+        log_post[i] += np.log(conf[w, :, y])
+    top = log_post.max(axis=1, keepdims=True)
+    likelihood = np.exp(log_post - top).sum(axis=1, keepdims=True)
+    return np.exp(log_post - top) / likelihood, float((top + np.log(likelihood)).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorized_em_step_equals_loop_reference(seed):
+    truth = torch.from_numpy(np.random.default_rng(seed).integers(0, 4, 60))
+    table = simulate_annotations(truth, random_confusions(7, 4, seed=seed), labels_per_item=3, seed=seed)
+    ds = DawidSkene(max_iter=1, smoothing=0.5, dtype=torch.float64).fit(table)
+    votes = MajorityVote().fit(table).posteriors_.numpy()
+    expected, log_likelihood = _naive_em_step(table, votes, 0.5)
+    np.testing.assert_allclose(ds.posteriors_.numpy(), expected, atol=1e-10)
+    assert ds.log_likelihood_[0] == pytest.approx(log_likelihood, rel=1e-12)
+
+
+def test_log_likelihood_never_falls_and_float32_agrees():
+    truth = torch.from_numpy(np.random.default_rng(0).integers(0, 5, 800))
+    table = simulate_annotations(truth, random_confusions(20, 5, seed=0), labels_per_item=4, seed=0)
+    ds64 = DawidSkene(smoothing=0.0, tol=1e-9, dtype="float64").fit(table)
+    history = np.array(ds64.log_likelihood_)
+    assert ds64.n_iter_ > 3 and np.all(np.diff(history) > -1e-6)
+    ds32 = DawidSkene(smoothing=0.0, tol=1e-9, dtype="float32").fit(table)
+    np.testing.assert_allclose(ds32.posteriors_.numpy(), ds64.posteriors_.numpy(), atol=1e-4)
+    assert (ds64.labels_ == truth).float().mean() > (MajorityVote().fit(table).labels_ == truth).float().mean()
+    conf = ds64.worker_confusion_
+    assert torch.allclose(conf.sum(-1), torch.ones_like(conf.sum(-1)))
+
+
+def test_class_nobody_used_and_worker_with_one_item(toy):
+    extra = pd.concat([toy, pd.DataFrame([("t9", "solo", "a")], columns=toy.columns)], ignore_index=True)
+    for cls in (DawidSkene, OneCoinDawidSkene):
+        model = cls().fit(extra, classes=["a", "b", "c", "never"])
+        assert torch.isfinite(model.posteriors_).all() and model.posteriors_[:, 3].max() < 1e-3
+        assert model.worker_frame().shape == (5, 3)
+
+
+def test_divergence_raises_with_the_iteration(toy):
+    class Broken(DawidSkene):
+        calls = 0
+
+        def _m_step(self, inc, post):
+            params = super()._m_step(inc, post)
+            Broken.calls += 1
+            if Broken.calls == 3:  # the parameters of E-step 3 are NaN
+                return _Params(params.log_conf_t * float("nan"), params.log_prior, 0.0, params.counts)
+            return params
+
+    with pytest.raises(FloatingPointError, match="Broken diverged at iteration 3"):
+        Broken(tol=0.0).fit(toy)
+
+
+def test_em_argument_validation(toy):
+    with pytest.raises(ValueError, match="max_iter"):
+        DawidSkene(max_iter=0)
+    with pytest.raises(ValueError, match="smoothing"):
+        DawidSkene(smoothing=-1)
+    with pytest.raises(ValueError, match="dtype"):
+        DawidSkene(dtype="float16")
+    with pytest.raises(ValueError, match=r"init_posteriors: expected shape \(8, 3\)"):
+        DawidSkene().fit(toy, init_posteriors=torch.ones(2, 3))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        DawidSkene().fit(pd.DataFrame({"task": [1], "worker": [1], "label": [0]}))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        DawidSkene().to_frame()
+
+
+def test_mbem_recovers_workers_from_a_good_model_with_one_label_per_item():
+    rng = np.random.default_rng(0)
+    truth = torch.from_numpy(rng.integers(0, 4, 3000))
+    conf = random_confusions(30, 4, seed=1)
+    table = simulate_annotations(truth, conf, labels_per_item=1, seed=2)
+    model = torch.nn.functional.one_hot(truth, 4).double() * 0.6 + 0.1  # a model right on every item
+    mbem = MBEM(smoothing=0.01).fit(table, model)
+    true_acc = conf.diagonal(dim1=1, dim2=2).mean(1)
+    assert torch.corrcoef(torch.stack([mbem.worker_accuracy_, true_acc]))[0, 1] > 0.9
+    assert (mbem.labels_ == truth).float().mean() >= (MajorityVote().fit(table).labels_ == truth).float().mean()
+    with pytest.raises(ValueError, match="predictions: expected shape"):
+        MBEM().fit(table, torch.ones(5, 4))
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        MBEM().fit(table, model * float("nan"))
+    hard = MBEM().fit(table, truth)  # class ids work too
+    assert hard.posteriors_.shape == (3000, 4)
+
+
+def test_to_frame_and_worker_frame(toy):
+    ds = DawidSkene().fit(toy)
+    frame = ds.to_frame()
+    assert list(frame.columns) == ["item", "label", "confidence", "p_a", "p_b", "p_c"]
+    assert frame["item"].tolist()[:2] == ["t1", "t2"] and np.allclose(frame[["p_a", "p_b", "p_c"]].sum(axis=1), 1)
+    workers = ds.worker_frame()
+    assert workers["accuracy"].is_monotonic_increasing and set(workers["worker"]) == {"w1", "w2", "w3", "w4"}
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(toy):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = DawidSkene(dtype="float64").fit(toy).posteriors_
+    gpu = DawidSkene(dtype="float64", device="cuda").fit(toy).posteriors_
+    torch.testing.assert_close(gpu.cpu(), cpu)
