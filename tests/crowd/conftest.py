@@ -21,3 +21,14 @@ TOY_ROWS = [
 def toy() -> pd.DataFrame:
     """8 items, 4 workers, 3 classes; crowd-kit 1.4.2's results on it are pinned in test_aggregators.py."""
     return pd.DataFrame(TOY_ROWS, columns=["task", "worker", "label"])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tests run many tiny ops: one thread avoids OpenMP stalls on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -80,8 +80,8 @@ def test_declared_class_nobody_used_is_kept(toy):
 
 def test_duplicates_error_keep_last_keep_all(toy):
     dup = pd.concat([toy, pd.DataFrame([("t2", "w1", "a")], columns=toy.columns)], ignore_index=True)
-    with pytest.raises(DataFormatError, match=r"row 23, field 'worker': duplicate \(item, worker\) pair \('t2', 'w1'\), "
-                                              r"first at row 3"):
+    message = r"row 23, field 'worker': duplicate \(item, worker\) pair \('t2', 'w1'\), first at row 3"
+    with pytest.raises(DataFormatError, match=message):
         AnnotationTable.read(dup)
     last = AnnotationTable.read(dup, duplicates="keep_last")
     assert len(last) == 23 and last.dropped_duplicates == 1

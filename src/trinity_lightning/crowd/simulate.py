@@ -86,7 +86,8 @@ def _distinct_workers(num_items: int, per_item: int, num_workers: int, rng: np.r
 
 
 def simulate_annotations(true_labels: torch.Tensor | np.ndarray, confusions: torch.Tensor,
-                         labels_per_item: int = 1, seed: int = 0, item_ids: np.ndarray | None = None) -> AnnotationTable:
+                         labels_per_item: int = 1, seed: int = 0,
+                         item_ids: np.ndarray | None = None) -> AnnotationTable:
     """Each item gets ``labels_per_item`` distinct random workers, who answer from their confusion rows.
 
     Args:

@@ -1,0 +1,121 @@
+"""``trinity crowd``: aggregate crowd labels from the command line.
+
+``trinity crowd aggregate annotations.csv --method dawid_skene --out labels.csv`` writes one row per item
+(``item, label, confidence, p_<class>...``) and prints a table of the least reliable annotators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from trinity_lightning.crowd.base import Aggregator
+
+METHODS = {"majority_vote": "MajorityVote", "mv": "MajorityVote", "dawid_skene": "DawidSkene", "ds": "DawidSkene",
+           "one_coin": "OneCoinDawidSkene"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trinity crowd", description="Crowd-label aggregation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    agg = commands.add_parser("aggregate", help="aggregate a long (item, worker, label) table into one label per item",
+                              description="Aggregate a long (item, worker, label) table into one label per item.")
+    agg.add_argument("annotations", help="CSV/TSV/JSONL/Parquet file with one row per (item, worker, label)")
+    agg.add_argument("--method", default="dawid_skene", choices=sorted(METHODS),
+                     help="aggregator (default: dawid_skene)")
+    agg.add_argument("--out", required=True, help="output CSV: item, label, confidence, p_<class>...")
+    agg.add_argument("--item", default="task", help="item column (default: task)")
+    agg.add_argument("--worker", default="worker", help="worker column (default: worker)")
+    agg.add_argument("--label", default="label", help="label column (default: label)")
+    agg.add_argument("--duplicates", default="error", choices=["error", "keep_last", "keep_all"],
+                     help="repeated (item, worker) pairs (default: error)")
+    agg.add_argument("--max-iter", type=int, default=100, help="EM iterations at most (default: 100)")
+    agg.add_argument("--tol", type=float, default=1e-5, help="EM stops below this gain per annotation")
+    agg.add_argument("--smoothing", type=float, default=0.01, help="Laplace pseudo-count (default: 0.01)")
+    agg.add_argument("--tie-break", default="random", choices=["random", "smallest"],
+                     help="majority-vote tie rule (default: random, seeded)")
+    agg.add_argument("--seed", type=int, default=0, help="seed of the random tie rule")
+    agg.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    agg.add_argument("--show", type=int, default=10, help="annotators to list, least reliable first (0: none)")
+    agg.add_argument("--no-probabilities", action="store_true", help="omit the p_<class> columns")
+    return parser
+
+
+def _build(args: argparse.Namespace) -> Aggregator:
+    from trinity_lightning import crowd
+
+    name = METHODS[args.method]
+    if name == "MajorityVote":
+        return crowd.MajorityVote(tie_break=args.tie_break, seed=args.seed, device=args.device)
+    cls = getattr(crowd, name)
+    return cls(max_iter=args.max_iter, tol=args.tol, smoothing=args.smoothing, device=args.device)  # type: ignore[no-any-return]
+
+
+def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = model.table_
+    console = Console()
+    facts = [f"{len(table):,} annotations", f"{table.num_items:,} items", f"{table.num_workers:,} annotators",
+             f"{table.num_classes} classes", f"{seconds:.2f} s"]
+    if hasattr(model, "n_iter_"):
+        facts.append(f"{model.n_iter_} EM iterations")
+    if hasattr(model, "ties_"):
+        facts.append(f"{model.ties_} ties ({model.tie_break})")  # type: ignore[attr-defined]
+    if table.dropped_duplicates:
+        facts.append(f"{table.dropped_duplicates} duplicate rows dropped")
+    console.print(f"[bold]{type(model).__name__}[/bold]: " + ", ".join(facts) + f" -> {args.out}")
+    if args.show <= 0:
+        return
+    workers = model.worker_frame().head(args.show)
+    view = Table(title=f"Least reliable annotators ({min(args.show, table.num_workers)} of {table.num_workers})")
+    view.add_column("annotator")
+    view.add_column("annotations", justify="right")
+    view.add_column("est. accuracy", justify="right")
+    confusion = getattr(model, "worker_confusion_", None)
+    if confusion is not None:
+        view.add_column("most likely error (true -> said)")
+    index = {w: k for k, w in enumerate(table.worker_ids)}
+    for row in workers.itertuples(index=False):
+        cells = [str(row.worker), f"{row.annotations:,}", f"{row.accuracy:.3f}"]
+        if confusion is not None:
+            matrix = confusion[index[row.worker]].detach().cpu().clone()
+            matrix.fill_diagonal_(-1.0)
+            true, said = divmod(int(matrix.argmax()), table.num_classes)
+            cells.append(f"{table.classes[true]} -> {table.classes[said]} ({float(matrix[true, said]):.2f})")
+        view.add_row(*cells)
+    console.print(view)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``trinity crowd ...``; returns the exit code (0 ok, 2 bad input).
+
+    Example:
+        >>> main(["--help"])  # doctest: +SKIP
+    """
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from trinity_lightning.crowd.table import AnnotationTable
+    from trinity_lightning.data import DataFormatError, atomic_open
+
+    try:
+        model = _build(args)
+        start = time.perf_counter()
+        annotations = AnnotationTable.read(args.annotations, item=args.item, worker=args.worker, label=args.label,
+                                           duplicates=args.duplicates)
+        model.fit(annotations)
+        seconds = time.perf_counter() - start
+    except (DataFormatError, FileNotFoundError, ValueError, FloatingPointError) as err:
+        print(f"trinity crowd aggregate: {err}", file=sys.stderr)
+        return 2
+    frame = model.to_frame(probabilities=not args.no_probabilities)
+    with atomic_open(args.out, "w") as handle:
+        frame.to_csv(handle, index=False)
+    _report(model, args, seconds)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
