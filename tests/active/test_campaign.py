@@ -39,8 +39,9 @@ def test_token_budget(tmp_path):
     al = ActiveLearning("entropy", query_size=12, budget=60, unit="tokens", curve_path=str(tmp_path / "c.csv"))
     _trainer(tmp_path, al).fit(mlp(), datamodule=dm)
     costs = [int(r["labelled_tokens"]) for r in csv.DictReader((tmp_path / "c.csv").open())]
-    assert all(b - a <= 12 for a, b in itertools.pairwise(costs)) and costs[-1] >= 60 - 2
-    assert costs[-1] <= 60
+    steps = [b - a for a, b in itertools.pairwise(costs)]
+    assert all(12 <= s < 12 + 3 for s in steps[:-1]) and 0 < steps[-1] < 12 + 3  # overshoot < one example
+    assert 60 <= costs[-1] < 60 + 3
 
 
 class _Crash(Callback):

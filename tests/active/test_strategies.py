@@ -138,7 +138,8 @@ def test_bald_without_dropout_is_an_error():
 def test_select_by_budget_and_random_seeded():
     from trinity_lightning.active.scoring import Selection
 
-    assert select_by_budget(Selection([1, 2, 3], [3.0, 2.0, 1.0]), [5, 5, 5], 12).indices == [1, 2]
+    assert select_by_budget(Selection([1, 2, 3], [3.0, 2.0, 1.0]), [5, 5, 5], 12).indices == [1, 2, 3]
+    assert select_by_budget(Selection([1, 2, 3], [3.0, 2.0, 1.0]), [5, 5, 5], 10).indices == [1, 2]
     assert select_by_budget(Selection([1], [3.0]), [50], 12).indices == [1]  # at least one
     r = get_strategy("random")
     r.begin(3)

@@ -114,5 +114,5 @@ def test_conll_datamodule_token_campaign(tmp_path):
                          enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(tagger, datamodule=dm)
     assert dm.tag_names == ["O", "B-LOC", "B-PER", "I-PER"] and tagger.net is not None
-    assert 150 - 10 <= dm.labelled_cost <= 150 and al.finished
+    assert 150 <= dm.labelled_cost < 150 + 12 and al.finished
     assert all("val_f1" in row for row in al.curve)

@@ -228,7 +228,7 @@ class ActiveLearning(Callback):
         if self.budget is not None:
             remaining = min(remaining, self.budget - self._labelled(dm))
         candidates = self._candidates(dm)
-        k = min(max(remaining, 1), len(candidates))
+        k = min(max(remaining, 1), len(candidates))  # in tokens: every sentence costs at least one
         rank, world = trainer.global_rank, trainer.world_size
         shard = candidates[rank::world]
         self.strategy.begin(self.seed * 1_000_003 + self.round)

@@ -114,7 +114,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         initial_labelled: examples labelled at random before the first round: a count, or a fraction of
             the pool when a float in ``(0, 1)``. Their labels are the dataset's own.
         batch_size: batch size of the train/val/test loaders.
-        pool_batch_size: batch size of :meth:`pool_dataloader` (default ``4 * batch_size``).
+        pool_batch_size: batch size of :meth:`pool_dataloader` and of the validation/test loaders
+            (default ``4 * batch_size``; no gradients there, so larger batches are cheap).
         num_workers: DataLoader workers.
         collate_fn: collate function of every loader (e.g. padding for token sequences).
         label_field: where an item keeps its label (tuple position or dict key).
@@ -351,13 +352,13 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._require_setup()
         if self.val_set is None:
             raise RuntimeError(f"{type(self).__name__} has no validation set; pass val=...")
-        return self._loader(self.val_set, False, self.batch_size)
+        return self._loader(self.val_set, False, self.pool_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         self._require_setup()
         if self.test_set is None:
             raise RuntimeError(f"{type(self).__name__} has no test set; pass test=...")
-        return self._loader(self.test_set, False, self.batch_size)
+        return self._loader(self.test_set, False, self.pool_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         """The pool loader, so ``trainer.predict(model, datamodule=dm)`` scores the pool."""

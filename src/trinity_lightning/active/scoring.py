@@ -243,18 +243,19 @@ def score_pool(model: nn.Module, loader: Iterable[Any], strategy: QueryStrategy,
 
 
 def select_by_budget(selection: Selection, costs: Sequence[int], budget: int) -> Selection:
-    """Take candidates best-first while their summed cost fits ``budget`` (always at least one).
+    """Take candidates best-first until their summed cost reaches ``budget``.
+
+    The last one taken may overshoot the budget by less than its own cost, so each round adds at least
+    ``budget`` (no sliver rounds of one short sentence at the end of a campaign).
 
     Example:
         >>> select_by_budget(Selection([5, 6, 7], [0.9, 0.8, 0.7]), costs=[4, 3, 1], budget=6).indices
-        [5, 7]
+        [5, 6]
     """
     chosen: list[int] = []
     scores: list[float] = []
     spent = 0
     for index, score, cost in zip(selection.indices, selection.scores, costs):
-        if spent + cost > budget and chosen:
-            continue
         chosen.append(index)
         scores.append(score)
         spent += int(cost)
