@@ -72,7 +72,7 @@ def test_nested_leaf_twice_and_bad_json(tmp_path):
     with pytest.raises(DataFormatError, match="'parents' or a 'tree'"):
         ClassHierarchy.from_json(bad)
     bad.write_text('{"parents": [["a", "b"], ["a", "c"]]}')
-    with pytest.raises(DataFormatError, match="field 'parents'.*two parents"):
+    with pytest.raises(DataFormatError, match=r"field 'parents'.*two parents"):
         ClassHierarchy.from_json(bad)
 
 

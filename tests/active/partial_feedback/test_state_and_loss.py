@@ -62,7 +62,7 @@ def test_save_load_round_trip_is_atomic(tmp_path):
     for a, b in zip(loaded.history(), state.history()):
         assert a.equal(b)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataFormatError, match="junk.npz"):
+    with pytest.raises(DataFormatError, match=r"junk\.npz"):
         PartialLabels.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="do not fit"):
         PartialLabels(3, 13).load_state_dict(state.state_dict())
