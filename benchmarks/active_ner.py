@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _results import claim, write_results  # noqa: E402
+from _results import claim, write_results
 
 STRATEGIES = ("random", "least_confidence", "mnlp", "bald")
 
@@ -155,7 +155,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     full = [r for r in results if r["strategy"] == "full"]
     full_f1 = float(np.mean([max(r["epoch_f1"]) for r in full])) if full else float("nan")
     curves: dict[str, dict[str, Any]] = {}
-    grid = [round(args.start + i * args.step, 6) for i in range(int(round((args.stop - args.start) / args.step)) + 1)]
+    grid = [round(args.start + i * args.step, 6) for i in range(round((args.stop - args.start) / args.step) + 1)]
     for strategy in STRATEGIES:
         runs = [r for r in results if r["strategy"] == strategy]
         if not runs:

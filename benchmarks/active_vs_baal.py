@@ -38,12 +38,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _results import claim, write_results  # noqa: E402
-
-from trinity_lightning.active import BALD, ActiveLearning, ActiveLearningDataModule, Entropy  # noqa: E402
-from trinity_lightning.active.scoring import score_pool  # noqa: E402
-from trinity_lightning.data import ArrayDataset, has_dataset, load_mnist  # noqa: E402
-from trinity_lightning.models import Classifier, SmallCNN  # noqa: E402
+from _results import claim, write_results
+from trinity_lightning.active import BALD, ActiveLearning, ActiveLearningDataModule, Entropy
+from trinity_lightning.active.scoring import score_pool
+from trinity_lightning.data import ArrayDataset, has_dataset, load_mnist
+from trinity_lightning.models import Classifier, SmallCNN
 
 
 def _pool(n: int) -> tuple[ArrayDataset, str]:
@@ -69,8 +68,7 @@ def _baal_wrapper(model: torch.nn.Module, batch_size: int) -> Any:
 
 
 def time_scoring(dataset: ArrayDataset, batch_size: int, k: int, samples: int, repeats: int) -> dict[str, Any]:
-    from baal.active.heuristics import BALD as BaalBALD
-    from baal.active.heuristics import Entropy as BaalEntropy
+    from baal.active import heuristics as baal_heuristics
 
     model = _model()
     dm = ActiveLearningDataModule(dataset, pool_batch_size=batch_size)
@@ -79,7 +77,8 @@ def time_scoring(dataset: ArrayDataset, batch_size: int, k: int, samples: int, r
     wrapper = _baal_wrapper(_model(), batch_size)
     out: dict[str, Any] = {}
     for name, ours_strategy, baal_heuristic, iterations in (
-            ("bald", BALD(n_samples=samples), BaalBALD(), samples), ("entropy", Entropy(), BaalEntropy(), 1)):
+            ("bald", BALD(n_samples=samples), baal_heuristics.BALD(), samples),
+            ("entropy", Entropy(), baal_heuristics.Entropy(), 1)):
         ours_t, baal_t = [], []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -127,13 +126,13 @@ def ours_campaign(dataset: ArrayDataset, batch_size: int, query: int, samples: i
 
 def baal_campaign(dataset: ArrayDataset, batch_size: int, query: int, samples: int) -> dict[str, float]:
     from baal.active import ActiveLearningDataset, ActiveLearningLoop
-    from baal.active.heuristics import BALD as BaalBALD
+    from baal.active import heuristics as baal_heuristics
 
     active = ActiveLearningDataset(dataset, random_state=0)
     active.label_randomly(query)
     wrapper = _baal_wrapper(_model(), batch_size)
-    loop = ActiveLearningLoop(active, wrapper.predict_on_dataset, heuristic=BaalBALD(), query_size=query,
-                              iterations=samples, verbose=False)
+    loop = ActiveLearningLoop(active, wrapper.predict_on_dataset, heuristic=baal_heuristics.BALD(),
+                              query_size=query, iterations=samples, verbose=False)
     start = time.perf_counter()
     for _ in range(5):
         loop.step()
