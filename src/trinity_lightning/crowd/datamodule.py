@@ -195,10 +195,9 @@ class CrowdDataModule(pl.LightningDataModule):
         items, indices, _ = self._ready()
         return self._loader(_InputsDataset(items, indices))
 
-    def val_dataloader(self) -> DataLoader:
-        if self.val_set is None:
-            raise RuntimeError(f"{type(self).__name__} has no validation set; pass val=...")
-        return self._loader(self.val_set)
+    def val_dataloader(self) -> DataLoader | list[Any]:
+        """The gold-labelled validation set (no validation when ``val`` was not given)."""
+        return [] if self.val_set is None else self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
         if self.test_set is None:
