@@ -44,10 +44,22 @@ METHODS: dict[str, dict[str, Any]] = {
     "maxmin_nrm_no_rpn": {"max_min": True, "alpha_recon": 0.5, "alpha_rpn": 0.0},
 }
 SETTINGS: dict[str, dict[str, Any]] = {
-    "mnist": {"labels_per_class": 10, "layers": [32, "M", 64, "M"], "in_channels": 1, "image_size": 28,
-              "steps": 2000, "lr": 2e-3},
-    "cifar10": {"labels_per_class": 400, "layers": [64, "M", 128, "M", 256, "M"], "in_channels": 3,
-                "image_size": 32, "steps": 1500, "lr": 2e-3},
+    "mnist": {
+        "labels_per_class": 10,
+        "layers": [32, "M", 64, "M"],
+        "in_channels": 1,
+        "image_size": 28,
+        "steps": 2000,
+        "lr": 2e-3,
+    },
+    "cifar10": {
+        "labels_per_class": 400,
+        "layers": [64, "M", 128, "M", 256, "M"],
+        "in_channels": 3,
+        "image_size": 32,
+        "steps": 1500,
+        "lr": 2e-3,
+    },
 }
 LABELLED_BATCH, UNLABELLED_RATIO = 50, 4.0
 RESULTS = ROOT / "benchmarks" / "results" / "nrm_semisupervised.json"
@@ -66,29 +78,63 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_float32_matmul_precision("high")
     setting, seed = SETTINGS[job["dataset"]], job["seed"]
     pl.seed_everything(seed, verbose=False)
-    dm = SemiSupervisedDataModule(job["dataset"], labels_per_class=setting["labels_per_class"],
-                                  labelled_batch_size=LABELLED_BATCH, unlabelled_ratio=UNLABELLED_RATIO,
-                                  val_size=1000, unlabelled_limit=job.get("unlabelled_limit"),
-                                  test_limit=job.get("test_limit"), seed=seed)
-    model = NRM(num_classes=10, in_channels=setting["in_channels"], image_size=setting["image_size"],
-                layers=setting["layers"], lr=setting["lr"], schedule="cosine", **METHODS[job["method"]])
-    trainer = pl.Trainer(max_steps=job["steps"], max_time=job.get("max_time"), accelerator=job.get("accelerator",
-                         "auto"), devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    dm = SemiSupervisedDataModule(
+        job["dataset"],
+        labels_per_class=setting["labels_per_class"],
+        labelled_batch_size=LABELLED_BATCH,
+        unlabelled_ratio=UNLABELLED_RATIO,
+        val_size=1000,
+        unlabelled_limit=job.get("unlabelled_limit"),
+        test_limit=job.get("test_limit"),
+        seed=seed,
+    )
+    model = NRM(
+        num_classes=10,
+        in_channels=setting["in_channels"],
+        image_size=setting["image_size"],
+        layers=setting["layers"],
+        lr=setting["lr"],
+        schedule="cosine",
+        **METHODS[job["method"]],
+    )
+    trainer = pl.Trainer(
+        max_steps=job["steps"],
+        max_time=job.get("max_time"),
+        accelerator=job.get("accelerator", "auto"),
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     start = time.perf_counter()
     trainer.fit(model, dm)
     fit_seconds = time.perf_counter() - start
     train = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train_")}
     steps_done = int(trainer.global_step)
     test_acc = float(trainer.test(model, dm, verbose=False)[0]["test_acc"])
-    record = {**{k: job[k] for k in ("dataset", "method", "seed")}, "test_acc": test_acc, "steps": steps_done,
-              "steps_planned": job["steps"], "fit_seconds": round(fit_seconds, 1), "num_labelled": dm.num_labelled,
-              "num_unlabelled": 0 if dm.unlabelled_indices is None else len(dm.unlabelled_indices), "train_losses": train,
-              "device": str(trainer.strategy.root_device)}
+    record = {
+        **{k: job[k] for k in ("dataset", "method", "seed")},
+        "test_acc": test_acc,
+        "steps": steps_done,
+        "steps_planned": job["steps"],
+        "fit_seconds": round(fit_seconds, 1),
+        "num_labelled": dm.num_labelled,
+        "num_unlabelled": 0 if dm.unlabelled_indices is None else len(dm.unlabelled_indices),
+        "train_losses": train,
+        "device": str(trainer.strategy.root_device),
+    }
     if job.get("save_weights"):
-        torch.save({"hparams": dict(model.hparams), "state_dict": model.state_dict(),
-                    "labelled_indices": dm.labelled_indices.tolist() if dm.labelled_indices is not None else None},
-                   job["save_weights"])
+        torch.save(
+            {
+                "hparams": dict(model.hparams),
+                "state_dict": model.state_dict(),
+                "labelled_indices": dm.labelled_indices.tolist() if dm.labelled_indices is not None else None,
+            },
+            job["save_weights"],
+        )
     return record
 
 
@@ -105,37 +151,70 @@ def aggregate(records: list[dict[str, Any]], command: str | None = None, note: s
         for method, runs in methods.items():
             accs = [100 * runs[s]["test_acc"] for s in sorted(runs)]
             summary[dataset][method] = {
-                "mean": round(statistics.fmean(accs), 3), "std": round(statistics.stdev(accs), 3) if len(accs) > 1
-                else 0.0, "per_seed": {s: round(100 * runs[s]["test_acc"], 3) for s in sorted(runs)},
-                "steps": sorted({runs[s]["steps"] for s in runs}), "fit_seconds": [runs[s]["fit_seconds"] for s in
-                                                                                      sorted(runs)]}
+                "mean": round(statistics.fmean(accs), 3),
+                "std": round(statistics.stdev(accs), 3) if len(accs) > 1 else 0.0,
+                "per_seed": {s: round(100 * runs[s]["test_acc"], 3) for s in sorted(runs)},
+                "steps": sorted({runs[s]["steps"] for s in runs}),
+                "fit_seconds": [runs[s]["fit_seconds"] for s in sorted(runs)],
+            }
     claims = []
     lowest = "mnist" if "mnist" in summary else next(iter(summary))
     s = summary[lowest]
     labels = {"mnist": "MNIST 100 labels", "cifar10": "CIFAR-10 4,000 labels"}[lowest]
     if "maxmin_nrm" in s and "ce" in s:
-        claims.append(claim("maxmin_nrm_vs_ce_semisup",
-                            f"test accuracy, Max-Min NRM (max-min CE + reconstruction + RPN) vs supervised CE "
-                            f"baseline, same net and steps, {labels}, mean of {len(s['ce']['per_seed'])} seeds",
-                            ours=s["maxmin_nrm"]["mean"], anchor=s["ce"]["mean"], better="higher", unit="%",
-                            target_delta=2.0))
+        claims.append(
+            claim(
+                "maxmin_nrm_vs_ce_semisup",
+                f"test accuracy, Max-Min NRM (max-min CE + reconstruction + RPN) vs supervised CE "
+                f"baseline, same net and steps, {labels}, mean of {len(s['ce']['per_seed'])} seeds",
+                ours=s["maxmin_nrm"]["mean"],
+                anchor=s["ce"]["mean"],
+                better="higher",
+                unit="%",
+                target_delta=2.0,
+            )
+        )
     if "maxmin_nrm" in s and "maxmin_nrm_no_rpn" in s:
-        claims.append(claim("rpn_ablation_delta",
-                            f"test accuracy, Max-Min NRM with RPN minus without RPN, {labels}, mean of "
-                            f"{len(s['maxmin_nrm']['per_seed'])} seeds", ours=s["maxmin_nrm"]["mean"],
-                            anchor=s["maxmin_nrm_no_rpn"]["mean"], better="higher", unit="%", target_delta=0.0))
+        claims.append(
+            claim(
+                "rpn_ablation_delta",
+                f"test accuracy, Max-Min NRM with RPN minus without RPN, {labels}, mean of "
+                f"{len(s['maxmin_nrm']['per_seed'])} seeds",
+                ours=s["maxmin_nrm"]["mean"],
+                anchor=s["maxmin_nrm_no_rpn"]["mean"],
+                better="higher",
+                unit="%",
+                target_delta=0.0,
+            )
+        )
     for dataset in summary:
         if dataset == lowest:
             continue
         d = summary[dataset]
         if "maxmin_nrm" in d and "ce" in d:
-            claims.append(claim(f"maxmin_nrm_vs_ce_{dataset}", f"as maxmin_nrm_vs_ce_semisup on {dataset}",
-                                ours=d["maxmin_nrm"]["mean"], anchor=d["ce"]["mean"], better="higher", unit="%",
-                                target_delta=0.0))
-    details = {"protocol": {"settings": SETTINGS, "methods": METHODS, "labelled_batch": LABELLED_BATCH,
-                            "unlabelled_ratio": UNLABELLED_RATIO, "optimizer": "AdamW, cosine to 0, wd 1e-4",
-                            "note": note},
-               "accuracy_percent": summary, "runs": records}
+            claims.append(
+                claim(
+                    f"maxmin_nrm_vs_ce_{dataset}",
+                    f"as maxmin_nrm_vs_ce_semisup on {dataset}",
+                    ours=d["maxmin_nrm"]["mean"],
+                    anchor=d["ce"]["mean"],
+                    better="higher",
+                    unit="%",
+                    target_delta=0.0,
+                )
+            )
+    details = {
+        "protocol": {
+            "settings": SETTINGS,
+            "methods": METHODS,
+            "labelled_batch": LABELLED_BATCH,
+            "unlabelled_ratio": UNLABELLED_RATIO,
+            "optimizer": "AdamW, cosine to 0, wd 1e-4",
+            "note": note,
+        },
+        "accuracy_percent": summary,
+        "runs": records,
+    }
     return write_results("nrm_semisupervised", claims, details, command=command)
 
 
@@ -158,21 +237,32 @@ def figures(weights: Path, results: Path, img_dir: Path) -> list[Path]:
     pick = [int((test.labels == c).nonzero()[0][0]) for c in range(0, 10, 1)][:8]
     references = (torch.from_numpy(test.images[pick]).float().div(255.0).unsqueeze(1) - mean) / std
     grid = render_grid(model, references, random_columns=2, seed=0)
-    out = [save_grid(grid, img_dir / "nrm_samples.png", references=references,
-                     row_labels=[f"y={c}" for c in range(10)],
-                     title="Max-Min NRM (MNIST, 100 labels): class y rendered through the latents of each top image;"
-                           " last 2 columns: random latents")]
+    out = [
+        save_grid(
+            grid,
+            img_dir / "nrm_samples.png",
+            references=references,
+            row_labels=[f"y={c}" for c in range(10)],
+            title="Max-Min NRM (MNIST, 100 labels): class y rendered through the latents of each top image;"
+            " last 2 columns: random latents",
+        )
+    ]
     summary = json.loads(results.read_text())["details"]["accuracy_percent"]
-    names = {"ce": "CE (labelled only)", "nrm": "NRM", "maxmin_nrm_no_rpn": "Max-Min NRM, no RPN",
-             "maxmin_nrm": "Max-Min NRM"}
+    names = {
+        "ce": "CE (labelled only)",
+        "nrm": "NRM",
+        "maxmin_nrm_no_rpn": "Max-Min NRM, no RPN",
+        "maxmin_nrm": "Max-Min NRM",
+    }
     fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.2))
     for ax, (dataset, methods) in zip(np.atleast_1d(axes), sorted(summary.items(), key=lambda kv: kv[0] != "mnist")):
         keys = [k for k in names if k in methods]
         means = [methods[k]["mean"] for k in keys]
         ax.bar(range(len(keys)), means, yerr=[methods[k]["std"] for k in keys], color="#888", capsize=4)
         for i, k in enumerate(keys):
-            ax.scatter([i] * len(methods[k]["per_seed"]), list(methods[k]["per_seed"].values()), color="k", s=10,
-                       zorder=3)
+            ax.scatter(
+                [i] * len(methods[k]["per_seed"]), list(methods[k]["per_seed"].values()), color="k", s=10, zorder=3
+            )
         ax.set_xticks(range(len(keys)), [names[k] for k in keys], rotation=15, fontsize=8)
         ax.set_ylim(min(means) - 6, max(means) + 3)
         ax.set_ylabel("test accuracy (%)")
@@ -189,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"], choices=sorted(SETTINGS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=json.loads, default={}, help='per dataset, e.g. \'{"mnist": 500}\'')
+    parser.add_argument("--steps", type=json.loads, default={}, help="per dataset, e.g. '{\"mnist\": 500}'")
     parser.add_argument("--unlabelled-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--max-time", default=None, help="per run, Lightning's DD:HH:MM:SS")
@@ -224,10 +314,19 @@ def main(argv: list[str] | None = None) -> int:
                 save = None
                 if args.weights and dataset == "mnist" and method == "maxmin_nrm" and seed == args.seeds[0]:
                     save = str(args.weights)
-                jobs.append({"dataset": dataset, "method": method, "seed": seed,
-                             "steps": args.steps.get(dataset, SETTINGS[dataset]["steps"]),
-                             "unlabelled_limit": args.unlabelled_limit, "test_limit": args.test_limit,
-                             "max_time": args.max_time, "accelerator": args.accelerator, "save_weights": save})
+                jobs.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "seed": seed,
+                        "steps": args.steps.get(dataset, SETTINGS[dataset]["steps"]),
+                        "unlabelled_limit": args.unlabelled_limit,
+                        "test_limit": args.test_limit,
+                        "max_time": args.max_time,
+                        "accelerator": args.accelerator,
+                        "save_weights": save,
+                    }
+                )
     records = []
     args.runs.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -243,9 +342,12 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             with args.runs.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
-            print(f"[{time.perf_counter() - start:6.1f}s] {record['dataset']:8s} {record['method']:18s} "
-                  f"seed {record['seed']} acc {100 * record['test_acc']:.2f} steps {record['steps']} "
-                  f"({record['fit_seconds']}s)", flush=True)
+            print(
+                f"[{time.perf_counter() - start:6.1f}s] {record['dataset']:8s} {record['method']:18s} "
+                f"seed {record['seed']} acc {100 * record['test_acc']:.2f} steps {record['steps']} "
+                f"({record['fit_seconds']}s)",
+                flush=True,
+            )
     if records and not args.quick:
         print(aggregate(records, note=args.note))
     return 0 if len(records) == len(jobs) else 1

@@ -34,7 +34,8 @@ class _Rows(Dataset):
 
 def _image_tensor(images: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(images))
-    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    # integer images hold 8-bit pixel values (uint8 from arrays and PIL, int64 from Arrow lists)
+    x = x.float().div_(255.0) if not torch.is_floating_point(x) else x.float()
     if x.ndim == 3:
         x = x.unsqueeze(1)
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -42,15 +43,17 @@ def _image_tensor(images: np.ndarray) -> torch.Tensor:
     return x.contiguous()
 
 
-def to_tensors(source: Any, *, image_field: str = "image", label_field: str = "label",
-               split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+def to_tensors(
+    source: Any, *, image_field: str = "image", label_field: str = "label", split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and labels of a dataset as tensors.
 
     Args:
         source: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
             :class:`~trinity_lightning.data.ImageArrays`, an :class:`~trinity_lightning.data.ArrayDataset`, a
             Hugging Face ``datasets.Dataset`` (``image_field`` holds images or feature lists, ``label_field`` the
-            class ids) or any map-style dataset of ``(x, y)`` pairs.
+            class ids) or any map-style dataset of ``(x, y)`` pairs. Integer images are 8-bit pixels (scaled to
+            ``[0, 1]``); channels-last images are moved to channels-first.
         image_field: the features column of a Hugging Face dataset.
         label_field: the label column of a Hugging Face dataset.
         split: the split of a shared dataset.
@@ -77,8 +80,9 @@ def to_tensors(source: Any, *, image_field: str = "image", label_field: str = "l
     if hf is not None and isinstance(source, hf.Dataset):
         for field in (image_field, label_field):
             if field not in source.column_names:
-                raise ValueError(f"dataset: no column {field!r}; columns are {source.column_names} "
-                                 f"(pass image_field=/label_field=)")
+                raise ValueError(
+                    f"dataset: no column {field!r}; columns are {source.column_names} (pass image_field=/label_field=)"
+                )
         table = source.with_format("numpy")
         images = np.stack([np.asarray(v) for v in table[image_field]])
         return _image_tensor(images), torch.as_tensor(np.asarray(table[label_field]), dtype=torch.long)
@@ -88,8 +92,10 @@ def to_tensors(source: Any, *, image_field: str = "image", label_field: str = "l
             raise ValueError("dataset: expected a non-empty dataset of (x, y) pairs")
         features = torch.stack([torch.as_tensor(p[0]) for p in pairs]).float()
         return features, torch.as_tensor([int(p[1]) for p in pairs], dtype=torch.long)
-    raise TypeError(f"dataset: cannot read {type(source).__name__}; pass a shared name, ImageArrays, "
-                    "ArrayDataset, a datasets.Dataset or a map-style dataset of (x, y) pairs")
+    raise TypeError(
+        f"dataset: cannot read {type(source).__name__}; pass a shared name, ImageArrays, "
+        "ArrayDataset, a datasets.Dataset or a map-style dataset of (x, y) pairs"
+    )
 
 
 def stratified_split(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -106,8 +112,9 @@ def stratified_split(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
         if len(members) < per_class:
-            raise ValueError(f"labels_per_class: class {int(cls)} has only {len(members)} examples, fewer than "
-                             f"{per_class}")
+            raise ValueError(
+                f"labels_per_class: class {int(cls)} has only {len(members)} examples, fewer than {per_class}"
+            )
         chosen.append(rng.choice(members, size=per_class, replace=False))
     return np.sort(np.concatenate(chosen))
 
@@ -148,10 +155,22 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         (6, (2, 1, 4, 4), (8, 1, 4, 4))
     """
 
-    def __init__(self, dataset: Any = "mnist", test: Any = None, labels_per_class: int = 10,
-                 labelled_batch_size: int = 32, unlabelled_ratio: float = 4.0, val_size: int = 1000,
-                 unlabelled_limit: int | None = None, test_limit: int | None = None, image_field: str = "image",
-                 label_field: str = "label", normalize: bool = True, seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Any = "mnist",
+        test: Any = None,
+        labels_per_class: int = 10,
+        labelled_batch_size: int = 32,
+        unlabelled_ratio: float = 4.0,
+        val_size: int = 1000,
+        unlabelled_limit: int | None = None,
+        test_limit: int | None = None,
+        image_field: str = "image",
+        label_field: str = "label",
+        normalize: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         if labels_per_class < 1:
             raise ValueError(f"labels_per_class: expected a positive integer, got {labels_per_class}")
@@ -201,8 +220,9 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
             if test is not None:
                 test = ((test[0] - mean) / std, test[1])
         if test is not None and self.test_limit is not None and self.test_limit < len(test[1]):
-            keep = torch.from_numpy(np.sort(np.random.default_rng(self.seed + 2).permutation(len(test[1]))
-                                            [:self.test_limit]))
+            keep = torch.from_numpy(
+                np.sort(np.random.default_rng(self.seed + 2).permutation(len(test[1]))[: self.test_limit])
+            )
             test = (test[0][keep], test[1][keep])
         self._features, self._labels, self._test = features, labels, test
         self.num_classes = int(labels.max()) + 1
@@ -224,10 +244,10 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         rest = np.setdiff1d(np.arange(n), self.labelled_indices)
         order = np.random.default_rng(self.seed + 1).permutation(rest)
         if self.val_indices is None:
-            self.val_indices = np.sort(order[:self.val_size])
+            self.val_indices = np.sort(order[: self.val_size])
         pool = np.setdiff1d(rest, self.val_indices)
         if self.unlabelled_limit is not None and self.unlabelled_limit < len(pool):
-            pool = np.sort(np.random.default_rng(self.seed + 3).permutation(pool)[:self.unlabelled_limit])
+            pool = np.sort(np.random.default_rng(self.seed + 3).permutation(pool)[: self.unlabelled_limit])
         self.unlabelled_indices = pool
 
     @property
@@ -248,8 +268,11 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
             if self._test is None:
                 raise RuntimeError("SemiSupervisedDataModule has no test set; pass test=...")
             return self._test
-        indices = {"labelled": self.labelled_indices, "unlabelled": self.unlabelled_indices,
-                   "val": self.val_indices}.get(part)
+        indices = {
+            "labelled": self.labelled_indices,
+            "unlabelled": self.unlabelled_indices,
+            "val": self.val_indices,
+        }.get(part)
         if indices is None:
             raise ValueError(f"part: expected 'labelled', 'unlabelled', 'val' or 'test', got {part!r}")
         index = torch.from_numpy(indices)
@@ -263,16 +286,20 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         else:
             sampler = SequentialSampler(rows)
         batches = BatchSampler(sampler, batch_size=min(batch_size, len(rows)), drop_last=shuffle)
-        return DataLoader(rows, sampler=batches, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            rows,
+            sampler=batches,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> Any:
         x, y = self.subset("labelled")
         labelled = self._loader(_Rows(x, y), self.labelled_batch_size, True, offset=1)
         if self.unlabelled_batch_size == 0 or self.unlabelled_indices is None or not len(self.unlabelled_indices):
             return labelled
-        unlabelled = self._loader(_Rows(self.subset("unlabelled")[0], None), self.unlabelled_batch_size, True,
-                                  offset=2)
+        unlabelled = self._loader(_Rows(self.subset("unlabelled")[0], None), self.unlabelled_batch_size, True, offset=2)
         return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
@@ -287,9 +314,12 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
         """The split (plain lists, so checkpoints load with ``weights_only=True``)."""
-        return {"labelled_indices": None if self.labelled_indices is None else self.labelled_indices.tolist(),
-                "val_indices": None if self.val_indices is None else self.val_indices.tolist(),
-                "labels_per_class": self.labels_per_class, "seed": self.seed}
+        return {
+            "labelled_indices": None if self.labelled_indices is None else self.labelled_indices.tolist(),
+            "val_indices": None if self.val_indices is None else self.val_indices.tolist(),
+            "labels_per_class": self.labels_per_class,
+            "seed": self.seed,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the saved split (it wins over a re-drawn one, with a warning if they differ)."""
@@ -298,8 +328,11 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
             return
         restored = np.asarray(labelled, dtype=np.int64)
         if self.labelled_indices is not None and not np.array_equal(restored, self.labelled_indices):
-            warnings.warn("SemiSupervisedDataModule: the checkpoint's labelled set differs from the one drawn now; "
-                          "using the checkpoint's", stacklevel=2)
+            warnings.warn(
+                "SemiSupervisedDataModule: the checkpoint's labelled set differs from the one drawn now; "
+                "using the checkpoint's",
+                stacklevel=2,
+            )
         self.labelled_indices = restored
         val = state_dict.get("val_indices")
         self.val_indices = None if val is None else np.asarray(val, dtype=np.int64)

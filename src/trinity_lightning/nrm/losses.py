@@ -14,8 +14,13 @@ import torch
 import torch.nn.functional as F
 
 
-def max_min_cross_entropy(logits_max: torch.Tensor, logits_min: torch.Tensor | None, target: torch.Tensor,
-                          alpha_max: float = 1.0, alpha_min: float = 1.0) -> torch.Tensor:
+def max_min_cross_entropy(
+    logits_max: torch.Tensor,
+    logits_min: torch.Tensor | None,
+    target: torch.Tensor,
+    alpha_max: float = 1.0,
+    alpha_min: float = 1.0,
+) -> torch.Tensor:
     """``alpha_max * CE(max logits) + alpha_min * CE(min logits)``.
 
     The Max term maximizes the posterior of the correct label under the Max network (the best latent
@@ -61,8 +66,9 @@ def reconstruction_loss(rendered: torch.Tensor, images: torch.Tensor, fit_scale:
     return (rendered - images).pow(2).flatten(1).mean(dim=1)
 
 
-def rendering_path_normalization(rendered: Sequence[torch.Tensor], rendered_prior: Sequence[torch.Tensor],
-                                 biases: Sequence[torch.Tensor]) -> torch.Tensor:
+def rendering_path_normalization(
+    rendered: Sequence[torch.Tensor], rendered_prior: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
+) -> torch.Tensor:
     """Rendering path normalization (RPN), per example, shape ``(N,)``.
 
     ``sum_l sum_{c,h,w} | b_l,c * (mu_l(y, z) - mu_l(y, z_0)) |``, where ``mu_l(y, z)`` is the signal rendered
@@ -80,8 +86,10 @@ def rendering_path_normalization(rendered: Sequence[torch.Tensor], rendered_prio
         biases: per level, ``(C,)`` biases.
     """
     if not (len(rendered) == len(rendered_prior) == len(biases)) or not rendered:
-        raise ValueError(f"rendered, rendered_prior, biases: expected the same non-zero number of levels, got "
-                         f"{len(rendered)}, {len(rendered_prior)}, {len(biases)}")
+        raise ValueError(
+            f"rendered, rendered_prior, biases: expected the same non-zero number of levels, got "
+            f"{len(rendered)}, {len(rendered_prior)}, {len(biases)}"
+        )
     total = torch.zeros(rendered[0].shape[0], device=rendered[0].device, dtype=rendered[0].dtype)
     for mu, mu_prior, bias in zip(rendered, rendered_prior, biases):
         weighted = bias.detach().view(1, -1, 1, 1) * (mu - mu_prior)

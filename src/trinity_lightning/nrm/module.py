@@ -63,15 +63,35 @@ class NRM(pl.LightningModule):
         ['ce', 'loss', 'recon', 'rpn']
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-                 layers: Sequence[int | str] = (32, "M", 64, "M"), kernel_size: int = 3, slope: float = 0.1,
-                 batch_norm: bool = True, head: str = "flatten", max_min: bool = True, alpha_max: float = 1.0,
-                 alpha_min: float = 1.0, alpha_recon: float = 0.5, alpha_rpn: float = 0.1,
-                 pseudo_label: str = "hard", lr: float = 1e-3, weight_decay: float = 1e-4,
-                 schedule: str = "constant") -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        layers: Sequence[int | str] = (32, "M", 64, "M"),
+        kernel_size: int = 3,
+        slope: float = 0.1,
+        batch_norm: bool = True,
+        head: str = "flatten",
+        max_min: bool = True,
+        alpha_max: float = 1.0,
+        alpha_min: float = 1.0,
+        alpha_recon: float = 0.5,
+        alpha_rpn: float = 0.1,
+        pseudo_label: str = "hard",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        schedule: str = "constant",
+    ) -> None:
         super().__init__()
-        for name, value in (("alpha_max", alpha_max), ("alpha_min", alpha_min), ("alpha_recon", alpha_recon),
-                            ("alpha_rpn", alpha_rpn), ("lr", lr), ("weight_decay", weight_decay)):
+        for name, value in (
+            ("alpha_max", alpha_max),
+            ("alpha_min", alpha_min),
+            ("alpha_recon", alpha_recon),
+            ("alpha_rpn", alpha_rpn),
+            ("lr", lr),
+            ("weight_decay", weight_decay),
+        ):
             if value < 0:
                 raise ValueError(f"{name}: expected a non-negative number, got {value}")
         if pseudo_label not in PSEUDO_LABELS:
@@ -79,8 +99,9 @@ class NRM(pl.LightningModule):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
         self.save_hyperparameters()
-        self.net = RenderingCNN(in_channels, num_classes, image_size, list(layers), kernel_size, slope, batch_norm,
-                                head)
+        self.net = RenderingCNN(
+            in_channels, num_classes, image_size, list(layers), kernel_size, slope, batch_norm, head
+        )
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -108,8 +129,9 @@ class NRM(pl.LightningModule):
         """The latent switches and pooling positions the network infers for images ``x``."""
         return self.net.infer(x, mode).latents
 
-    def render(self, y: torch.Tensor, latents: Latents | None = None, x: torch.Tensor | None = None,
-               mode: str = "max") -> torch.Tensor:
+    def render(
+        self, y: torch.Tensor, latents: Latents | None = None, x: torch.Tensor | None = None, mode: str = "max"
+    ) -> torch.Tensor:
         """Render images of classes ``y`` (ids ``(N,)`` or class weights ``(N, K)``).
 
         The latents are ``latents`` if given, else those inferred from reference images ``x`` (one per class
@@ -200,8 +222,9 @@ class NRM(pl.LightningModule):
         return self(x).softmax(dim=-1)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"],
-                                      weight_decay=self.hparams["weight_decay"])
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
         if self.hparams["schedule"] == "constant":
             return optimizer
         steps = max(1, int(self.trainer.estimated_stepping_batches))

@@ -46,8 +46,11 @@ class Latents:
 
     def select(self, index: torch.Tensor) -> Latents:
         """The latents of the examples ``index`` (a batch-1 switch is broadcast, not indexed)."""
-        return Latents([s if s.shape[0] == 1 else s[index] for s in self.switches],
-                       [p if p is None else p[index] for p in self.positions], list(self.sizes))
+        return Latents(
+            [s if s.shape[0] == 1 else s[index] for s in self.switches],
+            [p if p is None else p[index] for p in self.positions],
+            list(self.sizes),
+        )
 
 
 @dataclass
@@ -95,8 +98,9 @@ def parse_layers(layers: Sequence[int | str]) -> list[tuple[int, bool]]:
         elif isinstance(item, int) and not isinstance(item, bool) and item > 0:
             blocks.append((item, False))
         else:
-            raise ValueError(f"layers: expected positive conv widths or 'M' (max-pool), got {item!r} at position "
-                             f"{position}")
+            raise ValueError(
+                f"layers: expected positive conv widths or 'M' (max-pool), got {item!r} at position {position}"
+            )
     if not blocks:
         raise ValueError("layers: need at least one conv width, e.g. [32, 'M', 64, 'M']")
     return blocks
@@ -125,9 +129,17 @@ class RenderingCNN(nn.Module):
         torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
-                 layers: Sequence[int | str] = (32, "M", 64, "M"), kernel_size: int = 3, slope: float = 0.1,
-                 batch_norm: bool = True, head: str = "flatten") -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        layers: Sequence[int | str] = (32, "M", 64, "M"),
+        kernel_size: int = 3,
+        slope: float = 0.1,
+        batch_norm: bool = True,
+        head: str = "flatten",
+    ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: expected a positive odd integer, got {kernel_size}")
@@ -157,8 +169,9 @@ class RenderingCNN(nn.Module):
         return [cast(_Block, block) for block in self.blocks]
 
     # ---------------------------------------------------------------- bottom-up
-    def _affine(self, block: _Block, u: torch.Tensor, mode: str,
-                frozen: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _affine(
+        self, block: _Block, u: torch.Tensor, mode: str, frozen: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pre-activation of a block and the (scale, bias) of the affine map ``a = scale * conv(h) + bias``."""
         if frozen is not None:
             scale, bias = frozen
@@ -186,8 +199,9 @@ class RenderingCNN(nn.Module):
             return F.conv2d(h, block.conv.weight, None, padding=block.conv.padding)
         return block.conv(h)
 
-    def infer(self, x: torch.Tensor, mode: str = "max",
-              affines: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> InferencePath:
+    def infer(
+        self, x: torch.Tensor, mode: str = "max", affines: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> InferencePath:
         """Bottom-up pass: class scores and the latent switches / pooling positions it chose.
 
         Args:
@@ -239,15 +253,15 @@ class RenderingCNN(nn.Module):
         alone select. Pooling positions are taken from ``path`` (the prior over positions is uniform).
         """
         reference = path.latents.switches[0]
-        blank = torch.zeros(1, self.in_channels, *path.latents.sizes[0], device=reference.device,
-                            dtype=reference.dtype)
+        blank = torch.zeros(1, self.in_channels, *path.latents.sizes[0], device=reference.device, dtype=reference.dtype)
         with torch.no_grad():
             prior = self.infer(blank, path.mode, affines=list(zip(path.scales, path.biases)))
         return Latents(prior.latents.switches, list(path.latents.positions), list(path.latents.sizes))
 
     # ---------------------------------------------------------------- top-down
-    def render(self, top: torch.Tensor, path: InferencePath | Latents,
-               scales: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def render(
+        self, top: torch.Tensor, path: InferencePath | Latents, scales: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Render images top-down from class weights ``top`` through the given latents.
 
         Args:
@@ -314,10 +328,12 @@ class RenderingCNN(nn.Module):
             sizes.append((size, size))
             if block.pool:
                 out = size // 2
-                rows = torch.arange(out).view(1, 1, out, 1) * 2 + torch.randint(0, 2, (n, shape[1], out, out),
-                                                                                 generator=generator)
-                cols = torch.arange(out).view(1, 1, 1, out) * 2 + torch.randint(0, 2, (n, shape[1], out, out),
-                                                                                 generator=generator)
+                rows = torch.arange(out).view(1, 1, out, 1) * 2 + torch.randint(
+                    0, 2, (n, shape[1], out, out), generator=generator
+                )
+                cols = torch.arange(out).view(1, 1, 1, out) * 2 + torch.randint(
+                    0, 2, (n, shape[1], out, out), generator=generator
+                )
                 positions.append((rows * size + cols).to(device))
                 size = out
             else:

@@ -11,8 +11,9 @@ from trinity_lightning.nrm.module import NRM
 
 
 @torch.no_grad()
-def render_grid(model: NRM, references: torch.Tensor, classes: list[int] | None = None,
-                random_columns: int = 0, seed: int = 0) -> torch.Tensor:
+def render_grid(
+    model: NRM, references: torch.Tensor, classes: list[int] | None = None, random_columns: int = 0, seed: int = 0
+) -> torch.Tensor:
     """Render every class through the latents of every reference image (and of random latent draws).
 
     Entry ``[i, j]`` is class ``classes[i]`` rendered top-down with the switches and pooling positions the
@@ -51,8 +52,13 @@ def render_grid(model: NRM, references: torch.Tensor, classes: list[int] | None 
     return grid.cpu()
 
 
-def save_grid(grid: torch.Tensor, path: str | Path, references: torch.Tensor | None = None,
-              row_labels: list[str] | None = None, title: str | None = None) -> Path:
+def save_grid(
+    grid: torch.Tensor,
+    path: str | Path,
+    references: torch.Tensor | None = None,
+    row_labels: list[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Save a ``(rows, columns, C, H, W)`` grid as a PNG (atomically), each image scaled to its own range.
 
     ``references``, if given, are drawn as a first row so a reader sees whose latents each column uses.
