@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import claim, write_results
 from trinity_lightning.active.partial_feedback import (
+    ClassHierarchy,
     PartialLabels,
     SimulatedBinaryOracle,
     ask_questions,
@@ -48,7 +49,8 @@ from trinity_lightning.active.partial_feedback import (
 from trinity_lightning.data import load_cifar10, load_fashion_mnist
 
 CACHE = Path.home() / ".cache" / "trinity_lightning"
-STRATEGIES = ("uniform", "al_me", "aq_erc", "alpf_erc")
+STRATEGIES = ("uniform", "al_me", "aq_erc", "alpf_erc", "eig", "edc")
+FULL_RUN = ("alpf_erc", "aq_erc", "eig", "edc")  # run on until the whole pool is fully labelled
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -124,11 +126,12 @@ def train_head(x: torch.Tensor, candidates: torch.Tensor, seed: int, steps: int,
                ) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.3),
-                                torch.nn.Linear(hidden, candidates.shape[1]))
+                                torch.nn.Linear(hidden, candidates.shape[1])).to(x.device)
+    candidates = candidates.to(x.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        batch = torch.randint(0, len(x), (min(256, len(x)),), generator=g)
+        batch = torch.randint(0, len(x), (min(256, len(x)),), generator=g).to(x.device)
         loss = partial_label_loss(model(x[batch]), candidates[batch])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -138,13 +141,13 @@ def train_head(x: torch.Tensor, candidates: torch.Tensor, seed: int, steps: int,
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(x[s:s + 8192]).softmax(-1) for s in range(0, len(x), 8192)])
+    return torch.cat([model(x[s:s + 8192]).softmax(-1) for s in range(0, len(x), 8192)]).cpu()
 
 
 # ------------------------------------------------------------------------------------------------ campaign
 def campaign(strategy_name: str, xp: torch.Tensor, yp: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
              masks: torch.Tensor, naive: int, seed: int, round_frac: float, eval_until: float, to_full: bool,
-             steps: int, warmup: bool = False, crossfit: bool = False) -> dict[str, Any]:
+             steps: int, warmup: bool = True) -> dict[str, Any]:
     state = PartialLabels(len(yp), masks.shape[1])
     oracle = SimulatedBinaryOracle(yp, masks)
     strategy = get_question_strategy(strategy_name)
@@ -158,26 +161,19 @@ def campaign(strategy_name: str, xp: torch.Tensor, yp: torch.Tensor, xt: torch.T
     curve: list[dict[str, float]] = []
     spent, t0 = 0, time.perf_counter()
     for rnd, target in enumerate(targets):
+        # warm start: the first round of every learner is the same i.i.d. sample labelled by binary search
         chooser = get_question_strategy("uniform") if warmup and rnd == 0 else strategy
         asked = ask_questions(chooser, state, masks, oracle, round(target * naive) - spent, probs,
                               seed=1000 * seed + rnd)
         spent += asked
         informative = torch.nonzero(state.informative).flatten()
         model = train_head(xp[informative], state.candidates[informative], seed * 7919 + rnd, steps)
-        acc = float((predict(model, xt).argmax(1) == yt).float().mean())
+        acc = float((predict(model, xt).argmax(1) == yt.cpu()).float().mean())
         curve.append({"questions": spent, "budget": spent / naive, "accuracy": acc,
                       "fully_labelled": int(state.fully_labelled.sum()), "informative": len(informative)})
         if bool(state.fully_labelled.all()) or asked == 0:
             break
-        if crossfit:  # score each informative example with a model that did not train on it
-            fold = torch.randperm(len(informative), generator=g) % 2
-            probs = predict(model, xp)
-            for k in (0, 1):
-                fit_on, score_on = informative[fold != k], informative[fold == k]
-                other = train_head(xp[fit_on], state.candidates[fit_on], seed * 7919 + rnd + 17 * (k + 1), steps)
-                probs[score_on] = predict(other, xp[score_on])
-        else:
-            probs = predict(model, xp)
+        probs = predict(model, xp)
     return {"curve": curve, "questions_to_full": spent if bool(state.fully_labelled.all()) else None,
             "seconds": time.perf_counter() - t0}
 
@@ -189,30 +185,64 @@ def accuracy_at(curve: list[dict[str, float]], budget: float) -> float:
     raise KeyError(f"no evaluation at budget {budget}")
 
 
-def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def hierarchy_for(name: str) -> Any:
+    return cifar10_hierarchy() if name == "cifar10" else fashion_mnist_hierarchy()
+
+
+def prepare(names: list[str], seeds: list[int], pool_size: int, path: Path) -> None:
+    """Write the standardized pool/test features of every (dataset, seed) to one file (fp16) for another machine."""
+    data: dict[str, Any] = {}
+    for name in names:
+        ftr, ytr, fte, yte, classes = features(name)
+        mu, sd = ftr.mean(0), ftr.std(0).clamp_min(1e-6)
+        pools = {seed: torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(ytr))[:pool_size]))
+                 for seed in seeds}
+        rows = torch.unique(torch.cat(list(pools.values())))
+        data[name] = {"rows": rows, "x": ((ftr[rows] - mu) / sd).half(), "y": ytr[rows], "pools": pools,
+                      "xt": ((fte - mu) / sd).half(), "yt": yte, "classes": classes,
+                      "hierarchy": hierarchy_for(name).to_dict()}
+        tree = data[name]["hierarchy"]
+        assert ClassHierarchy(tree["parents"], tree["classes"]).question_masks().equal(
+            hierarchy_for(name).question_masks())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+
+
+def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+    if args.prepared:
+        d = torch.load(args.prepared, weights_only=False)[name]
+        where = torch.searchsorted(d["rows"], d["pools"][seed])
+        return d["x"][where].float(), d["y"][where], d["xt"].float(), d["yt"], d["classes"]
     ftr, ytr, fte, yte, classes = features(name)
-    hierarchy = cifar10_hierarchy() if name == "cifar10" else fashion_mnist_hierarchy()
+    mu, sd = ftr.mean(0), ftr.std(0).clamp_min(1e-6)
+    pool = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(ytr))[: args.pool]))
+    return (ftr[pool] - mu) / sd, ytr[pool], (fte - mu) / sd, yte, classes
+
+
+def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Every strategy on one (dataset, seed); writes ``alpf_partial_<name>_s<seed>.json`` as it goes."""
+    xp, yp, xt, yt, classes = load_pool(name, seed, args)
+    xp, xt, yt = xp.to(args.device), xt.to(args.device), yt.to(args.device)
+    if args.prepared:  # the shared WordNet file may not be on that machine: the tree travels in the file
+        tree = torch.load(args.prepared, weights_only=False)[name]["hierarchy"]
+        hierarchy = ClassHierarchy(tree["parents"], tree["classes"])
+    else:
+        hierarchy = hierarchy_for(name)
     masks = hierarchy.question_masks()
     costs = binary_search_costs(masks)
-    mu, sd = ftr.mean(0), ftr.std(0).clamp_min(1e-6)
-    ftr, fte = (ftr - mu) / sd, (fte - mu) / sd
-    out: dict[str, Any] = {"hierarchy": hierarchy.to_dict(), "questions": hierarchy.questions,
+    naive = int(costs[yp].sum())
+    out: dict[str, Any] = {"dataset": name, "seed": seed, "hierarchy": hierarchy.to_dict(),
+                           "questions": hierarchy.questions, "naive_cost": naive, "pool": len(yp),
                            "binary_search_cost_per_class": dict(zip(classes, costs.tolist())), "runs": {}}
-    for seed in args.seeds:
-        pool = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(ytr))[: args.pool]))
-        xp, yp = ftr[pool], ytr[pool]
-        naive = int(costs[yp].sum())
-        out.setdefault("naive_cost", {})[seed] = naive
-        for strategy in args.strategies:
-            to_full = strategy in ("alpf_erc", "aq_erc") and not args.quick
-            res = campaign(strategy, xp, yp, fte, yte, masks, naive, seed, args.round, args.until, to_full,
-                           args.steps)
-            out["runs"].setdefault(strategy, {})[seed] = res
-            last = [r for r in res["curve"] if r["budget"] <= args.until + 1e-3][-1]
-            print(f"[{name}] seed {seed} {strategy:9s} acc@{last['budget']:.2f}={last['accuracy']:.4f} "
-                  f"full={res['questions_to_full']} naive={naive} ({res['seconds']:.0f}s)", flush=True)
-            partial = REPO / "benchmarks" / "results" / f"alpf_partial_{name}.json"
-            partial.write_text(json.dumps(out, default=float) + "\n")
+    for strategy in args.strategies:
+        to_full = strategy in FULL_RUN and not args.quick
+        res = campaign(strategy, xp, yp, xt, yt, masks, naive, seed, args.round, args.until, to_full, args.steps,
+                       warmup=args.warmup)
+        out["runs"][strategy] = res
+        last = [r for r in res["curve"] if r["budget"] <= args.until + 1e-3][-1]
+        print(f"[{name}] seed {seed} {strategy:9s} acc@{last['budget']:.2f}={last['accuracy']:.4f} "
+              f"full={res['questions_to_full']} naive={naive} ({res['seconds']:.0f}s)", flush=True)
+        (Path(args.out_dir) / f"alpf_partial_{name}_s{seed}.json").write_text(json.dumps(out, default=float) + "\n")
     return out
 
 
@@ -223,7 +253,8 @@ def plot(results: dict[str, Any], path: Path, until: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
-    labels = {"uniform": "Uniform", "al_me": "AL-ME", "aq_erc": "AQ-ERC", "alpf_erc": "ALPF-ERC"}
+    labels = {"uniform": "Uniform", "al_me": "AL-ME", "aq_erc": "AQ-ERC", "alpf_erc": "ALPF-ERC", "eig": "ALPF-EIG",
+              "edc": "ALPF-EDC"}
     for ax, (name, res) in zip(axes[0], results.items()):
         for strategy, runs in res["runs"].items():
             curves = [[r for r in run["curve"] if r["budget"] <= until + 1e-3] for run in runs.values()]
@@ -247,25 +278,42 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["cifar10", "fashion_mnist"])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--pool", type=int, default=10000)
+    parser.add_argument("--pool", type=int, default=5000)
     parser.add_argument("--round", type=float, default=0.05)
     parser.add_argument("--until", type=float, default=0.4)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="start model-based learners cold instead of from the same i.i.d. first round")
+    parser.add_argument("--prepared", help="read pool/test features written by --prepare (for another machine)")
+    parser.add_argument("--prepare", help="write the pool/test features of every (dataset, seed) here and exit")
+    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--jobs", action="store_true", help="only run the (dataset, seed) jobs; merge later")
+    parser.add_argument("--merge", action="store_true", help="only merge alpf_partial_*.json into alpf.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small pool, no run to full")
-    parser.add_argument("--merge", action="store_true", help="only merge the per-dataset partial files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
         args.seeds, args.pool, args.steps = [0], 2000, 200
+    if args.prepare:
+        prepare(args.datasets, args.seeds, args.pool, Path(args.prepare))
+        return
+    if not args.merge:
+        for name in args.datasets:
+            for seed in args.seeds:
+                run_job(name, seed, args)
+        if args.jobs:
+            return
     results: dict[str, Any] = {}
     for name in args.datasets:
-        partial = REPO / "benchmarks" / "results" / f"alpf_partial_{name}.json"
-        if args.merge:
-            results[name] = json.loads(partial.read_text())
-            results[name]["runs"] = {s: {int(k): v for k, v in r.items()} for s, r in results[name]["runs"].items()}
-        else:
-            results[name] = run_dataset(name, args)
+        for path in sorted(Path(args.out_dir).glob(f"alpf_partial_{name}_s*.json")):
+            job = json.loads(path.read_text())
+            res = results.setdefault(name, {k: job[k] for k in ("hierarchy", "questions",
+                                                                 "binary_search_cost_per_class", "pool")})
+            res.setdefault("naive_cost", {})[job["seed"]] = job["naive_cost"]
+            for strategy, run in job["runs"].items():
+                res.setdefault("runs", {}).setdefault(strategy, {})[job["seed"]] = run
     claims, summary = [], {}
     for name, res in results.items():
         runs = res["runs"]
@@ -275,31 +323,37 @@ def main() -> None:
         summary[name] = {"accuracy_at_30pct_mean": {s: float(np.mean(v)) for s, v in acc.items()},
                          "accuracy_at_30pct_per_seed": acc, "questions_to_full": full, "naive_cost": naive}
     primary = "cifar10" if "cifar10" in summary else next(iter(summary))
-    s = summary[primary]
-    if "alpf_erc" in s["accuracy_at_30pct_mean"] and "uniform" in s["accuracy_at_30pct_mean"]:
-        claims.append(claim(
-            "alpf_erc_vs_uniform_at_30pct",
-            f"{primary}: test accuracy (%) at 30% of the binary-search question budget, ALPF-ERC vs Uniform, "
-            f"mean of {len(s['accuracy_at_30pct_per_seed']['uniform'])} seeds, pool {args.pool}",
-            ours=s["accuracy_at_30pct_mean"]["alpf_erc"], anchor=s["accuracy_at_30pct_mean"]["uniform"],
-            better="higher", unit="accuracy points", target_delta=5.0,
-            per_dataset={n: {"alpf_erc": v["accuracy_at_30pct_mean"].get("alpf_erc"),
-                             "uniform": v["accuracy_at_30pct_mean"].get("uniform")} for n, v in summary.items()}))
-        alpf_full = [v for v in s["questions_to_full"].get("alpf_erc", {}).values() if v]
-        if alpf_full:
-            naive_mean = float(np.mean(list(s["naive_cost"].values())))
+    labels = {"alpf_erc": "ALPF-ERC", "aq_erc": "AQ-ERC", "al_me": "AL-ME", "eig": "ALPF-EIG", "edc": "ALPF-EDC"}
+    for name, v in summary.items():
+        suffix = "" if name == primary else f"_{name}"
+        accs = v["accuracy_at_30pct_mean"]
+        n_seeds = len(v["accuracy_at_30pct_per_seed"].get("uniform", []))
+        pool = results[name]["pool"]
+        for strategy in ("alpf_erc", "aq_erc", "al_me", "eig", "edc"):
+            if strategy not in accs or "uniform" not in accs:
+                continue
             claims.append(claim(
-                "questions_to_full_annotation_vs_uniform",
-                f"{primary}: binary questions to fully label the {args.pool}-image pool, Uniform (binary search "
-                "down the binarized tree) / ALPF-ERC, mean of seeds",
-                ours=float(np.mean(alpf_full)), anchor=naive_mean, better="lower", unit="questions", target=1.4,
-                per_dataset={n: {"uniform": float(np.mean(list(v["naive_cost"].values()))),
-                                 "alpf_erc": float(np.mean([q for q in v["questions_to_full"].get("alpf_erc", {})
-                                                            .values() if q] or [float("nan")]))}
-                             for n, v in summary.items()}))
+                f"{strategy}_vs_uniform_at_30pct{suffix}",
+                f"{name}: test accuracy (%) at 30% of the binary-search question budget, {labels[strategy]} vs "
+                f"Uniform, mean of {n_seeds} seeds, pool {pool}",
+                ours=accs[strategy], anchor=accs["uniform"], better="higher", unit="accuracy points",
+                target_delta=5.0 if strategy == "alpf_erc" else 0.0))
+        naive_mean = float(np.mean(list(v["naive_cost"].values())))
+        for strategy in ("alpf_erc", "aq_erc", "eig", "edc"):
+            done = [q for q in v["questions_to_full"].get(strategy, {}).values() if q]
+            if not done:
+                continue
+            cid = "questions_to_full_annotation_vs_uniform" if strategy == "alpf_erc" else \
+                f"questions_to_full_annotation_{strategy}_vs_uniform"
+            claims.append(claim(
+                cid + suffix,
+                f"{name}: binary questions to fully label the {pool}-image pool, Uniform (binary search down the "
+                f"binarized tree = the naive cost) / {labels[strategy]}, mean of {len(done)} seeds",
+                ours=float(np.mean(done)), anchor=naive_mean, better="lower", unit="questions",
+                target=1.4 if strategy == "alpf_erc" else 1.0))
     plot_path = REPO / "docs" / "img" / "alpf.png"
     plot(results, plot_path, args.until)
-    details = {"protocol": __doc__, "summary": summary, "plot": "docs/img/alpf.png", "pool": args.pool,
+    details = {"protocol": __doc__, "summary": summary, "plot": "docs/img/alpf.png", "warmup": args.warmup,
                "steps": args.steps, "round": args.round, "seeds": args.seeds,
                "results": {n: {"hierarchy": r["hierarchy"], "questions": r["questions"],
                                "binary_search_cost_per_class": r["binary_search_cost_per_class"],
