@@ -151,9 +151,13 @@ class ConllDataModule(ActiveLearningDataModule):
 
     def __init__(self, train_path: str | None = None, val_path: str | None = None, test_path: str | None = None,
                  train_limit: int | None = None, eval_limit: int | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("collate_fn", collate_tagged)
-        kwargs.setdefault("cost_fn", sentence_length)
-        kwargs.setdefault("label_field", "tags")
+        # LightningCLI passes every inherited argument, so None/-1 mean "not given" here
+        if kwargs.get("collate_fn") is None:
+            kwargs["collate_fn"] = collate_tagged
+        if kwargs.get("cost_fn") is None:
+            kwargs["cost_fn"] = sentence_length
+        if kwargs.get("label_field", -1) == -1:
+            kwargs["label_field"] = "tags"
         super().__init__(**kwargs)
         self.train_path, self.val_path, self.test_path = train_path, val_path, test_path
         self.train_limit, self.eval_limit = train_limit, eval_limit
