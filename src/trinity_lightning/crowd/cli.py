@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="repeated (item, worker) pairs (default: error)")
     agg.add_argument("--max-iter", type=int, default=100, help="EM iterations at most (default: 100)")
     agg.add_argument("--tol", type=float, default=1e-5, help="EM stops below this gain per annotation")
-    agg.add_argument("--smoothing", type=float, default=0.01, help="Laplace pseudo-count (default: 0.01)")
+    agg.add_argument("--smoothing", type=float, default=0.0, help="Laplace pseudo-count (default: 0)")
     agg.add_argument("--tie-break", default="random", choices=["random", "smallest"],
                      help="majority-vote tie rule (default: random, seeded)")
     agg.add_argument("--seed", type=int, default=0, help="seed of the random tie rule")

@@ -36,7 +36,7 @@ class _EMAggregator(Aggregator):
 
     _final_m_step = True  # report the parameters re-estimated from the final posteriors (crowd-kit does)
 
-    def __init__(self, max_iter: int = 100, tol: float = 1e-5, smoothing: float = 0.01,
+    def __init__(self, max_iter: int = 100, tol: float = 1e-5, smoothing: float = 0.0,
                  crowdkit_compat: bool = False, eps: float = 1e-10, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None) -> None:
         super().__init__(device, dtype if dtype is not None else torch.float64 if crowdkit_compat else torch.float32)
@@ -176,8 +176,10 @@ class DawidSkene(_EMAggregator):
         max_iter: maximum number of EM iterations.
         tol: stop when the log-likelihood per annotation improves by less than this.
         smoothing: Laplace pseudo-count added to every confusion cell and class count (a symmetric
-            Dirichlet prior; EM then maximises the posterior, and stops on that objective). ``0`` is
-            plain maximum likelihood, with cells floored at ``eps``.
+            Dirichlet prior; EM then maximises the posterior, and stops on that objective). ``0``
+            (default) is plain maximum likelihood, with cells floored at ``eps``: with one label per
+            item it keeps majority vote's answer, where smoothing lets EM drift along the flat
+            likelihood (one label per item cannot identify a worker: use :class:`MBEM` there).
         crowdkit_compat: reproduce crowd-kit 1.4.2 exactly: no smoothing, cells of observed
             ``(worker, label)`` pairs clipped at ``eps``, and its stopping rule (its per-annotation
             ELBO gains less than ``tol``, which also stops early when that value falls).
@@ -215,7 +217,7 @@ class DawidSkene(_EMAggregator):
             penalty = 0.0
         else:
             cells = counts + self.smoothing
-            conf_t = cells / cells.sum(dim=1, keepdim=True).clamp_min(1e-300)
+            conf_t = cells / cells.sum(dim=1, keepdim=True).clamp_min(torch.finfo(cells.dtype).tiny)
             log_conf_t = conf_t.clamp_min(self.eps).log()
             penalty = float(self.smoothing * log_conf_t.sum()) if self.smoothing else 0.0
         log_prior, prior_penalty = self._prior(inc, post)
