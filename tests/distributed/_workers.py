@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -129,7 +130,18 @@ def replicas_worker(rank: int, world: int, port: int, out: str, steps: int, beta
     fresh_opt.step()
     report["resumed_last"] = _flat_params(fresh).clone()
     torch.save(report, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    # a dead worker: rank 1 exits abruptly; rank 0's next vote must fail fast with a clear error
+    if rank == 1:
+        os._exit(0)
+    state.timeout = timedelta(seconds=10)
+    x, y = batch(rank, steps)
+    start, error = time.perf_counter(), None
+    try:
+        nn.functional.cross_entropy(model(x), y).backward()
+    except WorkerFailureError as exc:
+        error = str(exc)
+    torch.save({"error": error, "seconds": time.perf_counter() - start}, Path(out) / "dead_worker.pt")
+    os._exit(0)
 
 
 def three_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -156,28 +168,3 @@ def three_worker(rank: int, world: int, port: int, out: str) -> None:
         report["index"] = local_index(model.module)
     torch.save(report, Path(out) / f"rank{rank}.pt")
     dist.destroy_process_group()
-
-
-def dead_worker(rank: int, world: int, port: int, out: str, die_at: int) -> None:
-    """Rank 1 exits abruptly at step ``die_at``; rank 0 must raise WorkerFailureError quickly."""
-    import time
-
-    _init(rank, world, port, timeout=20.0)
-    model = DDP(make_model())
-    state = register_signsgd_hook(model, momentum=0.9, timeout=timedelta(seconds=10))
-    optimizer = Signum(model.parameters(), lr=1e-3, momentum=0.0)
-    start = time.perf_counter()
-    for step in range(die_at + 2):
-        if rank == 1 and step == die_at:
-            os._exit(0)
-        x, y = batch(rank, step)
-        optimizer.zero_grad()
-        start = time.perf_counter()
-        try:
-            nn.functional.cross_entropy(model(x), y).backward()
-        except WorkerFailureError as exc:
-            torch.save({"error": str(exc), "seconds": time.perf_counter() - start, "step": state.step},
-                       Path(out) / f"rank{rank}.pt")
-            os._exit(0)
-        optimizer.step()
-    torch.save({"error": None}, Path(out) / f"rank{rank}.pt")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -13,9 +11,14 @@ pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
-    out = tmp_path_factory.mktemp("replicas")
-    return w.launch(w.replicas_worker, 2, out, 6, 0.9, 1e-2, 3)
+def replicas_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("replicas")
+
+
+@pytest.fixture(scope="module")
+def two_workers(replicas_dir):
+    """One 2-process run: 6 steps (NaN on rank 1 at step 3), a resume from state dicts, then rank 1 dies."""
+    return w.launch(w.replicas_worker, 2, replicas_dir, 6, 0.9, 1e-2, 3)
 
 
 def test_vote_matches_reference_majority_every_step(two_workers):
@@ -51,6 +54,7 @@ def test_nonfinite_gradient_abstains_with_a_warning_naming_the_rank(two_workers)
     assert all(torch.isfinite(p).all() for p in first["params"])
 
 
+@pytest.mark.slow
 def test_three_workers_modes_adversary_and_error_feedback(tmp_path):
     reports = w.launch(w.three_worker, 3, tmp_path)
     raw = reports[0]["raw"]
@@ -68,11 +72,8 @@ def test_three_workers_modes_adversary_and_error_feedback(tmp_path):
     assert torch.equal(reports[0]["adversary"][honest_agree], expected[honest_agree])
 
 
-def test_dead_worker_fails_fast_with_a_clear_error(tmp_path):
-    start = time.perf_counter()
-    with pytest.raises(Exception):  # noqa: B017 - rank 1 exits on purpose; the launcher reports it
-        w.launch(w.dead_worker, 2, tmp_path, 2)
-    assert time.perf_counter() - start < 60
-    report = torch.load(tmp_path / "rank0.pt", weights_only=False)
-    assert "worker has probably died" in report["error"]
+def test_dead_worker_fails_fast_with_a_clear_error(two_workers, replicas_dir):
+    report = torch.load(replicas_dir / "dead_worker.pt", weights_only=False)
+    assert report["error"] is not None and "worker has probably died" in report["error"]
+    assert "rank 0" in report["error"]
     assert report["seconds"] < 15

