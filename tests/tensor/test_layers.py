@@ -95,3 +95,12 @@ def test_same_padding_is_converted():
     conv = nn.Conv2d(3, 4, 3, padding="same", dilation=2)
     x = torch.randn(1, 3, 9, 9)
     assert torch.allclose(TensorizedConv.from_dense(conv, "tucker", "full")(x), conv(x), atol=1e-4)
+
+
+def test_tucker_linear_keeps_output_modes_at_full_rank():
+    # a 10-output layer tensorizes to output modes (2, 5); a rank below that would make every logit vector
+    # proportional to one direction
+    tlin = TensorizedLinear.from_dense(nn.Linear(2048, 10), "tucker", 0.1)
+    assert tlin.out_tensorized_features == (2, 5)
+    assert tuple(tlin.spec()["rank"][:2]) == (2, 5)
+    assert sum(p.numel() for p in tlin.parameters()) <= 0.1 * 20480 + 10

@@ -48,7 +48,7 @@ def test_full_rank_and_explicit_ranks():
 def test_bad_ranks_name_the_problem(factorization, rank, match):
     with pytest.raises(ValueError, match=match):
         resolve_rank(SHAPE, factorization, rank, layer="features.0")
-    with pytest.raises(ValueError, match="features.0"):
+    with pytest.raises(ValueError, match=r"features\.0"):
         resolve_rank(SHAPE, factorization, rank, layer="features.0")
 
 

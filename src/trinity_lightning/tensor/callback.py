@@ -59,7 +59,8 @@ class Tensorize(Callback):
         include: layer names/patterns/types to tensorize (names relative to the LightningModule, e.g.
             ``"model.features.*"``); default all.
         exclude: names/patterns/types to keep dense.
-        implementation: ``"factorized"`` or ``"reconstructed"`` forward.
+        implementation: ``"auto"`` (factorized convolutions, reconstructed linear layers), ``"factorized"`` or
+            ``"reconstructed"``.
         min_params: keep layers with fewer weight parameters dense.
         tensor_dropout: probability of tltorch's tensor dropout on the factorized convolution kernels during
             training (drops CP components / Tucker core slices / TT ranks; 0 disables).
@@ -80,7 +81,7 @@ class Tensorize(Callback):
     """
 
     def __init__(self, factorization: str = "tucker", rank: Rank = 0.25, epoch: int = 0,
-                 include: Sequence[str] | None = None, exclude: Sequence[str] = (), implementation: str = "factorized",
+                 include: Sequence[str] | None = None, exclude: Sequence[str] = (), implementation: str = "auto",
                  min_params: int = 0, tensor_dropout: float = 0.0, verbose: bool = True) -> None:
         self.factorization = normalize_factorization(factorization)
         if epoch < 0:
@@ -152,7 +153,9 @@ class Tensorize(Callback):
         scheduler_states = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
         self._tensorize(trainer, pl_module)
         self._rebuild_optimizers(trainer, optimizers, scheduler_states)
-        pl_module.log("tensorize/params_ratio", self.report.model_params_before / max(1, self.report.model_params_after))
+        report = self.report
+        if report is not None:
+            pl_module.log("tensorize/params_ratio", report.model_params_before / max(1, report.model_params_after))
 
     @staticmethod
     def _rebuild_optimizers(trainer: pl.Trainer, old: list[torch.optim.Optimizer],

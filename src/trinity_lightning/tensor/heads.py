@@ -4,9 +4,9 @@ Both are tltorch layers (``TCL``, ``TRL``) with three changes, each because tlto
 classifier head:
 
 - TRL initialization: tltorch draws the factors so that the *full* weight has standard deviation 1, which gives
-  logits of standard deviation ~sqrt(C*H*W) (46 against 0.6 for ``nn.Linear`` on a 64x4x4 input) and a first loss in the hundreds; we
-  scale it like ``nn.Linear`` (std ``1/sqrt(3 * fan_in)``), so a TRL head trains with the same learning rate as the
-  dense head it replaces. ``tests/tensor/test_heads.py`` checks the initial logit scale of both.
+  logits of standard deviation ~sqrt(C*H*W) (46 against 0.6 for ``nn.Linear`` on a 64x4x4 input) and a first loss
+  in the hundreds; we scale it like ``nn.Linear`` (std ``1/sqrt(3 * fan_in)``), so a TRL head trains with the same
+  learning rate as the dense head it replaces. ``tests/tensor/test_heads.py`` checks the initial logit scale of both.
 - TCL initialization: variance-preserving factors (see :meth:`TensorContractionLayer.reset_parameters`).
 - TCL bias: ``TCL(bias=True)`` in tltorch 0.5 fails (it reads an undefined ``output_shape``); the bias is ours.
 - Ranks: a float rank is a fraction of the dense head's parameters, resolved and checked by

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
+from typing import TypeAlias
 
-Rank = Union[float, int, str, Sequence[int]]
+Rank: TypeAlias = float | int | str | Sequence[int]
 """A rank: a float in (0, 1] (fraction of dense parameters), an int, a tuple of ints, or ``"full"``."""
 
 FACTORIZATIONS = ("cp", "tucker", "tt")
