@@ -292,6 +292,7 @@ def main() -> None:
     parser.add_argument("--jobs", action="store_true", help="only run the (dataset, seed) jobs; merge later")
     parser.add_argument("--merge", action="store_true", help="only merge alpf_partial_*.json into alpf.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small pool, no run to full")
+    parser.add_argument("--note", default="", help="where the jobs ran (recorded in details)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -354,6 +355,7 @@ def main() -> None:
     plot_path = REPO / "docs" / "img" / "alpf.png"
     plot(results, plot_path, args.until)
     details = {"protocol": __doc__, "summary": summary, "plot": "docs/img/alpf.png", "warmup": args.warmup,
+               "jobs_ran_on": args.note or "this machine",
                "steps": args.steps, "round": args.round, "seeds": args.seeds,
                "results": {n: {"hierarchy": r["hierarchy"], "questions": r["questions"],
                                "binary_search_cost_per_class": r["binary_search_cost_per_class"],
