@@ -34,6 +34,11 @@ def max_min_cross_entropy(
         target: ``(N,)`` class ids.
         alpha_max: weight of the Max term (>= 0).
         alpha_min: weight of the Min term (>= 0).
+
+    Example:
+        >>> z = torch.tensor([[1.0, -1.0]])
+        >>> round(max_min_cross_entropy(z, -z, torch.tensor([0]), alpha_max=1.0, alpha_min=0.5).item(), 4)
+        1.1904
     """
     if alpha_max < 0 or alpha_min < 0:
         raise ValueError(f"alpha_max, alpha_min: expected non-negative weights, got {alpha_max}, {alpha_min}")
@@ -57,6 +62,11 @@ def reconstruction_loss(rendered: torch.Tensor, images: torch.Tensor, fit_scale:
         rendered: ``(N, C, H, W)`` rendered images ``r``.
         images: ``(N, C, H, W)`` inputs ``x``.
         fit_scale: multiply ``r`` by the batch's least-squares ``sigma^2`` first.
+
+    Example:
+        >>> x = torch.ones(2, 1, 2, 2)
+        >>> reconstruction_loss(0.5 * x, x).tolist(), reconstruction_loss(0.5 * x, x, fit_scale=False).tolist()
+        ([0.0, 0.0], [0.25, 0.25])
     """
     if rendered.shape != images.shape:
         raise ValueError(f"rendered: shape {tuple(rendered.shape)} differs from images {tuple(images.shape)}")
@@ -84,6 +94,11 @@ def rendering_path_normalization(
         rendered: per level, ``(N, C, H, W)`` rendered along the inferred path.
         rendered_prior: per level, the same rendered along the prior's path.
         biases: per level, ``(C,)`` biases.
+
+    Example:
+        >>> mu, mu_prior = [torch.ones(1, 2, 2, 2)], [torch.zeros(1, 2, 2, 2)]
+        >>> rendering_path_normalization(mu, mu_prior, [torch.tensor([0.5, -1.0])]).tolist()
+        [6.0]
     """
     if not (len(rendered) == len(rendered_prior) == len(biases)) or not rendered:
         raise ValueError(

@@ -168,8 +168,11 @@ class NRM(pl.LightningModule):
         n_labelled = len(x_l)
         paths = self.paths(x)
         logits_min = paths[1].logits[:n_labelled] if len(paths) > 1 else None
-        ce = max_min_cross_entropy(paths[0].logits[:n_labelled], logits_min, y_l, hp["alpha_max"], hp["alpha_min"])
-        zero = ce.new_zeros(())
+        zero = paths[0].logits.new_zeros(())
+        if n_labelled:
+            ce = max_min_cross_entropy(paths[0].logits[:n_labelled], logits_min, y_l, hp["alpha_max"], hp["alpha_min"])
+        else:  # an unlabelled-only batch
+            ce = zero
         out = {"ce": ce, "recon": zero, "rpn": zero}
         if self.uses_unlabelled:
             top = self._render_targets(paths, y_l, n_labelled)

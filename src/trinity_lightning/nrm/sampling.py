@@ -63,6 +63,22 @@ def save_grid(
 
     ``references``, if given, are drawn as a first row so a reader sees whose latents each column uses.
     Needs matplotlib (the ``bench`` extra).
+
+    Args:
+        grid: images ``(rows, columns, C, H, W)`` as returned by :func:`render_grid`.
+        path: the PNG file to write (its folder is created).
+        references: the images whose latents the first columns use.
+        row_labels: one label per row (e.g. the class names).
+        title: a title above the grid.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = save_grid(torch.rand(2, 3, 1, 4, 4), pathlib.Path(tempfile.mkdtemp()) / "grid.png")
+        >>> out.stat().st_size > 0
+        True
     """
     import matplotlib
 
