@@ -140,3 +140,26 @@ def test_checkpoint_resume_restores_weights_split_and_step(digits, tmp_path):
     assert check.step == saved["global_step"] > 0 and check.weights_equal
     assert resumed_dm.labelled_indices.tolist() == first_dm.labelled_indices.tolist()
     assert set(resumed_dm.unlabelled_indices).isdisjoint(resumed_dm.labelled_indices)
+
+
+@pytest.mark.slow
+def test_max_min_nrm_learns_mnist_from_100_labels():
+    """Real data end to end: 100 MNIST labels + unlabelled images, a small net, 150 steps -> well above chance."""
+    from tests.conftest import require_dataset
+
+    require_dataset("mnist")
+    pl.seed_everything(0, verbose=False)
+    dm = SemiSupervisedDataModule(
+        "mnist",
+        labels_per_class=10,
+        labelled_batch_size=20,
+        unlabelled_ratio=2,
+        val_size=200,
+        unlabelled_limit=6000,
+        test_limit=1000,
+        seed=0,
+    )
+    model = NRM(layers=[8, "M", 16, "M"], lr=3e-3, schedule="cosine")
+    trainer = pl.Trainer(max_steps=150, limit_val_batches=0, enable_checkpointing=False, **TRAINER)
+    trainer.fit(model, dm)
+    assert trainer.test(model, dm, verbose=False)[0]["test_acc"] > 0.6
