@@ -48,7 +48,7 @@ class MBEM(DawidSkene):
         >>> model = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
         >>> mbem = MBEM().fit(table, model)  # "bad" disagrees with the model: its labels get flipped
         >>> mbem.labels_.tolist(), list(mbem.table_.worker_ids), [round(float(a), 2) for a in mbem.worker_accuracy_]
-        ([0, 1, 0, 1], ['bad', 'good'], [0.33, 0.67])
+        ([0, 1, 0, 1], ['bad', 'good'], [0.08, 0.92])
     """
 
     _final_m_step = False

@@ -30,7 +30,7 @@ def hammer_spammer_confusions(num_workers: int, num_classes: int, hammer_fractio
 
     Example:
         >>> conf = hammer_spammer_confusions(4, 3, hammer_fraction=0.5, seed=1)
-        >>> conf.shape, torch.allclose(conf.sum(-1), torch.ones(4, 3))
+        >>> conf.shape, torch.allclose(conf.sum(-1), torch.ones(4, 3, dtype=conf.dtype))
         (torch.Size([4, 3, 3]), True)
     """
     if not 0.0 <= hammer_fraction <= 1.0:
