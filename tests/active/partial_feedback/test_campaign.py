@@ -137,3 +137,42 @@ def test_recipe_smoke(tmp_path, monkeypatch):
     cli = run_lightning(["fit", "--config", str(config), "--summary", "false"])
     assert (tmp_path / "curve.csv").read_text().count("\n") == 3  # header + 2 rounds (fit start + epoch 1)
     assert cli.datamodule.partial.num_questions > 0 and (tmp_path / "p.npz").is_file()
+
+
+def test_human_campaign_through_trinity_label_files(tmp_path):
+    """Questions go out as the active-learning oracle's query files; answers come back as `trinity label` writes
+    them; a stopped campaign resumes without losing or repeating a question."""
+    from trinity_lightning.active.partial_feedback import AnswersPending
+
+    folder = tmp_path / "ask"
+    gold = pool().labels
+
+    def run() -> tuple[PartialFeedbackDataModule, PartialFeedback]:
+        dm = datamodule(tmp_path)
+        callback = PartialFeedback("alpf_erc", round_budget=20, total_budget=60, questions_file=str(folder))
+        trainer(tmp_path, 3, [callback]).fit(model(), datamodule=dm)
+        return dm, callback
+
+    def answer(round_: int) -> None:
+        queries = [yaml.safe_load(line) for line in (folder / f"round_{round_:04d}.queries.jsonl").open()]
+        assert all(q["choices"] == ["no", "yes"] and q["example"]["question"].startswith("Is this a")
+                   for q in queries)
+        masks = HIERARCHY.binarized().question_masks()
+        with (folder / f"round_{round_:04d}.answers.jsonl").open("a") as handle:
+            for q in queries:
+                yes = bool(masks[q["example"]["question_id"], gold[q["index"]]])
+                handle.write(f'{{"index": {q["index"]}, "label": "{"yes" if yes else "no"}"}}\n')
+
+    with pytest.raises(AnswersPending, match="trinity label"):
+        run()  # nothing answered yet: nothing to train on
+    answer(1)
+    dm, callback = run()  # applies the 20 answers, trains an epoch, asks the next batch and stops
+    assert dm.partial.num_questions == callback.spent == 20
+    assert (folder / "round_0002.queries.jsonl").is_file()
+    answer(2)
+    dm, callback = run()
+    assert dm.partial.num_questions == 40
+    labels = dm.partial.labels()
+    assert labels[labels >= 0].equal(gold[labels >= 0])  # every answer went to the right example
+    ex, _, _ = dm.partial.history()
+    assert ex.numel() == 40

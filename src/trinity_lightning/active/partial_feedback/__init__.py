@@ -12,6 +12,7 @@ from trinity_lightning.active.partial_feedback.hierarchy import ClassHierarchy
 from trinity_lightning.active.partial_feedback.loss import PartialLabelLoss, partial_label_loss
 from trinity_lightning.active.partial_feedback.module import PartialLabelClassifier
 from trinity_lightning.active.partial_feedback.oracle import (
+    ActiveFileBinaryOracle,
     AnswersPending,
     BinaryOracle,
     FileBinaryOracle,
@@ -42,6 +43,7 @@ __all__ = [
     "CIFAR10_SYNSETS",
     "FASHION_MNIST_GROUPS",
     "QUESTION_STRATEGIES",
+    "ActiveFileBinaryOracle",
     "AnswersPending",
     "BinaryOracle",
     "ClassHierarchy",

@@ -24,11 +24,11 @@ from lightning.pytorch.callbacks import Callback
 
 from trinity_lightning.active.partial_feedback.datamodule import PartialFeedbackDataModule
 from trinity_lightning.active.partial_feedback.oracle import (
+    ActiveFileBinaryOracle,
     AnswersPending,
     BinaryOracle,
     FileBinaryOracle,
     SimulatedBinaryOracle,
-    answered_questions,
 )
 from trinity_lightning.active.partial_feedback.questions import (
     QuestionContext,
@@ -101,9 +101,11 @@ class PartialFeedback(Callback):
         round_budget: questions per round.
         total_budget: questions in all; the campaign stops asking then (training goes on to ``max_epochs``).
         epochs_per_round: training epochs between two rounds.
-        questions_file: ask a human through this JSONL file (see
-            :class:`~trinity_lightning.active.partial_feedback.FileBinaryOracle`); default: the simulated
-            oracle answering from the dataset's labels.
+        questions_file: ask a human: a ``.jsonl`` path uses
+            :class:`~trinity_lightning.active.partial_feedback.FileBinaryOracle` (answer in the file or with
+            ``python -m trinity_lightning.active.partial_feedback.oracle FILE``); a folder uses the active-learning
+            oracle's files (:class:`~trinity_lightning.active.partial_feedback.ActiveFileBinaryOracle`, answer with
+            ``trinity label``). Default: the simulated oracle answering from the dataset's labels.
         curve_path: CSV written atomically after every round (round, questions, fraction of the naive
             budget, fully labelled, informative examples, the monitored metric).
         monitor: metric recorded in the curve (e.g. ``val_acc``).
@@ -169,7 +171,10 @@ class PartialFeedback(Callback):
         else:
             n = dm.partial.num_examples if dm.partial is not None else 0
             self.naive_cost = round(float(costs.float().mean()) * n)
-            self.oracle = FileBinaryOracle(self.questions_file, dm.question_names)
+            if self.questions_file.endswith(".jsonl"):
+                self.oracle = FileBinaryOracle(self.questions_file, dm.question_names)
+            else:  # a folder: the active-learning oracle's files, answered with `trinity label`
+                self.oracle = ActiveFileBinaryOracle(self.questions_file, dm.question_names)
 
     @torch.inference_mode()
     def _probabilities(self, dm: PartialFeedbackDataModule, pl_module: pl.LightningModule,
@@ -197,7 +202,7 @@ class PartialFeedback(Callback):
         open_ = torch.nonzero(~dm.partial.fully_labelled).flatten().tolist()
         if not open_:
             return
-        if isinstance(self.oracle, FileBinaryOracle):  # answers given while the run was stopped
+        if hasattr(self.oracle, "answered"):  # human answers given while the run was stopped
             budget -= self._harvest(dm, self.oracle)
             open_ = torch.nonzero(~dm.partial.fully_labelled).flatten().tolist()
             if budget <= 0 or not open_:
@@ -207,6 +212,8 @@ class PartialFeedback(Callback):
             asked = ask_questions(self.strategy, dm.partial, dm.question_masks, self.oracle, budget, probs,
                                   self.seed + self.round, apply=dm.answer)
         except AnswersPending as pending:
+            if not bool(dm.partial.informative.any()):
+                raise  # nothing to train on until the first answers come in
             trainer.should_stop = True
             print(f"PartialFeedback: {pending}")
             return
@@ -226,10 +233,10 @@ class PartialFeedback(Callback):
                                step=trainer.global_step)
         self._write_curve()
 
-    def _harvest(self, dm: PartialFeedbackDataModule, oracle: FileBinaryOracle) -> int:
-        """Apply answered rows of the questions file that still tell something (idempotent)."""
+    def _harvest(self, dm: PartialFeedbackDataModule, oracle: Any) -> int:
+        """Apply the human's answers that still tell something (idempotent: applied answers no longer split)."""
         assert dm.partial is not None
-        examples, questions, answers = answered_questions(oracle.path)
+        examples, questions, answers = oracle.answered()
         if examples.numel() == 0:
             return 0
         masks = dm.question_masks[questions]
@@ -254,8 +261,9 @@ class PartialFeedback(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = self._datamodule(trainer)
         assert dm.partial is not None
-        if not bool(dm.partial.informative.any()):  # nothing to train on yet: a first round with the fresh model
-            self._round(trainer, pl_module)
+        self.spent = max(self.spent, dm.partial.num_questions)  # answers saved after the last checkpoint count
+        if not bool(dm.partial.informative.any()) or hasattr(self.oracle, "answered"):
+            self._round(trainer, pl_module)  # a first round (or the answers a human gave while stopped)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs

@@ -28,10 +28,10 @@ _NO = {"n", "no", "false", "0"}
 class AnswersPending(RuntimeError):  # noqa: N818 - it is a state, not a failure
     """Raised by a human oracle while some questions of the batch have no answer yet."""
 
-    def __init__(self, path: Path, missing: int) -> None:
+    def __init__(self, path: Path, missing: int, how: str | None = None) -> None:
         self.path, self.missing = path, missing
-        super().__init__(f"{missing} question(s) in {path} have no answer yet; answer them (edit the file or run "
-                         f"`python -m trinity_lightning.active.partial_feedback.oracle {path}`) and run again")
+        how = how or f"edit the file or run `python -m trinity_lightning.active.partial_feedback.oracle {path}`"
+        super().__init__(f"{missing} question(s) in {path} have no answer yet; answer them ({how}) and run again")
 
 
 class BinaryOracle(Protocol):
@@ -141,8 +141,11 @@ class FileBinaryOracle:
 
     def question_text(self, question_id: int) -> str:
         """The wording shown to the annotator."""
-        name = self.question_names[question_id].split(".n.")[0].replace("_", " ")
-        return f"Is this a {name}?"
+        return question_text(self.question_names[question_id])
+
+    def answered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every answered row of the file: ``(examples, question ids, answers)``."""
+        return answered_questions(self.path)
 
     def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         """Answers for the batch; writes the unanswered questions and raises :class:`AnswersPending`."""
@@ -171,6 +174,103 @@ class FileBinaryOracle:
             write_questions_file(self.path, kept)
             raise AnswersPending(self.path, len(missing))
         return torch.tensor([bool(known[p]) for p in pairs], dtype=torch.bool)
+
+
+class ActiveFileBinaryOracle:
+    """Ask through the active-learning oracle's files, so a human answers with ``trinity label``.
+
+    Each batch becomes ``DIR/round_NNNN.queries.jsonl`` of
+    :class:`~trinity_lightning.active.oracles.FileOracle` with choices ``no``/``yes`` and the question in the
+    example (``{"question": "Is this a dog?", "question_id": 7}``); ``trinity label DIR/round_NNNN.queries.jsonl``
+    asks them in the terminal and appends each answer at once to ``round_NNNN.answers.jsonl``. A batch left
+    unanswered when the run stopped must be finished before a new one is written.
+
+    Args:
+        directory: folder of the query/answer files.
+        question_names: node name per question id.
+        wait: block until the batch is answered (polling) instead of raising :class:`AnswersPending`.
+        poll_seconds: polling interval while waiting.
+        timeout: stop waiting after this many seconds.
+    """
+
+    CHOICES = ("no", "yes")
+
+    def __init__(self, directory: str | Path, question_names: Sequence[str], wait: bool = False,
+                 poll_seconds: float = 2.0, timeout: float | None = None) -> None:
+        from trinity_lightning.active.oracles import FileOracle
+
+        self.question_names = list(question_names)
+        self._asking: dict[int, int] = {}
+        self.files = FileOracle(str(directory), wait=wait, poll_seconds=poll_seconds, timeout=timeout,
+                                choices=list(self.CHOICES), render=self._render)
+        self.directory = Path(directory)
+
+    def _render(self, datamodule: Any, index: int) -> dict[str, Any]:
+        q = self._asking[index]
+        return {"question": question_text(self.question_names[q]), "question_id": q}
+
+    def _rounds(self) -> list[int]:
+        found = []
+        for path in self.directory.glob("round_*.queries.jsonl"):
+            try:
+                found.append(int(path.name[len("round_"):].split(".")[0]))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    def _pairs(self, round_: int) -> list[tuple[int, int]]:
+        pairs = []
+        for line in self.files.queries_path(round_).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                pairs.append((int(row["index"]), int(row["example"]["question_id"])))
+        return pairs
+
+    def answered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every answered question of every batch: ``(examples, question ids, answers)``."""
+        from trinity_lightning.active.oracles import read_answers
+
+        ex: list[int] = []
+        qs: list[int] = []
+        ans: list[bool] = []
+        for round_ in self._rounds():
+            got, _ = read_answers(self.files.answers_path(round_), list(self.CHOICES))
+            for e, q in self._pairs(round_):
+                if e in got:
+                    ex.append(e)
+                    qs.append(q)
+                    ans.append(got[e] == 1)
+        return (torch.tensor(ex, dtype=torch.int64), torch.tensor(qs, dtype=torch.int64),
+                torch.tensor(ans, dtype=torch.bool))
+
+    def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
+        """Answers for the batch; writes a new query file and raises :class:`AnswersPending` until answered."""
+        pairs = [(int(e), int(q)) for e, q in zip(torch.as_tensor(examples).tolist(),
+                                                   torch.as_tensor(questions).tolist())]
+        if len({e for e, _ in pairs}) != len(pairs):
+            raise ValueError("examples: at most one question per example in a batch")
+        rounds = self._rounds()
+        if rounds:
+            last = rounds[-1]
+            got = self.files.collect(last)
+            if got is not None and self._pairs(last) == pairs:
+                return torch.tensor([label == 1 for label in got.labels or []], dtype=torch.bool)
+            if got is None:
+                raise AnswersPending(self.files.queries_path(last), len(self._pairs(last)),
+                                     f"trinity label {self.files.queries_path(last)}")
+        round_ = rounds[-1] + 1 if rounds else 1
+        self._asking = dict(pairs)
+        self.files.query(round_, [e for e, _ in pairs], datamodule=self)
+        got = self.files.collect(round_)
+        if got is None:
+            raise AnswersPending(self.files.queries_path(round_), len(pairs),
+                                 f"trinity label {self.files.queries_path(round_)}")
+        return torch.tensor([label == 1 for label in got.labels or []], dtype=torch.bool)
+
+
+def question_text(name: str) -> str:
+    """``"carnivore.n.01"`` -> ``"Is this a carnivore?"``."""
+    return f"Is this a {name.split('.n.')[0].replace('_', ' ')}?"
 
 
 def answered_questions(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
