@@ -219,6 +219,12 @@ class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):
         test_limit: likewise for the test set.
         val_fraction: share of the training images held out (fully labelled) for validation.
         **kwargs: passed on to :class:`PartialFeedbackDataModule` (``batch_size``, ``partial_path``, ...).
+
+    Example:
+        >>> dm = ImagePartialFeedbackDataModule("digits", tree={"even": ["0", "2", "4", "6", "8"],
+        ...                                                     "odd": ["1", "3", "5", "7", "9"]})
+        >>> dm.setup("fit"); len(dm.dataset), dm.question_names[0], len(dm.question_names)
+        (1294, 'even', 18)
     """
 
     def __init__(self, dataset: str = "digits", tree: dict[str, Any] | None = None, train_limit: int | None = None,

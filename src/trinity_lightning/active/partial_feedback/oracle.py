@@ -191,6 +191,19 @@ class ActiveFileBinaryOracle:
         wait: block until the batch is answered (polling) instead of raising :class:`AnswersPending`.
         poll_seconds: polling interval while waiting.
         timeout: stop waiting after this many seconds.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> oracle = ActiveFileBinaryOracle(folder, ["animal", "cat", "dog"])
+        >>> try:
+        ...     oracle.ask(torch.tensor([4]), torch.tensor([1]))
+        ... except AnswersPending as pending:
+        ...     print(pending.path.name)
+        round_0001.queries.jsonl
+        >>> _ = (folder / "round_0001.answers.jsonl").write_text('{"index": 4, "label": "yes"}\\n')
+        >>> oracle.ask(torch.tensor([4]), torch.tensor([1])).tolist()
+        [True]
     """
 
     CHOICES = ("no", "yes")

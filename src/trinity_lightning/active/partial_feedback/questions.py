@@ -51,6 +51,11 @@ class QuestionContext:
         asked: ``(N,)`` questions already asked per example.
         seed: seed for this selection (the campaign passes ``seed + round``), so a resumed run asks the
             same questions.
+
+    Example:
+        >>> ctx = QuestionContext(torch.ones(5, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool))
+        >>> ctx.asked.tolist()
+        [0, 0, 0, 0, 0]
     """
 
     candidates: torch.Tensor
@@ -164,6 +169,13 @@ class FullAnnotation(QuestionStrategy):
         order: ``"random"`` or ``"entropy"`` (maximum entropy first; needs the model).
         rule: the question rule (``"binary"`` = model-free binary search, or ``"erc"``/``"edc"``/``"eig"``).
         chunk_size: rows scored at once.
+
+    Example:
+        >>> q = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
+        >>> ctx = QuestionContext(torch.ones(3, 4, dtype=torch.bool), q, seed=0)
+        >>> examples, questions = FullAnnotation("random", "binary").select(ctx, budget=2)
+        >>> len(examples), questions.tolist()   # one new example at a time: 2 questions each for 4 classes
+        (1, [0])
     """
 
     def __init__(self, order: str = "random", rule: str = "binary", chunk_size: int = 8192) -> None:
@@ -215,6 +227,12 @@ class PairSelection(QuestionStrategy):
     Args:
         rule: ``"erc"`` (minimise), ``"edc"`` or ``"eig"`` (maximise).
         chunk_size: rows scored at once.
+
+    Example:
+        >>> q = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.bool)
+        >>> probs = torch.tensor([[0.4, 0.3, 0.3], [0.98, 0.01, 0.01]])
+        >>> PairSelection("erc").select(QuestionContext(torch.ones(2, 3, dtype=torch.bool), q, probs), budget=1)
+        (tensor([1]), tensor([1]))
     """
 
     def __init__(self, rule: str = "erc", chunk_size: int = 8192) -> None:
