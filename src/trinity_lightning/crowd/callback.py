@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -46,6 +46,8 @@ class CrowdEM(Callback):
         epochs_per_round: epochs of training between two MBEM rounds.
         max_rounds: stop re-estimating after this many rounds (``None``: every ``epochs_per_round``).
         hard: estimate the workers from the model's hard predictions (the official code) or its probabilities.
+        prior: the prior of each item's truth in the posterior: ``"model"`` (the model's prediction for
+            that item) or ``"class"`` (the class frequencies, the paper); see :class:`MBEM`.
         smoothing: Laplace pseudo-count of the confusion estimates.
         em_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess).
 
@@ -58,17 +60,19 @@ class CrowdEM(Callback):
     Example:
         >>> cb = CrowdEM(epochs_per_round=2)
         >>> cb.state_key
-        "CrowdEM{'epochs_per_round': 2, 'smoothing': 0.1}"
+        "CrowdEM{'epochs_per_round': 2, 'prior': 'model', 'smoothing': 0.1}"
     """
 
     def __init__(self, epochs_per_round: int = 5, max_rounds: int | None = None, hard: bool = True,
-                 smoothing: float = 0.1, em_iter: int = 1) -> None:
+                 prior: Literal["model", "class"] = "model", smoothing: float = 0.1, em_iter: int = 1) -> None:
         if epochs_per_round < 1:
             raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
         if max_rounds is not None and max_rounds < 0:
             raise ValueError(f"max_rounds: expected a non-negative integer or None, got {max_rounds}")
         self.epochs_per_round, self.max_rounds = epochs_per_round, max_rounds
-        self.hard, self.smoothing, self.em_iter = hard, smoothing, em_iter
+        if prior not in ("model", "class"):
+            raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
+        self.hard, self.prior, self.smoothing, self.em_iter = hard, prior, smoothing, em_iter
         self.round = 0
         self.posteriors: torch.Tensor | None = None
         self.confusions: torch.Tensor | None = None
@@ -77,7 +81,8 @@ class CrowdEM(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(epochs_per_round=self.epochs_per_round, smoothing=self.smoothing)
+        return self._generate_state_key(epochs_per_round=self.epochs_per_round, prior=self.prior,
+                                        smoothing=self.smoothing)
 
     # ------------------------------------------------------------------ hooks
     @staticmethod
@@ -128,7 +133,8 @@ class CrowdEM(Callback):
         table = dm.annotation_table
         predictions = self.predict(trainer, pl_module)
         previous = dm.targets.argmax(dim=1) if getattr(dm, "targets", None) is not None else None
-        mbem = MBEM(max_iter=self.em_iter, hard=self.hard, smoothing=self.smoothing).fit(table, predictions)
+        mbem = MBEM(max_iter=self.em_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
+        mbem.fit(table, predictions)
         posteriors = mbem.posteriors_.detach().to("cpu", torch.float32)
         dm.set_targets(posteriors)
         self.round += 1

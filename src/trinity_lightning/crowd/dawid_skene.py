@@ -156,7 +156,8 @@ class _EMAggregator(Aggregator):
         if self.crowdkit_compat:
             conf_t = conf_t * inc.observed[:, :, None]
         self.worker_confusion_ = conf_t.transpose(1, 2).contiguous()
-        self.priors_ = final.log_prior.exp()
+        prior = final.log_prior.exp()
+        self.priors_ = prior if prior.ndim == 1 else prior.mean(dim=0)  # MBEM's per-item prior: its average
         self.log_likelihood_ = history
         self.n_iter_ = len(history)
         self.posteriors_ = post
