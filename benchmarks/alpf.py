@@ -178,6 +178,39 @@ def campaign(strategy_name: str, xp: torch.Tensor, yp: torch.Tensor, xt: torch.T
             "seconds": time.perf_counter() - t0}
 
 
+def diagnose(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Why ALPF-ERC's labels teach little: per round, how often the model was already right on the examples a
+    learner fully labelled, and the class counts of its labelled set at 30%."""
+    xp, yp, _, _, classes = load_pool(name, seed, args)
+    hierarchy = hierarchy_for(name) if not args.prepared else ClassHierarchy(
+        **{k: v for k, v in torch.load(args.prepared, weights_only=False)[name]["hierarchy"].items()})
+    masks = hierarchy.question_masks()
+    naive = int(binary_search_costs(masks)[yp].sum())
+    out: dict[str, Any] = {"dataset": name, "seed": seed, "classes": classes}
+    for strategy in ("uniform", "alpf_erc", "aq_erc", "eig"):
+        state, oracle = PartialLabels(len(yp), masks.shape[1]), SimulatedBinaryOracle(yp, masks)
+        g = torch.Generator().manual_seed(seed)
+        probs = torch.softmax(0.01 * torch.randn(len(yp), masks.shape[1], generator=g), dim=1)
+        spent, right = 0, []
+        for rnd, target in enumerate([0.05, 0.10, 0.15, 0.20, 0.25, 0.30]):
+            chooser = get_question_strategy("uniform" if rnd == 0 else strategy)
+            before = state.fully_labelled.clone()
+            spent += ask_questions(chooser, state, masks, oracle, round(target * naive) - spent, probs,
+                                   seed=1000 * seed + rnd)
+            new = state.fully_labelled & ~before
+            if rnd > 0:
+                right.append(float((probs[new].argmax(1) == yp[new]).float().mean()))
+            informative = torch.nonzero(state.informative).flatten()
+            model = train_head(xp[informative], state.candidates[informative], seed * 7919 + rnd, args.steps)
+            probs = predict(model, xp)
+        labels = state.labels()
+        out[strategy] = {"model_already_right_on_newly_labelled": right,
+                         "fully_labelled_per_class_at_30pct": torch.bincount(labels[labels >= 0],
+                                                                            minlength=len(classes)).tolist()}
+        print(f"[diagnose {name} s{seed}] {strategy}: {out[strategy]}", flush=True)
+    return out
+
+
 def accuracy_at(curve: list[dict[str, float]], budget: float) -> float:
     for row in curve:
         if abs(row["budget"] - budget) < 1e-3:
@@ -293,12 +326,18 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="only merge alpf_partial_*.json into alpf.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small pool, no run to full")
     parser.add_argument("--note", default="", help="where the jobs ran (recorded in details)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="write alpf_diagnosis.json: was the model already right on what each learner labelled?")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
         args.seeds, args.pool, args.steps = [0], 2000, 200
     if args.prepare:
         prepare(args.datasets, args.seeds, args.pool, Path(args.prepare))
+        return
+    if args.diagnose:
+        found = [diagnose(name, args.seeds[0], args) for name in args.datasets]
+        (Path(args.out_dir) / "alpf_diagnosis.json").write_text(json.dumps(found, indent=1) + "\n")
         return
     if not args.merge:
         for name in args.datasets:
