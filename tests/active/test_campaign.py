@@ -109,6 +109,8 @@ def test_campaign_errors(tmp_path, kwargs, match):
         _trainer(tmp_path, ActiveLearning(**kwargs)).fit(model, datamodule=datamodule())
     with pytest.raises(ValueError, match="initial_labelled"):
         _trainer(tmp_path, ActiveLearning()).fit(mlp(), datamodule=datamodule(initial_labelled=0))
+    with pytest.raises(ValueError, match="pool is empty"):
+        _trainer(tmp_path, ActiveLearning()).fit(mlp(), datamodule=datamodule(initial_labelled=240))
     for bad, what in [({"query_size": 0}, "query_size"), ({"unit": "words"}, "unit"),
                       ({"pool_subset": 1.5}, "pool_subset"), ({"strategy": "nope"}, "strategy")]:
         with pytest.raises(ValueError, match=what):

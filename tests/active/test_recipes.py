@@ -69,8 +69,8 @@ def test_active_ner_recipe_on_conll2003(tmp_path):
     require_dataset("conll2003")
 
     def edit(recipe, al):
-        al.update(query_size=2000, budget=6000, epochs_per_round=1, min_steps_per_round=0)
-        recipe["data"]["init_args"].update(train_limit=3000, eval_limit=300)
+        al.update(query_size=1000, budget=3000, epochs_per_round=1, min_steps_per_round=0)
+        recipe["data"]["init_args"].update(train_limit=1500, eval_limit=200)
 
     cli = _fit(_recipe("active_ner.yaml", tmp_path, edit))
-    assert cli.datamodule.labelled_cost >= 6000 and cli.trainer.callback_metrics["test_f1"] > 0.05
+    assert cli.datamodule.labelled_cost >= 3000 and cli.trainer.callback_metrics["test_f1"] > 0.05

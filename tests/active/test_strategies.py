@@ -135,6 +135,22 @@ def test_bald_without_dropout_is_an_error():
         score_pool(net, [torch.randn(4, 3)], BALD(n_samples=3), 2, [0, 1, 2, 3])
 
 
+def test_rank_shards_merge_to_the_global_topk():
+    from trinity_lightning.active.scoring import merge_selections
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 20, (60,), generator=g).float()  # many ties
+    indices = list(range(100, 160))
+    parts = []
+    for rank in range(3):  # the callback's sharding: candidates[rank::world]
+        top = TopK(7)
+        top.update(scores[rank::3], torch.tensor(indices[rank::3]))
+        parts.append(top.result())
+    full = TopK(7)
+    full.update(scores, torch.tensor(indices))
+    assert merge_selections(parts, 7) == full.result()
+
+
 def test_select_by_budget_and_random_seeded():
     from trinity_lightning.active.scoring import Selection
 

@@ -47,7 +47,7 @@ def _show(console: Console, query: dict[str, Any], position: int, total: int, ch
     tokens = example.get("tokens") if isinstance(example, dict) else None
     if tokens is not None:
         table = Table(show_header=True, box=None)
-        for i, token in enumerate(tokens):
+        for i in range(len(tokens)):
             table.add_column(str(i), justify="center")
         table.add_row(*[str(t) for t in tokens])
         console.print(table)

@@ -44,8 +44,8 @@ class TopK:
         >>> top = TopK(2)
         >>> top.update(torch.tensor([0.1, 0.9]), torch.tensor([10, 11]))
         >>> top.update(torch.tensor([0.5, 0.9]), torch.tensor([12, 13]))
-        >>> top.result()
-        Selection(indices=[11, 13], scores=[0.8999999761581543, 0.8999999761581543])
+        >>> top.result().indices
+        [11, 13]
     """
 
     def __init__(self, k: int) -> None:
