@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("fp32_allreduce", "fp16_hook", "powersgd_r1", "powersgd_r4", "signsgd_mv")
 _SENT: list[tuple[str, int]] = []
 
@@ -73,9 +74,7 @@ class FakeBucket:
 def _count(name: str, original: Any) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if name == "all_to_all_single":
-            size = tensors[1].numel() * tensors[1].element_size()
-        elif name in ("all_gather_into_tensor", "all_gather_single"):
+        if name == "all_to_all_single" or name in ("all_gather_into_tensor", "all_gather_single"):
             size = tensors[1].numel() * tensors[1].element_size()
         elif name == "all_gather":
             size = tensors[0].numel() * tensors[0].element_size() if tensors else \
@@ -221,6 +220,82 @@ def teardown_network(world: int) -> None:
     _sh("ip", "netns", "del", "sgdsw", check=False)
 
 
+def nccl_smoke(args: argparse.Namespace) -> None:
+    """World size 1 on one GPU: the hook over NCCL (timing vs the fp32 all-reduce hook), DDP training, Lightning."""
+    import lightning.pytorch as pl
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+    from torch.nn.parallel import DistributedDataParallel
+
+    from _results import write_results
+    from trinity_lightning.distributed import SignSGDState, Signum, register_signsgd_hook, signsgd_hook
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    device = torch.device("cuda", 0)
+    torch.cuda.set_device(device)
+    shapes: list[tuple[int, ...]] = []
+    for _ in range(args.layers):
+        shapes += [(args.width, 4 * args.width), (args.width,)]
+    bucket = FakeBucket(shapes)
+    bucket._buffer = bucket._buffer.to(device)
+    bucket._views = [v.to(device) for v in bucket._views]
+    bucket._params = [torch.nn.Parameter(p.to(device)) for p in bucket._params]
+    grad = torch.randn(bucket.buffer().numel(), device=device)
+    state = SignSGDState(momentum=0.9)
+    times: dict[str, list[float]] = {"fp32_allreduce": [], "signsgd_mv": []}
+    for step in range(25):
+        for name, (st, hook) in {"fp32_allreduce": (None, default_hooks.allreduce_hook),
+                                  "signsgd_mv": (state, signsgd_hook)}.items():
+            bucket.buffer().copy_(grad)
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            hook(st, bucket).wait()
+            torch.cuda.synchronize()
+            if step >= 5:
+                times[name].append(1000 * (time.perf_counter() - start))
+    expected = torch.where(grad > 0, 1.0, -1.0)
+    vote_ok = bool(torch.equal(bucket.buffer()[grad != 0], expected[grad != 0]))
+    model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                                        torch.nn.Linear(64, 2)).to(device), device_ids=[0])
+    register_signsgd_hook(model, momentum=0.9)
+    optimizer = Signum(model.parameters(), lr=1e-2, momentum=0.0)
+    x, y = torch.randn(256, 64, device=device), torch.randint(0, 2, (256,), device=device)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    dist.destroy_process_group()
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(64, 2)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return Signum(self.parameters(), lr=1e-2, momentum=0.9)
+
+    data = torch.utils.data.TensorDataset(torch.randn(64, 64), torch.randint(0, 2, (64,)))
+    trainer = pl.Trainer(strategy="ddp_signsgd", accelerator="gpu", devices=1, max_steps=4, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=16))
+    strategy = trainer.strategy
+    details = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "world_size": 1,
+               "params": grad.numel(), "hook_ms_median": {k: statistics.median(v) for k, v in times.items()},
+               "vote_equals_own_signs": vote_ok, "ddp_losses_first_last": [losses[0], losses[-1]],
+               "lightning_hook_steps": strategy.signsgd_state.step,  # type: ignore[attr-defined]
+               "lightning_momentum_in_hook": strategy.signsgd_state.momentum,  # type: ignore[attr-defined]
+               "note": "world size 1 (one GPU): exercises NCCL all_to_all/all_gather, packing and unpacking on the "
+                       "GPU; communication volume needs several GPUs"}
+    print(json.dumps(details, indent=1))
+    write_results("signsgd_nccl", [], details, results_dir=Path(args.out) if args.out else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -235,9 +310,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-netns", action="store_true")
+    parser.add_argument("--skip-bytes", action="store_true", help="reuse the byte counts of the last results file")
+    parser.add_argument("--nccl-smoke", action="store_true", help="one-GPU NCCL smoke test (world size 1)")
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.nccl_smoke:
+        nccl_smoke(args)
         return
     from _results import claim, write_results
 
@@ -247,11 +327,17 @@ def main() -> None:
                                "steps": args.steps, "threads_per_process": args.threads,
                                "byte_formulas": "ring all-reduce 2(W-1)/W*B; all-gather (W-1)*B_in; "
                                                 "all-to-all (W-1)/W*B_in", "bytes": {}, "time_ms": {}}
-    for world in (2, 4, 8):
-        res = _launch(world, 1, args.layers, args.width)
-        details["bytes"][f"w{world}"] = res["bytes_sent"]
-        details["params"] = res["params"]
-        print(f"bytes w{world}:", {k: f"{v / 1e6:.2f} MB" for k, v in res["bytes_sent"].items()}, flush=True)
+    previous = RESULTS / "signsgd_comm.json"
+    if args.skip_bytes and previous.is_file():  # byte counts are deterministic: reuse the last run's
+        old = json.loads(previous.read_text())["details"]
+        details["bytes"], details["params"] = old["bytes"], old["params"]
+        details["bytes_from"] = f"run of {json.loads(previous.read_text())['date']} (same model)"
+    else:
+        for world in (2, 4, 8):
+            res = _launch(world, 1, args.layers, args.width)
+            details["bytes"][f"w{world}"] = res["bytes_sent"]
+            details["params"] = res["params"]
+            print(f"bytes w{world}:", {k: f"{v / 1e6:.2f} MB" for k, v in res["bytes_sent"].items()}, flush=True)
     loop = _launch(4, args.steps, args.layers, args.width)
     details["time_ms"]["loopback_w4"] = loop["median_ms"]
     details["time_samples_ms"] = {"loopback_w4": {k: [1000 * t for t in v] for k, v in loop["times_s"].items()}}

@@ -15,9 +15,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.nn.parallel import DistributedDataParallel
 
-from trinity_lightning.distributed import Signum, SignSGDState, WorkerFailureError, register_signsgd_hook
+from trinity_lightning.distributed import SignSGDState, Signum, WorkerFailureError, register_signsgd_hook
 
 
 def free_port() -> int:
@@ -76,7 +76,7 @@ def replicas_worker(rank: int, world: int, port: int, out: str, steps: int, beta
     _init(rank, world, port)
     base = make_model()
     shadow = copy.deepcopy(base)  # plain copy: its raw gradients feed the reference vote
-    model = DDP(base, bucket_cap_mb=0.001)  # ~1k floats per bucket -> several buckets
+    model = DistributedDataParallel(base, bucket_cap_mb=0.001)  # ~1k floats per bucket -> several buckets
     state = register_signsgd_hook(model, momentum=beta)
     optimizer = Signum(model.parameters(), lr=lr, momentum=0.0, weight_decay=0.01)
     momentum = torch.zeros(sum(p.numel() for p in base.parameters()))
@@ -104,8 +104,8 @@ def replicas_worker(rank: int, world: int, port: int, out: str, steps: int, beta
         dist.all_gather(all_m, new_m)
         momentum = new_m
         voters = [m for m, g in zip(all_m, gathered, strict=True) if torch.isfinite(g).all()]
-        report["vote_matches"].append(bool(torch.equal(reference_vote(voters, step, local_index(base)), _flat_grads(base)))
-                                      if valid else None)
+        expected = reference_vote(voters, step, local_index(base)) if valid else None
+        report["vote_matches"].append(None if expected is None else bool(torch.equal(expected, _flat_grads(base))))
         optimizer.step()
         if step == steps - 2:  # checkpoint before the last step
             saved = {"model": copy.deepcopy(base.state_dict()), "optim": copy.deepcopy(optimizer.state_dict()),
@@ -118,7 +118,7 @@ def replicas_worker(rank: int, world: int, port: int, out: str, steps: int, beta
     # resume: a fresh DDP model + state from the saved dicts must make the same last update
     fresh = make_model()
     fresh.load_state_dict(saved["model"])
-    fresh_ddp = DDP(fresh, bucket_cap_mb=0.001)
+    fresh_ddp = DistributedDataParallel(fresh, bucket_cap_mb=0.001)
     fresh_state = SignSGDState(momentum=beta)
     register_signsgd_hook(fresh_ddp, fresh_state)
     fresh_state.load_state_dict(saved["hook"])
@@ -161,7 +161,7 @@ def three_worker(rank: int, world: int, port: int, out: str) -> None:
         "ef": {"error_feedback": True},
     }
     for name, kwargs in variants.items():
-        model = DDP(make_model(), bucket_cap_mb=0.001)
+        model = DistributedDataParallel(make_model(), bucket_cap_mb=0.001)
         register_signsgd_hook(model, momentum=0.0, **kwargs)
         nn.functional.cross_entropy(model(x), y).backward()
         report[name] = _flat_grads(model.module)
