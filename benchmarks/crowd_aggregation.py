@@ -204,10 +204,44 @@ def main() -> None:
         import json
 
         details["speed_gpu"] = json.loads(GPU_RESULT.read_text())
+    details["plot"] = "docs/img/crowd_aggregation.png"
+    _plot(accuracy, timing, details.get("speed_gpu"))
     path = write_results("crowd_aggregation", claims, details)
     print(path)
     for c in claims:
         print(c)
+
+
+def _plot(accuracy: dict[str, dict[str, float]], timing: dict[str, object], gpu: dict[str, object] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = list(accuracy)
+    series = [("crowdkit_mv", "crowd-kit MV"), ("mv_expected_random_ties", "MV, random ties (expected)"),
+              ("crowdkit_ds", "crowd-kit DS"), ("ours_ds", "ours DS"), ("ours_one_coin", "ours one-coin")]
+    width = 0.8 / len(series)
+    for k, (key, label) in enumerate(series):
+        left.bar(np.arange(len(names)) + k * width, [accuracy[n][key] for n in names], width, label=label)
+    left.set_xticks(np.arange(len(names)) + 0.4 - width / 2, [n.removeprefix("crowd_") for n in names])
+    left.set_ylim(0.5, 1.0)
+    left.set_ylabel("accuracy vs gold")
+    left.legend(fontsize=7, loc="lower right")
+    left.set_title("Accuracy on the real crowd datasets")
+    bars = [("crowd-kit 1.4.2", timing["crowdkit_median_s"]), ("ours, 1 thread", timing["ours_median_s"]),
+            ("ours, 2 threads", timing["ours_2threads_median_s"])]
+    if gpu:
+        bars.append((f"ours, {str(gpu['device']).replace('NVIDIA ', '')}", gpu["ours_cuda_median_s"]))
+    right.barh([b[0] for b in bars][::-1], [float(b[1]) for b in bars][::-1], color="tab:blue")
+    right.set_xscale("log")
+    right.set_xlabel("Dawid-Skene fit from a DataFrame, seconds (log)")
+    right.set_title(f"{timing['annotations']:,} annotations, median of {timing['repeats']}")
+    fig.tight_layout()
+    out = Path(__file__).resolve().parents[1] / "docs" / "img" / "crowd_aggregation.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
 
 
 def _version(name: str) -> str:

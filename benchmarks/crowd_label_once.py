@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the runs already in the results file and only train the missing ones")
     parser.add_argument("--summarize-only", action="store_true",
                         help="recompute the summary, claim and plot from the runs already in the results file")
     args = parser.parse_args()
@@ -94,6 +96,9 @@ def main() -> None:
     keep = np.random.default_rng(1234).permutation(len(y_test))[: args.test_size]
     test = torch.utils.data.TensorDataset(x_test[keep], y_test[keep])
     runs: list[dict[str, float]] = []
+    if args.reuse and (RESULTS_DIR / "crowd_label_once.json").is_file():
+        runs = json.loads((RESULTS_DIR / "crowd_label_once.json").read_text())["details"]["runs"]
+    done = {(v["gamma"], v["seed"], v["r"], v["method"]) for v in runs}
     partial = RESULTS_DIR / "crowd_label_once.partial.json"
     started = time.perf_counter()
     for gamma in args.gammas:
@@ -101,10 +106,14 @@ def main() -> None:
             order = torch.from_numpy(np.random.default_rng(seed).permutation(len(y_train)))
             conf = hammer_spammer_confusions(args.workers, 10, hammer_fraction=gamma, seed=seed)
             for r in args.redundancy:
+                if all((gamma, seed, r, m) in done for m in METHODS):
+                    continue
                 n = args.budget // r
                 x, y = x_train[order[:n]], y_train[order[:n]]
                 table = simulate_annotations(y, conf, labels_per_item=r, seed=seed * 10 + r)
                 for method in METHODS:
+                    if (gamma, seed, r, method) in done:
+                        continue
                     tick = time.perf_counter()
                     out = train_once(method, x, table, test, args.epochs, seed)
                     run = {"gamma": gamma, "seed": seed, "r": r, "items": n, "method": method,
