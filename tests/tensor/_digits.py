@@ -29,7 +29,7 @@ def accuracy(model: nn.Module) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def train(model: nn.Module, epochs: int = 4, lr: float = 3e-3) -> nn.Module:
+def train(model: nn.Module, epochs: int = 3, lr: float = 3e-3) -> nn.Module:
     x, y, _, _ = digits_tensors()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()

@@ -70,14 +70,14 @@ def test_tensor_head_cnn_learns_digits():
     assert net.head_parameters < dense_head
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     train, test = slice(0, 1400), slice(1400, None)
-    for _ in range(3):
+    for _ in range(2):
         for i in range(0, 1400, 64):
             opt.zero_grad()
             nn.functional.cross_entropy(net(x[train][i:i + 64]), y[train][i:i + 64]).backward()
             opt.step()
     net.eval()
     accuracy = float((net(x[test]).argmax(1) == y[test]).float().mean())
-    assert accuracy > 0.85, accuracy
+    assert accuracy > 0.8, accuracy
     assert math.isfinite(accuracy)
 
 

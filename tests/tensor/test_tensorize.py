@@ -91,7 +91,7 @@ def test_rank_above_full_rank_names_the_layer():
 
 def test_detensorize_round_trip_for_export():
     model = trained_cnn()
-    tensorize(model, "cp", 0.5)
+    tensorize(model, "tt", 0.5)
     model.head = nn.Sequential(TensorRegressionLayer.from_linear(nn.Linear(128, 10), (32, 2, 2), "tucker", 0.5))
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
