@@ -177,8 +177,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100k annotations, 3 repeats")
     parser.add_argument("--gpu-out", type=Path, help="only time our DS on CUDA and write the result here")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the results file")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.plot_only:
+        import json
+
+        saved = json.loads((Path(__file__).parent / "results" / "crowd_aggregation.json").read_text())["details"]
+        _plot(saved["accuracy"], saved["speed"], saved.get("speed_gpu"))
+        return
     if args.gpu_out is not None:
         gpu_speed(args.gpu_out)
         return
@@ -234,8 +241,14 @@ def _plot(accuracy: dict[str, dict[str, float]], timing: dict[str, object], gpu:
             ("ours, 2 threads", timing["ours_2threads_median_s"])]
     if gpu:
         bars.append((f"ours, {str(gpu['device']).replace('NVIDIA ', '')}", gpu["ours_cuda_median_s"]))
+    from matplotlib.ticker import NullFormatter
+
     right.barh([b[0] for b in bars][::-1], [float(b[1]) for b in bars][::-1], color="tab:blue")
     right.set_xscale("log")
+    right.xaxis.set_minor_formatter(NullFormatter())
+    for y, (_, value) in enumerate(bars[::-1]):
+        right.text(float(value) * 1.08, y, f"{float(value):.2f} s", va="center", fontsize=8)
+    right.set_xlim(right=max(float(b[1]) for b in bars) * 3)
     right.set_xlabel("Dawid-Skene fit from a DataFrame, seconds (log)")
     right.set_title(f"{timing['annotations']:,} annotations, median of {timing['repeats']}")
     fig.tight_layout()
