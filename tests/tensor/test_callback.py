@@ -88,13 +88,30 @@ def test_epoch_zero_tensorizes_before_the_optimizer_exists(tmp_path):
     assert probe.seen[0] == (True, LR, True)
 
 
-def test_dense_checkpoint_into_tensorized_model_explains_what_to_do(tmp_path):
+def test_dense_checkpoint_resumes_then_tensorizes_the_loaded_weights(tmp_path):
+    pl.seed_everything(0)
+    dense_model = _model()
+    _trainer(tmp_path, 1).fit(dense_model, DigitsDataModule(batch_size=32))
+    probe = Probe()
+    callback = Tensorize("tucker", rank=0.5, epoch=0, verbose=False)
+    model = _model()
+    trainer = _trainer(tmp_path / "b", 2, callback, probe)
+    trainer.fit(model, DigitsDataModule(batch_size=32), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    # the dense checkpoint loaded (layers back to dense), then the loaded weights were decomposed at epoch 1
+    assert callback.tensorized_at == 1
+    assert probe.seen == {1: (True, LR * 0.5, True)}
+    assert callback.report is not None and callback.report.layers[0].reconstruction_error < 0.9
+
+
+def test_plain_load_of_a_dense_checkpoint_into_a_tensorized_model_explains(tmp_path):
     pl.seed_everything(0)
     _trainer(tmp_path, 1).fit(_model(), DigitsDataModule(batch_size=32))
-    trainer = _trainer(tmp_path / "b", 2, Tensorize("tucker", rank=0.5, epoch=0, verbose=False))
+    model = _model()
+    tensorize(model, "tucker", 0.5)
+    state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]
     with pytest.raises(ValueError, match=r"layer 'model.features.0' is tensorized.*saved before tensorization.*"
                                          r"Load it into the dense model first"):
-        trainer.fit(_model(), DigitsDataModule(batch_size=32), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+        model.load_state_dict(state)
 
 
 def test_tensor_dropout_hook_only_acts_in_training():

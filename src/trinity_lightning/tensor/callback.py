@@ -17,6 +17,7 @@ from trinity_lightning.tensor.tensorize import (
     SPEC_KEY,
     TensorizeReport,
     apply_tensorized_spec,
+    detensorize,
     tensorize,
     tensorized_spec,
 )
@@ -27,6 +28,9 @@ class _RestoreThenLoad:
 
     Lightning calls the module's ``on_load_checkpoint`` right before ``load_state_dict`` (and before callbacks see
     the checkpoint), so this is the one place where a fresh dense model can take the factorized layers' shape.
+    A checkpoint without tensorized layers (saved before tensorization, e.g. the best epoch of the dense phase
+    tested with ``ckpt_path="best"``) turns the factorized layers back into dense ones so it loads; during ``fit``
+    the callback then tensorizes the loaded weights again at its epoch.
     """
 
     def __init__(self, callback: Tensorize, pl_module: pl.LightningModule, original: Any) -> None:
@@ -37,6 +41,9 @@ class _RestoreThenLoad:
         if spec:
             apply_tensorized_spec(self.pl_module, spec, replace=True)
             self.callback._mark_done(self.pl_module)
+        elif any(isinstance(m, _TENSORIZED) for m in self.pl_module.modules()):
+            detensorize(self.pl_module, heads=False)
+            self.callback.done = False
         self.original(checkpoint)
 
 
@@ -50,7 +57,9 @@ class Tensorize(Callback):
 
     Checkpoints saved after tensorization carry the layer specs under ``"trinity_tensorized"``; a fresh (dense)
     model resumes from them with ``trainer.fit(model, ckpt_path=...)`` when this callback is present, or loads
-    them with :func:`~trinity_lightning.tensor.load_tensorized`.
+    them with :func:`~trinity_lightning.tensor.load_tensorized`. A checkpoint from before tensorization (dense
+    weights) also loads under this callback: the layers go back to dense, and ``fit`` tensorizes the loaded
+    weights at the callback's epoch (the first epoch run, if that epoch has passed).
 
     Args:
         factorization: ``"cp"``, ``"tucker"`` or ``"tt"``.

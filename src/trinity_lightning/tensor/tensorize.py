@@ -230,12 +230,13 @@ def tensorize(model: nn.Module, factorization: str = "tucker", rank: Rank = 0.25
     return report
 
 
-def detensorize(model: nn.Module) -> list[str]:
+def detensorize(model: nn.Module, heads: bool = True) -> list[str]:
     """Replace every tensorized layer (and TRL head) in place by an equivalent dense one, for export.
 
     :class:`TensorizedConv` / :class:`TensorizedLinear` become ``nn.Conv*d`` / ``nn.Linear`` with the reconstructed
     weight; a :class:`TensorRegressionLayer` with a vector output becomes ``nn.Sequential(nn.Flatten(),
-    nn.Linear)``. Tensor contraction layers stay (they are not a factorized dense layer). Returns the names changed.
+    nn.Linear)`` unless ``heads=False``. Tensor contraction layers stay (they are not a factorized dense layer).
+    Returns the names changed.
 
     Example:
         >>> from trinity_lightning.models import SmallCNN
@@ -251,7 +252,7 @@ def detensorize(model: nn.Module) -> list[str]:
         if isinstance(module, _TENSORIZED):
             _set_module(model, name, module.to_dense())
             changed.append(name)
-        elif isinstance(module, TensorRegressionLayer) and len(module.output_shape) == 1:
+        elif heads and isinstance(module, TensorRegressionLayer) and len(module.output_shape) == 1:
             with torch.no_grad(), pytorch_backend():
                 weight = module.trl.weight.to_tensor().reshape(-1, module.output_shape[0]).t()
             linear = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None,
