@@ -149,7 +149,12 @@ def summarize(runs: list[dict[str, float]], args: argparse.Namespace, minutes: f
                     f"same SmallCNN and epochs, mean of {len(args.seeds)} seeds",
                     ours=mean(g0, 1, "mbem"), anchor=mean(g0, 1, "mv"), better="higher", unit="points",
                     target_delta=1.0, label_once_wins=label_once_wins)]
+    best_by_gamma = {f"gamma={g}": max(((m, r) for m in METHODS for r in args.redundancy),
+                                       key=lambda mr, g=g: mean(g, mr[1], mr[0])) for g in args.gammas}
     details = {"summary": summary, "runs": runs, "label_once_wins": label_once_wins, "best_overall": best,
+               "best_by_gamma": {g: f"{m}@r={r}" for g, (m, r) in best_by_gamma.items()},
+               "label_once_wins_by_gamma": {g: mr == ("mbem", min(args.redundancy))
+                                            for g, mr in best_by_gamma.items()},
                "test_acc_by_method_and_r": combos,
                "mbem_once_beats_mbem_redundant": mbem_once_beats_mbem_redundant,
                "mbem_test_acc_by_r": mbem_by_r, "plot": str(PLOT.relative_to(ROOT)), "args": vars(args),
