@@ -105,6 +105,12 @@ class TensorRegressionLayer(nn.Module):
                     rank: Rank = 0.1) -> TensorRegressionLayer:
         """Initialize from a trained flatten + ``nn.Linear`` head by decomposing its weight.
 
+        Args:
+            linear: the trained dense head (its input is the flattened ``input_shape`` tensor).
+            input_shape: shape of one input before flattening, e.g. ``(C, H, W)``.
+            factorization: ``"cp"``, ``"tucker"`` or ``"tt"``.
+            rank: as in the constructor.
+
         Example:
             >>> dense = nn.Linear(8 * 2 * 2, 3)
             >>> trl = TensorRegressionLayer.from_linear(dense, (8, 2, 2), "tucker", "full")

@@ -310,7 +310,8 @@ def load_tensorized(model: nn.Module, checkpoint: str | Path | Mapping[str, Any]
 
     Accepts a Lightning checkpoint (path or dict, with ``state_dict`` and the spec under :data:`SPEC_KEY`) or a
     plain ``{"state_dict": ..., SPEC_KEY: ...}`` dict. ``model`` is the module the state dict belongs to (the
-    LightningModule for a Lightning checkpoint). A checkpoint without a spec loads as a dense one.
+    LightningModule for a Lightning checkpoint). A checkpoint without a spec loads as a dense one. ``strict`` is
+    passed to ``load_state_dict``.
 
     Example:
         >>> from trinity_lightning.models import SmallCNN
