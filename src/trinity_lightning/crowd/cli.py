@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     agg.add_argument("--seed", type=int, default=0, help="seed of the random tie rule")
     agg.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     agg.add_argument("--show", type=int, default=10, help="annotators to list, least reliable first (0: none)")
+    agg.add_argument("--min-annotations", type=int, default=5,
+                     help="list only annotators with at least this many annotations (default: 5)")
     agg.add_argument("--no-probabilities", action="store_true", help="omit the p_<class> columns")
     return parser
 
@@ -70,8 +72,11 @@ def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None
     console.print(f"[bold]{type(model).__name__}[/bold]: " + ", ".join(facts) + f" -> {args.out}")
     if args.show <= 0:
         return
-    workers = model.worker_frame().head(args.show)
-    view = Table(title=f"Least reliable annotators ({min(args.show, table.num_workers)} of {table.num_workers})")
+    frame = model.worker_frame()
+    frame = frame[frame["annotations"] >= args.min_annotations]
+    workers = frame.head(args.show)
+    view = Table(title=f"Least reliable annotators ({len(workers)} of the {len(frame)} with at least "
+                       f"{args.min_annotations} annotations)")
     view.add_column("annotator")
     view.add_column("annotations", justify="right")
     view.add_column("est. accuracy", justify="right")
