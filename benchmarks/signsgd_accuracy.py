@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -49,10 +49,13 @@ RUNS: dict[str, dict[str, Any]] = {
 }
 
 
-def _negated_allreduce_hook(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """Averaging all-reduce where this worker sends the negation of its gradient (the adversary)."""
-    tensor = bucket.buffer().neg_().div_(dist.get_world_size())
+def _averaging_hook(negate: bool, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """Averaging all-reduce (as DDP's default); a worker with ``negate`` sends minus its gradient (the adversary)."""
+    tensor = bucket.buffer().div_(-dist.get_world_size() if negate else dist.get_world_size())
     return dist.all_reduce(tensor, async_op=True).get_future().then(lambda fut: fut.value()[0])
+
+
+_averaging_hook.__annotations__.update(bucket=dist.GradBucket, **{"return": torch.futures.Future[torch.Tensor]})
 
 
 def _data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,7 +87,7 @@ def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], arg
     shard = torch.arange(rank, len(y_train), world)  # disjoint i.i.d. shards
     x_train, y_train = x_train[shard], y_train[shard]
     torch.manual_seed(args.seed)
-    model = DDP(CifarResNet(depth=8, width=args.width), bucket_cap_mb=1)
+    model = DistributedDataParallel(CifarResNet(depth=8, width=args.width), bucket_cap_mb=1)
     adversary = bool(run.get("adversary")) and rank == world - 1
     if run["method"] == "signum":
         register_signsgd_hook(model, momentum=0.9, flip_signs=adversary)
@@ -96,8 +99,8 @@ def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], arg
             state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
                                                 start_powerSGD_iter=2)
             model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
-        elif adversary:
-            model.register_comm_hook(None, _negated_allreduce_hook)
+        elif run.get("adversary"):  # every rank uses the same averaging hook; only the adversary negates
+            model.register_comm_hook(adversary, _averaging_hook)
     steps_per_epoch = len(y_train) // args.batch
     total = steps_per_epoch * args.epochs
     base_lr = [g["lr"] for g in optimizer.param_groups]
@@ -136,11 +139,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _epochs(name: str, args: argparse.Namespace) -> int:
+    return int(args.byzantine_epochs or args.epochs) if RUNS[name]["world"] == 3 else int(args.epochs)
+
+
 def run_one(name: str, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
-    path = cache / f"{name}_seed{args.seed}.json"
+    epochs = _epochs(name, args)
+    path = cache / f"{name}_seed{args.seed}_e{epochs}.json"
     if path.is_file() and not args.fresh:
         return dict(json.loads(path.read_text()))
     run = RUNS[name]
+    args = argparse.Namespace(**{**vars(args), "epochs": epochs})
     print(f"{name}:", flush=True)
     mp.start_processes(_worker, args=(run["world"], _free_port(), str(path), run, args), nprocs=run["world"],
                        join=True, start_method="spawn")
@@ -181,6 +190,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore cached finished runs")
     parser.add_argument("--runs", nargs="*", default=list(RUNS))
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--byzantine-epochs", type=int, default=None, help="epochs of the 3-worker runs "
+                        "(default: --epochs)")
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--width", type=int, default=8)
@@ -197,7 +208,7 @@ def main() -> None:
     cache = Path(tempfile.gettempdir()) / ("signsgd_acc_quick" if args.quick else "signsgd_acc")
     cache.mkdir(exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    protocol = {k: getattr(args, k) for k in ("epochs", "train_size", "test_size", "width", "batch", "sgd_lr",
+    protocol = {k: getattr(args, k) for k in ("epochs", "byzantine_epochs", "train_size", "test_size", "width", "batch", "sgd_lr",
                                                 "signum_lr", "signum_wd", "seed")}
     protocol.update(model="CifarResNet(depth=8)", data="CIFAR-10 shared lossy-JPEG copy, random training subset "
                     "split evenly across workers, random test subset", augmentation="random horizontal flip",
@@ -227,7 +238,13 @@ def main() -> None:
     figure = Path(__file__).resolve().parents[1] / "docs" / "img" / ("signsgd_quick.png" if args.quick else
                                                                       "signsgd.png")
     plot(results, figure)
-    details = {"protocol": protocol, "runs": results, "plot": str(figure.relative_to(figure.parents[2]))}
+    other = {}  # the same 3-worker runs at other epoch budgets, when they were run
+    for file in sorted(cache.glob(f"*_w3*_seed{args.seed}_e*.json")):
+        name, epochs = file.stem.rsplit(f"_seed{args.seed}_e", 1)
+        if int(epochs) != _epochs(name, args):
+            other.setdefault(f"{epochs}_epochs", {})[name] = json.loads(file.read_text())["final"]
+    details = {"protocol": protocol, "runs": results, "plot": str(figure.relative_to(figure.parents[2])),
+               "three_worker_runs_at_other_budgets": other}
     if not args.quick:
         path = write_results("signsgd_accuracy", claims, details)
         print(f"wrote {path}")
