@@ -30,6 +30,67 @@ _EXPORTS: dict[str, str] = {
     # models
     "Classifier": "trinity_lightning.models",
     "SmallCNN": "trinity_lightning.models",
+    # active
+    "ActiveLearning": "trinity_lightning.active",
+    "ActiveLearningDataModule": "trinity_lightning.active",
+    "BALD": "trinity_lightning.active",
+    "Entropy": "trinity_lightning.active",
+    "FileOracle": "trinity_lightning.active",
+    "LeastConfidence": "trinity_lightning.active",
+    "MNLP": "trinity_lightning.active",
+    "Margin": "trinity_lightning.active",
+    "QueryStrategy": "trinity_lightning.active",
+    "RandomStrategy": "trinity_lightning.active",
+    "SimulatedOracle": "trinity_lightning.active",
+    "get_strategy": "trinity_lightning.active",
+    "register_strategy": "trinity_lightning.active",
+    # active.partial_feedback
+    "ClassHierarchy": "trinity_lightning.active.partial_feedback",
+    "ImagePartialFeedbackDataModule": "trinity_lightning.active.partial_feedback",
+    "PartialFeedback": "trinity_lightning.active.partial_feedback",
+    "PartialFeedbackDataModule": "trinity_lightning.active.partial_feedback",
+    "PartialLabelClassifier": "trinity_lightning.active.partial_feedback",
+    "PartialLabelLoss": "trinity_lightning.active.partial_feedback",
+    "PartialLabels": "trinity_lightning.active.partial_feedback",
+    "cifar10_hierarchy": "trinity_lightning.active.partial_feedback",
+    "fashion_mnist_hierarchy": "trinity_lightning.active.partial_feedback",
+    "get_question_strategy": "trinity_lightning.active.partial_feedback",
+    "partial_label_loss": "trinity_lightning.active.partial_feedback",
+    # crowd
+    "AnnotationTable": "trinity_lightning.crowd",
+    "CrowdDataModule": "trinity_lightning.crowd",
+    "CrowdEM": "trinity_lightning.crowd",
+    "DawidSkene": "trinity_lightning.crowd",
+    "MBEM": "trinity_lightning.crowd",
+    "MajorityVote": "trinity_lightning.crowd",
+    "OneCoinDawidSkene": "trinity_lightning.crowd",
+    "SimulatedCrowdDataModule": "trinity_lightning.crowd",
+    "simulate_annotations": "trinity_lightning.crowd",
+    "soft_target_cross_entropy": "trinity_lightning.crowd",
+    # nrm
+    "NRM": "trinity_lightning.nrm",
+    "RenderingCNN": "trinity_lightning.nrm",
+    "SemiSupervisedDataModule": "trinity_lightning.nrm",
+    "render_grid": "trinity_lightning.nrm",
+    # distributed
+    "SignSGDState": "trinity_lightning.distributed",
+    "SignSGDStrategy": "trinity_lightning.distributed",
+    "Signum": "trinity_lightning.distributed",
+    "WorkerFailureError": "trinity_lightning.distributed",
+    "register_signsgd_hook": "trinity_lightning.distributed",
+    "signsgd_hook": "trinity_lightning.distributed",
+    # tensor
+    "TensorContractionLayer": "trinity_lightning.tensor",
+    "TensorHeadCNN": "trinity_lightning.tensor",
+    "TensorRegressionLayer": "trinity_lightning.tensor",
+    "Tensorize": "trinity_lightning.tensor",
+    "TensorizeReport": "trinity_lightning.tensor",
+    "TensorizedConv": "trinity_lightning.tensor",
+    "TensorizedLinear": "trinity_lightning.tensor",
+    "UnsupportedLayerError": "trinity_lightning.tensor",
+    "detensorize": "trinity_lightning.tensor",
+    "load_tensorized": "trinity_lightning.tensor",
+    "tensorize": "trinity_lightning.tensor",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,6 +110,46 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from trinity_lightning.active import (
+        BALD,
+        MNLP,
+        ActiveLearning,
+        ActiveLearningDataModule,
+        Entropy,
+        FileOracle,
+        LeastConfidence,
+        Margin,
+        QueryStrategy,
+        RandomStrategy,
+        SimulatedOracle,
+        get_strategy,
+        register_strategy,
+    )
+    from trinity_lightning.active.partial_feedback import (
+        ClassHierarchy,
+        ImagePartialFeedbackDataModule,
+        PartialFeedback,
+        PartialFeedbackDataModule,
+        PartialLabelClassifier,
+        PartialLabelLoss,
+        PartialLabels,
+        cifar10_hierarchy,
+        fashion_mnist_hierarchy,
+        get_question_strategy,
+        partial_label_loss,
+    )
+    from trinity_lightning.crowd import (
+        MBEM,
+        AnnotationTable,
+        CrowdDataModule,
+        CrowdEM,
+        DawidSkene,
+        MajorityVote,
+        OneCoinDawidSkene,
+        SimulatedCrowdDataModule,
+        simulate_annotations,
+        soft_target_cross_entropy,
+    )
     from trinity_lightning.data import (
         ArrayDataModule,
         ArrayDataset,
@@ -61,4 +162,34 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         read_table,
         read_tagged_sentences,
     )
-    from trinity_lightning.models import Classifier, SmallCNN
+    from trinity_lightning.distributed import (
+        SignSGDState,
+        SignSGDStrategy,
+        Signum,
+        WorkerFailureError,
+        register_signsgd_hook,
+        signsgd_hook,
+    )
+    from trinity_lightning.models import (
+        Classifier,
+        SmallCNN,
+    )
+    from trinity_lightning.nrm import (
+        NRM,
+        RenderingCNN,
+        SemiSupervisedDataModule,
+        render_grid,
+    )
+    from trinity_lightning.tensor import (
+        TensorContractionLayer,
+        TensorHeadCNN,
+        Tensorize,
+        TensorizedConv,
+        TensorizedLinear,
+        TensorizeReport,
+        TensorRegressionLayer,
+        UnsupportedLayerError,
+        detensorize,
+        load_tensorized,
+        tensorize,
+    )

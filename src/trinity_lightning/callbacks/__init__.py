@@ -1,16 +1,23 @@
 """Every public Lightning callback of trinity-lightning, in one place.
 
 Example:
-    >>> from trinity_lightning import callbacks
+    >>> from trinity_lightning.callbacks import CrowdEM, Tensorize
+    >>> Tensorize.__module__.startswith("trinity_lightning.tensor")
+    True
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # callback name -> subpackage that defines it (filled as components land)
-_CALLBACKS: dict[str, str] = {}
+_CALLBACKS: dict[str, str] = {
+    "ActiveLearning": "trinity_lightning.active",
+    "CrowdEM": "trinity_lightning.crowd",
+    "PartialFeedback": "trinity_lightning.active.partial_feedback",
+    "Tensorize": "trinity_lightning.tensor",
+}
 
 __all__ = sorted(_CALLBACKS)
 
@@ -20,3 +27,14 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'trinity_lightning.callbacks' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_CALLBACKS))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from trinity_lightning.active import ActiveLearning
+    from trinity_lightning.active.partial_feedback import PartialFeedback
+    from trinity_lightning.crowd import CrowdEM
+    from trinity_lightning.tensor import Tensorize
