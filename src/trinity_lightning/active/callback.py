@@ -196,12 +196,13 @@ class ActiveLearning(Callback):
         self.curve.append(row)
         for name in ("labelled", "labelled_tokens", "round"):
             pl_module.log(f"active/{name}", float(row[name]), sync_dist=False)
-        if trainer.is_global_zero:
-            self._write_curve(trainer)
-
-    def _write_curve(self, trainer: pl.Trainer) -> None:
+        # every rank resolves the path: trainer.log_dir is a collective (a broadcast) under DDP
         path = Path(self.curve_path) if self.curve_path else \
             Path(trainer.log_dir or trainer.default_root_dir) / "active_learning_curve.csv"
+        if trainer.is_global_zero:
+            self._write_curve(path)
+
+    def _write_curve(self, path: Path) -> None:
         fields: list[str] = []
         for row in self.curve:
             fields += [k for k in row if k not in fields]
