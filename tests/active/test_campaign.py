@@ -142,3 +142,13 @@ def test_human_oracle_campaign_stops_and_resumes(tmp_path):
     assert al.finished and dm.n_labelled == 16
     assert dm.annotations == {queried[0]: 2, queried[1]: 2, queried[2]: 2, queried[3]: 0}
     assert json.loads((tmp_path / "labels.json").read_text())["labels"][str(queried[0])] == 2
+
+
+def test_simulated_oracle_with_held_back_gold(tmp_path):
+    from trinity_lightning.active import SimulatedOracle
+
+    gold = [(i * 7) % 3 for i in range(240)]  # labels the dataset itself does not carry
+    al = ActiveLearning("margin", query_size=10, budget=32, oracle=SimulatedOracle(gold))
+    dm = datamodule()
+    _trainer(tmp_path, al).fit(mlp(), datamodule=dm)
+    assert len(dm.annotations) == 20 and all(v == gold[k] for k, v in dm.annotations.items())
