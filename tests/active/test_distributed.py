@@ -33,6 +33,7 @@ class _Probe(Callback):
 def test_ddp_sharded_scoring_matches_global_topk(tmp_path):
     al = ActiveLearning("entropy", query_size=10, budget=42, epochs_per_round=1)
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=-1, logger=False,
+                         default_root_dir=tmp_path,
                          callbacks=[al, _Probe(al, tmp_path)], enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(mlp(), datamodule=datamodule())
