@@ -28,8 +28,16 @@ _EXPORTS: dict[str, str] = {
     "read_table": "trinity_lightning.data",
     "read_tagged_sentences": "trinity_lightning.data",
     # models
+    "CNNCNNLSTM": "trinity_lightning.models",
     "Classifier": "trinity_lightning.models",
+    "EntityF1": "trinity_lightning.models",
     "SmallCNN": "trinity_lightning.models",
+    "Tagger": "trinity_lightning.models",
+    "entity_spans": "trinity_lightning.models",
+    # active.ner
+    "ConllDataModule": "trinity_lightning.active.ner",
+    # active.images
+    "DigitsActiveDataModule": "trinity_lightning.active.images",
     # active
     "ActiveLearning": "trinity_lightning.active",
     "ActiveLearningDataModule": "trinity_lightning.active",
@@ -125,6 +133,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         get_strategy,
         register_strategy,
     )
+    from trinity_lightning.active.images import (
+        DigitsActiveDataModule,
+    )
+    from trinity_lightning.active.ner import (
+        ConllDataModule,
+    )
     from trinity_lightning.active.partial_feedback import (
         ClassHierarchy,
         ImagePartialFeedbackDataModule,
@@ -171,8 +185,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         signsgd_hook,
     )
     from trinity_lightning.models import (
+        CNNCNNLSTM,
         Classifier,
+        EntityF1,
         SmallCNN,
+        Tagger,
+        entity_spans,
     )
     from trinity_lightning.nrm import (
         NRM,
