@@ -163,17 +163,19 @@ def plot(results: dict[str, dict[str, Any]], target: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colors = {"sgd_allreduce": "tab:blue", "powersgd_r4": "tab:orange", "signum_mv": "tab:green"}
     for name in ("sgd_allreduce_w2", "powersgd_r4_w2", "signum_mv_w2"):
         if name in results:
-            curve = results[name]["curve"]
-            axes[0].plot(range(1, len(curve) + 1), curve, marker="o", label=name.replace("_w2", ""))
+            curve, method = results[name]["curve"], name.replace("_w2", "")
+            axes[0].plot(range(1, len(curve) + 1), curve, marker="o", color=colors[method], label=method)
     axes[0].set_title("2 workers, CIFAR-10 subset, ResNet-8")
-    for name, style in (("signum_mv_w3", "-"), ("signum_mv_w3_adversary", "--"), ("sgd_allreduce_w3", "-"),
-                        ("sgd_allreduce_w3_adversary", "--")):
+    for name in ("signum_mv_w3", "signum_mv_w3_adversary", "sgd_allreduce_w3", "sgd_allreduce_w3_adversary"):
         if name in results:
-            curve = results[name]["curve"]
-            axes[1].plot(range(1, len(curve) + 1), curve, style, marker="o", label=name.replace("_w3", ""))
-    axes[1].set_title("3 workers, one sends negated updates")
+            curve, method = results[name]["curve"], name.split("_w3")[0]
+            adversary = name.endswith("adversary")
+            axes[1].plot(range(1, len(curve) + 1), curve, "--" if adversary else "-", marker="o",
+                         color=colors[method], label=method + (" + 1 adversary" if adversary else ""))
+    axes[1].set_title("3 workers; adversary negates what it sends")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
