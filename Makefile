@@ -3,6 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
+# Where the registry in reach does not carry a CPU wheel, point this at one, e.g.
+# make test TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_CPU_INDEX ?=
 
 .PHONY: demo test lint typecheck bench clean help
 
@@ -16,9 +19,11 @@ $(VENV)/.torch:
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "NVIDIA GPU found: installing torch $(TORCH_VERSION) (CUDA build)"; \
 	  $(PIP) install --quiet "torch==$(TORCH_VERSION)"; \
 	else \
-	  $(PIP) install --quiet "torch==$(TORCH_VERSION)" --extra-index-url https://download.pytorch.org/whl/cpu; \
+	  echo "no NVIDIA GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+	  $(PIP) install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX)); \
 	fi
 	touch $@
 
