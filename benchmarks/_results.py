@@ -33,8 +33,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None,
-                            "python": platform.python_version()}
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version()}
     try:
         import torch
 
@@ -47,24 +46,32 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def claim(id: str, what: str, *, ours: float, anchor: float, better: str, unit: str = "",
-          target: float | None = None, target_delta: float | None = None, **extra: Any) -> dict[str, Any]:
+def claim(
+    id: str,
+    what: str,
+    *,
+    ours: float,
+    anchor: float,
+    better: str,
+    unit: str = "",
+    target: float | None = None,
+    target_delta: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """One claim: ``ratio`` (times better than the anchor) or ``delta`` (ours - anchor) and ``met``.
 
     Pass ``target`` for a ratio claim, ``target_delta`` for a difference claim.
     """
     if better not in ("lower", "higher"):
         raise ValueError(f"better: expected 'lower' or 'higher', got {better!r}")
-    entry: dict[str, Any] = {"id": id, "what": what, "ours": ours, "anchor": anchor, "unit": unit,
-                             "better": better}
+    entry: dict[str, Any] = {"id": id, "what": what, "ours": ours, "anchor": anchor, "unit": unit, "better": better}
     if target_delta is not None:
         entry["delta"] = ours - anchor
         entry["target_delta"] = target_delta
         entry["met"] = bool(entry["delta"] >= target_delta)
     else:
         if ours == 0 or anchor == 0:
-            ratio = float("inf") if (better == "lower" and ours == 0) or (better == "higher" and anchor == 0) \
-                else 0.0
+            ratio = float("inf") if (better == "lower" and ours == 0) or (better == "higher" and anchor == 0) else 0.0
         else:
             ratio = anchor / ours if better == "lower" else ours / anchor
         entry["ratio"] = ratio
@@ -80,8 +87,13 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def write_results(name: str, claims: list[dict[str, Any]], details: dict[str, Any] | None = None,
-                  command: str | None = None, results_dir: Path | None = None) -> Path:
+def write_results(
+    name: str,
+    claims: list[dict[str, Any]],
+    details: dict[str, Any] | None = None,
+    command: str | None = None,
+    results_dir: Path | None = None,
+) -> Path:
     """Write the results file and return its path."""
     out_dir = results_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

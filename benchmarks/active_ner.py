@@ -52,8 +52,13 @@ def _quiet() -> None:
 def _datamodule(args: argparse.Namespace) -> Any:
     from trinity_lightning.active.ner import ConllDataModule
 
-    dm = ConllDataModule(val_path="test", train_limit=args.train_limit, eval_limit=args.eval_limit,
-                         batch_size=args.batch_size, pool_batch_size=512)
+    dm = ConllDataModule(
+        val_path="test",
+        train_limit=args.train_limit,
+        eval_limit=args.eval_limit,
+        batch_size=args.batch_size,
+        pool_batch_size=512,
+    )
     dm.setup()
     return dm
 
@@ -69,9 +74,18 @@ def _seed_set(dm: Any, fraction: float, seed: int) -> list[int]:
 def _trainer(args: argparse.Namespace, callbacks: list[Any], max_epochs: int) -> Any:
     import lightning.pytorch as pl
 
-    return pl.Trainer(max_epochs=max_epochs, callbacks=callbacks, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False, accelerator=args.device,
-                      devices=1, gradient_clip_val=5.0, num_sanity_val_steps=0)
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator=args.device,
+        devices=1,
+        gradient_clip_val=5.0,
+        num_sanity_val_steps=0,
+    )
 
 
 def run_campaign(args: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any]:
@@ -91,17 +105,31 @@ def run_campaign(args: argparse.Namespace, strategy: str, seed: int) -> dict[str
     kwargs: dict[str, Any] = {}
     if strategy == "bald":
         kwargs = {"pool_subset": args.bald_pool, "strategy_kwargs": {"n_samples": args.mc_samples}}
-    al = ActiveLearning(strategy, query_size=round(args.step * total), budget=round(args.stop * total),
-                        unit="tokens", epochs_per_round=args.epochs, min_steps_per_round=args.min_steps,
-                        monitor="val_f1", seed=seed, curve_path=str(Path(args.work) / f"{strategy}_{seed}.csv"),
-                        **kwargs)
+    al = ActiveLearning(
+        strategy,
+        query_size=round(args.step * total),
+        budget=round(args.stop * total),
+        unit="tokens",
+        epochs_per_round=args.epochs,
+        min_steps_per_round=args.min_steps,
+        monitor="val_f1",
+        seed=seed,
+        curve_path=str(Path(args.work) / f"{strategy}_{seed}.csv"),
+        **kwargs,
+    )
     started = time.perf_counter()
     _trainer(args, [al], -1).fit(Tagger(lr=args.lr), datamodule=dm)
     rows = al.curve
-    return {"strategy": strategy, "seed": seed, "seconds": time.perf_counter() - started,
-            "fraction": [r["fraction"] for r in rows], "f1": [100 * r.get("val_f1", float("nan")) for r in rows],
-            "labelled": [r["labelled"] for r in rows], "tokens": [r["labelled_tokens"] for r in rows],
-            "query_seconds": [r["query_seconds"] for r in rows]}
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "seconds": time.perf_counter() - started,
+        "fraction": [r["fraction"] for r in rows],
+        "f1": [100 * r.get("val_f1", float("nan")) for r in rows],
+        "labelled": [r["labelled"] for r in rows],
+        "tokens": [r["labelled_tokens"] for r in rows],
+        "query_seconds": [r["query_seconds"] for r in rows],
+    }
 
 
 def run_full(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -164,8 +192,9 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         mean = np.nanmean(np.asarray(per_seed), 0).tolist()
         lengths = [np.diff(r["tokens"]) / np.maximum(np.diff(r["labelled"]), 1) for r in runs]
         curves[strategy] = {
-            "grid": grid, "mean_f1": mean, "per_seed": {str(r["seed"]): {"fraction": r["fraction"], "f1": r["f1"]}
-                                                         for r in runs},
+            "grid": grid,
+            "mean_f1": mean,
+            "per_seed": {str(r["seed"]): {"fraction": r["fraction"], "f1": r["f1"]} for r in runs},
             "f1_at_20pct": _interp(grid, mean, 0.20),
             "fraction_to_99pct_full": _first_reach(grid, mean, 0.99 * full_f1),
             "mean_selected_sentence_length": float(np.mean(np.concatenate(lengths))) if lengths else None,
@@ -176,25 +205,57 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     if "mnlp" in curves and full:
         reach = curves["mnlp"]["fraction_to_99pct_full"]
         ours = reach if reach is not None else args.stop
-        claims.append(claim("mnlp_words_to_full_f1",
-                            "fraction of training words at which MNLP (mean of seeds) reaches 99% of the full-data "
-                            "F1 of the same tagger; anchor = the paper's 25%" +
-                            ("" if reach is not None else f" (not reached within {args.stop:.0%}: ours = the cap)"),
-                            ours=round(ours, 4), anchor=0.25, better="lower", unit="fraction of words", target=1.0,
-                            reached=reach is not None))
+        claims.append(
+            claim(
+                "mnlp_words_to_full_f1",
+                "fraction of training words at which MNLP (mean of seeds) reaches 99% of the full-data "
+                "F1 of the same tagger; anchor = the paper's 25%"
+                + ("" if reach is not None else f" (not reached within {args.stop:.0%}: ours = the cap)"),
+                ours=round(ours, 4),
+                anchor=0.25,
+                better="lower",
+                unit="fraction of words",
+                target=1.0,
+                reached=reach is not None,
+            )
+        )
     if "mnlp" in curves and "random" in curves:
-        claims.append(claim("mnlp_vs_random_f1_at_20pct",
-                            "entity F1 (CoNLL-2003 test) at 20% of training words, MNLP - random, mean of seeds",
-                            ours=round(curves["mnlp"]["f1_at_20pct"], 3),
-                            anchor=round(curves["random"]["f1_at_20pct"], 3), better="higher", unit="F1 points",
-                            target_delta=1.0))
+        claims.append(
+            claim(
+                "mnlp_vs_random_f1_at_20pct",
+                "entity F1 (CoNLL-2003 test) at 20% of training words, MNLP - random, mean of seeds",
+                ours=round(curves["mnlp"]["f1_at_20pct"], 3),
+                anchor=round(curves["random"]["f1_at_20pct"], 3),
+                better="higher",
+                unit="F1 points",
+                target_delta=1.0,
+            )
+        )
     details = {
-        "protocol": {k: getattr(args, k) for k in ("start", "step", "stop", "epochs", "min_steps", "full_epochs",
-                                                   "mc_samples", "bald_pool", "seeds", "batch_size", "lr",
-                                                   "train_limit", "eval_limit", "device")},
-        "reduction": ("issue's reduced protocol: 1%..33% of words in 4% steps (paper: 1%..50% in 2% steps), warm "
-                      "start 3 epochs (>= 100 steps) per round, BALD scores a random 25% of the pool each round; "
-                      "F1 on CoNLL-2003 test (testb) after each round; no pretrained embeddings"),
+        "protocol": {
+            k: getattr(args, k)
+            for k in (
+                "start",
+                "step",
+                "stop",
+                "epochs",
+                "min_steps",
+                "full_epochs",
+                "mc_samples",
+                "bald_pool",
+                "seeds",
+                "batch_size",
+                "lr",
+                "train_limit",
+                "eval_limit",
+                "device",
+            )
+        },
+        "reduction": (
+            "issue's reduced protocol: 1%..33% of words in 4% steps (paper: 1%..50% in 2% steps), warm "
+            "start 3 epochs (>= 100 steps) per round, BALD scores a random 25% of the pool each round; "
+            "F1 on CoNLL-2003 test (testb) after each round; no pretrained embeddings"
+        ),
         "full_data_f1": full_f1,
         "full_data_reference": "best epoch of the same tagger trained on 100% of the words, mean over seeds",
         "full_runs": [{"seed": r["seed"], "epoch_f1": r["epoch_f1"], "seconds": r["seconds"]} for r in full],

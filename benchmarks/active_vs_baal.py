@@ -98,8 +98,9 @@ def time_scoring(dataset: ArrayDataset, batch_size: int, k: int, samples: int, r
     wrappers = {"bald": _baal_wrapper(_model(), batch_size), "entropy": _baal_wrapper(_model(), batch_size, False)}
     out: dict[str, Any] = {}
     for name, ours_strategy, baal_heuristic, iterations in (
-            ("bald", BALD(n_samples=samples), baal_heuristics.BALD(), samples),
-            ("entropy", Entropy(), baal_heuristics.Entropy(), 1)):
+        ("bald", BALD(n_samples=samples), baal_heuristics.BALD(), samples),
+        ("entropy", Entropy(), baal_heuristics.Entropy(), 1),
+    ):
         ours_t, baal_t = [], []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -110,8 +111,13 @@ def time_scoring(dataset: ArrayDataset, batch_size: int, k: int, samples: int, r
             ranks, _ = baal_heuristic.get_ranks(preds)
             baal_t.append(time.perf_counter() - start)
         overlap = len(set(sel.indices) & set(np.asarray(ranks[:k]).tolist())) / k
-        out[name] = {"ours_s": ours_t, "baal_s": baal_t, "ours_median_s": statistics.median(ours_t),
-                     "baal_median_s": statistics.median(baal_t), "topk_overlap_with_baal": overlap}
+        out[name] = {
+            "ours_s": ours_t,
+            "baal_s": baal_t,
+            "ours_median_s": statistics.median(ours_t),
+            "baal_median_s": statistics.median(baal_t),
+            "topk_overlap_with_baal": overlap,
+        }
     return out
 
 
@@ -129,15 +135,35 @@ class _TimedAL(ActiveLearning):
 def ours_campaign(dataset: ArrayDataset, batch_size: int, query: int, samples: int, root: Path) -> dict[str, float]:
     import lightning.pytorch as pl
 
-    dm = ActiveLearningDataModule(dataset, val=None, initial_labelled=query, batch_size=batch_size,
-                                  pool_batch_size=batch_size, labels_path=str(root / "labels.json"))
-    al = _TimedAL("bald", query_size=query, budget=query * 6, strategy_kwargs={"n_samples": samples},
-                  curve_path=str(root / "curve.csv"), sort_pool_by_cost=False)
+    dm = ActiveLearningDataModule(
+        dataset,
+        val=None,
+        initial_labelled=query,
+        batch_size=batch_size,
+        pool_batch_size=batch_size,
+        labels_path=str(root / "labels.json"),
+    )
+    al = _TimedAL(
+        "bald",
+        query_size=query,
+        budget=query * 6,
+        strategy_kwargs={"n_samples": samples},
+        curve_path=str(root / "curve.csv"),
+        sort_pool_by_cost=False,
+    )
     al.hook_seconds = []
     model = Classifier(model=_model(), num_classes=10)
-    trainer = pl.Trainer(max_epochs=-1, callbacks=[al], logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, limit_train_batches=1,
-                         limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=-1,
+        callbacks=[al],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     total = time.perf_counter() - start
@@ -152,8 +178,14 @@ def baal_campaign(dataset: ArrayDataset, batch_size: int, query: int, samples: i
     active = ActiveLearningDataset(dataset, random_state=0)
     active.label_randomly(query)
     wrapper = _baal_wrapper(_model(), batch_size)
-    loop = ActiveLearningLoop(active, wrapper.predict_on_dataset, heuristic=baal_heuristics.BALD(),
-                              query_size=query, iterations=samples, verbose=False)
+    loop = ActiveLearningLoop(
+        active,
+        wrapper.predict_on_dataset,
+        heuristic=baal_heuristics.BALD(),
+        query_size=query,
+        iterations=samples,
+        verbose=False,
+    )
     start = time.perf_counter()
     for _ in range(5):
         loop.step()
@@ -199,23 +231,46 @@ def main() -> None:
     ours_loop_s = statistics.median(x["loop_s"] for x in ours_loop)
     baal_loop_s = statistics.median(x["loop_s"] for x in baal_loop)
     claims = [
-        claim("pool_scoring_speed_vs_baal",
-              f"pool examples scored per second, BALD 10 MC-dropout samples + top-{args.query}, SmallCNN on "
-              f"{n} {source} images, batch {args.batch_size}, 1 CPU thread, median of {args.repeats}",
-              ours=round(ours_rate, 1), anchor=round(baal_rate, 1), better="higher", unit="examples/s", target=1.5),
-        claim("al_loop_overhead_vs_baal",
-              f"wall time of a 5-round BALD campaign (query {args.query}, 10 samples, pool {n}) excluding "
-              f"training, median of {args.loop_repeats}",
-              ours=round(ours_loop_s, 3), anchor=round(baal_loop_s, 3), better="lower", unit="s", target=1.0),
-        claim("pool_scoring_speed_vs_baal_entropy",
-              f"pool examples scored per second, entropy (1 deterministic pass) + top-{args.query}, same setting; "
-              "informational: both sides do the same work here, parity (ratio ~1) is expected",
-              ours=round(n / ent["ours_median_s"], 1), anchor=round(n / ent["baal_median_s"], 1), better="higher",
-              unit="examples/s"),
+        claim(
+            "pool_scoring_speed_vs_baal",
+            f"pool examples scored per second, BALD 10 MC-dropout samples + top-{args.query}, SmallCNN on "
+            f"{n} {source} images, batch {args.batch_size}, 1 CPU thread, median of {args.repeats}",
+            ours=round(ours_rate, 1),
+            anchor=round(baal_rate, 1),
+            better="higher",
+            unit="examples/s",
+            target=1.5,
+        ),
+        claim(
+            "al_loop_overhead_vs_baal",
+            f"wall time of a 5-round BALD campaign (query {args.query}, 10 samples, pool {n}) excluding "
+            f"training, median of {args.loop_repeats}",
+            ours=round(ours_loop_s, 3),
+            anchor=round(baal_loop_s, 3),
+            better="lower",
+            unit="s",
+            target=1.0,
+        ),
+        claim(
+            "pool_scoring_speed_vs_baal_entropy",
+            f"pool examples scored per second, entropy (1 deterministic pass) + top-{args.query}, same setting; "
+            "informational: both sides do the same work here, parity (ratio ~1) is expected",
+            ours=round(n / ent["ours_median_s"], 1),
+            anchor=round(n / ent["baal_median_s"], 1),
+            better="higher",
+            unit="examples/s",
+        ),
     ]
-    details = {"baal_version": getattr(baal, "__version__", None) or _version("baal"), "pool": n, "source": source,
-               "threads": args.threads, "scoring": scoring, "ours_loop": ours_loop, "baal_loop": baal_loop,
-               "note": "baal run with workers=0 and its default replicate_in_memory=True"}
+    details = {
+        "baal_version": getattr(baal, "__version__", None) or _version("baal"),
+        "pool": n,
+        "source": source,
+        "threads": args.threads,
+        "scoring": scoring,
+        "ours_loop": ours_loop,
+        "baal_loop": baal_loop,
+        "note": "baal run with workers=0 and its default replicate_in_memory=True",
+    }
     write_results("active_vs_baal", claims, details)
     for c in claims:
         print(c)

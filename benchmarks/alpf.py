@@ -69,9 +69,12 @@ def _patch_features(images: torch.Tensor, fit_on: torch.Tensor, n_filters: int, 
     idx = torch.randint(0, n, (40000,), generator=g)
     pos = torch.randint(0, size - k + 1, (40000, 2), generator=g)
     rows = torch.arange(k)
-    patches = fit_on[idx[:, None, None, None], torch.arange(ch)[None, :, None, None],
-                     (pos[:, 0, None, None, None] + rows[None, None, :, None]),
-                     (pos[:, 1, None, None, None] + rows[None, None, None, :])].reshape(40000, -1)
+    patches = fit_on[
+        idx[:, None, None, None],
+        torch.arange(ch)[None, :, None, None],
+        (pos[:, 0, None, None, None] + rows[None, None, :, None]),
+        (pos[:, 1, None, None, None] + rows[None, None, None, :]),
+    ].reshape(40000, -1)
     patches = (patches - patches.mean(1, keepdim=True)) / (patches.std(1, keepdim=True) + 0.1)
     mu = patches.mean(0)
     e, V = torch.linalg.eigh(torch.cov((patches - mu).T))
@@ -84,14 +87,23 @@ def _patch_features(images: torch.Tensor, fit_on: torch.Tensor, n_filters: int, 
     ones = torch.ones(1, ch, k, k) / d
     out = []
     for s in range(0, len(images), 1000):
-        x = images[s:s + 1000]
+        x = images[s : s + 1000]
         m = torch.nn.functional.conv2d(x, ones)
         sd = (torch.nn.functional.conv2d(x * x, ones) - m * m).clamp_min(0).sqrt() * math.sqrt(d / (d - 1)) + 0.1
         z = torch.nn.functional.conv2d(x, Wf.reshape(-1, ch, k, k))
         a = torch.relu((z - m * Wf.sum(1).view(1, -1, 1, 1)) / sd + bias.view(1, -1, 1, 1))
         h = a.shape[-1] // 2
-        out.append(torch.cat([a[..., :h, :h].mean((2, 3)), a[..., :h, h:].mean((2, 3)),
-                              a[..., h:, :h].mean((2, 3)), a[..., h:, h:].mean((2, 3))], 1))
+        out.append(
+            torch.cat(
+                [
+                    a[..., :h, :h].mean((2, 3)),
+                    a[..., :h, h:].mean((2, 3)),
+                    a[..., h:, :h].mean((2, 3)),
+                    a[..., h:, h:].mean((2, 3)),
+                ],
+                1,
+            )
+        )
     return torch.cat(out)
 
 
@@ -106,15 +118,20 @@ def features(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch
         to = lambda a: torch.from_numpy(a.images).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
         xtr, xte = to(tr), to(te)
         f = _patch_features(torch.cat([xtr, xte]), xtr, n_filters=256, k=6, seed=0)
-        ftr, fte = f[: len(xtr)], f[len(xtr):]
+        ftr, fte = f[: len(xtr)], f[len(xtr) :]
         ftr, fte = _pca(ftr.sqrt(), fte.sqrt(), 256)
     else:
         tr, te = load_fashion_mnist("train"), load_fashion_mnist("test")
         ftr = torch.from_numpy(tr.images).reshape(len(tr), -1).float().div(255)
         fte = torch.from_numpy(te.images).reshape(len(te), -1).float().div(255)
         ftr, fte = _pca(ftr, fte, 256)
-    out = (ftr.contiguous(), torch.from_numpy(tr.labels), fte.contiguous(), torch.from_numpy(te.labels),
-           list(tr.classes))
+    out = (
+        ftr.contiguous(),
+        torch.from_numpy(tr.labels),
+        fte.contiguous(),
+        torch.from_numpy(te.labels),
+        list(tr.classes),
+    )
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
     print(f"[{name}] features {tuple(ftr.shape)} in {time.perf_counter() - t0:.0f}s", flush=True)
@@ -122,11 +139,14 @@ def features(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch
 
 
 # --------------------------------------------------------------------------------------------------- model
-def train_head(x: torch.Tensor, candidates: torch.Tensor, seed: int, steps: int, hidden: int = 256
-               ) -> torch.nn.Module:
+def train_head(x: torch.Tensor, candidates: torch.Tensor, seed: int, steps: int, hidden: int = 256) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.3),
-                                torch.nn.Linear(hidden, candidates.shape[1])).to(x.device)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.3),
+        torch.nn.Linear(hidden, candidates.shape[1]),
+    ).to(x.device)
     candidates = candidates.to(x.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
     g = torch.Generator().manual_seed(seed)
@@ -141,13 +161,25 @@ def train_head(x: torch.Tensor, candidates: torch.Tensor, seed: int, steps: int,
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(x[s:s + 8192]).softmax(-1) for s in range(0, len(x), 8192)]).cpu()
+    return torch.cat([model(x[s : s + 8192]).softmax(-1) for s in range(0, len(x), 8192)]).cpu()
 
 
 # ------------------------------------------------------------------------------------------------ campaign
-def campaign(strategy_name: str, xp: torch.Tensor, yp: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
-             masks: torch.Tensor, naive: int, seed: int, round_frac: float, eval_until: float, to_full: bool,
-             steps: int, warmup: bool = True) -> dict[str, Any]:
+def campaign(
+    strategy_name: str,
+    xp: torch.Tensor,
+    yp: torch.Tensor,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    masks: torch.Tensor,
+    naive: int,
+    seed: int,
+    round_frac: float,
+    eval_until: float,
+    to_full: bool,
+    steps: int,
+    warmup: bool = True,
+) -> dict[str, Any]:
     state = PartialLabels(len(yp), masks.shape[1])
     oracle = SimulatedBinaryOracle(yp, masks)
     strategy = get_question_strategy(strategy_name)
@@ -163,27 +195,43 @@ def campaign(strategy_name: str, xp: torch.Tensor, yp: torch.Tensor, xt: torch.T
     for rnd, target in enumerate(targets):
         # warm start: the first round of every learner is the same i.i.d. sample labelled by binary search
         chooser = get_question_strategy("uniform") if warmup and rnd == 0 else strategy
-        asked = ask_questions(chooser, state, masks, oracle, round(target * naive) - spent, probs,
-                              seed=1000 * seed + rnd)
+        asked = ask_questions(
+            chooser, state, masks, oracle, round(target * naive) - spent, probs, seed=1000 * seed + rnd
+        )
         spent += asked
         informative = torch.nonzero(state.informative).flatten()
         model = train_head(xp[informative], state.candidates[informative], seed * 7919 + rnd, steps)
         acc = float((predict(model, xt).argmax(1) == yt.cpu()).float().mean())
-        curve.append({"questions": spent, "budget": spent / naive, "accuracy": acc,
-                      "fully_labelled": int(state.fully_labelled.sum()), "informative": len(informative)})
+        curve.append(
+            {
+                "questions": spent,
+                "budget": spent / naive,
+                "accuracy": acc,
+                "fully_labelled": int(state.fully_labelled.sum()),
+                "informative": len(informative),
+            }
+        )
         if bool(state.fully_labelled.all()) or asked == 0:
             break
         probs = predict(model, xp)
-    return {"curve": curve, "questions_to_full": spent if bool(state.fully_labelled.all()) else None,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "curve": curve,
+        "questions_to_full": spent if bool(state.fully_labelled.all()) else None,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def diagnose(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Why ALPF-ERC's labels teach little: per round, how often the model was already right on the examples a
     learner fully labelled, and the class counts of its labelled set at 30%."""
     xp, yp, _, _, classes = load_pool(name, seed, args)
-    hierarchy = hierarchy_for(name) if not args.prepared else ClassHierarchy(
-        **{k: v for k, v in torch.load(args.prepared, weights_only=False)[name]["hierarchy"].items()})
+    hierarchy = (
+        hierarchy_for(name)
+        if not args.prepared
+        else ClassHierarchy(
+            **{k: v for k, v in torch.load(args.prepared, weights_only=False)[name]["hierarchy"].items()}
+        )
+    )
     masks = hierarchy.question_masks()
     naive = int(binary_search_costs(masks)[yp].sum())
     out: dict[str, Any] = {"dataset": name, "seed": seed, "classes": classes}
@@ -195,8 +243,9 @@ def diagnose(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         for rnd, target in enumerate([0.05, 0.10, 0.15, 0.20, 0.25, 0.30]):
             chooser = get_question_strategy("uniform" if rnd == 0 else strategy)
             before = state.fully_labelled.clone()
-            spent += ask_questions(chooser, state, masks, oracle, round(target * naive) - spent, probs,
-                                   seed=1000 * seed + rnd)
+            spent += ask_questions(
+                chooser, state, masks, oracle, round(target * naive) - spent, probs, seed=1000 * seed + rnd
+            )
             new = state.fully_labelled & ~before
             if rnd > 0:
                 right.append(float((probs[new].argmax(1) == yp[new]).float().mean()))
@@ -204,9 +253,10 @@ def diagnose(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             model = train_head(xp[informative], state.candidates[informative], seed * 7919 + rnd, args.steps)
             probs = predict(model, xp)
         labels = state.labels()
-        out[strategy] = {"model_already_right_on_newly_labelled": right,
-                         "fully_labelled_per_class_at_30pct": torch.bincount(labels[labels >= 0],
-                                                                            minlength=len(classes)).tolist()}
+        out[strategy] = {
+            "model_already_right_on_newly_labelled": right,
+            "fully_labelled_per_class_at_30pct": torch.bincount(labels[labels >= 0], minlength=len(classes)).tolist(),
+        }
         print(f"[diagnose {name} s{seed}] {strategy}: {out[strategy]}", flush=True)
     return out
 
@@ -228,15 +278,27 @@ def prepare(names: list[str], seeds: list[int], pool_size: int, path: Path) -> N
     for name in names:
         ftr, ytr, fte, yte, classes = features(name)
         mu, sd = ftr.mean(0), ftr.std(0).clamp_min(1e-6)
-        pools = {seed: torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(ytr))[:pool_size]))
-                 for seed in seeds}
+        pools = {
+            seed: torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(ytr))[:pool_size]))
+            for seed in seeds
+        }
         rows = torch.unique(torch.cat(list(pools.values())))
-        data[name] = {"rows": rows, "x": ((ftr[rows] - mu) / sd).half(), "y": ytr[rows], "pools": pools,
-                      "xt": ((fte - mu) / sd).half(), "yt": yte, "classes": classes,
-                      "hierarchy": hierarchy_for(name).to_dict()}
+        data[name] = {
+            "rows": rows,
+            "x": ((ftr[rows] - mu) / sd).half(),
+            "y": ytr[rows],
+            "pools": pools,
+            "xt": ((fte - mu) / sd).half(),
+            "yt": yte,
+            "classes": classes,
+            "hierarchy": hierarchy_for(name).to_dict(),
+        }
         tree = data[name]["hierarchy"]
-        assert ClassHierarchy(tree["parents"], tree["classes"]).question_masks().equal(
-            hierarchy_for(name).question_masks())
+        assert (
+            ClassHierarchy(tree["parents"], tree["classes"])
+            .question_masks()
+            .equal(hierarchy_for(name).question_masks())
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, path)
 
@@ -264,17 +326,40 @@ def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     masks = hierarchy.question_masks()
     costs = binary_search_costs(masks)
     naive = int(costs[yp].sum())
-    out: dict[str, Any] = {"dataset": name, "seed": seed, "hierarchy": hierarchy.to_dict(),
-                           "questions": hierarchy.questions, "naive_cost": naive, "pool": len(yp),
-                           "binary_search_cost_per_class": dict(zip(classes, costs.tolist())), "runs": {}}
+    out: dict[str, Any] = {
+        "dataset": name,
+        "seed": seed,
+        "hierarchy": hierarchy.to_dict(),
+        "questions": hierarchy.questions,
+        "naive_cost": naive,
+        "pool": len(yp),
+        "binary_search_cost_per_class": dict(zip(classes, costs.tolist())),
+        "runs": {},
+    }
     for strategy in args.strategies:
         to_full = strategy in FULL_RUN and not args.quick
-        res = campaign(strategy, xp, yp, xt, yt, masks, naive, seed, args.round, args.until, to_full, args.steps,
-                       warmup=args.warmup)
+        res = campaign(
+            strategy,
+            xp,
+            yp,
+            xt,
+            yt,
+            masks,
+            naive,
+            seed,
+            args.round,
+            args.until,
+            to_full,
+            args.steps,
+            warmup=args.warmup,
+        )
         out["runs"][strategy] = res
         last = [r for r in res["curve"] if r["budget"] <= args.until + 1e-3][-1]
-        print(f"[{name}] seed {seed} {strategy:9s} acc@{last['budget']:.2f}={last['accuracy']:.4f} "
-              f"full={res['questions_to_full']} naive={naive} ({res['seconds']:.0f}s)", flush=True)
+        print(
+            f"[{name}] seed {seed} {strategy:9s} acc@{last['budget']:.2f}={last['accuracy']:.4f} "
+            f"full={res['questions_to_full']} naive={naive} ({res['seconds']:.0f}s)",
+            flush=True,
+        )
         (Path(args.out_dir) / f"alpf_partial_{name}_s{seed}.json").write_text(json.dumps(out, default=float) + "\n")
     return out
 
@@ -286,17 +371,25 @@ def plot(results: dict[str, Any], path: Path, until: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
-    labels = {"uniform": "Uniform", "al_me": "AL-ME", "aq_erc": "AQ-ERC", "alpf_erc": "ALPF-ERC", "eig": "ALPF-EIG",
-              "edc": "ALPF-EDC"}
+    labels = {
+        "uniform": "Uniform",
+        "al_me": "AL-ME",
+        "aq_erc": "AQ-ERC",
+        "alpf_erc": "ALPF-ERC",
+        "eig": "ALPF-EIG",
+        "edc": "ALPF-EDC",
+    }
     for ax, (name, res) in zip(axes[0], results.items()):
         for strategy, runs in res["runs"].items():
             curves = [[r for r in run["curve"] if r["budget"] <= until + 1e-3] for run in runs.values()]
             xs = np.array([[r["budget"] for r in c] for c in curves]).mean(0) * 100
             ys = np.array([[r["accuracy"] for r in c] for c in curves]) * 100
-            ax.errorbar(xs, ys.mean(0), yerr=ys.std(0), label=labels.get(strategy, strategy), marker="o", ms=3,
-                        capsize=2)
-        ax.set_title({"cifar10": "CIFAR-10 (WordNet tree)", "fashion_mnist": "Fashion-MNIST (coarse groups)"}
-                     .get(name, name))
+            ax.errorbar(
+                xs, ys.mean(0), yerr=ys.std(0), label=labels.get(strategy, strategy), marker="o", ms=3, capsize=2
+            )
+        ax.set_title(
+            {"cifar10": "CIFAR-10 (WordNet tree)", "fashion_mnist": "Fashion-MNIST (coarse groups)"}.get(name, name)
+        )
         ax.set_xlabel("questions, % of binary-search cost of the pool")
         ax.set_ylabel("test accuracy, %")
         ax.grid(alpha=0.3)
@@ -317,8 +410,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
-                        help="start model-based learners cold instead of from the same i.i.d. first round")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="start model-based learners cold instead of from the same i.i.d. first round",
+    )
     parser.add_argument("--prepared", help="read pool/test features written by --prepare (for another machine)")
     parser.add_argument("--prepare", help="write the pool/test features of every (dataset, seed) here and exit")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
@@ -326,8 +423,11 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="only merge alpf_partial_*.json into alpf.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small pool, no run to full")
     parser.add_argument("--note", default="", help="where the jobs ran (recorded in details)")
-    parser.add_argument("--diagnose", action="store_true",
-                        help="write alpf_diagnosis.json: was the model already right on what each learner labelled?")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="write alpf_diagnosis.json: was the model already right on what each learner labelled?",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -349,8 +449,9 @@ def main() -> None:
     for name in args.datasets:
         for path in sorted(Path(args.out_dir).glob(f"alpf_partial_{name}_s*.json")):
             job = json.loads(path.read_text())
-            res = results.setdefault(name, {k: job[k] for k in ("hierarchy", "questions",
-                                                                 "binary_search_cost_per_class", "pool")})
+            res = results.setdefault(
+                name, {k: job[k] for k in ("hierarchy", "questions", "binary_search_cost_per_class", "pool")}
+            )
             res.setdefault("naive_cost", {})[job["seed"]] = job["naive_cost"]
             for strategy, run in job["runs"].items():
                 res.setdefault("runs", {}).setdefault(strategy, {})[job["seed"]] = run
@@ -360,8 +461,12 @@ def main() -> None:
         acc = {s: [accuracy_at(r["curve"], 0.3) * 100 for r in runs[s].values()] for s in runs}
         naive = {int(k): v for k, v in res["naive_cost"].items()}
         full = {s: {int(k): r["questions_to_full"] for k, r in runs[s].items()} for s in runs}
-        summary[name] = {"accuracy_at_30pct_mean": {s: float(np.mean(v)) for s, v in acc.items()},
-                         "accuracy_at_30pct_per_seed": acc, "questions_to_full": full, "naive_cost": naive}
+        summary[name] = {
+            "accuracy_at_30pct_mean": {s: float(np.mean(v)) for s, v in acc.items()},
+            "accuracy_at_30pct_per_seed": acc,
+            "questions_to_full": full,
+            "naive_cost": naive,
+        }
     primary = "cifar10" if "cifar10" in summary else next(iter(summary))
     labels = {"alpf_erc": "ALPF-ERC", "aq_erc": "AQ-ERC", "al_me": "AL-ME", "eig": "ALPF-EIG", "edc": "ALPF-EDC"}
     for name, v in summary.items():
@@ -372,35 +477,61 @@ def main() -> None:
         for strategy in ("alpf_erc", "aq_erc", "al_me", "eig", "edc"):
             if strategy not in accs or "uniform" not in accs:
                 continue
-            claims.append(claim(
-                f"{strategy}_vs_uniform_at_30pct{suffix}",
-                f"{name}: test accuracy (%) at 30% of the binary-search question budget, {labels[strategy]} vs "
-                f"Uniform, mean of {n_seeds} seeds, pool {pool}",
-                ours=accs[strategy], anchor=accs["uniform"], better="higher", unit="accuracy points",
-                target_delta=5.0 if strategy == "alpf_erc" else 0.0))
+            claims.append(
+                claim(
+                    f"{strategy}_vs_uniform_at_30pct{suffix}",
+                    f"{name}: test accuracy (%) at 30% of the binary-search question budget, {labels[strategy]} vs "
+                    f"Uniform, mean of {n_seeds} seeds, pool {pool}",
+                    ours=accs[strategy],
+                    anchor=accs["uniform"],
+                    better="higher",
+                    unit="accuracy points",
+                    target_delta=5.0 if strategy == "alpf_erc" else 0.0,
+                )
+            )
         naive_mean = float(np.mean(list(v["naive_cost"].values())))
         for strategy in ("alpf_erc", "aq_erc", "eig", "edc"):
             done = [q for q in v["questions_to_full"].get(strategy, {}).values() if q]
             if not done:
                 continue
-            cid = "questions_to_full_annotation_vs_uniform" if strategy == "alpf_erc" else \
-                f"questions_to_full_annotation_{strategy}_vs_uniform"
-            claims.append(claim(
-                cid + suffix,
-                f"{name}: binary questions to fully label the {pool}-image pool, Uniform (binary search down the "
-                f"binarized tree = the naive cost) / {labels[strategy]}, mean of {len(done)} seeds",
-                ours=float(np.mean(done)), anchor=naive_mean, better="lower", unit="questions",
-                target=1.4 if strategy == "alpf_erc" else 1.0))
+            cid = (
+                "questions_to_full_annotation_vs_uniform"
+                if strategy == "alpf_erc"
+                else f"questions_to_full_annotation_{strategy}_vs_uniform"
+            )
+            claims.append(
+                claim(
+                    cid + suffix,
+                    f"{name}: binary questions to fully label the {pool}-image pool, Uniform (binary search down the "
+                    f"binarized tree = the naive cost) / {labels[strategy]}, mean of {len(done)} seeds",
+                    ours=float(np.mean(done)),
+                    anchor=naive_mean,
+                    better="lower",
+                    unit="questions",
+                    target=1.4 if strategy == "alpf_erc" else 1.0,
+                )
+            )
     plot_path = REPO / "docs" / "img" / "alpf.png"
     plot(results, plot_path, args.until)
-    details = {"protocol": __doc__, "summary": summary, "plot": "docs/img/alpf.png", "warmup": args.warmup,
-               "jobs_ran_on": args.note or "this machine",
-               "steps": args.steps, "round": args.round, "seeds": args.seeds,
-               "results": {n: {"hierarchy": r["hierarchy"], "questions": r["questions"],
-                               "binary_search_cost_per_class": r["binary_search_cost_per_class"],
-                               "curves": {st: {sd: run["curve"] for sd, run in rs.items()}
-                                          for st, rs in r["runs"].items()}}
-                           for n, r in results.items()}}
+    details = {
+        "protocol": __doc__,
+        "summary": summary,
+        "plot": "docs/img/alpf.png",
+        "warmup": args.warmup,
+        "jobs_ran_on": args.note or "this machine",
+        "steps": args.steps,
+        "round": args.round,
+        "seeds": args.seeds,
+        "results": {
+            n: {
+                "hierarchy": r["hierarchy"],
+                "questions": r["questions"],
+                "binary_search_cost_per_class": r["binary_search_cost_per_class"],
+                "curves": {st: {sd: run["curve"] for sd, run in rs.items()} for st, rs in r["runs"].items()},
+            }
+            for n, r in results.items()
+        },
+    }
     print(json.dumps(summary, indent=1, default=float))
     write_results("alpf" if not args.quick else "alpf_quick", claims, details)
 

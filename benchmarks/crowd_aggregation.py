@@ -96,8 +96,13 @@ def synthetic_frame(num_items: int, seed: int = 0) -> tuple[pd.DataFrame, np.nda
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, 10, num_items)
     table = simulate_annotations(truth, random_confusions(1000, 10, seed=seed), labels_per_item=10, seed=seed)
-    frame = pd.DataFrame({"task": table.item_ids.to_numpy()[table.items.numpy()],
-                          "worker": table.workers.numpy(), "label": table.labels.numpy()})
+    frame = pd.DataFrame(
+        {
+            "task": table.item_ids.to_numpy()[table.items.numpy()],
+            "worker": table.workers.numpy(),
+            "label": table.labels.numpy(),
+        }
+    )
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True), truth  # rows in no particular order
 
 
@@ -122,8 +127,9 @@ def speed(num_items: int, repeats: int) -> dict[str, object]:
         start = time.perf_counter()
         DawidSkene().fit(frame)
         ours_2threads.append(time.perf_counter() - start)
-        print(f"  ours {ours[-1]:.3f}s  crowd-kit {anchor[-1]:.3f}s  ours(2 threads) {ours_2threads[-1]:.3f}s",
-              flush=True)
+        print(
+            f"  ours {ours[-1]:.3f}s  crowd-kit {anchor[-1]:.3f}s  ours(2 threads) {ours_2threads[-1]:.3f}s", flush=True
+        )
     torch.set_num_threads(default_threads)
     ours_labels = np.asarray(model.table_.decode_labels(model.labels_))
     info["ours_accuracy"] = float((ours_labels == truth[model.table_.item_ids.to_numpy()]).mean())
@@ -131,12 +137,22 @@ def speed(num_items: int, repeats: int) -> dict[str, object]:
     info["crowdkit_accuracy"] = float((ck_labels.to_numpy() == truth[ck_labels.index.to_numpy()]).mean())
     info["ours_iterations"] = float(model.n_iter_)
     info["crowdkit_iterations"] = float(len(reference.loss_history_))
-    return {"annotations": len(frame), "items": num_items, "workers": 1000, "classes": 10, "repeats": repeats,
-            "ours_s": ours, "crowdkit_s": anchor, "ours_2threads_s": ours_2threads,
-            "ours_median_s": statistics.median(ours), "crowdkit_median_s": statistics.median(anchor),
-            "ours_2threads_median_s": statistics.median(ours_2threads),
-            "ours_per_iteration_s": statistics.median(ours) / info["ours_iterations"],
-            "crowdkit_per_iteration_s": statistics.median(anchor) / info["crowdkit_iterations"], **info}
+    return {
+        "annotations": len(frame),
+        "items": num_items,
+        "workers": 1000,
+        "classes": 10,
+        "repeats": repeats,
+        "ours_s": ours,
+        "crowdkit_s": anchor,
+        "ours_2threads_s": ours_2threads,
+        "ours_median_s": statistics.median(ours),
+        "crowdkit_median_s": statistics.median(anchor),
+        "ours_2threads_median_s": statistics.median(ours_2threads),
+        "ours_per_iteration_s": statistics.median(ours) / info["ours_iterations"],
+        "crowdkit_per_iteration_s": statistics.median(anchor) / info["crowdkit_iterations"],
+        **info,
+    }
 
 
 GPU_RESULT = Path(__file__).parent / "results" / "crowd_aggregation_gpu.json"
@@ -164,11 +180,18 @@ def gpu_speed(out: Path, repeats: int = 5) -> None:
         torch.cuda.synchronize()
         fit_only.append(time.perf_counter() - start)
     labels = np.asarray(model.table_.decode_labels(model.labels_.cpu()))
-    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "annotations": len(frame),
-              "repeats": repeats, "ours_cuda_s": times, "ours_cuda_median_s": statistics.median(times),
-              "ours_cuda_fit_only_s": fit_only, "ours_cuda_fit_only_median_s": statistics.median(fit_only),
-              "iterations": model.n_iter_,
-              "accuracy": float((labels == truth[model.table_.item_ids.to_numpy()]).mean())}
+    result = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "annotations": len(frame),
+        "repeats": repeats,
+        "ours_cuda_s": times,
+        "ours_cuda_median_s": statistics.median(times),
+        "ours_cuda_fit_only_s": fit_only,
+        "ours_cuda_fit_only_median_s": statistics.median(fit_only),
+        "iterations": model.n_iter_,
+        "accuracy": float((labels == truth[model.table_.item_ids.to_numpy()]).mean()),
+    }
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(result)
 
@@ -193,20 +216,34 @@ def main() -> None:
     worst = min(accuracy, key=lambda n: accuracy[n]["ours_ds"] - accuracy[n]["crowdkit_ds"])
     timing = speed(10_000 if args.quick else 100_000, 3 if args.quick else 5)
     claims = [
-        claim("ds_accuracy_vs_crowdkit",
-              f"Dawid-Skene accuracy vs gold, ours (defaults) minus crowd-kit 1.4.2 (n_iter=100, tol=1e-5), worst case "
-              f"over {len(accuracy)} real crowd datasets ({worst})",
-              ours=accuracy[worst]["ours_ds"], anchor=accuracy[worst]["crowdkit_ds"], better="higher",
-              unit="accuracy", target_delta=-0.001),
-        claim("ds_fit_time_vs_crowdkit",
-              f"Dawid-Skene fit time from a pandas DataFrame, {timing['annotations']:,} annotations "
-              f"({timing['items']:,} items, 1k workers, 10 classes), ours (1 torch thread, CPU) vs crowd-kit 1.4.2, "
-              f"interleaved, median of {timing['repeats']}",
-              ours=timing["ours_median_s"], anchor=timing["crowdkit_median_s"], better="lower", unit="s",
-              target=10.0),
+        claim(
+            "ds_accuracy_vs_crowdkit",
+            f"Dawid-Skene accuracy vs gold, ours (defaults) minus crowd-kit 1.4.2 (n_iter=100, tol=1e-5), worst case "
+            f"over {len(accuracy)} real crowd datasets ({worst})",
+            ours=accuracy[worst]["ours_ds"],
+            anchor=accuracy[worst]["crowdkit_ds"],
+            better="higher",
+            unit="accuracy",
+            target_delta=-0.001,
+        ),
+        claim(
+            "ds_fit_time_vs_crowdkit",
+            f"Dawid-Skene fit time from a pandas DataFrame, {timing['annotations']:,} annotations "
+            f"({timing['items']:,} items, 1k workers, 10 classes), ours (1 torch thread, CPU) vs crowd-kit 1.4.2, "
+            f"interleaved, median of {timing['repeats']}",
+            ours=timing["ours_median_s"],
+            anchor=timing["crowdkit_median_s"],
+            better="lower",
+            unit="s",
+            target=10.0,
+        ),
     ]
-    details = {"accuracy": accuracy, "speed": timing, "crowdkit_version": _version("crowd-kit"),
-               "protocol": __doc__.strip()}
+    details = {
+        "accuracy": accuracy,
+        "speed": timing,
+        "crowdkit_version": _version("crowd-kit"),
+        "protocol": __doc__.strip(),
+    }
     if GPU_RESULT.is_file():  # measured on a lent GPU machine with --gpu-out (crowd-kit has no GPU path)
         import json
 
@@ -227,8 +264,13 @@ def _plot(accuracy: dict[str, dict[str, float]], timing: dict[str, object], gpu:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     names = list(accuracy)
-    series = [("crowdkit_mv", "crowd-kit MV"), ("mv_expected_random_ties", "MV, random ties (expected)"),
-              ("crowdkit_ds", "crowd-kit DS"), ("ours_ds", "ours DS"), ("ours_one_coin", "ours one-coin")]
+    series = [
+        ("crowdkit_mv", "crowd-kit MV"),
+        ("mv_expected_random_ties", "MV, random ties (expected)"),
+        ("crowdkit_ds", "crowd-kit DS"),
+        ("ours_ds", "ours DS"),
+        ("ours_one_coin", "ours one-coin"),
+    ]
     width = 0.8 / len(series)
     for k, (key, label) in enumerate(series):
         left.bar(np.arange(len(names)) + k * width, [accuracy[n][key] for n in names], width, label=label)
@@ -237,8 +279,11 @@ def _plot(accuracy: dict[str, dict[str, float]], timing: dict[str, object], gpu:
     left.set_ylabel("accuracy vs gold")
     left.legend(fontsize=7, loc="lower right")
     left.set_title("Accuracy on the real crowd datasets")
-    bars = [("crowd-kit 1.4.2", timing["crowdkit_median_s"]), ("ours, 1 thread", timing["ours_median_s"]),
-            ("ours, 2 threads", timing["ours_2threads_median_s"])]
+    bars = [
+        ("crowd-kit 1.4.2", timing["crowdkit_median_s"]),
+        ("ours, 1 thread", timing["ours_median_s"]),
+        ("ours, 2 threads", timing["ours_2threads_median_s"]),
+    ]
     if gpu:
         bars.append((f"ours, {str(gpu['device']).replace('NVIDIA ', '')}", gpu["ours_cuda_median_s"]))
     from matplotlib.ticker import NullFormatter

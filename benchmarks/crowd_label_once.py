@@ -54,12 +54,26 @@ def train_once(method: str, x: torch.Tensor, annotations, test, epochs: int, see
     from trinity_lightning.models import Classifier
 
     pl.seed_everything(seed, verbose=False)
-    dm = CrowdDataModule(x, annotations, test=test, num_classes=10, batch_size=128, seed=seed,
-                         init="dawid_skene" if method == "ds" else "majority_vote")
+    dm = CrowdDataModule(
+        x,
+        annotations,
+        test=test,
+        num_classes=10,
+        batch_size=128,
+        seed=seed,
+        init="dawid_skene" if method == "ds" else "majority_vote",
+    )
     model = Classifier(num_classes=10, in_channels=1, image_size=28, channels=(16, 32), lr=3e-3)
     callbacks = [CrowdEM(epochs_per_round=max(1, epochs // 3), max_rounds=2)] if method == "mbem" else []
-    trainer = pl.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, dm)
     acc = trainer.test(model, dm, verbose=False)[0]["test_acc"]
     return {"test_acc": float(acc), "targets": dm.targets.argmax(1)}
@@ -74,10 +88,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--test-size", type=int, default=2000)
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the runs already in the results file and only train the missing ones")
-    parser.add_argument("--summarize-only", action="store_true",
-                        help="recompute the summary, claim and plot from the runs already in the results file")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the runs already in the results file and only train the missing ones"
+    )
+    parser.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="recompute the summary, claim and plot from the runs already in the results file",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -116,10 +134,16 @@ def main() -> None:
                         continue
                     tick = time.perf_counter()
                     out = train_once(method, x, table, test, args.epochs, seed)
-                    run = {"gamma": gamma, "seed": seed, "r": r, "items": n, "method": method,
-                           "test_acc": 100 * out["test_acc"],
-                           "label_acc": 100 * float((out["targets"] == y).float().mean()),
-                           "seconds": time.perf_counter() - tick}
+                    run = {
+                        "gamma": gamma,
+                        "seed": seed,
+                        "r": r,
+                        "items": n,
+                        "method": method,
+                        "test_acc": 100 * out["test_acc"],
+                        "label_acc": 100 * float((out["targets"] == y).float().mean()),
+                        "seconds": time.perf_counter() - tick,
+                    }
                     runs.append(run)
                     print(json.dumps(run), flush=True)
                     partial.write_text(json.dumps(runs, indent=1))
@@ -133,8 +157,13 @@ def summarize(runs: list[dict[str, float]], args: argparse.Namespace, minutes: f
     def mean(gamma: float, r: int, method: str, key: str = "test_acc") -> float:
         return statistics.mean(v[key] for v in runs if v["gamma"] == gamma and v["r"] == r and v["method"] == method)
 
-    summary = {f"gamma={g}": {f"r={r}": {m: {"test_acc": mean(g, r, m), "label_acc": mean(g, r, m, "label_acc")}
-                                         for m in METHODS} for r in args.redundancy} for g in args.gammas}
+    summary = {
+        f"gamma={g}": {
+            f"r={r}": {m: {"test_acc": mean(g, r, m), "label_acc": mean(g, r, m, "label_acc")} for m in METHODS}
+            for r in args.redundancy
+        }
+        for g in args.gammas
+    }
     g0 = args.gammas[0]
     mbem_by_r = {r: mean(g0, r, "mbem") for r in args.redundancy}
     # the paper's claim: one label per item + MBEM beats every other (method, redundancy) at the same budget
@@ -143,22 +172,39 @@ def summarize(runs: list[dict[str, float]], args: argparse.Namespace, minutes: f
     label_once_wins = best == f"mbem@r={min(args.redundancy)}"
     mbem_once_beats_mbem_redundant = all(mbem_by_r[min(args.redundancy)] >= v for v in mbem_by_r.values())
     _plot(runs, args)
-    claims = [claim("mbem_vs_mv_single_label",
-                    f"Fashion-MNIST test accuracy (points), one label per item, budget {args.budget:,} labels, "
-                    f"{args.workers} hammer-spammer workers (gamma={g0}): MBEM (CrowdEM) minus majority vote, "
-                    f"same SmallCNN and epochs, mean of {len(args.seeds)} seeds",
-                    ours=mean(g0, 1, "mbem"), anchor=mean(g0, 1, "mv"), better="higher", unit="points",
-                    target_delta=1.0, label_once_wins=label_once_wins)]
-    best_by_gamma = {f"gamma={g}": max(((m, r) for m in METHODS for r in args.redundancy),
-                                       key=lambda mr, g=g: mean(g, mr[1], mr[0])) for g in args.gammas}
-    details = {"summary": summary, "runs": runs, "label_once_wins": label_once_wins, "best_overall": best,
-               "best_by_gamma": {g: f"{m}@r={r}" for g, (m, r) in best_by_gamma.items()},
-               "label_once_wins_by_gamma": {g: mr == ("mbem", min(args.redundancy))
-                                            for g, mr in best_by_gamma.items()},
-               "test_acc_by_method_and_r": combos,
-               "mbem_once_beats_mbem_redundant": mbem_once_beats_mbem_redundant,
-               "mbem_test_acc_by_r": mbem_by_r, "plot": str(PLOT.relative_to(ROOT)), "args": vars(args),
-               "minutes": minutes, "protocol": __doc__.strip()}
+    claims = [
+        claim(
+            "mbem_vs_mv_single_label",
+            f"Fashion-MNIST test accuracy (points), one label per item, budget {args.budget:,} labels, "
+            f"{args.workers} hammer-spammer workers (gamma={g0}): MBEM (CrowdEM) minus majority vote, "
+            f"same SmallCNN and epochs, mean of {len(args.seeds)} seeds",
+            ours=mean(g0, 1, "mbem"),
+            anchor=mean(g0, 1, "mv"),
+            better="higher",
+            unit="points",
+            target_delta=1.0,
+            label_once_wins=label_once_wins,
+        )
+    ]
+    best_by_gamma = {
+        f"gamma={g}": max(((m, r) for m in METHODS for r in args.redundancy), key=lambda mr, g=g: mean(g, mr[1], mr[0]))
+        for g in args.gammas
+    }
+    details = {
+        "summary": summary,
+        "runs": runs,
+        "label_once_wins": label_once_wins,
+        "best_overall": best,
+        "best_by_gamma": {g: f"{m}@r={r}" for g, (m, r) in best_by_gamma.items()},
+        "label_once_wins_by_gamma": {g: mr == ("mbem", min(args.redundancy)) for g, mr in best_by_gamma.items()},
+        "test_acc_by_method_and_r": combos,
+        "mbem_once_beats_mbem_redundant": mbem_once_beats_mbem_redundant,
+        "mbem_test_acc_by_r": mbem_by_r,
+        "plot": str(PLOT.relative_to(ROOT)),
+        "args": vars(args),
+        "minutes": minutes,
+        "protocol": __doc__.strip(),
+    }
     print(write_results("crowd_label_once", claims, details, command="python benchmarks/crowd_label_once.py"))
     print(claims[0], best)
 
@@ -173,12 +219,19 @@ def _plot(runs: list[dict[str, float]], args: argparse.Namespace) -> None:
     fig, axes = plt.subplots(1, len(args.gammas), figsize=(5.2 * len(args.gammas), 3.8), squeeze=False)
     for ax, gamma in zip(axes[0], args.gammas):
         for method in METHODS:
-            values = [[v["test_acc"] for v in runs if v["gamma"] == gamma and v["r"] == r and v["method"] == method]
-                      for r in args.redundancy]
+            values = [
+                [v["test_acc"] for v in runs if v["gamma"] == gamma and v["r"] == r and v["method"] == method]
+                for r in args.redundancy
+            ]
             means = [statistics.mean(v) for v in values]
-            ax.errorbar(args.redundancy, means, yerr=[[m - min(v) for m, v in zip(means, values)],
-                                                      [max(v) - m for m, v in zip(means, values)]],
-                        marker="o", capsize=3, label=names[method])
+            ax.errorbar(
+                args.redundancy,
+                means,
+                yerr=[[m - min(v) for m, v in zip(means, values)], [max(v) - m for m, v in zip(means, values)]],
+                marker="o",
+                capsize=3,
+                label=names[method],
+            )
         ax.set_xticks(args.redundancy, [f"r={r}\n{args.budget // r:,} items" for r in args.redundancy])
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"Fashion-MNIST, budget {args.budget:,} labels, gamma={gamma}")

@@ -70,8 +70,13 @@ def _data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
     def prep(images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((images.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2).copy())
-    return prep(train.images[tr]), torch.from_numpy(train.labels[tr]), prep(test.images[te]), \
-        torch.from_numpy(test.labels[te])
+
+    return (
+        prep(train.images[tr]),
+        torch.from_numpy(train.labels[tr]),
+        prep(test.images[te]),
+        torch.from_numpy(test.labels[te]),
+    )
 
 
 def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], args: argparse.Namespace) -> None:
@@ -91,13 +96,13 @@ def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], arg
     adversary = bool(run.get("adversary")) and rank == world - 1
     if run["method"] == "signum":
         register_signsgd_hook(model, momentum=0.9, flip_signs=adversary)
-        optimizer: torch.optim.Optimizer = Signum(model.parameters(), lr=args.signum_lr, momentum=0.0,
-                                                  weight_decay=args.signum_wd)
+        optimizer: torch.optim.Optimizer = Signum(
+            model.parameters(), lr=args.signum_lr, momentum=0.0, weight_decay=args.signum_wd
+        )
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=args.sgd_lr, momentum=0.9, weight_decay=5e-4)
         if run["method"] == "powersgd":
-            state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
-                                                start_powerSGD_iter=2)
+            state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4, start_powerSGD_iter=2)
             model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
         elif run.get("adversary"):  # every rank uses the same averaging hook; only the adversary negates
             model.register_comm_hook(adversary, _averaging_hook)
@@ -110,7 +115,7 @@ def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], arg
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
         for i in range(steps_per_epoch):
-            idx = order[i * args.batch: (i + 1) * args.batch]
+            idx = order[i * args.batch : (i + 1) * args.batch]
             x, y = x_train[idx], y_train[idx]
             flip = torch.rand(len(idx), generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -122,14 +127,17 @@ def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], arg
             step += 1
         model.eval()
         with torch.no_grad():
-            correct = sum(int((model.module(x_test[j: j + 500]).argmax(1) == y_test[j: j + 500]).sum())
-                          for j in range(0, len(y_test), 500))
+            correct = sum(
+                int((model.module(x_test[j : j + 500]).argmax(1) == y_test[j : j + 500]).sum())
+                for j in range(0, len(y_test), 500)
+            )
         curve.append(100.0 * correct / len(y_test))
         if rank == 0:
             print(f"  epoch {epoch + 1}: test acc {curve[-1]:.2f}%  ({time.perf_counter() - start:.0f}s)", flush=True)
     if rank == 0:
-        Path(out).write_text(json.dumps({"curve": curve, "final": curve[-1], "seconds": time.perf_counter() - start,
-                                         "steps": total}))
+        Path(out).write_text(
+            json.dumps({"curve": curve, "final": curve[-1], "seconds": time.perf_counter() - start, "steps": total})
+        )
     dist.destroy_process_group()
 
 
@@ -151,8 +159,13 @@ def run_one(name: str, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
     run = RUNS[name]
     args = argparse.Namespace(**{**vars(args), "epochs": epochs})
     print(f"{name}:", flush=True)
-    mp.start_processes(_worker, args=(run["world"], _free_port(), str(path), run, args), nprocs=run["world"],
-                       join=True, start_method="spawn")
+    mp.start_processes(
+        _worker,
+        args=(run["world"], _free_port(), str(path), run, args),
+        nprocs=run["world"],
+        join=True,
+        start_method="spawn",
+    )
     return dict(json.loads(path.read_text()))
 
 
@@ -173,8 +186,14 @@ def plot(results: dict[str, dict[str, Any]], target: Path) -> None:
         if name in results:
             curve, method = results[name]["curve"], name.split("_w3")[0]
             adversary = name.endswith("adversary")
-            axes[1].plot(range(1, len(curve) + 1), curve, "--" if adversary else "-", marker="o",
-                         color=colors[method], label=method + (" + 1 adversary" if adversary else ""))
+            axes[1].plot(
+                range(1, len(curve) + 1),
+                curve,
+                "--" if adversary else "-",
+                marker="o",
+                color=colors[method],
+                label=method + (" + 1 adversary" if adversary else ""),
+            )
     axes[1].set_title("3 workers; adversary negates what it sends")
     for ax in axes:
         ax.set_xlabel("epoch")
@@ -192,8 +211,9 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore cached finished runs")
     parser.add_argument("--runs", nargs="*", default=list(RUNS))
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--byzantine-epochs", type=int, default=None, help="epochs of the 3-worker runs "
-                        "(default: --epochs)")
+    parser.add_argument(
+        "--byzantine-epochs", type=int, default=None, help="epochs of the 3-worker runs (default: --epochs)"
+    )
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--width", type=int, default=8)
@@ -210,43 +230,83 @@ def main() -> None:
     cache = Path(tempfile.gettempdir()) / ("signsgd_acc_quick" if args.quick else "signsgd_acc")
     cache.mkdir(exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    protocol = {k: getattr(args, k) for k in ("epochs", "byzantine_epochs", "train_size", "test_size", "width", "batch", "sgd_lr",
-                                                "signum_lr", "signum_wd", "seed")}
-    protocol.update(model="CifarResNet(depth=8)", data="CIFAR-10 shared lossy-JPEG copy, random training subset "
-                    "split evenly across workers, random test subset", augmentation="random horizontal flip",
-                    schedule="cosine to 0", sgd="momentum 0.9, weight decay 5e-4",
-                    signum="local momentum 0.9 in the hook, decoupled weight decay",
-                    powersgd="torch PowerSGDState(rank 4, start_powerSGD_iter=2, error feedback, warm start)",
-                    adversary="rank 2 of 3 negates every sign it sends (vote) / every gradient it sends (SGD)",
-                    note="scaled down for a shared 2-core CPU; learning rates not tuned here")
+    protocol = {
+        k: getattr(args, k)
+        for k in (
+            "epochs",
+            "byzantine_epochs",
+            "train_size",
+            "test_size",
+            "width",
+            "batch",
+            "sgd_lr",
+            "signum_lr",
+            "signum_wd",
+            "seed",
+        )
+    }
+    protocol.update(
+        model="CifarResNet(depth=8)",
+        data="CIFAR-10 shared lossy-JPEG copy, random training subset split evenly across workers, random test subset",
+        augmentation="random horizontal flip",
+        schedule="cosine to 0",
+        sgd="momentum 0.9, weight decay 5e-4",
+        signum="local momentum 0.9 in the hook, decoupled weight decay",
+        powersgd="torch PowerSGDState(rank 4, start_powerSGD_iter=2, error feedback, warm start)",
+        adversary="rank 2 of 3 negates every sign it sends (vote) / every gradient it sends (SGD)",
+        note="scaled down for a shared 2-core CPU; learning rates not tuned here",
+    )
     for name in args.runs:
         results[name] = run_one(name, args, cache)
         print(f"{name}: final {results[name]['final']:.2f}%", flush=True)
     claims = []
     if {"sgd_allreduce_w2", "signum_mv_w2"} <= results.keys():
-        claims.append(claim("accuracy_vs_sgd_allreduce", "final test accuracy (%), 2 workers: Signum majority vote "
-                            "minus SGD-momentum with fp32 all-reduce (same epochs, same data)",
-                            ours=results["signum_mv_w2"]["final"], anchor=results["sgd_allreduce_w2"]["final"],
-                            unit="%", better="higher", target_delta=-1.0,
-                            powersgd_r4=results.get("powersgd_r4_w2", {}).get("final")))
+        claims.append(
+            claim(
+                "accuracy_vs_sgd_allreduce",
+                "final test accuracy (%), 2 workers: Signum majority vote "
+                "minus SGD-momentum with fp32 all-reduce (same epochs, same data)",
+                ours=results["signum_mv_w2"]["final"],
+                anchor=results["sgd_allreduce_w2"]["final"],
+                unit="%",
+                better="higher",
+                target_delta=-1.0,
+                powersgd_r4=results.get("powersgd_r4_w2", {}).get("final"),
+            )
+        )
     if {"signum_mv_w3", "signum_mv_w3_adversary"} <= results.keys():
         sgd_clean = results.get("sgd_allreduce_w3", {}).get("final")
         sgd_adv = results.get("sgd_allreduce_w3_adversary", {}).get("final")
-        claims.append(claim("byzantine_1_of_3_accuracy_delta", "final test accuracy (%), 3 workers, one negating "
-                            "its signs every step, minus the clean 3-worker run (Signum majority vote)",
-                            ours=results["signum_mv_w3_adversary"]["final"], anchor=results["signum_mv_w3"]["final"],
-                            unit="%", better="higher", target_delta=-2.0, sgd_clean=sgd_clean, sgd_adversary=sgd_adv,
-                            sgd_delta=None if sgd_clean is None or sgd_adv is None else sgd_adv - sgd_clean))
-    figure = Path(__file__).resolve().parents[1] / "docs" / "img" / ("signsgd_quick.png" if args.quick else
-                                                                      "signsgd.png")
+        claims.append(
+            claim(
+                "byzantine_1_of_3_accuracy_delta",
+                "final test accuracy (%), 3 workers, one negating "
+                "its signs every step, minus the clean 3-worker run (Signum majority vote)",
+                ours=results["signum_mv_w3_adversary"]["final"],
+                anchor=results["signum_mv_w3"]["final"],
+                unit="%",
+                better="higher",
+                target_delta=-2.0,
+                sgd_clean=sgd_clean,
+                sgd_adversary=sgd_adv,
+                sgd_delta=None if sgd_clean is None or sgd_adv is None else sgd_adv - sgd_clean,
+            )
+        )
+    figure = (
+        Path(__file__).resolve().parents[1] / "docs" / "img" / ("signsgd_quick.png" if args.quick else "signsgd.png")
+    )
     plot(results, figure)
     other = {}  # the same 3-worker runs at other epoch budgets, when they were run
     for file in sorted(cache.glob(f"*_w3*_seed{args.seed}_e*.json")):
         name, epochs = file.stem.rsplit(f"_seed{args.seed}_e", 1)
         if int(epochs) != _epochs(name, args):
             other.setdefault(f"{epochs}_epochs", {})[name] = json.loads(file.read_text())["final"]
-    details = {"protocol": protocol, "runs": results, "plot": str(figure.relative_to(figure.parents[2])),
-               "three_worker_runs_at_other_budgets": other}
+    details = {
+        "protocol": protocol,
+        "runs": results,
+        "plot": str(figure.relative_to(figure.parents[2])),
+        "three_worker_runs_at_other_budgets": other,
+    }
     if not args.quick:
         path = write_results("signsgd_accuracy", claims, details)
         print(f"wrote {path}")

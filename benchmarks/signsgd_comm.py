@@ -49,7 +49,7 @@ class FakeBucket:
         self._views: list[torch.Tensor] = []
         offset = 0
         for p in self._params:
-            self._views.append(self._buffer[offset: offset + p.numel()].view_as(p))
+            self._views.append(self._buffer[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
 
     def buffer(self) -> torch.Tensor:
@@ -77,12 +77,14 @@ def _count(name: str, original: Any) -> Any:
         if name == "all_to_all_single" or name in ("all_gather_into_tensor", "all_gather_single"):
             size = tensors[1].numel() * tensors[1].element_size()
         elif name == "all_gather":
-            size = tensors[0].numel() * tensors[0].element_size() if tensors else \
-                args[1].numel() * args[1].element_size()
+            size = (
+                tensors[0].numel() * tensors[0].element_size() if tensors else args[1].numel() * args[1].element_size()
+            )
         else:
             size = tensors[0].numel() * tensors[0].element_size()
         _SENT.append((name, size))
         return original(*args, **kwargs)
+
     return wrapper
 
 
@@ -110,9 +112,15 @@ def _hooks(world: int) -> dict[str, tuple[Any, Any]]:
     from trinity_lightning.distributed import SignSGDState, signsgd_hook
 
     def powersgd(rank: int) -> Any:
-        return powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=rank,
-                                           start_powerSGD_iter=2, min_compression_rate=2, use_error_feedback=True,
-                                           warm_start=True)
+        return powerSGD_hook.PowerSGDState(
+            process_group=None,
+            matrix_approximation_rank=rank,
+            start_powerSGD_iter=2,
+            min_compression_rate=2,
+            use_error_feedback=True,
+            warm_start=True,
+        )
+
     return {
         "fp32_allreduce": (None, default_hooks.allreduce_hook),
         "fp16_hook": (None, default_hooks.fp16_compress_hook),
@@ -125,8 +133,13 @@ def _hooks(world: int) -> dict[str, tuple[Any, Any]]:
 def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     _install_counters()
-    dist.init_process_group("gloo", init_method=f"tcp://{args.master}:{args.port}", rank=args.rank,
-                            world_size=args.world, timeout=timedelta(minutes=10))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://{args.master}:{args.port}",
+        rank=args.rank,
+        world_size=args.world,
+        timeout=timedelta(minutes=10),
+    )
     shapes: list[tuple[int, ...]] = []
     for _ in range(args.layers):
         shapes += [(args.width, 4 * args.width), (args.width,)]
@@ -150,8 +163,13 @@ def worker(args: argparse.Namespace) -> None:
                 times[method].append(elapsed)
                 sent[method] = _bytes_sent(args.world)
     if args.rank == 0:
-        result = {"world": args.world, "params": bucket.buffer().numel(), "times_s": times, "bytes_sent": sent,
-                  "median_ms": {m: 1000 * statistics.median(v) for m, v in times.items()}}
+        result = {
+            "world": args.world,
+            "params": bucket.buffer().numel(),
+            "times_s": times,
+            "bytes_sent": sent,
+            "median_ms": {m: 1000 * statistics.median(v) for m, v in times.items()},
+        }
         Path(args.out).write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()
@@ -166,18 +184,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(world: int, steps: int, layers: int, width: int, namespaces: list[str] | None = None,
-            threads: int = 1) -> dict[str, Any]:
+def _launch(
+    world: int, steps: int, layers: int, width: int, namespaces: list[str] | None = None, threads: int = 1
+) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="signsgd_comm_")) / "rank0.json"
     port = _free_port()
     master = "10.77.0.1" if namespaces else "127.0.0.1"
     procs = []
     for rank in range(world):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-                   GLOO_SOCKET_IFNAME=f"w{rank}" if namespaces else "lo")
-        cmd = [sys.executable, __file__, "--worker", "--rank", str(rank), "--world", str(world), "--port", str(port),
-               "--master", master, "--steps", str(steps), "--layers", str(layers), "--width", str(width),
-               "--threads", str(threads), "--out", str(out)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), GLOO_SOCKET_IFNAME=f"w{rank}" if namespaces else "lo")
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--rank",
+            str(rank),
+            "--world",
+            str(world),
+            "--port",
+            str(port),
+            "--master",
+            master,
+            "--steps",
+            str(steps),
+            "--layers",
+            str(layers),
+            "--width",
+            str(width),
+            "--threads",
+            str(threads),
+            "--out",
+            str(out),
+        ]
         if namespaces:
             cmd = ["ip", "netns", "exec", namespaces[rank], *cmd]
         procs.append(subprocess.Popen(cmd, env=env))
@@ -209,8 +247,25 @@ def setup_network(world: int, rate: str = "1gbit") -> list[str]:
         _sh("ip", "netns", "exec", "sgdsw", "ip", "link", "set", f"s{rank}", "master", "br0")
         _sh("ip", "netns", "exec", "sgdsw", "ip", "link", "set", f"s{rank}", "up")
         for where, dev in ((ns, f"w{rank}"), ("sgdsw", f"s{rank}")):
-            _sh("ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate,
-                "burst", "256kb", "latency", "50ms")
+            _sh(
+                "ip",
+                "netns",
+                "exec",
+                where,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "256kb",
+                "latency",
+                "50ms",
+            )
     return names
 
 
@@ -244,8 +299,10 @@ def nccl_smoke(args: argparse.Namespace) -> None:
     state = SignSGDState(momentum=0.9)
     times: dict[str, list[float]] = {"fp32_allreduce": [], "signsgd_mv": []}
     for step in range(25):
-        for name, (st, hook) in {"fp32_allreduce": (None, default_hooks.allreduce_hook),
-                                  "signsgd_mv": (state, signsgd_hook)}.items():
+        for name, (st, hook) in {
+            "fp32_allreduce": (None, default_hooks.allreduce_hook),
+            "signsgd_mv": (state, signsgd_hook),
+        }.items():
             bucket.buffer().copy_(grad)
             torch.cuda.synchronize()
             start = time.perf_counter()
@@ -255,8 +312,9 @@ def nccl_smoke(args: argparse.Namespace) -> None:
                 times[name].append(1000 * (time.perf_counter() - start))
     expected = torch.where(grad > 0, 1.0, -1.0)
     vote_ok = bool(torch.equal(bucket.buffer()[grad != 0], expected[grad != 0]))
-    model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
-                                                        torch.nn.Linear(64, 2)).to(device), device_ids=[0])
+    model = DistributedDataParallel(
+        torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2)).to(device), device_ids=[0]
+    )
     register_signsgd_hook(model, momentum=0.9)
     optimizer = Signum(model.parameters(), lr=1e-2, momentum=0.0)
     x, y = torch.randn(256, 64, device=device), torch.randint(0, 2, (256,), device=device)
@@ -281,17 +339,30 @@ def nccl_smoke(args: argparse.Namespace) -> None:
             return Signum(self.parameters(), lr=1e-2, momentum=0.9)
 
     data = torch.utils.data.TensorDataset(torch.randn(64, 64), torch.randint(0, 2, (64,)))
-    trainer = pl.Trainer(strategy="ddp_signsgd", accelerator="gpu", devices=1, max_steps=4, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer = pl.Trainer(
+        strategy="ddp_signsgd",
+        accelerator="gpu",
+        devices=1,
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=16))
     strategy = trainer.strategy
-    details = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "world_size": 1,
-               "params": grad.numel(), "hook_ms_median": {k: statistics.median(v) for k, v in times.items()},
-               "vote_equals_own_signs": vote_ok, "ddp_losses_first_last": [losses[0], losses[-1]],
-               "lightning_hook_steps": strategy.signsgd_state.step,  # type: ignore[attr-defined]
-               "lightning_momentum_in_hook": strategy.signsgd_state.momentum,  # type: ignore[attr-defined]
-               "note": "world size 1 (one GPU): exercises NCCL all_to_all/all_gather, packing and unpacking on the "
-                       "GPU; communication volume needs several GPUs"}
+    details = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "world_size": 1,
+        "params": grad.numel(),
+        "hook_ms_median": {k: statistics.median(v) for k, v in times.items()},
+        "vote_equals_own_signs": vote_ok,
+        "ddp_losses_first_last": [losses[0], losses[-1]],
+        "lightning_hook_steps": strategy.signsgd_state.step,  # type: ignore[attr-defined]
+        "lightning_momentum_in_hook": strategy.signsgd_state.momentum,  # type: ignore[attr-defined]
+        "note": "world size 1 (one GPU): exercises NCCL all_to_all/all_gather, packing and unpacking on the "
+        "GPU; communication volume needs several GPUs",
+    }
     print(json.dumps(details, indent=1))
     write_results("signsgd_nccl", [], details, results_dir=Path(args.out) if args.out else None)
 
@@ -323,10 +394,14 @@ def main() -> None:
 
     if args.quick:
         args.steps, args.layers, args.width = 5, 2, 512
-    details: dict[str, Any] = {"model": f"{args.layers} x ({args.width} x {4 * args.width} + bias), one bucket",
-                               "steps": args.steps, "threads_per_process": args.threads,
-                               "byte_formulas": "ring all-reduce 2(W-1)/W*B; all-gather (W-1)*B_in; "
-                                                "all-to-all (W-1)/W*B_in", "bytes": {}, "time_ms": {}}
+    details: dict[str, Any] = {
+        "model": f"{args.layers} x ({args.width} x {4 * args.width} + bias), one bucket",
+        "steps": args.steps,
+        "threads_per_process": args.threads,
+        "byte_formulas": "ring all-reduce 2(W-1)/W*B; all-gather (W-1)*B_in; all-to-all (W-1)/W*B_in",
+        "bytes": {},
+        "time_ms": {},
+    }
     previous = RESULTS / "signsgd_comm.json"
     if args.skip_bytes and previous.is_file():  # byte counts are deterministic: reuse the last run's
         old = json.loads(previous.read_text())["details"]
@@ -351,29 +426,55 @@ def main() -> None:
             teardown_network(4)
         details["time_ms"]["1gbit_w4"] = link["median_ms"]
         details["time_samples_ms"]["1gbit_w4"] = {k: [1000 * t for t in v] for k, v in link["times_s"].items()}
-        details["network"] = ("4 network namespaces, veth pairs to a bridge in a 5th namespace, tc tbf rate 1gbit "
-                              "burst 256kb latency 50ms on both ends of each link; removed after the run")
+        details["network"] = (
+            "4 network namespaces, veth pairs to a bridge in a 5th namespace, tc tbf rate 1gbit "
+            "burst 256kb latency 50ms on both ends of each link; removed after the run"
+        )
         print("1gbit w4 median ms:", link["median_ms"], flush=True)
     b4 = details["bytes"]["w4"]
-    claims = [claim("bytes_vs_fp32_allreduce_w4",
-                    f"bytes sent per worker per step, world size 4, {details['params'] / 1e6:.1f}M-parameter "
-                    "gradient, counted from the collectives issued: fp32 all-reduce / signSGD majority vote",
-                    ours=b4["signsgd_mv"], anchor=b4["fp32_allreduce"], unit="bytes", better="lower", target=25)]
+    claims = [
+        claim(
+            "bytes_vs_fp32_allreduce_w4",
+            f"bytes sent per worker per step, world size 4, {details['params'] / 1e6:.1f}M-parameter "
+            "gradient, counted from the collectives issued: fp32 all-reduce / signSGD majority vote",
+            ours=b4["signsgd_mv"],
+            anchor=b4["fp32_allreduce"],
+            unit="bytes",
+            better="lower",
+            target=25,
+        )
+    ]
     timed = link or loop
     where = "1 Gbit/s links (network namespaces, tc tbf)" if link else "loopback (network namespaces unavailable)"
     ms = timed["median_ms"]
-    claims.append(claim("comm_time_vs_fp32_allreduce_w4",
-                        f"DDP comm-hook wall time per step, world size 4, {where}, median of {args.steps}: "
-                        "fp32 all-reduce hook / signSGD majority-vote hook", ours=ms["signsgd_mv"],
-                        anchor=ms["fp32_allreduce"], unit="ms", better="lower", target=4.0,
-                        loopback_ours=loop["median_ms"]["signsgd_mv"],
-                        loopback_anchor=loop["median_ms"]["fp32_allreduce"]))
-    claims.append(claim("comm_time_vs_powersgd_r4_w4",
-                        f"DDP comm-hook wall time per step, world size 4, {where}, median of {args.steps}: "
-                        "PowerSGD rank-4 hook (torch) / signSGD majority-vote hook", ours=ms["signsgd_mv"],
-                        anchor=ms["powersgd_r4"], unit="ms", better="lower", target=1.0,
-                        loopback_ours=loop["median_ms"]["signsgd_mv"],
-                        loopback_anchor=loop["median_ms"]["powersgd_r4"]))
+    claims.append(
+        claim(
+            "comm_time_vs_fp32_allreduce_w4",
+            f"DDP comm-hook wall time per step, world size 4, {where}, median of {args.steps}: "
+            "fp32 all-reduce hook / signSGD majority-vote hook",
+            ours=ms["signsgd_mv"],
+            anchor=ms["fp32_allreduce"],
+            unit="ms",
+            better="lower",
+            target=4.0,
+            loopback_ours=loop["median_ms"]["signsgd_mv"],
+            loopback_anchor=loop["median_ms"]["fp32_allreduce"],
+        )
+    )
+    claims.append(
+        claim(
+            "comm_time_vs_powersgd_r4_w4",
+            f"DDP comm-hook wall time per step, world size 4, {where}, median of {args.steps}: "
+            "PowerSGD rank-4 hook (torch) / signSGD majority-vote hook",
+            ours=ms["signsgd_mv"],
+            anchor=ms["powersgd_r4"],
+            unit="ms",
+            better="lower",
+            target=1.0,
+            loopback_ours=loop["median_ms"]["signsgd_mv"],
+            loopback_anchor=loop["median_ms"]["powersgd_r4"],
+        )
+    )
     path = write_results("signsgd_comm", claims, details)
     print(f"wrote {path}")
     for c in claims:

@@ -40,9 +40,9 @@ DATASETS: dict[str, dict[str, Any]] = {
     "fashion_mnist": {"channels": (32, 64), "image_size": 28, "in_channels": 1, "epochs": 6, "augment": False},
 }
 FACTORIZATIONS = ("cp", "tucker", "tt")
-TRL_RANKS = (0.01, 0.03, 0.1)          # fraction of the dense head's weights
-TCL_TRL_RANKS = (0.05, 0.15, 0.5)      # TRL fraction after a TCL halving every mode
-NET_RANKS = (0.1, 0.2, 0.33)           # per-layer fraction for the whole-network tensorization
+TRL_RANKS = (0.01, 0.03, 0.1)  # fraction of the dense head's weights
+TCL_TRL_RANKS = (0.05, 0.15, 0.5)  # TRL fraction after a TCL halving every mode
+NET_RANKS = (0.1, 0.2, 0.33)  # per-layer fraction for the whole-network tensorization
 LR, FT_LR, BATCH = 2e-3, 5e-4, 256
 
 
@@ -90,8 +90,9 @@ def head_params(model: nn.Module) -> int:
     return n_params(model.head)  # type: ignore[arg-type]
 
 
-def train(model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int, lr: float, seed: int,
-          augment: bool) -> nn.Module:
+def train(
+    model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int, lr: float, seed: int, augment: bool
+) -> nn.Module:
     xtr, ytr = data[0], data[1]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
@@ -101,7 +102,7 @@ def train(model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int, lr: flo
     for _ in range(epochs):
         order = torch.randperm(len(ytr), generator=gen).to(xtr.device)
         for i in range(0, len(ytr), BATCH):
-            idx = order[i:i + BATCH]
+            idx = order[i : i + BATCH]
             x, y = xtr[idx], ytr[idx]
             if augment:  # horizontal flip per image + one random 4-px shift per batch (cheap on GPU)
                 flip = torch.rand(len(idx), device=x.device) < 0.5
@@ -119,7 +120,9 @@ def train(model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int, lr: flo
 def accuracy(model: nn.Module, data: tuple[torch.Tensor, ...]) -> float:
     model.eval()
     xte, yte = data[2], data[3]
-    correct = sum(int((model(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum()) for i in range(0, len(yte), 1000))
+    correct = sum(
+        int((model(xte[i : i + 1000]).argmax(1) == yte[i : i + 1000]).sum()) for i in range(0, len(yte), 1000)
+    )
     return correct / len(yte)
 
 
@@ -145,19 +148,34 @@ def _worker(job: dict[str, Any]) -> str:
 
     def build(**kw: Any) -> nn.Module:
         torch.manual_seed(seed)
-        common = dict(in_channels=cfg["in_channels"], num_classes=10, channels=cfg["channels"],
-                      image_size=cfg["image_size"])
+        common = dict(
+            in_channels=cfg["in_channels"], num_classes=10, channels=cfg["channels"], image_size=cfg["image_size"]
+        )
         return (TensorHeadCNN(**common, **kw) if kw else SmallCNN(**common)).to(device)
 
     if job["group"] == "net":
         start = time.perf_counter()
         dense = train(build(), data, epochs, LR, seed, cfg["augment"])
-        emit(method="dense", factorization=None, rank=None, acc=accuracy(dense, data), params=n_params(dense),
-             head_params=head_params(dense), seconds=time.perf_counter() - start)
+        emit(
+            method="dense",
+            factorization=None,
+            rank=None,
+            acc=accuracy(dense, data),
+            params=n_params(dense),
+            head_params=head_params(dense),
+            seconds=time.perf_counter() - start,
+        )
         start = time.perf_counter()
         dense_ft = train(copy.deepcopy(dense), data, ft_epochs, FT_LR, seed + 100, cfg["augment"])
-        emit(method="dense_ft", factorization=None, rank=None, acc=accuracy(dense_ft, data),
-             params=n_params(dense_ft), head_params=head_params(dense_ft), seconds=time.perf_counter() - start)
+        emit(
+            method="dense_ft",
+            factorization=None,
+            rank=None,
+            acc=accuracy(dense_ft, data),
+            params=n_params(dense_ft),
+            head_params=head_params(dense_ft),
+            seconds=time.perf_counter() - start,
+        )
         for rank in NET_RANKS:
             for fact in job["net_factorizations"]:
                 start = time.perf_counter()
@@ -165,24 +183,50 @@ def _worker(job: dict[str, Any]) -> str:
                 report = tensorize(model, fact, rank, min_params=1000)  # the RGB/gray input conv stays dense
                 before_ft = accuracy(model, data)
                 train(model, data, ft_epochs, FT_LR, seed + 100, cfg["augment"])
-                emit(method="tensorized", factorization=fact, rank=rank, acc=accuracy(model, data),
-                     acc_before_ft=before_ft, params=n_params(model), head_params=head_params(model),
-                     layer_errors={r.name: round(r.reconstruction_error, 4) for r in report.layers},
-                     seconds=time.perf_counter() - start)
+                emit(
+                    method="tensorized",
+                    factorization=fact,
+                    rank=rank,
+                    acc=accuracy(model, data),
+                    acc_before_ft=before_ft,
+                    params=n_params(model),
+                    head_params=head_params(model),
+                    layer_errors={r.name: round(r.reconstruction_error, 4) for r in report.layers},
+                    seconds=time.perf_counter() - start,
+                )
     else:
         for rank in TRL_RANKS:
             for fact in FACTORIZATIONS:
                 start = time.perf_counter()
-                model = train(build(head="trl", factorization=fact, rank=rank), data, epochs, LR, seed,
-                              cfg["augment"])
-                emit(method="trl", factorization=fact, rank=rank, acc=accuracy(model, data), params=n_params(model),
-                     head_params=head_params(model), seconds=time.perf_counter() - start)
+                model = train(build(head="trl", factorization=fact, rank=rank), data, epochs, LR, seed, cfg["augment"])
+                emit(
+                    method="trl",
+                    factorization=fact,
+                    rank=rank,
+                    acc=accuracy(model, data),
+                    params=n_params(model),
+                    head_params=head_params(model),
+                    seconds=time.perf_counter() - start,
+                )
         for rank in TCL_TRL_RANKS:
             start = time.perf_counter()
-            model = train(build(head="tcl+trl", factorization="tucker", rank=rank, tcl_shape=0.5), data, epochs, LR,
-                          seed, cfg["augment"])
-            emit(method="tcl+trl", factorization="tucker", rank=rank, acc=accuracy(model, data),
-                 params=n_params(model), head_params=head_params(model), seconds=time.perf_counter() - start)
+            model = train(
+                build(head="tcl+trl", factorization="tucker", rank=rank, tcl_shape=0.5),
+                data,
+                epochs,
+                LR,
+                seed,
+                cfg["augment"],
+            )
+            emit(
+                method="tcl+trl",
+                factorization="tucker",
+                rank=rank,
+                acc=accuracy(model, data),
+                params=n_params(model),
+                head_params=head_params(model),
+                seconds=time.perf_counter() - start,
+            )
     return str(out)
 
 
@@ -190,10 +234,24 @@ def run_grid(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    jobs = [{"dataset": ds, "seed": seed, "group": group, "device": device, "source": args.data,
-             "train_limit": args.train_limit, "test_limit": args.test_limit, "epochs": args.epochs,
-             "ft_epochs": args.ft_epochs, "out": str(out), "net_factorizations": args.net_factorizations}
-            for seed in range(args.seeds) for ds in args.datasets for group in args.groups]
+    jobs = [
+        {
+            "dataset": ds,
+            "seed": seed,
+            "group": group,
+            "device": device,
+            "source": args.data,
+            "train_limit": args.train_limit,
+            "test_limit": args.test_limit,
+            "epochs": args.epochs,
+            "ft_epochs": args.ft_epochs,
+            "out": str(out),
+            "net_factorizations": args.net_factorizations,
+        }
+        for seed in range(args.seeds)
+        for ds in args.datasets
+        for group in args.groups
+    ]
     start = time.perf_counter()
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(args.workers)
@@ -204,10 +262,20 @@ def run_grid(args: argparse.Namespace) -> None:
     if finished and not pending.successful():
         pending.get()  # re-raise the worker's error
     records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    meta = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "seconds": time.perf_counter() - start,
-            "complete": finished, "workers": args.workers, "source": args.data, "train_limit": args.train_limit,
-            "test_limit": args.test_limit, "epochs": {ds: args.epochs or DATASETS[ds]["epochs"] for ds in args.datasets},
-            "ft_epochs": args.ft_epochs, "seeds": args.seeds, "datasets": args.datasets, "tucker_linear_fixed": True}
+    meta = {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "seconds": time.perf_counter() - start,
+        "complete": finished,
+        "workers": args.workers,
+        "source": args.data,
+        "train_limit": args.train_limit,
+        "test_limit": args.test_limit,
+        "epochs": {ds: args.epochs or DATASETS[ds]["epochs"] for ds in args.datasets},
+        "ft_epochs": args.ft_epochs,
+        "seeds": args.seeds,
+        "datasets": args.datasets,
+        "tucker_linear_fixed": True,
+    }
     (out / "grid.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
     print(f"{len(records)} records in {meta['seconds']:.0f}s, complete={finished}")
 
@@ -245,12 +313,21 @@ def run_latency(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):  # interleave models so load changes hit all of them alike
         for name, model in models.items():
             for batch, x in inputs.items():
-                results[name][batch].append(_median_ms(model, x, args.repeats if batch == "1" else max(3, args.repeats // 5)))
+                results[name][batch].append(
+                    _median_ms(model, x, args.repeats if batch == "1" else max(3, args.repeats // 5))
+                )
     summary = {name: {b: statistics.median(v) for b, v in per.items()} for name, per in results.items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"threads": args.threads, "rank": args.rank, "rounds": args.rounds, "repeats": args.repeats,
-               "params": {name: n_params(m) for name, m in models.items()}, "median_ms": summary, "raw_ms": results}
+    payload = {
+        "threads": args.threads,
+        "rank": args.rank,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "params": {name: n_params(m) for name, m in models.items()},
+        "median_ms": summary,
+        "raw_ms": results,
+    }
     (out / "latency.json").write_text(json.dumps(payload, indent=1))
     print(json.dumps(summary, indent=1))
 
@@ -268,18 +345,21 @@ def by_hand_tltorch(model: nn.Module, rank: float = 0.33) -> list[tuple[str, int
         if not isinstance(module, (nn.Conv2d, nn.Linear)) or module.weight.numel() < 1000:
             continue
         if isinstance(module, nn.Conv2d):
-            new = tltorch.FactorizedConv.from_conv(module, rank=rank, factorization="tucker",
-                                                   implementation="factorized", fixed_rank_modes="spatial")
+            new = tltorch.FactorizedConv.from_conv(
+                module, rank=rank, factorization="tucker", implementation="factorized", fixed_rank_modes="spatial"
+            )
             approx = tensor_to_kernel("tucker", new.weight.to_tensor())
         else:
-            new = tltorch.FactorizedLinear.from_linear(module, rank=rank, factorization="tucker",
-                                                       implementation="reconstructed")
+            new = tltorch.FactorizedLinear.from_linear(
+                module, rank=rank, factorization="tucker", implementation="reconstructed"
+            )
             approx = new.weight.to_matrix()
         error = float((approx - module.weight).norm() / module.weight.norm())  # (no_grad omitted for brevity)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-        rows.append((name, sum(p.numel() for p in module.parameters()), sum(p.numel() for p in new.parameters()),
-                     error))
+        rows.append(
+            (name, sum(p.numel() for p in module.parameters()), sum(p.numel() for p in new.parameters()), error)
+        )
     for row in rows:
         print(*row)
     return rows
@@ -311,17 +391,26 @@ def summarize(records: list[dict[str, Any]], dataset: str) -> list[dict[str, Any
     rows = []
     for (method, fact, rank), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2] or 0)):
         acc, acc_sd = _mean_std([r["acc"] for r in rs])
-        row = {"method": method, "factorization": fact, "rank": rank, "seeds": len(rs), "acc": acc, "acc_std": acc_sd,
-               "params": int(np.mean([r["params"] for r in rs])), "head_params": int(np.mean([r["head_params"] for r in rs])),
-               "per_seed_acc": [round(r["acc"], 4) for r in sorted(rs, key=lambda r: r["seed"])]}
+        row = {
+            "method": method,
+            "factorization": fact,
+            "rank": rank,
+            "seeds": len(rs),
+            "acc": acc,
+            "acc_std": acc_sd,
+            "params": int(np.mean([r["params"] for r in rs])),
+            "head_params": int(np.mean([r["head_params"] for r in rs])),
+            "per_seed_acc": [round(r["acc"], 4) for r in sorted(rs, key=lambda r: r["seed"])],
+        }
         if "acc_before_ft" in rs[0]:
             row["acc_before_ft"] = float(np.mean([r["acc_before_ft"] for r in rs]))
         rows.append(row)
     return rows
 
 
-def iso_ratio(rows: list[dict[str, Any]], methods: tuple[str, ...], anchor: dict[str, Any], key: str,
-              tolerance: float) -> tuple[float, dict[str, Any] | None]:
+def iso_ratio(
+    rows: list[dict[str, Any]], methods: tuple[str, ...], anchor: dict[str, Any], key: str, tolerance: float
+) -> tuple[float, dict[str, Any] | None]:
     """Largest ``anchor[key] / row[key]`` among rows within ``tolerance`` (accuracy points) of the anchor."""
     best, best_row = 1.0, None
     for row in rows:
@@ -332,15 +421,20 @@ def iso_ratio(rows: list[dict[str, Any]], methods: tuple[str, ...], anchor: dict
     return best, best_row
 
 
-def at_target(rows: list[dict[str, Any]], methods: tuple[str, ...], anchor: dict[str, Any], key: str,
-              target: float) -> dict[str, Any] | None:
+def at_target(
+    rows: list[dict[str, Any]], methods: tuple[str, ...], anchor: dict[str, Any], key: str, target: float
+) -> dict[str, Any] | None:
     """The most accurate row compressing at least ``target`` times, with its accuracy drop (points)."""
     hits = [r for r in rows if r["method"] in methods and anchor[key] / r[key] >= target]
     if not hits:
         return None
     best = max(hits, key=lambda r: r["acc"])
-    return {"config": f"{best['method']} {best['factorization']} rank={best['rank']}", "ratio": anchor[key] / best[key],
-            "acc": best["acc"], "drop_points": 100 * (anchor["acc"] - best["acc"])}
+    return {
+        "config": f"{best['method']} {best['factorization']} rank={best['rank']}",
+        "ratio": anchor[key] / best[key],
+        "acc": best["acc"],
+        "drop_points": 100 * (anchor["acc"] - best["acc"]),
+    }
 
 
 def plot(summaries: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -351,30 +445,55 @@ def plot(summaries: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
     fig, axes = plt.subplots(2, len(summaries), figsize=(6.5 * len(summaries), 8.5), squeeze=False)
     colors = {"cp": "tab:blue", "tucker": "tab:orange", "tt": "tab:green"}
-    panels = ((0, "params", {"tensorized": "s", "tensorized-prefix": "x"}, "parameters (whole network)"),
-              (1, "head_params", {"trl": "o", "tcl+trl": "D"}, "parameters (classifier head)"))
+    panels = (
+        (0, "params", {"tensorized": "s", "tensorized-prefix": "x"}, "parameters (whole network)"),
+        (1, "head_params", {"trl": "o", "tcl+trl": "D"}, "parameters (classifier head)"),
+    )
     for col, (dataset, rows) in enumerate(summaries.items()):
         dense = next(r for r in rows if r["method"] == "dense")
         for row_idx, key, styles, xlabel in panels:
             ax = axes[row_idx][col]
             for ref in rows:
                 if ref["method"] in ("dense", "dense_ft"):
-                    ax.errorbar([ref[key]], [100 * ref["acc"]], yerr=[100 * ref["acc_std"]], marker="*", ms=12,
-                                color="black" if ref["method"] == "dense" else "gray", ls="none",
-                                label=f"{ref['method']} ({ref[key]:,})")
-            ax.axhspan(100 * dense["acc"] - (1.0 if row_idx == 0 else 0.5), 100 * dense["acc"], color="gray",
-                       alpha=0.15, label="iso-accuracy band")
+                    ax.errorbar(
+                        [ref[key]],
+                        [100 * ref["acc"]],
+                        yerr=[100 * ref["acc_std"]],
+                        marker="*",
+                        ms=12,
+                        color="black" if ref["method"] == "dense" else "gray",
+                        ls="none",
+                        label=f"{ref['method']} ({ref[key]:,})",
+                    )
+            ax.axhspan(
+                100 * dense["acc"] - (1.0 if row_idx == 0 else 0.5),
+                100 * dense["acc"],
+                color="gray",
+                alpha=0.15,
+                label="iso-accuracy band",
+            )
             for method, marker in styles.items():
                 for fact, color in colors.items():
-                    pts = sorted((r[key], 100 * r["acc"], 100 * r["acc_std"]) for r in rows
-                                 if r["method"] == method and r["factorization"] == fact)
+                    pts = sorted(
+                        (r[key], 100 * r["acc"], 100 * r["acc_std"])
+                        for r in rows
+                        if r["method"] == method and r["factorization"] == fact
+                    )
                     if pts:
                         xs, ys, es = zip(*pts)
                         broken = "prefix" in method
-                        ax.errorbar(xs, ys, yerr=es, marker=marker, color=color, capsize=2, lw=1,
-                                    alpha=0.35 if broken else 1.0, ls=":" if broken else "-",
-                                    label=f"{method} {fact}" + (" (old Tucker-linear ranks, fixed since)" if broken
-                                                                else ""))
+                        ax.errorbar(
+                            xs,
+                            ys,
+                            yerr=es,
+                            marker=marker,
+                            color=color,
+                            capsize=2,
+                            lw=1,
+                            alpha=0.35 if broken else 1.0,
+                            ls=":" if broken else "-",
+                            label=f"{method} {fact}" + (" (old Tucker-linear ranks, fixed since)" if broken else ""),
+                        )
             ax.set_xscale("log")
             ax.set_ylim(max(0, 100 * dense["acc"] - 25), 100 * dense["acc"] + 3)
             ax.set_xlabel(xlabel)
@@ -406,48 +525,88 @@ def run_report(args: argparse.Namespace) -> None:
         dense_ft = next((r for r in rows if r["method"] == "dense_ft"), dense)
         suffix = "" if ds == "cifar10" else f"_{ds}"
         _, row = iso_ratio(rows, ("trl",), dense, "head_params", 0.5)
-        claims.append(claim(f"trl_head_param_ratio_at_iso_accuracy{suffix}",
-                            f"{ds}: dense flatten+Linear head params / TRL head params, best TRL (CP/Tucker/TT, "
-                            f"3 ranks) with mean test acc within 0.5 pt of the dense CNN ({dense['seeds']} seeds)",
-                            ours=row["head_params"] if row else dense["head_params"], anchor=dense["head_params"],
-                            better="lower", unit="params", target=10.0,
-                            chosen=row, dense_acc=dense["acc"],
-                            best_at_target=at_target(rows, ("trl",), dense, "head_params", 10.0)))
+        claims.append(
+            claim(
+                f"trl_head_param_ratio_at_iso_accuracy{suffix}",
+                f"{ds}: dense flatten+Linear head params / TRL head params, best TRL (CP/Tucker/TT, "
+                f"3 ranks) with mean test acc within 0.5 pt of the dense CNN ({dense['seeds']} seeds)",
+                ours=row["head_params"] if row else dense["head_params"],
+                anchor=dense["head_params"],
+                better="lower",
+                unit="params",
+                target=10.0,
+                chosen=row,
+                dense_acc=dense["acc"],
+                best_at_target=at_target(rows, ("trl",), dense, "head_params", 10.0),
+            )
+        )
         _, row = iso_ratio(rows, ("tcl+trl",), dense, "head_params", 0.5)
-        claims.append(claim(f"tcl_trl_head_param_ratio_at_iso_accuracy{suffix}",
-                            f"{ds}: dense head params / TCL+TRL (Tucker) head params within 0.5 pt of dense",
-                            ours=row["head_params"] if row else dense["head_params"], anchor=dense["head_params"],
-                            better="lower", unit="params", chosen=row, dense_acc=dense["acc"]))
+        claims.append(
+            claim(
+                f"tcl_trl_head_param_ratio_at_iso_accuracy{suffix}",
+                f"{ds}: dense head params / TCL+TRL (Tucker) head params within 0.5 pt of dense",
+                ours=row["head_params"] if row else dense["head_params"],
+                anchor=dense["head_params"],
+                better="lower",
+                unit="params",
+                chosen=row,
+                dense_acc=dense["acc"],
+            )
+        )
         _, row = iso_ratio(rows, ("tensorized",), dense_ft, "params", 1.0)
-        claims.append(claim(f"tensorized_net_param_ratio_at_iso_accuracy{suffix}",
-                            f"{ds}: whole-network params, dense CNN / tensorize()d CNN (decomposed from the trained "
-                            f"dense weights, fine-tuned), best of CP/Tucker/TT x 3 ranks within 1.0 pt of the dense "
-                            f"CNN fine-tuned for the same extra epochs ({dense['seeds']} seeds)",
-                            ours=row["params"] if row else dense_ft["params"], anchor=dense_ft["params"],
-                            better="lower", unit="params", target=3.0, chosen=row, dense_acc=dense_ft["acc"],
-                            best_at_target=at_target(rows, ("tensorized",), dense_ft, "params", 3.0)))
+        claims.append(
+            claim(
+                f"tensorized_net_param_ratio_at_iso_accuracy{suffix}",
+                f"{ds}: whole-network params, dense CNN / tensorize()d CNN (decomposed from the trained "
+                f"dense weights, fine-tuned), best of CP/Tucker/TT x 3 ranks within 1.0 pt of the dense "
+                f"CNN fine-tuned for the same extra epochs ({dense['seeds']} seeds)",
+                ours=row["params"] if row else dense_ft["params"],
+                anchor=dense_ft["params"],
+                better="lower",
+                unit="params",
+                target=3.0,
+                chosen=row,
+                dense_acc=dense_ft["acc"],
+                best_at_target=at_target(rows, ("tensorized",), dense_ft, "params", 3.0),
+            )
+        )
     if latency:
         med = latency["median_ms"]
         name = "tensorized_tucker"
         for batch in ("256", "1"):
-            claims.append(claim(f"tensorized_latency_b{batch}",
-                                f"CPU inference latency, batch {batch}, CIFAR CNN dense / tensorize(tucker, "
-                                f"rank={latency['rank']}) ({latency['threads']} thread(s), median of "
-                                f"{latency['rounds']} interleaved rounds); ratio > 1 means the tensorized net is faster",
-                                ours=med[name][batch], anchor=med["dense"][batch], better="lower", unit="ms"))
+            claims.append(
+                claim(
+                    f"tensorized_latency_b{batch}",
+                    f"CPU inference latency, batch {batch}, CIFAR CNN dense / tensorize(tucker, "
+                    f"rank={latency['rank']}) ({latency['threads']} thread(s), median of "
+                    f"{latency['rounds']} interleaved rounds); ratio > 1 means the tensorized net is faster",
+                    ours=med[name][batch],
+                    anchor=med["dense"][batch],
+                    better="lower",
+                    unit="ms",
+                )
+            )
         details["latency"] = latency
-    details["lines_of_code"] = {"tltorch_by_hand": _lines(by_hand_tltorch), "trinity_tensorize": _lines(with_trinity),
-                                "note": "non-blank, non-comment lines of the function bodies in this script; the "
-                                        "by-hand version has no rank checks, no restore-from-checkpoint, no "
-                                        "detensorize and sets the global TensorLy backend"}
+    details["lines_of_code"] = {
+        "tltorch_by_hand": _lines(by_hand_tltorch),
+        "trinity_tensorize": _lines(with_trinity),
+        "note": "non-blank, non-comment lines of the function bodies in this script; the "
+        "by-hand version has no rank checks, no restore-from-checkpoint, no "
+        "detensorize and sets the global TensorLy backend",
+    }
     if args.extra:
         extra = json.loads(Path(args.extra).read_text())
         details["tucker_linear_fix_check"] = {
-            "meta": extra["meta"], "summary": {ds: summarize(extra["records"], ds) for ds in DATASETS
-                                               if any(r["dataset"] == ds for r in extra["records"])},
+            "meta": extra["meta"],
+            "summary": {
+                ds: summarize(extra["records"], ds)
+                for ds in DATASETS
+                if any(r["dataset"] == ds for r in extra["records"])
+            },
             "note": "the GPU grid above ran before the fix that keeps a Tucker-tensorized linear layer's output modes "
-                    "at full rank (its 'tensorized tucker' rows are the broken variant); this reduced CPU run "
-                    "(1 seed, subset, fewer epochs) re-measures CP/Tucker/TT after the fix"}
+            "at full rank (its 'tensorized tucker' rows are the broken variant); this reduced CPU run "
+            "(1 seed, subset, fewer epochs) re-measures CP/Tucker/TT after the fix",
+        }
     details["plot"] = "docs/img/tensor_tradeoff.png"
     plot(summaries, ROOT / "docs" / "img" / "tensor_tradeoff.png")
     path = write_results("tensor_layers", claims, details, command=args.command)

@@ -26,3 +26,12 @@ def shared_data():
     if not root.is_dir():
         pytest.skip(f"shared data folder not found at {root} (set TRINITY_DATA)")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_deterministic_algorithms():
+    """``Trainer(deterministic=True)`` flips a process-wide torch switch; keep it from leaking into later tests."""
+    before = torch.are_deterministic_algorithms_enabled()
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(before, warn_only=before_warn)

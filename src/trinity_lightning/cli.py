@@ -55,20 +55,24 @@ def _build_cli_class() -> Any:
         """
 
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            parser.add_argument("--test_after_fit", type=bool, default=False,
-                                help="after fit, run the test set on the best checkpoint")
-            parser.add_argument("--summary", type=bool, default=True,
-                                help="print a table of the final metrics and output paths")
+            parser.add_argument(
+                "--test_after_fit", type=bool, default=False, help="after fit, run the test set on the best checkpoint"
+            )
+            parser.add_argument(
+                "--summary", type=bool, default=True, help="print a table of the final metrics and output paths"
+            )
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             config = self._get(self.config_init, "trainer", default={})
             chosen = list(config.get("callbacks") or [])
             extra: list[Any] = []
-            if config.get("enable_progress_bar", True) is not False and \
-                    not any(isinstance(c, ProgressBar) for c in chosen):
+            if config.get("enable_progress_bar", True) is not False and not any(
+                isinstance(c, ProgressBar) for c in chosen
+            ):
                 extra.append(RichProgressBar())
-            if config.get("enable_model_summary", True) is not False and \
-                    not any(isinstance(c, ModelSummary) for c in chosen):
+            if config.get("enable_model_summary", True) is not False and not any(
+                isinstance(c, ModelSummary) for c in chosen
+            ):
                 extra.append(RichModelSummary(max_depth=2))
             if extra:
                 kwargs["callbacks"] = chosen + extra
@@ -97,9 +101,12 @@ def _build_cli_class() -> Any:
                 return
             from trinity_lightning.reporting import print_run_summary
 
-            print_run_summary(self.trainer, title=f"trinity {self.subcommand}",
-                              metrics={**getattr(self, "_fit_metrics", {}), **self.trainer.callback_metrics},
-                              seconds=time.perf_counter() - getattr(self, "_started", time.perf_counter()))
+            print_run_summary(
+                self.trainer,
+                title=f"trinity {self.subcommand}",
+                metrics={**getattr(self, "_fit_metrics", {}), **self.trainer.callback_metrics},
+                seconds=time.perf_counter() - getattr(self, "_started", time.perf_counter()),
+            )
 
     return TrinityCLI
 

@@ -14,8 +14,9 @@ def _format(value: Any) -> str:
     return f"{number:.4f}"
 
 
-def print_run_summary(trainer: Any, title: str = "trinity run", seconds: float | None = None,
-                      metrics: dict[str, Any] | None = None) -> None:
+def print_run_summary(
+    trainer: Any, title: str = "trinity run", seconds: float | None = None, metrics: dict[str, Any] | None = None
+) -> None:
     """Print the trainer's final logged metrics and output locations as a rich table.
 
     Args:
@@ -38,7 +39,8 @@ def print_run_summary(trainer: Any, title: str = "trinity run", seconds: float |
     if trainer.log_dir:
         table.add_row("logs", str(Path(trainer.log_dir).resolve()))
     checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or getattr(
-        trainer.checkpoint_callback, "last_model_path", "")
+        trainer.checkpoint_callback, "last_model_path", ""
+    )
     if checkpoint:
         table.add_row("best checkpoint", str(Path(checkpoint).resolve()))
     Console().print(table)

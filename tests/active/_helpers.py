@@ -27,5 +27,10 @@ def mlp(dropout: float = 0.2) -> Classifier:
 def datamodule(tmp_path=None, n: int = 240, **kwargs) -> ActiveLearningDataModule:
     kwargs.setdefault("initial_labelled", 12)
     kwargs.setdefault("batch_size", 16)
-    return ActiveLearningDataModule(blobs(n), val=blobs(60, seed=1), num_classes=3,
-                                    labels_path=str(tmp_path / "labels.json") if tmp_path else None, **kwargs)
+    return ActiveLearningDataModule(
+        blobs(n),
+        val=blobs(60, seed=1),
+        num_classes=3,
+        labels_path=str(tmp_path / "labels.json") if tmp_path else None,
+        **kwargs,
+    )

@@ -15,14 +15,27 @@ from ._helpers import datamodule, mlp
 
 
 def _trainer(tmp_path, *callbacks, **kwargs):
-    return pl.Trainer(max_epochs=-1, callbacks=list(callbacks), logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return pl.Trainer(
+        max_epochs=-1,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def test_campaign_reaches_budget_and_writes_curve(tmp_path):
     dm = datamodule()
-    al = ActiveLearning("bald", query_size=10, budget=52, epochs_per_round=2, strategy_kwargs={"n_samples": 4},
-                        curve_path=str(tmp_path / "curve.csv"))
+    al = ActiveLearning(
+        "bald",
+        query_size=10,
+        budget=52,
+        epochs_per_round=2,
+        strategy_kwargs={"n_samples": 4},
+        curve_path=str(tmp_path / "curve.csv"),
+    )
     trainer = _trainer(tmp_path, al)
     trainer.fit(mlp(), datamodule=dm)
     assert dm.n_labelled == 52 and al.finished and al.round == 4
@@ -75,7 +88,8 @@ def test_kill_and_resume_same_labels_and_next_query(tmp_path):
     ckpt = torch.load(tmp_path / "run" / "ckpt" / "last.ckpt", weights_only=False)
     assert ckpt["ActiveLearningDataModule"]["round"] == 2
     assert ckpt["ActiveLearningDataModule"]["labelled_round"] == [
-        r if r <= 2 else -1 for r in ref_dm.labelled_round.tolist()]  # same labelled set as the reference
+        r if r <= 2 else -1 for r in ref_dm.labelled_round.tolist()
+    ]  # same labelled set as the reference
     dm, al = run(tmp_path / "run", ckpt_path="last")
     assert dm.labelled_round.tolist() == ref_dm.labelled_round.tolist()  # same next queries
     assert [r["labelled"] for r in al.curve] == [r["labelled"] for r in ref_al.curve]
@@ -99,10 +113,13 @@ def test_reset_weights_restores_initial_model(tmp_path):
     assert seen["opt"] == 0
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"strategy": "entropy", "query_size": 500}, "query_size"),
-    ({"strategy": "bald"}, "dropout"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"strategy": "entropy", "query_size": 500}, "query_size"),
+        ({"strategy": "bald"}, "dropout"),
+    ],
+)
 def test_campaign_errors(tmp_path, kwargs, match):
     model = mlp() if kwargs["strategy"] != "bald" else _deterministic_model()
     with pytest.raises(ValueError, match=match):
@@ -111,8 +128,12 @@ def test_campaign_errors(tmp_path, kwargs, match):
         _trainer(tmp_path, ActiveLearning()).fit(mlp(), datamodule=datamodule(initial_labelled=0))
     with pytest.raises(ValueError, match="pool is empty"):
         _trainer(tmp_path, ActiveLearning()).fit(mlp(), datamodule=datamodule(initial_labelled=240))
-    for bad, what in [({"query_size": 0}, "query_size"), ({"unit": "words"}, "unit"),
-                      ({"pool_subset": 1.5}, "pool_subset"), ({"strategy": "nope"}, "strategy")]:
+    for bad, what in [
+        ({"query_size": 0}, "query_size"),
+        ({"unit": "words"}, "unit"),
+        ({"pool_subset": 1.5}, "pool_subset"),
+        ({"strategy": "nope"}, "strategy"),
+    ]:
         with pytest.raises(ValueError, match=what):
             ActiveLearning(**bad)
 

@@ -65,14 +65,17 @@ def test_pool_dataset_without_augmentation():
         ActiveLearningDataModule(train, pool_dataset=_pool(5)).setup()
 
 
-@pytest.mark.parametrize(("indices", "labels", "error", "match"), [
-    ([100], None, ValueError, "out of range"),
-    ([5, 5], None, ValueError, "more than once"),
-    ([0], [7], ValueError, "out of range"),
-    ([0], ["cat"], TypeError, "integer"),
-    ([0], [1.5], TypeError, "integer"),
-    ([0, 1], [1], ValueError, "2 indices"),
-])
+@pytest.mark.parametrize(
+    ("indices", "labels", "error", "match"),
+    [
+        ([100], None, ValueError, "out of range"),
+        ([5, 5], None, ValueError, "more than once"),
+        ([0], [7], ValueError, "out of range"),
+        ([0], ["cat"], TypeError, "integer"),
+        ([0], [1.5], TypeError, "integer"),
+        ([0, 1], [1], ValueError, "2 indices"),
+    ],
+)
 def test_bad_label_calls(indices, labels, error, match):
     dm = ActiveLearningDataModule(_pool(), num_classes=3)
     dm.setup()

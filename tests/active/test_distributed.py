@@ -23,8 +23,13 @@ class _Probe(Callback):
             return
         candidates = sorted(dm.pool_indices + al.last_query)  # the pool as it was when the query was made
         full = score_pool(pl_module, dm.pool_dataloader(candidates), Entropy(), len(al.last_query), candidates)
-        record = {"rank": trainer.global_rank, "round": al.round, "query": sorted(al.last_query),
-                  "expected": sorted(full.indices), "labelled": dm.labelled_indices}
+        record = {
+            "rank": trainer.global_rank,
+            "round": al.round,
+            "query": sorted(al.last_query),
+            "expected": sorted(full.indices),
+            "labelled": dm.labelled_indices,
+        }
         (self.root / f"rank{trainer.global_rank}_round{al.round}.json").write_text(json.dumps(record))
 
 
@@ -32,10 +37,18 @@ class _Probe(Callback):
 @pytest.mark.distributed
 def test_ddp_sharded_scoring_matches_global_topk(tmp_path):
     al = ActiveLearning("entropy", query_size=10, budget=42, epochs_per_round=1)
-    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=-1, logger=False,
-                         default_root_dir=tmp_path,
-                         callbacks=[al, _Probe(al, tmp_path)], enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=-1,
+        logger=False,
+        default_root_dir=tmp_path,
+        callbacks=[al, _Probe(al, tmp_path)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(mlp(), datamodule=datamodule())
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*_round*.json"))]
     assert {(r["rank"], r["round"]) for r in records} == {(k, n) for k in (0, 1) for n in (1, 2, 3)}

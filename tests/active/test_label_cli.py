@@ -11,8 +11,12 @@ from trinity_lightning.cli import main as trinity_main
 
 def _queries(tmp_path, examples, choices, kind="tags"):
     path = tmp_path / "round_0001.queries.jsonl"
-    path.write_text("".join(json.dumps({"index": i, "round": 1, "example": ex, "choices": choices, "kind": kind})
-                            + "\n" for i, ex in examples))
+    path.write_text(
+        "".join(
+            json.dumps({"index": i, "round": 1, "example": ex, "choices": choices, "kind": kind}) + "\n"
+            for i, ex in examples
+        )
+    )
     return path
 
 
@@ -24,8 +28,11 @@ TAGS = ["O", "B-PER", "I-PER", "B-LOC"]
 
 
 def test_label_sentences_from_stdin(tmp_path, monkeypatch, capsys):
-    q = _queries(tmp_path, [(4, {"tokens": ["Anna", "Smith", "left"]}), (9, {"tokens": ["in", "Rome"]}),
-                            (2, {"tokens": ["ok"]})], TAGS)
+    q = _queries(
+        tmp_path,
+        [(4, {"tokens": ["Anna", "Smith", "left"]}), (9, {"tokens": ["in", "Rome"]}), (2, {"tokens": ["ok"]})],
+        TAGS,
+    )
     # bad count -> re-prompt; unknown tag -> re-prompt; ids work; Enter = all O
     _feed(monkeypatch, "B-PER I-PER\nB-PER I-PER X\nB-PER I-PER O\n0 3\n\n")
     assert label_main([str(q)]) == 0

@@ -54,8 +54,12 @@ def test_active_ner_recipe_tiny(tmp_path):
 
     def edit(recipe, al):
         al.update(query_size=30, budget=120, epochs_per_round=1, min_steps_per_round=0)
-        recipe["data"]["init_args"].update(train_path=str(tmp_path / "train.txt"), initial_labelled=4,
-                                           val_path=str(tmp_path / "dev.txt"), test_path=str(tmp_path / "test.txt"))
+        recipe["data"]["init_args"].update(
+            train_path=str(tmp_path / "train.txt"),
+            initial_labelled=4,
+            val_path=str(tmp_path / "dev.txt"),
+            test_path=str(tmp_path / "test.txt"),
+        )
         recipe["model"]["init_args"]["net_kwargs"].update(word_channels=[16], hidden=16, word_dim=16)
 
     cli = _fit(_recipe("active_ner.yaml", tmp_path, edit))

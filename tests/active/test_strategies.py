@@ -45,7 +45,7 @@ def test_sequence_scores_respect_mask_and_length():
     lc = LeastConfidence().score(c, mask)
     mnlp = MNLP().score(c, mask)
     assert math.isclose(lc[0].item(), 1 - 0.81, abs_tol=1e-5)
-    assert math.isclose(lc[1].item(), 1 - 0.95 ** 6, abs_tol=1e-5)
+    assert math.isclose(lc[1].item(), 1 - 0.95**6, abs_tol=1e-5)
     assert lc[1] > lc[0]  # LC prefers the long sentence
     assert mnlp[0] > mnlp[1]  # MNLP normalizes by length and prefers the uncertain one
     assert math.isclose(mnlp[0].item(), -math.log(0.9), abs_tol=1e-5)
@@ -89,7 +89,7 @@ def test_streaming_topk_equals_full_sort(values, batch, k):
     idx = torch.arange(100, 100 + len(values))
     top = TopK(k)
     for start in range(0, len(values), batch):
-        top.update(scores[start:start + batch], idx[start:start + batch])
+        top.update(scores[start : start + batch], idx[start : start + batch])
     order = sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
     assert top.result().indices == [100 + i for i in order]
 
@@ -98,7 +98,7 @@ def test_score_pool_streams_and_restores_mode():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 4)).train()
     x = torch.randn(50, 3)
-    loader = [x[i:i + 8] for i in range(0, 50, 8)]
+    loader = [x[i : i + 8] for i in range(0, 50, 8)]
     sel = score_pool(net, loader, Entropy(), 5, list(range(50)))
     with torch.no_grad():
         full = Entropy().score(net.eval()(x))

@@ -10,16 +10,19 @@ from trinity_lightning.data import TaggedSentence
 from trinity_lightning.models.tagger import CNNCNNLSTM, EntityF1, Tagger, entity_spans
 
 
-@pytest.mark.parametrize(("tags", "spans"), [
-    (["B-PER", "I-PER", "O"], {("PER", 0, 2)}),
-    (["I-PER", "I-PER"], {("PER", 0, 2)}),  # I- after O starts an entity (conlleval)
-    (["B-PER", "B-PER"], {("PER", 0, 1), ("PER", 1, 2)}),
-    (["B-PER", "I-LOC"], {("PER", 0, 1), ("LOC", 1, 2)}),  # type change splits
-    (["O", "B-ORG", "I-ORG", "I-ORG"], {("ORG", 1, 4)}),
-    (["S-LOC", "B-PER", "E-PER", "O"], {("LOC", 0, 1), ("PER", 1, 3)}),  # BIOES
-    (["O", "O"], set()),
-    ([], set()),
-])
+@pytest.mark.parametrize(
+    ("tags", "spans"),
+    [
+        (["B-PER", "I-PER", "O"], {("PER", 0, 2)}),
+        (["I-PER", "I-PER"], {("PER", 0, 2)}),  # I- after O starts an entity (conlleval)
+        (["B-PER", "B-PER"], {("PER", 0, 1), ("PER", 1, 2)}),
+        (["B-PER", "I-LOC"], {("PER", 0, 1), ("LOC", 1, 2)}),  # type change splits
+        (["O", "B-ORG", "I-ORG", "I-ORG"], {("ORG", 1, 4)}),
+        (["S-LOC", "B-PER", "E-PER", "O"], {("LOC", 0, 1), ("PER", 1, 3)}),  # BIOES
+        (["O", "O"], set()),
+        ([], set()),
+    ],
+)
 def test_entity_spans_conll_rules(tags, spans):
     assert entity_spans(tags) == spans
 
@@ -64,10 +67,16 @@ def test_tagger_learns_toy_ner_and_scores_pool():
     vocab = Vocabulary.build(sents)
     ds = TaggedDataset(sents, vocab)
     loader = torch.utils.data.DataLoader(ds, batch_size=16, collate_fn=collate_tagged, shuffle=True)
-    tagger = Tagger(len(vocab.words), len(vocab.chars), vocab.tag_names, lr=1e-2,
-                    net_kwargs={"word_channels": [32], "hidden": 32, "char_channels": 16, "word_dim": 16})
-    trainer = pl.Trainer(max_epochs=8, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
+    tagger = Tagger(
+        len(vocab.words),
+        len(vocab.chars),
+        vocab.tag_names,
+        lr=1e-2,
+        net_kwargs={"word_channels": [32], "hidden": 32, "char_channels": 16, "word_dim": 16},
+    )
+    trainer = pl.Trainer(
+        max_epochs=8, logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False
+    )
     eval_loader = torch.utils.data.DataLoader(ds, batch_size=64, collate_fn=collate_tagged)
     trainer.fit(tagger, loader, eval_loader)
     assert trainer.callback_metrics["val_f1"].item() > 0.9
@@ -88,8 +97,9 @@ def test_net_errors_and_no_dropout_bald():
     with pytest.raises(ValueError, match="num_tags"):
         CNNCNNLSTM(10, 10, 0)
     tagger = Tagger(10, 10, ["O", "B-X"], net_kwargs={"dropout": 0.0, "word_channels": [4], "hidden": 4})
-    batch = collate_tagged([{"words": torch.tensor([2]), "chars": torch.ones(1, 2, dtype=torch.long),
-                             "tags": torch.tensor([0])}])
+    batch = collate_tagged(
+        [{"words": torch.tensor([2]), "chars": torch.ones(1, 2, dtype=torch.long), "tags": torch.tensor([0])}]
+    )
     with pytest.raises(ValueError, match="dropout"):
         tagger.mc_logits(batch, 2)
 
@@ -105,13 +115,24 @@ def test_conll_datamodule_token_campaign(tmp_path):
     sents = _toy_sentences(80)
     for name, part in (("train", sents[:60]), ("dev", sents[60:70]), ("test", sents[70:])):
         _write_conll(tmp_path / f"{name}.txt", part)
-    dm = ConllDataModule(str(tmp_path / "train.txt"), str(tmp_path / "dev.txt"), str(tmp_path / "test.txt"),
-                         initial_labelled=6, batch_size=8)
+    dm = ConllDataModule(
+        str(tmp_path / "train.txt"),
+        str(tmp_path / "dev.txt"),
+        str(tmp_path / "test.txt"),
+        initial_labelled=6,
+        batch_size=8,
+    )
     torch.manual_seed(0)
     tagger = Tagger(net_kwargs={"word_channels": [16], "hidden": 16, "char_channels": 8, "word_dim": 8})
     al = ActiveLearning("mnlp", query_size=40, budget=150, unit="tokens", curve_path=str(tmp_path / "c.csv"))
-    trainer = pl.Trainer(max_epochs=-1, callbacks=[al], logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        max_epochs=-1,
+        callbacks=[al],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(tagger, datamodule=dm)
     assert dm.tag_names == ["O", "B-LOC", "B-PER", "I-PER"] and tagger.net is not None
     assert 150 <= dm.labelled_cost < 150 + 12 and al.finished

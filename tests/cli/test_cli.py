@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_help_is_fast_and_lists_tools(capsys):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "trinity_lightning", "--help"], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "trinity_lightning", "--help"], capture_output=True, text=True, check=True
+    )
     assert time.perf_counter() - start < 3.0
     assert "fit" in result.stdout and "crowd" in result.stdout
     assert main(["bogus"]) == 2
@@ -28,8 +29,13 @@ def test_quickstart_recipe_fits_one_epoch_in_a_subprocess(tmp_path):
     recipe["trainer"]["default_root_dir"] = str(tmp_path / "run")
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe))
-    result = subprocess.run([sys.executable, "-m", "trinity_lightning", "fit", "--config", str(config),
-                             "--seed_everything", "3"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "trinity_lightning", "fit", "--config", str(config), "--seed_everything", "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test_acc" in result.stdout and "best checkpoint" in result.stdout
     checkpoints = list((tmp_path / "run").rglob("*.ckpt"))

@@ -18,12 +18,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _setup(epochs: int, callback: CrowdEM | None = None) -> tuple[pl.Trainer, Classifier, SimulatedCrowdDataModule]:
     pl.seed_everything(0, verbose=False)
-    dm = SimulatedCrowdDataModule("digits", num_annotators=12, labels_per_item=1, hammer_fraction=0.4,
-                                  train_limit=600, batch_size=50, seed=0)
+    dm = SimulatedCrowdDataModule(
+        "digits", num_annotators=12, labels_per_item=1, hammer_fraction=0.4, train_limit=600, batch_size=50, seed=0
+    )
     model = Classifier(num_classes=10, in_channels=1, image_size=8, channels=(16,), lr=1e-2)
-    trainer = pl.Trainer(max_epochs=epochs, callbacks=[callback or CrowdEM(epochs_per_round=2)], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         deterministic=True, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        callbacks=[callback or CrowdEM(epochs_per_round=2)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+    )
     return trainer, model, dm
 
 
@@ -68,8 +76,14 @@ def test_resume_from_a_checkpoint_is_exact(tmp_path):
 def test_needs_a_crowd_datamodule():
     dm = ArrayDataModule(ArrayDataset(torch.randn(20, 1, 8, 8), torch.arange(20) % 10), batch_size=10)
     model = Classifier(num_classes=10, in_channels=1, image_size=8, channels=(4,))
-    trainer = pl.Trainer(max_epochs=1, callbacks=[CrowdEM()], logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[CrowdEM()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(ValueError, match="CrowdEM needs a CrowdDataModule"):
         trainer.fit(model, dm)
     with pytest.raises(ValueError, match="epochs_per_round"):
@@ -87,8 +101,9 @@ def test_crowd_datamodule_soft_targets_and_validation():
     with pytest.raises(ValueError, match=r"posteriors: expected shape \(5, 3\)"):
         dm.set_targets(torch.ones(2, 3))
     logits = torch.randn(3, 3)
-    assert torch.isclose(soft_target_cross_entropy(logits, dm.targets[:3]),
-                         torch.nn.functional.cross_entropy(logits, dm.targets[:3]))
+    assert torch.isclose(
+        soft_target_cross_entropy(logits, dm.targets[:3]), torch.nn.functional.cross_entropy(logits, dm.targets[:3])
+    )
     bad = CrowdDataModule(x, {"task": ["x"], "worker": ["a"], "label": [0]})
     with pytest.raises(Exception, match="unknown item 'x'"):
         bad.setup("fit")

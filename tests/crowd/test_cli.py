@@ -23,8 +23,24 @@ def test_aggregate_writes_labels_and_lists_the_least_reliable_annotators(tmp_pat
 def test_aggregate_majority_vote_names_its_tie_rule(tmp_path, toy, capsys):
     answers, out = tmp_path / "answers.tsv", tmp_path / "mv.csv"
     toy.to_csv(answers, sep="\t", index=False)
-    assert main(["aggregate", str(answers), "--method", "mv", "--tie-break", "smallest", "--out", str(out),
-                 "--no-probabilities", "--show", "2"]) == 0
+    assert (
+        main(
+            [
+                "aggregate",
+                str(answers),
+                "--method",
+                "mv",
+                "--tie-break",
+                "smallest",
+                "--out",
+                str(out),
+                "--no-probabilities",
+                "--show",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert pd.read_csv(out).columns.tolist() == ["item", "label", "confidence"]
     assert "1 ties (smallest)" in " ".join(capsys.readouterr().out.split())
 

@@ -19,8 +19,11 @@ from trinity_lightning.data import (
 @pytest.fixture
 def table() -> dict:
     rng = np.random.default_rng(0)
-    return {"a": rng.normal(size=6).round(4).tolist(), "b": rng.normal(size=6).round(4).tolist(),
-            "label": [0, 1, 2, 1, 0, 2]}
+    return {
+        "a": rng.normal(size=6).round(4).tolist(),
+        "b": rng.normal(size=6).round(4).tolist(),
+        "label": [0, 1, 2, 1, 0, 2],
+    }
 
 
 def test_hf_dataset_and_local_files_give_identical_tensors(tmp_path, table):
@@ -126,10 +129,16 @@ def test_bad_conll_names_line_and_field(tmp_path):
 def test_hf_tagging_dataset_matches_conll(tmp_path):
     datasets = pytest.importorskip("datasets")
     names = ["O", "B-PER", "I-PER", "B-ORG", "B-MISC"]
-    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
-    hf = datasets.Dataset.from_dict({"tokens": [["EU", "rejects", "German"], ["Peter", "Blackburn"]],
-                                     "ner_tags": [[3, 0, 4], [1, 2]]}, features=features)
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+        }
+    )
+    hf = datasets.Dataset.from_dict(
+        {"tokens": [["EU", "rejects", "German"], ["Peter", "Blackburn"]], "ner_tags": [[3, 0, 4], [1, 2]]},
+        features=features,
+    )
     path = tmp_path / "a.txt"
     path.write_text(CONLL)
     assert read_tagged_sentences(hf) == read_conll(path)

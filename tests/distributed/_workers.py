@@ -70,8 +70,9 @@ def _flat_params(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def replicas_worker(rank: int, world: int, port: int, out: str, steps: int, beta: float, lr: float,
-                    nan_step: int) -> None:
+def replicas_worker(
+    rank: int, world: int, port: int, out: str, steps: int, beta: float, lr: float, nan_step: int
+) -> None:
     """Train with several buckets; check the vote against a reference, identical replicas, resume, NaN policy."""
     _init(rank, world, port)
     base = make_model()
@@ -108,8 +109,11 @@ def replicas_worker(rank: int, world: int, port: int, out: str, steps: int, beta
         report["vote_matches"].append(None if expected is None else bool(torch.equal(expected, _flat_grads(base))))
         optimizer.step()
         if step == steps - 2:  # checkpoint before the last step
-            saved = {"model": copy.deepcopy(base.state_dict()), "optim": copy.deepcopy(optimizer.state_dict()),
-                     "hook": state.state_dict()}
+            saved = {
+                "model": copy.deepcopy(base.state_dict()),
+                "optim": copy.deepcopy(optimizer.state_dict()),
+                "hook": state.state_dict(),
+            }
         shadow.load_state_dict(base.state_dict())
         report["params"].append(_flat_params(base).clone())
     report["abstained"] = list(state.abstained)

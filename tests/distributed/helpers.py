@@ -17,9 +17,14 @@ class DumpSignSGDState(pl.Callback):
     def _dump(self, trainer: pl.Trainer, when: str) -> None:
         state = trainer.strategy.signsgd_state  # type: ignore[attr-defined]
         self.folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": state.state_dict(), "momentum": state.momentum,
-                    "comm_hook": trainer.strategy.model._get_ddp_logging_data().get("comm_hook")},
-                   self.folder / f"{when}_rank{trainer.global_rank}.pt")
+        torch.save(
+            {
+                "state": state.state_dict(),
+                "momentum": state.momentum,
+                "comm_hook": trainer.strategy.model._get_ddp_logging_data().get("comm_hook"),
+            },
+            self.folder / f"{when}_rank{trainer.global_rank}.pt",
+        )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._dump(trainer, "start")

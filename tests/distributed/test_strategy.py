@@ -26,8 +26,14 @@ def test_registry_entries_and_trainer_selection():
     assert StrategyRegistry["ddp_signsgd_ef"]["init_params"] == {"start_method": "popen", "error_feedback": True}
     assert "majority vote" in StrategyRegistry["ddp_signsgd"]["description"]
     SignSGDStrategy.register_strategies(StrategyRegistry)  # idempotent
-    trainer = pl.Trainer(strategy="ddp_signsgd_ef", accelerator="cpu", devices=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        strategy="ddp_signsgd_ef",
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     assert isinstance(trainer.strategy, SignSGDStrategy)
     assert trainer.strategy._signsgd_kwargs["error_feedback"] is True
 
@@ -48,8 +54,9 @@ class _Opts:
 
 def _strategy_with(optimizer: torch.optim.Optimizer, **kwargs) -> SignSGDStrategy:
     strategy = SignSGDStrategy(**kwargs)
-    strategy.signsgd_state = SignSGDState(momentum=kwargs.get("momentum") or 0.0,
-                                          error_feedback=kwargs.get("error_feedback", False))
+    strategy.signsgd_state = SignSGDState(
+        momentum=kwargs.get("momentum") or 0.0, error_feedback=kwargs.get("error_feedback", False)
+    )
     strategy.optimizers = [optimizer]
     return strategy
 
@@ -71,17 +78,36 @@ def test_signum_momentum_moves_into_the_hook():
 
 def _run_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     recipe = yaml.safe_load((ROOT / "recipes" / "signsgd_digits.yaml").read_text())
-    recipe["trainer"].update(max_epochs=1, limit_train_batches=6, limit_val_batches=2, enable_progress_bar=False,
-                             default_root_dir=str(tmp_path / "run"))
+    recipe["trainer"].update(
+        max_epochs=1,
+        limit_train_batches=6,
+        limit_val_batches=2,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path / "run"),
+    )
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "trinity_lightning", "fit", "--config", str(config),
-                           "--trainer.callbacks+=tests.distributed.helpers.DumpSignSGDState",
-                           f"--trainer.callbacks.folder={tmp_path / 'dump'}",
-                           # the run summary reads trainer.log_dir (a collective) on rank 0 only: reported upstream
-                           "--summary=false", *extra],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trinity_lightning",
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.callbacks+=tests.distributed.helpers.DumpSignSGDState",
+            f"--trainer.callbacks.folder={tmp_path / 'dump'}",
+            # the run summary reads trainer.log_dir (a collective) on rank 0 only: reported upstream
+            "--summary=false",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=env,
+    )
 
 
 @pytest.mark.distributed

@@ -138,3 +138,19 @@ def test_bad_arguments_are_named():
         net.infer(torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="top"):
         net.render(torch.zeros(1, 4), net.infer(torch.zeros(1, 1, 8, 8)))
+
+
+def test_rendering_runs_under_deterministic_algorithms_and_matches_max_unpool():
+    """``Trainer(deterministic=True)`` turns on deterministic mode; rendering must not depend on max_unpool2d."""
+    torch.manual_seed(0)
+    net = RenderingCNN(1, 4, image_size=7, layers=[3, "M", 5])
+    x = torch.randn(2, 1, 7, 7)
+    path = net.infer(x, "max")
+    torch.use_deterministic_algorithms(True)
+    images, rendered = net.render(torch.eye(4)[:2], path)
+    torch.use_deterministic_algorithms(False)
+    top = rendered[1] * path.scales[1].view(1, -1, 1, 1)
+    above = F.conv_transpose2d(top, net.block_list[1].conv.weight, padding=net.block_list[1].conv.padding)
+    expected = F.max_unpool2d(above, path.latents.positions[0], (2, 2), output_size=path.latents.sizes[0])
+    assert torch.allclose(rendered[0], expected * path.latents.switches[0])
+    assert images.shape == (2, 1, 7, 7)

@@ -36,7 +36,7 @@ def train(model: nn.Module, epochs: int = 3, lr: float = 3e-3) -> nn.Module:
     for _ in range(epochs):
         for i in range(0, len(y), 64):
             opt.zero_grad()
-            nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64]).backward()
+            nn.functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64]).backward()
             opt.step()
     return model
 

@@ -36,15 +36,27 @@ class Probe(Callback):
             opt = trainer.optimizers[0]
             in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
             tensorized = any(isinstance(m, (TensorizedConv, TensorizedLinear)) for m in pl_module.modules())
-            self.seen[trainer.current_epoch] = (in_opt == {id(p) for p in pl_module.parameters()},
-                                                opt.param_groups[0]["lr"], tensorized)
+            self.seen[trainer.current_epoch] = (
+                in_opt == {id(p) for p in pl_module.parameters()},
+                opt.param_groups[0]["lr"],
+                tensorized,
+            )
 
 
 def _trainer(root: Path, max_epochs: int, *callbacks: Callback) -> pl.Trainer:
-    return pl.Trainer(max_epochs=max_epochs, default_root_dir=root, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, limit_train_batches=3, limit_val_batches=1,
-                      callbacks=[ModelCheckpoint(dirpath=root / "ckpt", save_last=True, save_top_k=-1,
-                                                 filename="{epoch}"), *callbacks])
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        callbacks=[
+            ModelCheckpoint(dirpath=root / "ckpt", save_last=True, save_top_k=-1, filename="{epoch}"),
+            *callbacks,
+        ],
+    )
 
 
 def test_mid_training_tensorization_checkpoint_and_resume_into_a_fresh_dense_model(tmp_path):
@@ -109,8 +121,11 @@ def test_plain_load_of_a_dense_checkpoint_into_a_tensorized_model_explains(tmp_p
     model = _model()
     tensorize(model, "tucker", 0.5)
     state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]
-    with pytest.raises(ValueError, match=r"layer 'model.features.0' is tensorized.*saved before tensorization.*"
-                                         r"Load it into the dense model first"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'model.features.0' is tensorized.*saved before tensorization.*"
+        r"Load it into the dense model first",
+    ):
         model.load_state_dict(state)
 
 

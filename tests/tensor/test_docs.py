@@ -8,9 +8,19 @@ import pytest
 
 import trinity_lightning.tensor as tensor
 
-PUBLIC = [tensor.TensorRegressionLayer, tensor.TensorContractionLayer, tensor.TensorHeadCNN, tensor.Tensorize,
-          tensor.tensorize, tensor.detensorize, tensor.resolve_rank, tensor.TensorizedConv.from_dense,
-          tensor.TensorizedLinear.from_dense, tensor.TensorRegressionLayer.from_linear, tensor.load_tensorized]
+PUBLIC = [
+    tensor.TensorRegressionLayer,
+    tensor.TensorContractionLayer,
+    tensor.TensorHeadCNN,
+    tensor.Tensorize,
+    tensor.tensorize,
+    tensor.detensorize,
+    tensor.resolve_rank,
+    tensor.TensorizedConv.from_dense,
+    tensor.TensorizedLinear.from_dense,
+    tensor.TensorRegressionLayer.from_linear,
+    tensor.load_tensorized,
+]
 
 
 @pytest.mark.parametrize("obj", PUBLIC, ids=lambda o: o.__qualname__)

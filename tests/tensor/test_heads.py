@@ -64,8 +64,9 @@ def test_tensor_head_cnn_learns_digits():
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     torch.manual_seed(0)
-    net = TensorHeadCNN(1, 10, channels=(16, 32), image_size=8, head="tcl+trl", factorization="tucker", rank=0.5,
-                        tcl_shape=(16, 2, 2))
+    net = TensorHeadCNN(
+        1, 10, channels=(16, 32), image_size=8, head="tcl+trl", factorization="tucker", rank=0.5, tcl_shape=(16, 2, 2)
+    )
     dense_head = 32 * 2 * 2 * 10 + 10
     assert net.head_parameters < dense_head
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -73,7 +74,7 @@ def test_tensor_head_cnn_learns_digits():
     for _ in range(2):
         for i in range(0, 1400, 64):
             opt.zero_grad()
-            nn.functional.cross_entropy(net(x[train][i:i + 64]), y[train][i:i + 64]).backward()
+            nn.functional.cross_entropy(net(x[train][i : i + 64]), y[train][i : i + 64]).backward()
             opt.step()
     net.eval()
     accuracy = float((net(x[test]).argmax(1) == y[test]).float().mean())

@@ -79,16 +79,22 @@ def test_dense_state_dict_into_tensorized_layer_explains_what_to_do():
     model = nn.Sequential(nn.Conv2d(2, 4, 3))
     dense_state = model.state_dict()
     model[0] = TensorizedConv.from_dense(model[0], "cp", 2)
-    with pytest.raises(ValueError, match=r"layer '0' is tensorized \(cp, rank 2\).*saved before tensorization.*"
-                                         r"tensorize\(model"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer '0' is tensorized \(cp, rank 2\).*saved before tensorization.*"
+        r"tensorize\(model",
+    ):
         model.load_state_dict(dense_state)
 
 
-@pytest.mark.parametrize(("layer", "match"), [
-    (nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
-    (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
-    (nn.ConvTranspose2d(4, 4, 3), "ConvTranspose2d"),
-])
+@pytest.mark.parametrize(
+    ("layer", "match"),
+    [
+        (nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
+        (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
+        (nn.ConvTranspose2d(4, 4, 3), "ConvTranspose2d"),
+    ],
+)
 def test_unsupported_convs_are_named(layer, match):
     with pytest.raises(UnsupportedLayerError, match=match):
         TensorizedConv.from_dense(layer, "tucker", 0.5, name="block.conv")

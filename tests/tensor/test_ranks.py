@@ -31,20 +31,23 @@ def test_full_rank_and_explicit_ranks():
     assert resolve_rank(SHAPE, "cp", "same") == resolve_rank(SHAPE, "cp", 1.0)
 
 
-@pytest.mark.parametrize(("factorization", "rank", "match"), [
-    ("tucker", (65, 32, 3, 3), "exceed the full rank"),
-    ("tucker", 40, "larger than the full rank of mode"),
-    ("cp", 10_000, "larger than the full rank"),
-    ("tt", 1000, "larger than the full TT rank"),
-    ("tt", (1, 2000, 3, 2, 1), "exceed the full rank"),
-    ("cp", 1.5, r"must be in \(0, 1\]"),
-    ("cp", 0.0, r"must be in \(0, 1\]"),
-    ("cp", (3, 3), "CP takes a single int"),
-    ("tucker", (3, 3, 3), "Tucker needs 4 ranks"),
-    ("tt", (2, 2, 2, 2, 2), r"TT needs ranks \(1,"),
-    ("cp", "half", "expected a float in"),
-    ("cp", 0, "positive rank"),
-])
+@pytest.mark.parametrize(
+    ("factorization", "rank", "match"),
+    [
+        ("tucker", (65, 32, 3, 3), "exceed the full rank"),
+        ("tucker", 40, "larger than the full rank of mode"),
+        ("cp", 10_000, "larger than the full rank"),
+        ("tt", 1000, "larger than the full TT rank"),
+        ("tt", (1, 2000, 3, 2, 1), "exceed the full rank"),
+        ("cp", 1.5, r"must be in \(0, 1\]"),
+        ("cp", 0.0, r"must be in \(0, 1\]"),
+        ("cp", (3, 3), "CP takes a single int"),
+        ("tucker", (3, 3, 3), "Tucker needs 4 ranks"),
+        ("tt", (2, 2, 2, 2, 2), r"TT needs ranks \(1,"),
+        ("cp", "half", "expected a float in"),
+        ("cp", 0, "positive rank"),
+    ],
+)
 def test_bad_ranks_name_the_problem(factorization, rank, match):
     with pytest.raises(ValueError, match=match):
         resolve_rank(SHAPE, factorization, rank, layer="features.0")

@@ -12,9 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_tensorize_digits_recipe_smoke(tmp_path):
     recipe = yaml.safe_load((ROOT / "recipes" / "tensorize_digits.yaml").read_text())
-    recipe["trainer"].update(max_epochs=2, default_root_dir=str(tmp_path), limit_train_batches=4,
-                             limit_val_batches=2, limit_test_batches=2, enable_progress_bar=False,
-                             enable_model_summary=False)
+    recipe["trainer"].update(
+        max_epochs=2,
+        default_root_dir=str(tmp_path),
+        limit_train_batches=4,
+        limit_val_batches=2,
+        limit_test_batches=2,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     recipe["trainer"]["callbacks"][0]["init_args"]["epoch"] = 1
     recipe["trainer"]["callbacks"][1]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
     recipe["model"]["init_args"]["channels"] = [8, 16]

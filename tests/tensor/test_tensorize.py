@@ -65,8 +65,9 @@ def test_report_counts_parameters_and_prints_a_table():
 
 def test_include_exclude_by_pattern_and_type():
     model = SmallCNN(1, 10, channels=(8, 16), image_size=8)
-    assert [r.name for r in tensorize(model, "tt", 0.5, include=["features.*"], exclude=["features.0"]).layers] \
-        == ["features.4"]
+    assert [r.name for r in tensorize(model, "tt", 0.5, include=["features.*"], exclude=["features.0"]).layers] == [
+        "features.4"
+    ]
     model = SmallCNN(1, 10, channels=(8, 16), image_size=8)
     assert [r.name for r in tensorize(model, "tt", 0.5, include=[nn.Linear]).layers] == ["head.2"]
     assert [r.name for r in tensorize(model, "tt", 0.5, exclude=["head"]).layers] == ["features.0", "features.4"]

@@ -74,11 +74,23 @@ class ActiveLearning(Callback):
         BALD(n_samples=5, mode='mutual_information', reduction='mean')
     """
 
-    def __init__(self, strategy: str | QueryStrategy = "entropy", query_size: int = 100, budget: int | None = None,
-                 unit: str = "examples", epochs_per_round: int = 1, min_steps_per_round: int = 0,
-                 oracle: Oracle | None = None, reset_weights: bool = False, pool_subset: int | float | None = None,
-                 monitor: str | None = None, curve_path: str | None = None,
-                 strategy_kwargs: dict[str, Any] | None = None, sort_pool_by_cost: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        strategy: str | QueryStrategy = "entropy",
+        query_size: int = 100,
+        budget: int | None = None,
+        unit: str = "examples",
+        epochs_per_round: int = 1,
+        min_steps_per_round: int = 0,
+        oracle: Oracle | None = None,
+        reset_weights: bool = False,
+        pool_subset: int | float | None = None,
+        monitor: str | None = None,
+        curve_path: str | None = None,
+        strategy_kwargs: dict[str, Any] | None = None,
+        sort_pool_by_cost: bool = True,
+        seed: int = 0,
+    ) -> None:
         if not isinstance(query_size, int) or query_size < 1:
             raise ValueError(f"query_size: expected a positive integer, got {query_size!r}")
         if budget is not None and budget < 1:
@@ -132,11 +144,16 @@ class ActiveLearning(Callback):
         self._datamodule(trainer)
         if not getattr(trainer, "reload_dataloaders_every_n_epochs", 0):
             trainer.reload_dataloaders_every_n_epochs = 1  # type: ignore[attr-defined]  # the labelled set grows
-        if self.strategy.stochastic and not callable(getattr(pl_module, "mc_logits", None)) and \
-                find_mc_split(pl_module) is None and \
-                not any("Dropout" in type(m).__name__ for m in pl_module.modules()):
-            raise ValueError(f"strategy: {type(self.strategy).__name__} samples MC dropout, but "
-                             f"{type(pl_module).__name__} has no dropout layer; add one or pick another strategy")
+        if (
+            self.strategy.stochastic
+            and not callable(getattr(pl_module, "mc_logits", None))
+            and find_mc_split(pl_module) is None
+            and not any("Dropout" in type(m).__name__ for m in pl_module.modules())
+        ):
+            raise ValueError(
+                f"strategy: {type(self.strategy).__name__} samples MC dropout, but "
+                f"{type(pl_module).__name__} has no dropout layer; add one or pick another strategy"
+            )
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = self._datamodule(trainer)
@@ -149,8 +166,7 @@ class ActiveLearning(Callback):
             if pool == 0:
                 raise ValueError("datamodule: the pool is empty; there is nothing to query")
             if self.query_size > pool:
-                raise ValueError(f"query_size: {self.query_size} {self.unit} per round but the pool holds "
-                                 f"only {pool}")
+                raise ValueError(f"query_size: {self.query_size} {self.unit} per round but the pool holds only {pool}")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.finished:
@@ -159,8 +175,10 @@ class ActiveLearning(Callback):
         if self.waiting:  # resumed while an annotator had a batch
             dm = self._datamodule(trainer)
             if not self._collect(trainer, pl_module, dm, self.round + 1):
-                raise RuntimeError(f"the answers of round {self.round + 1} are incomplete; finish labelling "
-                                   f"(trinity label ...) and resume with ckpt_path=last")
+                raise RuntimeError(
+                    f"the answers of round {self.round + 1} are incomplete; finish labelling "
+                    f"(trinity label ...) and resume with ckpt_path=last"
+                )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.finished or self.waiting:
@@ -181,14 +199,20 @@ class ActiveLearning(Callback):
 
     # ------------------------------------------------------------------------------------- rounds
     def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if (k == self.monitor if self.monitor else k.startswith("val_")) and torch.as_tensor(v).numel() == 1}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if (k == self.monitor if self.monitor else k.startswith("val_")) and torch.as_tensor(v).numel() == 1
+        }
         if self.monitor and self.monitor not in metrics:
             rank_zero_warn(f"monitor: {self.monitor!r} was not logged; available: {sorted(trainer.callback_metrics)}")
         total = int(dm.costs().sum())
         row: dict[str, Any] = {
-            "round": self.round, "epoch": trainer.current_epoch, "step": trainer.global_step,
-            "labelled": dm.n_labelled, "labelled_tokens": dm.labelled_cost,
+            "round": self.round,
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "labelled": dm.n_labelled,
+            "labelled_tokens": dm.labelled_cost,
             "fraction": round(dm.labelled_cost / max(total, 1), 6),
             "query_seconds": round(self._query_seconds, 4),
             **metrics,
@@ -197,8 +221,11 @@ class ActiveLearning(Callback):
         for name in ("labelled", "labelled_tokens", "round"):
             pl_module.log(f"active/{name}", float(row[name]), sync_dist=False)
         # every rank resolves the path: trainer.log_dir is a collective (a broadcast) under DDP
-        path = Path(self.curve_path) if self.curve_path else \
-            Path(trainer.log_dir or trainer.default_root_dir) / "active_learning_curve.csv"
+        path = (
+            Path(self.curve_path)
+            if self.curve_path
+            else Path(trainer.log_dir or trainer.default_root_dir) / "active_learning_curve.csv"
+        )
         if trainer.is_global_zero:
             self._write_curve(path)
 
@@ -233,9 +260,19 @@ class ActiveLearning(Callback):
         rank, world = trainer.global_rank, trainer.world_size
         shard = candidates[rank::world]
         self.strategy.begin(self.seed * 1_000_003 + self.round)
-        local = score_pool(pl_module, dm.pool_dataloader(shard), self.strategy, k, shard,
-                           to_device=lambda b: trainer.strategy.batch_to_device(b),
-                           forward_context=trainer.precision_plugin.forward_context) if shard else Selection([], [])
+        local = (
+            score_pool(
+                pl_module,
+                dm.pool_dataloader(shard),
+                self.strategy,
+                k,
+                shard,
+                to_device=lambda b: trainer.strategy.batch_to_device(b),
+                forward_context=trainer.precision_plugin.forward_context,
+            )
+            if shard
+            else Selection([], [])
+        )
         if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             parts: list[Any] = [None] * world
             torch.distributed.all_gather_object(parts, local)
@@ -255,11 +292,14 @@ class ActiveLearning(Callback):
         if not self._collect(trainer, pl_module, dm, next_round):
             self.waiting = True
             trainer.should_stop = True
-            rank_zero_info(f"active learning: waiting for the answers of round {next_round}; label them and "
-                           "resume with ckpt_path=last")
+            rank_zero_info(
+                f"active learning: waiting for the answers of round {next_round}; label them and "
+                "resume with ckpt_path=last"
+            )
 
-    def _collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule,
-                 next_round: int) -> bool:
+    def _collect(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule, next_round: int
+    ) -> bool:
         started = time.perf_counter()
         answers = self.oracle.collect(next_round)
         if answers is None:
@@ -278,10 +318,16 @@ class ActiveLearning(Callback):
 
     # -------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "epochs_in_round": self.epochs_in_round,
-                "steps_at_round_start": self.steps_at_round_start, "curve": copy.deepcopy(self.curve),
-                "waiting": self.waiting, "finished": self.finished, "last_query": list(self.last_query),
-                "initial_weights": self.initial_weights}
+        return {
+            "round": self.round,
+            "epochs_in_round": self.epochs_in_round,
+            "steps_at_round_start": self.steps_at_round_start,
+            "curve": copy.deepcopy(self.curve),
+            "waiting": self.waiting,
+            "finished": self.finished,
+            "last_query": list(self.last_query),
+            "initial_weights": self.initial_weights,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.round = int(state_dict["round"])

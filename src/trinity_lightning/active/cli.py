@@ -92,8 +92,9 @@ def label_main(argv: Sequence[str] | None = None) -> int:
         usage: trinity label ...
         0
     """
-    parser = argparse.ArgumentParser(prog="trinity label", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="trinity label", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("queries", help="a round_NNNN.queries.jsonl file written by FileOracle")
     parser.add_argument("--answers", default=None, help="answers file (default: round_NNNN.answers.jsonl beside it)")
     parser.add_argument("--choices", default=None, help="comma-separated label names (default: from the queries)")
@@ -115,14 +116,17 @@ def label_main(argv: Sequence[str] | None = None) -> int:
     if name == queries_path.name:
         name = queries_path.stem + ".answers.jsonl"
     answers_path = Path(args.answers) if args.answers else queries_path.with_name(name)
-    choices = args.choices.split(",") if args.choices else next((q.get("choices") for q in queries if q.get("choices")),
-                                                                None)
+    choices = (
+        args.choices.split(",") if args.choices else next((q.get("choices") for q in queries if q.get("choices")), None)
+    )
     done, problems = read_answers(answers_path, choices)
     for problem in problems:
         console.print(f"[yellow]skipped malformed answer {problem}[/yellow]")
     todo = [q for q in queries if int(q["index"]) not in done]
-    console.print(f"{len(queries)} queries, {len(queries) - len(todo)} already answered, {len(todo)} to go; "
-                  f"answers go to {answers_path}")
+    console.print(
+        f"{len(queries)} queries, {len(queries) - len(todo)} already answered, {len(todo)} to go; "
+        f"answers go to {answers_path}"
+    )
     answered = 0
     for position, query in enumerate(todo, start=1):
         _show(console, query, position, len(todo), choices)

@@ -31,8 +31,9 @@ LABELS_FILE_VERSION = 1
 class _LabelledView(Dataset):
     """The labelled part of a dataset; labels given by an annotator replace the dataset's own."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int], overrides: dict[int, Any],
-                 label_field: int | str) -> None:
+    def __init__(
+        self, dataset: Dataset, indices: Sequence[int], overrides: dict[int, Any], label_field: int | str
+    ) -> None:
         self.dataset, self.indices, self.overrides, self.label_field = dataset, list(indices), overrides, label_field
 
     def __len__(self) -> int:
@@ -78,8 +79,10 @@ def _with_label(item: Any, label: Any, field: int | str) -> Any:
         out_list = list(item)
         out_list[field] = _as_label_tensor(label, out_list[field])
         return tuple(out_list) if isinstance(item, tuple) else out_list
-    raise TypeError(f"label_field: cannot set the label of a {type(item).__name__} item with field {field!r}; "
-                    "items must be tuples/lists (int field) or dicts (str field)")
+    raise TypeError(
+        f"label_field: cannot set the label of a {type(item).__name__} item with field {field!r}; "
+        "items must be tuples/lists (int field) or dicts (str field)"
+    )
 
 
 def _plain_label(label: Any, argument: str) -> int | list[int]:
@@ -87,8 +90,10 @@ def _plain_label(label: Any, argument: str) -> int | list[int]:
     if isinstance(label, (torch.Tensor, np.ndarray)):
         label = label.tolist()
     if isinstance(label, bool) or (not isinstance(label, numbers.Integral) and not isinstance(label, (list, tuple))):
-        raise TypeError(f"{argument}: expected an integer class id or a sequence of integer tag ids, "
-                        f"got {type(label).__name__} {label!r}")
+        raise TypeError(
+            f"{argument}: expected an integer class id or a sequence of integer tag ids, "
+            f"got {type(label).__name__} {label!r}"
+        )
     if isinstance(label, (list, tuple)):
         if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in label):
             raise TypeError(f"{argument}: a sequence label must hold integer tag ids, got {label!r}")
@@ -135,12 +140,23 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         3
     """
 
-    def __init__(self, dataset: Dataset | None = None, val: Dataset | None = None, test: Dataset | None = None,
-                 pool_dataset: Dataset | None = None, initial_labelled: int | float = 0, batch_size: int = 32,
-                 pool_batch_size: int | None = None, num_workers: int = 0,
-                 collate_fn: Callable[[list[Any]], Any] | None = None, label_field: int | str = -1,
-                 num_classes: int | None = None, cost_fn: Callable[[Any], int] | None = None,
-                 labels_path: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset | None = None,
+        val: Dataset | None = None,
+        test: Dataset | None = None,
+        pool_dataset: Dataset | None = None,
+        initial_labelled: int | float = 0,
+        batch_size: int = 32,
+        pool_batch_size: int | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        label_field: int | str = -1,
+        num_classes: int | None = None,
+        cost_fn: Callable[[Any], int] | None = None,
+        labels_path: str | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
@@ -183,8 +199,10 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         dataset, self.val_set, self.test_set, pool = self.load()
         n = len(dataset)  # type: ignore[arg-type]
         if pool is not None and len(pool) != n:  # type: ignore[arg-type]
-            raise ValueError(f"pool_dataset: has {len(pool)} items but dataset has {n}; "  # type: ignore[arg-type]
-                             "it must hold the same examples in the same order")
+            raise ValueError(
+                f"pool_dataset: has {len(pool)} items but dataset has {n}; "  # type: ignore[arg-type]
+                "it must hold the same examples in the same order"
+            )
         self.dataset, self.pool_set = dataset, pool if pool is not None else dataset
         self._labelled_round = np.full(n, -1, dtype=np.int64)
         if self.labels_path is not None and self.labels_path.exists():
@@ -292,8 +310,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 label = _plain_label(value, f"labels[{i}]")
                 values = label if isinstance(label, list) else [label]
                 if self.num_classes is not None and any(not 0 <= v < self.num_classes for v in values):
-                    raise ValueError(f"labels: label {label!r} of index {i} is out of range "
-                                     f"[0, {self.num_classes})")
+                    raise ValueError(f"labels: label {label!r} of index {i} is out of range [0, {self.num_classes})")
                 plain.append(label)
         round_ = self.round + 1 if advance_round else self.round
         self._labelled_round[idx] = round_
@@ -314,18 +331,27 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         return chosen
 
     # --------------------------------------------------------------------------------------- loaders
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, generator: torch.Generator | None = None
-                ) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=self.collate_fn, generator=generator)
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, batch_size: int, generator: torch.Generator | None = None
+    ) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            generator=generator,
+        )
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled loader over the labelled examples (with annotator labels applied)."""
         dataset = self._require_setup()
         labelled = self.labelled_indices
         if not labelled:
-            raise RuntimeError("train_dataloader: no labelled examples yet; set initial_labelled=... or call "
-                               "label(...) before training")
+            raise RuntimeError(
+                "train_dataloader: no labelled examples yet; set initial_labelled=... or call "
+                "label(...) before training"
+            )
         trainer = getattr(self, "trainer", None)
         epoch = trainer.current_epoch if trainer is not None else 0
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * epoch + self.round)
@@ -345,8 +371,11 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         if isinstance(self.pool_set, ArrayDataset) and self.collate_fn is None and self.num_workers == 0:
             batches = torch.utils.data.BatchSampler(range(len(chosen)), self.pool_batch_size, drop_last=False)
             return DataLoader(_TensorBatches(self.pool_set, chosen), sampler=batches, batch_size=None)
-        return self._loader(torch.utils.data.Subset(self.pool_set, chosen),  # type: ignore[arg-type]
-                            False, self.pool_batch_size)
+        return self._loader(
+            torch.utils.data.Subset(self.pool_set, chosen),  # type: ignore[arg-type]
+            False,
+            self.pool_batch_size,
+        )
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()
@@ -380,10 +409,10 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self._require_setup()
         size = int(state_dict["size"])
         if size != len(self._labelled_round):
-            raise ValueError(f"state_dict: saved for a pool of {size} examples, this dataset has "
-                             f"{len(self._labelled_round)}")
-        on_file = self._read_labels_file(self.labels_path) if self.labels_path and self.labels_path.exists() \
-            else None
+            raise ValueError(
+                f"state_dict: saved for a pool of {size} examples, this dataset has {len(self._labelled_round)}"
+            )
+        on_file = self._read_labels_file(self.labels_path) if self.labels_path and self.labels_path.exists() else None
         self._labelled_round = np.asarray(state_dict["labelled_round"], dtype=np.int64)
         self._overrides = {int(k): v for k, v in state_dict["labels"].items()}
         self.round = int(state_dict["round"])
@@ -395,19 +424,25 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                     if extra[k]:
                         self._overrides[k] = v
                 self.round = max(self.round, on_file["round"])
-                warnings.warn(f"{int(extra.sum())} labels in {self.labels_path} were newer than the checkpoint "
-                              "and were kept", stacklevel=2)
+                warnings.warn(
+                    f"{int(extra.sum())} labels in {self.labels_path} were newer than the checkpoint and were kept",
+                    stacklevel=2,
+                )
 
     def save_labels(self, path: str | Path) -> None:
         """Write the labelled set and annotator labels to ``path`` as JSON, atomically."""
         labelled = np.flatnonzero(self._labelled_round >= 0)
-        atomic_write_json(path, {
-            "version": LABELS_FILE_VERSION,
-            "size": len(self._labelled_round),
-            "round": int(self.round),
-            "labelled": {str(i): int(self._labelled_round[i]) for i in labelled},
-            "labels": {str(k): v for k, v in sorted(self._overrides.items())},
-        }, indent=None)
+        atomic_write_json(
+            path,
+            {
+                "version": LABELS_FILE_VERSION,
+                "size": len(self._labelled_round),
+                "round": int(self.round),
+                "labelled": {str(i): int(self._labelled_round[i]) for i in labelled},
+                "labels": {str(k): v for k, v in sorted(self._overrides.items())},
+            },
+            indent=None,
+        )
 
     def _read_labels_file(self, path: Path) -> dict[str, Any]:
         try:
@@ -420,8 +455,9 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
             raise ValueError(f"labels_path: {path} is not a labels file written by save_labels ({err})") from None
         if size != len(self._labelled_round):
-            raise ValueError(f"labels_path: {path} holds labels for {size} examples, the dataset has "
-                             f"{len(self._labelled_round)}")
+            raise ValueError(
+                f"labels_path: {path} holds labels for {size} examples, the dataset has {len(self._labelled_round)}"
+            )
         return {"labelled_round": rounds, "labels": labels, "round": int(data["round"])}
 
     def _load_labels_file(self, path: Path) -> None:

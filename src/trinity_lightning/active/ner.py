@@ -47,8 +47,9 @@ class Vocabulary:
         self._tag = {t: i for i, t in enumerate(self.tag_names)}
 
     @classmethod
-    def build(cls, sentences: Sequence[TaggedSentence], min_count: int = 1,
-              tag_names: Sequence[str] | None = None) -> Vocabulary:
+    def build(
+        cls, sentences: Sequence[TaggedSentence], min_count: int = 1, tag_names: Sequence[str] | None = None
+    ) -> Vocabulary:
         """Collect the vocabularies of ``sentences`` (words seen at least ``min_count`` times)."""
         counts = Counter(_normalize(w) for s in sentences for w in s.tokens)
         chars = sorted({c for s in sentences for w in s.tokens for c in w})
@@ -89,9 +90,14 @@ class TaggedDataset(Dataset):
             width = max(len(c) for c in chars)
             char_tensor = torch.zeros(len(chars), width, dtype=torch.long)
             for i, c in enumerate(chars):
-                char_tensor[i, :len(c)] = torch.tensor(c)
-            self.items.append({"words": torch.tensor(vocab.word_ids(s.tokens)), "chars": char_tensor,
-                               "tags": torch.tensor(vocab.tag_ids(s.tags))})
+                char_tensor[i, : len(c)] = torch.tensor(c)
+            self.items.append(
+                {
+                    "words": torch.tensor(vocab.word_ids(s.tokens)),
+                    "chars": char_tensor,
+                    "tags": torch.tensor(vocab.tag_ids(s.tags)),
+                }
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -124,7 +130,7 @@ def collate_tagged(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     for k, item in enumerate(items):
         m = len(item["words"])
         words[k, :m] = item["words"]
-        chars[k, :m, :item["chars"].shape[1]] = item["chars"]
+        chars[k, :m, : item["chars"].shape[1]] = item["chars"]
         tags[k, :m] = torch.as_tensor(item["tags"])
     return {"words": words, "chars": chars, "tags": tags, "mask": words != 0}
 
@@ -149,8 +155,15 @@ class ConllDataModule(ActiveLearningDataModule):
         (10, 138)
     """
 
-    def __init__(self, train_path: str | None = None, val_path: str | None = None, test_path: str | None = None,
-                 train_limit: int | None = None, eval_limit: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        train_limit: int | None = None,
+        eval_limit: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         # LightningCLI passes every inherited argument, so None/-1 mean "not given" here
         if kwargs.get("collate_fn") is None:
             kwargs["collate_fn"] = collate_tagged

@@ -185,9 +185,15 @@ class FileOracle(Oracle):
         (Answers(indices=[4, 7], labels=[1, 0]), ['...answers.jsonl:2: Expecting value'])
     """
 
-    def __init__(self, directory: str, wait: bool = True, poll_seconds: float = 2.0, timeout: float | None = None,
-                 choices: Sequence[str] | None = None,
-                 render: Callable[[Any, int], Any] | None = None) -> None:
+    def __init__(
+        self,
+        directory: str,
+        wait: bool = True,
+        poll_seconds: float = 2.0,
+        timeout: float | None = None,
+        choices: Sequence[str] | None = None,
+        render: Callable[[Any, int], Any] | None = None,
+    ) -> None:
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds: expected a positive interval, got {poll_seconds}")
         self.directory = Path(directory)
@@ -217,8 +223,9 @@ class FileOracle(Oracle):
         lines = []
         for index in indices:
             example = self.render(datamodule, int(index)) if datamodule is not None else None
-            lines.append(json.dumps({"index": int(index), "round": round, "example": example,
-                                     "choices": choices, "kind": kind}))
+            lines.append(
+                json.dumps({"index": int(index), "round": round, "example": example, "choices": choices, "kind": kind})
+            )
         atomic_write_text(path, "\n".join(lines) + "\n")
 
     def pending_indices(self, round: int) -> list[int] | None:

@@ -93,8 +93,10 @@ def batch_input(batch: Any) -> Any:
         for key in ("input", "inputs", "x", "image", "pixel_values", "features"):
             if key in batch:
                 return batch[key]
-        raise KeyError(f"batch: a dict batch needs an 'input' or 'x' key, or the model must define "
-                       f"pool_logits(batch); keys are {sorted(batch)}")
+        raise KeyError(
+            f"batch: a dict batch needs an 'input' or 'x' key, or the model must define "
+            f"pool_logits(batch); keys are {sorted(batch)}"
+        )
     return batch
 
 
@@ -139,8 +141,11 @@ def find_mc_split(model: nn.Module) -> tuple[Callable[[Any], Any], nn.Module] | 
             return None
         return nn.Sequential(*list(net)[:cut]), nn.Sequential(*list(net)[cut:])
     features, head = getattr(net, "features", None), getattr(net, "head", None)
-    if isinstance(features, nn.Module) and isinstance(head, nn.Sequential) and \
-            not any(isinstance(m, _DROPOUT) for m in features.modules()):
+    if (
+        isinstance(features, nn.Module)
+        and isinstance(head, nn.Sequential)
+        and not any(isinstance(m, _DROPOUT) for m in features.modules())
+    ):
         cut = _first_dropout(list(head))
         if cut is None:
             return None
@@ -155,8 +160,10 @@ class _DropoutOn:
     def __init__(self, module: nn.Module, argument: str = "strategy") -> None:
         self.layers = [m for m in module.modules() if isinstance(m, _DROPOUT) or "Dropout" in type(m).__name__]
         if not self.layers:
-            raise ValueError(f"{argument}: a stochastic strategy (MC dropout) needs dropout layers, but "
-                             f"{type(module).__name__} has none; add nn.Dropout or pick another strategy")
+            raise ValueError(
+                f"{argument}: a stochastic strategy (MC dropout) needs dropout layers, but "
+                f"{type(module).__name__} has none; add nn.Dropout or pick another strategy"
+            )
         self.argument = argument
 
     def __enter__(self) -> None:
@@ -188,9 +195,15 @@ def mc_logits(model: nn.Module, batch: Any, n_samples: int) -> tuple[torch.Tenso
     return logits.reshape(n_samples, -1, *logits.shape[1:]), mask
 
 
-def score_pool(model: nn.Module, loader: Iterable[Any], strategy: QueryStrategy, k: int, indices: Sequence[int],
-               to_device: Callable[[Any], Any] | None = None,
-               forward_context: Callable[[], AbstractContextManager[Any]] | None = None) -> Selection:
+def score_pool(
+    model: nn.Module,
+    loader: Iterable[Any],
+    strategy: QueryStrategy,
+    k: int,
+    indices: Sequence[int],
+    to_device: Callable[[Any], Any] | None = None,
+    forward_context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Selection:
     """Score every batch of ``loader`` (whose items are ``indices``, in order) and keep the top ``k``.
 
     Args:
@@ -222,8 +235,11 @@ def score_pool(model: nn.Module, loader: Iterable[Any], strategy: QueryStrategy,
                     batch = to_device(batch)
                 with context():
                     if not strategy.needs_model:
-                        size = len(_split(batch_input(batch))[0]) if not isinstance(batch, dict) else \
-                            len(next(iter(batch.values())))
+                        size = (
+                            len(_split(batch_input(batch))[0])
+                            if not isinstance(batch, dict)
+                            else len(next(iter(batch.values())))
+                        )
                         logits, mask = torch.zeros(size, 1), None
                     elif strategy.stochastic:
                         logits, mask = mc_logits(model, batch, strategy.n_samples)
@@ -233,7 +249,7 @@ def score_pool(model: nn.Module, loader: Iterable[Any], strategy: QueryStrategy,
                 count = len(scores)
                 if seen + count > len(index_tensor):
                     raise ValueError(f"indices: the loader yields more items than the {len(index_tensor)} indices")
-                top.update(scores, index_tensor[seen:seen + count])
+                top.update(scores, index_tensor[seen : seen + count])
                 seen += count
     finally:
         model.train(was_training)

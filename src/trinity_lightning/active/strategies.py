@@ -56,8 +56,10 @@ def register_strategy(name: str, *, override: bool = False) -> Any:
         if not (isinstance(cls, type) and issubclass(cls, QueryStrategy)):
             raise TypeError(f"register_strategy({name!r}): {cls!r} is not a QueryStrategy subclass")
         if name in STRATEGIES and STRATEGIES[name] is not cls and not override:
-            raise ValueError(f"strategy name {name!r} is already registered to {STRATEGIES[name].__name__}. "
-                             "HINT: use register_strategy(name, override=True)")
+            raise ValueError(
+                f"strategy name {name!r} is already registered to {STRATEGIES[name].__name__}. "
+                "HINT: use register_strategy(name, override=True)"
+            )
         STRATEGIES[name] = cls
         cls.name = name
         return cls
@@ -92,13 +94,14 @@ def _check(logits: torch.Tensor, mask: torch.Tensor | None, stochastic: bool) ->
         if mask is not None:
             raise ValueError("mask: only token logits (N, T, C) take a padding mask")
         logits = logits.unsqueeze(-2)
-        mask = torch.ones(logits.shape[lead:lead + 2], dtype=torch.bool, device=logits.device)
+        mask = torch.ones(logits.shape[lead : lead + 2], dtype=torch.bool, device=logits.device)
     elif mask is None:
-        mask = torch.ones(logits.shape[lead:lead + 2], dtype=torch.bool, device=logits.device)
+        mask = torch.ones(logits.shape[lead : lead + 2], dtype=torch.bool, device=logits.device)
     else:
-        if tuple(mask.shape) != tuple(logits.shape[lead:lead + 2]):
-            raise ValueError(f"mask: expected shape {tuple(logits.shape[lead:lead + 2])} (N, T), "
-                             f"got {tuple(mask.shape)}")
+        if tuple(mask.shape) != tuple(logits.shape[lead : lead + 2]):
+            raise ValueError(
+                f"mask: expected shape {tuple(logits.shape[lead : lead + 2])} (N, T), got {tuple(mask.shape)}"
+            )
         mask = mask.to(device=logits.device, dtype=torch.bool)
     return logits.float(), mask
 
@@ -208,8 +211,11 @@ class Margin(QueryStrategy):
 
     def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         logits, mask = _check(logits, mask, False)
-        top2 = logits.softmax(-1).topk(2, dim=-1).values if logits.shape[-1] > 1 else \
-            torch.cat([torch.ones_like(logits), torch.zeros_like(logits)], -1)
+        top2 = (
+            logits.softmax(-1).topk(2, dim=-1).values
+            if logits.shape[-1] > 1
+            else torch.cat([torch.ones_like(logits), torch.zeros_like(logits)], -1)
+        )
         return _reduce(1.0 - (top2[..., 0] - top2[..., 1]), mask, self.reduction)
 
 

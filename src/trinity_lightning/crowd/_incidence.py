@@ -32,8 +32,9 @@ def stable_argsort(keys: torch.Tensor, key_range: int) -> torch.Tensor | None:
     return None if order is None else torch.from_numpy(order)
 
 
-def _csr(rows: torch.Tensor, cols: torch.Tensor, num_rows: int, num_cols: int,
-         dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _csr(
+    rows: torch.Tensor, cols: torch.Tensor, num_rows: int, num_cols: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """0/1 CSR matrix from COO coordinates given in an order whose columns are sorted within each row
     once the rows are stably sorted; also returns the row counts.
 
@@ -64,8 +65,16 @@ class Incidence:
         dtype: floating dtype of the products.
     """
 
-    def __init__(self, items: torch.Tensor, workers: torch.Tensor, labels: torch.Tensor, num_items: int,
-                 num_workers: int, num_classes: int, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        items: torch.Tensor,
+        workers: torch.Tensor,
+        labels: torch.Tensor,
+        num_items: int,
+        num_workers: int,
+        num_classes: int,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
         K = num_classes
         self.num_items, self.num_workers, self.num_classes, self.dtype = num_items, num_workers, K, dtype
         self.num_annotations = len(items)

@@ -94,8 +94,13 @@ class Aggregator:
         self._check_fitted()
         table = self.table_
         post = self.posteriors_.detach().to("cpu", torch.float64).numpy()
-        frame = pd.DataFrame({"item": table.item_ids, "label": table.decode_labels(self.labels_),
-                              "confidence": post[np.arange(len(post)), self.labels_.cpu().numpy()]})
+        frame = pd.DataFrame(
+            {
+                "item": table.item_ids,
+                "label": table.decode_labels(self.labels_),
+                "confidence": post[np.arange(len(post)), self.labels_.cpu().numpy()],
+            }
+        )
         if probabilities:
             for k, name in enumerate(table.classes):
                 frame[f"p_{name}"] = post[:, k]
@@ -105,8 +110,11 @@ class Aggregator:
         """One row per worker: ``worker``, ``annotations``, ``accuracy`` (estimated), least reliable first."""
         self._check_fitted()
         table = self.table_
-        frame = pd.DataFrame({"worker": table.worker_ids,
-                              "annotations": table.annotations_per_worker().numpy(),
-                              "accuracy": self.worker_accuracy_.cpu().numpy()})
-        return frame.sort_values(["accuracy", "annotations"], ascending=[True, False], kind="stable",
-                                 ignore_index=True)
+        frame = pd.DataFrame(
+            {
+                "worker": table.worker_ids,
+                "annotations": table.annotations_per_worker().numpy(),
+                "accuracy": self.worker_accuracy_.cpu().numpy(),
+            }
+        )
+        return frame.sort_values(["accuracy", "annotations"], ascending=[True, False], kind="stable", ignore_index=True)

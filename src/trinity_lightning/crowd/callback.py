@@ -63,8 +63,15 @@ class CrowdEM(Callback):
         "CrowdEM{'epochs_per_round': 2, 'prior': 'model', 'smoothing': 0.1}"
     """
 
-    def __init__(self, epochs_per_round: int = 5, max_rounds: int | None = None, hard: bool = True,
-                 prior: Literal["model", "class"] = "model", smoothing: float = 0.1, em_iter: int = 1) -> None:
+    def __init__(
+        self,
+        epochs_per_round: int = 5,
+        max_rounds: int | None = None,
+        hard: bool = True,
+        prior: Literal["model", "class"] = "model",
+        smoothing: float = 0.1,
+        em_iter: int = 1,
+    ) -> None:
         if epochs_per_round < 1:
             raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
         if max_rounds is not None and max_rounds < 0:
@@ -81,8 +88,9 @@ class CrowdEM(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(epochs_per_round=self.epochs_per_round, prior=self.prior,
-                                        smoothing=self.smoothing)
+        return self._generate_state_key(
+            epochs_per_round=self.epochs_per_round, prior=self.prior, smoothing=self.smoothing
+        )
 
     # ------------------------------------------------------------------ hooks
     @staticmethod
@@ -90,9 +98,11 @@ class CrowdEM(Callback):
         dm = getattr(trainer, "datamodule", None)
         needed = ("annotation_table", "set_targets", "annotated_dataloader")
         if dm is None or not all(hasattr(dm, name) for name in needed):
-            raise ValueError("CrowdEM needs a CrowdDataModule (or a DataModule with annotation_table, "
-                             "set_targets() and annotated_dataloader()); pass datamodule=CrowdDataModule(...) "
-                             "to trainer.fit")
+            raise ValueError(
+                "CrowdEM needs a CrowdDataModule (or a DataModule with annotation_table, "
+                "set_targets() and annotated_dataloader()); pass datamodule=CrowdDataModule(...) "
+                "to trainer.fit"
+            )
         return dm
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -141,22 +151,31 @@ class CrowdEM(Callback):
         self.posteriors, self.priors = posteriors, mbem.priors_.detach().cpu().float()
         self.confusions = mbem.worker_confusion_.detach().cpu().float()
         accuracy = mbem.worker_accuracy_.cpu()
-        record = {"round": float(self.round), "epoch": float(trainer.current_epoch),
-                  "worker_accuracy_mean": float(accuracy.mean()), "worker_accuracy_min": float(accuracy.min()),
-                  "label_change": float((posteriors.argmax(1) != previous).float().mean()) if previous is not None
-                  else 0.0}
+        record = {
+            "round": float(self.round),
+            "epoch": float(trainer.current_epoch),
+            "worker_accuracy_mean": float(accuracy.mean()),
+            "worker_accuracy_min": float(accuracy.min()),
+            "label_change": float((posteriors.argmax(1) != previous).float().mean()) if previous is not None else 0.0,
+        }
         gold = getattr(dm, "gold", None)
         if gold is not None:
             record["label_acc"] = float((posteriors.argmax(1) == gold).float().mean())
         self.history.append(record)
-        pl_module.log_dict({f"crowd/{k}": v for k, v in record.items() if k != "epoch"}, on_step=False,
-                           on_epoch=True, sync_dist=False)
+        pl_module.log_dict(
+            {f"crowd/{k}": v for k, v in record.items() if k != "epoch"}, on_step=False, on_epoch=True, sync_dist=False
+        )
         return record
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "posteriors": self.posteriors, "confusions": self.confusions,
-                "priors": self.priors, "history": [dict(h) for h in self.history]}
+        return {
+            "round": self.round,
+            "posteriors": self.posteriors,
+            "confusions": self.confusions,
+            "priors": self.priors,
+            "history": [dict(h) for h in self.history],
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.round = int(state_dict["round"])

@@ -13,34 +13,55 @@ from collections.abc import Sequence
 
 from trinity_lightning.crowd.base import Aggregator
 
-METHODS = {"majority_vote": "MajorityVote", "mv": "MajorityVote", "dawid_skene": "DawidSkene", "ds": "DawidSkene",
-           "one_coin": "OneCoinDawidSkene"}
+METHODS = {
+    "majority_vote": "MajorityVote",
+    "mv": "MajorityVote",
+    "dawid_skene": "DawidSkene",
+    "ds": "DawidSkene",
+    "one_coin": "OneCoinDawidSkene",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trinity crowd", description="Crowd-label aggregation.")
     commands = parser.add_subparsers(dest="command", required=True)
-    agg = commands.add_parser("aggregate", help="aggregate a long (item, worker, label) table into one label per item",
-                              description="Aggregate a long (item, worker, label) table into one label per item.")
+    agg = commands.add_parser(
+        "aggregate",
+        help="aggregate a long (item, worker, label) table into one label per item",
+        description="Aggregate a long (item, worker, label) table into one label per item.",
+    )
     agg.add_argument("annotations", help="CSV/TSV/JSONL/Parquet file with one row per (item, worker, label)")
-    agg.add_argument("--method", default="dawid_skene", choices=sorted(METHODS),
-                     help="aggregator (default: dawid_skene)")
+    agg.add_argument(
+        "--method", default="dawid_skene", choices=sorted(METHODS), help="aggregator (default: dawid_skene)"
+    )
     agg.add_argument("--out", required=True, help="output CSV: item, label, confidence, p_<class>...")
     agg.add_argument("--item", default="task", help="item column (default: task)")
     agg.add_argument("--worker", default="worker", help="worker column (default: worker)")
     agg.add_argument("--label", default="label", help="label column (default: label)")
-    agg.add_argument("--duplicates", default="error", choices=["error", "keep_last", "keep_all"],
-                     help="repeated (item, worker) pairs (default: error)")
+    agg.add_argument(
+        "--duplicates",
+        default="error",
+        choices=["error", "keep_last", "keep_all"],
+        help="repeated (item, worker) pairs (default: error)",
+    )
     agg.add_argument("--max-iter", type=int, default=100, help="EM iterations at most (default: 100)")
     agg.add_argument("--tol", type=float, default=1e-5, help="EM stops below this gain per annotation")
     agg.add_argument("--smoothing", type=float, default=0.0, help="Laplace pseudo-count (default: 0)")
-    agg.add_argument("--tie-break", default="random", choices=["random", "smallest"],
-                     help="majority-vote tie rule (default: random, seeded)")
+    agg.add_argument(
+        "--tie-break",
+        default="random",
+        choices=["random", "smallest"],
+        help="majority-vote tie rule (default: random, seeded)",
+    )
     agg.add_argument("--seed", type=int, default=0, help="seed of the random tie rule")
     agg.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     agg.add_argument("--show", type=int, default=10, help="annotators to list, least reliable first (0: none)")
-    agg.add_argument("--min-annotations", type=int, default=5,
-                     help="list only annotators with at least this many annotations (default: 5)")
+    agg.add_argument(
+        "--min-annotations",
+        type=int,
+        default=5,
+        help="list only annotators with at least this many annotations (default: 5)",
+    )
     agg.add_argument("--no-probabilities", action="store_true", help="omit the p_<class> columns")
     return parser
 
@@ -61,8 +82,13 @@ def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None
 
     table = model.table_
     console = Console()
-    facts = [f"{len(table):,} annotations", f"{table.num_items:,} items", f"{table.num_workers:,} annotators",
-             f"{table.num_classes} classes", f"{seconds:.2f} s"]
+    facts = [
+        f"{len(table):,} annotations",
+        f"{table.num_items:,} items",
+        f"{table.num_workers:,} annotators",
+        f"{table.num_classes} classes",
+        f"{seconds:.2f} s",
+    ]
     if hasattr(model, "n_iter_"):
         facts.append(f"{model.n_iter_} EM iterations")
     if hasattr(model, "ties_"):
@@ -75,8 +101,10 @@ def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None
     frame = model.worker_frame()
     frame = frame[frame["annotations"] >= args.min_annotations]
     workers = frame.head(args.show)
-    view = Table(title=f"Least reliable annotators ({len(workers)} of the {len(frame)} with at least "
-                       f"{args.min_annotations} annotations)")
+    view = Table(
+        title=f"Least reliable annotators ({len(workers)} of the {len(frame)} with at least "
+        f"{args.min_annotations} annotations)"
+    )
     view.add_column("annotator")
     view.add_column("annotations", justify="right")
     view.add_column("est. accuracy", justify="right")
@@ -108,8 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = _build(args)
         start = time.perf_counter()
-        annotations = AnnotationTable.read(args.annotations, item=args.item, worker=args.worker, label=args.label,
-                                           duplicates=args.duplicates)
+        annotations = AnnotationTable.read(
+            args.annotations, item=args.item, worker=args.worker, label=args.label, duplicates=args.duplicates
+        )
         model.fit(annotations)
         seconds = time.perf_counter() - start
     except (DataFormatError, FileNotFoundError, ValueError, FloatingPointError) as err:

@@ -112,11 +112,22 @@ class CrowdDataModule(pl.LightningDataModule):
         (torch.Size([2, 3]), torch.Size([2, 2]))
     """
 
-    def __init__(self, items: Dataset | torch.Tensor | None = None, annotations: Any = None,
-                 val: Dataset | None = None, test: Dataset | None = None, item_column: str = "task",
-                 worker_column: str = "worker", label_column: str = "label", num_classes: int | None = None,
-                 duplicates: DuplicatePolicy = "error", init: InitMethod = "majority_vote", batch_size: int = 64,
-                 num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        items: Dataset | torch.Tensor | None = None,
+        annotations: Any = None,
+        val: Dataset | None = None,
+        test: Dataset | None = None,
+        item_column: str = "task",
+        worker_column: str = "worker",
+        label_column: str = "label",
+        num_classes: int | None = None,
+        duplicates: DuplicatePolicy = "error",
+        init: InitMethod = "majority_vote",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
@@ -147,9 +158,15 @@ class CrowdDataModule(pl.LightningDataModule):
         items, annotations, self.val_set, self.test_set = self.load()
         self.items = _as_dataset(items)
         size = len(self.items)  # type: ignore[arg-type]
-        self.table = AnnotationTable.read(annotations, item=self.columns["item"], worker=self.columns["worker"],
-                                          label=self.columns["label"], num_classes=self.num_classes,
-                                          items=list(range(size)), duplicates=self.duplicates)
+        self.table = AnnotationTable.read(
+            annotations,
+            item=self.columns["item"],
+            worker=self.columns["worker"],
+            label=self.columns["label"],
+            num_classes=self.num_classes,
+            items=list(range(size)),
+            duplicates=self.duplicates,
+        )
         ids = np.asarray(self.table.item_ids)
         if ids.dtype.kind not in "iu" or (len(ids) and (ids.min() < 0 or ids.max() >= size)):
             raise ValueError(f"annotations: item ids must be indices into items [0, {size}); got e.g. {ids[:3]!r}")
@@ -183,8 +200,13 @@ class CrowdDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: Dataset, sampler: Sampler[int] | None = None) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         items, indices, targets = self._ready()
@@ -216,8 +238,9 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.as_tensor(digits.target, dtype=torch.int64)
 
 
-def _shared_images(name: str, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                        torch.Tensor]:
+def _shared_images(
+    name: str, limit: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from trinity_lightning.data import load_cifar10, load_fashion_mnist, load_mnist
 
     loader = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}[name]
@@ -262,11 +285,21 @@ class SimulatedCrowdDataModule(CrowdDataModule):
         (1150, 10)
     """
 
-    def __init__(self, dataset: str = "digits", num_annotators: int = 20, labels_per_item: int = 1,
-                 worker_model: Literal["hammer_spammer", "realistic"] = "hammer_spammer",
-                 hammer_fraction: float = 0.2, train_limit: int | None = None, val_fraction: float = 0.2,
-                 test_fraction: float = 0.2, init: InitMethod = "majority_vote", batch_size: int = 64,
-                 num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: str = "digits",
+        num_annotators: int = 20,
+        labels_per_item: int = 1,
+        worker_model: Literal["hammer_spammer", "realistic"] = "hammer_spammer",
+        hammer_fraction: float = 0.2,
+        train_limit: int | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        init: InitMethod = "majority_vote",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__(num_classes=10, init=init, batch_size=batch_size, num_workers=num_workers, seed=seed)
         if dataset not in ("digits", "mnist", "fashion_mnist", "cifar10"):
             raise ValueError(f"dataset: expected 'digits', 'mnist', 'fashion_mnist' or 'cifar10', got {dataset!r}")

@@ -36,9 +36,16 @@ class _EMAggregator(Aggregator):
 
     _final_m_step = True  # report the parameters re-estimated from the final posteriors (crowd-kit does)
 
-    def __init__(self, max_iter: int = 100, tol: float = 1e-5, smoothing: float = 0.0,
-                 crowdkit_compat: bool = False, eps: float = 1e-10, device: str | torch.device | None = None,
-                 dtype: torch.dtype | str | None = None) -> None:
+    def __init__(
+        self,
+        max_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 0.0,
+        crowdkit_compat: bool = False,
+        eps: float = 1e-10,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> None:
         super().__init__(device, dtype if dtype is not None else torch.float64 if crowdkit_compat else torch.float32)
         if max_iter < 1:
             raise ValueError(f"max_iter: expected a positive integer, got {max_iter}")
@@ -58,8 +65,9 @@ class _EMAggregator(Aggregator):
     log_likelihood_: list[float]
     n_iter_: int
 
-    def fit(self, annotations: Any, init_posteriors: torch.Tensor | np.ndarray | None = None,
-            **read_kwargs: Any) -> _EMAggregator:
+    def fit(
+        self, annotations: Any, init_posteriors: torch.Tensor | np.ndarray | None = None, **read_kwargs: Any
+    ) -> _EMAggregator:
         """Run EM.
 
         Args:
@@ -96,8 +104,9 @@ class _EMAggregator(Aggregator):
             return votes / votes.sum(dim=1, keepdim=True)
         init = self._init.to(self.device, self.dtype)
         if init.shape != (n, K):
-            raise ValueError(f"init_posteriors: expected shape ({n}, {K}) (items in table_.item_ids order), "
-                             f"got {tuple(init.shape)}")
+            raise ValueError(
+                f"init_posteriors: expected shape ({n}, {K}) (items in table_.item_ids order), got {tuple(init.shape)}"
+            )
         if not torch.isfinite(init).all() or (init < 0).any():
             raise ValueError("init_posteriors: values must be finite and non-negative")
         total = init.sum(dim=1, keepdim=True)
@@ -118,8 +127,15 @@ class _EMAggregator(Aggregator):
         if table.num_classes < 2:
             raise ValueError(f"{name}: needs at least 2 classes, the table has {table.classes}")
         dev = self.device
-        inc = Incidence(table.items.to(dev), table.workers.to(dev), table.labels.to(dev), table.num_items,
-                        table.num_workers, table.num_classes, self.dtype)
+        inc = Incidence(
+            table.items.to(dev),
+            table.workers.to(dev),
+            table.labels.to(dev),
+            table.num_items,
+            table.num_workers,
+            table.num_classes,
+            self.dtype,
+        )
         post = self._initial_posteriors(table, inc)
         params = self._m_step(inc, post)
         history: list[float] = []
@@ -138,7 +154,8 @@ class _EMAggregator(Aggregator):
             if not np.isfinite(log_likelihood):
                 raise FloatingPointError(
                     f"{name} diverged at iteration {iteration}: the log-likelihood is {log_likelihood} "
-                    "(check init_posteriors, worker labels and dtype; float64 is the safe choice)")
+                    "(check init_posteriors, worker labels and dtype; float64 is the safe choice)"
+                )
             history.append(log_likelihood)
             used = params
             new = self._m_step(inc, post)
@@ -213,8 +230,7 @@ class DawidSkene(_EMAggregator):
         if self.crowdkit_compat:
             cells = torch.where(inc.observed[:, :, None], counts.clamp_min(self.eps), torch.zeros_like(counts))
             conf_t = cells / cells.sum(dim=1, keepdim=True)
-            log_conf_t = torch.where(inc.observed[:, :, None], conf_t.clamp_min(1e-300).log(),
-                                     torch.zeros_like(conf_t))
+            log_conf_t = torch.where(inc.observed[:, :, None], conf_t.clamp_min(1e-300).log(), torch.zeros_like(conf_t))
             penalty = 0.0
         else:
             cells = counts + self.smoothing

@@ -43,8 +43,13 @@ class MajorityVote(Aggregator):
         [0, 1]
     """
 
-    def __init__(self, tie_break: TieBreak = "random", seed: int = 0, device: str | torch.device | None = None,
-                 dtype: torch.dtype | str = torch.float64) -> None:
+    def __init__(
+        self,
+        tie_break: TieBreak = "random",
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str = torch.float64,
+    ) -> None:
         super().__init__(device, dtype)
         if tie_break not in TIE_RULES:
             raise ValueError(f"tie_break: expected one of {TIE_RULES}, got {tie_break!r}")
@@ -52,8 +57,12 @@ class MajorityVote(Aggregator):
         self.seed = seed
         self._weights: Any = None
 
-    def fit(self, annotations: Any, weights: Mapping[Any, float] | pd.Series | torch.Tensor | None = None,
-            **read_kwargs: Any) -> MajorityVote:
+    def fit(
+        self,
+        annotations: Any,
+        weights: Mapping[Any, float] | pd.Series | torch.Tensor | None = None,
+        **read_kwargs: Any,
+    ) -> MajorityVote:
         """Count the votes.
 
         Args:
@@ -74,8 +83,10 @@ class MajorityVote(Aggregator):
             return None
         if isinstance(weights, torch.Tensor):
             if weights.shape != (table.num_workers,):
-                raise ValueError(f"weights: expected a tensor of shape ({table.num_workers},) in worker_ids order, "
-                                 f"got {tuple(weights.shape)}")
+                raise ValueError(
+                    f"weights: expected a tensor of shape ({table.num_workers},) in worker_ids order, "
+                    f"got {tuple(weights.shape)}"
+                )
             values = weights.detach().to("cpu", torch.float64)
         else:
             series = pd.Series(weights, dtype=np.float64) if not isinstance(weights, pd.Series) else weights

@@ -65,9 +65,17 @@ class MBEM(DawidSkene):
 
     _final_m_step = False
 
-    def __init__(self, max_iter: int = 1, hard: bool = True, prior: Literal["model", "class"] = "model",
-                 smoothing: float = 0.1, tol: float = 1e-5, eps: float = 1e-10,
-                 device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> None:
+    def __init__(
+        self,
+        max_iter: int = 1,
+        hard: bool = True,
+        prior: Literal["model", "class"] = "model",
+        smoothing: float = 0.1,
+        tol: float = 1e-5,
+        eps: float = 1e-10,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> None:
         super().__init__(max_iter=max_iter, tol=tol, smoothing=smoothing, eps=eps, device=device, dtype=dtype)
         if prior not in ("model", "class"):
             raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
@@ -80,8 +88,13 @@ class MBEM(DawidSkene):
             params.log_prior = self._item_log_prior
         return params
 
-    def fit(self, annotations: Any, predictions: torch.Tensor | np.ndarray | None = None,  # type: ignore[override]
-            init_posteriors: torch.Tensor | np.ndarray | None = None, **read_kwargs: Any) -> MBEM:
+    def fit(  # type: ignore[override]
+        self,
+        annotations: Any,
+        predictions: torch.Tensor | np.ndarray | None = None,
+        init_posteriors: torch.Tensor | np.ndarray | None = None,
+        **read_kwargs: Any,
+    ) -> MBEM:
         """Estimate the workers from ``predictions`` and compute the posteriors.
 
         Args:
@@ -103,14 +116,18 @@ class MBEM(DawidSkene):
         K = table.num_classes
         if preds.ndim == 1:
             if preds.is_floating_point() or len(preds) != table.num_items:
-                raise ValueError(f"predictions: expected ({table.num_items},) integer class ids or "
-                                 f"({table.num_items}, {K}) probabilities, got {tuple(preds.shape)} {preds.dtype}")
+                raise ValueError(
+                    f"predictions: expected ({table.num_items},) integer class ids or "
+                    f"({table.num_items}, {K}) probabilities, got {tuple(preds.shape)} {preds.dtype}"
+                )
             if len(preds) and (int(preds.min()) < 0 or int(preds.max()) >= K):
                 raise ValueError(f"predictions: class ids must lie in [0, {K})")
             preds = torch.nn.functional.one_hot(preds.long(), K)
         elif preds.shape != (table.num_items, K):
-            raise ValueError(f"predictions: expected shape ({table.num_items}, {K}) (items in table_.item_ids "
-                             f"order), got {tuple(preds.shape)}")
+            raise ValueError(
+                f"predictions: expected shape ({table.num_items}, {K}) (items in table_.item_ids "
+                f"order), got {tuple(preds.shape)}"
+            )
         preds = preds.to(torch.float64)
         if not torch.isfinite(preds).all() or (preds < 0).any():
             raise ValueError("predictions: probabilities must be finite and non-negative (pass softmax outputs)")

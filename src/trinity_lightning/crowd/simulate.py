@@ -16,8 +16,9 @@ import torch
 from trinity_lightning.crowd.table import AnnotationTable
 
 
-def hammer_spammer_confusions(num_workers: int, num_classes: int, hammer_fraction: float = 0.2,
-                              seed: int = 0, spammer_boost: float = 0.01) -> torch.Tensor:
+def hammer_spammer_confusions(
+    num_workers: int, num_classes: int, hammer_fraction: float = 0.2, seed: int = 0, spammer_boost: float = 0.01
+) -> torch.Tensor:
     """``(num_workers, K, K)`` confusions: hammers are perfect, spammers answer nearly uniformly.
 
     Args:
@@ -43,8 +44,13 @@ def hammer_spammer_confusions(num_workers: int, num_classes: int, hammer_fractio
     return torch.from_numpy(conf)
 
 
-def random_confusions(num_workers: int, num_classes: int, accuracy: tuple[float, float] = (4.0, 2.0),
-                      error_concentration: float = 1.0, seed: int = 0) -> torch.Tensor:
+def random_confusions(
+    num_workers: int,
+    num_classes: int,
+    accuracy: tuple[float, float] = (4.0, 2.0),
+    error_concentration: float = 1.0,
+    seed: int = 0,
+) -> torch.Tensor:
     """``(num_workers, K, K)`` confusions with a realistic quality spread.
 
     Args:
@@ -74,8 +80,9 @@ def random_confusions(num_workers: int, num_classes: int, accuracy: tuple[float,
 def _distinct_workers(num_items: int, per_item: int, num_workers: int, rng: np.random.Generator) -> np.ndarray:
     """``(num_items, per_item)`` workers, distinct within each row (redraw the rows that repeat one)."""
     if per_item > num_workers:
-        raise ValueError(f"labels_per_item: {per_item} labels per item need at least as many workers, "
-                         f"got {num_workers}")
+        raise ValueError(
+            f"labels_per_item: {per_item} labels per item need at least as many workers, got {num_workers}"
+        )
     workers = rng.integers(0, num_workers, size=(num_items, per_item))
     while True:
         ordered = np.sort(workers, axis=1)
@@ -85,9 +92,13 @@ def _distinct_workers(num_items: int, per_item: int, num_workers: int, rng: np.r
         workers[bad] = rng.integers(0, num_workers, size=(int(bad.sum()), per_item))
 
 
-def simulate_annotations(true_labels: torch.Tensor | np.ndarray, confusions: torch.Tensor,
-                         labels_per_item: int = 1, seed: int = 0,
-                         item_ids: np.ndarray | None = None) -> AnnotationTable:
+def simulate_annotations(
+    true_labels: torch.Tensor | np.ndarray,
+    confusions: torch.Tensor,
+    labels_per_item: int = 1,
+    seed: int = 0,
+    item_ids: np.ndarray | None = None,
+) -> AnnotationTable:
     """Each item gets ``labels_per_item`` distinct random workers, who answer from their confusion rows.
 
     Args:
@@ -118,5 +129,6 @@ def simulate_annotations(true_labels: torch.Tensor | np.ndarray, confusions: tor
     draws = rng.random(len(items))[:, None]
     labels = np.minimum((draws > cumulative).sum(axis=1), K - 1)
     ids = np.arange(n) if item_ids is None else np.asarray(item_ids)
-    return AnnotationTable.from_tensors(torch.from_numpy(ids[items]), torch.from_numpy(workers),
-                                        torch.from_numpy(labels), num_classes=K)
+    return AnnotationTable.from_tensors(
+        torch.from_numpy(ids[items]), torch.from_numpy(workers), torch.from_numpy(labels), num_classes=K
+    )

@@ -127,15 +127,24 @@ class AnnotationTable:
 
     def to_frame(self, item: str = "item", worker: str = "worker", label: str = "label") -> pd.DataFrame:
         """The table with its original values."""
-        return pd.DataFrame({item: self.item_ids[self.items.numpy()], worker: self.worker_ids[self.workers.numpy()],
-                             label: np.asarray(self.classes, dtype=object)[self.labels.numpy()]})
+        return pd.DataFrame(
+            {
+                item: self.item_ids[self.items.numpy()],
+                worker: self.worker_ids[self.workers.numpy()],
+                label: np.asarray(self.classes, dtype=object)[self.labels.numpy()],
+            }
+        )
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_tensors(cls, items: torch.Tensor | np.ndarray | Sequence[int],
-                     workers: torch.Tensor | np.ndarray | Sequence[int],
-                     labels: torch.Tensor | np.ndarray | Sequence[int], num_classes: int | None = None,
-                     duplicates: DuplicatePolicy = "error") -> AnnotationTable:
+    def from_tensors(
+        cls,
+        items: torch.Tensor | np.ndarray | Sequence[int],
+        workers: torch.Tensor | np.ndarray | Sequence[int],
+        labels: torch.Tensor | np.ndarray | Sequence[int],
+        num_classes: int | None = None,
+        duplicates: DuplicatePolicy = "error",
+    ) -> AnnotationTable:
         """A table from three integer arrays; labels are class indices in ``[0, num_classes)``.
 
         Item and worker values may have gaps: they are mapped to contiguous ids (``item_ids`` keeps them).
@@ -145,8 +154,10 @@ class AnnotationTable:
             >>> t.items.tolist(), list(t.item_ids), t.num_classes
             ([0, 0, 1], [10, 12], 3)
         """
-        arrays = {name: torch.as_tensor(value).cpu() for name, value in
-                  (("item", items), ("worker", workers), ("label", labels))}
+        arrays = {
+            name: torch.as_tensor(value).cpu()
+            for name, value in (("item", items), ("worker", workers), ("label", labels))
+        }
         for name, tensor in arrays.items():
             if tensor.ndim != 1:
                 raise DataFormatError(f"expected a 1-D tensor, got shape {tuple(tensor.shape)}", field=name)
@@ -159,16 +170,27 @@ class AnnotationTable:
         limit = num_classes if num_classes is not None else int(label_values.max()) + 1 if len(label_values) else 0
         if len(label_values) and int(label_values.max()) >= limit:
             row = int(torch.nonzero(label_values >= limit)[0])
-            raise DataFormatError(f"label id {int(label_values[row])} is out of range [0, {limit})", row=row,
-                                  field="label")
+            raise DataFormatError(
+                f"label id {int(label_values[row])} is out of range [0, {limit})", row=row, field="label"
+            )
         frame = pd.DataFrame({k: v.numpy() for k, v in arrays.items()})
         return cls.read(frame, item="item", classes=list(range(limit)), duplicates=duplicates, description="<tensors>")
 
     @classmethod
-    def read(cls, source: Any, *, item: str = "task", worker: str = "worker", label: str = "label",
-             classes: Sequence[Any] | None = None, num_classes: int | None = None,
-             items: Sequence[Hashable] | None = None, duplicates: DuplicatePolicy = "error",
-             split: str | None = None, description: str | None = None) -> AnnotationTable:
+    def read(
+        cls,
+        source: Any,
+        *,
+        item: str = "task",
+        worker: str = "worker",
+        label: str = "label",
+        classes: Sequence[Any] | None = None,
+        num_classes: int | None = None,
+        items: Sequence[Hashable] | None = None,
+        duplicates: DuplicatePolicy = "error",
+        split: str | None = None,
+        description: str | None = None,
+    ) -> AnnotationTable:
         """Read and validate a long annotation table.
 
         Args:
@@ -208,14 +230,16 @@ class AnnotationTable:
         frame = read_table(source, split=split)
         for column in (item, worker, label):
             if column not in frame.columns:
-                raise DataFormatError(f"missing column; columns are {list(frame.columns)} (pass item=/worker=/"
-                                      "label= to name yours)", source=where, field=column)
+                raise DataFormatError(
+                    f"missing column; columns are {list(frame.columns)} (pass item=/worker=/label= to name yours)",
+                    source=where,
+                    field=column,
+                )
         for column in (item, worker, label):
             missing = frame[column].isna().to_numpy()
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
-                raise DataFormatError("value is missing (NaN/None)", source=where, field=column,
-                                      **_where(frame, row))
+                raise DataFormatError("value is missing (NaN/None)", source=where, field=column, **_where(frame, row))
         item_codes, item_ids, unlabelled = cls._encode_items(frame, item, items, where)
         worker_codes, worker_ids = factorize(frame[worker].to_numpy())
         label_codes, class_list = cls._encode_labels(frame, label, classes, num_classes, where)
@@ -241,41 +265,62 @@ class AnnotationTable:
                 raise DataFormatError(
                     f"duplicate (item, worker) pair ({frame[item].iloc[later]!r}, {frame[worker].iloc[later]!r}), "
                     f"first at {next(iter(at))} {next(iter(at.values()))}; pass duplicates='keep_last' or "
-                    "'keep_all'", source=where, field=worker, **_where(frame, later))
+                    "'keep_all'",
+                    source=where,
+                    field=worker,
+                    **_where(frame, later),
+                )
             if duplicates == "keep_last":  # the sort is stable: the last row of a run is the last one given
                 keep[:-1] = ~same
                 dropped = int((~keep).sum())
         if unlabelled:
-            warnings.warn(f"{len(unlabelled)} of the declared items have no annotation and are excluded "
-                          f"(first: {unlabelled[:5]}); see AnnotationTable.unlabelled_items", stacklevel=2)
+            warnings.warn(
+                f"{len(unlabelled)} of the declared items have no annotation and are excluded "
+                f"(first: {unlabelled[:5]}); see AnnotationTable.unlabelled_items",
+                stacklevel=2,
+            )
         rows = order[keep] if dropped else order
-        return cls(torch.from_numpy(item_codes[rows]), torch.from_numpy(worker_codes[rows]),
-                   torch.from_numpy(label_codes[rows]), item_ids, worker_ids, class_list, unlabelled, dropped, where)
+        return cls(
+            torch.from_numpy(item_codes[rows]),
+            torch.from_numpy(worker_codes[rows]),
+            torch.from_numpy(label_codes[rows]),
+            item_ids,
+            worker_ids,
+            class_list,
+            unlabelled,
+            dropped,
+            where,
+        )
 
     @staticmethod
-    def _encode_items(frame: pd.DataFrame, item: str, items: Sequence[Hashable] | None,
-                      where: str) -> tuple[np.ndarray, pd.Index, list[Any]]:
+    def _encode_items(
+        frame: pd.DataFrame, item: str, items: Sequence[Hashable] | None, where: str
+    ) -> tuple[np.ndarray, pd.Index, list[Any]]:
         values = frame[item].to_numpy()
         if items is None:
             codes, uniques = factorize(values)
             return codes, uniques, []
         universe = pd.Index(list(items))
         if universe.has_duplicates:
-            raise ValueError(f"items: declared item ids must be unique; {universe[universe.duplicated()][0]!r} "
-                             "repeats")
+            raise ValueError(f"items: declared item ids must be unique; {universe[universe.duplicated()][0]!r} repeats")
         position = universe.get_indexer(pd.Index(values))
         if (position < 0).any():
             row = int(np.flatnonzero(position < 0)[0])
-            raise DataFormatError(f"unknown item {values[row]!r} (not in the declared items)", source=where,
-                                  field=item, **_where(frame, row))
+            raise DataFormatError(
+                f"unknown item {values[row]!r} (not in the declared items)",
+                source=where,
+                field=item,
+                **_where(frame, row),
+            )
         used = np.zeros(len(universe), dtype=bool)
         used[position] = True
         remap = np.cumsum(used) - 1
         return remap[position].astype(np.int64), universe[used], list(universe[~used])
 
     @staticmethod
-    def _encode_labels(frame: pd.DataFrame, label: str, classes: Sequence[Any] | None, num_classes: int | None,
-                       where: str) -> tuple[np.ndarray, list[Any]]:
+    def _encode_labels(
+        frame: pd.DataFrame, label: str, classes: Sequence[Any] | None, num_classes: int | None, where: str
+    ) -> tuple[np.ndarray, list[Any]]:
         values = frame[label].to_numpy()
         if classes is None and num_classes is not None:
             classes = list(range(num_classes))
@@ -291,8 +336,12 @@ class AnnotationTable:
         codes = class_index.get_indexer(pd.Index(values))
         if (codes < 0).any():
             row = int(np.flatnonzero(codes < 0)[0])
-            raise DataFormatError(f"unknown label {values[row]!r}; known: {list(class_index)[:20]}", source=where,
-                                  field=label, **_where(frame, row))
+            raise DataFormatError(
+                f"unknown label {values[row]!r}; known: {list(class_index)[:20]}",
+                source=where,
+                field=label,
+                **_where(frame, row),
+            )
         return codes.astype(np.int64), list(classes)
 
 

@@ -41,8 +41,16 @@ class ArrayDataModule(pl.LightningDataModule):
         4
     """
 
-    def __init__(self, train: Dataset | None = None, val: Dataset | None = None, test: Dataset | None = None,
-                 val_fraction: float = 0.1, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        train: Dataset | None = None,
+        val: Dataset | None = None,
+        test: Dataset | None = None,
+        val_fraction: float = 0.1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
@@ -73,8 +81,14 @@ class ArrayDataModule(pl.LightningDataModule):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {name} set; call setup() or pass {name}=...")
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=generator, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, True, "train")
@@ -113,8 +127,14 @@ class DigitsDataModule(ArrayDataModule):
         torch.Size([32, 1, 8, 8])
     """
 
-    def __init__(self, batch_size: int = 64, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                 num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__(val_fraction=val_fraction, batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.test_fraction = test_fraction
         self.num_classes = 10
@@ -143,9 +163,16 @@ class SharedImageDataModule(ArrayDataModule):
         test_limit: likewise for the test set.
     """
 
-    def __init__(self, dataset: str = "mnist", batch_size: int = 128, val_fraction: float = 0.1,
-                 train_limit: int | None = None, test_limit: int | None = None, num_workers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        train_limit: int | None = None,
+        test_limit: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         if dataset not in _IMAGE_SETS:
             raise ValueError(f"dataset: expected one of {sorted(_IMAGE_SETS)}, got {dataset!r}")
         super().__init__(val_fraction=val_fraction, batch_size=batch_size, num_workers=num_workers, seed=seed)

@@ -23,8 +23,14 @@ from torch.utils.data import Dataset
 
 from trinity_lightning.data.errors import DataFormatError
 
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
-                  ".npz": "npz"}
+TABLE_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".npz": "npz",
+}
 
 # The first data row of each format sits on this 1-based line of the file (CSV/TSV have a header).
 _FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}
@@ -90,8 +96,11 @@ def _read_npz(path: Path) -> pd.DataFrame:
 def _frame_from_arrays(arrays: Mapping[str, Any], source: Any) -> pd.DataFrame:
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) > 1:
-        raise DataFormatError(f"arrays have different lengths {lengths}", source=_describe(source),
-                              field=min(lengths, key=lambda k: lengths[k]))
+        raise DataFormatError(
+            f"arrays have different lengths {lengths}",
+            source=_describe(source),
+            field=min(lengths, key=lambda k: lengths[k]),
+        )
     columns: dict[str, Any] = {}
     for key, value in arrays.items():
         array = np.asarray(value)
@@ -123,8 +132,9 @@ def read_table(source: Any, *, split: str | None = None) -> pd.DataFrame:
             raise FileNotFoundError(f"no such file: {path}")
         kind = TABLE_SUFFIXES.get(path.suffix.lower())
         if kind is None:
-            raise DataFormatError(f"unknown file type {path.suffix!r}; expected one of "
-                                  f"{sorted(TABLE_SUFFIXES)}", source=path)
+            raise DataFormatError(
+                f"unknown file type {path.suffix!r}; expected one of {sorted(TABLE_SUFFIXES)}", source=path
+            )
         if kind in ("csv", "tsv"):
             return _read_delimited(path, "," if kind == "csv" else "\t")
         if kind == "jsonl":
@@ -148,8 +158,10 @@ def read_table(source: Any, *, split: str | None = None) -> pd.DataFrame:
         return source.to_pandas()  # type: ignore[return-value]
     if isinstance(source, Mapping):
         return _frame_from_arrays(source, source)
-    raise TypeError(f"source: cannot read a table from {type(source).__name__}; pass a path, a "
-                    "datasets.Dataset/DatasetDict, a pandas.DataFrame or a dict of arrays")
+    raise TypeError(
+        f"source: cannot read a table from {type(source).__name__}; pass a path, a "
+        "datasets.Dataset/DatasetDict, a pandas.DataFrame or a dict of arrays"
+    )
 
 
 def _stack_column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
@@ -158,8 +170,12 @@ def _stack_column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
         shape = np.shape(values[0])
         for row, value in enumerate(values):
             if np.shape(value) != shape:
-                raise DataFormatError(f"ragged sequence: expected shape {shape}, got {np.shape(value)}",
-                                      source=source, field=column, **_location(frame, row))
+                raise DataFormatError(
+                    f"ragged sequence: expected shape {shape}, got {np.shape(value)}",
+                    source=source,
+                    field=column,
+                    **_location(frame, row),
+                )
         try:
             return np.stack([np.asarray(v, dtype=np.float64) for v in values]).reshape(len(values), -1)
         except (TypeError, ValueError):
@@ -171,8 +187,9 @@ def _stack_column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
             try:
                 float(value)
             except (TypeError, ValueError):
-                raise DataFormatError(f"not a number: {value!r}", source=source, field=column,
-                                      **_location(frame, row)) from None
+                raise DataFormatError(
+                    f"not a number: {value!r}", source=source, field=column, **_location(frame, row)
+                ) from None
         raise
 
 
@@ -245,13 +262,13 @@ def load_tensors(
     frame = read_table(source, split=split)
     where = _describe(source)
     if label is not None and label not in frame.columns:
-        raise DataFormatError(f"missing label column; columns are {list(frame.columns)}", source=where,
-                              field=label)
+        raise DataFormatError(f"missing label column; columns are {list(frame.columns)}", source=where, field=label)
     feature_columns = list(features) if features is not None else [c for c in frame.columns if c != label]
     for column in feature_columns:
         if column not in frame.columns:
-            raise DataFormatError(f"missing feature column; columns are {list(frame.columns)}",
-                                  source=where, field=column)
+            raise DataFormatError(
+                f"missing feature column; columns are {list(frame.columns)}", source=where, field=column
+            )
     if not feature_columns:
         raise DataFormatError("no feature columns", source=where, field="features")
     blocks = [_stack_column(frame, column, where) for column in feature_columns]
@@ -261,8 +278,12 @@ def load_tensors(
     if bad.any():
         row, col = np.argwhere(bad)[0]
         column = feature_columns[int(np.searchsorted(np.cumsum(widths), col, side="right"))]
-        raise DataFormatError(f"feature is {matrix[row, col]} (NaN/inf not allowed)", source=where,
-                              field=column, **_location(frame, int(row)))
+        raise DataFormatError(
+            f"feature is {matrix[row, col]} (NaN/inf not allowed)",
+            source=where,
+            field=column,
+            **_location(frame, int(row)),
+        )
     tensor = torch.as_tensor(matrix, dtype=dtype)
     if shape is not None:
         tensor = tensor.reshape(len(frame), *shape)
@@ -272,8 +293,9 @@ def load_tensors(
     return ArrayDataset(tensor, labels, list(classes) if classes is not None else None)
 
 
-def _label_ids(frame: pd.DataFrame, label: str, where: str, num_classes: int | None,
-               classes: Sequence[str] | None) -> torch.Tensor:
+def _label_ids(
+    frame: pd.DataFrame, label: str, where: str, num_classes: int | None, classes: Sequence[str] | None
+) -> torch.Tensor:
     values = frame[label].tolist()
     index = {name: i for i, name in enumerate(classes)} if classes is not None else None
     limit = len(classes) if classes is not None else num_classes
@@ -281,8 +303,9 @@ def _label_ids(frame: pd.DataFrame, label: str, where: str, num_classes: int | N
     for row, value in enumerate(values):
         if index is not None and isinstance(value, str):
             if value not in index:
-                raise DataFormatError(f"unknown label {value!r}; known: {list(index)}", source=where,
-                                      field=label, **_location(frame, row))
+                raise DataFormatError(
+                    f"unknown label {value!r}; known: {list(index)}", source=where, field=label, **_location(frame, row)
+                )
             ids[row] = index[value]
             continue
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -290,15 +313,21 @@ def _label_ids(frame: pd.DataFrame, label: str, where: str, num_classes: int | N
         try:
             as_float = float(value)
         except (TypeError, ValueError):
-            raise DataFormatError(f"label {value!r} is not an integer id (pass classes=[...] to map "
-                                  "names)", source=where, field=label, **_location(frame, row)) from None
+            raise DataFormatError(
+                f"label {value!r} is not an integer id (pass classes=[...] to map names)",
+                source=where,
+                field=label,
+                **_location(frame, row),
+            ) from None
         if as_float != int(as_float):
-            raise DataFormatError(f"label {value!r} is not an integer id", source=where, field=label,
-                                  **_location(frame, row))
+            raise DataFormatError(
+                f"label {value!r} is not an integer id", source=where, field=label, **_location(frame, row)
+            )
         ids[row] = int(as_float)
         if ids[row] < 0 or (limit is not None and ids[row] >= limit):
-            raise DataFormatError(f"label id {ids[row]} is out of range [0, {limit})", source=where,
-                                  field=label, **_location(frame, row))
+            raise DataFormatError(
+                f"label id {ids[row]} is out of range [0, {limit})", source=where, field=label, **_location(frame, row)
+            )
     return torch.from_numpy(ids)
 
 
@@ -364,11 +393,16 @@ def read_conll(
             if width is None:
                 width = len(parts)
                 if width < 2:
-                    raise DataFormatError("a token line needs at least 2 columns (token and tag)",
-                                          source=path, line=number, field="columns")
+                    raise DataFormatError(
+                        "a token line needs at least 2 columns (token and tag)",
+                        source=path,
+                        line=number,
+                        field="columns",
+                    )
             elif len(parts) != width:
-                raise DataFormatError(f"expected {width} columns, got {len(parts)}", source=path,
-                                      line=number, field="columns")
+                raise DataFormatError(
+                    f"expected {width} columns, got {len(parts)}", source=path, line=number, field="columns"
+                )
             tag = parts[tag_column]
             if allowed is not None and tag not in allowed:
                 raise DataFormatError(f"unknown tag {tag!r}", source=path, line=number, field="tag")
@@ -413,22 +447,24 @@ def read_tagged_sentences(
     where = _describe(source)
     for column in (tokens_field, tags_field):
         if column not in frame.columns:
-            raise DataFormatError(f"missing column; columns are {list(frame.columns)}", source=where,
-                                  field=column)
+            raise DataFormatError(f"missing column; columns are {list(frame.columns)}", source=where, field=column)
     allowed = set(tag_set) if tag_set is not None else None
     sentences = []
     for row, (toks, tgs) in enumerate(zip(frame[tokens_field], frame[tags_field])):
         toks, tgs = list(toks), list(tgs)
         if len(toks) != len(tgs):
-            raise DataFormatError(f"ragged sequence: {len(toks)} tokens but {len(tgs)} tags", source=where,
-                                  field=tags_field, **_location(frame, row))
+            raise DataFormatError(
+                f"ragged sequence: {len(toks)} tokens but {len(tgs)} tags",
+                source=where,
+                field=tags_field,
+                **_location(frame, row),
+            )
         if names is not None:
             tgs = [names[int(t)] for t in tgs]
         tgs = [str(t) for t in tgs]
         if allowed is not None:
             for t in tgs:
                 if t not in allowed:
-                    raise DataFormatError(f"unknown tag {t!r}", source=where, field=tags_field,
-                                          **_location(frame, row))
+                    raise DataFormatError(f"unknown tag {t!r}", source=where, field=tags_field, **_location(frame, row))
         sentences.append(TaggedSentence(tuple(str(t) for t in toks), tuple(tgs)))
     return sentences

@@ -23,8 +23,18 @@ from trinity_lightning.data.paths import data_root, dataset_dir
 from trinity_lightning.data.readers import TaggedSentence, read_conll
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 MNIST_CLASSES = [str(d) for d in range(10)]
 SPLITS = ("train", "test")
 
@@ -120,8 +130,7 @@ def crowd_datasets() -> list[str]:
     root = data_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if (p / "answers.csv").is_file() and (p / "gold.csv").is_file())
+    return sorted(p.name for p in root.iterdir() if (p / "answers.csv").is_file() and (p / "gold.csv").is_file())
 
 
 def load_crowd(name: str) -> tuple[pd.DataFrame, pd.Series]:

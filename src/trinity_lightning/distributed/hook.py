@@ -80,10 +80,16 @@ class SignSGDState:
         (0.9, 0)
     """
 
-    def __init__(self, process_group: dist.ProcessGroup | None = None, momentum: float = 0.9,
-                 error_feedback: bool = False, nonfinite: Literal["abstain", "raise"] = "abstain",
-                 communication: Literal["auto", "alltoall", "allgather"] = "auto",
-                 timeout: timedelta = timedelta(minutes=10), flip_signs: bool = False) -> None:
+    def __init__(
+        self,
+        process_group: dist.ProcessGroup | None = None,
+        momentum: float = 0.9,
+        error_feedback: bool = False,
+        nonfinite: Literal["abstain", "raise"] = "abstain",
+        communication: Literal["auto", "alltoall", "allgather"] = "auto",
+        timeout: timedelta = timedelta(minutes=10),
+        flip_signs: bool = False,
+    ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum: expected a value in [0, 1), got {momentum}")
         if nonfinite not in ("abstain", "raise"):
@@ -127,7 +133,7 @@ class SignSGDState:
         base = grad.data_ptr()
         for param, view_of_grad in zip(params, bucket.gradients(), strict=True):
             offset = (view_of_grad.data_ptr() - base) // grad.element_size()
-            view = flat[offset: offset + param.numel()]
+            view = flat[offset : offset + param.numel()]
             previous = store.get(id(param))
             if previous is not None:
                 view.copy_(previous.reshape(-1))
@@ -153,14 +159,18 @@ class SignSGDState:
         if self._buffers["momentum"] or self._buffers["error"]:
             missing = [k for buffers in self._buffers.values() for k in buffers if k not in self._names]
             if missing:
-                raise RuntimeError("SignSGDState.state_dict: parameters are unnamed; call state.attach(module) "
-                                   "or register the hook with register_signsgd_hook(ddp_model, state)")
+                raise RuntimeError(
+                    "SignSGDState.state_dict: parameters are unnamed; call state.attach(module) "
+                    "or register the hook with register_signsgd_hook(ddp_model, state)"
+                )
         return {
             "step": self.step,
             "momentum": self.momentum,
             "error_feedback": self.error_feedback,
-            "buffers": {kind: {self._names[k]: v.detach().clone().cpu() for k, v in buffers.items()}
-                        for kind, buffers in self._buffers.items()},
+            "buffers": {
+                kind: {self._names[k]: v.detach().clone().cpu() for k, v in buffers.items()}
+                for kind, buffers in self._buffers.items()
+            },
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -180,8 +190,10 @@ class SignSGDState:
                 if param is None:
                     raise ValueError(f"SignSGDState.load_state_dict: no parameter named {name!r} in the model")
                 if value.numel() != param.numel():
-                    raise ValueError(f"SignSGDState.load_state_dict: {kind} buffer of {name!r} has {value.numel()} "
-                                     f"elements, the parameter {param.numel()}")
+                    raise ValueError(
+                        f"SignSGDState.load_state_dict: {kind} buffer of {name!r} has {value.numel()} "
+                        f"elements, the parameter {param.numel()}"
+                    )
                 restored[kind][id(param)] = value.to(param.device)
         self.step = step
         self._buffers = restored
@@ -201,24 +213,33 @@ class SignSGDState:
             raise WorkerFailureError(
                 f"signSGD majority vote: {what} of bucket {bucket} at step {self.step} failed on rank "
                 f"{dist.get_rank(self.process_group)}: a worker has probably died or stalled "
-                f"(timeout {self.timeout}). Cause: {exc}") from exc
+                f"(timeout {self.timeout}). Cause: {exc}"
+            ) from exc
         if ok is False:
-            raise WorkerFailureError(f"signSGD majority vote: {what} of bucket {bucket} at step {self.step} did "
-                                     f"not finish within {self.timeout}: a worker has probably died or stalled")
+            raise WorkerFailureError(
+                f"signSGD majority vote: {what} of bucket {bucket} at step {self.step} did "
+                f"not finish within {self.timeout}: a worker has probably died or stalled"
+            )
 
 
-def _local_signs(state: SignSGDState, bucket: dist.GradBucket, rank: int,
-                 dither: torch.Tensor) -> tuple[torch.Tensor | None, float]:
+def _local_signs(
+    state: SignSGDState, bucket: dist.GradBucket, rank: int, dither: torch.Tensor
+) -> tuple[torch.Tensor | None, float]:
     """Update momentum / error feedback and pack the signs; ``None`` when this worker abstains."""
     grad = bucket.buffer()
     # a sum is ~20x cheaper than isfinite(grad).all() and is non-finite whenever an element is; confirm exactly
     if not (math.isfinite(float(grad.sum())) or bool(torch.isfinite(grad).all())):
-        message = (f"signSGD: rank {rank} has non-finite (NaN/inf) gradient values in bucket {bucket.index()} at "
-                   f"step {state.step}")
+        message = (
+            f"signSGD: rank {rank} has non-finite (NaN/inf) gradient values in bucket {bucket.index()} at "
+            f"step {state.step}"
+        )
         if state.nonfinite == "raise":
             raise FloatingPointError(message)
-        warnings.warn(message + "; it abstains from this step's vote (its momentum is left unchanged)",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            message + "; it abstains from this step's vote (its momentum is left unchanged)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None, 0.0
     source = grad
     if state.momentum > 0:
@@ -235,8 +256,9 @@ def _local_signs(state: SignSGDState, bucket: dist.GradBucket, rank: int,
     return (bits.bitwise_not_() if state.flip_signs else bits), scale
 
 
-def _frame(bits: torch.Tensor | None, nbytes: int, chunks: int, chunk: int, scale: float,
-           device: torch.device) -> torch.Tensor:
+def _frame(
+    bits: torch.Tensor | None, nbytes: int, chunks: int, chunk: int, scale: float, device: torch.device
+) -> torch.Tensor:
     """``chunks`` rows of ``[header | packed shard]``; the header carries the valid flag and the scale."""
     frame = torch.zeros(chunks, _HEADER + chunk, dtype=torch.uint8, device=device)
     if bits is not None:
@@ -286,7 +308,7 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
         send = _frame(bits, nbytes, world, shard, scale, grad.device)
         received = torch.empty_like(send)
         state._wait(dist.all_to_all_single(received, send, group=group, async_op=True), "all_to_all", index)
-        own = dither[rank * shard: (rank + 1) * shard]
+        own = dither[rank * shard : (rank + 1) * shard]
         voted, abstained, mean_scale = _vote_rows(received, state.step, own)
         gathered = torch.empty(world * shard, dtype=torch.uint8, device=grad.device)
         state._wait(_all_gather_single(gathered, voted, group), "all_gather", index)
@@ -299,8 +321,12 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
     for other in abstained:
         state.abstained.append((state.step, index, other))
         if other != rank and rank == 0:
-            warnings.warn(f"signSGD: rank {other} abstained from the vote of bucket {index} at step {state.step} "
-                          "(non-finite gradient)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"signSGD: rank {other} abstained from the vote of bucket {index} at step {state.step} "
+                "(non-finite gradient)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     if len(abstained) == world:
         grad.zero_()
     else:
@@ -313,12 +339,14 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
 
 
 # DDP compares the annotations with the real objects; ``from __future__ import annotations`` made them strings.
-signsgd_hook.__annotations__.update(state=SignSGDState, bucket=dist.GradBucket,
-                                    **{"return": torch.futures.Future[torch.Tensor]})
+signsgd_hook.__annotations__.update(
+    state=SignSGDState, bucket=dist.GradBucket, **{"return": torch.futures.Future[torch.Tensor]}
+)
 
 
-def register_signsgd_hook(model: nn.parallel.DistributedDataParallel, state: SignSGDState | None = None,
-                          **kwargs: Any) -> SignSGDState:
+def register_signsgd_hook(
+    model: nn.parallel.DistributedDataParallel, state: SignSGDState | None = None, **kwargs: Any
+) -> SignSGDState:
     """Attach :func:`signsgd_hook` to a DDP model and return its state (built from ``kwargs`` if not given).
 
     Example:

@@ -40,8 +40,9 @@ class Signum(Optimizer):
         [0.8999999761581421, -0.8999999761581421, 0.5]
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-4, momentum: float = 0.9,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, params: Iterable[Any], lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 0.0
+    ) -> None:
         if not lr > 0.0:
             raise ValueError(f"lr: expected a positive learning rate, got {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -64,8 +65,10 @@ class Signum(Optimizer):
                 if grad is None:
                     continue
                 if grad.is_sparse:
-                    raise RuntimeError(f"Signum does not support sparse gradients (parameter of shape "
-                                       f"{tuple(param.shape)}); use dense gradients, e.g. nn.Embedding(sparse=False)")
+                    raise RuntimeError(
+                        f"Signum does not support sparse gradients (parameter of shape "
+                        f"{tuple(param.shape)}); use dense gradients, e.g. nn.Embedding(sparse=False)"
+                    )
                 direction = grad
                 if beta > 0:
                     state = self.state[param]

@@ -51,21 +51,37 @@ class SignSGDStrategy(DDPStrategy):
 
     strategy_name = "ddp_signsgd"
 
-    def __init__(self, momentum: float | None = None, error_feedback: bool = False,
-                 nonfinite: Literal["abstain", "raise"] = "abstain",
-                 communication: Literal["auto", "alltoall", "allgather"] = "auto",
-                 timeout: timedelta = timedelta(minutes=10), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        momentum: float | None = None,
+        error_feedback: bool = False,
+        nonfinite: Literal["abstain", "raise"] = "abstain",
+        communication: Literal["auto", "alltoall", "allgather"] = "auto",
+        timeout: timedelta = timedelta(minutes=10),
+        **kwargs: Any,
+    ) -> None:
         for taken in ("ddp_comm_state", "ddp_comm_hook", "ddp_comm_wrapper", "model_averaging_period"):
             if kwargs.get(taken) is not None:
-                raise MisconfigurationException(f"SignSGDStrategy: {taken} is set by the strategy itself; "
-                                                "use DDPStrategy for another communication hook")
+                raise MisconfigurationException(
+                    f"SignSGDStrategy: {taken} is set by the strategy itself; "
+                    "use DDPStrategy for another communication hook"
+                )
         # validate early with the same rules the hook applies
-        SignSGDState(momentum=momentum or 0.0, error_feedback=error_feedback, nonfinite=nonfinite,
-                     communication=communication, timeout=timeout)
+        SignSGDState(
+            momentum=momentum or 0.0,
+            error_feedback=error_feedback,
+            nonfinite=nonfinite,
+            communication=communication,
+            timeout=timeout,
+        )
         super().__init__(timeout=timeout, **kwargs)
-        self._signsgd_kwargs: dict[str, Any] = {"momentum": momentum, "error_feedback": error_feedback,
-                                                "nonfinite": nonfinite, "communication": communication,
-                                                "timeout": timeout}
+        self._signsgd_kwargs: dict[str, Any] = {
+            "momentum": momentum,
+            "error_feedback": error_feedback,
+            "nonfinite": nonfinite,
+            "communication": communication,
+            "timeout": timeout,
+        }
         self.signsgd_state: SignSGDState | None = None
         self._pending_state: dict[str, Any] | None = None
 
@@ -74,10 +90,16 @@ class SignSGDStrategy(DDPStrategy):
         """Register ``ddp_signsgd`` (subprocess launcher), ``ddp_signsgd_spawn`` and ``ddp_signsgd_ef``."""
         entries: tuple[tuple[str, str, dict[str, Any]], ...] = (
             ("ddp_signsgd", "Signum majority vote over DDP (1-bit packed signs)", {"start_method": "popen"}),
-            ("ddp_signsgd_spawn", "Signum majority vote over DDP, processes started with spawn",
-             {"start_method": "spawn"}),
-            ("ddp_signsgd_ef", "EF-signSGD (scaled sign, error feedback) majority vote over DDP",
-             {"start_method": "popen", "error_feedback": True}),
+            (
+                "ddp_signsgd_spawn",
+                "Signum majority vote over DDP, processes started with spawn",
+                {"start_method": "spawn"},
+            ),
+            (
+                "ddp_signsgd_ef",
+                "EF-signSGD (scaled sign, error feedback) majority vote over DDP",
+                {"start_method": "popen", "error_feedback": True},
+            ),
         )
         for name, description, params in entries:
             if name not in strategy_registry:
@@ -109,29 +131,36 @@ class SignSGDStrategy(DDPStrategy):
                 if self.signsgd_state.error_feedback:
                     raise MisconfigurationException(
                         "SignSGDStrategy(error_feedback=True) returns scaled votes that Signum would re-sign; "
-                        "use torch.optim.SGD(params, lr, momentum=0) as the optimizer")
+                        "use torch.optim.SGD(params, lr, momentum=0) as the optimizer"
+                    )
                 if betas != {0.0} and wanted is not None:
                     raise MisconfigurationException(
                         f"SignSGDStrategy(momentum={wanted}) keeps the momentum in the hook but the Signum "
                         f"optimizer has momentum {sorted(betas)}: set Signum(momentum=0) or SignSGDStrategy("
-                        "momentum=None) to adopt the optimizer's")
+                        "momentum=None) to adopt the optimizer's"
+                    )
                 if wanted is None and betas != {0.0}:
                     if len(betas) > 1:
-                        raise MisconfigurationException(f"SignSGDStrategy: the Signum parameter groups use "
-                                                        f"different momenta {sorted(betas)}; use one value")
+                        raise MisconfigurationException(
+                            f"SignSGDStrategy: the Signum parameter groups use "
+                            f"different momenta {sorted(betas)}; use one value"
+                        )
                     self.signsgd_state.momentum = betas.pop()
                     for group in groups:
                         group["momentum"] = 0.0
-                    rank_zero_info(f"SignSGDStrategy: local momentum {self.signsgd_state.momentum} moved from "
-                                   "Signum into the majority-vote hook")
+                    rank_zero_info(
+                        f"SignSGDStrategy: local momentum {self.signsgd_state.momentum} moved from "
+                        "Signum into the majority-vote hook"
+                    )
             elif isinstance(inner, torch.optim.SGD) and all(g["momentum"] == 0 for g in groups):
                 continue
             else:
-                rank_zero_warn(f"SignSGDStrategy: the optimizer {type(inner).__name__} is not Signum or SGD "
-                               "without momentum, so the update is not `x -= lr * vote`")
+                rank_zero_warn(
+                    f"SignSGDStrategy: the optimizer {type(inner).__name__} is not Signum or SGD "
+                    "without momentum, so the update is not `x -= lr * vote`"
+                )
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: _PATH,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: _PATH, storage_options: Any | None = None) -> None:
         """Gather every rank's momentum/error buffers into ``checkpoint["signsgd"]`` before rank 0 saves."""
         if self.signsgd_state is not None:
             local = self.signsgd_state.state_dict()
@@ -151,8 +180,10 @@ class SignSGDStrategy(DDPStrategy):
         if saved is None:
             return checkpoint
         if saved.get("world_size") != self.world_size:
-            rank_zero_warn(f"SignSGDStrategy: the checkpoint holds signSGD state of {saved.get('world_size')} "
-                           f"workers but this run has {self.world_size}; local momentum restarts from zero")
+            rank_zero_warn(
+                f"SignSGDStrategy: the checkpoint holds signSGD state of {saved.get('world_size')} "
+                f"workers but this run has {self.world_size}; local momentum restarts from zero"
+            )
             return checkpoint
         state = saved["ranks"][self.global_rank]
         if self.signsgd_state is not None:

@@ -26,14 +26,24 @@ class SmallCNN(nn.Module):
         torch.Size([2, 10])
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (32, 64),
-                 image_size: int = 28, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        channels: Sequence[int] = (32, 64),
+        image_size: int = 28,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         previous, size = in_channels, image_size
         for width in channels:
-            layers += [nn.Conv2d(previous, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(previous, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             previous, size = width, size // 2
         if size < 1:
             raise ValueError(f"channels: {len(channels)} pooling blocks shrink a {image_size}px image to nothing")
@@ -64,9 +74,16 @@ class Classifier(pl.LightningModule):
         torch.Size([4, 10])
     """
 
-    def __init__(self, model: nn.Module | None = None, num_classes: int = 10, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, in_channels: int = 1, image_size: int = 28,
-                 channels: Sequence[int] = (32, 64)) -> None:
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        num_classes: int = 10,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        in_channels: int = 1,
+        image_size: int = 28,
+        channels: Sequence[int] = (32, 64),
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model if model is not None else SmallCNN(in_channels, num_classes, channels, image_size)

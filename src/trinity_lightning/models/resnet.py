@@ -45,11 +45,14 @@ class CifarResNet(nn.Module):
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth: expected 6 * n + 2 with n >= 1 (8, 14, 20, ...), got {depth}")
         if width < 1 or num_classes < 1 or in_channels < 1:
-            raise ValueError(f"width, num_classes, in_channels: expected positive integers, got {width}, "
-                             f"{num_classes}, {in_channels}")
+            raise ValueError(
+                f"width, num_classes, in_channels: expected positive integers, got {width}, "
+                f"{num_classes}, {in_channels}"
+            )
         blocks = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         layers: list[nn.Module] = []
         cin = width
         for stage, cout in enumerate((width, 2 * width, 4 * width)):

@@ -137,9 +137,20 @@ class CNNCNNLSTM(nn.Module):
         (torch.Size([2, 7, 5]), torch.Size([2, 7, 5]))
     """
 
-    def __init__(self, num_words: int, num_chars: int, num_tags: int, word_dim: int = 100, char_dim: int = 25,
-                 char_channels: int = 50, word_channels: Sequence[int] = (300, 300), kernel_size: int = 3,
-                 tag_dim: int = 25, hidden: int = 256, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_words: int,
+        num_chars: int,
+        num_tags: int,
+        word_dim: int = 100,
+        char_dim: int = 25,
+        char_channels: int = 50,
+        word_channels: Sequence[int] = (300, 300),
+        kernel_size: int = 3,
+        tag_dim: int = 25,
+        hidden: int = 256,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         for name, value in (("num_words", num_words), ("num_chars", num_chars), ("num_tags", num_tags)):
             if value < 1:
@@ -226,9 +237,15 @@ class Tagger(pl.LightningModule):
         torch.Size([4, 2, 5, 3])
     """
 
-    def __init__(self, num_words: int | None = None, num_chars: int | None = None,
-                 tag_names: Sequence[str] | None = None, lr: float = 1e-3, grad_clip: float = 5.0,
-                 net_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        num_words: int | None = None,
+        num_chars: int | None = None,
+        tag_names: Sequence[str] | None = None,
+        lr: float = 1e-3,
+        grad_clip: float = 5.0,
+        net_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net: CNNCNNLSTM | None = None
@@ -250,8 +267,10 @@ class Tagger(pl.LightningModule):
         sizes = {k: getattr(dm, k, None) for k in ("num_words", "num_chars", "tag_names")}
         missing = [k for k, v in sizes.items() if v is None]
         if missing:
-            raise ValueError(f"Tagger: {missing} not given and the DataModule does not provide them; pass "
-                             "them to Tagger(...) or use ConllDataModule")
+            raise ValueError(
+                f"Tagger: {missing} not given and the DataModule does not provide them; pass "
+                "them to Tagger(...) or use ConllDataModule"
+            )
         self._build(int(sizes["num_words"]), int(sizes["num_chars"]), list(sizes["tag_names"]))  # type: ignore[arg-type]
 
     def _net(self) -> CNNCNNLSTM:
@@ -304,8 +323,9 @@ class Tagger(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])
 
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
-                                    gradient_clip_algorithm: Any = None) -> None:
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
         clip = gradient_clip_val or self.hparams["grad_clip"]
         if clip:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")

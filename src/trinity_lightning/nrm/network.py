@@ -292,7 +292,7 @@ class RenderingCNN(nn.Module):
             block = self.block_list[index]
             where = latents.positions[index]
             if where is not None:
-                mu = F.max_unpool2d(mu, where, (2, 2), output_size=latents.sizes[index])
+                mu = _unpool(mu, where, latents.sizes[index])
             mu = mu * latents.switches[index]
             rendered[index] = mu
             mu = mu * scales[index].view(1, -1, 1, 1)
@@ -339,3 +339,18 @@ class RenderingCNN(nn.Module):
             else:
                 positions.append(None)
         return Latents(switches, positions, sizes)
+
+
+def _unpool(values: torch.Tensor, positions: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Place pooled ``values`` back at the argmax ``positions`` of a ``(.., H, W)`` map of ``size``, zeros elsewhere.
+
+    Same result as ``F.max_unpool2d`` for non-overlapping pooling, written with ``index_put(accumulate=True)``
+    because ``max_unpool2d`` has no deterministic implementation and would make ``Trainer(deterministic=True)``
+    fail; the positions are unique per plane, so accumulating into zeros is exact.
+    """
+    batch, channels = values.shape[:2]
+    height, width = int(size[-2]), int(size[-1])
+    planes = torch.arange(batch * channels, device=values.device).view(batch, channels, 1) * (height * width)
+    flat = (positions.flatten(2) + planes).reshape(-1)
+    out = values.new_zeros(batch * channels * height * width)
+    return out.index_put((flat,), values.reshape(-1), accumulate=True).view(batch, channels, height, width)

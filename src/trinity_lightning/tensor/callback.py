@@ -89,9 +89,18 @@ class Tensorize(Callback):
         ('TensorizedConv', True)
     """
 
-    def __init__(self, factorization: str = "tucker", rank: Rank = 0.25, epoch: int = 0,
-                 include: Sequence[str] | None = None, exclude: Sequence[str] = (), implementation: str = "auto",
-                 min_params: int = 0, tensor_dropout: float = 0.0, verbose: bool = True) -> None:
+    def __init__(
+        self,
+        factorization: str = "tucker",
+        rank: Rank = 0.25,
+        epoch: int = 0,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        implementation: str = "auto",
+        min_params: int = 0,
+        tensor_dropout: float = 0.0,
+        verbose: bool = True,
+    ) -> None:
         self.factorization = normalize_factorization(factorization)
         if epoch < 0:
             raise ValueError(f"epoch: expected an epoch >= 0, got {epoch}")
@@ -126,13 +135,23 @@ class Tensorize(Callback):
         # the tensorized matrices of TensorizedLinear have no dropout there and are left as they are.
         supported = tltorch.tensor_hooks._tensor_dropout.TensorDropout._factorizations
         for module in pl_module.modules():
-            if isinstance(module, _TENSORIZED) and type(module.weight).__name__ in supported \
-                    and not module.weight._forward_hooks:
+            if (
+                isinstance(module, _TENSORIZED)
+                and type(module.weight).__name__ in supported
+                and not module.weight._forward_hooks
+            ):
                 tltorch.tensor_dropout(module.weight, p=self.tensor_dropout)
 
     def _tensorize(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.report = tensorize(pl_module, self.factorization, self.rank, include=self.include, exclude=self.exclude,
-                                implementation=self.implementation, min_params=self.min_params)
+        self.report = tensorize(
+            pl_module,
+            self.factorization,
+            self.rank,
+            include=self.include,
+            exclude=self.exclude,
+            implementation=self.implementation,
+            min_params=self.min_params,
+        )
         self.tensorized_at = trainer.current_epoch
         self._mark_done(pl_module)
         if self.verbose:
@@ -140,9 +159,11 @@ class Tensorize(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.epoch > 0 and stage == "fit" and trainer.world_size > 1:
-            raise ValueError(f"Tensorize(epoch={self.epoch}) with {trainer.world_size} processes: tensorizing "
-                             "mid-training would leave the distributed wrapper holding the old parameters; use "
-                             "epoch=0 (tensorize at fit start) for multi-process training")
+            raise ValueError(
+                f"Tensorize(epoch={self.epoch}) with {trainer.world_size} processes: tensorizing "
+                "mid-training would leave the distributed wrapper holding the old parameters; use "
+                "epoch=0 (tensorize at fit start) for multi-process training"
+            )
         if not isinstance(pl_module.on_load_checkpoint, _RestoreThenLoad):
             pl_module.on_load_checkpoint = _RestoreThenLoad(self, pl_module, pl_module.on_load_checkpoint)  # type: ignore[method-assign]
         if any(isinstance(m, _TENSORIZED) for m in pl_module.modules()):
@@ -167,8 +188,9 @@ class Tensorize(Callback):
             pl_module.log("tensorize/params_ratio", report.model_params_before / max(1, report.model_params_after))
 
     @staticmethod
-    def _rebuild_optimizers(trainer: pl.Trainer, old: list[torch.optim.Optimizer],
-                            scheduler_states: list[dict[str, Any]]) -> None:
+    def _rebuild_optimizers(
+        trainer: pl.Trainer, old: list[torch.optim.Optimizer], scheduler_states: list[dict[str, Any]]
+    ) -> None:
         trainer.strategy.setup_optimizers(trainer)
         for old_opt, new_opt in zip(old, trainer.optimizers):
             for old_group, new_group in zip(old_opt.param_groups, new_opt.param_groups):
@@ -183,8 +205,9 @@ class Tensorize(Callback):
             config.scheduler.load_state_dict(state)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         spec = tensorized_spec(pl_module)
         if spec:
             checkpoint[SPEC_KEY] = spec

@@ -59,8 +59,14 @@ class TensorRegressionLayer(nn.Module):
         True
     """
 
-    def __init__(self, input_shape: Sequence[int], output_shape: int | Sequence[int] = 10,
-                 factorization: str = "tucker", rank: Rank = 0.1, bias: bool = True) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        output_shape: int | Sequence[int] = 10,
+        factorization: str = "tucker",
+        rank: Rank = 0.1,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.input_shape = _shape(input_shape, "input_shape")
         self.output_shape = _shape(output_shape, "output_shape")
@@ -69,11 +75,13 @@ class TensorRegressionLayer(nn.Module):
         # Tucker keeps the output modes at full rank (as in the TRL paper's (C, 2, 2, n_classes) ranks): a rank
         # below the number of classes would tie classes together.
         out_modes = tuple(range(len(self.input_shape), len(weight_shape)))
-        self.rank = resolve_rank(weight_shape, self.factorization, rank, fixed_modes=out_modes,
-                                 layer="TensorRegressionLayer")
+        self.rank = resolve_rank(
+            weight_shape, self.factorization, rank, fixed_modes=out_modes, layer="TensorRegressionLayer"
+        )
         with pytorch_backend():
-            self.trl = tltorch.TRL(self.input_shape, self.output_shape, bias=False, factorization=self.factorization,
-                                   rank=self.rank)
+            self.trl = tltorch.TRL(
+                self.input_shape, self.output_shape, bias=False, factorization=self.factorization, rank=self.rank
+            )
         self.bias = nn.Parameter(torch.zeros(self.output_shape)) if bias else None
         self.reset_parameters()
 
@@ -101,8 +109,9 @@ class TensorRegressionLayer(nn.Module):
                 self.bias.uniform_(-bound, bound)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, input_shape: Sequence[int], factorization: str = "tucker",
-                    rank: Rank = 0.1) -> TensorRegressionLayer:
+    def from_linear(
+        cls, linear: nn.Linear, input_shape: Sequence[int], factorization: str = "tucker", rank: Rank = 0.1
+    ) -> TensorRegressionLayer:
         """Initialize from a trained flatten + ``nn.Linear`` head by decomposing its weight.
 
         Args:
@@ -120,8 +129,10 @@ class TensorRegressionLayer(nn.Module):
         """
         input_shape = _shape(input_shape, "input_shape")
         if math.prod(input_shape) != linear.in_features:
-            raise ValueError(f"input_shape: {input_shape} holds {math.prod(input_shape)} values but the linear layer "
-                             f"takes {linear.in_features}")
+            raise ValueError(
+                f"input_shape: {input_shape} holds {math.prod(input_shape)} values but the linear layer "
+                f"takes {linear.in_features}"
+            )
         layer = cls(input_shape, linear.out_features, factorization, rank, bias=linear.bias is not None)
         with torch.no_grad(), pytorch_backend():
             weight = linear.weight.detach().t().reshape(*input_shape, linear.out_features)
@@ -136,8 +147,10 @@ class TensorRegressionLayer(nn.Module):
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self) -> str:
-        return (f"input_shape={self.input_shape}, output_shape={self.output_shape}, "
-                f"factorization={self.factorization!r}, rank={self.rank}")
+        return (
+            f"input_shape={self.input_shape}, output_shape={self.output_shape}, "
+            f"factorization={self.factorization!r}, rank={self.rank}"
+        )
 
 
 class TensorContractionLayer(nn.Module):
@@ -158,14 +171,16 @@ class TensorContractionLayer(nn.Module):
         torch.Size([2, 8, 2, 2])
     """
 
-    def __init__(self, input_shape: Sequence[int], output_shape: Sequence[int] | float = 0.5,
-                 bias: bool = False) -> None:
+    def __init__(
+        self, input_shape: Sequence[int], output_shape: Sequence[int] | float = 0.5, bias: bool = False
+    ) -> None:
         super().__init__()
         self.input_shape = _shape(input_shape, "input_shape")
         if isinstance(output_shape, float):
             if not 0.0 < output_shape <= 1.0:
-                raise ValueError(f"output_shape: a float is the kept fraction of each mode, in (0, 1]; got "
-                                 f"{output_shape}")
+                raise ValueError(
+                    f"output_shape: a float is the kept fraction of each mode, in (0, 1]; got {output_shape}"
+                )
             out = tuple(max(1, round(s * output_shape)) for s in self.input_shape)
         else:
             out = _shape(output_shape, "output_shape")
@@ -173,8 +188,10 @@ class TensorContractionLayer(nn.Module):
             raise ValueError(f"output_shape: expected {len(self.input_shape)} sizes (one per input mode), got {out}")
         too_big = [k for k, (o, s) in enumerate(zip(out, self.input_shape)) if o > s]
         if too_big:
-            raise ValueError(f"output_shape: {out} is larger than the input {self.input_shape} at mode(s) {too_big}; "
-                             "a contraction can only keep or shrink each mode")
+            raise ValueError(
+                f"output_shape: {out} is larger than the input {self.input_shape} at mode(s) {too_big}; "
+                "a contraction can only keep or shrink each mode"
+            )
         self.output_shape = out
         with pytorch_backend():
             self.tcl = tltorch.TCL(self.input_shape, self.output_shape, bias=False)
@@ -224,9 +241,18 @@ class TensorHeadCNN(SmallCNN):
         torch.Size([2, 10])
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (32, 64),
-                 image_size: int = 28, dropout: float = 0.0, head: str = "trl", factorization: str = "tucker",
-                 rank: Rank = 0.1, tcl_shape: Sequence[int] | float = 0.5) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        channels: Sequence[int] = (32, 64),
+        image_size: int = 28,
+        dropout: float = 0.0,
+        head: str = "trl",
+        factorization: str = "tucker",
+        rank: Rank = 0.1,
+        tcl_shape: Sequence[int] | float = 0.5,
+    ) -> None:
         super().__init__(in_channels, num_classes, channels, image_size, dropout)
         if head not in HEADS:
             raise ValueError(f"head: expected one of {list(HEADS)}, got {head!r}")
@@ -234,12 +260,14 @@ class TensorHeadCNN(SmallCNN):
         feature_shape = (int(list(channels)[-1]), size, size)
         self.head_kind = head
         if head == "trl":
-            self.head = nn.Sequential(nn.Dropout(dropout),
-                                      TensorRegressionLayer(feature_shape, num_classes, factorization, rank))
+            self.head = nn.Sequential(
+                nn.Dropout(dropout), TensorRegressionLayer(feature_shape, num_classes, factorization, rank)
+            )
         elif head == "tcl+trl":
             tcl = TensorContractionLayer(feature_shape, tcl_shape)
-            self.head = nn.Sequential(tcl, nn.Dropout(dropout),
-                                      TensorRegressionLayer(tcl.output_shape, num_classes, factorization, rank))
+            self.head = nn.Sequential(
+                tcl, nn.Dropout(dropout), TensorRegressionLayer(tcl.output_shape, num_classes, factorization, rank)
+            )
 
     @property
     def head_parameters(self) -> int:

@@ -41,7 +41,8 @@ def _dense_checkpoint_error(module: nn.Module, prefix: str, key: str, shape: tup
         f"layer {name!r} is tensorized ({module.spec()['factorization']}, rank {module.spec()['rank']}) but the "  # type: ignore[operator]
         f"state dict holds a dense weight {key!r} of shape {shape}: this checkpoint was saved before "
         "tensorization. Load it into the dense model first and then call tensorize(model, ...) (or let the "
-        "Tensorize callback do it), or call detensorize(model) before loading it.")
+        "Tensorize callback do it), or call detensorize(model) before loading it."
+    )
 
 
 def _check_dense_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str) -> None:
@@ -69,9 +70,16 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
     factorization_name: str
 
     @classmethod
-    def from_dense(cls, conv: nn.Module, factorization: str = "tucker", rank: Rank = 0.25,
-                   implementation: str = "factorized", decompose: bool = True, name: str = "",
-                   decomposition_kwargs: dict[str, Any] | None = None) -> TensorizedConv:
+    def from_dense(
+        cls,
+        conv: nn.Module,
+        factorization: str = "tucker",
+        rank: Rank = 0.25,
+        implementation: str = "factorized",
+        decompose: bool = True,
+        name: str = "",
+        decomposition_kwargs: dict[str, Any] | None = None,
+    ) -> TensorizedConv:
         """Factorize a trained ``nn.Conv{1,2,3}d``.
 
         Args:
@@ -87,12 +95,15 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
         """
         fact = normalize_factorization(factorization)
         where = f"layer {name!r}" if name else "this layer"
-        if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or \
-                isinstance(conv, nn.modules.conv._ConvTransposeNd):
+        if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or isinstance(
+            conv, nn.modules.conv._ConvTransposeNd
+        ):
             raise UnsupportedLayerError(f"{where} is a {type(conv).__name__}; only nn.Conv1d/2d/3d can be factorized")
         if conv.groups != 1:
-            raise UnsupportedLayerError(f"{where} is a grouped/depthwise {type(conv).__name__} (groups={conv.groups}), "
-                                        "which factorized convolutions do not support")
+            raise UnsupportedLayerError(
+                f"{where} is a grouped/depthwise {type(conv).__name__} (groups={conv.groups}), "
+                "which factorized convolutions do not support"
+            )
         if conv.padding_mode != "zeros":
             raise UnsupportedLayerError(f"{where} uses padding_mode={conv.padding_mode!r}; only 'zeros' is supported")
         out_channels, in_channels, *kernel_size = conv.weight.shape
@@ -111,9 +122,19 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
         resolved = resolve_rank(fact_shape, fact, rank, fixed_modes=fixed, layer=name)
         weight = conv.weight
         with pytorch_backend():
-            layer = cls(in_channels, out_channels, tuple(kernel_size), order=order, stride=tuple(conv.stride),
-                        padding=tuple(padding), dilation=tuple(conv.dilation), bias=conv.bias is not None,
-                        factorization=fact, rank=resolved, implementation=implementation)
+            layer = cls(
+                in_channels,
+                out_channels,
+                tuple(kernel_size),
+                order=order,
+                stride=tuple(conv.stride),
+                padding=tuple(padding),
+                dilation=tuple(conv.dilation),
+                bias=conv.bias is not None,
+                factorization=fact,
+                rank=resolved,
+                implementation=implementation,
+            )
             layer = layer.to(device=weight.device, dtype=weight.dtype)
             if decompose:
                 kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
@@ -125,18 +146,28 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
                 layer.reset_parameters()
         layer.forward_fun = tltorch.functional.convolution._get_factorized_conv(layer.weight, implementation)
         layer.factorization_name = fact
-        layer.dense_config = {"kind": f"conv{order}d", "in_channels": in_channels, "out_channels": out_channels,
-                              "kernel_size": list(kernel_size), "stride": list(conv.stride),
-                              "padding": list(padding), "dilation": list(conv.dilation),
-                              "bias": conv.bias is not None}
+        layer.dense_config = {
+            "kind": f"conv{order}d",
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "kernel_size": list(kernel_size),
+            "stride": list(conv.stride),
+            "padding": list(padding),
+            "dilation": list(conv.dilation),
+            "bias": conv.bias is not None,
+        }
         layer._resolved_rank = resolved
         return layer
 
     def spec(self) -> dict[str, Any]:
         """Plain-types description (factorization, explicit rank, implementation) to rebuild this layer."""
         rank = self._resolved_rank
-        return {"kind": self.dense_config["kind"], "factorization": self.factorization_name,
-                "rank": list(rank) if isinstance(rank, tuple) else rank, "implementation": self.implementation}
+        return {
+            "kind": self.dense_config["kind"],
+            "factorization": self.factorization_name,
+            "rank": list(rank) if isinstance(rank, tuple) else rank,
+            "implementation": self.implementation,
+        }
 
     def forward(self, x: torch.Tensor, indices: int = 0) -> torch.Tensor:
         with pytorch_backend():
@@ -153,9 +184,17 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
         cfg = self.dense_config
         conv_cls = _CONVS[len(cfg["kernel_size"])]
         kernel = self.reconstruct_kernel().detach()
-        conv = conv_cls(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]), stride=tuple(cfg["stride"]),
-                        padding=tuple(cfg["padding"]), dilation=tuple(cfg["dilation"]), bias=cfg["bias"],
-                        device=kernel.device, dtype=kernel.dtype)
+        conv = conv_cls(
+            cfg["in_channels"],
+            cfg["out_channels"],
+            tuple(cfg["kernel_size"]),
+            stride=tuple(cfg["stride"]),
+            padding=tuple(cfg["padding"]),
+            dilation=tuple(cfg["dilation"]),
+            bias=cfg["bias"],
+            device=kernel.device,
+            dtype=kernel.dtype,
+        )
         with torch.no_grad():
             conv.weight.copy_(kernel)
             if cfg["bias"]:
@@ -194,10 +233,17 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
     factorization_name: str
 
     @classmethod
-    def from_dense(cls, linear: nn.Linear, factorization: str = "tucker", rank: Rank = 0.25,
-                   implementation: str = LINEAR_DEFAULT_IMPLEMENTATION, decompose: bool = True, name: str = "",
-                   order: int = 3,
-                   decomposition_kwargs: dict[str, Any] | None = None) -> TensorizedLinear:
+    def from_dense(
+        cls,
+        linear: nn.Linear,
+        factorization: str = "tucker",
+        rank: Rank = 0.25,
+        implementation: str = LINEAR_DEFAULT_IMPLEMENTATION,
+        decompose: bool = True,
+        name: str = "",
+        order: int = 3,
+        decomposition_kwargs: dict[str, Any] | None = None,
+    ) -> TensorizedLinear:
         """Factorize a trained ``nn.Linear`` (arguments as in :meth:`TensorizedConv.from_dense`).
 
         Args:
@@ -227,8 +273,16 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
         resolved = resolve_rank(shape, fact, rank, fixed_modes=fixed, layer=name)
         weight = linear.weight
         with pytorch_backend():
-            layer = cls(in_t, out_t, bias=linear.bias is not None, factorization=_LINEAR_FACTORIZATION[fact],
-                        rank=resolved, implementation=implementation, device=weight.device, dtype=weight.dtype)
+            layer = cls(
+                in_t,
+                out_t,
+                bias=linear.bias is not None,
+                factorization=_LINEAR_FACTORIZATION[fact],
+                rank=resolved,
+                implementation=implementation,
+                device=weight.device,
+                dtype=weight.dtype,
+            )
             if decompose:
                 kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
                 with torch.no_grad():
@@ -236,17 +290,26 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
                     if linear.bias is not None:
                         layer.bias.data.copy_(linear.bias.detach())
         layer.factorization_name = fact
-        layer.dense_config = {"kind": "linear", "in_features": in_features, "out_features": out_features,
-                              "bias": linear.bias is not None, "order": order}
+        layer.dense_config = {
+            "kind": "linear",
+            "in_features": in_features,
+            "out_features": out_features,
+            "bias": linear.bias is not None,
+            "order": order,
+        }
         layer._resolved_rank = resolved
         return layer
 
     def spec(self) -> dict[str, Any]:
         """Plain-types description (factorization, explicit rank, implementation, order) to rebuild this layer."""
         rank = self._resolved_rank
-        return {"kind": "linear", "factorization": self.factorization_name,
-                "rank": list(rank) if isinstance(rank, tuple) else rank, "implementation": self.implementation,
-                "order": self.dense_config["order"]}
+        return {
+            "kind": "linear",
+            "factorization": self.factorization_name,
+            "rank": list(rank) if isinstance(rank, tuple) else rank,
+            "implementation": self.implementation,
+            "order": self.dense_config["order"],
+        }
 
     def forward(self, x: torch.Tensor, indices: int = 0) -> torch.Tensor:
         with pytorch_backend():
@@ -262,8 +325,9 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
         """An equivalent ``nn.Linear`` (for export)."""
         cfg = self.dense_config
         weight = self.reconstruct_weight().detach()
-        linear = nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"], device=weight.device,
-                           dtype=weight.dtype)
+        linear = nn.Linear(
+            cfg["in_features"], cfg["out_features"], bias=cfg["bias"], device=weight.device, dtype=weight.dtype
+        )
         with torch.no_grad():
             linear.weight.copy_(weight)
             if cfg["bias"]:
@@ -281,13 +345,25 @@ def build_from_spec(dense: nn.Module, spec: dict[str, Any], name: str = "") -> n
     rank = tuple(rank) if isinstance(rank, list) else rank
     if spec["kind"] == "linear":
         if not isinstance(dense, nn.Linear):
-            raise ValueError(f"layer {name!r}: the checkpoint tensorized an nn.Linear here but the model has a "
-                             f"{type(dense).__name__}")
-        return TensorizedLinear.from_dense(dense, spec["factorization"], rank, spec["implementation"], decompose=False,
-                                           name=name, order=spec.get("order", 3))
+            raise ValueError(
+                f"layer {name!r}: the checkpoint tensorized an nn.Linear here but the model has a "
+                f"{type(dense).__name__}"
+            )
+        return TensorizedLinear.from_dense(
+            dense,
+            spec["factorization"],
+            rank,
+            spec["implementation"],
+            decompose=False,
+            name=name,
+            order=spec.get("order", 3),
+        )
     expected = _CONVS.get(int(spec["kind"][4]) if spec["kind"].startswith("conv") else 0)
     if expected is None or type(dense) is not expected:
-        raise ValueError(f"layer {name!r}: the checkpoint tensorized a {spec['kind']} here but the model has a "
-                         f"{type(dense).__name__}")
-    return TensorizedConv.from_dense(dense, spec["factorization"], rank, spec["implementation"], decompose=False,
-                                     name=name)
+        raise ValueError(
+            f"layer {name!r}: the checkpoint tensorized a {spec['kind']} here but the model has a "
+            f"{type(dense).__name__}"
+        )
+    return TensorizedConv.from_dense(
+        dense, spec["factorization"], rank, spec["implementation"], decompose=False, name=name
+    )

@@ -112,8 +112,9 @@ def _from_fraction(shape: Sequence[int], name: str, fraction: float, fixed: set[
     return _tt_ranks(shape, lo_r)
 
 
-def resolve_rank(shape: Sequence[int], factorization: str, rank: Rank, fixed_modes: Sequence[int] = (),
-                 layer: str = "") -> int | tuple[int, ...]:
+def resolve_rank(
+    shape: Sequence[int], factorization: str, rank: Rank, fixed_modes: Sequence[int] = (), layer: str = ""
+) -> int | tuple[int, ...]:
     """Turn a user rank into explicit ranks for ``shape``, rejecting ranks above the full rank.
 
     Args:
@@ -145,12 +146,15 @@ def resolve_rank(shape: Sequence[int], factorization: str, rank: Rank, fixed_mod
         if rank == "same":
             rank = 1.0
         else:
-            raise ValueError(f"rank{where}: expected a float in (0, 1], 'full', an int or a tuple of ints, "
-                             f"got {rank!r}")
+            raise ValueError(
+                f"rank{where}: expected a float in (0, 1], 'full', an int or a tuple of ints, got {rank!r}"
+            )
     if isinstance(rank, float):
         if not 0.0 < rank <= 1.0:
-            raise ValueError(f"rank{where}: a float rank is a fraction of the dense parameters and must be in "
-                             f"(0, 1], got {rank}. HINT: use rank='full' (or explicit ranks) for no compression.")
+            raise ValueError(
+                f"rank{where}: a float rank is a fraction of the dense parameters and must be in "
+                f"(0, 1], got {rank}. HINT: use rank='full' (or explicit ranks) for no compression."
+            )
         return _from_fraction(shape, name, rank, fixed)
     if isinstance(rank, bool) or not isinstance(rank, (int, Sequence)):
         raise ValueError(f"rank{where}: expected a float, 'full', an int or a tuple of ints, got {rank!r}")
@@ -159,15 +163,19 @@ def resolve_rank(shape: Sequence[int], factorization: str, rank: Rank, fixed_mod
             raise ValueError(f"rank{where}: expected a positive rank, got {rank}")
         if name == "cp":
             if rank > full:  # type: ignore[operator]
-                raise ValueError(f"rank{where}: CP rank {rank} is larger than the full rank {full} of a tensor of "
-                                 f"shape {shape}; use rank <= {full} or rank='full'")
+                raise ValueError(
+                    f"rank{where}: CP rank {rank} is larger than the full rank {full} of a tensor of "
+                    f"shape {shape}; use rank <= {full} or rank='full'"
+                )
             return rank
         if name == "tucker":
             free = [k for k in range(len(shape)) if k not in fixed]
             too_big = [k for k in free if rank > shape[k]]
             if too_big:
-                raise ValueError(f"rank{where}: Tucker rank {rank} is larger than the full rank of mode(s) {too_big} "
-                                 f"(full rank {full}); use rank <= {min(shape[k] for k in free)} or a tuple")
+                raise ValueError(
+                    f"rank{where}: Tucker rank {rank} is larger than the full rank of mode(s) {too_big} "
+                    f"(full rank {full}); use rank <= {min(shape[k] for k in free)} or a tuple"
+                )
             return tuple(shape[k] if k in fixed else rank for k in range(len(shape)))
         if rank > max(full):  # type: ignore[arg-type]
             raise ValueError(f"rank{where}: TT rank {rank} is larger than the full TT rank {full} of shape {shape}")
@@ -186,11 +194,14 @@ def resolve_rank(shape: Sequence[int], factorization: str, rank: Rank, fixed_mod
         if len(ranks) == len(shape) - 1:
             ranks = (1, *ranks, 1)
         if len(ranks) != len(shape) + 1 or ranks[0] != 1 or ranks[-1] != 1:
-            raise ValueError(f"rank{where}: TT needs ranks (1, r_1, ..., r_{len(shape) - 1}, 1) for shape {shape}, "
-                             f"got {rank!r}")
+            raise ValueError(
+                f"rank{where}: TT needs ranks (1, r_1, ..., r_{len(shape) - 1}, 1) for shape {shape}, got {rank!r}"
+            )
     bound = full if isinstance(full, tuple) else ()
     bad = [k for k, (r, f) in enumerate(zip(ranks, bound)) if r > f or r < 1]
     if bad:
-        raise ValueError(f"rank{where}: ranks {ranks} exceed the full rank {full} of shape {shape} at position(s) "
-                         f"{bad}; lower them or use rank='full'")
+        raise ValueError(
+            f"rank{where}: ranks {ranks} exceed the full rank {full} of shape {shape} at position(s) "
+            f"{bad}; lower them or use rank='full'"
+        )
     return ranks

@@ -77,18 +77,56 @@ class TensorizeReport:
         from rich.table import Table
 
         table = Table(title="tensorize", show_footer=False)
-        for col in ("layer", "type", "shape", "factorization", "rank", "params before", "params after", "x",
-                    "rel. error"):
-            table.add_column(col, justify="right" if col in ("params before", "params after", "x", "rel. error")
-                             else "left")
+        for col in (
+            "layer",
+            "type",
+            "shape",
+            "factorization",
+            "rank",
+            "params before",
+            "params after",
+            "x",
+            "rel. error",
+        ):
+            table.add_column(
+                col, justify="right" if col in ("params before", "params after", "x", "rel. error") else "left"
+            )
         for r in self.layers:
-            table.add_row(r.name, r.layer_type, "x".join(map(str, r.shape)), r.factorization, str(r.rank),
-                          f"{r.params_before:,}", f"{r.params_after:,}", f"{r.compression:.1f}",
-                          f"{r.reconstruction_error:.3f}")
-        table.add_row("total (layers)", "", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}",
-                      f"{self.params_before / max(1, self.params_after):.1f}", "", style="bold")
-        table.add_row("total (model)", "", "", "", "", f"{self.model_params_before:,}", f"{self.model_params_after:,}",
-                      f"{self.model_params_before / max(1, self.model_params_after):.1f}", "", style="bold")
+            table.add_row(
+                r.name,
+                r.layer_type,
+                "x".join(map(str, r.shape)),
+                r.factorization,
+                str(r.rank),
+                f"{r.params_before:,}",
+                f"{r.params_after:,}",
+                f"{r.compression:.1f}",
+                f"{r.reconstruction_error:.3f}",
+            )
+        table.add_row(
+            "total (layers)",
+            "",
+            "",
+            "",
+            "",
+            f"{self.params_before:,}",
+            f"{self.params_after:,}",
+            f"{self.params_before / max(1, self.params_after):.1f}",
+            "",
+            style="bold",
+        )
+        table.add_row(
+            "total (model)",
+            "",
+            "",
+            "",
+            "",
+            f"{self.model_params_before:,}",
+            f"{self.model_params_after:,}",
+            f"{self.model_params_before / max(1, self.model_params_after):.1f}",
+            "",
+            style="bold",
+        )
         return table
 
     def __str__(self) -> str:
@@ -100,8 +138,12 @@ class TensorizeReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-types form (for logs and JSON)."""
-        return {"layers": [asdict(r) for r in self.layers], "skipped": dict(self.skipped),
-                "model_params_before": self.model_params_before, "model_params_after": self.model_params_after}
+        return {
+            "layers": [asdict(r) for r in self.layers],
+            "skipped": dict(self.skipped),
+            "model_params_before": self.model_params_before,
+            "model_params_after": self.model_params_after,
+        }
 
 
 def _n_params(module: nn.Module) -> int:
@@ -140,10 +182,17 @@ def _unsupported_reason(module: nn.Module) -> str | None:
     return None
 
 
-def tensorize(model: nn.Module, factorization: str = "tucker", rank: Rank = 0.25,
-              include: Sequence[str | type] | None = None, exclude: Sequence[str | type] = (),
-              implementation: str = "auto", min_params: int = 0, linear_order: int = 3,
-              decomposition_kwargs: Mapping[str, Any] | None = None) -> TensorizeReport:
+def tensorize(
+    model: nn.Module,
+    factorization: str = "tucker",
+    rank: Rank = 0.25,
+    include: Sequence[str | type] | None = None,
+    exclude: Sequence[str | type] = (),
+    implementation: str = "auto",
+    min_params: int = 0,
+    linear_order: int = 3,
+    decomposition_kwargs: Mapping[str, Any] | None = None,
+) -> TensorizeReport:
     """Replace ``nn.Linear`` / ``nn.Conv{1,2,3}d`` layers in place by factorized layers of the trained weights.
 
     Each layer is decomposed (CP, Tucker or tensor-train) so the network computes nearly the same function
@@ -199,7 +248,8 @@ def tensorize(model: nn.Module, factorization: str = "tucker", rank: Rank = 0.25
         if reason is not None:
             raise UnsupportedLayerError(
                 f"layer {name!r} cannot be tensorized: {reason}. Pass exclude=[{name!r}] (or "
-                f"exclude=[{type(module).__name__}]) to leave it dense, or narrow include=...")
+                f"exclude=[{type(module).__name__}]) to leave it dense, or narrow include=..."
+            )
         n_weight = module.weight.numel()
         if n_weight < min_params:
             report.skipped[name] = f"{n_weight} weight parameters < min_params={min_params}"
@@ -209,8 +259,9 @@ def tensorize(model: nn.Module, factorization: str = "tucker", rank: Rank = 0.25
         start = time.perf_counter()
         kwargs = dict(decomposition_kwargs or {})
         if isinstance(module, nn.Linear):
-            new: nn.Module = TensorizedLinear.from_dense(module, fact, rank, linear_impl, name=name,
-                                                         order=linear_order, decomposition_kwargs=kwargs)
+            new: nn.Module = TensorizedLinear.from_dense(
+                module, fact, rank, linear_impl, name=name, order=linear_order, decomposition_kwargs=kwargs
+            )
             with torch.no_grad():
                 approx = new.reconstruct_weight()  # type: ignore[operator]
         else:
@@ -223,8 +274,19 @@ def tensorize(model: nn.Module, factorization: str = "tucker", rank: Rank = 0.25
             error = float((approx - dense_w).norm() / dense_w.norm().clamp_min(1e-12))
         spec = new.spec()  # type: ignore[operator]
         rank_shown = tuple(spec["rank"]) if isinstance(spec["rank"], list) else spec["rank"]
-        report.layers.append(LayerReport(name, type(module).__name__, tuple(weight.shape), fact, rank_shown,
-                                         _n_params(module), _n_params(new), error, time.perf_counter() - start))
+        report.layers.append(
+            LayerReport(
+                name,
+                type(module).__name__,
+                tuple(weight.shape),
+                fact,
+                rank_shown,
+                _n_params(module),
+                _n_params(new),
+                error,
+                time.perf_counter() - start,
+            )
+        )
         _set_module(model, name, new)
     report.model_params_after = _n_params(model)
     return report
@@ -255,8 +317,9 @@ def detensorize(model: nn.Module, heads: bool = True) -> list[str]:
         elif heads and isinstance(module, TensorRegressionLayer) and len(module.output_shape) == 1:
             with torch.no_grad(), pytorch_backend():
                 weight = module.trl.weight.to_tensor().reshape(-1, module.output_shape[0]).t()
-            linear = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None,
-                               device=weight.device, dtype=weight.dtype)
+            linear = nn.Linear(
+                weight.shape[1], weight.shape[0], bias=module.bias is not None, device=weight.device, dtype=weight.dtype
+            )
             with torch.no_grad():
                 linear.weight.copy_(weight)
                 if module.bias is not None:
@@ -290,14 +353,18 @@ def apply_tensorized_spec(model: nn.Module, spec: Mapping[str, Mapping[str, Any]
         try:
             current = model.get_submodule(name)
         except AttributeError as err:
-            raise ValueError(f"the checkpoint tensorized layer {name!r}, which this model does not have; build the "
-                             "same architecture the checkpoint was trained with") from err
+            raise ValueError(
+                f"the checkpoint tensorized layer {name!r}, which this model does not have; build the "
+                "same architecture the checkpoint was trained with"
+            ) from err
         if isinstance(current, _TENSORIZED):
             if current.spec() != dict(layer_spec) and replace:
                 current = current.to_dense()
             elif current.spec() != dict(layer_spec):
-                raise ValueError(f"layer {name!r} is tensorized as {current.spec()} but the checkpoint has "
-                                 f"{dict(layer_spec)}; load into a dense model instead")
+                raise ValueError(
+                    f"layer {name!r} is tensorized as {current.spec()} but the checkpoint has "
+                    f"{dict(layer_spec)}; load into a dense model instead"
+                )
             else:
                 continue
         _set_module(model, name, build_from_spec(current, dict(layer_spec), name=name))
@@ -322,8 +389,11 @@ def load_tensorized(model: nn.Module, checkpoint: str | Path | Mapping[str, Any]
         >>> bool(torch.equal(fresh(torch.ones(1, 1, 8, 8)), net(torch.ones(1, 1, 8, 8))))
         True
     """
-    loaded: Mapping[str, Any] = (torch.load(checkpoint, map_location="cpu", weights_only=False)
-                                 if isinstance(checkpoint, (str, Path)) else checkpoint)
+    loaded: Mapping[str, Any] = (
+        torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if isinstance(checkpoint, (str, Path))
+        else checkpoint
+    )
     state = loaded.get("state_dict", loaded)
     spec = loaded.get(SPEC_KEY)
     if spec:

@@ -21,8 +21,7 @@ from trinity_lightning.active.partial_feedback import (
 from trinity_lightning.data import ArrayDataset
 
 ROOT = Path(__file__).resolve().parents[3]
-HIERARCHY = ClassHierarchy.from_nested({"animal": {"pet": ["cat", "dog"], "bird": None},
-                                        "vehicle": ["car", "truck"]})
+HIERARCHY = ClassHierarchy.from_nested({"animal": {"pet": ["cat", "dog"], "bird": None}, "vehicle": ["car", "truck"]})
 
 
 def pool(n: int = 150, seed: int = 0) -> ArrayDataset:
@@ -32,21 +31,36 @@ def pool(n: int = 150, seed: int = 0) -> ArrayDataset:
 
 
 def datamodule(tmp_path: Path, **kwargs) -> PartialFeedbackDataModule:
-    return PartialFeedbackDataModule(pool(), HIERARCHY, val=pool(40, seed=1), batch_size=16,
-                                     partial_path=str(tmp_path / "partial.npz"),
-                                     labels_path=str(tmp_path / "labels.json"), **kwargs)
+    return PartialFeedbackDataModule(
+        pool(),
+        HIERARCHY,
+        val=pool(40, seed=1),
+        batch_size=16,
+        partial_path=str(tmp_path / "partial.npz"),
+        labels_path=str(tmp_path / "labels.json"),
+        **kwargs,
+    )
 
 
 def model() -> PartialLabelClassifier:
     torch.manual_seed(0)
-    return PartialLabelClassifier(model=nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 5)),
-                                  num_classes=5, lr=0.05)
+    return PartialLabelClassifier(
+        model=nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 5)), num_classes=5, lr=0.05
+    )
 
 
 def trainer(tmp_path: Path, epochs: int, callbacks: list) -> pl.Trainer:
-    return pl.Trainer(max_epochs=epochs, reload_dataloaders_every_n_epochs=1, callbacks=callbacks,
-                      default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False,
-                      logger=False, accelerator="cpu", deterministic=True)
+    return pl.Trainer(
+        max_epochs=epochs,
+        reload_dataloaders_every_n_epochs=1,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        accelerator="cpu",
+        deterministic=True,
+    )
 
 
 def test_datamodule_answers_persist_and_fill_the_labelled_set(tmp_path):
@@ -115,8 +129,9 @@ def test_checkpoint_resume_restores_candidates_and_budget(tmp_path):
 
 def test_bad_configuration(tmp_path):
     with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs"):
-        pl.Trainer(max_epochs=1, callbacks=[PartialFeedback()], logger=False, enable_progress_bar=False
-                   ).fit(model(), datamodule=datamodule(tmp_path))
+        pl.Trainer(max_epochs=1, callbacks=[PartialFeedback()], logger=False, enable_progress_bar=False).fit(
+            model(), datamodule=datamodule(tmp_path)
+        )
     with pytest.raises(ValueError, match="round_budget"):
         PartialFeedback(round_budget=-1)
     with pytest.raises(ValueError, match="strategy"):
@@ -127,8 +142,14 @@ def test_recipe_smoke(tmp_path, monkeypatch):
     from trinity_lightning.cli import run_lightning
 
     recipe = yaml.safe_load((ROOT / "recipes" / "alpf.yaml").read_text())
-    recipe["trainer"].update(max_epochs=2, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False,
-                             enable_model_summary=False, limit_train_batches=4, limit_val_batches=2)
+    recipe["trainer"].update(
+        max_epochs=2,
+        default_root_dir=str(tmp_path / "run"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=4,
+        limit_val_batches=2,
+    )
     recipe["trainer"]["callbacks"][0]["init_args"]["curve_path"] = str(tmp_path / "curve.csv")
     recipe["data"]["init_args"].update(partial_path=str(tmp_path / "p.npz"), labels_path=str(tmp_path / "l.json"))
     config = tmp_path / "alpf.yaml"
@@ -155,8 +176,7 @@ def test_human_campaign_through_trinity_label_files(tmp_path):
 
     def answer(round_: int) -> None:
         queries = [yaml.safe_load(line) for line in (folder / f"round_{round_:04d}.queries.jsonl").open()]
-        assert all(q["choices"] == ["no", "yes"] and q["example"]["question"].startswith("Is this a")
-                   for q in queries)
+        assert all(q["choices"] == ["no", "yes"] and q["example"]["question"].startswith("Is this a") for q in queries)
         masks = HIERARCHY.binarized().question_masks()
         with (folder / f"round_{round_:04d}.answers.jsonl").open("a") as handle:
             for q in queries:

@@ -17,8 +17,16 @@ from trinity_lightning.active.partial_feedback import (
 )
 from trinity_lightning.data import DataFormatError
 
-PARENTS = {"cat": "mammal", "dog": "mammal", "mammal": "animal", "bird": "animal", "car": "vehicle",
-           "truck": "vehicle", "animal": None, "vehicle": None}
+PARENTS = {
+    "cat": "mammal",
+    "dog": "mammal",
+    "mammal": "animal",
+    "bird": "animal",
+    "car": "vehicle",
+    "truck": "vehicle",
+    "animal": None,
+    "vehicle": None,
+}
 
 
 def test_parent_map_structure_and_masks():
@@ -35,8 +43,9 @@ def test_parent_map_structure_and_masks():
 
 
 def test_nested_and_json_round_trip(tmp_path):
-    nested = ClassHierarchy.from_nested({"animal": {"mammal": ["cat", "dog"], "bird": None},
-                                         "vehicle": ["car", "truck"]})
+    nested = ClassHierarchy.from_nested(
+        {"animal": {"mammal": ["cat", "dog"], "bird": None}, "vehicle": ["car", "truck"]}
+    )
     assert nested.classes == ["cat", "dog", "bird", "car", "truck"]
     path = tmp_path / "h.json"
     path.write_text(json.dumps(nested.to_dict()))
@@ -47,15 +56,18 @@ def test_nested_and_json_round_trip(tmp_path):
     assert ClassHierarchy.from_json(path).classes == ["y", "x"]
 
 
-@pytest.mark.parametrize(("parents", "classes", "match"), [
-    ({"a": "b", "b": "c", "c": "a", "x": None}, None, "cycle a -> b -> c -> a|cycle b -> c -> a -> b|cycle"),
-    ({"a": "a"}, None, "its own parent"),
-    ([("cat", "mammal"), ("cat", "pet"), ("mammal", None), ("pet", None)], None, "under two parents"),
-    ({"cat": "animal", "dog": "animal"}, ["cat", "dog", "fish"], "'fish' does not appear"),
-    ({"cat": "animal", "dog": "animal"}, ["cat"], r"leaves \['dog'\] are not in classes"),
-    ({"cat": "animal", "dog": "animal"}, ["animal", "cat", "dog"], "must be leaves"),
-    ({"cat": "animal", "dog": "animal"}, ["cat", "cat"], "duplicate"),
-])
+@pytest.mark.parametrize(
+    ("parents", "classes", "match"),
+    [
+        ({"a": "b", "b": "c", "c": "a", "x": None}, None, "cycle a -> b -> c -> a|cycle b -> c -> a -> b|cycle"),
+        ({"a": "a"}, None, "its own parent"),
+        ([("cat", "mammal"), ("cat", "pet"), ("mammal", None), ("pet", None)], None, "under two parents"),
+        ({"cat": "animal", "dog": "animal"}, ["cat", "dog", "fish"], "'fish' does not appear"),
+        ({"cat": "animal", "dog": "animal"}, ["cat"], r"leaves \['dog'\] are not in classes"),
+        ({"cat": "animal", "dog": "animal"}, ["animal", "cat", "dog"], "must be leaves"),
+        ({"cat": "animal", "dog": "animal"}, ["cat", "cat"], "duplicate"),
+    ],
+)
 def test_invalid_hierarchies_raise_clear_errors(parents, classes, match):
     with pytest.raises(ValueError, match=match):
         ClassHierarchy(parents, classes)
@@ -85,8 +97,9 @@ def test_binarized_is_binary_and_balanced():
 
 
 def test_compressed_drops_single_child_chains():
-    h = ClassHierarchy({"cat": "feline", "feline": "carnivore", "dog": "carnivore", "carnivore": "animal",
-                        "animal": "entity"}).compressed()
+    h = ClassHierarchy(
+        {"cat": "feline", "feline": "carnivore", "dog": "carnivore", "carnivore": "animal", "animal": "entity"}
+    ).compressed()
     assert h.root == "carnivore" and h.composites == []
 
 
@@ -104,8 +117,15 @@ def test_cifar10_wordnet_tree():
     require_dataset("wordnet_nouns")
     h = cifar10_hierarchy(binarize=False)
     assert h.root == "whole.n.02"
-    assert set(h.composites) == {"vehicle.n.01", "craft.n.02", "motor_vehicle.n.01", "vertebrate.n.01",
-                                 "placental.n.01", "carnivore.n.01", "ungulate.n.01"}
+    assert set(h.composites) == {
+        "vehicle.n.01",
+        "craft.n.02",
+        "motor_vehicle.n.01",
+        "vertebrate.n.01",
+        "placental.n.01",
+        "carnivore.n.01",
+        "ungulate.n.01",
+    }
     assert h.leaves_under("carnivore.n.01") == ["cat", "dog"]
     assert h.leaves_under("vehicle.n.01") == ["airplane", "automobile", "ship", "truck"]
     b = cifar10_hierarchy()

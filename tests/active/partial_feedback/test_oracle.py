@@ -54,9 +54,11 @@ def test_file_oracle_pending_then_answered(tmp_path):
 
 def test_malformed_lines_are_reported_and_skipped(tmp_path):
     path = tmp_path / "q.jsonl"
-    path.write_text('{"example": 1, "question_id": 0, "answer": "y"}\nnot json\n'
-                    '{"example": 2, "question_id": 0, "answer": "maybe"}\n{"example": 3, "question_id": 1, '
-                    '"answer": "n"}\n')
+    path.write_text(
+        '{"example": 1, "question_id": 0, "answer": "y"}\nnot json\n'
+        '{"example": 2, "question_id": 0, "answer": "maybe"}\n{"example": 3, "question_id": 1, '
+        '"answer": "n"}\n'
+    )
     with pytest.warns(UserWarning, match=r"q.jsonl, line 2") as record:
         rows = read_questions_file(path)
     assert any("line 3" in str(w.message) and "y/n" in str(w.message) for w in record)
@@ -70,8 +72,9 @@ def test_terminal_answers_are_saved_one_by_one(tmp_path):
         oracle.ask(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3]))
     replies = iter(["y", "what", "n", "q"])
     seen: list[str] = []
-    answered = answer_in_terminal(path, input_fn=lambda prompt: (seen.append(prompt), next(replies))[1],
-                                  print_fn=lambda _: None)
+    answered = answer_in_terminal(
+        path, input_fn=lambda prompt: (seen.append(prompt), next(replies))[1], print_fn=lambda _: None
+    )
     assert answered == 2 and "Is this a cat?" in seen[0]
     assert [r["answer"] for r in read_questions_file(path)] == [True, False, None]  # saved before quitting
     assert main([str(tmp_path / "missing.jsonl")]) == 2
@@ -92,7 +95,6 @@ def test_human_campaign_resumes_with_the_same_questions(tmp_path):
             for r in rows:
                 if r["answer"] is None:
                     r["answer"] = "y" if bool(Q[r["question_id"], gold[r["example"]]]) else "n"
-            path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_line"}) + "\n"
-                                    for r in rows))
+            path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_line"}) + "\n" for r in rows))
     assert state.labels().equal(gold)
     assert state.num_questions == len(read_questions_file(path))

@@ -22,8 +22,7 @@ from trinity_lightning.active.partial_feedback import (
 )
 
 # 4 classes: questions {0,1}, {2,3}, then each class
-Q = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
-                 dtype=torch.bool)
+Q = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
 
 
 def test_scores_match_the_formulas():

@@ -36,11 +36,14 @@ def test_repeated_example_in_one_batch_and_contradiction():
     assert state.candidates.equal(before) and state.num_questions == 2  # nothing applied
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"indices": [0], "question_masks": torch.ones(1, 3, dtype=torch.bool), "answers": [True]}, "question_masks"),
-    ({"indices": [0, 1], "question_masks": torch.ones(2, 4, dtype=torch.bool), "answers": [True]}, "answers"),
-    ({"indices": [7], "question_masks": torch.ones(1, 4, dtype=torch.bool), "answers": [True]}, "indices"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"indices": [0], "question_masks": torch.ones(1, 3, dtype=torch.bool), "answers": [True]}, "question_masks"),
+        ({"indices": [0, 1], "question_masks": torch.ones(2, 4, dtype=torch.bool), "answers": [True]}, "answers"),
+        ({"indices": [7], "question_masks": torch.ones(1, 4, dtype=torch.bool), "answers": [True]}, "indices"),
+    ],
+)
 def test_bad_answers(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PartialLabels(2, 4).answer(**kwargs)

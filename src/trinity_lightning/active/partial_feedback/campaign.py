@@ -42,9 +42,16 @@ from trinity_lightning.data import atomic_write_text
 AnswerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
-def ask_questions(strategy: QuestionStrategy, state: PartialLabels, question_masks: torch.Tensor,
-                  oracle: BinaryOracle, budget: int, probs: torch.Tensor | None = None, seed: int = 0,
-                  apply: AnswerFn | None = None) -> int:
+def ask_questions(
+    strategy: QuestionStrategy,
+    state: PartialLabels,
+    question_masks: torch.Tensor,
+    oracle: BinaryOracle,
+    budget: int,
+    probs: torch.Tensor | None = None,
+    seed: int = 0,
+    apply: AnswerFn | None = None,
+) -> int:
     """Spend up to ``budget`` questions: select a batch, ask the oracle, apply the answers, repeat.
 
     The model posterior ``probs`` stays fixed within the call (one round); the candidate sets change
@@ -74,8 +81,10 @@ def ask_questions(strategy: QuestionStrategy, state: PartialLabels, question_mas
         [0, 1, 2, 0]
     """
     if apply is None:
+
         def apply(ex: torch.Tensor, qs: torch.Tensor, ans: torch.Tensor) -> None:
             state.answer(ex, question_masks[qs], ans, qs)
+
     spent = 0
     while spent < budget:
         ctx = QuestionContext(state.candidates, question_masks, probs, state.asked, seed)
@@ -117,9 +126,17 @@ class PartialFeedback(Callback):
         "PartialFeedback{'strategy': 'alpf_erc'}"
     """
 
-    def __init__(self, strategy: str | QuestionStrategy = "alpf_erc", round_budget: float = 0.05,
-                 total_budget: float = 0.3, epochs_per_round: int = 1, questions_file: str | None = None,
-                 curve_path: str | None = None, monitor: str = "val_acc", seed: int = 0) -> None:
+    def __init__(
+        self,
+        strategy: str | QuestionStrategy = "alpf_erc",
+        round_budget: float = 0.05,
+        total_budget: float = 0.3,
+        epochs_per_round: int = 1,
+        questions_file: str | None = None,
+        curve_path: str | None = None,
+        monitor: str = "val_acc",
+        seed: int = 0,
+    ) -> None:
         for name, value in (("round_budget", round_budget), ("total_budget", total_budget)):
             if value <= 0 or (isinstance(value, float) and value > 1.0 and not float(value).is_integer()):
                 raise ValueError(f"{name}: expected a positive question count or a fraction in (0, 1], got {value}")
@@ -146,8 +163,10 @@ class PartialFeedback(Callback):
     def _datamodule(self, trainer: pl.Trainer) -> PartialFeedbackDataModule:
         dm = getattr(trainer, "datamodule", None)
         if not isinstance(dm, PartialFeedbackDataModule):
-            raise ValueError("datamodule: PartialFeedback needs a PartialFeedbackDataModule passed to "
-                             f"trainer.fit(datamodule=...), got {type(dm).__name__}")
+            raise ValueError(
+                "datamodule: PartialFeedback needs a PartialFeedbackDataModule passed to "
+                f"trainer.fit(datamodule=...), got {type(dm).__name__}"
+            )
         return dm
 
     def _questions(self, value: float) -> int:
@@ -159,8 +178,10 @@ class PartialFeedback(Callback):
         if stage != "fit":
             return
         if getattr(trainer, "reload_dataloaders_every_n_epochs", 0) != 1:
-            raise ValueError("trainer.reload_dataloaders_every_n_epochs: PartialFeedback grows the training set "
-                             "every round; set it to 1")
+            raise ValueError(
+                "trainer.reload_dataloaders_every_n_epochs: PartialFeedback grows the training set "
+                "every round; set it to 1"
+            )
         dm = self._datamodule(trainer)
         dm.setup("fit")
         costs = binary_search_costs(dm.question_masks)
@@ -177,8 +198,9 @@ class PartialFeedback(Callback):
                 self.oracle = ActiveFileBinaryOracle(self.questions_file, dm.question_names)
 
     @torch.inference_mode()
-    def _probabilities(self, dm: PartialFeedbackDataModule, pl_module: pl.LightningModule,
-                       indices: list[int]) -> torch.Tensor:
+    def _probabilities(
+        self, dm: PartialFeedbackDataModule, pl_module: pl.LightningModule, indices: list[int]
+    ) -> torch.Tensor:
         assert dm.partial is not None
         probs = torch.zeros(dm.partial.num_examples, dm.partial.num_classes)
         if not indices:
@@ -209,8 +231,16 @@ class PartialFeedback(Callback):
                 return
         probs = self._probabilities(dm, pl_module, open_)
         try:
-            asked = ask_questions(self.strategy, dm.partial, dm.question_masks, self.oracle, budget, probs,
-                                  self.seed + self.round, apply=dm.answer)
+            asked = ask_questions(
+                self.strategy,
+                dm.partial,
+                dm.question_masks,
+                self.oracle,
+                budget,
+                probs,
+                self.seed + self.round,
+                apply=dm.answer,
+            )
         except AnswersPending as pending:
             if not bool(dm.partial.informative.any()):
                 raise  # nothing to train on until the first answers come in
@@ -220,17 +250,25 @@ class PartialFeedback(Callback):
         self.spent += asked
         self.round += 1
         metric = trainer.callback_metrics.get(self.monitor)
-        self.curve.append({
-            "round": self.round, "questions": self.spent,
-            "budget_fraction": self.spent / max(1, self.naive_cost),
-            "fully_labelled": int(dm.partial.fully_labelled.sum()),
-            "informative": int(dm.partial.informative.sum()),
-            self.monitor: float(metric) if metric is not None else float("nan"),
-        })
+        self.curve.append(
+            {
+                "round": self.round,
+                "questions": self.spent,
+                "budget_fraction": self.spent / max(1, self.naive_cost),
+                "fully_labelled": int(dm.partial.fully_labelled.sum()),
+                "informative": int(dm.partial.informative.sum()),
+                self.monitor: float(metric) if metric is not None else float("nan"),
+            }
+        )
         for logger in trainer.loggers:
-            logger.log_metrics({"alpf_questions": float(self.spent), "alpf_round": float(self.round),
-                                "alpf_fully_labelled": float(self.curve[-1]["fully_labelled"])},
-                               step=trainer.global_step)
+            logger.log_metrics(
+                {
+                    "alpf_questions": float(self.spent),
+                    "alpf_round": float(self.round),
+                    "alpf_fully_labelled": float(self.curve[-1]["fully_labelled"]),
+                },
+                step=trainer.global_step,
+            )
         self._write_curve()
 
     def _harvest(self, dm: PartialFeedbackDataModule, oracle: Any) -> int:

@@ -61,8 +61,14 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         ([True, True, False], 0)
     """
 
-    def __init__(self, dataset: Dataset | None = None, hierarchy: ClassHierarchy | None = None,
-                 partial_path: str | None = None, binarize: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: Dataset | None = None,
+        hierarchy: ClassHierarchy | None = None,
+        partial_path: str | None = None,
+        binarize: bool = True,
+        **kwargs: Any,
+    ) -> None:
         if hierarchy is None:
             raise ValueError("hierarchy: a ClassHierarchy is required")
         kwargs.setdefault("num_classes", hierarchy.num_classes)
@@ -102,8 +108,10 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         labels = getattr(dataset, "labels", None)
         if isinstance(labels, torch.Tensor) and labels.ndim == 1 and len(labels) == len(dataset):  # type: ignore
             return labels.to(torch.int64)
-        return torch.as_tensor([int(dataset[i][-1]) for i in range(len(dataset))],  # type: ignore[arg-type]
-                               dtype=torch.int64)
+        return torch.as_tensor(
+            [int(dataset[i][-1]) for i in range(len(dataset))],  # type: ignore[arg-type]
+            dtype=torch.int64,
+        )
 
     def _sync_from_labelled(self) -> None:
         """Examples labelled in the parent's state (seed labels, labels file) get a single candidate."""
@@ -133,8 +141,9 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         ex = torch.as_tensor(examples, dtype=torch.int64).reshape(-1)
         qs = torch.as_tensor(questions, dtype=torch.int64).reshape(-1)
         if qs.numel() and (int(qs.min()) < 0 or int(qs.max()) >= len(self.question_names)):
-            raise ValueError(f"questions: ids must lie in [0, {len(self.question_names)}), got "
-                             f"[{int(qs.min())}, {int(qs.max())}]")
+            raise ValueError(
+                f"questions: ids must lie in [0, {len(self.question_names)}), got [{int(qs.min())}, {int(qs.max())}]"
+            )
         before = partial.fully_labelled.clone()
         partial.answer(ex, self.question_masks[qs], answers, qs)
         done = torch.nonzero(partial.fully_labelled & ~before & torch.from_numpy(~self.labelled_mask))
@@ -159,8 +168,10 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         else:
             partial.candidates &= other.candidates
         if bool((~partial.candidates.any(dim=1)).any()):
-            raise ValueError(f"partial_path: {self.partial_path} contradicts the checkpoint (an example has no "
-                             "candidate left); remove one of them")
+            raise ValueError(
+                f"partial_path: {self.partial_path} contradicts the checkpoint (an example has no "
+                "candidate left); remove one of them"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         """The parent's plain-Python state plus the partial-label tensors."""
@@ -181,8 +192,9 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
             before = self._ensure_partial().num_questions
             self._merge(on_file)
             if self._ensure_partial().num_questions > before:
-                warnings.warn(f"answers in {self.partial_path} were newer than the checkpoint and were kept",
-                              stacklevel=2)
+                warnings.warn(
+                    f"answers in {self.partial_path} were newer than the checkpoint and were kept", stacklevel=2
+                )
         self._sync_from_labelled()
 
     # ------------------------------------------------------------------ loaders
@@ -196,14 +208,22 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         dataset = self._pool()
         chosen = self.informative_indices
         if not chosen:
-            raise RuntimeError("train_dataloader: no example has an answer yet; ask questions (or set "
-                               "initial_labelled=...) before training")
+            raise RuntimeError(
+                "train_dataloader: no example has an answer yet; ask questions (or set "
+                "initial_labelled=...) before training"
+            )
         trainer = getattr(self, "trainer", None)
         epoch = trainer.current_epoch if trainer is not None else 0
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * epoch + self.round)
         view = _CandidateView(dataset, chosen, self._ensure_partial().candidates, -1)
-        return DataLoader(view, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          collate_fn=self.collate_fn, generator=generator)
+        return DataLoader(
+            view,
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            generator=generator,
+        )
 
 
 class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):
@@ -227,8 +247,15 @@ class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):
         (1294, 'even', 18)
     """
 
-    def __init__(self, dataset: str = "digits", tree: dict[str, Any] | None = None, train_limit: int | None = None,
-                 test_limit: int | None = None, val_fraction: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: str = "digits",
+        tree: dict[str, Any] | None = None,
+        train_limit: int | None = None,
+        test_limit: int | None = None,
+        val_fraction: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         from trinity_lightning.active.partial_feedback.wordnet import cifar10_hierarchy, fashion_mnist_hierarchy
 
         if dataset not in ("digits", "fashion_mnist", "cifar10"):
@@ -236,16 +263,23 @@ class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):
         if tree is not None:
             from trinity_lightning.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 
-            names = {"digits": [str(d) for d in range(10)], "fashion_mnist": FASHION_MNIST_CLASSES,
-                     "cifar10": CIFAR10_CLASSES}[dataset]
+            names = {
+                "digits": [str(d) for d in range(10)],
+                "fashion_mnist": FASHION_MNIST_CLASSES,
+                "cifar10": CIFAR10_CLASSES,
+            }[dataset]
             hierarchy = ClassHierarchy.from_nested(tree, names)
         elif dataset == "digits":
             raise ValueError("tree: the digits dataset has no default hierarchy; pass tree={...} over '0'..'9'")
         else:
             hierarchy = cifar10_hierarchy() if dataset == "cifar10" else fashion_mnist_hierarchy()
         super().__init__(None, hierarchy, **kwargs)
-        self.source, self.train_limit, self.test_limit, self.val_fraction = dataset, train_limit, test_limit, \
-            val_fraction
+        self.source, self.train_limit, self.test_limit, self.val_fraction = (
+            dataset,
+            train_limit,
+            test_limit,
+            val_fraction,
+        )
 
     def load(self) -> tuple[Dataset, Dataset | None, Dataset | None, Dataset | None]:
         from trinity_lightning.data import ArrayDataset, DigitsDataModule, SharedImageDataModule, split_indices
@@ -253,8 +287,9 @@ class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):
         if self.source == "digits":
             train, _, test = DigitsDataModule(val_fraction=0.0, seed=self.seed).load()
         else:
-            train, _, test = SharedImageDataModule(self.source, val_fraction=0.0, train_limit=self.train_limit,
-                                                   test_limit=self.test_limit, seed=self.seed).load()
+            train, _, test = SharedImageDataModule(
+                self.source, val_fraction=0.0, train_limit=self.train_limit, test_limit=self.test_limit, seed=self.seed
+            ).load()
         assert isinstance(train, ArrayDataset)
         pool, held = split_indices(len(train), self.val_fraction, self.seed)
         features, labels = train.features, train.labels

@@ -49,10 +49,12 @@ class ClassHierarchy:
         [1, 1, 0]
     """
 
-    def __init__(self, parents: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
-                 classes: Sequence[str] | None = None) -> None:
-        pairs: list[tuple[Any, Any]] = (list(parents.items()) if isinstance(parents, Mapping)
-                                        else [tuple(p) for p in parents])  # type: ignore[misc]
+    def __init__(
+        self, parents: Mapping[str, str | None] | Iterable[tuple[str, str | None]], classes: Sequence[str] | None = None
+    ) -> None:
+        pairs: list[tuple[Any, ...]] = (
+            list(parents.items()) if isinstance(parents, Mapping) else [tuple(p) for p in parents]
+        )
         parent_of: dict[str, str | None] = {}
         for pair in pairs:
             if len(pair) != 2:
@@ -63,8 +65,10 @@ class ClassHierarchy:
             if child == parent:
                 raise ValueError(f"parents: cycle: {child!r} is its own parent")
             if child in parent_of and parent_of[child] != parent:
-                raise ValueError(f"parents: {child!r} is under two parents ({parent_of[child]!r} and {parent!r}); "
-                                 "a class hierarchy must be a tree")
+                raise ValueError(
+                    f"parents: {child!r} is under two parents ({parent_of[child]!r} and {parent!r}); "
+                    "a class hierarchy must be a tree"
+                )
             parent_of[child] = parent
         for parent in list(parent_of.values()):
             if parent is not None and parent not in parent_of:
@@ -126,8 +130,10 @@ class ClassHierarchy:
             if not isinstance(node, str):
                 raise ValueError(f"tree: node names must be strings, got {node!r} under {parent!r}")
             if node in seen:
-                raise ValueError(f"tree: {node!r} appears twice (under {seen[node]!r} and {parent!r}); "
-                                 "a class hierarchy must be a tree")
+                raise ValueError(
+                    f"tree: {node!r} appears twice (under {seen[node]!r} and {parent!r}); "
+                    "a class hierarchy must be a tree"
+                )
             seen[node] = parent
             pairs.append((node, parent))
 
@@ -179,8 +185,7 @@ class ClassHierarchy:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready ``{"parents": ..., "classes": ...}`` that :meth:`from_json` reads back."""
-        return {"classes": list(self.classes),
-                "parents": {n: p for n, p in self.parent.items() if p is not None}}
+        return {"classes": list(self.classes), "parents": {n: p for n, p in self.parent.items() if p is not None}}
 
     # ------------------------------------------------------------------ structure
     @property
@@ -312,7 +317,7 @@ class ClassHierarchy:
             node: str | None = start
             while node is not None and node not in done:
                 if node in on_path:
-                    cycle = [*path[path.index(node):], node]
+                    cycle = [*path[path.index(node) :], node]
                     raise ValueError(f"parents: cycle {' -> '.join(cycle)}")
                 on_path.add(node)
                 path.append(node)

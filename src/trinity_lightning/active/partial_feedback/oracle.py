@@ -37,8 +37,7 @@ class AnswersPending(RuntimeError):  # noqa: N818 - it is a state, not a failure
 class BinaryOracle(Protocol):
     """Anything that answers a batch of ``(example, question id)`` pairs with booleans."""
 
-    def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        ...
+    def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor: ...
 
 
 class SimulatedBinaryOracle:
@@ -59,8 +58,9 @@ class SimulatedBinaryOracle:
         self.question_masks = torch.as_tensor(question_masks, dtype=torch.bool)
         c = self.question_masks.shape[1]
         if self.labels.numel() and (int(self.labels.min()) < 0 or int(self.labels.max()) >= c):
-            raise ValueError(f"labels: expected class ids in [0, {c}), got [{int(self.labels.min())}, "
-                             f"{int(self.labels.max())}]")
+            raise ValueError(
+                f"labels: expected class ids in [0, {c}), got [{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
         self.asked = 0
 
     def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
@@ -133,8 +133,9 @@ class FileBinaryOracle:
         [True]
     """
 
-    def __init__(self, path: str | Path, question_names: Sequence[str],
-                 describe: Callable[[int], str] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, question_names: Sequence[str], describe: Callable[[int], str] | None = None
+    ) -> None:
         self.path = Path(path)
         self.question_names = list(question_names)
         self.describe = describe
@@ -149,8 +150,9 @@ class FileBinaryOracle:
 
     def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         """Answers for the batch; writes the unanswered questions and raises :class:`AnswersPending`."""
-        pairs = [(int(e), int(q)) for e, q in zip(torch.as_tensor(examples).tolist(),
-                                                   torch.as_tensor(questions).tolist())]
+        pairs = [
+            (int(e), int(q)) for e, q in zip(torch.as_tensor(examples).tolist(), torch.as_tensor(questions).tolist())
+        ]
         for _, q in pairs:
             if not 0 <= q < len(self.question_names):
                 raise ValueError(f"questions: question id {q} out of range [0, {len(self.question_names)})")
@@ -165,8 +167,12 @@ class FileBinaryOracle:
             have = {(int(r["example"]), int(r["question_id"])) for r in kept}
             for e, q in pairs:
                 if (e, q) not in have:
-                    new: dict[str, Any] = {"example": e, "question_id": q, "question": self.question_text(q),
-                                           "answer": None}
+                    new: dict[str, Any] = {
+                        "example": e,
+                        "question_id": q,
+                        "question": self.question_text(q),
+                        "answer": None,
+                    }
                     if self.describe is not None:
                         new["example_info"] = self.describe(e)
                     kept.append(new)
@@ -208,14 +214,26 @@ class ActiveFileBinaryOracle:
 
     CHOICES = ("no", "yes")
 
-    def __init__(self, directory: str | Path, question_names: Sequence[str], wait: bool = False,
-                 poll_seconds: float = 2.0, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        question_names: Sequence[str],
+        wait: bool = False,
+        poll_seconds: float = 2.0,
+        timeout: float | None = None,
+    ) -> None:
         from trinity_lightning.active.oracles import FileOracle
 
         self.question_names = list(question_names)
         self._asking: dict[int, int] = {}
-        self.files = FileOracle(str(directory), wait=wait, poll_seconds=poll_seconds, timeout=timeout,
-                                choices=list(self.CHOICES), render=self._render)
+        self.files = FileOracle(
+            str(directory),
+            wait=wait,
+            poll_seconds=poll_seconds,
+            timeout=timeout,
+            choices=list(self.CHOICES),
+            render=self._render,
+        )
         self.directory = Path(directory)
 
     def _render(self, datamodule: Any, index: int) -> dict[str, Any]:
@@ -226,7 +244,7 @@ class ActiveFileBinaryOracle:
         found = []
         for path in self.directory.glob("round_*.queries.jsonl"):
             try:
-                found.append(int(path.name[len("round_"):].split(".")[0]))
+                found.append(int(path.name[len("round_") :].split(".")[0]))
             except ValueError:
                 continue
         return sorted(found)
@@ -253,13 +271,17 @@ class ActiveFileBinaryOracle:
                     ex.append(e)
                     qs.append(q)
                     ans.append(got[e] == 1)
-        return (torch.tensor(ex, dtype=torch.int64), torch.tensor(qs, dtype=torch.int64),
-                torch.tensor(ans, dtype=torch.bool))
+        return (
+            torch.tensor(ex, dtype=torch.int64),
+            torch.tensor(qs, dtype=torch.int64),
+            torch.tensor(ans, dtype=torch.bool),
+        )
 
     def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         """Answers for the batch; writes a new query file and raises :class:`AnswersPending` until answered."""
-        pairs = [(int(e), int(q)) for e, q in zip(torch.as_tensor(examples).tolist(),
-                                                   torch.as_tensor(questions).tolist())]
+        pairs = [
+            (int(e), int(q)) for e, q in zip(torch.as_tensor(examples).tolist(), torch.as_tensor(questions).tolist())
+        ]
         if len({e for e, _ in pairs}) != len(pairs):
             raise ValueError("examples: at most one question per example in a batch")
         rounds = self._rounds()
@@ -269,15 +291,19 @@ class ActiveFileBinaryOracle:
             if got is not None and self._pairs(last) == pairs:
                 return torch.tensor([label == 1 for label in got.labels or []], dtype=torch.bool)
             if got is None:
-                raise AnswersPending(self.files.queries_path(last), len(self._pairs(last)),
-                                     f"trinity label {self.files.queries_path(last)}")
+                raise AnswersPending(
+                    self.files.queries_path(last),
+                    len(self._pairs(last)),
+                    f"trinity label {self.files.queries_path(last)}",
+                )
         round_ = rounds[-1] + 1 if rounds else 1
         self._asking = dict(pairs)
         self.files.query(round_, [e for e, _ in pairs], datamodule=self)
         got = self.files.collect(round_)
         if got is None:
-            raise AnswersPending(self.files.queries_path(round_), len(pairs),
-                                 f"trinity label {self.files.queries_path(round_)}")
+            raise AnswersPending(
+                self.files.queries_path(round_), len(pairs), f"trinity label {self.files.queries_path(round_)}"
+            )
         return torch.tensor([label == 1 for label in got.labels or []], dtype=torch.bool)
 
 
@@ -290,13 +316,16 @@ def answered_questions(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, to
     """Every answered row of a questions file as ``(examples, question ids, answers)``."""
     path = Path(path)
     rows = [r for r in read_questions_file(path) if r["answer"] is not None] if path.exists() else []
-    return (torch.tensor([int(r["example"]) for r in rows], dtype=torch.int64),
-            torch.tensor([int(r["question_id"]) for r in rows], dtype=torch.int64),
-            torch.tensor([bool(r["answer"]) for r in rows], dtype=torch.bool))
+    return (
+        torch.tensor([int(r["example"]) for r in rows], dtype=torch.int64),
+        torch.tensor([int(r["question_id"]) for r in rows], dtype=torch.int64),
+        torch.tensor([bool(r["answer"]) for r in rows], dtype=torch.bool),
+    )
 
 
-def answer_in_terminal(path: str | Path, input_fn: Callable[[str], str] = input,
-                       print_fn: Callable[[str], None] = print) -> int:
+def answer_in_terminal(
+    path: str | Path, input_fn: Callable[[str], str] = input, print_fn: Callable[[str], None] = print
+) -> int:
     """Ask every unanswered question of ``path`` in the terminal; each answer is saved at once.
 
     Type ``y``/``n``; ``s`` skips a question, ``q`` stops (answers given so far are kept).

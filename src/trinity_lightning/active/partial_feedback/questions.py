@@ -65,18 +65,20 @@ class QuestionContext:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.candidates.ndim != 2 or self.questions.ndim != 2 or \
-                self.candidates.shape[1] != self.questions.shape[1]:
-            raise ValueError(f"questions: expected shape (Q, {self.candidates.shape[-1]}) matching candidates "
-                             f"{tuple(self.candidates.shape)}, got {tuple(self.questions.shape)}")
+        if self.candidates.ndim != 2 or self.questions.ndim != 2 or self.candidates.shape[1] != self.questions.shape[1]:
+            raise ValueError(
+                f"questions: expected shape (Q, {self.candidates.shape[-1]}) matching candidates "
+                f"{tuple(self.candidates.shape)}, got {tuple(self.questions.shape)}"
+            )
         if self.probs is not None and self.probs.shape != self.candidates.shape:
             raise ValueError(f"probs: expected shape {tuple(self.candidates.shape)}, got {tuple(self.probs.shape)}")
         if self.asked is None:
             self.asked = torch.zeros(self.candidates.shape[0], dtype=torch.int32)
 
 
-def best_questions(candidates: torch.Tensor, questions: torch.Tensor, probs: torch.Tensor | None,
-                   rule: str, chunk_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+def best_questions(
+    candidates: torch.Tensor, questions: torch.Tensor, probs: torch.Tensor | None, rule: str, chunk_size: int = 8192
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each example's best question under ``rule`` and its score.
 
     Args:
@@ -107,7 +109,7 @@ def best_questions(candidates: torch.Tensor, questions: torch.Tensor, probs: tor
     scores = torch.empty(n, dtype=torch.float32)
     best = torch.empty(n, dtype=torch.int64)
     for start in range(0, n, chunk_size):
-        cand = candidates[start:start + chunk_size].to(torch.float32)
+        cand = candidates[start : start + chunk_size].to(torch.float32)
         n_all = cand.sum(dim=1, keepdim=True)
         n_yes = cand @ qf
         eligible = (n_yes > 0) & (n_yes < n_all)
@@ -115,7 +117,7 @@ def best_questions(candidates: torch.Tensor, questions: torch.Tensor, probs: tor
             score = (n_yes - n_all / 2).abs()
         else:
             assert probs is not None
-            mass = probs[start:start + chunk_size].to(torch.float32).clamp_min(0) * cand
+            mass = probs[start : start + chunk_size].to(torch.float32).clamp_min(0) * cand
             total = mass.sum(dim=1, keepdim=True)
             # a posterior that underflowed to 0 on the candidates falls back to uniform over them
             mass = torch.where(total > 0, mass, cand)
@@ -128,9 +130,9 @@ def best_questions(candidates: torch.Tensor, questions: torch.Tensor, probs: tor
             else:
                 score = -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
         score = score.masked_fill(~eligible, worst)
-        value, arg = (score.min(dim=1) if minimize else score.max(dim=1))
+        value, arg = score.min(dim=1) if minimize else score.max(dim=1)
         arg[~eligible.any(dim=1)] = -1
-        scores[start:start + chunk_size], best[start:start + chunk_size] = value, arg
+        scores[start : start + chunk_size], best[start : start + chunk_size] = value, arg
     return scores, best
 
 
@@ -258,8 +260,9 @@ QUESTION_STRATEGIES: dict[str, Callable[..., QuestionStrategy]] = {}
 DESCRIPTIONS: dict[str, str] = {}
 
 
-def register_question_strategy(name: str, factory: Callable[..., QuestionStrategy], description: str = "",
-                               override: bool = False) -> None:
+def register_question_strategy(
+    name: str, factory: Callable[..., QuestionStrategy], description: str = "", override: bool = False
+) -> None:
     """Register ``factory`` under ``name`` (usable from YAML as ``strategy: name``).
 
     Raises:
@@ -290,21 +293,28 @@ def get_question_strategy(name: str | QuestionStrategy, **kwargs: Any) -> Questi
 def _full(order: str, rule: str) -> Callable[..., QuestionStrategy]:
     def make(chunk_size: int = 8192) -> QuestionStrategy:
         return FullAnnotation(order, rule, chunk_size)
+
     return make
 
 
 def _pair(rule: str) -> Callable[..., QuestionStrategy]:
     def make(chunk_size: int = 8192) -> QuestionStrategy:
         return PairSelection(rule, chunk_size)
+
     return make
 
 
-register_question_strategy("uniform", _full("random", "binary"),
-                           "random examples, each fully labelled by binary search (the naive annotator)")
-register_question_strategy("al_me", _full("entropy", "binary"),
-                           "maximum-entropy examples, each fully labelled by binary search")
-register_question_strategy("aq_erc", _full("random", "erc"),
-                           "random examples, each fully labelled by questions minimising expected remaining classes")
+register_question_strategy(
+    "uniform", _full("random", "binary"), "random examples, each fully labelled by binary search (the naive annotator)"
+)
+register_question_strategy(
+    "al_me", _full("entropy", "binary"), "maximum-entropy examples, each fully labelled by binary search"
+)
+register_question_strategy(
+    "aq_erc",
+    _full("random", "erc"),
+    "random examples, each fully labelled by questions minimising expected remaining classes",
+)
 register_question_strategy("alpf_erc", _pair("erc"), "best (example, question) pairs by expected remaining classes")
 register_question_strategy("eig", _pair("eig"), "best (example, question) pairs by expected information gain")
 register_question_strategy("edc", _pair("edc"), "best (example, question) pairs by expected decrease in classes")

@@ -81,13 +81,15 @@ class PartialLabels:
     def history(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every answer in order: ``(example, question id or -1, answer)``."""
         if not self._log_example:
-            return (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
-                    torch.zeros(0, dtype=torch.bool))
+            return (
+                torch.zeros(0, dtype=torch.int64),
+                torch.zeros(0, dtype=torch.int64),
+                torch.zeros(0, dtype=torch.bool),
+            )
         return torch.cat(self._log_example), torch.cat(self._log_question), torch.cat(self._log_answer)
 
     # ------------------------------------------------------------------ updates
-    def answer(self, indices: Any, question_masks: torch.Tensor, answers: Any,
-               question_ids: Any = None) -> None:
+    def answer(self, indices: Any, question_masks: torch.Tensor, answers: Any, question_ids: Any = None) -> None:
         """Apply yes/no answers.
 
         Args:
@@ -104,15 +106,20 @@ class PartialLabels:
         masks = torch.as_tensor(question_masks, dtype=torch.bool)
         ans = torch.as_tensor(answers, dtype=torch.bool).reshape(-1)
         if masks.ndim != 2 or masks.shape != (idx.numel(), self.num_classes):
-            raise ValueError(f"question_masks: expected shape ({idx.numel()}, {self.num_classes}), "
-                             f"got {tuple(masks.shape)}")
+            raise ValueError(
+                f"question_masks: expected shape ({idx.numel()}, {self.num_classes}), got {tuple(masks.shape)}"
+            )
         if ans.numel() != idx.numel():
             raise ValueError(f"answers: expected {idx.numel()} answers, got {ans.numel()}")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_examples):
-            raise ValueError(f"indices: expected values in [0, {self.num_examples}), got "
-                             f"[{int(idx.min())}, {int(idx.max())}]")
-        qids = (torch.full_like(idx, -1) if question_ids is None
-                else torch.as_tensor(question_ids, dtype=torch.int64).reshape(-1))
+            raise ValueError(
+                f"indices: expected values in [0, {self.num_examples}), got [{int(idx.min())}, {int(idx.max())}]"
+            )
+        qids = (
+            torch.full_like(idx, -1)
+            if question_ids is None
+            else torch.as_tensor(question_ids, dtype=torch.int64).reshape(-1)
+        )
         if qids.numel() != idx.numel():
             raise ValueError(f"question_ids: expected {idx.numel()} ids, got {qids.numel()}")
         keep = torch.where(ans[:, None], masks, ~masks)
@@ -124,8 +131,9 @@ class PartialLabels:
         empty = ~combined.any(dim=1)
         if bool(empty.any()):
             bad = unique[empty].tolist()[:5]
-            raise ValueError(f"answers: contradict earlier answers for examples {bad} (no class would remain); "
-                             "check the oracle")
+            raise ValueError(
+                f"answers: contradict earlier answers for examples {bad} (no class would remain); check the oracle"
+            )
         self.candidates[unique] = combined
         self.asked.index_add_(0, idx, torch.ones_like(idx, dtype=torch.int32))
         self._log_example.append(idx.clone())
@@ -139,8 +147,9 @@ class PartialLabels:
         if lab.numel() != idx.numel():
             raise ValueError(f"labels: expected {idx.numel()} labels, got {lab.numel()}")
         if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= self.num_classes):
-            raise ValueError(f"labels: expected values in [0, {self.num_classes}), got "
-                             f"[{int(lab.min())}, {int(lab.max())}]")
+            raise ValueError(
+                f"labels: expected values in [0, {self.num_classes}), got [{int(lab.min())}, {int(lab.max())}]"
+            )
         self.candidates[idx] = False
         self.candidates[idx, lab] = True
 
@@ -148,15 +157,22 @@ class PartialLabels:
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors only, so a Lightning checkpoint loads with ``weights_only=True``."""
         example, question, answer = self.history()
-        return {"candidates": self.candidates.clone(), "asked": self.asked.clone(),
-                "log_example": example, "log_question": question, "log_answer": answer}
+        return {
+            "candidates": self.candidates.clone(),
+            "asked": self.asked.clone(),
+            "log_example": example,
+            "log_question": question,
+            "log_answer": answer,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; the shape must match this pool."""
         candidates = torch.as_tensor(state["candidates"], dtype=torch.bool)
         if tuple(candidates.shape) != tuple(self.candidates.shape):
-            raise ValueError(f"state: candidates of shape {tuple(candidates.shape)} do not fit a pool of shape "
-                             f"{tuple(self.candidates.shape)}")
+            raise ValueError(
+                f"state: candidates of shape {tuple(candidates.shape)} do not fit a pool of shape "
+                f"{tuple(self.candidates.shape)}"
+            )
         self.candidates = candidates.clone()
         self.asked = torch.as_tensor(state["asked"], dtype=torch.int32).clone()
         self._log_example = [torch.as_tensor(state["log_example"], dtype=torch.int64)]
@@ -179,8 +195,10 @@ class PartialLabels:
             with np.load(path) as data:
                 num_classes = int(data["num_classes"])
                 candidates = np.unpackbits(data["candidates"], axis=1, count=num_classes).astype(bool)
-                arrays = {k: torch.from_numpy(np.array(data[k])) for k in
-                          ("asked", "log_example", "log_question", "log_answer")}
+                arrays = {
+                    k: torch.from_numpy(np.array(data[k]))
+                    for k in ("asked", "log_example", "log_question", "log_answer")
+                }
         except (KeyError, ValueError, OSError) as err:
             raise DataFormatError(f"not a partial-label state file ({err})", source=path) from err
         state = cls(candidates.shape[0], num_classes)
@@ -188,5 +206,7 @@ class PartialLabels:
         return state
 
     def __repr__(self) -> str:
-        return (f"PartialLabels(N={self.num_examples}, C={self.num_classes}, questions={self.num_questions}, "
-                f"fully_labelled={int(self.fully_labelled.sum())}, informative={int(self.informative.sum())})")
+        return (
+            f"PartialLabels(N={self.num_examples}, C={self.num_classes}, questions={self.num_questions}, "
+            f"fully_labelled={int(self.fully_labelled.sum())}, informative={int(self.informative.sum())})"
+        )

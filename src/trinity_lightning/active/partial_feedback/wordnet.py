@@ -18,8 +18,15 @@ from trinity_lightning.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, DataF
 
 #: CIFAR-10 class -> WordNet 3.0 synset (``automobile`` is a lemma of ``car.n.01``).
 CIFAR10_SYNSETS: dict[str, str] = {
-    "airplane": "airplane.n.01", "automobile": "car.n.01", "bird": "bird.n.01", "cat": "cat.n.01",
-    "deer": "deer.n.01", "dog": "dog.n.01", "frog": "frog.n.01", "horse": "horse.n.01", "ship": "ship.n.01",
+    "airplane": "airplane.n.01",
+    "automobile": "car.n.01",
+    "bird": "bird.n.01",
+    "cat": "cat.n.01",
+    "deer": "deer.n.01",
+    "dog": "dog.n.01",
+    "frog": "frog.n.01",
+    "horse": "horse.n.01",
+    "ship": "ship.n.01",
     "truck": "truck.n.01",
 }
 
@@ -48,8 +55,9 @@ def _read_wordnet(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str,
         for line_no, line in enumerate(handle, start=2):
             row = line.rstrip("\n").split("\t")
             if len(row) < len(header):
-                raise DataFormatError(f"expected {len(header)} tab-separated fields, got {len(row)}",
-                                      source=path, line=line_no)
+                raise DataFormatError(
+                    f"expected {len(header)} tab-separated fields, got {len(row)}", source=path, line=line_no
+                )
             offset, name = row[col["offset"]], row[col["name"]]
             by_name[name], by_offset[offset] = offset, name
             parents = (row[col["hypernyms"]] or row[col["instance_hypernyms"]]).split()
@@ -58,8 +66,9 @@ def _read_wordnet(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str,
     return by_name, by_offset, hypernym
 
 
-def wordnet_hierarchy(synsets: Mapping[str, str], path: str | Path | None = None,
-                      binarize: bool = True) -> ClassHierarchy:
+def wordnet_hierarchy(
+    synsets: Mapping[str, str], path: str | Path | None = None, binarize: bool = True
+) -> ClassHierarchy:
     """Place classes in the WordNet noun tree and keep only the internal nodes that split them.
 
     Args:
@@ -107,8 +116,7 @@ def cifar10_hierarchy(path: str | Path | None = None, binarize: bool = True) -> 
     return wordnet_hierarchy(synsets, path, binarize)
 
 
-def fashion_mnist_hierarchy(binarize: bool = True, groups: Mapping[str, Sequence[str]] | None = None
-                            ) -> ClassHierarchy:
+def fashion_mnist_hierarchy(binarize: bool = True, groups: Mapping[str, Sequence[str]] | None = None) -> ClassHierarchy:
     """Fashion-MNIST with its coarse grouping (tops, bottoms, dresses, footwear, bags).
 
     Example:
