@@ -30,17 +30,26 @@ def print_run_summary(
 
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     for name, value in sorted((metrics if metrics is not None else trainer.callback_metrics).items()):
         table.add_row(name, _format(value))
     table.add_row("epochs / steps", f"{trainer.current_epoch} / {trainer.global_step}")
     if seconds is not None:
         table.add_row("wall time", f"{seconds:.1f} s")
     if trainer.log_dir:
-        table.add_row("logs", str(Path(trainer.log_dir).resolve()))
+        table.add_row("logs", _shown(trainer.log_dir))
     checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or getattr(
         trainer.checkpoint_callback, "last_model_path", ""
     )
     if checkpoint:
-        table.add_row("best checkpoint", str(Path(checkpoint).resolve()))
+        table.add_row("best checkpoint", _shown(checkpoint))
     Console().print(table)
+
+
+def _shown(path: str | Path) -> str:
+    """A path as a user would type it: relative to the working directory when under it, else absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(resolved)
