@@ -315,7 +315,7 @@ def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[torch.Ten
 
 
 def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Every strategy on one (dataset, seed); writes ``alpf_partial_<name>_s<seed>.json`` as it goes."""
+    """Every strategy on one (dataset, seed); writes ``alpf_jobs/alpf_partial_<name>_s<seed>.json`` as it goes."""
     xp, yp, xt, yt, classes = load_pool(name, seed, args)
     xp, xt, yt = xp.to(args.device), xt.to(args.device), yt.to(args.device)
     if args.prepared:  # the shared WordNet file may not be on that machine: the tree travels in the file
@@ -360,8 +360,34 @@ def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             f"full={res['questions_to_full']} naive={naive} ({res['seconds']:.0f}s)",
             flush=True,
         )
-        (Path(args.out_dir) / f"alpf_partial_{name}_s{seed}.json").write_text(json.dumps(out, default=float) + "\n")
+        path = jobs_dir(args) / f"alpf_partial_{name}_s{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, default=float) + "\n")
     return out
+
+
+def jobs_dir(args: argparse.Namespace) -> Path:
+    """Where the per-(dataset, seed) job files go: a subfolder, so that ``benchmarks/results/*.json`` holds only
+    files in the results format (the job files are raw inputs of ``--merge``, not results)."""
+    return Path(args.out_dir) / ("alpf_jobs_quick" if args.quick else "alpf_jobs")
+
+
+def write_diagnosis(
+    found: list[dict[str, Any]], out_dir: Path, command: str | None = None, name: str = "alpf_diagnosis"
+) -> Path:
+    """Write ``alpf_diagnosis.json`` in the results format: no claims, the per-dataset diagnosis in ``details``."""
+    details = {
+        "what": (
+            "Why ALPF-ERC's labels teach little (seed 0, same protocol as alpf.json, rounds of 5% up to 30% of the "
+            "naive budget, the first round the same i.i.d. binary-search sample for every learner). Per learner: "
+            "model_already_right_on_newly_labelled[r] = share of the examples it fully labelled in round r + 2 "
+            "(rounds 2-6) whose class the model of the previous round already predicted (argmax of its posterior); "
+            "fully_labelled_per_class_at_30pct = class counts of its fully labelled examples at 30% of the budget "
+            "(in the order of 'classes')."
+        ),
+        "datasets": {entry["dataset"]: entry for entry in found},
+    }
+    return write_results(name, [], details, command=command, results_dir=out_dir)
 
 
 def plot(results: dict[str, Any], path: Path, until: float) -> None:
@@ -420,13 +446,14 @@ def main() -> None:
     parser.add_argument("--prepare", help="write the pool/test features of every (dataset, seed) here and exit")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--jobs", action="store_true", help="only run the (dataset, seed) jobs; merge later")
-    parser.add_argument("--merge", action="store_true", help="only merge alpf_partial_*.json into alpf.json")
+    parser.add_argument("--merge", action="store_true", help="only merge alpf_jobs/alpf_partial_*.json into alpf.json")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small pool, no run to full")
     parser.add_argument("--note", default="", help="where the jobs ran (recorded in details)")
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="write alpf_diagnosis.json: was the model already right on what each learner labelled?",
+        help="write alpf_diagnosis.json (results format, no claims): was the model already right on what each "
+        "learner labelled?",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -437,7 +464,7 @@ def main() -> None:
         return
     if args.diagnose:
         found = [diagnose(name, args.seeds[0], args) for name in args.datasets]
-        (Path(args.out_dir) / "alpf_diagnosis.json").write_text(json.dumps(found, indent=1) + "\n")
+        write_diagnosis(found, Path(args.out_dir), name="alpf_diagnosis_quick" if args.quick else "alpf_diagnosis")
         return
     if not args.merge:
         for name in args.datasets:
@@ -447,7 +474,7 @@ def main() -> None:
             return
     results: dict[str, Any] = {}
     for name in args.datasets:
-        for path in sorted(Path(args.out_dir).glob(f"alpf_partial_{name}_s*.json")):
+        for path in sorted(jobs_dir(args).glob(f"alpf_partial_{name}_s*.json")):
             job = json.loads(path.read_text())
             res = results.setdefault(
                 name, {k: job[k] for k in ("hierarchy", "questions", "binary_search_cost_per_class", "pool")}
@@ -533,7 +560,7 @@ def main() -> None:
         },
     }
     print(json.dumps(summary, indent=1, default=float))
-    write_results("alpf" if not args.quick else "alpf_quick", claims, details)
+    write_results("alpf" if not args.quick else "alpf_quick", claims, details, results_dir=Path(args.out_dir))
 
 
 if __name__ == "__main__":

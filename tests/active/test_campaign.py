@@ -91,7 +91,11 @@ def test_kill_and_resume_same_labels_and_next_query(tmp_path):
         r if r <= 2 else -1 for r in ref_dm.labelled_round.tolist()
     ]  # same labelled set as the reference
     dm, al = run(tmp_path / "run", ckpt_path="last")
-    assert dm.labelled_round.tolist() == ref_dm.labelled_round.tolist()  # same next queries
+    next_query = sorted(i for i, r in enumerate(dm.labelled_round.tolist()) if r == 3)
+    assert len(next_query) == 10
+    assert next_query == sorted(i for i, r in enumerate(ref_dm.labelled_round.tolist()) if r == 3)  # same next query
+    assert dm.labelled_round.tolist() == ref_dm.labelled_round.tolist()  # and the same ones after it
+    assert al.last_query == ref_al.last_query
     assert [r["labelled"] for r in al.curve] == [r["labelled"] for r in ref_al.curve]
     assert [round(r["val_acc"], 5) for r in al.curve] == [round(r["val_acc"], 5) for r in ref_al.curve]
 
@@ -173,3 +177,39 @@ def test_simulated_oracle_with_held_back_gold(tmp_path):
     dm = datamodule()
     _trainer(tmp_path, al).fit(mlp(), datamodule=dm)
     assert len(dm.annotations) == 20 and all(v == gold[k] for k, v in dm.annotations.items())
+
+
+def test_human_answers_by_name_survive_a_restart(tmp_path):
+    """After a restart the oracle learns the label names again (from the DataModule or the query file)."""
+    from trinity_lightning.active import ActiveLearningDataModule
+
+    from ._helpers import blobs
+
+    class Named(ActiveLearningDataModule):
+        classes = ("a", "b", "c")
+
+    def run(ckpt_path=None):
+        dm = Named(
+            blobs(240),
+            val=blobs(60, seed=1),
+            num_classes=3,
+            initial_labelled=12,
+            batch_size=16,
+            labels_path=str(tmp_path / "labels.json"),
+        )
+        oracle = FileOracle(str(tmp_path / "queries"), wait=False)  # no choices: they come from dm.classes
+        al = ActiveLearning("least_confidence", query_size=4, budget=16, oracle=oracle)
+        ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+        _trainer(tmp_path, al, ckpt).fit(mlp(), datamodule=dm, ckpt_path=ckpt_path)
+        return dm, al, oracle
+
+    _, al, oracle = run()
+    queried = oracle.pending_indices(1)
+    assert al.waiting and json.loads(oracle.queries_path(1).read_text().splitlines()[0])["choices"] == ["a", "b", "c"]
+    with oracle.answers_path(1).open("w") as f:  # what `trinity label` writes: names
+        f.writelines(json.dumps({"index": i, "label": "c"}) + "\n" for i in queried)
+    fresh = FileOracle(str(tmp_path / "queries"), wait=False)  # knows no names: reads them from the query file
+    assert fresh.collect(1).labels == [2, 2, 2, 2]
+    dm, al, _ = run(ckpt_path="last")
+    assert al.finished and dm.annotations == dict.fromkeys(queried, 2)
+    assert json.loads((tmp_path / "labels.json").read_text())["labels"] == {str(i): 2 for i in sorted(queried)}

@@ -174,6 +174,10 @@ class ActiveLearning(Callback):
             return
         if self.waiting:  # resumed while an annotator had a batch
             dm = self._datamodule(trainer)
+            # hand the same batch to the (new) oracle object: a file oracle finds its file and learns the label
+            # names from the DataModule, an in-memory one gets its batch back
+            pending = self.oracle.pending_indices(self.round + 1)
+            self.oracle.query(self.round + 1, pending if pending is not None else self.last_query, dm)
             if not self._collect(trainer, pl_module, dm, self.round + 1):
                 raise RuntimeError(
                     f"the answers of round {self.round + 1} are incomplete; finish labelling "

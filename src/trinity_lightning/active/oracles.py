@@ -216,9 +216,9 @@ class FileOracle(Oracle):
 
     def query(self, round: int, indices: Sequence[int], datamodule: Any) -> None:
         path = self.queries_path(round)
+        choices = self._choices(datamodule)  # also after a restart: collect() reads label names with them
         if path.exists():  # already sent before a restart: the annotator may be halfway through it
             return
-        choices = self._choices(datamodule)
         kind = "tags" if datamodule is not None and getattr(datamodule, "tag_names", None) else "class"
         lines = []
         for index in indices:
@@ -241,13 +241,26 @@ class FileOracle(Oracle):
                     raise ValueError(f"{path}:{number}: not a query line written by FileOracle") from None
         return indices
 
+    def _file_choices(self, round: int) -> list[str] | None:
+        """The label names written in the query file of ``round`` (its first line), if any."""
+        for text in self.queries_path(round).read_text(encoding="utf-8").splitlines():
+            if text.strip():
+                try:
+                    found = json.loads(text).get("choices")
+                except (ValueError, AttributeError):
+                    return None
+                return list(found) if isinstance(found, list) else None
+        return None
+
     def collect(self, round: int) -> Answers | None:
         indices = self.pending_indices(round)
         if indices is None:
             raise KeyError(f"round: no query file {self.queries_path(round)}")
+        # after a restart nothing may have set the label names yet: the query file carries them
+        choices = self.choices if self.choices is not None else self._file_choices(round)
         started = time.monotonic()
         while True:
-            answers, problems = read_answers(self.answers_path(round), self.choices)
+            answers, problems = read_answers(self.answers_path(round), choices)
             for problem in problems:
                 if problem not in self.problems:
                     warnings.warn(f"answers file: {problem} (line skipped)", stacklevel=2)
