@@ -154,3 +154,28 @@ def test_state_key_and_bad_arguments():
         Tensorize(tensor_dropout=1.0)
     with pytest.raises(ValueError, match="factorization: expected one of"):
         Tensorize("svd")
+
+
+def test_epoch_zero_checkpoint_resumes_into_a_fresh_model_with_the_trained_factors(tmp_path):
+    # the common recipe: tensorize at fit start; the resumed run must load the trained factors, not re-decompose
+    pl.seed_everything(0)
+    model = _model()
+    trainer = _trainer(tmp_path, 1, Tensorize("tucker", rank=0.5, epoch=0, verbose=False))
+    trainer.fit(model, DigitsDataModule(batch_size=32))
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    resumed_model, probe = _model(), Probe()
+    callback = Tensorize("tucker", rank=0.5, epoch=0, verbose=False)
+    resumed = _trainer(tmp_path / "resume", 2, callback, probe)
+    loaded: dict[str, torch.Tensor] = {}
+
+    class Capture(Callback):
+        def on_train_start(self, trainer, pl_module):  # after the checkpoint is restored, before any step
+            loaded.update({k: v.clone() for k, v in pl_module.state_dict().items()})
+
+    resumed.callbacks.append(Capture())
+    resumed.fit(resumed_model, DigitsDataModule(batch_size=32), ckpt_path=ckpt)
+    saved = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert probe.seen == {1: (True, LR * 0.5, True)}
+    assert resumed.global_step == trainer.global_step + 3
