@@ -79,6 +79,29 @@ def test_hugging_face_dataset_and_pairs():
         to_tensors(hf, image_field="pixels")
 
 
+def test_hugging_face_image_features_and_dataset_dict():
+    """PIL images in a ``datasets.Image`` column, ``ClassLabel`` ids, and a ``DatasetDict``'s train/test splits."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (30, 6, 6, 3), dtype=np.uint8)
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    train = datasets.Dataset.from_dict(
+        {"img": [Image.fromarray(p) for p in pixels], "label": [i % 3 for i in range(30)]}, features=features
+    )
+    x, y = to_tensors(train, image_field="img")
+    assert x.shape == (30, 3, 6, 6) and y.tolist()[:4] == [0, 1, 2, 0]
+    assert torch.allclose(x[7], torch.from_numpy(pixels[7]).permute(2, 0, 1).float() / 255)  # lossless PNG pixels
+    splits = datasets.DatasetDict({"train": train, "test": train.select(range(9))})
+    dm = SemiSupervisedDataModule(splits, image_field="img", labels_per_class=2, val_size=6, normalize=False, seed=3)
+    dm.setup("fit")
+    assert torch.bincount(dm.subset("labelled")[1]).tolist() == [2, 2, 2]
+    assert dm.subset("test")[0].shape == (9, 3, 6, 6)  # the DatasetDict's test split, no test= needed
+    with pytest.raises(ValueError, match="split: the DatasetDict has no split 'validation'"):
+        to_tensors(splits, image_field="img", split="validation")
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="labels_per_class: class 0 has only 4"):
         SemiSupervisedDataModule(_data(12), labels_per_class=5).setup("fit")
@@ -88,6 +111,10 @@ def test_bad_arguments_are_named():
         SemiSupervisedDataModule("imagenet").setup("fit")
     with pytest.raises(ValueError, match="labels_per_class"):
         stratified_split(np.zeros(4), 0, seed=0)
+    with pytest.raises(ValueError, match=r"labels: expected non-negative integer class ids.*minimum -1"):
+        stratified_split(np.array([0, 1, -1, 1]), 1, seed=0)
+    with pytest.raises(ValueError, match="labels: expected non-negative integer"):
+        stratified_split(np.array([0.5, 1.0]), 1, seed=0)
 
 
 def test_state_dict_round_trip():

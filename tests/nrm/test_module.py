@@ -57,6 +57,28 @@ def test_twenty_semi_supervised_steps_lower_every_loss(digits):
     assert losses.history[-1]["recon"] > 0 and losses.history[-1]["rpn"] > 0
 
 
+def test_deterministic_trainer_fits_and_repeats_exactly(digits):
+    """``Trainer(deterministic=True)`` (deterministic algorithms on) trains the full Max-Min NRM, twice alike."""
+
+    def fit() -> dict[str, torch.Tensor]:
+        pl.seed_everything(0, verbose=False)
+        dm = SemiSupervisedDataModule(
+            digits, labels_per_class=3, labelled_batch_size=10, unlabelled_ratio=2, val_size=20, unlabelled_limit=60
+        )
+        model = NRM(image_size=8, layers=[4, "M", 8])
+        pl.Trainer(max_steps=3, deterministic=True, limit_val_batches=0, enable_checkpointing=False, **TRAINER).fit(
+            model, dm
+        )
+        assert torch.are_deterministic_algorithms_enabled()
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    first, second = fit(), fit()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    pl.seed_everything(0, verbose=False)
+    initial = NRM(image_size=8, layers=[4, "M", 8]).state_dict()  # the same initialization, untrained
+    assert not torch.equal(first["net.head.weight"], initial["net.head.weight"])  # it did train
+
+
 def test_labelled_only_batches_and_baseline_ignore_unlabelled():
     torch.manual_seed(0)
     x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])

@@ -136,6 +136,8 @@ def test_bad_arguments_are_named():
         net.infer(torch.zeros(1, 1, 8, 8), "median")
     with pytest.raises(ValueError, match="x: expected"):
         net.infer(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="image_size=8"):
+        net.infer(torch.zeros(1, 1, 10, 10))
     with pytest.raises(ValueError, match="top"):
         net.render(torch.zeros(1, 4), net.infer(torch.zeros(1, 1, 8, 8)))
 

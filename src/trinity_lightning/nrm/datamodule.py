@@ -51,12 +51,12 @@ def to_tensors(
     Args:
         source: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
             :class:`~trinity_lightning.data.ImageArrays`, an :class:`~trinity_lightning.data.ArrayDataset`, a
-            Hugging Face ``datasets.Dataset`` (``image_field`` holds images or feature lists, ``label_field`` the
-            class ids) or any map-style dataset of ``(x, y)`` pairs. Integer images are 8-bit pixels (scaled to
-            ``[0, 1]``); channels-last images are moved to channels-first.
+            Hugging Face ``datasets.Dataset`` or ``DatasetDict`` (``image_field`` holds images, PIL or arrays, or
+            feature lists; ``label_field`` the class ids) or any map-style dataset of ``(x, y)`` pairs. Integer
+            images are 8-bit pixels (scaled to ``[0, 1]``); channels-last images are moved to channels-first.
         image_field: the features column of a Hugging Face dataset.
         label_field: the label column of a Hugging Face dataset.
-        split: the split of a shared dataset.
+        split: the split of a shared dataset or of a ``DatasetDict``.
 
     Example:
         >>> x, y = to_tensors(ArrayDataset(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 0, 1])))
@@ -77,6 +77,10 @@ def to_tensors(
         import datasets as hf
     except ImportError:  # pragma: no cover - datasets is a dependency
         hf = None
+    if hf is not None and isinstance(source, hf.DatasetDict):
+        if split not in source:
+            raise ValueError(f"split: the DatasetDict has no split {split!r}; its splits are {sorted(source)}")
+        source = source[split]
     if hf is not None and isinstance(source, hf.Dataset):
         for field in (image_field, label_field):
             if field not in source.column_names:
@@ -98,6 +102,15 @@ def to_tensors(
     )
 
 
+def _has_split(source: Any, split: str) -> bool:
+    """Whether ``source`` is a Hugging Face ``DatasetDict`` with the split ``split``."""
+    try:
+        import datasets as hf
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        return False
+    return isinstance(source, hf.DatasetDict) and split in source
+
+
 def stratified_split(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Sorted indices of ``per_class`` examples of every class, drawn with a seeded generator.
 
@@ -107,6 +120,12 @@ def stratified_split(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
     """
     if per_class < 1:
         raise ValueError(f"labels_per_class: expected a positive integer, got {per_class}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+        raise ValueError(
+            f"labels: expected non-negative integer class ids in a 1-D array, got dtype {labels.dtype}, "
+            f"shape {labels.shape}" + (f", minimum {labels.min()}" if labels.size and labels.ndim == 1 else "")
+        )
     rng = np.random.default_rng(seed)
     chosen = []
     for cls in np.unique(labels):
@@ -131,8 +150,10 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
 
     Args:
         dataset: training data: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
-            ``ImageArrays``, an ``ArrayDataset``, a Hugging Face ``datasets.Dataset`` or a dataset of ``(x, y)``.
-        test: test data of the same kinds (default: the shared dataset's test split, else none).
+            ``ImageArrays``, an ``ArrayDataset``, a Hugging Face ``datasets.Dataset`` or ``DatasetDict`` (its
+            ``"train"`` split) or a dataset of ``(x, y)``.
+        test: test data of the same kinds (default: the shared dataset's or the ``DatasetDict``'s test split,
+            else none).
         labels_per_class: labelled examples kept per class.
         labelled_batch_size: labelled examples per batch.
         unlabelled_ratio: unlabelled examples per labelled example in a batch (0: labelled-only batches).
@@ -208,7 +229,7 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         features, labels = self._read(self.dataset, "train")
         if self.test is not None:
             test = self._read(self.test, "test")
-        elif isinstance(self.dataset, str):
+        elif isinstance(self.dataset, str) or _has_split(self.dataset, "test"):
             test = self._read(self.dataset, "test")
         else:
             test = None

@@ -6,8 +6,10 @@ levels of the network in reverse, each level choosing, per unit, whether it rend
 counterpart of a ReLU being on) and, per pooling window, where it renders (a position ``t``, the counterpart
 of the max-pool argmax), and applying its templates (the transposed conv weights). MAP inference of ``(y, s, t)``
 bottom-up is the CNN's forward pass. Here both directions share one set of ordinary torch layers: the rendering
-uses ``conv_transpose2d`` with the conv weights, ``max_unpool2d`` with the pooling indices and a multiplication
-by the switches, so at the inferred latents it is exactly the adjoint (transposed Jacobian) of the forward pass.
+uses ``conv_transpose2d`` with the conv weights, an unpooling that puts each value back at its pooling index
+(``max_unpool2d``'s result, written with ``index_put`` so that it also runs under deterministic algorithms) and a
+multiplication by the switches, so at the inferred latents it is exactly the adjoint (transposed Jacobian) of the
+forward pass.
 
 A "Min" path (the Max-Min network) shares the conv and classifier weights, uses ``min(a, 0) + slope * max(a, 0)``
 instead of the leaky ReLU and min-pooling instead of max-pooling, and has its own BatchNorm statistics.
@@ -214,6 +216,11 @@ class RenderingCNN(nn.Module):
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected images (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"x: expected {self.image_size}x{self.image_size} images (image_size={self.image_size}), "
+                f"got {x.shape[-2]}x{x.shape[-1]}"
+            )
         switches: list[torch.Tensor] = []
         positions: list[torch.Tensor | None] = []
         sizes: list[tuple[int, int]] = []
