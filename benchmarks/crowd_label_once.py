@@ -1,7 +1,7 @@
 """Label once or several times? MBEM vs majority vote vs Dawid-Skene under a fixed annotation budget.
 
-    python benchmarks/crowd_label_once.py                 # Fashion-MNIST, budget 6,000, gamma 0.2, 2 seeds
-    python benchmarks/crowd_label_once.py --seeds 0 --budget 1500 --epochs 3   # smoke run
+    python benchmarks/crowd_label_once.py                 # Fashion-MNIST, budget 6,000, gamma 0.2 and 0.5, 2 seeds
+    python benchmarks/crowd_label_once.py --gammas 0.2 --seeds 0 --budget 1500 --epochs 3   # smoke run
 
 The MBEM paper's simulation (Khetan, Lipton & Anandkumar, ICLR 2018; research.md section 3), scaled down for a
 2-core CPU: 100 simulated "hammer-spammer" workers (a worker is perfect with probability gamma, otherwise answers
@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", type=int, default=6000)
     parser.add_argument("--redundancy", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--gammas", type=float, nargs="+", default=[0.2])
+    parser.add_argument("--gammas", type=float, nargs="+", default=[0.2, 0.5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--workers", type=int, default=100)
@@ -205,8 +205,23 @@ def summarize(runs: list[dict[str, float]], args: argparse.Namespace, minutes: f
         "minutes": minutes,
         "protocol": __doc__.strip(),
     }
-    print(write_results("crowd_label_once", claims, details, command="python benchmarks/crowd_label_once.py"))
+    print(write_results("crowd_label_once", claims, details, command=_command(args)))
     print(claims[0], best)
+
+
+_DEFAULTS = {"budget": 6000, "redundancy": [1, 3, 5], "gammas": [0.2, 0.5], "seeds": [0, 1], "epochs": 9}
+_DEFAULTS |= {"workers": 100, "test_size": 2000}
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces these runs (the options that differ from the defaults)."""
+    parts = ["python benchmarks/crowd_label_once.py"]
+    for key, default in _DEFAULTS.items():
+        value = getattr(args, key)
+        if value != default:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(f"--{key.replace('_', '-')} {shown}")
+    return " ".join(parts)
 
 
 def _plot(runs: list[dict[str, float]], args: argparse.Namespace) -> None:

@@ -197,3 +197,15 @@ def test_cuda_matches_cpu(toy):
     cpu = DawidSkene(dtype="float64").fit(toy).posteriors_
     gpu = DawidSkene(dtype="float64", device="cuda").fit(toy).posteriors_
     torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+@pytest.mark.parametrize("cls", [MajorityVote, DawidSkene, OneCoinDawidSkene])
+def test_fit_predict_and_items_nobody_labelled_are_excluded_and_reported(toy, cls):
+    every = ["t0", *sorted(set(toy.task))]
+    with pytest.warns(UserWarning, match="1 of the declared items have no annotation"):
+        model = cls().fit(toy, items=every)
+    assert model.table_.unlabelled_items == ["t0"] and model.posteriors_.shape == (8, 3)
+    assert model.to_frame()["item"].tolist() == every[1:]
+    assert torch.equal(cls().fit_predict(toy), cls().fit(toy).labels_)
+    compat = DawidSkene(crowdkit_compat=True).fit(toy, classes=["a", "b", "c", "never"])
+    assert torch.isfinite(compat.posteriors_).all() and compat.posteriors_[:, 3].max() < 1e-9

@@ -119,3 +119,25 @@ def test_crowd_digits_recipe_fast_dev_run(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert trinity(["fit", "--config", str(config), "--summary", "false"]) == 0
+
+
+def test_resume_from_a_model_checkpoint_written_mid_run_is_exact(tmp_path):
+    """The realistic path: ModelCheckpoint (monitoring gold val_acc) saves the epoch of a round; resume from it."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(ckpt_path: Path | None, root: Path) -> tuple[CrowdEM, Classifier]:
+        trainer, model, dm = _setup(4)
+        checkpoint = ModelCheckpoint(dirpath=root, filename="{epoch}", save_top_k=-1, monitor="val_acc", mode="max")
+        trainer.callbacks.append(checkpoint)  # type: ignore[attr-defined]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(model, dm, ckpt_path=ckpt_path)
+        return _crowd_em(trainer), model
+
+    full, model_full = run(None, tmp_path / "full")
+    saved = torch.load(tmp_path / "full" / "epoch=1.ckpt", weights_only=True)
+    assert saved["callbacks"][full.state_key]["round"] == 1  # the round of epoch 1 is in its checkpoint
+    resumed, model_resumed = run(tmp_path / "full" / "epoch=1.ckpt", tmp_path / "resumed")
+    assert resumed.history == full.history and torch.equal(resumed.posteriors, full.posteriors)
+    for (name, p), (_, q) in zip(model_full.state_dict().items(), model_resumed.state_dict().items()):
+        assert torch.equal(p, q), name

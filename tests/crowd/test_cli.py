@@ -18,6 +18,10 @@ def test_aggregate_writes_labels_and_lists_the_least_reliable_annotators(tmp_pat
     assert "Least reliable annotators" in printed and "EM iterations" in printed
     assert printed.index("w3") < printed.index("w2")  # w3 disagrees most, w2 is reliable
     assert "true -> said" in printed
+    compat = tmp_path / "compat.csv"
+    assert main(["aggregate", str(answers), "--crowdkit-compat", "--out", str(compat), "--show", "0"]) == 0
+    assert "19 EM iterations" in " ".join(capsys.readouterr().out.split())  # crowd-kit 1.4.2's count on this table
+    assert pd.read_csv(compat)["p_b"].iloc[-1] == pytest.approx(0.81284432, abs=1e-7)
 
 
 def test_aggregate_majority_vote_names_its_tie_rule(tmp_path, toy, capsys):

@@ -115,3 +115,27 @@ def test_large_integer_ids_use_the_hash_path():
     ids = np.array([10**12, 5, 10**12])
     table = AnnotationTable.read({"task": ids, "worker": [0, 0, 1], "label": [0, 1, 1]})
     assert list(table.item_ids) == [5, 10**12]
+
+
+def test_infinite_values_and_misaligned_tensors_name_the_field():
+    with pytest.raises(DataFormatError, match="row 1, field 'label': value inf is not finite"):
+        AnnotationTable.read({"task": [1, 2], "worker": ["a", "a"], "label": [0.0, np.inf]})
+    with pytest.raises(DataFormatError, match="field 'worker': has 1 values but item has 2"):
+        AnnotationTable.from_tensors(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([0, 1]))
+    with pytest.raises(DataFormatError, match="<tensors>, row 1, field 'label': label id -1 is negative"):
+        AnnotationTable.from_tensors([0, 1], [0, 0], [1, -1])
+
+
+def test_messages_show_plain_values_not_numpy_reprs():
+    with pytest.raises(DataFormatError, match=r"unknown label 7; known: \[0, 1, 2\]$"):
+        AnnotationTable.read({"task": [1, 2], "worker": ["a", "a"], "label": [0, 7]}, num_classes=3)
+    with pytest.raises(DataFormatError, match=r"duplicate \(item, worker\) pair \(0, 1\), first at row 0"):
+        AnnotationTable.from_tensors([0, 0], [1, 1], [0, 1])
+
+
+def test_from_tensors_reports_items_nobody_labelled():
+    with pytest.warns(UserWarning, match="3 of the declared items have no annotation"):
+        table = AnnotationTable.from_tensors([0, 0, 3], [0, 1, 0], [1, 0, 1], num_items=5)
+    assert table.unlabelled_items == [1, 2, 4] and list(table.item_ids) == [0, 3]
+    with pytest.raises(DataFormatError, match="row 1, field 'item': unknown item 7"):
+        AnnotationTable.from_tensors([0, 7], [0, 0], [1, 0], num_items=5)

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     agg.add_argument("--tol", type=float, default=1e-5, help="EM stops below this gain per annotation")
     agg.add_argument("--smoothing", type=float, default=0.0, help="Laplace pseudo-count (default: 0)")
     agg.add_argument(
+        "--crowdkit-compat",
+        action="store_true",
+        help="EM methods: reproduce crowd-kit 1.4.2 (its clipping and stopping rule, float64)",
+    )
+    agg.add_argument(
         "--tie-break",
         default="random",
         choices=["random", "smallest"],
@@ -73,7 +78,15 @@ def _build(args: argparse.Namespace) -> Aggregator:
     if name == "MajorityVote":
         return crowd.MajorityVote(tie_break=args.tie_break, seed=args.seed, device=args.device)
     cls = getattr(crowd, name)
-    return cls(max_iter=args.max_iter, tol=args.tol, smoothing=args.smoothing, device=args.device)  # type: ignore[no-any-return]
+    if args.crowdkit_compat and args.smoothing:
+        raise ValueError("--crowdkit-compat: crowd-kit does not smooth; drop --smoothing")
+    return cls(  # type: ignore[no-any-return]
+        max_iter=args.max_iter,
+        tol=args.tol,
+        smoothing=args.smoothing,
+        crowdkit_compat=args.crowdkit_compat,
+        device=args.device,
+    )
 
 
 def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None:

@@ -24,8 +24,9 @@ class MajorityVote(Aggregator):
 
     Args:
         tie_break: how to pick among classes with equal votes: ``"random"`` (uniformly, from a
-            generator seeded with ``seed``: reproducible) or ``"smallest"`` (the smallest class id,
-            crowd-kit's rule; it biases results towards class 0).
+            generator seeded with ``seed``: reproducible) or ``"smallest"`` (the smallest class id; it
+            biases results towards class 0). crowd-kit 1.4.2 sends ties to the first column of its vote
+            table, which is not always the smallest label (on ``crowd_rte`` all 65 ties go to label 1).
         seed: seed of the random tie rule.
         device: where to compute.
         dtype: floating dtype.

@@ -30,6 +30,11 @@ def _describe(source: Any) -> str:
     return f"<{type(source).__module__.split('.')[0]}.{type(source).__name__}>"
 
 
+def _show(value: Any) -> str:
+    """``repr`` of a value without NumPy's type wrapper (``7``, not ``np.int64(7)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _where(frame: pd.DataFrame, row: int) -> dict[str, int]:
     """``line=`` for rows read from a text file (``read_table`` keeps the line numbers), else ``row=``."""
     lines = frame.attrs.get("lines")
@@ -144,10 +149,20 @@ class AnnotationTable:
         labels: torch.Tensor | np.ndarray | Sequence[int],
         num_classes: int | None = None,
         duplicates: DuplicatePolicy = "error",
+        num_items: int | None = None,
     ) -> AnnotationTable:
         """A table from three integer arrays; labels are class indices in ``[0, num_classes)``.
 
         Item and worker values may have gaps: they are mapped to contiguous ids (``item_ids`` keeps them).
+
+        Args:
+            items: ``(N,)`` item id of each annotation.
+            workers: ``(N,)`` worker id of each annotation.
+            labels: ``(N,)`` class id of each annotation.
+            num_classes: number of classes (default: the largest label id + 1).
+            duplicates: policy for repeated ``(item, worker)`` pairs (see :meth:`read`).
+            num_items: the item ids are indices in ``[0, num_items)``; ids nobody labelled are excluded
+                and listed in ``unlabelled_items`` (with a warning), ids outside the range raise.
 
         Example:
             >>> t = AnnotationTable.from_tensors([10, 10, 12], [0, 1, 0], [1, 1, 0], num_classes=3)
@@ -163,18 +178,36 @@ class AnnotationTable:
                 raise DataFormatError(f"expected a 1-D tensor, got shape {tuple(tensor.shape)}", field=name)
             if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
                 raise DataFormatError(f"expected integer ids, got dtype {tensor.dtype}", field=name)
+            if len(tensor) != len(arrays["item"]):
+                raise DataFormatError(
+                    f"has {len(tensor)} values but item has {len(arrays['item'])}; the three tensors must align",
+                    source="<tensors>",
+                    field=name,
+                )
         label_values = arrays["label"]
         if len(label_values) and int(label_values.min()) < 0:
             row = int(torch.nonzero(label_values < 0)[0])
-            raise DataFormatError(f"label id {int(label_values[row])} is negative", row=row, field="label")
+            raise DataFormatError(
+                f"label id {int(label_values[row])} is negative", source="<tensors>", row=row, field="label"
+            )
         limit = num_classes if num_classes is not None else int(label_values.max()) + 1 if len(label_values) else 0
         if len(label_values) and int(label_values.max()) >= limit:
             row = int(torch.nonzero(label_values >= limit)[0])
             raise DataFormatError(
-                f"label id {int(label_values[row])} is out of range [0, {limit})", row=row, field="label"
+                f"label id {int(label_values[row])} is out of range [0, {limit})",
+                source="<tensors>",
+                row=row,
+                field="label",
             )
         frame = pd.DataFrame({k: v.numpy() for k, v in arrays.items()})
-        return cls.read(frame, item="item", classes=list(range(limit)), duplicates=duplicates, description="<tensors>")
+        return cls.read(
+            frame,
+            item="item",
+            classes=list(range(limit)),
+            items=None if num_items is None else range(num_items),
+            duplicates=duplicates,
+            description="<tensors>",
+        )
 
     @classmethod
     def read(
@@ -240,6 +273,12 @@ class AnnotationTable:
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
                 raise DataFormatError("value is missing (NaN/None)", source=where, field=column, **_where(frame, row))
+            values = frame[column].to_numpy()
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                row = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise DataFormatError(
+                    f"value {_show(values[row])} is not finite", source=where, field=column, **_where(frame, row)
+                )
         item_codes, item_ids, unlabelled = cls._encode_items(frame, item, items, where)
         worker_codes, worker_ids = factorize(frame[worker].to_numpy())
         label_codes, class_list = cls._encode_labels(frame, label, classes, num_classes, where)
@@ -262,8 +301,9 @@ class AnnotationTable:
                 later = int(order[later_positions].min())  # the first duplicate row in file order
                 first = int(order[np.flatnonzero(pair == pair[np.flatnonzero(order == later)[0]])].min())
                 at = _where(frame, first)
+                pair_values = f"({_show(frame[item].iloc[later])}, {_show(frame[worker].iloc[later])})"
                 raise DataFormatError(
-                    f"duplicate (item, worker) pair ({frame[item].iloc[later]!r}, {frame[worker].iloc[later]!r}), "
+                    f"duplicate (item, worker) pair {pair_values}, "
                     f"first at {next(iter(at))} {next(iter(at.values()))}; pass duplicates='keep_last' or "
                     "'keep_all'",
                     source=where,
@@ -307,7 +347,7 @@ class AnnotationTable:
         if (position < 0).any():
             row = int(np.flatnonzero(position < 0)[0])
             raise DataFormatError(
-                f"unknown item {values[row]!r} (not in the declared items)",
+                f"unknown item {_show(values[row])} (not in the declared items)",
                 source=where,
                 field=item,
                 **_where(frame, row),
@@ -337,7 +377,7 @@ class AnnotationTable:
         if (codes < 0).any():
             row = int(np.flatnonzero(codes < 0)[0])
             raise DataFormatError(
-                f"unknown label {values[row]!r}; known: {list(class_index)[:20]}",
+                f"unknown label {_show(values[row])}; known: [{', '.join(_show(c) for c in list(class_index)[:20])}]",
                 source=where,
                 field=label,
                 **_where(frame, row),
