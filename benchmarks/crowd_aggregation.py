@@ -155,7 +155,8 @@ def speed(num_items: int, repeats: int) -> dict[str, object]:
     }
 
 
-GPU_RESULT = Path(__file__).parent / "results" / "crowd_aggregation_gpu.json"
+# a raw timing record (not a results-format file), merged into crowd_aggregation.json
+GPU_RESULT = Path(__file__).parent / "results" / "raw" / "crowd_aggregation_gpu.json"
 
 
 def gpu_speed(out: Path, repeats: int = 5) -> None:
