@@ -133,6 +133,7 @@ def replicas_worker(
     nn.functional.cross_entropy(fresh_ddp(x), y).backward()
     fresh_opt.step()
     report["resumed_last"] = _flat_params(fresh).clone()
+    report["ef"] = _error_feedback_resume(rank, lr)
     torch.save(report, Path(out) / f"rank{rank}.pt")
     # a dead worker: rank 1 exits abruptly; rank 0's next vote must fail fast with a clear error
     if rank == 1:
@@ -146,6 +147,48 @@ def replicas_worker(
         error = str(exc)
     torch.save({"error": error, "seconds": time.perf_counter() - start}, Path(out) / "dead_worker.pt")
     os._exit(0)
+
+
+def _layout(state: SignSGDState) -> list[int]:
+    """Sizes of the flat momentum buffers the hook holds now, one per DDP bucket (its current bucket layout)."""
+    return sorted(flat.numel() for (kind, _), (_, flat) in state._flat.items() if kind == "momentum")
+
+
+def _error_feedback_resume(rank: int, lr: float, steps: int = 4) -> dict[str, Any]:
+    """EF-signSGD with momentum: save the hook state before the last step, resume into a fresh DDP model.
+
+    The fresh model starts with DDP's initial bucket layout (one bucket in torch 2.13) while the state was saved
+    from the rebuilt layout (several buckets): the buffers must follow the parameters, not the buckets.
+    """
+    base = make_model()
+    model = DistributedDataParallel(base, bucket_cap_mb=0.001)
+    state = register_signsgd_hook(model, momentum=0.5, error_feedback=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    saved: dict[str, Any] = {}
+    for step in range(steps):
+        if step == steps - 1:
+            saved = {"model": copy.deepcopy(base.state_dict()), "hook": state.state_dict(), "layout": _layout(state)}
+        x, y = batch(rank, 100 + step)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    report: dict[str, Any] = {"params": _flat_params(base).clone(), "saved": saved["hook"], "layout": saved["layout"]}
+    for restore in (True, False):
+        fresh = make_model()
+        fresh.load_state_dict(saved["model"])
+        fresh_ddp = DistributedDataParallel(fresh, bucket_cap_mb=0.001)
+        fresh_state = register_signsgd_hook(fresh_ddp, momentum=0.5, error_feedback=True)
+        if restore:
+            fresh_state.load_state_dict(saved["hook"])
+        fresh_opt = torch.optim.SGD(fresh_ddp.parameters(), lr=lr)
+        x, y = batch(rank, 100 + steps - 1)
+        fresh_opt.zero_grad()
+        nn.functional.cross_entropy(fresh_ddp(x), y).backward()
+        fresh_opt.step()
+        key = "resumed" if restore else "restarted"
+        report[key] = _flat_params(fresh).clone()
+        report[f"{key}_layout"] = _layout(fresh_state)
+    return report
 
 
 def three_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -171,4 +214,6 @@ def three_worker(rank: int, world: int, port: int, out: str) -> None:
         report[name] = _flat_grads(model.module)
         report["index"] = local_index(model.module)
     torch.save(report, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    # no destroy_process_group(): on torch 2.13 gloo its destructor joined the gloo runloop thread while holding
+    # the GIL that thread was waiting for, and hung once; every collective has finished here
+    os._exit(0)

@@ -46,6 +46,20 @@ def test_resume_from_state_dicts_gives_the_same_next_update(two_workers):
         assert torch.equal(report["resumed_last"], report["params"][-1])
 
 
+def test_error_feedback_buffers_resume_across_a_bucket_relayout(two_workers):
+    for report in two_workers:
+        ef = report["ef"]
+        # saved from the rebuilt layout (several buckets), restored into DDP's initial one
+        assert len(ef["layout"]) >= 2 and ef["resumed_layout"] != ef["layout"]
+        assert sum(ef["layout"]) == sum(ef["resumed_layout"])
+        errors = ef["saved"]["buffers"]["error"]
+        assert errors and any(bool(v.abs().sum() > 0) for v in errors.values())
+        assert ef["saved"]["buffers"]["momentum"] and ef["saved"]["error_feedback"] is True
+        assert torch.equal(ef["resumed"], ef["params"])  # the same update, bitwise
+        assert not torch.equal(ef["restarted"], ef["params"])  # the state matters for that update
+    assert torch.equal(two_workers[0]["ef"]["params"], two_workers[1]["ef"]["params"])
+
+
 def test_nonfinite_gradient_abstains_with_a_warning_naming_the_rank(two_workers):
     first, second = two_workers
     assert any("rank 1" in m and "abstains" in m for m in second["warnings"])
@@ -64,7 +78,14 @@ def test_three_workers_modes_adversary_and_error_feedback(tmp_path):
         assert torch.equal(report["alltoall"], expected)
         assert torch.equal(report["allgather"], expected)
         assert torch.equal(report["adversary"], w.reference_vote([raw[0], raw[1], -raw[2]], 0, index))
-        scale = torch.stack([g.abs().mean() for g in raw]).mean()
+        # error feedback: one scale per parameter tensor, the mean over workers of mean|g| on that tensor
+        lengths = [p.numel() for p in w.make_model().parameters()]
+        scale = torch.cat(
+            [
+                torch.stack([part.abs().mean() for part in parts]).mean().expand(n)
+                for parts, n in zip(zip(*[g.split(lengths) for g in raw], strict=True), lengths, strict=True)
+            ]
+        )
         torch.testing.assert_close(report["ef"], scale * expected)
         assert torch.equal(report["ef"], reports[0]["ef"])
     # the adversary changed the vote only where the two honest workers disagreed

@@ -3,10 +3,10 @@
 Per bucket and step, every worker
 
 1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` (and, with error feedback, forms
-   ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``);
+   ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter tensor);
 2. packs the signs 8 to a byte (:func:`~trinity_lightning.distributed.packing.pack_signs`);
-3. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by an 8-byte
-   header (valid flag, error-feedback scale);
+3. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
+   (valid flag; with error feedback, one float32 scale per parameter of the bucket);
 4. votes on its own shard with bitwise logic (:func:`~trinity_lightning.distributed.packing.majority_vote_packed`);
 5. all-gathers the voted shards (``all_gather_single``) and unpacks them once into the bucket buffer.
 
@@ -42,8 +42,14 @@ from trinity_lightning.distributed.packing import (
 
 __all__ = ["SignSGDState", "WorkerFailureError", "register_signsgd_hook", "signsgd_hook"]
 
-_HEADER = 8  # bytes: [valid flag, 3 pad, float32 error-feedback scale]
+_FLAG = 8  # header bytes before the scales: [valid flag, 7 pad]; then one float32 per parameter (error feedback)
 _ALL_TO_ALL_BACKENDS = {"gloo", "nccl", "mpi", "ucc"}
+
+
+def _header_size(num_scales: int) -> int:
+    """Bytes of a frame's header: the flag word and ``num_scales`` float32 scales, rounded up to 8 bytes."""
+    size = _FLAG + 4 * num_scales
+    return size + (-size % 8)
 
 
 def _all_gather_single(output: torch.Tensor, tensor: torch.Tensor, group: dist.ProcessGroup | None) -> Any:
@@ -66,7 +72,8 @@ class SignSGDState:
         process_group: the group to vote in (default: the world).
         momentum: local momentum ``beta`` of Signum (0 gives signSGD).
         error_feedback: EF-signSGD: keep the residual ``p - mean|p| * sign(p)`` and return
-            ``mean_k(mean|p_k|) * vote`` (apply with plain SGD, not Signum).
+            ``mean_k(mean|p_k|) * vote``, with ``mean|p|`` taken over each parameter tensor (so the update does
+            not depend on how DDP buckets the parameters); apply it with plain SGD, not Signum.
         nonfinite: ``"abstain"`` (a worker whose bucket holds NaN/inf leaves that step's vote out, with a
             warning naming the rank) or ``"raise"``.
         communication: ``"alltoall"`` (shards), ``"allgather"`` (full bits, for backends without all_to_all)
@@ -112,12 +119,29 @@ class SignSGDState:
         self._buffers: dict[str, dict[int, torch.Tensor]] = {"momentum": {}, "error": {}}
         self._flat: dict[tuple[str, int], tuple[tuple[int, ...], torch.Tensor]] = {}
         self._dither: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
+        self._layouts: dict[int, tuple[tuple[int, ...], list[tuple[int, int]]]] = {}
 
     # -- parameters and buffers ------------------------------------------------------------------------------
     def attach(self, module: nn.Module) -> None:
         """Name the parameters of ``module`` so :meth:`state_dict` can key the buffers by name."""
         self._params = dict(module.named_parameters())
         self._names = {id(p): name for name, p in self._params.items()}
+
+    def _segments(self, bucket: dist.GradBucket) -> list[tuple[int, int]]:
+        """``(offset, numel)`` of each of the bucket's parameters inside its flat buffer (cached per layout)."""
+        params = bucket.parameters()
+        signature = tuple(id(p) for p in params)
+        cached = self._layouts.get(bucket.index())
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        grad = bucket.buffer()
+        base, size = grad.data_ptr(), grad.element_size()
+        segments = [
+            ((view.data_ptr() - base) // size, param.numel())
+            for param, view in zip(params, bucket.gradients(), strict=True)
+        ]
+        self._layouts[bucket.index()] = (signature, segments)
+        return segments
 
     def _flat_buffer(self, kind: str, bucket: dist.GradBucket) -> torch.Tensor:
         """The flat ``kind`` buffer aligned with ``bucket``; rebuilt (values kept) when the bucket changes."""
@@ -127,13 +151,10 @@ class SignSGDState:
         cached = self._flat.get(key)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        grad = bucket.buffer()
-        flat = torch.zeros_like(grad)
+        flat = torch.zeros_like(bucket.buffer())
         store = self._buffers[kind]
-        base = grad.data_ptr()
-        for param, view_of_grad in zip(params, bucket.gradients(), strict=True):
-            offset = (view_of_grad.data_ptr() - base) // grad.element_size()
-            view = flat[offset : offset + param.numel()]
+        for param, (offset, numel) in zip(params, self._segments(bucket), strict=True):
+            view = flat[offset : offset + numel]
             previous = store.get(id(param))
             if previous is not None:
                 view.copy_(previous.reshape(-1))
@@ -198,6 +219,7 @@ class SignSGDState:
         self.step = step
         self._buffers = restored
         self._flat.clear()
+        self._layouts.clear()
 
     # -- communication ---------------------------------------------------------------------------------------
     def _mode(self) -> str:
@@ -222,10 +244,20 @@ class SignSGDState:
             )
 
 
+def _scale_segments(values: torch.Tensor, segments: list[tuple[int, int]], scales: list[float]) -> torch.Tensor:
+    """Multiply each parameter's segment of the flat ``values`` by its scale, in place."""
+    for (offset, numel), scale in zip(segments, scales, strict=True):
+        values[offset : offset + numel].mul_(scale)
+    return values
+
+
 def _local_signs(
     state: SignSGDState, bucket: dist.GradBucket, rank: int, dither: torch.Tensor
-) -> tuple[torch.Tensor | None, float]:
-    """Update momentum / error feedback and pack the signs; ``None`` when this worker abstains."""
+) -> tuple[torch.Tensor | None, list[float]]:
+    """Update momentum / error feedback and pack the signs (``None`` when this worker abstains).
+
+    Also returns the per-parameter error-feedback scales ``mean|p|`` (empty without error feedback).
+    """
     grad = bucket.buffer()
     # a sum is ~20x cheaper than isfinite(grad).all() and is non-finite whenever an element is; confirm exactly
     if not (math.isfinite(float(grad.sum())) or bool(torch.isfinite(grad).all())):
@@ -240,52 +272,71 @@ def _local_signs(
             RuntimeWarning,
             stacklevel=3,
         )
-        return None, 0.0
+        return None, []
     source = grad
     if state.momentum > 0:
         source = state._flat_buffer("momentum", bucket)
         source.lerp_(grad, 1.0 - state.momentum)  # m = beta * m + (1 - beta) * g in one pass
     if not state.error_feedback:
         bits = pack_signs(source, state.step, dither=dither)
-        return (bits.bitwise_not_() if state.flip_signs else bits), 1.0
+        return (bits.bitwise_not_() if state.flip_signs else bits), []
     error = state._flat_buffer("error", bucket)
     error.add_(source)  # p = m + e, held in the error buffer
-    scale = float(error.abs().mean())
+    segments = state._segments(bucket)
+    magnitude = error.abs()
+    means = [
+        magnitude[offset : offset + numel].mean() if numel else magnitude.new_zeros(()) for offset, numel in segments
+    ]
+    scales: list[float] = torch.stack(means).tolist()  # one device sync for the bucket
     bits = pack_signs(error, state.step, dither=dither)
-    error.sub_(unpack_signs(bits, error.numel(), dtype=error.dtype, scale=scale))  # e = p - scale * sign(p)
-    return (bits.bitwise_not_() if state.flip_signs else bits), scale
+    # e = p - scale * sign(p), one scale per parameter tensor
+    error.sub_(_scale_segments(unpack_signs(bits, error.numel(), dtype=error.dtype), segments, scales))
+    return (bits.bitwise_not_() if state.flip_signs else bits), scales
 
 
 def _frame(
-    bits: torch.Tensor | None, nbytes: int, chunks: int, chunk: int, scale: float, device: torch.device
+    bits: torch.Tensor | None,
+    nbytes: int,
+    chunks: int,
+    chunk: int,
+    scales: list[float],
+    header: int,
+    device: torch.device,
 ) -> torch.Tensor:
-    """``chunks`` rows of ``[header | packed shard]``; the header carries the valid flag and the scale."""
-    frame = torch.zeros(chunks, _HEADER + chunk, dtype=torch.uint8, device=device)
+    """``chunks`` rows of ``[header | packed shard]``; the header carries the valid flag and the scales."""
+    frame = torch.zeros(chunks, header + chunk, dtype=torch.uint8, device=device)
     if bits is not None:
         padded = torch.zeros(chunks * chunk, dtype=torch.uint8, device=device)
         padded[:nbytes] = bits
-        frame[:, _HEADER:] = padded.view(chunks, chunk)
-        header = torch.frombuffer(bytearray(struct.pack("<B3xf", 1, scale)), dtype=torch.uint8)
-        frame[:, :_HEADER] = header.to(device)
+        frame[:, header:] = padded.view(chunks, chunk)
+        head = bytearray(header)
+        struct.pack_into(f"<B7x{len(scales)}f", head, 0, 1, *scales)
+        frame[:, :header] = torch.frombuffer(head, dtype=torch.uint8).to(device)
     return frame
 
 
-def _vote_rows(rows: torch.Tensor, step: int, dither: torch.Tensor) -> tuple[torch.Tensor, list[int], float]:
-    """Vote over the rows whose valid flag is set; return the voted bits, the abstaining rows, the mean scale."""
+def _vote_rows(
+    rows: torch.Tensor, step: int, dither: torch.Tensor, header: int, num_scales: int
+) -> tuple[torch.Tensor, list[int], list[float]]:
+    """Vote over the rows whose valid flag is set; return the voted bits, the abstaining rows, the mean scales."""
     flags = rows[:, 0].tolist()
     voters = [i for i, flag in enumerate(flags) if flag]
     abstained = [i for i, flag in enumerate(flags) if not flag]
     if not voters:
-        return torch.zeros_like(rows[0, _HEADER:]), abstained, 0.0
-    scales = rows[voters, 4:_HEADER].cpu().contiguous().view(torch.float32)
-    return majority_vote_packed(rows[voters, _HEADER:], step, dither=dither), abstained, float(scales.mean())
+        return torch.zeros_like(rows[0, header:]), abstained, [0.0] * num_scales
+    scales: list[float] = []
+    if num_scales:
+        sent = rows[voters, _FLAG : _FLAG + 4 * num_scales].cpu().contiguous().view(torch.float32)
+        scales = sent.mean(0).tolist()
+    return majority_vote_packed(rows[voters, header:], step, dither=dither), abstained, scales
 
 
 def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP communication hook: replace the bucket's gradient by the majority vote of the workers' signs.
 
-    The returned gradient is ``+1``/``-1`` per coordinate (``mean scale * vote`` with error feedback; all
-    zeros when every worker abstained), identical on every rank; apply it with ``Signum(momentum=0)`` or plain
+    The returned gradient is ``+1``/``-1`` per coordinate (with error feedback ``scale * vote``, the scale of
+    each parameter being the voters' mean of their ``mean|p|`` over that parameter; all zeros when every worker
+    abstained), identical on every rank; apply it with ``Signum(momentum=0)`` or plain
     SGD, i.e. ``x -= lr * vote`` (plus decoupled weight decay).
 
     Example:
@@ -303,21 +354,23 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
     shard = -(-nbytes // world) if alltoall else nbytes
     shard += -shard % 8  # whole 64-bit words for the bitwise vote
     dither = state._dither_mask(bucket, shard * world if alltoall else shard)
-    bits, scale = _local_signs(state, bucket, rank, dither)
+    segments = state._segments(bucket) if state.error_feedback else []
+    header = _header_size(len(segments))
+    bits, scales = _local_signs(state, bucket, rank, dither)
     if alltoall:
-        send = _frame(bits, nbytes, world, shard, scale, grad.device)
+        send = _frame(bits, nbytes, world, shard, scales, header, grad.device)
         received = torch.empty_like(send)
         state._wait(dist.all_to_all_single(received, send, group=group, async_op=True), "all_to_all", index)
         own = dither[rank * shard : (rank + 1) * shard]
-        voted, abstained, mean_scale = _vote_rows(received, state.step, own)
+        voted, abstained, mean_scales = _vote_rows(received, state.step, own, header, len(segments))
         gathered = torch.empty(world * shard, dtype=torch.uint8, device=grad.device)
         state._wait(_all_gather_single(gathered, voted, group), "all_gather", index)
     else:
-        send = _frame(bits, nbytes, 1, shard, scale, grad.device)[0]
+        send = _frame(bits, nbytes, 1, shard, scales, header, grad.device)[0]
         rows = torch.empty(world * send.numel(), dtype=torch.uint8, device=grad.device)
         state._wait(_all_gather_single(rows, send, group), "all_gather", index)
         rows = rows.view(world, -1)
-        gathered, abstained, mean_scale = _vote_rows(rows, state.step, dither)
+        gathered, abstained, mean_scales = _vote_rows(rows, state.step, dither, header, len(segments))
     for other in abstained:
         state.abstained.append((state.step, index, other))
         if other != rank and rank == 0:
@@ -330,7 +383,9 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
     if len(abstained) == world:
         grad.zero_()
     else:
-        unpack_signs(gathered, n, out=grad, scale=mean_scale if state.error_feedback else 1.0)
+        unpack_signs(gathered, n, out=grad)
+        if state.error_feedback:
+            _scale_segments(grad, segments, mean_scales)
     if bucket.is_last():
         state.step += 1
     future: torch.futures.Future[torch.Tensor] = torch.futures.Future()
@@ -349,11 +404,19 @@ def register_signsgd_hook(
 ) -> SignSGDState:
     """Attach :func:`signsgd_hook` to a DDP model and return its state (built from ``kwargs`` if not given).
 
-    Example:
-        >>> # state = register_signsgd_hook(ddp_model, momentum=0.9)
-        >>> # optimizer = Signum(ddp_model.parameters(), lr=1e-3, momentum=0.0)  # momentum lives in the hook
-        >>> callable(register_signsgd_hook)
-        True
+    Example (one process; with several, every rank runs the same code):
+        >>> import torch.distributed as dist
+        >>> from trinity_lightning.distributed import Signum
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> model = nn.parallel.DistributedDataParallel(nn.Linear(3, 1))
+        >>> state = register_signsgd_hook(model, momentum=0.9)  # each worker's momentum lives in `state`
+        >>> optimizer = Signum(model.parameters(), lr=0.1, momentum=0.0)  # so the optimizer has none
+        >>> model(torch.ones(2, 3)).sum().backward()
+        >>> model.module.weight.grad.tolist(), state.step  # the voted signs replace the gradient
+        ([[1.0, 1.0, 1.0]], 1)
+        >>> sorted(state.state_dict()["buffers"]["momentum"])
+        ['bias', 'weight']
+        >>> dist.destroy_process_group()
     """
     if not isinstance(model, nn.parallel.DistributedDataParallel):
         raise TypeError(f"model: expected a DistributedDataParallel module, got {type(model).__name__}")
