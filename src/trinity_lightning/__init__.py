@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -115,6 +116,13 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+# ``Trainer(strategy="ddp_signsgd")`` after ``import trinity_lightning``: register our strategies when Lightning is
+# already loaded (importing it here would make ``trinity --help`` slow); ``import trinity_lightning.distributed``
+# registers them in any order, and the ``trinity`` CLI always does.
+if "lightning.pytorch" in sys.modules:
+    importlib.import_module("trinity_lightning.distributed")
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs

@@ -47,6 +47,9 @@ def _build_cli_class() -> Any:
     from lightning.pytorch.callbacks import ModelSummary, ProgressBar, RichModelSummary, RichProgressBar
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+    # registers "ddp_signsgd", "ddp_signsgd_spawn" and "ddp_signsgd_ef": a recipe may name them with any optimizer
+    importlib.import_module("trinity_lightning.distributed")
+
     class TrinityCLI(LightningCLI):
         """LightningCLI in subclass mode with rich progress and summaries.
 
@@ -97,7 +100,10 @@ def _build_cli_class() -> Any:
             self._print_summary()
 
         def _print_summary(self) -> None:
-            if not self._option("summary", True) or not self.trainer.is_global_zero:
+            if not self._option("summary", True):
+                return
+            log_dir = self.trainer.log_dir  # a collective under DDP: every rank reads it, rank 0 prints
+            if not self.trainer.is_global_zero:
                 return
             from trinity_lightning.reporting import print_run_summary
 
@@ -106,6 +112,7 @@ def _build_cli_class() -> Any:
                 title=f"trinity {self.subcommand}",
                 metrics={**getattr(self, "_fit_metrics", {}), **self.trainer.callback_metrics},
                 seconds=time.perf_counter() - getattr(self, "_started", time.perf_counter()),
+                log_dir=log_dir,
             )
 
     return TrinityCLI

@@ -15,7 +15,11 @@ def _format(value: Any) -> str:
 
 
 def print_run_summary(
-    trainer: Any, title: str = "trinity run", seconds: float | None = None, metrics: dict[str, Any] | None = None
+    trainer: Any,
+    title: str = "trinity run",
+    seconds: float | None = None,
+    metrics: dict[str, Any] | None = None,
+    log_dir: str | None = None,
 ) -> None:
     """Print the trainer's final logged metrics and output locations as a rich table.
 
@@ -24,6 +28,8 @@ def print_run_summary(
         title: table title.
         seconds: wall time to report, if known.
         metrics: the metrics to show (default: ``trainer.callback_metrics``).
+        log_dir: the run's log folder. Under DDP ``trainer.log_dir`` is a collective (a broadcast), so a caller
+            that prints on rank 0 only must read it on every rank first and pass it here.
     """
     from rich.console import Console
     from rich.table import Table
@@ -36,8 +42,9 @@ def print_run_summary(
     table.add_row("epochs / steps", f"{trainer.current_epoch} / {trainer.global_step}")
     if seconds is not None:
         table.add_row("wall time", f"{seconds:.1f} s")
-    if trainer.log_dir:
-        table.add_row("logs", _shown(trainer.log_dir))
+    log_dir = log_dir if log_dir is not None else trainer.log_dir
+    if log_dir:
+        table.add_row("logs", _shown(log_dir))
     checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or getattr(
         trainer.checkpoint_callback, "last_model_path", ""
     )

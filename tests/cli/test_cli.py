@@ -42,3 +42,23 @@ def test_quickstart_recipe_fits_one_epoch_in_a_subprocess(tmp_path):
     assert checkpoints, "fit wrote no checkpoint"
     saved = yaml.safe_load(next((tmp_path / "run").rglob("config.yaml")).read_text())
     assert saved["seed_everything"] == 3 and saved["trainer"]["max_epochs"] == 1
+
+
+def test_signsgd_strategy_names_are_registered_by_the_cli_and_after_lightning():
+    """A recipe may say ``strategy: ddp_signsgd`` with any optimizer; ``import lightning`` first also works."""
+    probe = (
+        "import sys\n"
+        "from trinity_lightning.cli import _build_cli_class\n"
+        "_build_cli_class()\n"
+        "from lightning.pytorch.strategies import StrategyRegistry\n"
+        "assert 'ddp_signsgd' in StrategyRegistry, 'cli'\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    probe = (
+        "import lightning.pytorch as pl\n"
+        "import trinity_lightning\n"
+        "from lightning.pytorch.strategies import StrategyRegistry\n"
+        "assert 'ddp_signsgd' in StrategyRegistry\n"
+        "pl.Trainer(strategy='ddp_signsgd', accelerator='cpu', devices=1, logger=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
