@@ -51,6 +51,8 @@ def test_rounds_replace_the_targets_and_log_annotator_quality():
     majority = (dm.aggregator.posteriors_.argmax(1) == dm.gold).float().mean()
     # the model-bootstrapped labels beat majority vote (0.50 vs 0.41 here: one label per item, 40% good workers)
     assert max(h["label_acc"] for h in cb.history) > majority + 0.03
+    assert cb.history[0]["label_acc_initial"] == pytest.approx(float(majority))  # the targets round 1 replaced
+    assert "label_acc_initial" not in cb.history[1]
 
 
 def test_resume_from_a_checkpoint_is_exact(tmp_path):

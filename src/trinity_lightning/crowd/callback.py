@@ -39,7 +39,8 @@ class CrowdEM(Callback):
 
     It logs ``crowd/round``, ``crowd/worker_accuracy_mean``/``_min`` (estimated), ``crowd/label_change``
     (share of items whose label moved) and, when the DataModule knows the truth (simulations),
-    ``crowd/label_acc``. Its state (round, posteriors, confusions, prior, history) is saved in the
+    ``crowd/label_acc`` (and, at the first round, ``crowd/label_acc_initial``: the accuracy of the labels it
+    started from, e.g. majority vote). Its state (round, posteriors, confusions, prior, history) is saved in the
     checkpoint and restored on resume, so a resumed run continues exactly.
 
     Args:
@@ -161,6 +162,8 @@ class CrowdEM(Callback):
         gold = getattr(dm, "gold", None)
         if gold is not None:
             record["label_acc"] = float((posteriors.argmax(1) == gold).float().mean())
+            if previous is not None and self.round == 1:  # what the first round started from (e.g. majority vote)
+                record["label_acc_initial"] = float((previous == gold).float().mean())
         self.history.append(record)
         pl_module.log_dict(
             {f"crowd/{k}": v for k, v in record.items() if k != "epoch"}, on_step=False, on_epoch=True, sync_dist=False
