@@ -1,13 +1,17 @@
 """Tensor heads and tensorized networks: accuracy vs parameters, CPU latency, lines of code vs tltorch by hand.
 
-Three modes, run where each fits (CPU is scarce here; the accuracy grid ran on the lent GPU machine):
+Four modes, run where each fits (CPU is scarce here; the accuracy grid runs on a lent GPU machine):
 
+    # the grid's data: seeded, class-stratified subsets of CIFAR-10 and Fashion-MNIST in one .npz (+ the
+    # tensorly / tensorly-torch wheels the GPU machine lacks); .device_data/ is git-ignored, `run` carries it
+    python benchmarks/tensor_layers.py prepare --out .device_data/tensor/bench_data.npz --wheels .device_data/tensor/wheels
     # accuracy grid (dense / TRL head / TCL+TRL head / whole net tensorized + fine-tuned), 3 seeds
-    python benchmarks/tensor_layers.py grid --data shared --out /tmp/tensor_grid          # shared data, any device
-    python benchmarks/tensor_layers.py grid --data .device_data/tensor/bench_data.npz --out $OUT --workers 12
+    bash benchmarks/tensor_layers_device.sh                                  # on the GPU machine (see the script)
+    python benchmarks/tensor_layers.py grid --data .device_data/tensor/bench_data.npz --out /tmp/tensor_grid
     # CPU latency, dense vs tensorized, batch 1 and 256 (interleaved, median of repeats)
     python benchmarks/tensor_layers.py latency --out /tmp/tensor_latency
-    # claims + plot from the two: benchmarks/results/tensor_layers.json, docs/img/tensor_tradeoff.png
+    # claims + plot: benchmarks/results/tensor_layers.json, docs/img/tensor_tradeoff.png (the latency may be
+    # read from a results file's details.latency: --latency benchmarks/results/tensor_layers.json)
     python benchmarks/tensor_layers.py report --grid /tmp/tensor_grid/grid.json --latency /tmp/tensor_latency/latency.json
     # recompute the claims from the committed results file alone (its details hold the per-config summaries)
     python benchmarks/tensor_layers.py report --from-results benchmarks/results/tensor_layers.json
@@ -44,16 +48,153 @@ DATASETS: dict[str, dict[str, Any]] = {
     "fashion_mnist": {"channels": (32, 64), "image_size": 28, "in_channels": 1, "epochs": 6, "augment": False},
 }
 FACTORIZATIONS = ("cp", "tucker", "tt")
-# Defaults = the stored GPU grid. Its largest TRL rank (0.1) already compresses the head ~10x and its largest net rank
-# (0.33) the network ~3x, so an iso-accuracy ratio between 1 and those is not measurable with them: pass e.g.
-# --trl-ranks 0.01 0.03 0.1 0.3 0.5 --net-ranks 0.1 0.2 0.33 0.5 to measure where accuracy is actually kept.
-TRL_RANKS = (0.01, 0.03, 0.1)  # fraction of the dense head's weights
-TCL_TRL_RANKS = (0.05, 0.15, 0.5)  # TRL fraction after a TCL halving every mode
-NET_RANKS = (0.1, 0.2, 0.33)  # per-layer fraction for the whole-network tensorization
+# Rank lists that bracket the iso-accuracy point: from ~35x fewer head weights down to the dense head's count (TRL
+# rank 1.0 = 1.0-1.2x), and from ~10x fewer network parameters down to 1.33x (net rank 0.75). The stored H100 grid of
+# 2026-11-25 used TRL (0.01, 0.03, 0.1), TCL+TRL (0.05, 0.15, 0.5), net (0.1, 0.2, 0.33): its least compressed TRL
+# head was already 10x smaller than the dense one and its least compressed net 3x, so it could only bound the claims.
+TRL_RANKS = (0.03, 0.1, 0.2, 0.4, 0.7, 1.0)  # fraction of the dense head's weights
+TCL_TRL_RANKS = (0.15, 0.5, 1.0)  # TRL fraction after a TCL halving every mode
+NET_RANKS = (0.1, 0.2, 0.33, 0.5, 0.75)  # per-layer fraction for the whole-network tensorization
+# `prepare`: training / test images per class drawn for the grid's .npz (what the stored grid used: CIFAR-10 15,000 /
+# 3,000 and Fashion-MNIST 20,000 / 5,000 images; that its draw was stratified per class and used seed 0 is inferred,
+# see prepare_data)
+SUBSET_PER_CLASS = {"cifar10": (1500, 300), "fashion_mnist": (2000, 500)}
+SUBSET_SEED = 0
 LR, FT_LR, BATCH = 2e-3, 5e-4, 256
 
 
 # ----------------------------------------------------------------------------------------------- data
+def _stratified(labels: np.ndarray, per_class: int, rng: np.random.Generator, name: str) -> np.ndarray:
+    """``per_class`` indices of each class, drawn without replacement, sorted, concatenated in class order."""
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if per_class > len(idx):
+            raise ValueError(f"{name}: {per_class} images per class asked, class {c} has {len(idx)}")
+        keep.append(np.sort(rng.choice(idx, per_class, replace=False)))
+    return np.concatenate(keep)
+
+
+def _cifar10_jpeg_bytes(split: str) -> list[bytes]:
+    """The JPEG bytes of a CIFAR-10 split, in the order ``trinity_lightning.data.load_cifar10`` decodes them."""
+    import zipfile
+
+    from trinity_lightning.data import dataset_dir
+
+    with zipfile.ZipFile(dataset_dir("cifar10_jpeg") / "cifar10_jpeg.zip") as z:
+        names = sorted(n for n in z.namelist() if n.startswith(split + "/") and n.endswith(".jpg"))
+        return [z.read(n) for n in names]
+
+
+def _decode_jpegs(buffer: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 images from JPEGs stored back to back (``offsets``: N + 1 byte positions)."""
+    import io
+
+    from PIL import Image
+
+    data = buffer.tobytes()
+    return np.stack(
+        [
+            np.asarray(Image.open(io.BytesIO(data[a:b])).convert("RGB"))
+            for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())
+        ]
+    )
+
+
+def prepare_data(
+    out: Path, per_class: dict[str, tuple[int, int]] | None = None, seed: int = SUBSET_SEED
+) -> dict[str, Any]:
+    """Write the grid's ``.npz``: class-stratified seeded subsets of each dataset, read by ``grid --data out``.
+
+    Keys ``{dataset}_{train,test}_y`` (``int64`` labels) and the images, each split in class order: Fashion-MNIST
+    as ``{dataset}_{split}_x`` (``uint8``, as ``trinity_lightning.data.load_fashion_mnist`` returns them); CIFAR-10 as
+    its original JPEG bytes back to back (``cifar10_{split}_jpeg`` + ``cifar10_{split}_jpeg_offsets``), which
+    :func:`load_arrays` decodes to exactly the pixels ``load_cifar10`` returns (checked here) at a third of the
+    size of the compressed pixels, so the file plus the wheels fit the device machine's 64 MiB carry limit. Plus
+    ``meta`` (a JSON string: sizes, seed, recipe). The draw of split ``s`` of dataset ``d`` uses
+    ``np.random.default_rng((seed, i_d, i_s))`` (``i`` = position in ``DATASETS`` / ``("train", "test")``), so it
+    does not depend on which other datasets are prepared.
+
+    The stored grid read such a file that no script wrote: its sizes (CIFAR-10 15,000 / 3,000, Fashion-MNIST
+    20,000 / 5,000) are recorded in docs/tensor.md, and ``load_arrays``' comment says it was in class order; that it
+    was stratified with seed 0 is a guess, so this file is not guaranteed to hold the same images.
+    """
+    from trinity_lightning.data import load_cifar10, load_fashion_mnist
+
+    per_class = per_class or dict(SUBSET_PER_CLASS)
+    loaders = {"cifar10": load_cifar10, "fashion_mnist": load_fashion_mnist}
+    arrays: dict[str, np.ndarray] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    for dataset, counts in per_class.items():
+        if dataset not in DATASETS:
+            raise ValueError(f"sizes: unknown dataset {dataset!r}, expected one of {list(DATASETS)}")
+        sizes[dataset] = {}
+        for i_split, (split, n) in enumerate(zip(("train", "test"), counts)):
+            full = loaders[dataset](split)
+            rng = np.random.default_rng((seed, list(DATASETS).index(dataset), i_split))
+            keep = _stratified(full.labels, n, rng, f"sizes[{dataset}][{split}]")
+            arrays[f"{dataset}_{split}_y"] = full.labels[keep].astype(np.int64)
+            if dataset == "cifar10":
+                jpegs = _cifar10_jpeg_bytes(split)
+                assert len(jpegs) == len(full.labels), "the zip changed since load_cifar10 cached it"
+                chosen = [jpegs[i] for i in keep]
+                offsets = np.concatenate([[0], np.cumsum([len(b) for b in chosen])]).astype(np.int64)
+                buffer = np.frombuffer(b"".join(chosen), dtype=np.uint8)
+                if not np.array_equal(_decode_jpegs(buffer, offsets), full.images[keep]):
+                    raise RuntimeError(f"cifar10 {split}: stored JPEGs do not decode to load_cifar10's pixels")
+                arrays[f"{dataset}_{split}_jpeg"], arrays[f"{dataset}_{split}_jpeg_offsets"] = buffer, offsets
+            else:
+                arrays[f"{dataset}_{split}_x"] = np.ascontiguousarray(full.images[keep])
+            sizes[dataset][split] = len(keep)
+    meta = {
+        "recipe": "class-stratified draw without replacement, per split: np.random.default_rng((seed, "
+        "dataset index, split index)); indices sorted within a class, classes in label order; CIFAR-10 kept as "
+        "its JPEG bytes",
+        "seed": seed,
+        "per_class": {ds: {"train": c[0], "test": c[1]} for ds, c in per_class.items()},
+        "sizes": sizes,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]  # numpy stubs
+    os.replace(tmp, out)
+    return {**meta, "path": str(out), "bytes": out.stat().st_size}
+
+
+def download_wheels(target: Path) -> list[str]:
+    """Fetch the tensorly and tensorly-torch wheels (the versions installed here) that the GPU image lacks."""
+    import subprocess
+    from importlib.metadata import version
+
+    target.mkdir(parents=True, exist_ok=True)
+    pins = [f"{name}=={version(name)}" for name in ("tensorly", "tensorly-torch")]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "-d",
+            str(target),
+            *pins,
+        ],
+        check=True,
+    )
+    return sorted(p.name for p in target.glob("*.whl"))
+
+
+def _data_meta(source: str) -> dict[str, Any] | None:
+    """The ``meta`` that :func:`prepare_data` stored in an ``.npz`` (``None`` for shared data or older files)."""
+    if source == "shared":
+        return None
+    with np.load(source) as d:
+        return json.loads(str(d["meta"])) if "meta" in d.files else None
+
+
 def load_arrays(source: str, dataset: str, train_limit: int | None, test_limit: int | None) -> dict[str, np.ndarray]:
     if source == "shared":
         from trinity_lightning.data import load_cifar10, load_fashion_mnist
@@ -68,6 +209,11 @@ def load_arrays(source: str, dataset: str, train_limit: int | None, test_limit: 
         return out
     with np.load(source) as d:
         out = {k.split(dataset + "_", 1)[1]: d[k] for k in d.files if k.startswith(dataset + "_")}
+    if not out:
+        raise ValueError(f"data: {source} holds no {dataset}_* arrays; write it with `prepare --sizes {dataset}=...`")
+    for split in ("train", "test"):
+        if f"{split}_jpeg" in out:  # written by prepare_data: JPEG bytes back to back
+            out[f"{split}_x"] = _decode_jpegs(out.pop(f"{split}_jpeg"), out.pop(f"{split}_jpeg_offsets"))
     rng = np.random.default_rng(0)
     for split, limit in (("train", train_limit), ("test", test_limit)):
         if limit:  # stored subsets are in class order: sample, don't slice
@@ -134,7 +280,11 @@ def accuracy(model: nn.Module, data: tuple[torch.Tensor, ...]) -> float:
 
 
 def _worker(job: dict[str, Any]) -> str:
-    """One (dataset, seed, group) job; appends one JSON line per trained model to its own file."""
+    """One (dataset, seed, group) job; appends one JSON line per trained model to its own file.
+
+    Groups: ``net`` (dense, dense fine-tuned, every tensorized net), ``trl-cp`` / ``trl-tucker`` / ``trl-tt`` (the TRL
+    heads of one factorization), ``tcl`` (the TCL + Tucker TRL heads).
+    """
     from trinity_lightning.models import SmallCNN
     from trinity_lightning.tensor import TensorHeadCNN, tensorize
 
@@ -201,20 +351,21 @@ def _worker(job: dict[str, Any]) -> str:
                     layer_errors={r.name: round(r.reconstruction_error, 4) for r in report.layers},
                     seconds=time.perf_counter() - start,
                 )
-    else:
+    elif job["group"].startswith("trl-"):  # one job per factorization, so a pool of workers balances
+        fact = job["group"].split("-", 1)[1]
         for rank in job["trl_ranks"]:
-            for fact in FACTORIZATIONS:
-                start = time.perf_counter()
-                model = train(build(head="trl", factorization=fact, rank=rank), data, epochs, LR, seed, cfg["augment"])
-                emit(
-                    method="trl",
-                    factorization=fact,
-                    rank=rank,
-                    acc=accuracy(model, data),
-                    params=n_params(model),
-                    head_params=head_params(model),
-                    seconds=time.perf_counter() - start,
-                )
+            start = time.perf_counter()
+            model = train(build(head="trl", factorization=fact, rank=rank), data, epochs, LR, seed, cfg["augment"])
+            emit(
+                method="trl",
+                factorization=fact,
+                rank=rank,
+                acc=accuracy(model, data),
+                params=n_params(model),
+                head_params=head_params(model),
+                seconds=time.perf_counter() - start,
+            )
+    else:
         for rank in job["tcl_trl_ranks"]:
             start = time.perf_counter()
             model = train(
@@ -237,10 +388,28 @@ def _worker(job: dict[str, Any]) -> str:
     return str(out)
 
 
+HEAD_GROUPS = (*(f"trl-{f}" for f in FACTORIZATIONS), "tcl")
+
+
+def _job_cost(job: dict[str, Any]) -> float:
+    """Rough training steps of a job (epochs x batches), to start the longest jobs first."""
+    cfg = DATASETS[job["dataset"]]
+    epochs = job["epochs"] or cfg["epochs"]
+    n = job["train_limit"] or {"cifar10": 15000, "fashion_mnist": 20000}[job["dataset"]]
+    if job["group"] == "net":
+        runs = epochs + job["ft_epochs"] * (1 + len(job["net_ranks"]) * len(job["net_factorizations"]))
+    else:
+        runs = epochs * len(job["tcl_trl_ranks"] if job["group"] == "tcl" else job["trl_ranks"])
+    return runs * math.ceil(n / BATCH)
+
+
 def run_grid(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.jsonl"):  # records are appended: a re-run into the same folder must not mix in old ones
+        stale.unlink()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    groups = [g for group in args.groups for g in (["net"] if group == "net" else HEAD_GROUPS)]
     jobs = [
         {
             "dataset": ds,
@@ -260,24 +429,40 @@ def run_grid(args: argparse.Namespace) -> None:
         }
         for seed in range(args.seeds)
         for ds in args.datasets
-        for group in args.groups
+        for group in groups
     ]
+    jobs.sort(key=_job_cost, reverse=True)
     start = time.perf_counter()
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(args.workers)
-    pending = pool.map_async(_worker, jobs)
-    pending.wait(timeout=args.budget)
-    finished = pending.ready()
-    pool.terminate()
-    if finished and not pending.successful():
-        pending.get()  # re-raise the worker's error
+    error: BaseException | None = None
+    finished = True
+    if args.workers == 0:  # in this process, in order (tests, debugging); --budget is checked between jobs
+        for job in jobs:
+            if time.perf_counter() - start > args.budget:
+                finished = False
+                break
+            _worker(job)
+    else:
+        pool = mp.get_context("spawn").Pool(args.workers)
+        pending = pool.map_async(_worker, jobs, chunksize=1)
+        pending.wait(timeout=args.budget)
+        finished = pending.ready()
+        pool.terminate()
+        if finished and not pending.successful():
+            try:
+                pending.get()
+            except Exception as exc:  # written to grid.json first, re-raised below
+                error = exc
     records = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
     meta = {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "seconds": time.perf_counter() - start,
-        "complete": finished,
+        "complete": finished and error is None,
+        "error": repr(error) if error else None,
+        "budget": args.budget,
+        "argv": " ".join(sys.argv[1:]),
         "workers": args.workers,
         "source": args.data,
+        "data_meta": _data_meta(args.data),
         "train_limit": args.train_limit,
         "test_limit": args.test_limit,
         "epochs": {ds: args.epochs or DATASETS[ds]["epochs"] for ds in args.datasets},
@@ -288,9 +473,12 @@ def run_grid(args: argparse.Namespace) -> None:
         "trl_ranks": args.trl_ranks,
         "tcl_trl_ranks": args.tcl_trl_ranks,
         "net_ranks": args.net_ranks,
+        "net_factorizations": args.net_factorizations,
     }
     (out / "grid.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
-    print(f"{len(records)} records in {meta['seconds']:.0f}s, complete={finished}")
+    print(f"{len(records)} records in {meta['seconds']:.0f}s, complete={meta['complete']}: {out / 'grid.json'}")
+    if error is not None:
+        raise error
 
 
 # ----------------------------------------------------------------------------------------------- latency
@@ -506,17 +694,21 @@ def iso_claim(
             )
             + "; ratio 1.0 is the dense model itself, not a measured ratio"
             + (
-                f". The grid tested {tested[0]:.1f}x-{tested[1]:.1f}x only, so if accuracy rises with parameters an "
-                f"iso-accuracy configuration compresses less than {tested[0]:.1f}x (not measured)"
-                if tested
-                else ""
+                ""
+                if not tested
+                else f". The grid tested {tested[0]:.2f}x-{tested[1]:.1f}x, down to about the dense size, so within "
+                f"this tolerance no compression keeps the accuracy here"
+                if tested[0] < 1.1
+                else f". The grid tested {tested[0]:.1f}x-{tested[1]:.1f}x only, so if accuracy rises with parameters "
+                f"an iso-accuracy configuration compresses less than {tested[0]:.1f}x (not measured)"
             )
         )
     else:
         point = _point(chosen, anchor, key)
         reading = (
             f"{point['config']}: {point['ratio']:.2f}x fewer parameters at {100 * point['acc']:.1f}% "
-            f"({point['drop_points']:.2f} pt below the anchor, tolerance {tolerance})"
+            f"({abs(point['drop_points']):.2f} pt {'below' if point['drop_points'] >= 0 else 'above'} the anchor, "
+            f"tolerance {tolerance})"
         )
         if target is not None:
             reading += "; target met" if ratio >= target else f"; under the {target:g}x target"
@@ -603,9 +795,9 @@ def plot(summaries: dict[str, list[dict[str, Any]]], path: Path) -> None:
                             label=f"{method} {fact}" + (" (old Tucker-linear ranks, fixed since)" if broken else ""),
                         )
             ax.set_xscale("log")
-            ax.set_ylim(max(0, 100 * dense["acc"] - 25), 100 * dense["acc"] + 3)
+            ax.set_ylim(max(0, 100 * dense["acc"] - 25), 100 * max(r["acc"] for r in rows) + 3)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("test accuracy (%), mean +- std, 3 seeds")
+            ax.set_ylabel(f"test accuracy (%), mean +- std, {dense['seeds']} seed(s)")
             ax.set_title(f"{dataset}: " + ("tensorize() + fine-tune" if row_idx == 0 else "tensor heads"))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
@@ -704,6 +896,16 @@ def lines_of_code() -> dict[str, Any]:
     }
 
 
+def _read_latency(path: str) -> dict[str, Any]:
+    """A ``latency.json`` from the latency mode, or a results file whose ``details.latency`` holds one."""
+    payload = json.loads(Path(path).read_text())
+    if "median_ms" in payload:
+        return dict(payload)
+    if "latency" in payload.get("details", {}):
+        return dict(payload["details"]["latency"])
+    raise ValueError(f"latency: {path} is neither a latency.json nor a results file with details.latency")
+
+
 def run_report(args: argparse.Namespace) -> None:
     from _results import write_results
 
@@ -718,7 +920,7 @@ def run_report(args: argparse.Namespace) -> None:
         )
     else:
         grid = json.loads(Path(args.grid).read_text())
-        latency = json.loads(Path(args.latency).read_text()) if args.latency else None
+        latency = _read_latency(args.latency) if args.latency else None
         records = grid["records"]
         if not grid["meta"].get("tucker_linear_fixed"):  # see details["tucker_linear_fix_check"]
             for r in records:
@@ -742,21 +944,62 @@ def run_report(args: argparse.Namespace) -> None:
                 "modes at full rank (its 'tensorized tucker' rows are the broken variant); this reduced CPU run "
                 "(1 seed, subset, fewer epochs) re-measures CP/Tucker/TT after the fix",
             }
-        command = args.command
+        meta = grid["meta"]
+        command = args.command or (
+            f"python benchmarks/tensor_layers.py {meta['argv']} ({meta['device']}, {meta['seconds']:.0f} s); "
+            + "report "
+            + " ".join(sys.argv[2:])
+            if meta.get("argv")
+            else None
+        )
     claims = build_claims(summaries, latency)
     details["lines_of_code"] = lines_of_code()
-    details["plot"] = "docs/img/tensor_tradeoff.png"
+    plot_path = Path(args.plot_path) if args.plot_path else ROOT / "docs" / "img" / "tensor_tradeoff.png"
+    details["plot"] = os.path.relpath(plot_path, ROOT) if plot_path.is_relative_to(ROOT) else str(plot_path)
     if not args.from_results or args.plot:
-        plot(summaries, ROOT / "docs" / "img" / "tensor_tradeoff.png")
-    path = write_results("tensor_layers", claims, details, command=command)
+        plot(summaries, plot_path)
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    path = write_results("tensor_layers", claims, details, command=command, results_dir=results_dir)
     print(path)
     for c in claims:
         print(c["id"], c.get("ratio"), c.get("met"), c.get("reading", ""))
 
 
+def parse_sizes(items: list[str]) -> dict[str, tuple[int, int]]:
+    """``["cifar10=1500/300", ...]`` -> ``{"cifar10": (1500, 300)}``, naming the bad item."""
+    sizes = {}
+    for item in items:
+        name, _, counts = item.partition("=")
+        train, _, test = counts.partition("/")
+        if name not in DATASETS or not (train.isdigit() and test.isdigit()) or int(train) < 1 or int(test) < 1:
+            raise ValueError(
+                f"sizes: expected DATASET=TRAIN/TEST with DATASET in {list(DATASETS)} and positive counts per class, "
+                f"got {item!r}"
+            )
+        sizes[name] = (int(train), int(test))
+    return sizes
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    info = prepare_data(Path(args.out), parse_sizes(args.sizes), args.seed)
+    print(json.dumps(info, indent=1))
+    if args.wheels:
+        print("wheels:", download_wheels(Path(args.wheels)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
+    prep = sub.add_parser("prepare", help="write the grid's .npz of seeded, class-stratified subsets")
+    prep.add_argument("--out", default=".device_data/tensor/bench_data.npz")
+    prep.add_argument(
+        "--sizes",
+        nargs="+",
+        default=[f"{ds}={tr}/{te}" for ds, (tr, te) in SUBSET_PER_CLASS.items()],
+        help="DATASET=TRAIN/TEST images per class (default: %(default)s, the stored grid's sizes)",
+    )
+    prep.add_argument("--seed", type=int, default=SUBSET_SEED)
+    prep.add_argument("--wheels", default=None, help="also download the tensorly + tensorly-torch wheels here")
     g = sub.add_parser("grid")
     g.add_argument("--data", default="shared", help="'shared' (trinity_lightning.data loaders) or an .npz path")
     g.add_argument("--out", required=True)
@@ -771,8 +1014,15 @@ def main() -> None:
     g.add_argument("--ft-epochs", type=int, default=4)
     g.add_argument("--train-limit", type=int, default=None)
     g.add_argument("--test-limit", type=int, default=None)
-    g.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
-    g.add_argument("--budget", type=float, default=3600.0, help="seconds; unfinished jobs keep what they wrote")
+    g.add_argument(
+        "--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="processes; 0 = in this process"
+    )
+    g.add_argument(
+        "--budget",
+        type=float,
+        default=3600.0,
+        help="seconds; then the pool is stopped and grid.json holds what finished (meta.complete=false)",
+    )
     g.add_argument("--device", default=None)
     lat = sub.add_parser("latency")
     lat.add_argument("--out", required=True)
@@ -785,11 +1035,13 @@ def main() -> None:
     source.add_argument("--grid", help="grid.json written by the grid mode")
     source.add_argument("--from-results", help="recompute the claims from a results file's details.summary")
     rep.add_argument("--plot", action="store_true", help="with --from-results: redraw the plot too")
-    rep.add_argument("--latency", default=None)
+    rep.add_argument("--latency", default=None, help="latency.json, or a results file with details.latency")
     rep.add_argument("--command", default=None)
+    rep.add_argument("--results-dir", default=None, help="where tensor_layers.json goes (default benchmarks/results)")
+    rep.add_argument("--plot-path", default=None, help="default docs/img/tensor_tradeoff.png")
     rep.add_argument("--extra", default=None, help="a reduced grid.json to attach as details (post-fix check)")
     args = parser.parse_args()
-    {"grid": run_grid, "latency": run_latency, "report": run_report}[args.mode](args)
+    {"prepare": run_prepare, "grid": run_grid, "latency": run_latency, "report": run_report}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,185 @@ def test_docs_show_both_versions_with_the_computed_line_counts(bench):
         body = inspect.getsource(fn).split('"""')[-1] if fn.__doc__ else inspect.getsource(fn)
         for line in body.strip().splitlines():
             assert line.strip() in docs, f"docs/tensor.md lacks {line.strip()!r} of {fn.__name__}"
+
+
+# ------------------------------------------------------------------------- prepare -> grid -> report, in miniature
+def _run(bench, monkeypatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["tensor_layers.py", *argv])
+    bench.main()
+
+
+def _jpeg(rgb: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), rgb).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_stored_jpegs_decode_to_the_loader_pixels(bench, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    jpegs = [_jpeg((200, 10, 10)), _jpeg((10, 200, 10)), _jpeg((10, 10, 200))]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in jpegs])])
+    buffer = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
+    decoded = bench._decode_jpegs(buffer, offsets)
+    expected = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in jpegs])
+    assert decoded.shape == (3, 32, 32, 3) and np.array_equal(decoded, expected)
+    path = tmp_path / "d.npz"
+    np.savez(path, cifar10_train_jpeg=buffer, cifar10_train_jpeg_offsets=offsets, cifar10_train_y=np.arange(3))
+    np.savez(path, **dict(np.load(path)), cifar10_test_x=decoded[:1], cifar10_test_y=np.arange(1))
+    arrays = bench.load_arrays(str(path), "cifar10", None, None)
+    assert np.array_equal(arrays["train_x"], expected) and set(arrays) == {"train_x", "train_y", "test_x", "test_y"}
+    with pytest.raises(ValueError, match="holds no fashion_mnist_"):
+        bench.load_arrays(str(path), "fashion_mnist", None, None)
+
+
+def test_prepare_draws_seeded_class_stratified_subsets(bench, tmp_path):
+    from tests.conftest import require_dataset
+
+    require_dataset("fashion_mnist")
+    import numpy as np
+
+    out = tmp_path / "a.npz"
+    info = bench.prepare_data(out, {"fashion_mnist": (3, 2)}, seed=0)
+    assert info["sizes"] == {"fashion_mnist": {"train": 30, "test": 20}}
+    with np.load(out) as d:
+        assert sorted(d.files) == [f"fashion_mnist_{s}_{k}" for s in ("test", "train") for k in "xy"] + ["meta"]
+        assert d["fashion_mnist_train_x"].shape == (30, 28, 28) and d["fashion_mnist_train_x"].dtype == np.uint8
+        assert d["fashion_mnist_train_y"].tolist() == sorted(list(range(10)) * 3)  # stratified, class order
+        first = {k: d[k] for k in d.files}
+    assert bench._data_meta(str(out))["per_class"] == {"fashion_mnist": {"train": 3, "test": 2}}
+    bench.prepare_data(tmp_path / "b.npz", {"fashion_mnist": (3, 2)}, seed=0)
+    bench.prepare_data(tmp_path / "c.npz", {"fashion_mnist": (3, 2)}, seed=1)
+    with np.load(tmp_path / "b.npz") as same, np.load(tmp_path / "c.npz") as other:
+        assert all(np.array_equal(first[k], same[k]) for k in first)
+        assert not np.array_equal(first["fashion_mnist_train_x"], other["fashion_mnist_train_x"])
+    with pytest.raises(ValueError, match=r"sizes\[fashion_mnist\]\[test\]: 1001 images per class asked"):
+        bench.prepare_data(tmp_path / "d.npz", {"fashion_mnist": (1, 1001)})
+
+
+@pytest.mark.parametrize("bad", ["cifar=10/2", "cifar10=10", "cifar10=0/2", "cifar10=a/2"])
+def test_prepare_sizes_are_checked(bench, bad):
+    assert bench.parse_sizes(["cifar10=1500/300", "fashion_mnist=2/1"]) == {
+        "cifar10": (1500, 300),
+        "fashion_mnist": (2, 1),
+    }
+    with pytest.raises(ValueError, match=r"sizes: expected DATASET=TRAIN/TEST .* got '" + re.escape(bad)):
+        bench.parse_sizes([bad])
+
+
+def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
+    """grid (in process, 1 epoch, random tiny data) -> grid.json -> report into tmp: every claim is written."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(
+        data,
+        fashion_mnist_train_x=rng.integers(0, 255, (64, 28, 28), dtype=np.uint8),
+        fashion_mnist_train_y=np.arange(64) % 10,
+        fashion_mnist_test_x=rng.integers(0, 255, (20, 28, 28), dtype=np.uint8),
+        fashion_mnist_test_y=np.arange(20) % 10,
+    )
+    grid = tmp_path / "grid"
+    common = ["--epochs", "1", "--ft-epochs", "1", "--seeds", "1", "--workers", "0", "--device", "cpu"]
+    ranks = ["--trl-ranks", "1.0", "--tcl-trl-ranks", "0.5", "--net-ranks", "0.5", "--net-factorizations", "cp"]
+    _run(
+        bench,
+        monkeypatch,
+        "grid",
+        "--data",
+        str(data),
+        "--out",
+        str(grid),
+        "--datasets",
+        "fashion_mnist",
+        *common,
+        *ranks,
+    )
+    payload = json.loads((grid / "grid.json").read_text())
+    assert payload["meta"]["complete"] and payload["meta"]["net_ranks"] == [0.5]
+    got = sorted((r["method"], r["factorization"], r["rank"]) for r in payload["records"])
+    expected = [("dense", None, None), ("dense_ft", None, None), ("tcl+trl", "tucker", 0.5), ("tensorized", "cp", 0.5)]
+    assert got == sorted(expected + [("trl", f, 1.0) for f in bench.FACTORIZATIONS])
+    out = tmp_path / "results"
+    _run(
+        bench,
+        monkeypatch,
+        "report",
+        "--grid",
+        str(grid / "grid.json"),
+        "--results-dir",
+        str(out),
+        "--plot-path",
+        str(out / "p.png"),
+    )
+    results = json.loads((out / "tensor_layers.json").read_text())
+    assert (out / "p.png").stat().st_size > 0 and results["details"]["plot"] == str(out / "p.png")
+    assert {c["id"] for c in results["claims"]} == {
+        f"{name}_fashion_mnist"
+        for name in (
+            "trl_head_param_ratio_at_iso_accuracy",
+            "tcl_trl_head_param_ratio_at_iso_accuracy",
+            "tensorized_net_param_ratio_at_iso_accuracy",
+        )
+    }
+    assert results["command"].startswith(f"python benchmarks/tensor_layers.py grid --data {data}")
+
+
+def test_report_gives_the_measured_ratio_when_a_configuration_is_within_tolerance(bench, tmp_path, monkeypatch):
+    """A grid whose less compressed ranks keep the accuracy: the claims are measured ratios, not 1.0."""
+    import json
+
+    def rec(method, acc, params, head, fact=None, rank=None, seed=0):
+        return {
+            "dataset": "cifar10",
+            "seed": seed,
+            "method": method,
+            "factorization": fact,
+            "rank": rank,
+            "acc": acc,
+            "params": params,
+            "head_params": head,
+        }
+
+    records = []
+    for seed in range(3):
+        records += [
+            rec("dense", 0.800, 114186, 20490, seed=seed),
+            rec("dense_ft", 0.810, 114186, 20490, seed=seed),
+            rec("trl", 0.797, 95617, 1921, "cp", 0.1, seed),  # 0.3 pt below, 10.7x: within 0.5
+            rec("trl", 0.790, 94294, 598, "cp", 0.03, seed),  # 1.0 pt below: out
+            rec("tensorized", 0.805, 57712, 10194, "cp", 0.5, seed),  # 0.5 pt below, 1.98x
+            rec("tensorized", 0.790, 38589, 6698, "cp", 0.33, seed),  # 2.0 pt below: out
+        ]
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"meta": {"tucker_linear_fixed": True}, "records": records}))
+    out = tmp_path / "r"
+    _run(
+        bench,
+        monkeypatch,
+        "report",
+        "--grid",
+        str(grid),
+        "--results-dir",
+        str(out),
+        "--plot-path",
+        str(out / "p.png"),
+        "--command",
+        "x",
+    )
+    claims = {c["id"]: c for c in json.loads((out / "tensor_layers.json").read_text())["claims"]}
+    trl, net = claims["trl_head_param_ratio_at_iso_accuracy"], claims["tensorized_net_param_ratio_at_iso_accuracy"]
+    assert (trl["ours"], trl["anchor"], trl["met"]) == (1921, 20490, True)
+    assert trl["ratio"] == pytest.approx(20490 / 1921, rel=1e-3)
+    assert (net["ours"], net["met"]) == (57712, False) and net["ratio"] == pytest.approx(114186 / 57712, rel=1e-3)
+    assert net["reading"].startswith("tensorized cp rank=0.5: 1.98x") and "under the 3x target" in net["reading"]
