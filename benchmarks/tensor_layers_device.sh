@@ -28,6 +28,7 @@ WORKERS=${WORKERS:-15}
 SEEDS=${SEEDS:-3}
 PY=${PYTHON:-python3}
 RAW=/tmp/tensor_grid
+rm -rf "$RAW"  # never report an earlier run's grid.json as this one's
 mkdir -p "$OUT"
 
 if [ ! -f "$DATA/bench_data.npz" ]; then
