@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.2, 0.5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=9)
-    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=100, help="simulated annotators (crowd workers), not processes")
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument(
         "--reuse", action="store_true", help="keep the runs already in the results file and only train the missing ones"

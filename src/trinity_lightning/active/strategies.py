@@ -122,7 +122,17 @@ class QueryStrategy:
     """Base class: ``score(logits, mask) -> (N,)`` scores, higher = more informative.
 
     Class attributes: ``stochastic`` (needs ``n_samples`` MC-dropout outputs), ``needs_model``
-    (``False`` for random sampling: no forward pass at all).
+    (``False`` for random sampling: no forward pass at all). Subclass it and register the subclass with
+    :func:`register_strategy` to make it selectable by name from YAML.
+
+    Example:
+        >>> class Shortest(QueryStrategy):  # prefer short sentences (fewer words to label)
+        ...     def score(self, logits, mask=None):
+        ...         lengths = mask.sum(1) if mask is not None else torch.ones(len(logits))
+        ...         return -lengths.float()
+        >>> mask = torch.tensor([[True, True, True], [True, False, False]])
+        >>> Shortest().score(torch.zeros(2, 3, 4), mask).argmax().item()
+        1
     """
 
     name: ClassVar[str] = ""

@@ -161,6 +161,12 @@ class SharedImageDataModule(ArrayDataModule):
         dataset: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
         train_limit: keep a seeded random subset of this many training images (``None``: all).
         test_limit: likewise for the test set.
+
+    Example:
+        >>> dm = SharedImageDataModule("fashion_mnist", train_limit=1000, test_limit=200)
+        >>> dm.setup("fit"); x, y = next(iter(dm.train_dataloader()))  # doctest: +SKIP
+        >>> x.shape  # doctest: +SKIP
+        torch.Size([128, 1, 28, 28])
     """
 
     def __init__(

@@ -338,6 +338,11 @@ class TaggedSentence:
     Attributes:
         tokens: the words.
         tags: one tag per word (e.g. IOB2 ``B-PER``/``I-PER``/``O``).
+
+    Example:
+        >>> s = TaggedSentence(("John", "lives", "in", "Paris"), ("B-PER", "O", "O", "B-LOC"))
+        >>> len(s.tokens) == len(s.tags)
+        True
     """
 
     tokens: tuple[str, ...]

@@ -111,6 +111,12 @@ def cifar10_hierarchy(path: str | Path | None = None, binarize: bool = True) -> 
     With ``binarize=False`` the tree is: ``object`` -> (``vehicle`` -> (``craft`` -> airplane, ship),
     (``motor_vehicle`` -> automobile, truck)), (``vertebrate`` -> bird, frog, (``placental`` ->
     (``carnivore`` -> cat, dog), (``ungulate`` -> deer, horse))) — exact names come from WordNet.
+    Reads ``wordnet_nouns`` from the shared data folder unless ``path`` points at its TSV file.
+
+    Example:
+        >>> tree = cifar10_hierarchy()  # doctest: +SKIP
+        >>> tree.classes[:3]  # doctest: +SKIP
+        ['airplane', 'automobile', 'bird']
     """
     synsets = {name: CIFAR10_SYNSETS[name] for name in CIFAR10_CLASSES}
     return wordnet_hierarchy(synsets, path, binarize)
