@@ -20,6 +20,8 @@ PUBLIC = [
     tensor.TensorizedLinear.from_dense,
     tensor.TensorRegressionLayer.from_linear,
     tensor.load_tensorized,
+    tensor.RankLasso,
+    tensor.fold_rank_lasso,
 ]
 
 

@@ -16,6 +16,7 @@ from trinity_lightning.tensor.callback import Tensorize
 from trinity_lightning.tensor.heads import TensorContractionLayer, TensorHeadCNN, TensorRegressionLayer
 from trinity_lightning.tensor.layers import TensorizedConv, TensorizedLinear, UnsupportedLayerError
 from trinity_lightning.tensor.ranks import resolve_rank
+from trinity_lightning.tensor.regularization import RankLasso, fold_rank_lasso
 from trinity_lightning.tensor.tensorize import (
     LayerReport,
     TensorizeReport,
@@ -28,6 +29,7 @@ from trinity_lightning.tensor.tensorize import (
 
 __all__ = [
     "LayerReport",
+    "RankLasso",
     "TensorContractionLayer",
     "TensorHeadCNN",
     "TensorRegressionLayer",
@@ -38,6 +40,7 @@ __all__ = [
     "UnsupportedLayerError",
     "apply_tensorized_spec",
     "detensorize",
+    "fold_rank_lasso",
     "load_tensorized",
     "resolve_rank",
     "tensorize",

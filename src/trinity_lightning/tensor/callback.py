@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from trinity_lightning.tensor._backend import import_tltorch
 from trinity_lightning.tensor.ranks import Rank, normalize_factorization
+from trinity_lightning.tensor.regularization import (
+    LASSO_KEY,
+    UNSUPPORTED_CP,
+    RankLasso,
+    fold_lasso_state,
+    fold_rank_lasso,
+)
 from trinity_lightning.tensor.tensorize import (
     _TENSORIZED,
     SPEC_KEY,
     TensorizeReport,
     apply_tensorized_spec,
     detensorize,
+    select_layers,
     tensorize,
     tensorized_spec,
 )
@@ -44,7 +54,61 @@ class _RestoreThenLoad:
         elif any(isinstance(m, _TENSORIZED) for m in self.pl_module.modules()):
             detensorize(self.pl_module, heads=False)
             self.callback.done = False
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            self._match_lasso(state)
         self.original(checkpoint)
+
+    def _match_lasso(self, state: dict[str, Any]) -> None:
+        """A checkpoint saved with(out) rank regularization loaded under a callback without (with) it."""
+        marker = f".{LASSO_KEY}."
+        saved = any(marker in key for key in state)
+        wanted = {k: v for k, v in self.pl_module.state_dict().items() if marker in k}
+        if saved == bool(wanted):
+            return
+        trainer = self.pl_module._trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            # the optimizer state would not match the parameters (the lasso weights are parameters)
+            raise ValueError(
+                "rank_regularization: this checkpoint was saved "
+                + ("with" if saved else "without")
+                + " rank regularization (lasso weights) but the Tensorize callback now has rank_regularization="
+                f"{self.callback.rank_regularization}; resume with the setting it was saved with, or load its "
+                "weights with load_tensorized(model, ckpt) and start a new fit"
+            )
+        if saved:  # e.g. trainer.test(ckpt_path=...) without rank_regularization: fold the lasso into the factors
+            state.update(fold_lasso_state(state)[0])
+            for key in [k for k in state if marker in k]:
+                del state[key]
+        else:  # the lasso starts at ones: the identity
+            for key, value in wanted.items():
+                state.setdefault(key, value)
+
+
+class _AddRankPenalty:
+    """Wraps ``LightningModule.training_step``: the rank penalty of this step's forward passes joins the loss.
+
+    Adding it to the returned loss (rather than a second ``backward`` in a hook) lets Lightning scale it like the
+    loss: gradient accumulation, AMP loss scaling, and the logged ``train_loss``-style values stay consistent.
+    """
+
+    def __init__(self, callback: Tensorize, pl_module: pl.LightningModule, original: Any) -> None:
+        self.callback, self.pl_module, self.original = callback, pl_module, original
+        self.__wrapped__ = original  # Lightning's is_overridden("training_step") looks through it
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        lasso = self.callback.lasso
+        if lasso is None:
+            return self.original(*args, **kwargs)
+        lasso.reset()
+        out = self.original(*args, **kwargs)
+        penalty = lasso.penalty()
+        self.pl_module.log("tensorize/rank_penalty", penalty.detach())
+        if isinstance(out, torch.Tensor):
+            return out + penalty
+        if isinstance(out, Mapping) and "loss" in out:
+            return {**out, "loss": out["loss"] + penalty}
+        return out  # None: Lightning skips the step
 
 
 class Tensorize(Callback):
@@ -73,6 +137,13 @@ class Tensorize(Callback):
         min_params: keep layers with fewer weight parameters dense.
         tensor_dropout: probability of tltorch's tensor dropout on the factorized convolution kernels during
             training (drops CP components / Tucker core slices / TT ranks; 0 disables).
+        rank_regularization: weight of tltorch's tensor lasso (rank regularization, see
+            :class:`~trinity_lightning.tensor.regularization.RankLasso`; 0 disables): every factorized weight gets
+            one learnable weight per rank component, and ``rank_regularization x mean |lasso weight|`` (exactly
+            ``rank_regularization`` at the start) is added to each training step's loss and logged as
+            ``tensorize/rank_penalty``. At the end of ``fit`` the lasso weights are folded into the factors and
+            :attr:`effective_ranks` counts the components still on. Tucker (all layers) and TT (convolutions) only:
+            ``ValueError`` for CP, and for TT linear layers (exclude them). Needs automatic optimization.
         verbose: print the tensorization report.
 
     Example:
@@ -87,6 +158,19 @@ class Tensorize(Callback):
         >>> trainer.fit(model, DigitsDataModule(batch_size=32))
         >>> type(model.model.features[0]).__name__, callback.report.params_after < callback.report.params_before
         ('TensorizedConv', True)
+
+        With rank regularization (tltorch's tensor lasso; the penalty joins the loss, logged as
+        ``tensorize/rank_penalty``), the rank components still on after ``fit`` are in ``effective_ranks``:
+
+        >>> callback = Tensorize("tucker", rank=0.5, rank_regularization=0.01, verbose=False)
+        >>> trainer = pl.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False, limit_train_batches=2,
+        ...                      limit_val_batches=1)
+        >>> trainer.fit(Classifier(in_channels=1, image_size=8, channels=(8,)), DigitsDataModule(batch_size=32))
+        >>> callback.effective_ranks["model.features.0"]
+        (1, 1, 3, 3)
+        >>> round(float(trainer.callback_metrics["tensorize/rank_penalty"]), 3)  # 0.01 x mean |lasso weight|, last step
+        0.01
     """
 
     def __init__(
@@ -99,6 +183,7 @@ class Tensorize(Callback):
         implementation: str = "auto",
         min_params: int = 0,
         tensor_dropout: float = 0.0,
+        rank_regularization: float = 0.0,
         verbose: bool = True,
     ) -> None:
         self.factorization = normalize_factorization(factorization)
@@ -106,6 +191,13 @@ class Tensorize(Callback):
             raise ValueError(f"epoch: expected an epoch >= 0, got {epoch}")
         if not 0.0 <= tensor_dropout < 1.0:
             raise ValueError(f"tensor_dropout: expected a probability in [0, 1), got {tensor_dropout}")
+        if not (rank_regularization >= 0 and math.isfinite(rank_regularization)):
+            raise ValueError(f"rank_regularization: expected a finite penalty >= 0, got {rank_regularization}")
+        if rank_regularization > 0 and self.factorization == "cp":
+            raise ValueError(
+                f"rank_regularization: not available with factorization='cp': {UNSUPPORTED_CP}. Use "
+                "factorization='tucker' or 'tt', or rank_regularization=0"
+            )
         self.rank = tuple(rank) if isinstance(rank, list) else rank
         self.epoch = epoch
         self.include = list(include) if include is not None else None
@@ -113,10 +205,14 @@ class Tensorize(Callback):
         self.implementation = implementation
         self.min_params = min_params
         self.tensor_dropout = tensor_dropout
+        self.rank_regularization = float(rank_regularization)
         self.verbose = verbose
         self.done = False
         self.tensorized_at: int | None = None
         self.report: TensorizeReport | None = None
+        self.lasso: RankLasso | None = None  # a RankLasso once rank_regularization > 0 and the model is tensorized
+        self.effective_ranks: dict[str, tuple[int, ...]] = {}
+        """After ``fit`` with ``rank_regularization``: per layer, the rank components whose lasso weight is not 0."""
 
     @property
     def state_key(self) -> str:
@@ -125,7 +221,28 @@ class Tensorize(Callback):
     # -- structure -------------------------------------------------------------------------------------------
     def _mark_done(self, pl_module: pl.LightningModule) -> None:
         self.done = True
+        self._apply_lasso(pl_module)  # before dropout: its hook must see the full-rank factors
         self._apply_dropout(pl_module)
+
+    def _apply_lasso(self, pl_module: pl.LightningModule) -> None:
+        if self.rank_regularization <= 0:
+            return
+        if self.lasso is None:
+            self.lasso = RankLasso(self.rank_regularization)
+        self.lasso.attach(pl_module, argument="rank_regularization")
+
+    def _check_lasso_selection(self, pl_module: pl.LightningModule) -> None:
+        """Fail at setup, not at the tensorization epoch, when TT would tensorize linear layers."""
+        if self.rank_regularization <= 0 or self.factorization != "tt" or self.done:
+            return
+        chosen, _ = select_layers(pl_module, self.include, self.exclude, self.min_params)
+        linears = [name for name, module in chosen if isinstance(module, torch.nn.Linear)]
+        if linears:
+            raise ValueError(
+                f"rank_regularization: with factorization='tt' the linear layers {linears} would become block "
+                "tensor-train matrices, for which tltorch 0.5 has no tensor lasso. Pass exclude=[torch.nn.Linear] "
+                f"(or exclude={linears}) to keep them dense, use factorization='tucker', or rank_regularization=0"
+            )
 
     def _apply_dropout(self, pl_module: pl.LightningModule) -> None:
         if self.tensor_dropout <= 0:
@@ -133,12 +250,13 @@ class Tensorize(Callback):
         tltorch = import_tltorch()
         # tltorch registers its dropout per factorized-tensor class name: CP/Tucker/TT tensors (our convolutions);
         # the tensorized matrices of TensorizedLinear have no dropout there and are left as they are.
-        supported = tltorch.tensor_hooks._tensor_dropout.TensorDropout._factorizations
+        TensorDropout = tltorch.tensor_hooks._tensor_dropout.TensorDropout
+        supported = TensorDropout._factorizations
         for module in pl_module.modules():
             if (
                 isinstance(module, _TENSORIZED)
                 and type(module.weight).__name__ in supported
-                and not module.weight._forward_hooks
+                and not any(isinstance(h, TensorDropout) for h in module.weight._forward_hooks.values())
             ):
                 tltorch.tensor_dropout(module.weight, p=self.tensor_dropout)
 
@@ -164,10 +282,20 @@ class Tensorize(Callback):
                 "mid-training would leave the distributed wrapper holding the old parameters; use "
                 "epoch=0 (tensorize at fit start) for multi-process training"
             )
+        if self.rank_regularization > 0 and stage == "fit":
+            if not pl_module.automatic_optimization:
+                raise ValueError(
+                    "rank_regularization: needs automatic optimization (the penalty is added to the loss "
+                    "training_step returns); with manual optimization use RankLasso from "
+                    "trinity_lightning.tensor.regularization and add its penalty() to your loss"
+                )
+            self._check_lasso_selection(pl_module)
+            if not isinstance(pl_module.training_step, _AddRankPenalty):
+                pl_module.training_step = _AddRankPenalty(self, pl_module, pl_module.training_step)  # type: ignore[method-assign]
         if not isinstance(pl_module.on_load_checkpoint, _RestoreThenLoad):
             pl_module.on_load_checkpoint = _RestoreThenLoad(self, pl_module, pl_module.on_load_checkpoint)  # type: ignore[method-assign]
         if any(isinstance(m, _TENSORIZED) for m in pl_module.modules()):
-            self.done = True
+            self._mark_done(pl_module)  # also (re)attaches the lasso / dropout to an already tensorized model
         if stage == "fit" and self.epoch == 0 and not self.done:
             self._tensorize(trainer, pl_module)
 
@@ -175,6 +303,14 @@ class Tensorize(Callback):
         hook = pl_module.__dict__.get("on_load_checkpoint")
         if isinstance(hook, _RestoreThenLoad):
             del pl_module.on_load_checkpoint
+        if isinstance(pl_module.__dict__.get("training_step"), _AddRankPenalty):
+            del pl_module.training_step
+        if self.lasso is not None:
+            # the trained model computes the same function without hooks: export, detensorize and a plain
+            # load_state_dict of the final weights see the regularized factors
+            self.effective_ranks = fold_rank_lasso(pl_module)
+            if self.report is not None:
+                self.report.effective_ranks = dict(self.effective_ranks)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.done or trainer.current_epoch < self.epoch:

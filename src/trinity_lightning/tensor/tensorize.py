@@ -68,6 +68,8 @@ class TensorizeReport:
     skipped: dict[str, str] = field(default_factory=dict)
     model_params_before: int = 0
     model_params_after: int = 0
+    effective_ranks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Filled by ``Tensorize(rank_regularization=...)`` after ``fit``: per layer, the rank components still on."""
 
     @property
     def params_before(self) -> int:
@@ -150,6 +152,7 @@ class TensorizeReport:
             "skipped": dict(self.skipped),
             "model_params_before": self.model_params_before,
             "model_params_after": self.model_params_after,
+            "effective_ranks": {name: list(ranks) for name, ranks in self.effective_ranks.items()},
         }
 
 
@@ -187,6 +190,43 @@ def _unsupported_reason(module: nn.Module) -> str | None:
         if module.padding_mode != "zeros":
             return f"{type(module).__name__} with padding_mode={module.padding_mode!r}"
     return None
+
+
+def select_layers(
+    model: nn.Module,
+    include: Sequence[str | type] | None = None,
+    exclude: Sequence[str | type] = (),
+    min_params: int = 0,
+) -> tuple[list[tuple[str, nn.Module]], dict[str, str]]:
+    """The ``(name, layer)`` pairs :func:`tensorize` would factorize, and the ones skipped by ``min_params``.
+
+    Raises :class:`UnsupportedLayerError` for a selected layer that cannot be factorized.
+
+    Example:
+        >>> [name for name, _ in select_layers(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))[0]]
+        ['0']
+    """
+    chosen: list[tuple[str, nn.Module]] = []
+    skipped: dict[str, str] = {}
+    for name, module in model.named_modules():
+        if not name or not _is_weight_layer(module):
+            continue
+        if include is not None and not _matches(name, module, include):
+            continue
+        if _matches(name, module, exclude):
+            continue
+        reason = _unsupported_reason(module)
+        if reason is not None:
+            raise UnsupportedLayerError(
+                f"layer {name!r} cannot be tensorized: {reason}. Pass exclude=[{name!r}] (or "
+                f"exclude=[{type(module).__name__}]) to leave it dense, or narrow include=..."
+            )
+        n_weight = module.weight.numel()
+        if n_weight < min_params:
+            skipped[name] = f"{n_weight} weight parameters < min_params={min_params}"
+            continue
+        chosen.append((name, module))
+    return chosen, skipped
 
 
 def tensorize(
@@ -243,25 +283,7 @@ def tensorize(
     conv_impl = "factorized" if implementation == "auto" else implementation
     linear_impl = LINEAR_DEFAULT_IMPLEMENTATION if implementation == "auto" else implementation
     report = TensorizeReport(model_params_before=_n_params(model))
-    chosen: list[tuple[str, nn.Module]] = []
-    for name, module in model.named_modules():
-        if not name or not _is_weight_layer(module):
-            continue
-        if include is not None and not _matches(name, module, include):
-            continue
-        if _matches(name, module, exclude):
-            continue
-        reason = _unsupported_reason(module)
-        if reason is not None:
-            raise UnsupportedLayerError(
-                f"layer {name!r} cannot be tensorized: {reason}. Pass exclude=[{name!r}] (or "
-                f"exclude=[{type(module).__name__}]) to leave it dense, or narrow include=..."
-            )
-        n_weight = module.weight.numel()
-        if n_weight < min_params:
-            report.skipped[name] = f"{n_weight} weight parameters < min_params={min_params}"
-            continue
-        chosen.append((name, module))
+    chosen, report.skipped = select_layers(model, include, exclude, min_params)
     for name, module in chosen:
         start = time.perf_counter()
         kwargs = dict(decomposition_kwargs or {})
@@ -385,7 +407,8 @@ def load_tensorized(model: nn.Module, checkpoint: str | Path | Mapping[str, Any]
     Accepts a Lightning checkpoint (path or dict, with ``state_dict`` and the spec under :data:`SPEC_KEY`) or a
     plain ``{"state_dict": ..., SPEC_KEY: ...}`` dict. ``model`` is the module the state dict belongs to (the
     LightningModule for a Lightning checkpoint). A checkpoint without a spec loads as a dense one. ``strict`` is
-    passed to ``load_state_dict``.
+    passed to ``load_state_dict``. The lasso weights of a rank-regularized run (``Tensorize(rank_regularization=
+    ...)``) are multiplied into the loaded factors, so the model computes what the trained one did.
 
     Example:
         >>> from trinity_lightning.models import SmallCNN
@@ -405,5 +428,9 @@ def load_tensorized(model: nn.Module, checkpoint: str | Path | Mapping[str, Any]
     spec = loaded.get(SPEC_KEY)
     if spec:
         apply_tensorized_spec(model, spec)
+    from trinity_lightning.tensor.regularization import LASSO_KEY, fold_lasso_state
+
+    if not any(hasattr(m, LASSO_KEY) for m in model.modules()):
+        state, _ = fold_lasso_state(state)  # lasso weights of a rank-regularized run go into the factors
     model.load_state_dict(state, strict=strict)  # type: ignore[arg-type]
     return model
