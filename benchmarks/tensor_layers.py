@@ -409,7 +409,9 @@ def run_grid(args: argparse.Namespace) -> None:
     for stale in out.glob("*.jsonl"):  # records are appended: a re-run into the same folder must not mix in old ones
         stale.unlink()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    groups = [g for group in args.groups for g in (["net"] if group == "net" else HEAD_GROUPS)]
+    groups = [
+        g for group in args.groups for g in (["net"] if group == "net" else getattr(args, "head_groups", HEAD_GROUPS))
+    ]
     jobs = [
         {
             "dataset": ds,
@@ -474,6 +476,7 @@ def run_grid(args: argparse.Namespace) -> None:
         "tcl_trl_ranks": args.tcl_trl_ranks,
         "net_ranks": args.net_ranks,
         "net_factorizations": args.net_factorizations,
+        "head_groups": list(getattr(args, "head_groups", HEAD_GROUPS)),
     }
     (out / "grid.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
     print(f"{len(records)} records in {meta['seconds']:.0f}s, complete={meta['complete']}: {out / 'grid.json'}")
@@ -817,10 +820,15 @@ def build_claims(summaries: dict[str, list[dict[str, Any]]], latency: dict[str, 
         dense_ft = next((r for r in rows if r["method"] == "dense_ft"), dense)
         suffix = "" if ds == "cifar10" else f"_{ds}"
         seeds = dense["seeds"]
+        trl_facts = "/".join(
+            {"cp": "CP", "tucker": "Tucker", "tt": "TT"}[f]
+            for f in FACTORIZATIONS
+            if any(r["method"] == "trl" and r["factorization"] == f for r in rows)
+        )
         claims.append(
             iso_claim(
                 f"trl_head_param_ratio_at_iso_accuracy{suffix}",
-                f"{ds}: dense flatten+Linear head params / TRL head params, most compressed TRL (CP/Tucker/TT, "
+                f"{ds}: dense flatten+Linear head params / TRL head params, most compressed TRL ({trl_facts}, "
                 f"{len({r['rank'] for r in rows if r['method'] == 'trl'})} ranks) with mean test acc within 0.5 pt "
                 f"of the dense CNN ({seeds} seeds)" + NO_CONFIG,
                 rows,
@@ -831,17 +839,18 @@ def build_claims(summaries: dict[str, list[dict[str, Any]]], latency: dict[str, 
                 target=10.0,
             )
         )
-        claims.append(
-            iso_claim(
-                f"tcl_trl_head_param_ratio_at_iso_accuracy{suffix}",
-                f"{ds}: dense head params / TCL+TRL (Tucker) head params within 0.5 pt of dense" + NO_CONFIG,
-                rows,
-                ("tcl+trl",),
-                dense,
-                "head_params",
-                0.5,
+        if any(r["method"] == "tcl+trl" for r in rows):  # a CPU grid may skip the TCL heads (--head-groups)
+            claims.append(
+                iso_claim(
+                    f"tcl_trl_head_param_ratio_at_iso_accuracy{suffix}",
+                    f"{ds}: dense head params / TCL+TRL (Tucker) head params within 0.5 pt of dense" + NO_CONFIG,
+                    rows,
+                    ("tcl+trl",),
+                    dense,
+                    "head_params",
+                    0.5,
+                )
             )
-        )
         facts = sorted({str(r["factorization"]) for r in rows if r["method"] == "tensorized"}, key=FACTORIZATIONS.index)
         n_ranks = len({r["rank"] for r in rows if r["method"] == "tensorized"})
         excluded = (
@@ -906,6 +915,27 @@ def _read_latency(path: str) -> dict[str, Any]:
     raise ValueError(f"latency: {path} is neither a latency.json nor a results file with details.latency")
 
 
+def _kept_summaries(path: Path, summaries: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Add to ``summaries`` (in place, in :data:`DATASETS` order) the datasets this grid lacks, from results ``path``.
+
+    Returns the provenance for ``details``: which datasets were kept, the grid that measured them, and the earlier
+    rows of the datasets this grid re-measured (kept for reference, never mixed into a claim: the two grids may
+    differ in data subset, device and ranks).
+    """
+    stored = json.loads(path.read_text())["details"]
+    earlier_meta = stored.get("grid_meta_by_dataset") or {ds: stored.get("grid_meta") for ds in stored["summary"]}
+    kept = [ds for ds in stored["summary"] if ds not in summaries]
+    replaced = {ds: rows for ds, rows in stored["summary"].items() if ds in summaries}
+    merged = {**summaries, **{ds: stored["summary"][ds] for ds in kept}}
+    summaries.clear()
+    summaries.update({ds: merged[ds] for ds in DATASETS if ds in merged})
+    return {
+        "grid_meta_by_dataset": {ds: earlier_meta.get(ds) for ds in kept},
+        "kept_from": {"path": os.path.relpath(path.resolve(), ROOT), "datasets": kept},
+        "earlier_summary_replaced": replaced,
+    }
+
+
 def run_report(args: argparse.Namespace) -> None:
     from _results import write_results
 
@@ -929,6 +959,8 @@ def run_report(args: argparse.Namespace) -> None:
         datasets = [ds for ds in DATASETS if any(r["dataset"] == ds for r in records)]
         summaries = {ds: summarize(records, ds) for ds in datasets}
         details = {"grid_meta": grid["meta"], "summary": summaries}
+        if args.keep_from:  # a grid of some datasets only: the others' summaries come from an earlier results file
+            details.update(_kept_summaries(Path(args.keep_from), summaries))
         if latency:
             details["latency"] = latency
         if args.extra:
@@ -963,6 +995,35 @@ def run_report(args: argparse.Namespace) -> None:
     print(path)
     for c in claims:
         print(c["id"], c.get("ratio"), c.get("met"), c.get("reading", ""))
+    print(markdown_table(summaries))
+
+
+def markdown_table(summaries: dict[str, list[dict[str, Any]]]) -> str:
+    """The per-configuration table of docs/tensor.md (mean +- std over seeds), from the summaries."""
+    names = {"cp": "CP", "tucker": "Tucker", "tt": "TT"}
+    lines = [
+        "| dataset | model | params (net) | params (head) | ratio | test acc (%) | before fine-tuning (%) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ds, rows in summaries.items():
+        dense = next(r for r in rows if r["method"] == "dense")
+        for r in rows:
+            if r["method"] == "tensorized-prefix":
+                continue
+            fact, rank = names.get(str(r["factorization"]), ""), r["rank"]
+            model, key = {
+                "dense": ("dense CNN", "params"),
+                "dense_ft": ("dense CNN + fine-tune epochs", "params"),
+                "trl": (f"TRL head, {fact}, rank {rank}", "head_params"),
+                "tcl+trl": (f"TCL + {fact} TRL head, rank {rank}", "head_params"),
+                "tensorized": (f"`tensorize({r['factorization']!s}, {rank})` + fine-tune", "params"),
+            }[r["method"]]
+            before = f"{100 * r['acc_before_ft']:.1f}" if "acc_before_ft" in r else ""
+            lines.append(
+                f"| {ds} | {model} | {r['params']:,} | {r['head_params']:,} | {dense[key] / r[key]:.2f}x "
+                f"| {100 * r['acc']:.1f} ± {100 * r['acc_std']:.1f} | {before} |"
+            )
+    return "\n".join(lines)
 
 
 def parse_sizes(items: list[str]) -> dict[str, tuple[int, int]]:
@@ -1006,6 +1067,13 @@ def main() -> None:
     g.add_argument("--datasets", nargs="+", default=list(DATASETS))
     g.add_argument("--seeds", type=int, default=3)
     g.add_argument("--groups", nargs="+", default=["net", "heads"], choices=["net", "heads"])
+    g.add_argument(
+        "--head-groups",
+        nargs="+",
+        default=list(HEAD_GROUPS),
+        choices=list(HEAD_GROUPS),
+        help="which head jobs 'heads' runs (a CPU grid drops some to fit its time)",
+    )
     g.add_argument("--net-factorizations", nargs="+", default=list(FACTORIZATIONS), choices=list(FACTORIZATIONS))
     g.add_argument("--trl-ranks", nargs="+", type=float, default=list(TRL_RANKS))
     g.add_argument("--tcl-trl-ranks", nargs="+", type=float, default=list(TCL_TRL_RANKS))
@@ -1039,6 +1107,11 @@ def main() -> None:
     rep.add_argument("--command", default=None)
     rep.add_argument("--results-dir", default=None, help="where tensor_layers.json goes (default benchmarks/results)")
     rep.add_argument("--plot-path", default=None, help="default docs/img/tensor_tradeoff.png")
+    rep.add_argument(
+        "--keep-from",
+        default=None,
+        help="with --grid: an earlier results file whose summaries fill in the datasets this grid did not run",
+    )
     rep.add_argument("--extra", default=None, help="a reduced grid.json to attach as details (post-fix check)")
     args = parser.parse_args()
     {"prepare": run_prepare, "grid": run_grid, "latency": run_latency, "report": run_report}[args.mode](args)

@@ -24,6 +24,20 @@ def bench() -> ModuleType:
     return module
 
 
+def _record(method, acc, params, head, fact=None, rank=None, seed=0):
+    """One CIFAR-10 grid record, as the grid mode writes it."""
+    return {
+        "dataset": "cifar10",
+        "seed": seed,
+        "method": method,
+        "factorization": fact,
+        "rank": rank,
+        "acc": acc,
+        "params": params,
+        "head_params": head,
+    }
+
+
 def _row(method, acc, head_params, params=1000, factorization="cp", rank=0.1):
     return {
         "method": method,
@@ -226,27 +240,15 @@ def test_report_gives_the_measured_ratio_when_a_configuration_is_within_toleranc
     """A grid whose less compressed ranks keep the accuracy: the claims are measured ratios, not 1.0."""
     import json
 
-    def rec(method, acc, params, head, fact=None, rank=None, seed=0):
-        return {
-            "dataset": "cifar10",
-            "seed": seed,
-            "method": method,
-            "factorization": fact,
-            "rank": rank,
-            "acc": acc,
-            "params": params,
-            "head_params": head,
-        }
-
     records = []
     for seed in range(3):
         records += [
-            rec("dense", 0.800, 114186, 20490, seed=seed),
-            rec("dense_ft", 0.810, 114186, 20490, seed=seed),
-            rec("trl", 0.797, 95617, 1921, "cp", 0.1, seed),  # 0.3 pt below, 10.7x: within 0.5
-            rec("trl", 0.790, 94294, 598, "cp", 0.03, seed),  # 1.0 pt below: out
-            rec("tensorized", 0.805, 57712, 10194, "cp", 0.5, seed),  # 0.5 pt below, 1.98x
-            rec("tensorized", 0.790, 38589, 6698, "cp", 0.33, seed),  # 2.0 pt below: out
+            _record("dense", 0.800, 114186, 20490, seed=seed),
+            _record("dense_ft", 0.810, 114186, 20490, seed=seed),
+            _record("trl", 0.797, 95617, 1921, "cp", 0.1, seed),  # 0.3 pt below, 10.7x: within 0.5
+            _record("trl", 0.790, 94294, 598, "cp", 0.03, seed),  # 1.0 pt below: out
+            _record("tensorized", 0.805, 57712, 10194, "cp", 0.5, seed),  # 0.5 pt below, 1.98x
+            _record("tensorized", 0.790, 38589, 6698, "cp", 0.33, seed),  # 2.0 pt below: out
         ]
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"meta": {"tucker_linear_fixed": True}, "records": records}))
@@ -270,3 +272,36 @@ def test_report_gives_the_measured_ratio_when_a_configuration_is_within_toleranc
     assert trl["ratio"] == pytest.approx(20490 / 1921, rel=1e-3)
     assert (net["ours"], net["met"]) == (57712, False) and net["ratio"] == pytest.approx(114186 / 57712, rel=1e-3)
     assert net["reading"].startswith("tensorized cp rank=0.5: 1.98x") and "under the 3x target" in net["reading"]
+
+
+def test_report_keeps_the_datasets_a_grid_did_not_run_from_an_earlier_results_file(bench, tmp_path, monkeypatch):
+    """A CIFAR-10-only grid (no TCL heads) + --keep-from: Fashion-MNIST's claims come from the earlier file."""
+    import json
+
+    records = [_record("dense", 0.8, 114186, 20490), _record("trl", 0.7, 95617, 1921, "cp", 0.1)]
+    records.append(_record("tensorized", 0.795, 57712, 10194, "cp", 0.5))
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"meta": {"tucker_linear_fixed": True}, "records": records}))
+    earlier = tmp_path / "earlier.json"
+    fmnist = [_row("dense", 0.89, 31370, params=50378, factorization=None, rank=None), _row("trl", 0.887, 3000)]
+    old_cifar = [_row("dense", 0.7, 20490, factorization=None, rank=None)]
+    earlier.write_text(
+        json.dumps(
+            {"details": {"grid_meta": {"device": "gpu"}, "summary": {"cifar10": old_cifar, "fashion_mnist": fmnist}}}
+        )
+    )
+    out = tmp_path / "r"
+    argv = ["report", "--grid", str(grid), "--keep-from", str(earlier), "--results-dir", str(out)]
+    _run(bench, monkeypatch, *argv, "--plot-path", str(out / "p.png"), "--command", "x")
+    results = json.loads((out / "tensor_layers.json").read_text())
+    details = results["details"]
+    assert list(details["summary"]) == ["cifar10", "fashion_mnist"] and details["summary"]["fashion_mnist"] == fmnist
+    assert details["kept_from"]["datasets"] == ["fashion_mnist"]
+    assert details["grid_meta_by_dataset"] == {"fashion_mnist": {"device": "gpu"}}
+    assert details["earlier_summary_replaced"] == {"cifar10": old_cifar}  # kept for reference, not in any claim
+    claims = {c["id"]: c for c in results["claims"]}
+    assert "tcl_trl_head_param_ratio_at_iso_accuracy" not in claims  # no TCL rows in this grid: no claim
+    assert claims["trl_head_param_ratio_at_iso_accuracy_fashion_mnist"]["ours"] == 3000
+    assert claims["trl_head_param_ratio_at_iso_accuracy"]["what"].startswith(
+        "cifar10: dense flatten+Linear head params / TRL head params, most compressed TRL (CP, 1 ranks)"
+    )
