@@ -9,6 +9,9 @@ global one, and a clear error when a dense checkpoint is loaded into them.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -29,6 +32,19 @@ _CONVS: dict[int, Any] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 # CP by alternating least squares is the slow decomposition; 50 sweeps from an SVD start are within ~1% of the
 # 100-sweep default's reconstruction error on trained CNN kernels at a fraction of the time.
 _DEFAULT_DECOMPOSITION: dict[str, dict[str, Any]] = {"cp": {"n_iter_max": 50, "init": "svd"}, "tucker": {}, "tt": {}}
+
+
+@contextlib.contextmanager
+def _rank_above_mode_size_is_expected() -> Iterator[None]:
+    """Silence TensorLy's "SVD with n_eigenvecs=R larger than min(matrix.shape)" during a decomposition.
+
+    A CP rank (or a TT rank) may exceed the size of some mode of the weight, e.g. CP rank 59 on a 3x3 kernel's
+    spatial modes; TensorLy's SVD start then fills the missing components at random and warns once per mode, three
+    warnings per layer that the user can do nothing about. Every other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Trying to compute SVD with n_eigenvecs=", category=UserWarning)
+        yield
 
 
 class UnsupportedLayerError(TypeError):
@@ -138,7 +154,7 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
             layer = layer.to(device=weight.device, dtype=weight.dtype)
             if decompose:
                 kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
-                with torch.no_grad():
+                with torch.no_grad(), _rank_above_mode_size_is_expected():
                     layer.weight.init_from_tensor(kernel_to_tensor(fact, weight.detach()), **kwargs)
                     if conv.bias is not None:
                         layer.bias.data.copy_(conv.bias.detach())
@@ -285,7 +301,7 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
             )
             if decompose:
                 kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
-                with torch.no_grad():
+                with torch.no_grad(), _rank_above_mode_size_is_expected():
                     layer.weight.init_from_matrix(weight.detach(), **kwargs)
                     if linear.bias is not None:
                         layer.bias.data.copy_(linear.bias.detach())
