@@ -8,6 +8,13 @@ Four modes, run where each fits (CPU is scarce here; the accuracy grid runs on a
     # accuracy grid (dense / TRL head / TCL+TRL head / whole net tensorized + fine-tuned), 3 seeds
     bash benchmarks/tensor_layers_device.sh                                  # on the GPU machine (see the script)
     python benchmarks/tensor_layers.py grid --data .device_data/tensor/bench_data.npz --out /tmp/tensor_grid
+    # the grid behind the stored claims, sized for a 2-core CPU (CIFAR-10 ~90 min, Fashion-MNIST ~35 min): TRL heads
+    # CP/Tucker at 10%-100% of the dense head, whole nets CP/Tucker/TT at 33%-75%, no TCL, 3 seeds
+    python benchmarks/tensor_layers.py grid --data .device_data/tensor/bench_data.npz --out /tmp/cpu_grid/cifar \
+        --datasets cifar10 --workers 2 --budget 5400 --head-groups trl-cp trl-tucker --trl-ranks 0.1 0.25 0.5 1.0 \
+        --net-ranks 0.33 0.5 0.75        # then the same with --datasets fashion_mnist --out /tmp/cpu_grid/fmnist
+    python benchmarks/tensor_layers.py report --grid /tmp/cpu_grid/cifar/grid.json /tmp/cpu_grid/fmnist/grid.json \
+        --latency benchmarks/results/tensor_layers.json --keep-from benchmarks/results/tensor_layers.json
     # CPU latency, dense vs tensorized, batch 1 and 256 (interleaved, median of repeats)
     python benchmarks/tensor_layers.py latency --out /tmp/tensor_latency
     # claims + plot: benchmarks/results/tensor_layers.json, docs/img/tensor_tradeoff.png (the latency may be
@@ -949,16 +956,19 @@ def run_report(args: argparse.Namespace) -> None:
             + "; report --from-results (claims recomputed from details.summary)"
         )
     else:
-        grid = json.loads(Path(args.grid).read_text())
+        grids = [json.loads(Path(path).read_text()) for path in args.grid]  # e.g. one grid per dataset
         latency = _read_latency(args.latency) if args.latency else None
-        records = grid["records"]
-        if not grid["meta"].get("tucker_linear_fixed"):  # see details["tucker_linear_fix_check"]
-            for r in records:
-                if r["method"] == "tensorized" and r["factorization"] == "tucker":
-                    r["method"] = "tensorized-prefix"
+        records = []
+        for grid in grids:
+            if not grid["meta"].get("tucker_linear_fixed"):  # see details["tucker_linear_fix_check"]
+                for r in grid["records"]:
+                    if r["method"] == "tensorized" and r["factorization"] == "tucker":
+                        r["method"] = "tensorized-prefix"
+            records += grid["records"]
         datasets = [ds for ds in DATASETS if any(r["dataset"] == ds for r in records)]
         summaries = {ds: summarize(records, ds) for ds in datasets}
-        details = {"grid_meta": grid["meta"], "summary": summaries}
+        metas = [grid["meta"] for grid in grids]
+        details = {"grid_meta": metas[0] if len(metas) == 1 else metas, "summary": summaries}
         if args.keep_from:  # a grid of some datasets only: the others' summaries come from an earlier results file
             details.update(_kept_summaries(Path(args.keep_from), summaries))
         if latency:
@@ -976,12 +986,14 @@ def run_report(args: argparse.Namespace) -> None:
                 "modes at full rank (its 'tensorized tucker' rows are the broken variant); this reduced CPU run "
                 "(1 seed, subset, fewer epochs) re-measures CP/Tucker/TT after the fix",
             }
-        meta = grid["meta"]
         command = args.command or (
-            f"python benchmarks/tensor_layers.py {meta['argv']} ({meta['device']}, {meta['seconds']:.0f} s); "
-            + "report "
+            "; ".join(
+                f"python benchmarks/tensor_layers.py {meta['argv']} ({meta['device']}, {meta['seconds']:.0f} s)"
+                for meta in metas
+            )
+            + "; report "
             + " ".join(sys.argv[2:])
-            if meta.get("argv")
+            if all(meta.get("argv") for meta in metas)
             else None
         )
     claims = build_claims(summaries, latency)
@@ -1100,7 +1112,7 @@ def main() -> None:
     lat.add_argument("--repeats", type=int, default=30)
     rep = sub.add_parser("report")
     source = rep.add_mutually_exclusive_group(required=True)
-    source.add_argument("--grid", help="grid.json written by the grid mode")
+    source.add_argument("--grid", nargs="+", help="grid.json file(s) written by the grid mode (e.g. one per dataset)")
     source.add_argument("--from-results", help="recompute the claims from a results file's details.summary")
     rep.add_argument("--plot", action="store_true", help="with --from-results: redraw the plot too")
     rep.add_argument("--latency", default=None, help="latency.json, or a results file with details.latency")

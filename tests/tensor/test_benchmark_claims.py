@@ -305,3 +305,38 @@ def test_report_keeps_the_datasets_a_grid_did_not_run_from_an_earlier_results_fi
     assert claims["trl_head_param_ratio_at_iso_accuracy"]["what"].startswith(
         "cifar10: dense flatten+Linear head params / TRL head params, most compressed TRL (CP, 1 ranks)"
     )
+
+
+def test_report_reads_one_grid_per_dataset(bench, tmp_path, monkeypatch):
+    import json
+
+    paths = []
+    for ds in ("cifar10", "fashion_mnist"):
+        records = [{**_record("dense", 0.8, 1000, 100), "dataset": ds}, {**_record("trl", 0.8, 900, 10, "cp", 0.1)}]
+        records[1]["dataset"] = ds
+        paths.append(tmp_path / f"{ds}.json")
+        meta = {"tucker_linear_fixed": True, "argv": f"grid --datasets {ds}", "device": "cpu", "seconds": 1.0}
+        paths[-1].write_text(json.dumps({"meta": meta, "records": records}))
+    out = tmp_path / "r"
+    _run(
+        bench,
+        monkeypatch,
+        "report",
+        "--grid",
+        *map(str, paths),
+        "--results-dir",
+        str(out),
+        "--plot-path",
+        str(out / "p.png"),
+    )
+    results = json.loads((out / "tensor_layers.json").read_text())
+    assert list(results["details"]["summary"]) == ["cifar10", "fashion_mnist"]
+    assert [m["argv"] for m in results["details"]["grid_meta"]] == [
+        "grid --datasets cifar10",
+        "grid --datasets fashion_mnist",
+    ]
+    assert results["command"].startswith(
+        "python benchmarks/tensor_layers.py grid --datasets cifar10 (cpu, 1 s); python benchmarks/tensor_layers.py grid"
+    )
+    claims = {c["id"]: c for c in results["claims"]}
+    assert claims["trl_head_param_ratio_at_iso_accuracy_fashion_mnist"]["ratio"] == pytest.approx(10.0)
