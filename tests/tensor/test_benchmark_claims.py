@@ -110,6 +110,14 @@ def _run(bench, monkeypatch, *argv: str) -> None:
     bench.main()
 
 
+def _report(bench, monkeypatch, out, *argv: str) -> dict:
+    """``report *argv`` into ``out`` (results and plot), returning the results file."""
+    import json
+
+    _run(bench, monkeypatch, "report", *argv, "--results-dir", str(out), "--plot-path", str(out / "p.png"))
+    return json.loads((out / "tensor_layers.json").read_text())
+
+
 def _jpeg(rgb: tuple[int, int, int]) -> bytes:
     import io
 
@@ -212,18 +220,7 @@ def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
     expected = [("dense", None, None), ("dense_ft", None, None), ("tcl+trl", "tucker", 0.5), ("tensorized", "cp", 0.5)]
     assert got == sorted(expected + [("trl", f, 1.0) for f in bench.FACTORIZATIONS])
     out = tmp_path / "results"
-    _run(
-        bench,
-        monkeypatch,
-        "report",
-        "--grid",
-        str(grid / "grid.json"),
-        "--results-dir",
-        str(out),
-        "--plot-path",
-        str(out / "p.png"),
-    )
-    results = json.loads((out / "tensor_layers.json").read_text())
+    results = _report(bench, monkeypatch, out, "--grid", str(grid / "grid.json"))
     assert (out / "p.png").stat().st_size > 0 and results["details"]["plot"] == str(out / "p.png")
     assert {c["id"] for c in results["claims"]} == {
         f"{name}_fashion_mnist"
@@ -253,20 +250,7 @@ def test_report_gives_the_measured_ratio_when_a_configuration_is_within_toleranc
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"meta": {"tucker_linear_fixed": True}, "records": records}))
     out = tmp_path / "r"
-    _run(
-        bench,
-        monkeypatch,
-        "report",
-        "--grid",
-        str(grid),
-        "--results-dir",
-        str(out),
-        "--plot-path",
-        str(out / "p.png"),
-        "--command",
-        "x",
-    )
-    claims = {c["id"]: c for c in json.loads((out / "tensor_layers.json").read_text())["claims"]}
+    claims = {c["id"]: c for c in _report(bench, monkeypatch, out, "--grid", str(grid), "--command", "x")["claims"]}
     trl, net = claims["trl_head_param_ratio_at_iso_accuracy"], claims["tensorized_net_param_ratio_at_iso_accuracy"]
     assert (trl["ours"], trl["anchor"], trl["met"]) == (1921, 20490, True)
     assert trl["ratio"] == pytest.approx(20490 / 1921, rel=1e-3)
@@ -291,9 +275,7 @@ def test_report_keeps_the_datasets_a_grid_did_not_run_from_an_earlier_results_fi
         )
     )
     out = tmp_path / "r"
-    argv = ["report", "--grid", str(grid), "--keep-from", str(earlier), "--results-dir", str(out)]
-    _run(bench, monkeypatch, *argv, "--plot-path", str(out / "p.png"), "--command", "x")
-    results = json.loads((out / "tensor_layers.json").read_text())
+    results = _report(bench, monkeypatch, out, "--grid", str(grid), "--keep-from", str(earlier), "--command", "x")
     details = results["details"]
     assert list(details["summary"]) == ["cifar10", "fashion_mnist"] and details["summary"]["fashion_mnist"] == fmnist
     assert details["kept_from"]["datasets"] == ["fashion_mnist"]
@@ -318,18 +300,7 @@ def test_report_reads_one_grid_per_dataset(bench, tmp_path, monkeypatch):
         meta = {"tucker_linear_fixed": True, "argv": f"grid --datasets {ds}", "device": "cpu", "seconds": 1.0}
         paths[-1].write_text(json.dumps({"meta": meta, "records": records}))
     out = tmp_path / "r"
-    _run(
-        bench,
-        monkeypatch,
-        "report",
-        "--grid",
-        *map(str, paths),
-        "--results-dir",
-        str(out),
-        "--plot-path",
-        str(out / "p.png"),
-    )
-    results = json.loads((out / "tensor_layers.json").read_text())
+    results = _report(bench, monkeypatch, out, "--grid", *map(str, paths))
     assert list(results["details"]["summary"]) == ["cifar10", "fashion_mnist"]
     assert [m["argv"] for m in results["details"]["grid_meta"]] == [
         "grid --datasets cifar10",
