@@ -436,7 +436,7 @@ def run_grid(args: argparse.Namespace) -> None:
             "tcl_trl_ranks": args.tcl_trl_ranks,
             "net_ranks": args.net_ranks,
         }
-        for seed in range(args.seeds)
+        for seed in (args.seed_list if args.seed_list is not None else range(args.seeds))
         for ds in args.datasets
         for group in groups
     ]
@@ -476,7 +476,7 @@ def run_grid(args: argparse.Namespace) -> None:
         "test_limit": args.test_limit,
         "epochs": {ds: args.epochs or DATASETS[ds]["epochs"] for ds in args.datasets},
         "ft_epochs": args.ft_epochs,
-        "seeds": args.seeds,
+        "seeds": args.seed_list if args.seed_list is not None else args.seeds,
         "datasets": args.datasets,
         "tucker_linear_fixed": True,
         "trl_ranks": args.trl_ranks,
@@ -1078,6 +1078,13 @@ def main() -> None:
     g.add_argument("--out", required=True)
     g.add_argument("--datasets", nargs="+", default=list(DATASETS))
     g.add_argument("--seeds", type=int, default=3)
+    g.add_argument(
+        "--seed-list",
+        nargs="+",
+        type=int,
+        default=None,
+        help="these seeds instead of 0..seeds-1 (e.g. to finish a job a --budget cut off)",
+    )
     g.add_argument("--groups", nargs="+", default=["net", "heads"], choices=["net", "heads"])
     g.add_argument(
         "--head-groups",
