@@ -183,10 +183,8 @@ def test_prepare_sizes_are_checked(bench, bad):
         bench.parse_sizes([bad])
 
 
-def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
-    """grid (in process, 1 epoch, random tiny data) -> grid.json -> report into tmp: every claim is written."""
-    import json
-
+def _tiny_fashion_mnist(tmp_path):
+    """A random 64 / 20 image Fashion-MNIST-shaped ``.npz`` for the grid mode."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -198,6 +196,29 @@ def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
         fashion_mnist_test_x=rng.integers(0, 255, (20, 28, 28), dtype=np.uint8),
         fashion_mnist_test_y=np.arange(20) % 10,
     )
+    return data
+
+
+def test_grid_runs_only_the_chosen_seeds_and_head_groups(bench, tmp_path, monkeypatch):
+    """--seed-list 2 --head-groups trl-cp: the one cut-off job of a budgeted grid, re-run alone."""
+    import json
+
+    data, grid = _tiny_fashion_mnist(tmp_path), tmp_path / "grid"
+    common = ["--epochs", "1", "--workers", "0", "--device", "cpu", "--datasets", "fashion_mnist"]
+    only = ["--seed-list", "2", "--groups", "heads", "--head-groups", "trl-cp", "--trl-ranks", "1.0"]
+    _run(bench, monkeypatch, "grid", "--data", str(data), "--out", str(grid), *common, *only)
+    payload = json.loads((grid / "grid.json").read_text())
+    assert [(r["seed"], r["method"], r["factorization"], r["rank"]) for r in payload["records"]] == [
+        (2, "trl", "cp", 1.0)
+    ]
+    assert payload["meta"]["seeds"] == [2] and payload["meta"]["head_groups"] == ["trl-cp"]
+
+
+def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
+    """grid (in process, 1 epoch, random tiny data) -> grid.json -> report into tmp: every claim is written."""
+    import json
+
+    data = _tiny_fashion_mnist(tmp_path)
     grid = tmp_path / "grid"
     common = ["--epochs", "1", "--ft-epochs", "1", "--seeds", "1", "--workers", "0", "--device", "cpu"]
     ranks = ["--trl-ranks", "1.0", "--tcl-trl-ranks", "0.5", "--net-ranks", "0.5", "--net-factorizations", "cp"]
