@@ -8,7 +8,7 @@ Four modes, run where each fits (CPU is scarce here; the accuracy grid runs on a
     # accuracy grid (dense / TRL head / TCL+TRL head / whole net tensorized + fine-tuned), 3 seeds
     bash benchmarks/tensor_layers_device.sh                                  # on the GPU machine (see the script)
     python benchmarks/tensor_layers.py grid --data .device_data/tensor/bench_data.npz --out /tmp/tensor_grid
-    # the grid behind the stored claims, sized for a 2-core CPU (CIFAR-10 ~90 min, Fashion-MNIST ~35 min): TRL heads
+    # the grid behind the stored claims, sized for a 2-core CPU (CIFAR-10 ~95 min, Fashion-MNIST ~50 min): TRL heads
     # CP/Tucker at 10%-100% of the dense head, whole nets CP/Tucker/TT at 33%-75%, no TCL, 3 seeds
     python benchmarks/tensor_layers.py grid --data .device_data/tensor/bench_data.npz --out /tmp/cpu_grid/cifar \
         --datasets cifar10 --workers 2 --budget 5400 --head-groups trl-cp trl-tucker --trl-ranks 0.1 0.25 0.5 1.0 \
@@ -416,9 +416,7 @@ def run_grid(args: argparse.Namespace) -> None:
     for stale in out.glob("*.jsonl"):  # records are appended: a re-run into the same folder must not mix in old ones
         stale.unlink()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    groups = [
-        g for group in args.groups for g in (["net"] if group == "net" else getattr(args, "head_groups", HEAD_GROUPS))
-    ]
+    groups = [g for group in args.groups for g in (["net"] if group == "net" else args.head_groups)]
     jobs = [
         {
             "dataset": ds,
@@ -483,7 +481,7 @@ def run_grid(args: argparse.Namespace) -> None:
         "tcl_trl_ranks": args.tcl_trl_ranks,
         "net_ranks": args.net_ranks,
         "net_factorizations": args.net_factorizations,
-        "head_groups": list(getattr(args, "head_groups", HEAD_GROUPS)),
+        "head_groups": args.head_groups,
     }
     (out / "grid.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
     print(f"{len(records)} records in {meta['seconds']:.0f}s, complete={meta['complete']}: {out / 'grid.json'}")
