@@ -144,3 +144,13 @@ def test_hf_tagging_dataset_matches_conll(tmp_path):
     assert read_tagged_sentences(hf) == read_conll(path)
     with pytest.raises(DataFormatError, match=r"row 0, field 'ner_tags': ragged sequence"):
         read_tagged_sentences({"tokens": [["a", "b"]], "ner_tags": [["O"]]})
+
+
+def test_readers_split_into_tables_and_conll_keeps_every_public_name() -> None:
+    import trinity_lightning.data as data
+    from trinity_lightning.data import conll, readers, tables
+
+    assert data.read_table is tables.read_table is readers.read_table
+    assert data.load_tensors is tables.load_tensors and data.ArrayDataset is tables.ArrayDataset
+    assert data.read_conll is conll.read_conll is readers.read_conll
+    assert data.TaggedSentence is conll.TaggedSentence and data.read_tagged_sentences is conll.read_tagged_sentences

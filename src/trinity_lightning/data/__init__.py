@@ -6,6 +6,7 @@ from trinity_lightning.data.atomic import (
     atomic_write_json,
     atomic_write_text,
 )
+from trinity_lightning.data.conll import TaggedSentence, read_conll, read_tagged_sentences
 from trinity_lightning.data.datamodules import (
     ArrayDataModule,
     DigitsDataModule,
@@ -14,14 +15,6 @@ from trinity_lightning.data.datamodules import (
 )
 from trinity_lightning.data.errors import DataFormatError
 from trinity_lightning.data.paths import data_root, dataset_dir, has_dataset
-from trinity_lightning.data.readers import (
-    ArrayDataset,
-    TaggedSentence,
-    load_tensors,
-    read_conll,
-    read_table,
-    read_tagged_sentences,
-)
 from trinity_lightning.data.shared import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -33,6 +26,7 @@ from trinity_lightning.data.shared import (
     load_fashion_mnist,
     load_mnist,
 )
+from trinity_lightning.data.tables import ArrayDataset, load_tensors, read_table
 
 __all__ = [
     "CIFAR10_CLASSES",
