@@ -10,8 +10,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from trinity_lightning.crowd.base import Aggregator
+if TYPE_CHECKING:  # torch is imported only once the arguments are parsed (``--help`` stays instant)
+    from trinity_lightning.crowd.base import Aggregator
 
 METHODS = {
     "majority_vote": "MajorityVote",

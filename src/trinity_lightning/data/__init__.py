@@ -1,4 +1,13 @@
-"""The shared floor: readers for HF datasets and local files, the data-folder lookup, atomic writes."""
+"""The shared floor: readers for HF datasets and local files, the data-folder lookup, atomic writes.
+
+The DataModules (:class:`ArrayDataModule`, :class:`DigitsDataModule`, :class:`SharedImageDataModule`) are
+loaded on first use, so the readers import without Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from trinity_lightning.data.atomic import (
     atomic_open,
@@ -7,12 +16,6 @@ from trinity_lightning.data.atomic import (
     atomic_write_text,
 )
 from trinity_lightning.data.conll import TaggedSentence, read_conll, read_tagged_sentences
-from trinity_lightning.data.datamodules import (
-    ArrayDataModule,
-    DigitsDataModule,
-    SharedImageDataModule,
-    split_indices,
-)
 from trinity_lightning.data.errors import DataFormatError
 from trinity_lightning.data.paths import data_root, dataset_dir, has_dataset
 from trinity_lightning.data.shared import (
@@ -27,6 +30,36 @@ from trinity_lightning.data.shared import (
     load_mnist,
 )
 from trinity_lightning.data.tables import ArrayDataset, load_tensors, read_table
+
+if TYPE_CHECKING:
+    from trinity_lightning.data.datamodules import (
+        ArrayDataModule,
+        DigitsDataModule,
+        SharedImageDataModule,
+        split_indices,
+    )
+
+# names that need Lightning: imported on first access
+_LAZY = {
+    "ArrayDataModule": "trinity_lightning.data.datamodules",
+    "DigitsDataModule": "trinity_lightning.data.datamodules",
+    "SharedImageDataModule": "trinity_lightning.data.datamodules",
+    "split_indices": "trinity_lightning.data.datamodules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CIFAR10_CLASSES",
