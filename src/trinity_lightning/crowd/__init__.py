@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trinity_lightning.crowd.base import Aggregator
+    from trinity_lightning.crowd.callback import CrowdEM, soft_target_cross_entropy
+    from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
     from trinity_lightning.crowd.dawid_skene import DawidSkene, OneCoinDawidSkene
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
     from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
     from trinity_lightning.crowd.table import AnnotationTable
-    from trinity_lightning.crowd.callback import CrowdEM, soft_target_cross_entropy
-    from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
 
 # every name is imported on first access: ``trinity crowd --help`` needs neither torch nor Lightning, and
 # only CrowdEM and the DataModules need Lightning

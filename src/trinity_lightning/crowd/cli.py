@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     agg.add_argument("--worker", default="worker", help="worker column (default: worker)")
     agg.add_argument("--label", default="label", help="label column (default: label)")
     agg.add_argument(
+        "--classes",
+        default=None,
+        help="every class, comma-separated (e.g. no,yes): declares classes nobody used and fixes the order of "
+        "the p_<class> columns; labels outside it are an error (default: the labels found)",
+    )
+    agg.add_argument(
         "--duplicates",
         default="error",
         choices=["error", "keep_last", "keep_all"],
@@ -71,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     agg.add_argument("--no-probabilities", action="store_true", help="omit the p_<class> columns")
     return parser
+
+
+def _classes(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    classes = [c.strip() for c in text.split(",")]
+    if any(not c for c in classes):
+        raise ValueError(f"--classes: expected comma-separated class names such as no,yes; got {text!r}")
+    return classes
 
 
 def _build(args: argparse.Namespace) -> Aggregator:
@@ -152,7 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = _build(args)
         start = time.perf_counter()
         annotations = AnnotationTable.read(
-            args.annotations, item=args.item, worker=args.worker, label=args.label, duplicates=args.duplicates
+            args.annotations,
+            item=args.item,
+            worker=args.worker,
+            label=args.label,
+            classes=_classes(args.classes),
+            duplicates=args.duplicates,
         )
         model.fit(annotations)
         seconds = time.perf_counter() - start

@@ -125,7 +125,10 @@ class _EMAggregator(Aggregator):
     def _fit(self, table: AnnotationTable) -> None:
         name = type(self).__name__
         if table.num_classes < 2:
-            raise ValueError(f"{name}: needs at least 2 classes, the table has {table.classes}")
+            raise ValueError(
+                f"{name}: needs at least 2 classes, but the table has one, {table.classes[0]!r}; "
+                "declare every class with classes=[...] (CLI: --classes a,b)"
+            )
         dev = self.device
         inc = Incidence(
             table.items.to(dev),

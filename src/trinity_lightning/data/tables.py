@@ -8,8 +8,10 @@ line (or row) and the field.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from trinity_lightning.data.errors import DataFormatError
+from trinity_lightning.data.errors import DataFormatError, text_lines
 
 TABLE_SUFFIXES = {
     ".csv": "csv",
@@ -52,31 +54,68 @@ def _location(frame: pd.DataFrame, row: int) -> dict[str, Any]:
 def _read_jsonl(path: Path) -> pd.DataFrame:
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"not valid JSON ({err.msg})", source=path, line=number) from None
-            if not isinstance(record, dict):
-                raise DataFormatError("each line must be a JSON object", source=path, line=number)
-            records.append(record)
-            lines.append(number)
+    for number, text in text_lines(path):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"not valid JSON ({err.msg})", source=path, line=number) from None
+        if not isinstance(record, dict):
+            raise DataFormatError("each line must be a JSON object", source=path, line=number)
+        records.append(record)
+        lines.append(number)
     frame = pd.DataFrame.from_records(records)
     frame.attrs["lines"] = lines
     return frame
 
 
-def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+def _first_ragged_line(path: Path, sep: str) -> tuple[int, int, int] | None:
+    """``(line, expected, got)`` of the first record whose field count differs from the header's."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        expected: int | None = None
+        start = 1
+        for record in reader:
+            if record:
+                if expected is None:
+                    expected = len(record)
+                elif len(record) != expected:
+                    return start, expected, len(record)
+            start = reader.line_num + 1
+    return None
+
+
+def _read_delimited(path: Path, sep: str, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
-    except pd.errors.ParserError as err:
-        # pandas says "Expected 3 fields in line 7, saw 4"
+        with warnings.catch_warnings():
+            # index_col=False: a row with one field too many must not turn the first column into an index
+            # (every later value would shift one column and be blamed on the wrong field and line)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                sep=sep,
+                skip_blank_lines=False,
+                index_col=False,
+                dtype={c: str for c in text_columns} or None,
+            )
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        ragged = _first_ragged_line(path, sep)
+        if ragged is not None:
+            line, expected, got = ragged
+            raise DataFormatError(
+                f"expected {expected} fields (as many as the header), got {got}",
+                source=path,
+                line=line,
+                field="columns",
+            ) from None
         raise DataFormatError(f"malformed row ({err})", source=path, field="columns") from None
     except pd.errors.EmptyDataError:
         raise DataFormatError("the file is empty (a header line is required)", source=path) from None
+    except UnicodeDecodeError:
+        for _ in text_lines(path, sep=sep, header=True):  # raises, naming the line and the field
+            pass
+        raise  # pragma: no cover - pandas and Python disagree on what UTF-8 is
     blank = frame.isna().all(axis=1).to_numpy()
     lines = np.arange(len(frame)) + _FIRST_LINE["csv"]
     frame = frame.loc[~blank].reset_index(drop=True)
@@ -107,16 +146,53 @@ def _frame_from_arrays(arrays: Mapping[str, Any], source: Any) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def read_table(source: Any, *, split: str | None = None) -> pd.DataFrame:
+def as_text(value: Any) -> str:
+    """The text form of a value read as an id: ``"7"`` for ``7``, ``7.0`` or ``np.int64(7)``, ``"a"`` for ``"a"``.
+
+    Example:
+        >>> as_text(7), as_text(7.0), as_text(7.5), as_text("007")
+        ('7', '7', '7.5', '007')
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _text_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` as strings (missing values stay missing), as a copy that keeps ``attrs``."""
+    wanted = [c for c in columns if c in frame.columns and not _all_text(frame[c])]
+    if not wanted:
+        return frame
+    frame = frame.copy()
+    for column in wanted:
+        values = frame[column]
+        frame[column] = values.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+    return frame
+
+
+def _all_text(values: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+
+
+def read_table(source: Any, *, split: str | None = None, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a table from a file, a Hugging Face dataset, a pandas frame or a mapping of arrays.
 
     Args:
         source: a path (``.csv``, ``.tsv``, ``.jsonl``/``.json`` lines, ``.parquet``, ``.npz``), a
             ``datasets.Dataset`` / ``DatasetDict``, a :class:`pandas.DataFrame`, or a ``dict`` of arrays.
         split: the split to take from a ``DatasetDict`` (required when it has more than one).
+        text_columns: columns read as strings from files and HF datasets, exactly as written (ids:
+            ``"007"`` stays ``"007"``, ``"1.0"`` stays ``"1.0"``; a JSON number ``1`` becomes ``"1"``).
+            Frames and dicts given in memory keep their types.
 
     Returns:
         A data frame; rows read from text files remember their line numbers for error messages.
+
+    Raises:
+        DataFormatError: a row with more or fewer fields than the header, invalid UTF-8, invalid JSON,
+            naming the file, the line and the field.
 
     Example:
         >>> frame = read_table({"x": [1.0, 2.0], "label": [0, 1]})
@@ -135,12 +211,12 @@ def read_table(source: Any, *, split: str | None = None) -> pd.DataFrame:
                 f"unknown file type {path.suffix!r}; expected one of {sorted(TABLE_SUFFIXES)}", source=path
             )
         if kind in ("csv", "tsv"):
-            return _read_delimited(path, "," if kind == "csv" else "\t")
+            return _read_delimited(path, "," if kind == "csv" else "\t", text_columns)
         if kind == "jsonl":
-            return _read_jsonl(path)
+            return _text_columns(_read_jsonl(path), text_columns)
         if kind == "parquet":
-            return pd.read_parquet(path)
-        return _read_npz(path)
+            return _text_columns(pd.read_parquet(path), text_columns)
+        return _text_columns(_read_npz(path), text_columns)
     try:  # Hugging Face datasets (imported lazily: it is slow to import)
         import datasets as hf
     except ImportError:  # pragma: no cover - datasets is a dependency
@@ -152,9 +228,9 @@ def read_table(source: Any, *, split: str | None = None) -> pd.DataFrame:
             split = next(iter(source))
         if split not in source:
             raise ValueError(f"split: {split!r} is not one of {sorted(source)}")
-        return read_table(source[split])
+        return read_table(source[split], text_columns=text_columns)
     if hf is not None and isinstance(source, hf.Dataset):
-        return source.to_pandas()  # type: ignore[return-value]
+        return _text_columns(source.to_pandas(), text_columns)  # type: ignore[arg-type]
     if isinstance(source, Mapping):
         return _frame_from_arrays(source, source)
     raise TypeError(
