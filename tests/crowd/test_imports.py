@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 SCRIPT = """
@@ -49,9 +51,5 @@ def test_lightning_names_still_resolve_lazily() -> None:
 
     assert crowd.CrowdEM is CrowdEM
     assert "SimulatedCrowdDataModule" in dir(crowd)
-    try:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
         crowd.NoSuchThing  # noqa: B018
-    except AttributeError as err:
-        assert "NoSuchThing" in str(err)
-    else:  # pragma: no cover
-        raise AssertionError("expected AttributeError")

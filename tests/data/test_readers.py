@@ -75,9 +75,7 @@ def test_bad_csv_names_line_and_field(tmp_path):
     with pytest.raises(DataFormatError, match=r"line 4, field 'label': unknown label 'cow'"):
         load_tensors(path, classes=["cat", "dog"])
     path.write_text("x,label\n0.1,1\n0.2,1,3\n")
-    with pytest.raises(
-        DataFormatError, match=r"line 3, field 'columns': expected 2 fields \(as many as the header\), got 3"
-    ):
+    with pytest.raises(DataFormatError, match=r"line 3, field 'columns': expected 2 fields \(as many as .*, got 3"):
         read_table(path)
 
 
