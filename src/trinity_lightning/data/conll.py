@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trinity_lightning.data.errors import DataFormatError
+from trinity_lightning.data.errors import DataFormatError, text_lines
 from trinity_lightning.data.tables import _describe, _location, read_table
 
 
@@ -22,12 +22,13 @@ class TaggedSentence:
 
     Attributes:
         tokens: the words.
-        tags: one tag per word (e.g. IOB2 ``B-PER``/``I-PER``/``O``).
+        tags: one tag per word (e.g. IOB2 ``B-PER``/``I-PER``/``O``), or ``()`` for an untagged sentence
+            (a tokens-only file: text still to be labelled).
 
     Example:
         >>> s = TaggedSentence(("John", "lives", "in", "Paris"), ("B-PER", "O", "O", "B-LOC"))
-        >>> len(s.tokens) == len(s.tags)
-        True
+        >>> len(s.tokens) == len(s.tags), s.tagged, TaggedSentence(("Hello",), ()).tagged
+        (True, True, False)
     """
 
     tokens: tuple[str, ...]
@@ -36,6 +37,20 @@ class TaggedSentence:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def tagged(self) -> bool:
+        """Whether the sentence carries its tags (``False`` for a sentence of a tokens-only file)."""
+        return len(self.tags) > 0
+
+
+def _field_name(index: int, columns: int, tag_column: int) -> str:
+    """``token``, ``tag`` or ``column <k>`` for field ``index`` of a line with ``columns`` fields."""
+    if index == 0:
+        return "token"
+    if columns > 1 and index == tag_column % columns:
+        return "tag"
+    return f"column {index + 1}"
+
 
 def read_conll(
     path: str | Path,
@@ -43,19 +58,26 @@ def read_conll(
     tag_column: int = -1,
     tag_set: Sequence[str] | None = None,
     skip_docstart: bool = True,
+    tagged: bool | None = None,
 ) -> list[TaggedSentence]:
     """Read a CoNLL column file: one token per line, whitespace-separated columns, blank line between
     sentences; ``-DOCSTART-`` lines are document breaks.
+
+    A file with a single column is *tokens only* (text still to be labelled): its sentences have
+    ``tags == ()``. The file must be UTF-8; a leading byte-order mark is ignored.
 
     Args:
         path: the file.
         tag_column: which column holds the tag (default: the last one).
         tag_set: if given, tags outside it raise an error naming the line.
         skip_docstart: treat ``-DOCSTART-`` lines as sentence breaks.
+        tagged: ``True``: every token line must carry a tag; ``False``: read only the tokens (first
+            column) even when there are more columns; ``None`` (default): tokens only when the first
+            token line has a single column.
 
     Raises:
-        DataFormatError: a line whose number of columns differs from the file's first token line, or
-            an unknown tag, naming the line and the field.
+        DataFormatError: a line whose number of columns differs from the file's first token line, an
+            unknown tag, invalid UTF-8, naming the file, the line and the field.
 
     Example:
         >>> import tempfile, pathlib
@@ -63,6 +85,9 @@ def read_conll(
         >>> _ = p.write_text("EU B-ORG\\nrejects O\\n\\nPeter B-PER\\n")
         >>> [s.tags for s in read_conll(p)]
         [('B-ORG', 'O'), ('B-PER',)]
+        >>> _ = p.write_text("Hello\\nworld\\n")
+        >>> [(s.tokens, s.tags) for s in read_conll(p)]
+        [(('Hello', 'world'), ())]
     """
     path = Path(path)
     if not path.is_file():
@@ -72,31 +97,46 @@ def read_conll(
     tokens: list[str] = []
     tags: list[str] = []
     width: int | None = None
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            parts = text.split()
-            if not parts or (skip_docstart and parts[0] == "-DOCSTART-"):
-                if tokens:
-                    sentences.append(TaggedSentence(tuple(tokens), tuple(tags)))
-                    tokens, tags = [], []
-                continue
-            if width is None:
-                width = len(parts)
-                if width < 2:
-                    raise DataFormatError(
-                        "a token line needs at least 2 columns (token and tag)",
-                        source=path,
-                        line=number,
-                        field="columns",
-                    )
-            elif len(parts) != width:
+    with_tags = tagged
+    first: list[int] = []  # the first token line's width, once known (names the field of a bad byte)
+
+    def name(index: int, count: int) -> str:
+        return _field_name(index, first[0] if first else count, tag_column)
+
+    for number, text in text_lines(path, field_names=name):
+        parts = text.split()
+        if not parts or (skip_docstart and parts[0] == "-DOCSTART-"):
+            if tokens:
+                sentences.append(TaggedSentence(tuple(tokens), tuple(tags)))
+                tokens, tags = [], []
+            continue
+        if width is None:
+            width = len(parts)
+            first.append(width)
+            if with_tags is None:
+                with_tags = width >= 2
+            if with_tags and width < 2:
                 raise DataFormatError(
-                    f"expected {width} columns, got {len(parts)}", source=path, line=number, field="columns"
+                    "a token line needs at least 2 columns (token and tag); "
+                    "pass tagged=False (tags=... in ConllDataModule) for a tokens-only file",
+                    source=path,
+                    line=number,
+                    field="columns",
                 )
+        elif len(parts) != width:
+            raise DataFormatError(
+                f"expected {width} columns, got {len(parts)} (the first token line has {width})",
+                source=path,
+                line=number,
+                field="columns",
+            )
+        tokens.append(parts[0])
+        if with_tags:
             tag = parts[tag_column]
             if allowed is not None and tag not in allowed:
-                raise DataFormatError(f"unknown tag {tag!r}", source=path, line=number, field="tag")
-            tokens.append(parts[0])
+                raise DataFormatError(
+                    f"unknown tag {tag!r}; the tag set is {sorted(allowed)}", source=path, line=number, field="tag"
+                )
             tags.append(tag)
     if tokens:
         sentences.append(TaggedSentence(tuple(tokens), tuple(tags)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -58,7 +58,11 @@ def _field_at(raw: bytes, position: int, sep: bytes | None) -> int:
 
 
 def text_lines(
-    path: str | Path, *, sep: str | None = None, field_names: Sequence[str] | None = None, header: bool = False
+    path: str | Path,
+    *,
+    sep: str | None = None,
+    field_names: Sequence[str] | Callable[[int, int], str] | None = None,
+    header: bool = False,
 ) -> Iterator[tuple[int, str]]:
     """The lines of a UTF-8 text file with their 1-based numbers; a leading byte-order mark is dropped.
 
@@ -68,7 +72,8 @@ def text_lines(
     Args:
         path: the file.
         sep: the field separator (``None``: runs of whitespace, as in CoNLL files).
-        field_names: names of the fields, in order (default ``"column <k>"``, 1-based).
+        field_names: names of the fields, in order, or a function of the 0-based field index and the
+            number of fields on the line (default ``"column <k>"``, 1-based).
         header: the first line names the fields (CSV/TSV).
 
     Example:
@@ -81,7 +86,7 @@ def text_lines(
         ...     print(err.line, err.field)
         2 tag
     """
-    names = list(field_names) if field_names is not None else None
+    names = list(field_names) if field_names is not None and not callable(field_names) else None
     separator = sep.encode() if sep is not None else None
     with Path(path).open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -91,7 +96,13 @@ def text_lines(
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 index = _field_at(raw, err.start, separator)
-                field = names[index] if names is not None and index < len(names) else f"column {index + 1}"
+                if callable(field_names):
+                    count = len(raw.split(separator)) if separator is not None else len(raw.split())
+                    field = field_names(index, count)
+                elif names is not None and index < len(names):
+                    field = names[index]
+                else:
+                    field = f"column {index + 1}"
                 raise DataFormatError(
                     f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at character {err.start + 1}); "
                     "save the file as UTF-8",
