@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["error", "keep_last", "keep_all"],
         help="repeated (item, worker) pairs (default: error)",
     )
-    agg.add_argument("--max-iter", type=int, default=100, help="EM iterations at most (default: 100)")
+    agg.add_argument("--n-iter", type=int, default=100, help="EM iterations at most (default: 100)")
+    agg.add_argument("--max-iter", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --n-iter
     agg.add_argument("--tol", type=float, default=1e-5, help="EM stops below this gain per annotation")
     agg.add_argument("--smoothing", type=float, default=0.0, help="Laplace pseudo-count (default: 0)")
     agg.add_argument(
@@ -95,10 +96,13 @@ def _build(args: argparse.Namespace) -> Aggregator:
     if name == "MajorityVote":
         return crowd.MajorityVote(tie_break=args.tie_break, seed=args.seed, device=args.device)
     cls = getattr(crowd, name)
+    if args.max_iter is not None:
+        print("trinity crowd aggregate: --max-iter is deprecated; use --n-iter (crowd-kit's name)", file=sys.stderr)
+        args.n_iter = args.max_iter
     if args.crowdkit_compat and args.smoothing:
         raise ValueError("--crowdkit-compat: crowd-kit does not smooth; drop --smoothing")
     return cls(  # type: ignore[no-any-return]
-        max_iter=args.max_iter,
+        n_iter=args.n_iter,
         tol=args.tol,
         smoothing=args.smoothing,
         crowdkit_compat=args.crowdkit_compat,
@@ -138,7 +142,8 @@ def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None
     view.add_column("annotator")
     view.add_column("annotations", justify="right")
     view.add_column("est. accuracy", justify="right")
-    confusion = getattr(model, "worker_confusion_", None)
+    errors = getattr(model, "errors_", None)  # (workers, observed, true)
+    confusion = errors.transpose(1, 2) if errors is not None else None
     if confusion is not None:
         view.add_column("most likely error (true -> said)")
     index = {w: k for k, w in enumerate(table.worker_ids)}
