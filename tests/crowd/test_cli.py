@@ -94,3 +94,14 @@ def test_ragged_row_exits_2_naming_its_own_line(tmp_path, capsys):
     answers.write_text("task,worker,label\nt1,a,yes,extra\nt2,b,no\n")
     assert main(["aggregate", str(answers), "--out", str(tmp_path / "x.csv")]) == 2
     assert "answers.csv, line 2, field 'columns': expected 3 fields" in capsys.readouterr().err
+
+
+def test_n_iter_and_the_deprecated_max_iter(tmp_path, toy, capsys):
+    answers, out = tmp_path / "answers.csv", tmp_path / "labels.csv"
+    toy.to_csv(answers, index=False)
+    assert main(["aggregate", str(answers), "--n-iter", "2", "--tol", "0", "--out", str(out), "--show", "0"]) == 0
+    assert "2 EM iterations" in " ".join(capsys.readouterr().out.split())
+    assert main(["aggregate", str(answers), "--max-iter", "3", "--tol", "0", "--out", str(out), "--show", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "--max-iter is deprecated; use --n-iter" in captured.err
+    assert "3 EM iterations" in " ".join(captured.out.split())
