@@ -234,3 +234,14 @@ def test_old_names_are_deprecated_aliases_of_crowdkits(toy):
     # crowd-kit's axis order: errors_[worker, observed, true] sums to 1 over the observed labels
     for model in (ds, OneCoinDawidSkene().fit(toy)):
         torch.testing.assert_close(model.errors_.sum(1), torch.ones(4, 3, dtype=model.errors_.dtype))
+
+
+@pytest.mark.parametrize("cls", [DawidSkene, OneCoinDawidSkene])
+def test_one_observed_class_is_refused_until_the_classes_are_declared(cls):
+    answers = pd.DataFrame({"task": ["a", "a", "b"], "worker": ["w", "v", "w"], "label": ["yes"] * 3})
+    with pytest.raises(ValueError, match=r"needs at least 2 classes, but the table has one, 'yes'; declare"):
+        cls().fit(answers)
+    for source in (answers, AnnotationTable.read(answers)):
+        model = cls().fit(source, classes=["no", "yes"])
+        assert model.table_.classes == ["no", "yes"] and model.labels_.tolist() == [1, 1]
+        assert model.probas_[:, 1].min() > 0.99

@@ -73,7 +73,15 @@ class Aggregator:
         Args:
             annotations: the table, a DataFrame, a file path, a HF dataset or a dict of arrays.
             **read_kwargs: passed to :meth:`AnnotationTable.read` (``item=``, ``worker=``, ``label=``,
-                ``classes=``, ``duplicates=``, ...) when ``annotations`` is not a table yet.
+                ``classes=``, ``duplicates=``, ...) when ``annotations`` is not a table yet; ``classes=[...]``
+                also applies to a table (:meth:`AnnotationTable.with_classes`): declare every class when some
+                class was never used (Dawid-Skene needs two).
+
+        Example:
+            >>> answers = {"task": ["a", "b"], "worker": ["w", "v"], "label": ["yes", "yes"]}
+            >>> from trinity_lightning.crowd import DawidSkene
+            >>> DawidSkene().fit(answers, classes=["no", "yes"]).to_frame()["label"].tolist()
+            ['yes', 'yes']
 
         Returns:
             self.
