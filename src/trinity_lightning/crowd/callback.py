@@ -181,9 +181,9 @@ class CrowdEM(Callback):
         table = dm.annotation_table
         predictions = self.predict(trainer, pl_module)
         previous = dm.targets.argmax(dim=1) if getattr(dm, "targets", None) is not None else None
-        mbem = MBEM(max_iter=self.em_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
+        mbem = MBEM(n_iter=self.em_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
         mbem.fit(table, predictions)
-        posteriors = mbem.posteriors_.detach().to("cpu", torch.float32)
+        posteriors = mbem.probas_.detach().to("cpu", torch.float32)
         guard: dict[str, float] = {}
         if self.guard:
             guard = self._guard(table, predictions, getattr(dm, "aggregator", None))
@@ -199,7 +199,7 @@ class CrowdEM(Callback):
         dm.set_targets(posteriors)
         self.round += 1
         self.posteriors, self.priors = posteriors, mbem.priors_.detach().cpu().float()
-        self.confusions = mbem.worker_confusion_.detach().cpu().float()
+        self.confusions = mbem.errors_.transpose(1, 2).detach().cpu().float()
         accuracy = mbem.worker_accuracy_.cpu()
         record = {
             "round": float(self.round),
@@ -227,7 +227,7 @@ class CrowdEM(Callback):
             refit = DawidSkene if isinstance(aggregator, DawidSkene) else MajorityVote
             self.baseline_ll = max(
                 worker_marginal_log_likelihood(table, folds=folds, smoothing=smoothing),
-                aggregate_log_likelihood(table, lambda t: refit().fit(t).posteriors_, folds=folds, smoothing=smoothing),
+                aggregate_log_likelihood(table, lambda t: refit().fit(t).probas_, folds=folds, smoothing=smoothing),
             )
         model_ll = heldout_log_likelihood(table, predictions, folds=folds, smoothing=smoothing, hard=self.hard)
         return {
@@ -240,9 +240,9 @@ class CrowdEM(Callback):
     def _baseline_posteriors(dm: Any, table: AnnotationTable) -> torch.Tensor:
         """The annotation-only posteriors the guard falls back to (the DataModule's own aggregate)."""
         aggregator = getattr(dm, "aggregator", None)
-        if aggregator is None or not hasattr(aggregator, "posteriors_"):
+        if aggregator is None or not hasattr(aggregator, "probas_"):
             aggregator = MajorityVote().fit(table)
-        return aggregator.posteriors_.detach().to("cpu", torch.float32).clone()
+        return aggregator.probas_.detach().to("cpu", torch.float32).clone()
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
