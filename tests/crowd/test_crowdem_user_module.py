@@ -150,3 +150,12 @@ def test_heldout_likelihood_ranks_guesses_without_gold():
         heldout_log_likelihood(table, right[:5])
     with pytest.raises(ValueError, match="folds"):
         heldout_log_likelihood(table, right, folds=1)
+
+
+def test_em_iter_is_a_deprecated_alias_of_n_iter():
+    with pytest.warns(DeprecationWarning, match="n_iter"):
+        assert CrowdEM(em_iter=3).n_iter == 3
+    with pytest.raises(ValueError, match="n_iter"):
+        CrowdEM(n_iter=0)
+    with pytest.raises(ValueError, match="guard_folds"):
+        CrowdEM(guard_folds=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -72,7 +73,8 @@ class CrowdEM(Callback):
         prior: the prior of each item's truth in the posterior: ``"model"`` (the model's prediction for
             that item) or ``"class"`` (the class frequencies, the paper); see :class:`MBEM`.
         smoothing: Laplace pseudo-count of the confusion estimates.
-        em_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess).
+        n_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess);
+            crowd-kit's name. ``em_iter`` is its deprecated alias (one more release).
         guard: refuse a round whose model explains the annotations no better than the gold-free baselines
             (see above); ``False`` always takes the model's posteriors.
         guard_folds: folds of the held-out likelihood.
@@ -96,10 +98,16 @@ class CrowdEM(Callback):
         hard: bool = True,
         prior: Literal["model", "class"] = "model",
         smoothing: float = 0.1,
-        em_iter: int = 1,
+        n_iter: int = 1,
         guard: bool = True,
         guard_folds: int = 5,
+        em_iter: int | None = None,
     ) -> None:
+        if em_iter is not None:
+            warnings.warn("CrowdEM(em_iter=...) is deprecated; use n_iter=...", DeprecationWarning, stacklevel=2)
+            n_iter = em_iter
+        if n_iter < 1:
+            raise ValueError(f"n_iter: expected a positive integer, got {n_iter}")
         if epochs_per_round < 1:
             raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
         if max_rounds is not None and max_rounds < 0:
@@ -109,7 +117,7 @@ class CrowdEM(Callback):
             raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
         if guard_folds < 2:
             raise ValueError(f"guard_folds: expected at least 2, got {guard_folds}")
-        self.hard, self.prior, self.smoothing, self.em_iter = hard, prior, smoothing, em_iter
+        self.hard, self.prior, self.smoothing, self.n_iter = hard, prior, smoothing, n_iter
         self.guard, self.guard_folds = guard, guard_folds
         self.baseline_ll: float | None = None  # the gold-free baseline of the guard (annotations only: fixed)
         self.round = 0
@@ -181,7 +189,7 @@ class CrowdEM(Callback):
         table = dm.annotation_table
         predictions = self.predict(trainer, pl_module)
         previous = dm.targets.argmax(dim=1) if getattr(dm, "targets", None) is not None else None
-        mbem = MBEM(n_iter=self.em_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
+        mbem = MBEM(n_iter=self.n_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
         mbem.fit(table, predictions)
         posteriors = mbem.probas_.detach().to("cpu", torch.float32)
         guard: dict[str, float] = {}
