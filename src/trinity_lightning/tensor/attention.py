@@ -47,7 +47,8 @@ def dense_projections(attention: nn.MultiheadAttention) -> dict[str, nn.Linear]:
     key/value sizes), and ``out_proj``. The input projections' biases stay on the attention module.
 
     Example:
-        >>> {name: tuple(linear.weight.shape) for name, linear in dense_projections(nn.MultiheadAttention(8, 2)).items()}
+        >>> views = dense_projections(nn.MultiheadAttention(8, 2))
+        >>> {name: tuple(linear.weight.shape) for name, linear in views.items()}
         {'in_proj': (24, 8), 'out_proj': (8, 8)}
     """
     views: dict[str, nn.Linear] = {}

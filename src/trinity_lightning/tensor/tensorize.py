@@ -551,7 +551,8 @@ def detensorize(model: nn.Module, heads: bool = True) -> list[str]:
     """Replace every tensorized layer (and TRL head) in place by an equivalent dense one, for export.
 
     :class:`TensorizedConv` / :class:`TensorizedLinear` become ``nn.Conv*d`` / ``nn.Linear`` with the reconstructed
-    weight, a :class:`TensorizedMultiheadAttention` an ``nn.MultiheadAttention``; a :class:`TensorRegressionLayer` with a vector output becomes ``nn.Sequential(nn.Flatten(),
+    weight, a :class:`TensorizedMultiheadAttention` an ``nn.MultiheadAttention``; a :class:`TensorRegressionLayer`
+    with a vector output becomes ``nn.Sequential(nn.Flatten(),
     nn.Linear)`` unless ``heads=False``. Tensor contraction layers stay (they are not a factorized dense layer).
     Returns the names changed.
 
