@@ -142,7 +142,7 @@ class TensorizedMultiheadAttention(nn.MultiheadAttention):
 
     def dense_state(self) -> dict[str, torch.Tensor]:
         """The parameters of an equivalent ``nn.MultiheadAttention`` (factorized projections rebuilt, with grad)."""
-        state = {name: param for name, param in self._parameters.items() if param is not None}
+        state: dict[str, torch.Tensor] = {name: p for name, p in self._parameters.items() if p is not None}
         for projection, parameter in PACKED.items():
             module = self._modules.get(projection)
             if isinstance(module, TensorizedLinear):

@@ -134,7 +134,7 @@ def load_tensorized(
                 f"checkpoint path; got {model!r} and {type(checkpoint).__name__}"
             )
         # a throw-away subclass carries the hook, so the user's class is left as it is
-        loader = tensorized_checkpoints(type(model.__name__, (model,), {"__module__": model.__module__}))
+        loader: Any = tensorized_checkpoints(type(model.__name__, (model,), {"__module__": model.__module__}))
         loaded = loader.load_from_checkpoint(checkpoint, strict=strict, **kwargs)
         loaded.__class__ = model
         return loaded  # type: ignore[no-any-return]

@@ -135,6 +135,7 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
         """
         fact = normalize_factorization(factorization)
         kernel_size, padding = _conv_geometry(conv, name)
+        assert isinstance(conv, nn.modules.conv._ConvNd)  # checked by _conv_geometry
         resolved = cls.resolve_rank_for(conv, fact, rank, name=name)
         out_channels, in_channels = conv.weight.shape[:2]
         order = len(kernel_size)
@@ -182,7 +183,8 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
         """The explicit rank :meth:`from_dense` would use for ``conv`` (checks the layer; decomposes nothing)."""
         fact = normalize_factorization(factorization)
         kernel_size, _ = _conv_geometry(conv, name)
-        kernel_shape = tuple(conv.weight.shape[:2]) + kernel_size
+        weight: torch.Tensor = conv.weight  # type: ignore[assignment]
+        kernel_shape = tuple(int(s) for s in weight.shape[:2]) + kernel_size
         fact_shape = tuple(kernel_shape_to_factorization_shape(fact, kernel_shape))
         fixed = tuple(range(2, 2 + len(kernel_size))) if fact == "tucker" else ()
         return resolve_rank(fact_shape, fact, rank, fixed_modes=fixed, layer=name)

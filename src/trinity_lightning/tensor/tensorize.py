@@ -281,7 +281,7 @@ def select_layers(
         if reason is not None:
             unsupported[name] = reason
             continue
-        n_weight = module.weight.numel()
+        n_weight = module.weight.numel()  # type: ignore[operator]
         if n_weight < min_params:
             skipped[name] = f"{n_weight} weight parameters < min_params={min_params}"
             continue
@@ -637,7 +637,7 @@ def apply_tensorized_spec(model: nn.Module, spec: Mapping[str, Mapping[str, Any]
                     f"layer {name!r}: the checkpoint tensorized an nn.MultiheadAttention here but the model has a "
                     f"{type(current).__name__}"
                 )
-            new = TensorizedMultiheadAttention.from_spec(current, layer_spec, name=name)
+            new: nn.Module = TensorizedMultiheadAttention.from_spec(current, layer_spec, name=name)
         else:
             new = build_from_spec(current, dict(layer_spec), name=name)
         _set_module(model, name, new)
