@@ -322,3 +322,25 @@ def test_tensor_package_modules_import_each_other_without_a_cycle():
 
     cycles = sorted(name for name in graph if reaches(name, name, {name}))
     assert not cycles, f"import cycles through {cycles}"
+
+
+def test_rank_lasso_reaches_both_attention_projections():
+    from trinity_lightning.tensor import RankLasso, fold_rank_lasso
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+    tensorize(layer, "tucker", 0.5, progress=False)
+    lasso = RankLasso(0.01)
+    assert sorted(lasso.attach(layer)) == ["linear1", "linear2", "self_attn.in_proj", "self_attn.out_proj"]
+    lasso.reset()
+    (layer(torch.randn(2, 3, 16)).square().mean() + lasso.penalty()).backward()
+    attention = layer.self_attn
+    assert attention.in_proj.weight.lasso_weights[0].grad is not None
+    assert attention.out_proj.weight.lasso_weights[0].grad is not None  # the hook ran: MHA read a rebuilt weight
+    layer.eval()
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        before = layer(x)
+    assert set(fold_rank_lasso(layer)) == {"linear1", "linear2", "self_attn.in_proj", "self_attn.out_proj"}
+    with torch.no_grad():
+        assert torch.allclose(layer(x), before, atol=1e-5)

@@ -225,7 +225,10 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module, tuple[nn.Module,
 
 
 def _exclude_hint(unsupported: Sequence[str], keep: Sequence[str]) -> list[str]:
-    """Exclude patterns covering ``unsupported`` and no name in ``keep``: as many numbered parts as ``*`` as is safe.
+    """Exclude patterns that match every name in ``unsupported`` and none in ``keep``.
+
+    Each pattern replaces some numbered parts of a name by ``*``: the one matching the most unsupported layers, then
+    with the fewest ``*`` (a name stays as it is when no such pattern is safe).
 
     Example:
         >>> _exclude_hint(["blocks.0.conv.3", "blocks.1.conv.3"], ["blocks.0.conv.0", "head"])
@@ -237,16 +240,16 @@ def _exclude_hint(unsupported: Sequence[str], keep: Sequence[str]) -> list[str]:
             continue
         parts = name.split(".")
         numbered = [k for k, part in enumerate(parts) if part.isdigit()][:8]
-        pattern = name
-        for size in range(len(numbered), 0, -1):
+        best, best_score = name, (-1, 0)
+        for size in range(1, len(numbered) + 1):
             for chosen in itertools.combinations(numbered, size):
                 general = ".".join("*" if k in chosen else part for k, part in enumerate(parts))
-                if not any(fnmatch.fnmatchcase(k, general) for k in keep):
-                    pattern = general
-                    break
-            if pattern != name:
-                break
-        patterns.append(pattern)
+                if any(fnmatch.fnmatchcase(k, general) for k in keep):
+                    continue
+                score = (sum(fnmatch.fnmatchcase(u, general) for u in unsupported), -size)
+                if score > best_score:
+                    best, best_score = general, score
+        patterns.append(best if best_score[0] > 1 else name)
     return patterns
 
 
