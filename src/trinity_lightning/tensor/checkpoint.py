@@ -62,8 +62,8 @@ def tensorized_checkpoints(cls: type[_Module]) -> type[_Module]:
     """Class decorator: ``cls.load_from_checkpoint`` (and any ``on_load_checkpoint`` call) rebuilds tensorized layers.
 
     Wraps ``cls.on_load_checkpoint`` so :func:`restore_tensorized` runs first; the class's own hook still runs.
-    Returns ``cls`` (changed in place). Idempotent. The ``Tensorize`` callback applies it to the trained module's class; decorate the class
-    yourself to reload in another process (or use :func:`load_tensorized`).
+    Returns ``cls`` (changed in place). Idempotent. The ``Tensorize`` callback applies it to the trained module's
+    class; decorate the class yourself to reload in another process (or use :func:`load_tensorized`).
 
     Example:
         >>> import lightning.pytorch as pl
