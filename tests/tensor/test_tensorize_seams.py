@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import re
 from pathlib import Path
 
 import pytest
@@ -272,6 +273,7 @@ def test_progress_names_each_layer_on_rank_zero(capsys):
     err = capsys.readouterr().err
     assert "tensorize cp: layer 1/2 '0' Conv2d 16x8x3x3" in err
     assert "tensorize cp: layer 2/2 '2' Linear 10x576" in err
+    assert re.search(r"tensorize cp: layer 1/2 '0' done in \d+\.\d s \(rel\. error 0\.\d{3}\)", err)
     assert "done: 2 layers" in err
 
 

@@ -155,7 +155,7 @@ class Tensorize(Callback):
         skip_unsupported: leave layers that cannot be factorized (grouped/depthwise convolutions, ...) dense and
             list them in the report, instead of raising.
         verbose: print the tensorization report.
-        progress: while tensorizing, print one line per layer on stderr (global rank 0 only).
+        progress: while tensorizing, print on stderr when each layer starts and is done (global rank 0 only).
 
     Example:
         >>> import lightning.pytorch as pl

@@ -400,7 +400,7 @@ def _progress_enabled(progress: bool) -> bool:
 
 
 class _LayerProgress:
-    """One line per layer on stderr (rank 0): which layer is being decomposed, then how long the whole took.
+    """Lines on stderr (rank 0): each layer when its decomposition starts and when it is done, then the total time.
 
     A line per layer rather than a live bar: the decompositions are long (CP on a ResNet conv takes minutes) and
     a log file or a notebook shows each line as it comes; rich styles it on a terminal.
@@ -420,6 +420,14 @@ class _LayerProgress:
             self.console.print(
                 f"tensorize {self.factorization}: layer {index}/{self.total} {name!r} {layer_type} "
                 f"{'x'.join(map(str, shape))} rank {rank} ...",
+                markup=False,
+            )
+
+    def finished(self, index: int, name: str, seconds: float, error: float) -> None:
+        if self.console is not None:
+            self.console.print(
+                f"tensorize {self.factorization}: layer {index}/{self.total} {name!r} done in {seconds:.1f} s "
+                f"(rel. error {error:.3f})",
                 markup=False,
             )
 
@@ -466,7 +474,7 @@ def tensorize(
         decomposition_kwargs: passed on to TensorLy's decomposition.
         skip_unsupported: leave layers that cannot be factorized (grouped/depthwise convolutions, embeddings, ...)
             dense and list them in ``report.skipped``, instead of raising.
-        progress: print one line per layer on stderr as it is decomposed, and the total time (global rank 0 only).
+        progress: print on stderr when each layer starts and is done (time, error), and the total (global rank 0 only).
 
     Returns:
         A :class:`TensorizeReport` (``print(report)`` shows a table).
@@ -522,6 +530,8 @@ def tensorize(
         with torch.no_grad():
             dense_w = weight.detach()
             error = float((approx - dense_w).norm() / dense_w.norm().clamp_min(1e-12))
+        seconds = time.perf_counter() - start
+        steps.finished(index, name, seconds, error)
         spec = new.spec()  # type: ignore[operator]
         rank_shown = tuple(spec["rank"]) if isinstance(spec["rank"], list) else spec["rank"]
         params_before = weight.numel() if child in PACKED and in_attention else _n_params(module)
@@ -535,7 +545,7 @@ def tensorize(
                 params_before,
                 _n_params(new),
                 error,
-                time.perf_counter() - start,
+                seconds,
             )
         )
         if in_attention:
