@@ -7,6 +7,7 @@ import fnmatch
 import re
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import tensorly as tl
 import torch
@@ -191,9 +192,24 @@ def test_skip_unsupported_leaves_them_dense_and_lists_them_in_the_report():
     assert report.to_dict()["skipped"]["blocks.0.conv.3"].startswith("unsupported")
 
 
-def test_tensorize_callback_passes_skip_unsupported_on():
+class _MobileNetModule(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _mobilenet_like()
+
+
+def test_tensorize_callback_skips_unsupported_layers_or_refuses_them_at_setup():
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module = _MobileNetModule()
     callback = Tensorize("tucker", 0.5, skip_unsupported=True, verbose=False, progress=False)
-    assert callback.skip_unsupported is True
+    callback.setup(trainer, module, "fit")
+    assert callback.report is not None and list(callback.report.skipped) == [f"net.{name}" for name in DEPTHWISE]
+    assert len(callback.report.layers) == 8
+    later = Tensorize("tucker", 0.5, epoch=2, verbose=False, progress=False)  # used to fail at epoch 2
+    with pytest.raises(
+        UnsupportedLayerError, match=r"(?s)3 layers cannot be tensorized.*exclude=\['net.blocks.\*.conv.3'\]"
+    ):
+        later.setup(trainer, _MobileNetModule(), "fit")
 
 
 # -- item 8: every argument validated when it is given -------------------------------------------------------------
@@ -253,8 +269,6 @@ def test_tensorize_function_checks_every_layer_before_changing_any():
 
 
 def test_callback_checks_ranks_against_the_model_at_setup_not_at_the_tensorization_epoch():
-    import lightning.pytorch as pl
-
     from trinity_lightning.models import Classifier
 
     callback = Tensorize("tucker", rank=12, epoch=3, verbose=False, progress=False)
@@ -289,8 +303,6 @@ def test_progress_is_quiet_when_disabled_and_on_other_ranks(capsys, monkeypatch)
 
 
 def test_callback_progress_flag_reaches_tensorize(capsys):
-    import lightning.pytorch as pl
-
     from trinity_lightning.models import Classifier
 
     for progress in (True, False):
