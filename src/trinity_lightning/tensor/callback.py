@@ -23,13 +23,12 @@ from trinity_lightning.tensor.regularization import (
     fold_lasso_state,
     fold_rank_lasso,
 )
+from trinity_lightning.tensor.selection import check_arguments, plan_tensorize
 from trinity_lightning.tensor.tensorize import (
     SPEC_KEY,
     TensorizeReport,
     apply_tensorized_spec,
-    check_arguments,
     detensorize,
-    plan_tensorize,
     tensorize,
     tensorized_spec,
 )
