@@ -102,9 +102,9 @@ class Classifier(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", nn.functional.cross_entropy(logits, y), prog_bar=True)
+        self.log("val_loss", nn.functional.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.val_acc(logits, y)
-        self.log("val_acc", self.val_acc, prog_bar=True)
+        self.log("val_acc", self.val_acc, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch

@@ -211,9 +211,9 @@ class NRM(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         logits, y = self._evaluate(batch)
-        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, batch_size=len(y))
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, batch_size=len(y), sync_dist=True)
         self.val_acc(logits, y)
-        self.log("val_acc", self.val_acc, prog_bar=True, batch_size=len(y))
+        self.log("val_acc", self.val_acc, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         logits, y = self._evaluate(batch)
