@@ -273,7 +273,7 @@ def _build_cli_class() -> Any:
             extra = {"predictions": ", ".join(shown_path(p) for p in written)}
             self._print_summary(checkpoint=self.trainer.ckpt_path, extra=extra)
 
-        def _print_summary(self, checkpoint: str | None = None, extra: dict[str, str] | None = None) -> None:
+        def _print_summary(self, checkpoint: str | Path | None = None, extra: dict[str, str] | None = None) -> None:
             if not self._option("summary", True):
                 return
             log_dir = self.trainer.log_dir  # a collective under DDP: every rank reads it, rank 0 prints

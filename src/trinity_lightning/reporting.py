@@ -28,7 +28,7 @@ def print_run_summary(
     seconds: float | None = None,
     metrics: dict[str, Any] | None = None,
     log_dir: str | None = None,
-    checkpoint: str | None = None,
+    checkpoint: str | Path | None = None,
     extra: dict[str, str] | None = None,
 ) -> None:
     """Print the trainer's final logged metrics and output locations as a rich table.

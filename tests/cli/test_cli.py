@@ -168,4 +168,9 @@ def test_predict_writes_predictions_and_test_shows_the_given_checkpoint(tmp_path
 def test_summary_shows_integers_without_decimals():
     from trinity_lightning.reporting import _format
 
-    assert (_format(100.0), _format(torch.tensor(360.0)), _format(0.93125), _format("x")) == ("100", "360", "0.9313", "x")
+    assert (_format(100.0), _format(torch.tensor(360.0)), _format(0.93125), _format("x")) == (
+        "100",
+        "360",
+        "0.9313",
+        "x",
+    )

@@ -19,7 +19,11 @@ pytestmark = pytest.mark.distributed
 @pytest.mark.parametrize(
     "order",
     # each run starts 2 processes that import Lightning (~20 s on 2 busy cores): one order in the default suite
-    ["trinity_first", pytest.param("callbacks_first", marks=pytest.mark.slow), pytest.param("lightning_first", marks=pytest.mark.slow)],
+    [
+        "trinity_first",
+        pytest.param("callbacks_first", marks=pytest.mark.slow),
+        pytest.param("lightning_first", marks=pytest.mark.slow),
+    ],
 )
 def test_users_own_module_trains_with_ddp_signsgd(order, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]), OMP_NUM_THREADS="1")

@@ -1,3 +1,4 @@
+# ruff: noqa: I001, F401, E402
 """A user's own training script (not our Classifier): run by tests/distributed/test_user_module.py.
 
 ``python user_module_script.py ORDER OUT``: imports trinity-lightning and Lightning in the order ``ORDER``, trains a
@@ -12,25 +13,23 @@ import sys
 from pathlib import Path
 
 ORDER, OUT = sys.argv[1], Path(sys.argv[2])
+# the order of these imports is what the test is about: keep isort away (see the file-level noqa)
 if ORDER == "trinity_first":
-    import trinity_lightning  # noqa: F401
-
+    import trinity_lightning
     import lightning.pytorch as pl
 elif ORDER == "callbacks_first":
-    import trinity_lightning.callbacks  # noqa: F401
-
+    import trinity_lightning.callbacks
     import lightning.pytorch as pl
 elif ORDER == "lightning_first":
     import lightning.pytorch as pl
-
-    import trinity_lightning  # noqa: F401
+    import trinity_lightning
 else:
     raise SystemExit(f"unknown order {ORDER!r}")
 
-import torch  # noqa: E402
-import torchmetrics  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import torch
+import torchmetrics
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 
 class MyModel(pl.LightningModule):
@@ -97,8 +96,8 @@ report = {
     "steps": fit.global_step,
 }
 
-from trinity_lightning.data import DigitsDataModule  # noqa: E402
-from trinity_lightning.models import Classifier  # noqa: E402
+from trinity_lightning.data import DigitsDataModule
+from trinity_lightning.models import Classifier
 
 torch.manual_seed(0)
 classifier_trainer = trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=3)

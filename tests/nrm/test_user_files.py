@@ -69,7 +69,7 @@ def test_every_kind_of_user_file_opens_to_the_same_images(files, name):
 
 def test_bad_user_data_is_named(files, tmp_path):
     root, _, _ = files
-    with pytest.raises(FileNotFoundError, match="no such file: .*missing.csv"):
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*missing\.csv"):
         open_images(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match=r"dataset: 'imagenet' is not a file or folder.*mnist"):
         SemiSupervisedDataModule("imagenet").setup("fit")

@@ -148,9 +148,7 @@ def _square_shape(width: int, where: str) -> tuple[int, int, int]:
     )
 
 
-def open_images(
-    source: str | Path, *, label_field: str = "label", image_shape: Sequence[int] | None = None
-) -> Any:
+def open_images(source: str | Path, *, label_field: str = "label", image_shape: Sequence[int] | None = None) -> Any:
     """Open a user's image data named by a string (as in a YAML recipe), through ``trinity_lightning.data``.
 
     * a table file (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``, ``.npz``): read with :func:`load_tensors`
@@ -386,9 +384,7 @@ def _names_user_data(dataset: Any) -> bool:
     return text.startswith("hf:") or Path(text).suffix.lower() in TABLE_SUFFIXES or Path(text).expanduser().is_dir()
 
 
-def _limit(
-    x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _limit(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     if limit is None or limit >= len(y):
         return x, y
     keep = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(y))[:limit]))

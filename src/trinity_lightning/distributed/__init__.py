@@ -26,4 +26,3 @@ __all__ = [
     "signsgd_hook",
     "unpack_signs",
 ]
-

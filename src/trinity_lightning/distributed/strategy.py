@@ -24,7 +24,10 @@ __all__ = ["CHECKPOINT_KEY", "SignSGDStrategy", "pytorch_lightning_strategy", "r
 CHECKPOINT_KEY = "signsgd"
 
 # the methods live in a mixin so that the same code also subclasses ``pytorch_lightning``'s DDPStrategy
-_DDPBase = DDPStrategy if TYPE_CHECKING else object
+if TYPE_CHECKING:
+    _DDPBase = DDPStrategy
+else:
+    _DDPBase = object
 
 
 class _SignSGDMixin(_DDPBase):

@@ -202,7 +202,7 @@ class RenderSamples(pl.Callback):
         self.path = save_tiles(grid, folder / self.filename, references=images)
 
     def _references(self, trainer: pl.Trainer) -> torch.Tensor:
-        datamodule: Any = trainer.datamodule
+        datamodule: Any = getattr(trainer, "datamodule", None)
         for part in ("val", "test", "labelled"):
             try:
                 x = datamodule.subset(part)[0]
@@ -210,7 +210,9 @@ class RenderSamples(pl.Callback):
                 continue
             if len(x):
                 return x[: self.references]
-        loader = trainer.val_dataloaders or trainer.train_dataloader
+        loader: Any = trainer.val_dataloaders or trainer.train_dataloader
+        if loader is None:
+            raise RuntimeError("RenderSamples: no validation or training data to take reference images from")
         batch = next(iter(loader))
         x = batch["labelled"][0] if isinstance(batch, dict) else batch[0]
         return x[: self.references]
