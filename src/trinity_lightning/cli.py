@@ -1,7 +1,9 @@
 """The ``trinity`` command: LightningCLI (``fit/validate/test/predict``) plus the library's own tools.
 
 ``trinity fit --config recipes/quickstart.yaml`` runs a recipe: any LightningModule, DataModule,
-callback or strategy is chosen in YAML by ``class_path``. Tool subcommands (``trinity crowd ...``,
+callback or strategy is chosen in YAML by ``class_path`` (ours also by short name, e.g. ``--model Classifier``).
+``--trainer.callbacks.<Class or index>.<argument> VALUE`` changes one argument of one recipe callback, and
+``trinity predict`` writes ``<log_dir>/predictions.pt`` (and ``.csv``). Tool subcommands (``trinity crowd ...``,
 ``trinity label ...``) are dispatched before Lightning is imported, so ``trinity --help`` is fast.
 """
 
@@ -70,6 +72,10 @@ def import_registrable() -> list[str]:
     """Import our packages so their classes are known by short name (``--model Classifier``) and in ``--help``.
 
     Returns the packages that could not be imported (an optional dependency missing), each with the reason.
+
+    Example:
+        >>> import_registrable()
+        []
     """
     missing = []
     for name in REGISTRABLE:
@@ -219,8 +225,12 @@ def _build_cli_class() -> Any:
             if not overrides:
                 self.config = parser.parse_args(argv)
                 return
-            # the first parse only reads the callback list (an override may supply a required argument)
-            self.config = parser.parse_args(argv, _skip_validation=True)
+            # the first parse only reads the callback list (an override may supply a required argument, so the
+            # first parse skips validation where jsonargparse offers it; the second parse validates everything)
+            try:
+                self.config = parser.parse_args(argv, _skip_validation=True)
+            except (TypeError, ValueError):  # a jsonargparse without the private option
+                self.config = parser.parse_args(argv)
             subcommand = self.config.get("subcommand")
             config = self.config[subcommand] if subcommand else self.config
             callbacks = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in config.trainer.callbacks or []]

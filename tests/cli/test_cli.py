@@ -47,22 +47,14 @@ def test_quickstart_recipe_fits_one_epoch_in_a_subprocess(tmp_path):
     assert saved["seed_everything"] == 3 and saved["trainer"]["max_epochs"] == 1
 
 
-def test_signsgd_strategy_names_are_registered_by_the_cli_and_after_lightning():
-    """A recipe may say ``strategy: ddp_signsgd`` with any optimizer; ``import lightning`` first also works."""
+def test_signsgd_strategy_names_are_registered_by_the_cli():
+    """A recipe may say ``strategy: ddp_signsgd`` with any optimizer (import orders: test_strategy_registration)."""
     probe = (
         "import sys\n"
         "from trinity_lightning.cli import _build_cli_class\n"
         "_build_cli_class()\n"
         "from lightning.pytorch.strategies import StrategyRegistry\n"
         "assert 'ddp_signsgd' in StrategyRegistry, 'cli'\n"
-    )
-    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    probe = (
-        "import lightning.pytorch as pl\n"
-        "import trinity_lightning\n"
-        "from lightning.pytorch.strategies import StrategyRegistry\n"
-        "assert 'ddp_signsgd' in StrategyRegistry\n"
-        "pl.Trainer(strategy='ddp_signsgd', accelerator='cpu', devices=1, logger=False)\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
 
@@ -123,6 +115,39 @@ def test_short_names_one_callback_argument_and_no_warnings_of_our_own(tmp_path, 
     assert not [m for m in messages if "args parameter" in m or "already configured with model summary" in m]
     out = capsys.readouterr().out
     assert "epochs / steps" in out and "1 / 2" in out
+
+
+def test_fit_help_lists_our_classes_and_short_names_resolve_in_a_fresh_process():
+    """Nothing of ours imported beforehand (a fresh process): the CLI imports the registrable classes itself."""
+    commands = {
+        "help": ["fit", "--help"],
+        "short": [
+            "fit",
+            "--model=Classifier",
+            "--data=DigitsDataModule",
+            "--trainer.callbacks+=Tensorize",
+            "--print_config",
+        ],
+    }
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "trinity_lightning", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in commands.items()
+    }
+    out = {name: process.communicate(timeout=300) for name, process in running.items()}
+    assert all(process.returncode == 0 for process in running.values()), {k: v[1][-2000:] for k, v in out.items()}
+    listing = " ".join(out["help"][0].split())
+    for name in ("Classifier", "NRM", "DigitsDataModule", "SemiSupervisedDataModule", "Tensorize", "CrowdEM", "Signum"):
+        assert f"trinity_lightning.{name}" in listing, name
+    config = yaml.safe_load(out["short"][0])
+    # jsonargparse writes the shortest import path (our top-level lazy names)
+    assert config["model"]["class_path"] == "trinity_lightning.Classifier"
+    assert config["data"]["class_path"] == "trinity_lightning.DigitsDataModule"
+    assert config["trainer"]["callbacks"][0]["class_path"] == "trinity_lightning.Tensorize"
 
 
 def test_callback_override_errors_list_the_callbacks():
