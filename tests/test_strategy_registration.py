@@ -62,7 +62,8 @@ def test_strategy_name_resolves_in_every_import_order(order):
 def test_strategy_name_resolves_for_pytorch_lightning(order):
     pytest.importorskip("pytorch_lightning")
     first, second, name = PL_ORDERS[order]
-    out = _probe(f"{first}\n{second}\ntrainer = pl.{_TRAINER.format(name=name)}\n{_CHECK}")
+    pickled = "import pickle\nassert type(pickle.loads(pickle.dumps(trainer.strategy))) is type(trainer.strategy)\n"
+    out = _probe(f"{first}\n{second}\ntrainer = pl.{_TRAINER.format(name=name)}\n{pickled}{_CHECK}")
     assert "STRATEGY SignSGDStrategy pytorch_lightning" in out
 
 

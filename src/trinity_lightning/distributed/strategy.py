@@ -234,12 +234,22 @@ def pytorch_lightning_strategy() -> type:
     if "class" not in _PL_STRATEGY:
         from pytorch_lightning.strategies import DDPStrategy as PLDDPStrategy
 
+        # named SignSGDStrategy for people, found by pickle (ddp_spawn) under its own module attribute
         _PL_STRATEGY["class"] = type(
             "SignSGDStrategy",
             (_SignSGDMixin, PLDDPStrategy),
-            {"__doc__": SignSGDStrategy.__doc__, "__module__": __name__, "__qualname__": "SignSGDStrategy"},
+            {"__doc__": SignSGDStrategy.__doc__, "__module__": __name__, "__qualname__": _PL_NAME},
         )
     return _PL_STRATEGY["class"]
+
+
+_PL_NAME = "PytorchLightningSignSGDStrategy"
+
+
+def __getattr__(name: str) -> Any:
+    if name == _PL_NAME:  # built on first use, also when a spawned worker unpickles the strategy
+        return pytorch_lightning_strategy()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_strategies() -> None:
