@@ -227,10 +227,11 @@ def _build_cli_class() -> Any:
                 return
             # the first parse only reads the callback list (an override may supply a required argument, so the
             # first parse skips validation where jsonargparse offers it; the second parse validates everything)
+            first = [a for a in argv if not a.startswith("--print_config")]  # print once, after the overrides
             try:
-                self.config = parser.parse_args(argv, _skip_validation=True)
+                self.config = parser.parse_args(first, _skip_validation=True)
             except (TypeError, ValueError):  # a jsonargparse without the private option
-                self.config = parser.parse_args(argv)
+                self.config = parser.parse_args(first)
             subcommand = self.config.get("subcommand")
             config = self.config[subcommand] if subcommand else self.config
             callbacks = [c.as_dict() if hasattr(c, "as_dict") else dict(c) for c in config.trainer.callbacks or []]

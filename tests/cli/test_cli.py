@@ -126,6 +126,7 @@ def test_fit_help_lists_our_classes_and_short_names_resolve_in_a_fresh_process()
             "--model=Classifier",
             "--data=DigitsDataModule",
             "--trainer.callbacks+=Tensorize",
+            "--trainer.callbacks.Tensorize.epoch=3",
             "--print_config",
         ],
     }
@@ -148,6 +149,7 @@ def test_fit_help_lists_our_classes_and_short_names_resolve_in_a_fresh_process()
     assert config["model"]["class_path"] == "trinity_lightning.Classifier"
     assert config["data"]["class_path"] == "trinity_lightning.DigitsDataModule"
     assert config["trainer"]["callbacks"][0]["class_path"] == "trinity_lightning.Tensorize"
+    assert config["trainer"]["callbacks"][0]["init_args"]["epoch"] == 3  # --print_config shows the override
 
 
 def test_callback_override_errors_list_the_callbacks():
