@@ -77,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "soft_target_cross_entropy": "trinity_lightning.crowd",
     # nrm
     "NRM": "trinity_lightning.nrm",
+    "RenderSamples": "trinity_lightning.nrm",
     "RenderingCNN": "trinity_lightning.nrm",
     "SemiSupervisedDataModule": "trinity_lightning.nrm",
     "render_grid": "trinity_lightning.nrm",
@@ -201,6 +202,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from trinity_lightning.nrm import (
         NRM,
         RenderingCNN,
+        RenderSamples,
         SemiSupervisedDataModule,
         render_grid,
     )
