@@ -80,7 +80,9 @@ def import_registrable() -> list[str]:
     missing = []
     for name in REGISTRABLE:
         try:
-            importlib.import_module(name)
+            module = importlib.import_module(name)
+            for public in getattr(module, "__all__", ()):  # names a package loads lazily (crowd, data) too
+                getattr(module, public)
         except ImportError as err:  # an optional extra is not installed: its classes need a full class_path
             missing.append(f"{name} ({err})")
     return missing

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         ArrayDataModule,
         DigitsDataModule,
         SharedImageDataModule,
+        image_tensors,
+        open_images,
         split_indices,
     )
 
@@ -44,6 +46,8 @@ _LAZY = {
     "ArrayDataModule": "trinity_lightning.data.datamodules",
     "DigitsDataModule": "trinity_lightning.data.datamodules",
     "SharedImageDataModule": "trinity_lightning.data.datamodules",
+    "image_tensors": "trinity_lightning.data.datamodules",
+    "open_images": "trinity_lightning.data.datamodules",
     "split_indices": "trinity_lightning.data.datamodules",
 }
 
@@ -68,12 +72,14 @@ __all__ = [
     "data_root",
     "dataset_dir",
     "has_dataset",
+    "image_tensors",
     "load_cifar10",
     "load_conll2003",
     "load_crowd",
     "load_fashion_mnist",
     "load_mnist",
     "load_tensors",
+    "open_images",
     "read_conll",
     "read_table",
     "read_tagged_sentences",
