@@ -206,7 +206,9 @@ class Rounds(Callback):
     ) -> None:
         self.warm, self.seed, self.naive, self.make_head = warm, seed, naive, make_head
         self.pool, self.gold = pool, gold
-        self.round, self.curve, self.already_right = 0, [], []
+        self.round = 0
+        self.curve: list[dict[str, float]] = []
+        self.already_right: list[float] = []
         self._before: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def head_seed(self) -> int:
@@ -394,7 +396,7 @@ def prepare(names: list[str], seeds: list[int], pool_size: int, path: Path) -> N
     torch.save(data, path)
 
 
-def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[Any, ...]:
     if args.prepared:
         d = torch.load(args.prepared, weights_only=False)[name]
         where = torch.searchsorted(d["rows"], d["pools"][seed])
@@ -568,7 +570,8 @@ def main() -> None:
             res.setdefault("naive_cost", {})[job["seed"]] = job["naive_cost"]
             for strategy, run in job["runs"].items():
                 res.setdefault("runs", {}).setdefault(strategy, {})[job["seed"]] = run
-    claims, summary = [], {}
+    claims: list[dict[str, Any]] = []
+    summary: dict[str, dict[str, Any]] = {}
     for name, res in results.items():
         runs = res["runs"]
         acc = {s: [accuracy_at(r["curve"], 0.3) * 100 for r in runs[s].values()] for s in runs}

@@ -133,6 +133,7 @@ class ShardedCifar(pl.LightningDataModule):
         self.generator = torch.Generator()
 
     def train_dataloader(self) -> DataLoader:
+        assert self.trainer is not None, "ShardedCifar: the train loader is built by a Trainer"
         rank, world = self.trainer.global_rank, self.trainer.world_size
         shard = torch.arange(rank, len(self.y), world)
         self.generator.manual_seed(self.seed * 100 + rank)
@@ -171,7 +172,8 @@ class TestCurve(Callback):
     """Test accuracy (%) of the whole test subset after every epoch, printed and kept on rank 0."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y, self.curve, self.start = x, y, [], time.perf_counter()
+        self.x, self.y, self.start = x, y, time.perf_counter()
+        self.curve: list[float] = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.curve.append(100.0 * accuracy(pl_module, self.x, self.y, batch_size=500))
@@ -475,7 +477,7 @@ def main() -> None:
         "signsgd_quick.png" if args.quick else "signsgd.png"
     )
     plot(results, figure)
-    other = {}  # the same 3-worker runs at other epoch budgets, when they were run
+    other: dict[str, dict[str, Any]] = {}  # the same 3-worker runs at other epoch budgets, when they were run
     for file in sorted(cache.glob(f"*_w3*_seed{args.seed}_e*.json")):
         name, epochs = file.stem.rsplit(f"_seed{args.seed}_e", 1)
         if int(epochs) != _epochs(name, args):
