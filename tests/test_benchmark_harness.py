@@ -90,13 +90,15 @@ def test_alpf_campaign_runs_the_partial_feedback_callback_inside_fit(alpf, monke
     x = torch.nn.functional.one_hot(y, 4).float().repeat(1, 2) + 0.1 * torch.randn(120, 8)
     hierarchy = ClassHierarchy.from_nested({"ab": ["a", "b"], "cd": ["c", "d"]})
     naive = int(binary_search_costs(hierarchy.question_masks())[y].sum())
-    res = alpf.campaign("alpf_erc", x, y, x, y, hierarchy, naive, 0, 0.1, 0.2, True, steps=5)
+    res = alpf.campaign("alpf_erc", x, y, x, y, hierarchy, naive, 0, 0.1, 0.2, True, steps=5, diagnose=True)
     assert len(used) == 2  # the 10%-rounds fit, then the run on to full annotation: two fits, two callbacks
     budgets = [row["budget"] for row in res["curve"]]
     assert budgets[:2] == pytest.approx([0.1, 0.2], abs=0.01)  # one row per round, the round's share of the cost
     assert all(b2 > b1 for b1, b2 in itertools.pairwise(budgets))  # the repeated first epoch of fit 2 is not a row
     assert res["questions_to_full"] is not None and res["questions_to_full"] <= naive
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in res["curve"])
+    assert len(res["model_already_right_on_newly_labelled"]) == len(res["curve"]) - 1  # rounds after the warm-up
+    assert sum(res["fully_labelled_per_class"]) == 120  # everything labelled at the end
 
 
 def test_signsgd_shards_are_disjoint_and_one_generator_draws_order_and_flips() -> None:
