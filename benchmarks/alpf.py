@@ -21,8 +21,9 @@ Protocol (scaled down for a 2-core CPU; stated in the results file and docs/alpf
   full annotation is a second ``fit`` with a second ``PartialFeedback`` (rounds of 10%) over the same DataModule.
   Training is the benchmarks' harness (``_harness.Supervised`` + ``partial_label_loss``).
 
-Run: ``python benchmarks/alpf.py`` (the stored figures ran on a GPU machine, see ``details.jobs_ran_on``; about
-5x the old hand loop's time on a CPU, Lightning's per-step work on a 256-d head); ``--quick`` for a smoke run.
+Run: ``python benchmarks/alpf.py`` (the stored figures ran on a GPU machine, see ``details.jobs_ran_on``; on a CPU
+slower than the old hand loop, Lightning's per-step work on a 256-d head: 1-3.5x its wall time per learner in the
+side-by-side run of ``details.component_path_check``); ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
