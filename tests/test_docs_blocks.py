@@ -100,7 +100,14 @@ def test_docs_block_runs_as_written(block: Block, tmp_path: Path, monkeypatch: p
     if "distributed" in block.marks:
         _run_distributed(block, tmp_path)
         return
-    exec(compile(block.source(), str(block.path), "exec"), {"__name__": "__docs__"})
+    from trinity_lightning.active.strategies import STRATEGIES
+
+    registered = dict(STRATEGIES)  # a block may register a query strategy: keep it out of later tests
+    try:
+        exec(compile(block.source(), str(block.path), "exec"), {"__name__": "__docs__"})
+    finally:
+        STRATEGIES.clear()
+        STRATEGIES.update(registered)
 
 
 def test_the_collector_finds_every_block_and_only_known_markers() -> None:
