@@ -1,5 +1,8 @@
 """Write ``benchmarks/results/<name>.json`` in the format of ``../shared/docs/results-format.md``.
 
+Every file a benchmark writes (results, per-job records, partial runs) goes through :func:`write_json`, the one
+atomic writer of ``benchmarks/``: a crash mid-write leaves the previous file, never half a file.
+
 Example::
 
     from _results import claim, write_results
@@ -16,6 +19,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    """CPU, cores, GPU, torch and python versions of this machine."""
+    """CPU, cores, GPU, torch and python versions, torch's thread count and the load average of this machine.
+
+    ``load_average`` is ``os.getloadavg()`` (1, 5 and 15 minutes) when the file is written: on a shared machine it
+    says how busy the cores were while the figures were measured.
+    """
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -34,6 +42,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version()}
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = [round(value, 2) for value in os.getloadavg()]
     try:
         import torch
 
@@ -100,13 +110,45 @@ def write_results(
     payload = {
         "name": name,
         "date": _dt.date.today().isoformat(),
-        "command": command or "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        "command": command or command_line(),
         "machine": machine(),
         "claims": claims,
         "details": details or {},
     }
-    path = out_dir / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    return write_json(out_dir / f"{name}.json", payload)
+
+
+def command_line() -> str:
+    """The command that runs this script, as a results file records it (``python benchmarks/x.py --flag``)."""
+    return "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+
+
+def write_json(path: Path, payload: Any, indent: int | None = 2) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically (a temporary file in the same folder, then a rename).
+
+    Numbers that JSON does not know (numpy and torch scalars) are written as floats. Returns ``path``.
+
+    Example::
+
+        write_json(Path("benchmarks/results/alpf_jobs/alpf_partial_cifar10_s0.json"), job, indent=None)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=indent, default=float) + "\n"
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def read_results(name: str, results_dir: Path | None = None) -> dict[str, Any]:
+    """The stored results file ``<results_dir>/<name>.json`` (to add details to it and write it back)."""
+    path = (results_dir or RESULTS_DIR) / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results file; run the benchmark first")
+    return dict(json.loads(path.read_text()))

@@ -27,7 +27,6 @@ import multiprocessing as mp
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _results import claim, write_results
+from _results import claim, write_json, write_results
 
 STRATEGIES = ("random", "least_confidence", "mnlp", "bald")
-
-
-def _quiet() -> None:
-    import logging
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
 
 
 def _datamodule(args: argparse.Namespace) -> Any:
@@ -72,19 +63,10 @@ def _seed_set(dm: Any, fraction: float, seed: int) -> list[int]:
 
 
 def _trainer(args: argparse.Namespace, callbacks: list[Any], max_epochs: int) -> Any:
-    import lightning.pytorch as pl
+    from _harness import trainer
 
-    return pl.Trainer(
-        max_epochs=max_epochs,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        accelerator=args.device,
-        devices=1,
-        gradient_clip_val=5.0,
-        num_sanity_val_steps=0,
+    return trainer(
+        max_epochs=max_epochs, callbacks=callbacks, accelerator=args.device, devices=1, gradient_clip_val=5.0
     )
 
 
@@ -97,7 +79,9 @@ def run_campaign(args: argparse.Namespace, strategy: str, seed: int) -> dict[str
     from trinity_lightning.models.tagger import Tagger
 
     torch.set_num_threads(args.threads)
-    _quiet()
+    from _harness import quiet
+
+    quiet()
     pl.seed_everything(seed, verbose=False)
     dm = _datamodule(args)
     dm.label(_seed_set(dm, args.start, seed), advance_round=False)
@@ -141,7 +125,9 @@ def run_full(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from trinity_lightning.models.tagger import Tagger
 
     torch.set_num_threads(args.threads)
-    _quiet()
+    from _harness import quiet
+
+    quiet()
     pl.seed_everything(seed, verbose=False)
     dm = _datamodule(args)
     dm.label(dm.pool_indices, advance_round=False)
@@ -159,7 +145,7 @@ def run_full(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 def _job(payload: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     args, strategy, seed = payload
     result = run_full(args, seed) if strategy == "full" else run_campaign(args, strategy, seed)
-    Path(args.work, f"{strategy}_{seed}.json").write_text(json.dumps(result))
+    write_json(Path(args.work, f"{strategy}_{seed}.json"), result, indent=None)
     print(f"done {strategy} seed {seed} in {result['seconds']:.0f}s", flush=True)
     return result
 

@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _harness import Supervised, step_loader, trainer
 from _results import claim, write_results
 from trinity_lightning.active import BALD, ActiveLearning, ActiveLearningDataModule, Entropy
 from trinity_lightning.active.scoring import score_pool
@@ -60,18 +61,12 @@ _WEIGHTS: dict[str, torch.Tensor] = {}
 
 
 def _train_weights(dataset: ArrayDataset, steps: int = 150) -> None:
-    """A briefly trained model, so that rankings mean something and both sides rank the same network."""
+    """A briefly trained model (Adam, ``steps`` random batches of 64), so that rankings mean something and both
+    sides rank the same network."""
     torch.manual_seed(0)
-    net = SmallCNN(1, 10, (32, 64), 28, dropout=0.5)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        rows = torch.randint(0, len(dataset), (64,), generator=g)
-        loss = torch.nn.functional.cross_entropy(net(dataset.features[rows]), dataset.labels[rows])  # type: ignore[index]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    _WEIGHTS.update(net.state_dict())
+    module = Supervised(SmallCNN(1, 10, (32, 64), 28, dropout=0.5), lambda params: torch.optim.Adam(params, lr=1e-3))
+    trainer(max_steps=steps, accelerator="cpu", devices=1).fit(module, step_loader(dataset, steps, 64, seed=0))
+    _WEIGHTS.update(module.net.state_dict())
 
 
 def _model() -> SmallCNN:
@@ -133,8 +128,6 @@ class _TimedAL(ActiveLearning):
 
 
 def ours_campaign(dataset: ArrayDataset, batch_size: int, query: int, samples: int, root: Path) -> dict[str, float]:
-    import lightning.pytorch as pl
-
     dm = ActiveLearningDataModule(
         dataset,
         val=None,
@@ -153,19 +146,9 @@ def ours_campaign(dataset: ArrayDataset, batch_size: int, query: int, samples: i
     )
     al.hook_seconds = []
     model = Classifier(model=_model(), num_classes=10)
-    trainer = pl.Trainer(
-        max_epochs=-1,
-        callbacks=[al],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    fit = trainer(max_epochs=-1, callbacks=[al], limit_train_batches=1, limit_val_batches=0)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
+    fit.fit(model, datamodule=dm)
     total = time.perf_counter() - start
     assert dm.n_labelled == query * 6 and al.round == 5
     return {"loop_s": sum(al.hook_seconds), "fit_total_s": total}

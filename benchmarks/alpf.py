@@ -12,41 +12,56 @@ Protocol (scaled down for a 2-core CPU; stated in the results file and docs/alpf
 - budget unit: the naive cost = questions a binary-search annotator needs to label the whole pool. Rounds of
   ``--round`` (5%) of it; accuracy after each round up to 40%; then ALPF-ERC (and AQ-ERC) go on until every pool
   example is fully labelled, with rounds of 10%.
-- everything goes through the library: ``PartialLabels``, ``get_question_strategy``, ``ask_questions``,
-  ``SimulatedBinaryOracle``, ``partial_label_loss``, ``cifar10_hierarchy``/``fashion_mnist_hierarchy``. Only the
-  Lightning Trainer is replaced by a 20-line full-batch-on-features torch loop: on a 256-d MLP head its per-step
-  overhead would dominate the CPU time.
+- every campaign runs as a user runs one: ``trainer.fit`` with the library's ``PartialFeedback`` callback (its
+  simulated oracle, the question strategy by name, budgets as fractions of the naive cost) on a
+  ``PartialFeedbackDataModule`` whose validation set is the test set. Around it, the benchmark's protocol, in
+  public hooks only: the first round is the same i.i.d. ``uniform`` sample for every learner (a ``QuestionStrategy``
+  that delegates), every round trains the head from scratch for ``--steps`` random batches of 256 (a callback
+  re-draws the weights; the DataModule's ``train_dataloader`` draws a fixed number of batches), and the run on to
+  full annotation is a second ``fit`` with a second ``PartialFeedback`` (rounds of 10%) over the same DataModule.
+  Training is the benchmarks' harness (``_harness.Supervised`` + ``partial_label_loss``).
 
-Run: ``python benchmarks/alpf.py`` (about 20-30 min on 2 cores); ``--quick`` for a smoke run.
+Run: ``python benchmarks/alpf.py`` (the stored figures ran on a GPU machine, see ``details.jobs_ran_on``; on a CPU
+slower than the old hand loop, Lightning's per-step work on a 256-d head: 1-3.5x its wall time per learner in the
+side-by-side run of ``details.component_path_check``); ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import claim, write_results
+from _harness import Supervised, predict, quiet, step_loader, trainer
+from _results import claim, write_json, write_results
 from trinity_lightning.active.partial_feedback import (
     ClassHierarchy,
+    PartialFeedback,
+    PartialFeedbackDataModule,
     PartialLabels,
-    SimulatedBinaryOracle,
-    ask_questions,
+    QuestionContext,
+    QuestionStrategy,
     binary_search_costs,
     cifar10_hierarchy,
     fashion_mnist_hierarchy,
     get_question_strategy,
     partial_label_loss,
 )
-from trinity_lightning.data import load_cifar10, load_fashion_mnist
+from trinity_lightning.data import ArrayDataset, load_cifar10, load_fashion_mnist
 
 CACHE = Path.home() / ".cache" / "trinity_lightning"
 STRATEGIES = ("uniform", "al_me", "aq_erc", "alpf_erc", "eig", "edc")
@@ -138,40 +153,120 @@ def features(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch
     return out
 
 
-# --------------------------------------------------------------------------------------------------- model
-def train_head(x: torch.Tensor, candidates: torch.Tensor, seed: int, steps: int, hidden: int = 256) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], hidden),
-        torch.nn.ReLU(),
-        torch.nn.Dropout(0.3),
-        torch.nn.Linear(hidden, candidates.shape[1]),
-    ).to(x.device)
-    candidates = candidates.to(x.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        batch = torch.randint(0, len(x), (min(256, len(x)),), generator=g).to(x.device)
-        loss = partial_label_loss(model(x[batch]), candidates[batch])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(x[s : s + 8192]).softmax(-1) for s in range(0, len(x), 8192)]).cpu()
-
-
 # ------------------------------------------------------------------------------------------------ campaign
+def head(in_features: int, num_classes: int, hidden: int = 256) -> nn.Sequential:
+    """The MLP head: ``in_features -> hidden -> num_classes`` with dropout 0.3."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, num_classes))
+
+
+class WarmStart(QuestionStrategy):
+    """``uniform`` (the same i.i.d. sample labelled by binary search for every learner) while :attr:`warming`,
+    then ``strategy``; :class:`Rounds` ends the warm-up once the first round is asked."""
+
+    def __init__(self, strategy: str, warm: bool = True) -> None:
+        self.first, self.then = get_question_strategy("uniform"), get_question_strategy(strategy)
+        self.warming = warm
+
+    def select(self, ctx: QuestionContext, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.first if self.warming else self.then).select(ctx, budget)
+
+
+class StepsPerRound(PartialFeedbackDataModule):
+    """The library's DataModule, each round trained for ``steps`` random batches (with replacement) of its
+    training loader's items: a step budget that does not grow with the labelled set (the benchmark's protocol).
+    ``seed()`` gives the current round's seed when a round's loader is iterated."""
+
+    def __init__(self, *args: Any, steps: int, round_seed: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps, self.round_seed = steps, round_seed
+
+    def train_dataloader(self) -> DataLoader:
+        items = super().train_dataloader().dataset  # (x, candidates) of every informative example
+        return step_loader(items, self.steps, self.batch_size, self.round_seed)
+
+
+class Rounds(Callback):
+    """The protocol around :class:`PartialFeedback` (listed after it, so it sees each round's answers):
+
+    - every round trains the head from scratch: after the callback asked a round, the weights are re-drawn with
+      ``torch.manual_seed(seed * 7919 + round)`` and the optimizer state is cleared;
+    - after every round's training the test accuracy (the validation set) goes to :attr:`curve` with the
+      questions asked so far; a fit stops when a round asks nothing (everything labelled, or the budget spent);
+    - with ``pool``/``gold`` (the diagnosis), the share of each round's newly fully labelled examples whose class
+      the previous round's model already predicted.
+    """
+
+    def __init__(
+        self,
+        warm: WarmStart,
+        seed: int,
+        naive: int,
+        make_head: Callable[[], nn.Module],
+        pool: torch.Tensor | None = None,
+        gold: torch.Tensor | None = None,
+    ) -> None:
+        self.warm, self.seed, self.naive, self.make_head = warm, seed, naive, make_head
+        self.pool, self.gold = pool, gold
+        self.round = 0
+        self.curve: list[dict[str, float]] = []
+        self.already_right: list[float] = []
+        self._before: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def head_seed(self) -> int:
+        return self.seed * 7919 + self.round
+
+    @staticmethod
+    def _state(trainer: pl.Trainer) -> PartialLabels:
+        partial = trainer.datamodule.partial  # type: ignore[attr-defined]
+        assert partial is not None
+        return partial
+
+    def _reset(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        torch.manual_seed(self.head_seed())
+        pl_module.net.load_state_dict(self.make_head().state_dict())  # type: ignore[union-attr, operator]
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.warm.warming = False  # PartialFeedback asked the warm-up round in its own on_fit_start
+        self._reset(trainer, pl_module)  # a later fit repeats the last round's training exactly (not recorded)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = self._state(trainer)
+        if self.pool is not None:  # the model that chooses the next round's questions
+            self._before = (state.fully_labelled.clone(), predict(pl_module, self.pool).argmax(1))
+        if self.curve and self.curve[-1]["questions"] == state.num_questions:
+            return
+        self.curve.append(
+            {
+                "questions": state.num_questions,
+                "budget": state.num_questions / self.naive,
+                "accuracy": float(trainer.callback_metrics["val_acc"]),
+                "fully_labelled": int(state.fully_labelled.sum()),
+                "informative": int(state.informative.sum()),
+            }
+        )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = self._state(trainer)
+        if state.num_questions == self.curve[-1]["questions"]:  # nothing asked: all labelled, budget spent, last epoch
+            trainer.should_stop = True
+            return
+        if self._before is not None and self.gold is not None:
+            before, predicted = self._before
+            new = state.fully_labelled & ~before
+            self.already_right.append(float((predicted[new] == self.gold[new]).float().mean()))
+        self.round += 1
+        self._reset(trainer, pl_module)
+
+
 def campaign(
     strategy_name: str,
     xp: torch.Tensor,
     yp: torch.Tensor,
     xt: torch.Tensor,
     yt: torch.Tensor,
-    masks: torch.Tensor,
+    hierarchy: ClassHierarchy,
     naive: int,
     seed: int,
     round_frac: float,
@@ -179,83 +274,74 @@ def campaign(
     to_full: bool,
     steps: int,
     warmup: bool = True,
+    accelerator: str = "cpu",
+    diagnose: bool = False,
 ) -> dict[str, Any]:
-    state = PartialLabels(len(yp), masks.shape[1])
-    oracle = SimulatedBinaryOracle(yp, masks)
-    strategy = get_question_strategy(strategy_name)
-    # round 0: an untrained model (random, nearly uniform outputs) breaks ties between untouched examples
-    g = torch.Generator().manual_seed(seed)
-    probs = torch.softmax(0.01 * torch.randn(len(yp), masks.shape[1], generator=g), dim=1)
+    """One learner's campaign, as a user runs it: ``trainer.fit`` with the library's :class:`PartialFeedback`
+    callback (simulated oracle from the pool's labels) on a :class:`PartialFeedbackDataModule`.
+
+    Rounds of ``round_frac`` of the naive cost up to ``eval_until``; with ``to_full`` a second fit goes on in rounds
+    of ``2 * round_frac`` until every pool example is fully labelled (at most 3x the naive cost).
+    """
+    warm = WarmStart(strategy_name, warm=warmup)
+    make_head = functools.partial(head, xp.shape[1], hierarchy.num_classes)
+    rounds = Rounds(warm, seed, naive, make_head, pool=xp if diagnose else None, gold=yp.cpu() if diagnose else None)
+    dm = StepsPerRound(
+        ArrayDataset(xp, yp),
+        hierarchy,
+        val=ArrayDataset(xt, yt),
+        batch_size=256,
+        pool_batch_size=8192,
+        steps=steps,
+        round_seed=rounds.head_seed,
+    )
+    module = Supervised(
+        make_head(), lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-3), loss=partial_label_loss
+    )
     n_eval = round(eval_until / round_frac)
-    targets = [round_frac * (i + 1) for i in range(n_eval)]
+    phases = [(PartialFeedback(warm, round_frac, eval_until, seed=1000 * seed), n_eval)]
     if to_full:
-        targets += [eval_until + 2 * round_frac * (i + 1) for i in range(int((3.0 - eval_until) / (2 * round_frac)))]
-    curve: list[dict[str, float]] = []
-    spent, t0 = 0, time.perf_counter()
-    for rnd, target in enumerate(targets):
-        # warm start: the first round of every learner is the same i.i.d. sample labelled by binary search
-        chooser = get_question_strategy("uniform") if warmup and rnd == 0 else strategy
-        asked = ask_questions(
-            chooser, state, masks, oracle, round(target * naive) - spent, probs, seed=1000 * seed + rnd
+        more = int((3.0 - eval_until) / (2 * round_frac))
+        # a fresh callback continues from the DataModule's answers; its round r is round n_eval + r of the campaign
+        phases.append((PartialFeedback(warm, 2 * round_frac, round(3.0 * naive), seed=1000 * seed + n_eval), 1 + more))
+    t0 = time.perf_counter()
+    for callback, epochs in phases:
+        run = trainer(
+            accelerator=accelerator,
+            devices=1,
+            max_epochs=epochs,
+            reload_dataloaders_every_n_epochs=1,
+            callbacks=[callback, rounds],
         )
-        spent += asked
-        informative = torch.nonzero(state.informative).flatten()
-        model = train_head(xp[informative], state.candidates[informative], seed * 7919 + rnd, steps)
-        acc = float((predict(model, xt).argmax(1) == yt.cpu()).float().mean())
-        curve.append(
-            {
-                "questions": spent,
-                "budget": spent / naive,
-                "accuracy": acc,
-                "fully_labelled": int(state.fully_labelled.sum()),
-                "informative": len(informative),
-            }
-        )
-        if bool(state.fully_labelled.all()) or asked == 0:
+        run.fit(module, datamodule=dm)
+        if bool(rounds._state(run).fully_labelled.all()):
             break
-        probs = predict(model, xp)
-    return {
-        "curve": curve,
-        "questions_to_full": spent if bool(state.fully_labelled.all()) else None,
+    state = dm.partial
+    assert state is not None
+    out: dict[str, Any] = {
+        "curve": rounds.curve,
+        "questions_to_full": state.num_questions if bool(state.fully_labelled.all()) else None,
         "seconds": time.perf_counter() - t0,
     }
+    if diagnose:
+        labels = state.labels()
+        out["model_already_right_on_newly_labelled"] = rounds.already_right
+        out["fully_labelled_per_class"] = torch.bincount(labels[labels >= 0], minlength=hierarchy.num_classes).tolist()
+    return out
 
 
 def diagnose(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Why ALPF-ERC's labels teach little: per round, how often the model was already right on the examples a
     learner fully labelled, and the class counts of its labelled set at 30%."""
-    xp, yp, _, _, classes = load_pool(name, seed, args)
-    hierarchy = (
-        hierarchy_for(name)
-        if not args.prepared
-        else ClassHierarchy(
-            **{k: v for k, v in torch.load(args.prepared, weights_only=False)[name]["hierarchy"].items()}
-        )
-    )
-    masks = hierarchy.question_masks()
-    naive = int(binary_search_costs(masks)[yp].sum())
+    xp, yp, xt, yt, classes = load_pool(name, seed, args)
+    hierarchy = load_hierarchy(name, args)
+    naive = int(binary_search_costs(hierarchy.question_masks())[yp].sum())
     out: dict[str, Any] = {"dataset": name, "seed": seed, "classes": classes}
     for strategy in ("uniform", "alpf_erc", "aq_erc", "eig"):
-        state, oracle = PartialLabels(len(yp), masks.shape[1]), SimulatedBinaryOracle(yp, masks)
-        g = torch.Generator().manual_seed(seed)
-        probs = torch.softmax(0.01 * torch.randn(len(yp), masks.shape[1], generator=g), dim=1)
-        spent, right = 0, []
-        for rnd, target in enumerate([0.05, 0.10, 0.15, 0.20, 0.25, 0.30]):
-            chooser = get_question_strategy("uniform" if rnd == 0 else strategy)
-            before = state.fully_labelled.clone()
-            spent += ask_questions(
-                chooser, state, masks, oracle, round(target * naive) - spent, probs, seed=1000 * seed + rnd
-            )
-            new = state.fully_labelled & ~before
-            if rnd > 0:
-                right.append(float((probs[new].argmax(1) == yp[new]).float().mean()))
-            informative = torch.nonzero(state.informative).flatten()
-            model = train_head(xp[informative], state.candidates[informative], seed * 7919 + rnd, args.steps)
-            probs = predict(model, xp)
-        labels = state.labels()
+        res = campaign(strategy, xp, yp, xt, yt, hierarchy, naive, seed, 0.05, 0.3, False, args.steps, diagnose=True)
         out[strategy] = {
-            "model_already_right_on_newly_labelled": right,
-            "fully_labelled_per_class_at_30pct": torch.bincount(labels[labels >= 0], minlength=len(classes)).tolist(),
+            "model_already_right_on_newly_labelled": res["model_already_right_on_newly_labelled"],
+            "fully_labelled_per_class_at_30pct": res["fully_labelled_per_class"],
         }
         print(f"[diagnose {name} s{seed}] {strategy}: {out[strategy]}", flush=True)
     return out
@@ -270,6 +356,14 @@ def accuracy_at(curve: list[dict[str, float]], budget: float) -> float:
 
 def hierarchy_for(name: str) -> Any:
     return cifar10_hierarchy() if name == "cifar10" else fashion_mnist_hierarchy()
+
+
+def load_hierarchy(name: str, args: argparse.Namespace) -> ClassHierarchy:
+    """The dataset's binarized tree; with ``--prepared`` the one in that file (WordNet may not be on that machine)."""
+    if args.prepared:
+        tree = torch.load(args.prepared, weights_only=False)[name]["hierarchy"]
+        return ClassHierarchy(tree["parents"], tree["classes"])
+    return hierarchy_for(name)  # type: ignore[no-any-return]
 
 
 def prepare(names: list[str], seeds: list[int], pool_size: int, path: Path) -> None:
@@ -303,7 +397,7 @@ def prepare(names: list[str], seeds: list[int], pool_size: int, path: Path) -> N
     torch.save(data, path)
 
 
-def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[Any, ...]:
     if args.prepared:
         d = torch.load(args.prepared, weights_only=False)[name]
         where = torch.searchsorted(d["rows"], d["pools"][seed])
@@ -317,12 +411,7 @@ def load_pool(name: str, seed: int, args: argparse.Namespace) -> tuple[torch.Ten
 def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Every strategy on one (dataset, seed); writes ``alpf_jobs/alpf_partial_<name>_s<seed>.json`` as it goes."""
     xp, yp, xt, yt, classes = load_pool(name, seed, args)
-    xp, xt, yt = xp.to(args.device), xt.to(args.device), yt.to(args.device)
-    if args.prepared:  # the shared WordNet file may not be on that machine: the tree travels in the file
-        tree = torch.load(args.prepared, weights_only=False)[name]["hierarchy"]
-        hierarchy = ClassHierarchy(tree["parents"], tree["classes"])
-    else:
-        hierarchy = hierarchy_for(name)
+    hierarchy = load_hierarchy(name, args)
     masks = hierarchy.question_masks()
     costs = binary_search_costs(masks)
     naive = int(costs[yp].sum())
@@ -344,7 +433,7 @@ def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             yp,
             xt,
             yt,
-            masks,
+            hierarchy,
             naive,
             seed,
             args.round,
@@ -352,6 +441,7 @@ def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             to_full,
             args.steps,
             warmup=args.warmup,
+            accelerator="gpu" if args.device.startswith("cuda") else "cpu",
         )
         out["runs"][strategy] = res
         last = [r for r in res["curve"] if r["budget"] <= args.until + 1e-3][-1]
@@ -360,9 +450,7 @@ def run_job(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             f"full={res['questions_to_full']} naive={naive} ({res['seconds']:.0f}s)",
             flush=True,
         )
-        path = jobs_dir(args) / f"alpf_partial_{name}_s{seed}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, default=float) + "\n")
+        write_json(jobs_dir(args) / f"alpf_partial_{name}_s{seed}.json", out, indent=None)
     return out
 
 
@@ -457,6 +545,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    quiet()
     if args.quick:
         args.seeds, args.pool, args.steps = [0], 2000, 200
     if args.prepare:
@@ -482,7 +571,8 @@ def main() -> None:
             res.setdefault("naive_cost", {})[job["seed"]] = job["naive_cost"]
             for strategy, run in job["runs"].items():
                 res.setdefault("runs", {}).setdefault(strategy, {})[job["seed"]] = run
-    claims, summary = [], {}
+    claims: list[dict[str, Any]] = []
+    summary: dict[str, dict[str, Any]] = {}
     for name, res in results.items():
         runs = res["runs"]
         acc = {s: [accuracy_at(r["curve"], 0.3) * 100 for r in runs[s].values()] for s in runs}
@@ -538,12 +628,15 @@ def main() -> None:
                     target=1.4 if strategy == "alpf_erc" else 1.0,
                 )
             )
-    plot_path = REPO / "docs" / "img" / "alpf.png"
+    default_dir = Path(args.out_dir).resolve() == (REPO / "benchmarks" / "results").resolve()
+    plot_path = (
+        REPO / "docs" / "img" / "alpf.png" if default_dir and not args.quick else Path(args.out_dir) / "alpf.png"
+    )
     plot(results, plot_path, args.until)
     details = {
         "protocol": __doc__,
         "summary": summary,
-        "plot": "docs/img/alpf.png",
+        "plot": str(plot_path.relative_to(REPO)) if plot_path.is_relative_to(REPO) else str(plot_path),
         "warmup": args.warmup,
         "jobs_ran_on": args.note or "this machine",
         "steps": args.steps,

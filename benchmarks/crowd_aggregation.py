@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import claim, write_results
+from _results import claim, write_json, write_results
 from trinity_lightning.crowd import DawidSkene, MajorityVote, OneCoinDawidSkene
 from trinity_lightning.crowd.simulate import random_confusions, simulate_annotations
 from trinity_lightning.data import crowd_datasets, load_crowd
@@ -161,8 +161,6 @@ GPU_RESULT = Path(__file__).parent / "results" / "raw" / "crowd_aggregation_gpu.
 
 def gpu_speed(out: Path, repeats: int = 5) -> None:
     """Our DS fit on CUDA (table built on CPU from the same DataFrame, then moved), median of repeats."""
-    import json
-
     frame, truth = synthetic_frame(100_000)
     DawidSkene(device="cuda").fit(frame)  # warm-up: CUDA context, cuSPARSE handles
     times, fit_only = [], []
@@ -193,7 +191,7 @@ def gpu_speed(out: Path, repeats: int = 5) -> None:
         "iterations": model.n_iter_,
         "accuracy": float((labels == truth[model.table_.item_ids.to_numpy()]).mean()),
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(result)
 
 

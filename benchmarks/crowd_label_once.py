@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import RESULTS_DIR, claim, write_results
+from _results import RESULTS_DIR, claim, write_json, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "img" / "crowd_label_once.png"
@@ -50,6 +50,7 @@ def _images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def train_once(method: str, x: torch.Tensor, annotations, test, epochs: int, seed: int) -> dict[str, float]:
     import lightning.pytorch as pl
 
+    from _harness import trainer
     from trinity_lightning.crowd import CrowdDataModule, CrowdEM
     from trinity_lightning.models import Classifier
 
@@ -67,17 +68,9 @@ def train_once(method: str, x: torch.Tensor, annotations, test, epochs: int, see
     model = Classifier(num_classes=10, in_channels=1, image_size=28, channels=(16, 32), lr=3e-3)
     # guard=False: the paper's MBEM, every round taken (the guard is a user-facing safety net)
     callbacks = [CrowdEM(epochs_per_round=max(1, epochs // 3), max_rounds=2, guard=False)] if method == "mbem" else []
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(model, dm)
-    acc = trainer.test(model, dm, verbose=False)[0]["test_acc"]
+    fit = trainer(max_epochs=epochs, callbacks=callbacks)
+    fit.fit(model, dm)
+    acc = fit.test(model, dm, verbose=False)[0]["test_acc"]
     return {"test_acc": float(acc), "targets": dm.targets.argmax(1)}
 
 
@@ -148,7 +141,7 @@ def main() -> None:
                     }
                     runs.append(run)
                     print(json.dumps(run), flush=True)
-                    partial.write_text(json.dumps(runs, indent=1))
+                    write_json(partial, runs, indent=1)
     summarize(runs, args, (time.perf_counter() - started) / 60)
     partial.unlink(missing_ok=True)
 

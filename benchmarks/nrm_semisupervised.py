@@ -73,6 +73,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(job.get("threads", 1))
     import lightning.pytorch as pl
 
+    from _harness import trainer as bench_trainer
     from trinity_lightning.nrm import NRM, SemiSupervisedDataModule
 
     torch.backends.cudnn.benchmark = True
@@ -98,17 +99,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         schedule="cosine",
         **METHODS[job["method"]],
     )
-    trainer = pl.Trainer(
+    trainer = bench_trainer(
         max_steps=job["steps"],
         max_time=job.get("max_time"),
         accelerator=job.get("accelerator", "auto"),
         devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
-        num_sanity_val_steps=0,
     )
     start = time.perf_counter()
     trainer.fit(model, dm)

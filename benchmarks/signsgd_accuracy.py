@@ -1,6 +1,10 @@
 """Accuracy of Signum majority vote vs SGD-momentum all-reduce and PowerSGD, and under a sign-flipping worker.
 
-Real DDP training with gloo processes on CPU, our hook and the anchors' hooks in the same script:
+Real DDP training with gloo processes on CPU, each run written as a user writes it: ``Trainer(strategy=
+"ddp_signsgd", devices=W)`` (:class:`~trinity_lightning.distributed.SignSGDStrategy`, Signum's momentum moved into
+the hook) for the vote, ``Trainer(strategy="ddp", devices=W)`` for the anchors with torch's hooks registered on the
+wrapped model (Lightning registers comm hooks on CUDA only); one process per run, Lightning's launcher starts the
+other workers. The loop is the benchmarks' harness (``_harness.Supervised``):
 
 * 2 workers: SGD with momentum + fp32 all-reduce (DDP default), SGD + PowerSGD rank 4 (torch hook),
   Signum majority vote (our hook, local momentum 0.9) -> claim ``accuracy_vs_sgd_allreduce``.
@@ -30,20 +34,37 @@ import math
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _harness import Supervised, accuracy, quiet, trainer
+from _results import RESULTS_DIR, claim, command_line, machine, read_results, write_json, write_results
+
+PROTOCOL_KEYS = (
+    "epochs",
+    "byzantine_epochs",
+    "train_size",
+    "test_size",
+    "width",
+    "batch",
+    "sgd_lr",
+    "signum_lr",
+    "signum_wd",
+    "seed",
+)
 
 RUNS: dict[str, dict[str, Any]] = {
     "sgd_allreduce_w2": {"world": 2, "method": "sgd"},
@@ -86,66 +107,123 @@ def _data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.T
     )
 
 
-def _worker(rank: int, world: int, port: int, out: str, run: dict[str, Any], args: argparse.Namespace) -> None:
-    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+class _Shuffled(Sampler[int]):
+    """One ``torch.randperm`` of the shard per epoch from the worker's generator (which also draws the flips)."""
 
-    from trinity_lightning.distributed import Signum, register_signsgd_hook
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        yield from torch.randperm(self.n, generator=self.generator).tolist()
+
+
+class ShardedCifar(pl.LightningDataModule):
+    """Each worker's disjoint i.i.d. shard (``arange(rank, N, world)``), shuffled every epoch, last batch dropped.
+
+    The worker's generator (seeded ``seed * 100 + rank``) draws the epoch's order and the random flips
+    (:meth:`flip`), as a hand-written loop would.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.generator = torch.Generator()
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.trainer is not None, "ShardedCifar: the train loader is built by a Trainer"
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        shard = torch.arange(rank, len(self.y), world)
+        self.generator.manual_seed(self.seed * 100 + rank)
+        data = TensorDataset(self.x[shard], self.y[shard])
+        return DataLoader(
+            data, batch_size=self.batch_size, sampler=_Shuffled(len(data), self.generator), drop_last=True
+        )
+
+    def flip(self, x: torch.Tensor) -> torch.Tensor:
+        """Random horizontal flips, half of the batch on average."""
+        flip = torch.rand(len(x), generator=self.generator) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+class WorkerSetup(Callback):
+    """What a run sets on the DDP model once Lightning has wrapped it: the anchors' hooks, the adversary."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+
+        adversary = bool(self.run.get("adversary")) and trainer.global_rank == trainer.world_size - 1
+        strategy: Any = trainer.strategy
+        if self.run["method"] == "signum":  # SignSGDStrategy registered the vote; the adversary flips its signs
+            strategy.signsgd_state.flip_signs = adversary
+        elif self.run["method"] == "powersgd":  # Lightning registers comm hooks on CUDA only
+            state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4, start_powerSGD_iter=2)
+            strategy.model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+        elif self.run.get("adversary"):  # every rank uses the same averaging hook; only the adversary negates
+            strategy.model.register_comm_hook(adversary, _averaging_hook)
+
+
+class TestCurve(Callback):
+    """Test accuracy (%) of the whole test subset after every epoch, printed and kept on rank 0."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.start = x, y, time.perf_counter()
+        self.curve: list[float] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.curve.append(100.0 * accuracy(pl_module, self.x, self.y, batch_size=500))
+        if trainer.global_rank == 0:
+            print(
+                f"  epoch {len(self.curve)}: test acc {self.curve[-1]:.2f}%  ({time.perf_counter() - self.start:.0f}s)"
+            )
+
+
+def train_run(name: str, args: argparse.Namespace, out: Path) -> None:
+    """One run as a user writes it: ``Trainer(strategy="ddp_signsgd" | "ddp", devices=world)`` on gloo CPU workers.
+
+    Lightning starts the other workers by running this same command again (its ``popen`` launcher); rank 0 writes
+    ``out`` (curve, final accuracy, seconds, steps).
+    """
+    from trinity_lightning.distributed import Signum
     from trinity_lightning.models.resnet import CifarResNet
 
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    quiet()
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    run = RUNS[name]
     x_train, y_train, x_test, y_test = _data(args)
-    shard = torch.arange(rank, len(y_train), world)  # disjoint i.i.d. shards
-    x_train, y_train = x_train[shard], y_train[shard]
+    data = ShardedCifar(x_train, y_train, args.batch, args.seed)
     torch.manual_seed(args.seed)
-    model = DistributedDataParallel(CifarResNet(depth=8, width=args.width), bucket_cap_mb=1)
-    adversary = bool(run.get("adversary")) and rank == world - 1
-    if run["method"] == "signum":
-        register_signsgd_hook(model, momentum=0.9, flip_signs=adversary)
-        optimizer: torch.optim.Optimizer = Signum(
-            model.parameters(), lr=args.signum_lr, momentum=0.0, weight_decay=args.signum_wd
-        )
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=args.sgd_lr, momentum=0.9, weight_decay=5e-4)
-        if run["method"] == "powersgd":
-            state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4, start_powerSGD_iter=2)
-            model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
-        elif run.get("adversary"):  # every rank uses the same averaging hook; only the adversary negates
-            model.register_comm_hook(adversary, _averaging_hook)
-    steps_per_epoch = len(y_train) // args.batch
-    total = steps_per_epoch * args.epochs
-    base_lr = [g["lr"] for g in optimizer.param_groups]
-    generator = torch.Generator().manual_seed(args.seed * 100 + rank)
-    curve, step, start = [], 0, time.perf_counter()
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        for i in range(steps_per_epoch):
-            idx = order[i * args.batch : (i + 1) * args.batch]
-            x, y = x_train[idx], y_train[idx]
-            flip = torch.rand(len(idx), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            for group, lr in zip(optimizer.param_groups, base_lr, strict=True):
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            optimizer.step()
-            step += 1
-        model.eval()
-        with torch.no_grad():
-            correct = sum(
-                int((model.module(x_test[j : j + 500]).argmax(1) == y_test[j : j + 500]).sum())
-                for j in range(0, len(y_test), 500)
-            )
-        curve.append(100.0 * correct / len(y_test))
-        if rank == 0:
-            print(f"  epoch {epoch + 1}: test acc {curve[-1]:.2f}%  ({time.perf_counter() - start:.0f}s)", flush=True)
-    if rank == 0:
-        Path(out).write_text(
-            json.dumps({"curve": curve, "final": curve[-1], "seconds": time.perf_counter() - start, "steps": total})
-        )
-    dist.destroy_process_group()
+    net = CifarResNet(depth=8, width=args.width)
+    total = (len(y_train) // run["world"]) // args.batch * args.epochs
+
+    def optimizer(params: Any) -> torch.optim.Optimizer:
+        if run["method"] == "signum":  # the strategy moves this momentum into the hook (each worker's own)
+            return Signum(params, lr=args.signum_lr, momentum=0.9, weight_decay=args.signum_wd)
+        return torch.optim.SGD(params, lr=args.sgd_lr, momentum=0.9, weight_decay=5e-4)
+
+    module = Supervised(
+        net, optimizer, lr_factor=lambda step: 0.5 * (1 + math.cos(math.pi * step / total)), augment=data.flip
+    )
+    curve = TestCurve(x_test, y_test)
+    fit = trainer(
+        accelerator="cpu",
+        devices=run["world"],
+        strategy="ddp_signsgd" if run["method"] == "signum" else "ddp",
+        max_epochs=args.epochs,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        callbacks=[WorkerSetup(run), curve],
+    )
+    fit.fit(module, datamodule=data)
+    if fit.global_rank == 0:
+        result = {"curve": curve.curve, "final": curve.curve[-1], "seconds": time.perf_counter() - curve.start}
+        write_json(out, {**result, "steps": total}, indent=None)
 
 
 def _free_port() -> int:
@@ -159,20 +237,16 @@ def _epochs(name: str, args: argparse.Namespace) -> int:
 
 
 def run_one(name: str, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
+    """Run ``name`` in a fresh process (``--one``), unless ``cache`` already holds its result."""
     epochs = _epochs(name, args)
     path = cache / f"{name}_seed{args.seed}_e{epochs}.json"
     if path.is_file() and not args.fresh:
         return dict(json.loads(path.read_text()))
-    run = RUNS[name]
-    args = argparse.Namespace(**{**vars(args), "epochs": epochs})
     print(f"{name}:", flush=True)
-    mp.start_processes(
-        _worker,
-        args=(run["world"], _free_port(), str(path), run, args),
-        nprocs=run["world"],
-        join=True,
-        start_method="spawn",
-    )
+    one = {key: getattr(args, key) for key in PROTOCOL_KEYS} | {"epochs": epochs}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    command = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--out", str(path)]
+    subprocess.run([*command, "--one-args", json.dumps(one)], check=True, env=env)
     return dict(json.loads(path.read_text()))
 
 
@@ -214,14 +288,10 @@ def plot(results: dict[str, dict[str, Any]], target: Path) -> None:
 
 def extra_budget(args: argparse.Namespace) -> None:
     """Run the clean + adversary 3-worker vote pair at ``args.extra_budget`` epochs; merge into the results file."""
-    from _results import RESULTS_DIR, machine
-
     epochs = int(args.extra_budget)
     if epochs < 1:
         raise SystemExit(f"--extra-budget: expected a positive number of epochs, got {epochs}")
-    path = RESULTS_DIR / "signsgd_accuracy.json"
-    if not path.is_file():
-        raise SystemExit(f"--extra-budget adds to {path}, which does not exist: run the full benchmark first")
+    payload = read_results("signsgd_accuracy")
     cache = Path(tempfile.gettempdir()) / "signsgd_acc"
     cache.mkdir(exist_ok=True)
     args = argparse.Namespace(**{**vars(args), "byzantine_epochs": epochs})
@@ -229,10 +299,9 @@ def extra_budget(args: argparse.Namespace) -> None:
     adversary = run_one("signum_mv_w3_adversary", args, cache)
     delta = adversary["final"] - clean["final"]
     print(f"{epochs} epochs: clean {clean['final']:.2f}%, adversary {adversary['final']:.2f}%, delta {delta:.2f}")
-    payload = json.loads(path.read_text())
     budgets = payload["details"].setdefault("three_worker_runs_at_other_budgets", {})
     budgets[f"{epochs}_epochs"] = {
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
         "protocol": "as details.protocol (same data, model, learning rates, momentum, weight decay, batch, seed), "
@@ -242,10 +311,7 @@ def extra_budget(args: argparse.Namespace) -> None:
         "delta": delta,
         "note": "not the claim: byzantine_1_of_3_accuracy_delta stays the 12-epoch pair of the main run",
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-    print(f"updated {path}")
+    print(f"updated {write_json(RESULTS_DIR / 'signsgd_accuracy.json', payload)}")
 
 
 def byzantine_seeds(args: argparse.Namespace) -> None:
@@ -254,12 +320,7 @@ def byzantine_seeds(args: argparse.Namespace) -> None:
     The claim ``byzantine_1_of_3_accuracy_delta`` becomes the mean over the seeds of the results file's own run
     (``details.protocol.seed``) and these; the per-seed pairs go to ``details.byzantine_seeds``.
     """
-    from _results import RESULTS_DIR, machine
-
-    path = RESULTS_DIR / "signsgd_accuracy.json"
-    if not path.is_file():
-        raise SystemExit(f"--byzantine-seeds adds to {path}, which does not exist: run the full benchmark first")
-    payload = json.loads(path.read_text())
+    payload = read_results("signsgd_accuracy")
     protocol = payload["details"]["protocol"]
     epochs = int(protocol["byzantine_epochs"] or protocol["epochs"])
     cache = Path(tempfile.gettempdir()) / "signsgd_acc"
@@ -286,7 +347,7 @@ def byzantine_seeds(args: argparse.Namespace) -> None:
     clean_mean = statistics.mean(p["clean"] for p in pairs.values())
     adversary_mean = statistics.mean(p["adversary"] for p in pairs.values())
     payload["details"]["byzantine_seeds"] = {
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
         "epochs": epochs,
@@ -294,20 +355,18 @@ def byzantine_seeds(args: argparse.Namespace) -> None:
         "delta_mean": adversary_mean - clean_mean,
         "delta_sd": statistics.stdev(p["delta"] for p in pairs.values()) if len(pairs) > 1 else None,
     }
-    for claim in payload["claims"]:
-        if claim["id"] == "byzantine_1_of_3_accuracy_delta":
-            claim["what"] = (
+    for entry in payload["claims"]:
+        if entry["id"] == "byzantine_1_of_3_accuracy_delta":
+            entry["what"] = (
                 f"final test accuracy (%), 3 workers, one negating its signs every step, minus the clean 3-worker "
                 f"run (Signum majority vote), {epochs} epochs, mean of {len(pairs)} seeds "
                 f"({', '.join(pairs)}; per seed in details.byzantine_seeds)"
             )
-            claim["ours"], claim["anchor"] = adversary_mean, clean_mean
-            claim["delta"] = adversary_mean - clean_mean
-            claim["met"] = claim["delta"] >= claim["target_delta"]
-            claim["seed0_delta"] = pairs[str(protocol["seed"])]["delta"]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+            entry["ours"], entry["anchor"] = adversary_mean, clean_mean
+            entry["delta"] = adversary_mean - clean_mean
+            entry["met"] = entry["delta"] >= entry["target_delta"]
+            entry["seed0_delta"] = pairs[str(protocol["seed"])]["delta"]
+    path = write_json(RESULTS_DIR / "signsgd_accuracy.json", payload)
     print(f"updated {path}: delta {adversary_mean - clean_mean:.2f} over {len(pairs)} seeds")
 
 
@@ -345,35 +404,28 @@ def main() -> None:
         help="run only the 3-worker vote pair at the claim's budget for these seeds and make the Byzantine claim "
         "the mean over them and the results file's own seed",
     )
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="write the results file and plot here (default: the repository's)"
+    )
+    parser.add_argument("--one", choices=list(RUNS), help=argparse.SUPPRESS)  # a single run, in its own process
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--one-args", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        train_run(args.one, argparse.Namespace(**json.loads(args.one_args)), Path(args.out))
+        return
     if args.byzantine_seeds is not None:
         byzantine_seeds(args)
         return
     if args.extra_budget is not None:
         extra_budget(args)
         return
-    from _results import claim, write_results
-
     if args.quick:
         args.epochs, args.train_size, args.test_size = 1, 2000, 500
     cache = Path(tempfile.gettempdir()) / ("signsgd_acc_quick" if args.quick else "signsgd_acc")
     cache.mkdir(exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    protocol = {
-        k: getattr(args, k)
-        for k in (
-            "epochs",
-            "byzantine_epochs",
-            "train_size",
-            "test_size",
-            "width",
-            "batch",
-            "sgd_lr",
-            "signum_lr",
-            "signum_wd",
-            "seed",
-        )
-    }
+    protocol = {k: getattr(args, k) for k in PROTOCOL_KEYS}
     protocol.update(
         model="CifarResNet(depth=8)",
         data="CIFAR-10 shared lossy-JPEG copy, random training subset split evenly across workers, random test subset",
@@ -421,11 +473,11 @@ def main() -> None:
                 sgd_delta=None if sgd_clean is None or sgd_adv is None else sgd_adv - sgd_clean,
             )
         )
-    figure = (
-        Path(__file__).resolve().parents[1] / "docs" / "img" / ("signsgd_quick.png" if args.quick else "signsgd.png")
+    figure = (args.out_dir or Path(__file__).resolve().parents[1] / "docs" / "img") / (
+        "signsgd_quick.png" if args.quick else "signsgd.png"
     )
     plot(results, figure)
-    other = {}  # the same 3-worker runs at other epoch budgets, when they were run
+    other: dict[str, dict[str, Any]] = {}  # the same 3-worker runs at other epoch budgets, when they were run
     for file in sorted(cache.glob(f"*_w3*_seed{args.seed}_e*.json")):
         name, epochs = file.stem.rsplit(f"_seed{args.seed}_e", 1)
         if int(epochs) != _epochs(name, args):
@@ -433,11 +485,11 @@ def main() -> None:
     details = {
         "protocol": protocol,
         "runs": results,
-        "plot": str(figure.relative_to(figure.parents[2])),
+        "plot": str(figure.relative_to(figure.parents[2])) if args.out_dir is None else str(figure),
         "three_worker_runs_at_other_budgets": other,
     }
     if not args.quick:
-        path = write_results("signsgd_accuracy", claims, details)
+        path = write_results("signsgd_accuracy", claims, details, results_dir=args.out_dir)
         print(f"wrote {path}")
     for c in claims:
         print(c["id"], c["ours"], c["anchor"], "delta", round(c["delta"], 2), "met" if c["met"] else "NOT met")

@@ -170,7 +170,9 @@ def worker(args: argparse.Namespace) -> None:
             "bytes_sent": sent,
             "median_ms": {m: 1000 * statistics.median(v) for m, v in times.items()},
         }
-        Path(args.out).write_text(json.dumps(result))
+        from _results import write_json
+
+        write_json(Path(args.out), result, indent=None)
     dist.barrier()
     dist.destroy_process_group()
 
@@ -275,14 +277,44 @@ def teardown_network(world: int) -> None:
     _sh("ip", "netns", "del", "sgdsw", check=False)
 
 
+def lightning_smoke(accelerator: str, steps: int = 30) -> tuple[list[float], Any]:
+    """``Trainer(strategy="ddp_signsgd", devices=1)`` on a 2-layer MLP, Signum (momentum 0.9, moved into the hook),
+    one full batch of 256 random examples per step (the benchmarks' harness); returns the losses and the strategy.
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    from _harness import Supervised, step_loader, trainer
+    from trinity_lightning.distributed import Signum
+
+    losses: list[float] = []
+
+    class Losses(Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            losses.append(float(outputs["loss"]))
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(256, 64), torch.randint(0, 2, (256,)))
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    module = Supervised(net, lambda params: Signum(params, lr=1e-2, momentum=0.9))
+    run = trainer(
+        strategy="ddp_signsgd",
+        accelerator=accelerator,
+        devices=1,
+        max_steps=steps,
+        callbacks=[Losses()],
+        use_distributed_sampler=False,
+    )
+    run.fit(module, step_loader(data, steps, len(data), seed=0))
+    return losses, run.strategy
+
+
 def nccl_smoke(args: argparse.Namespace) -> None:
-    """World size 1 on one GPU: the hook over NCCL (timing vs the fp32 all-reduce hook), DDP training, Lightning."""
-    import lightning.pytorch as pl
+    """World size 1 on one GPU: the hook over NCCL (timing vs the fp32 all-reduce hook), then 30 training steps
+    through ``Trainer(strategy="ddp_signsgd")`` (:func:`lightning_smoke`)."""
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
-    from torch.nn.parallel import DistributedDataParallel
 
     from _results import write_results
-    from trinity_lightning.distributed import SignSGDState, Signum, register_signsgd_hook, signsgd_hook
+    from trinity_lightning.distributed import SignSGDState, signsgd_hook
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     dist.init_process_group("nccl", rank=0, world_size=1)
@@ -312,44 +344,8 @@ def nccl_smoke(args: argparse.Namespace) -> None:
                 times[name].append(1000 * (time.perf_counter() - start))
     expected = torch.where(grad > 0, 1.0, -1.0)
     vote_ok = bool(torch.equal(bucket.buffer()[grad != 0], expected[grad != 0]))
-    model = DistributedDataParallel(
-        torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2)).to(device), device_ids=[0]
-    )
-    register_signsgd_hook(model, momentum=0.9)
-    optimizer = Signum(model.parameters(), lr=1e-2, momentum=0.0)
-    x, y = torch.randn(256, 64, device=device), torch.randint(0, 2, (256,), device=device)
-    losses = []
-    for _ in range(30):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
     dist.destroy_process_group()
-
-    class Tiny(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torch.nn.Linear(64, 2)
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
-
-        def configure_optimizers(self) -> torch.optim.Optimizer:
-            return Signum(self.parameters(), lr=1e-2, momentum=0.9)
-
-    data = torch.utils.data.TensorDataset(torch.randn(64, 64), torch.randint(0, 2, (64,)))
-    trainer = pl.Trainer(
-        strategy="ddp_signsgd",
-        accelerator="gpu",
-        devices=1,
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
-    trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=16))
-    strategy = trainer.strategy
+    losses, strategy = lightning_smoke("gpu")
     details = {
         "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
@@ -358,8 +354,8 @@ def nccl_smoke(args: argparse.Namespace) -> None:
         "hook_ms_median": {k: statistics.median(v) for k, v in times.items()},
         "vote_equals_own_signs": vote_ok,
         "ddp_losses_first_last": [losses[0], losses[-1]],
-        "lightning_hook_steps": strategy.signsgd_state.step,  # type: ignore[attr-defined]
-        "lightning_momentum_in_hook": strategy.signsgd_state.momentum,  # type: ignore[attr-defined]
+        "lightning_hook_steps": strategy.signsgd_state.step,
+        "lightning_momentum_in_hook": strategy.signsgd_state.momentum,
         "note": "world size 1 (one GPU): exercises NCCL all_to_all/all_gather, packing and unpacking on the "
         "GPU; communication volume needs several GPUs",
     }
