@@ -100,6 +100,9 @@ _EXPORTS: dict[str, str] = {
     "detensorize": "trinity_lightning.tensor",
     "load_tensorized": "trinity_lightning.tensor",
     "tensorize": "trinity_lightning.tensor",
+    # lander
+    "LipschitzMLP": "trinity_lightning.lander",
+    "SpectralNormalization": "trinity_lightning.lander",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -191,6 +194,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         WorkerFailureError,
         register_signsgd_hook,
         signsgd_hook,
+    )
+    from trinity_lightning.lander import (
+        LipschitzMLP,
+        SpectralNormalization,
     )
     from trinity_lightning.models import (
         CNNCNNLSTM,
