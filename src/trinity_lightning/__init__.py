@@ -101,8 +101,12 @@ _EXPORTS: dict[str, str] = {
     "load_tensorized": "trinity_lightning.tensor",
     "tensorize": "trinity_lightning.tensor",
     # lander
+    "FixedPointError": "trinity_lightning.lander",
+    "LandingDataModule": "trinity_lightning.lander",
     "LipschitzMLP": "trinity_lightning.lander",
+    "ResidualDynamicsModule": "trinity_lightning.lander",
     "SpectralNormalization": "trinity_lightning.lander",
+    "TrackingController": "trinity_lightning.lander",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -196,8 +200,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         signsgd_hook,
     )
     from trinity_lightning.lander import (
+        FixedPointError,
+        LandingDataModule,
         LipschitzMLP,
+        ResidualDynamicsModule,
         SpectralNormalization,
+        TrackingController,
     )
     from trinity_lightning.models import (
         CNNCNNLSTM,

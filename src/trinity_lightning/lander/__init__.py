@@ -9,6 +9,15 @@ Example:
 from __future__ import annotations
 
 from trinity_lightning.lander.callback import SpectralNormalization
+from trinity_lightning.lander.controllers import (
+    AnalyticGroundEffect,
+    FixedPointError,
+    OracleResidual,
+    TrackingController,
+    fly,
+    landing_error,
+)
+from trinity_lightning.lander.datamodule import LandingDataModule, collect_flights
 from trinity_lightning.lander.lipschitz import (
     LipschitzMLP,
     certified_bound,
@@ -16,12 +25,34 @@ from trinity_lightning.lander.lipschitz import (
     layer_norm,
     spectral_normalize,
 )
+from trinity_lightning.lander.module import ResidualDynamicsModule
+from trinity_lightning.lander.simulator import (
+    PlanarQuadrotor,
+    QuadrotorParams,
+    SmoothReference,
+    VerticalQuadrotor,
+    make_simulator,
+)
 
 __all__ = [
+    "AnalyticGroundEffect",
+    "FixedPointError",
+    "LandingDataModule",
     "LipschitzMLP",
+    "OracleResidual",
+    "PlanarQuadrotor",
+    "QuadrotorParams",
+    "ResidualDynamicsModule",
+    "SmoothReference",
     "SpectralNormalization",
+    "TrackingController",
+    "VerticalQuadrotor",
     "certified_bound",
+    "collect_flights",
     "empirical_lipschitz",
+    "fly",
+    "landing_error",
     "layer_norm",
+    "make_simulator",
     "spectral_normalize",
 ]
