@@ -102,6 +102,7 @@ _EXPORTS: dict[str, str] = {
     "tensorize": "trinity_lightning.tensor",
     # lander
     "FixedPointError": "trinity_lightning.lander",
+    "FlyLandings": "trinity_lightning.lander",
     "LandingDataModule": "trinity_lightning.lander",
     "LipschitzMLP": "trinity_lightning.lander",
     "ResidualDynamicsModule": "trinity_lightning.lander",
@@ -201,6 +202,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from trinity_lightning.lander import (
         FixedPointError,
+        FlyLandings,
         LandingDataModule,
         LipschitzMLP,
         ResidualDynamicsModule,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 _CALLBACKS: dict[str, str] = {
     "ActiveLearning": "trinity_lightning.active",
     "CrowdEM": "trinity_lightning.crowd",
+    "FlyLandings": "trinity_lightning.lander",
     "PartialFeedback": "trinity_lightning.active.partial_feedback",
     "SpectralNormalization": "trinity_lightning.lander",
     "Tensorize": "trinity_lightning.tensor",
@@ -38,5 +39,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from trinity_lightning.active import ActiveLearning
     from trinity_lightning.active.partial_feedback import PartialFeedback
     from trinity_lightning.crowd import CrowdEM
-    from trinity_lightning.lander import SpectralNormalization
+    from trinity_lightning.lander import FlyLandings, SpectralNormalization
     from trinity_lightning.tensor import Tensorize

@@ -18,6 +18,7 @@ from trinity_lightning.lander.controllers import (
     landing_error,
 )
 from trinity_lightning.lander.datamodule import LandingDataModule, collect_flights
+from trinity_lightning.lander.evaluation import FlyLandings, compare_controllers, landing_starts, plot_landings
 from trinity_lightning.lander.lipschitz import (
     LipschitzMLP,
     certified_bound,
@@ -37,6 +38,7 @@ from trinity_lightning.lander.simulator import (
 __all__ = [
     "AnalyticGroundEffect",
     "FixedPointError",
+    "FlyLandings",
     "LandingDataModule",
     "LipschitzMLP",
     "OracleResidual",
@@ -49,10 +51,13 @@ __all__ = [
     "VerticalQuadrotor",
     "certified_bound",
     "collect_flights",
+    "compare_controllers",
     "empirical_lipschitz",
     "fly",
     "landing_error",
+    "landing_starts",
     "layer_norm",
     "make_simulator",
+    "plot_landings",
     "spectral_normalize",
 ]
