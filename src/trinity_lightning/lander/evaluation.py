@@ -134,7 +134,7 @@ class FlyLandings(Callback):
         self.iterations: dict[str, float] = {}
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        sim = getattr(trainer.datamodule, "sim", None)
+        sim = getattr(getattr(trainer, "datamodule", None), "sim", None)
         if not isinstance(sim, Quadrotor):
             raise ValueError("FlyLandings: the DataModule has no simulator `sim` (use LandingDataModule)")
         pl_module.eval()
