@@ -29,6 +29,7 @@ class ResidualDynamicsModule(pl.LightningModule):
         feature_scale: per-feature scale; ``None``: the DataModule's ``feature_scale`` (else ones).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        schedule: ``"cosine"`` (learning rate annealed to 0 over the run, per step) or ``"constant"``.
 
     Example:
         >>> module = ResidualDynamicsModule(3, 1, hidden=(16, 16), feature_scale=[0.25, 1.0, 9.81])
@@ -52,8 +53,11 @@ class ResidualDynamicsModule(pl.LightningModule):
         feature_scale: Sequence[float] | None = None,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
+        schedule: str = "cosine",
     ) -> None:
         super().__init__()
+        if schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule: expected 'cosine' or 'constant', got {schedule!r}")
         self.save_hyperparameters()
         self.net = LipschitzMLP(in_features, out_features, hidden, layer_bound, spectral_norm)
         scale = torch.ones(in_features) if feature_scale is None else torch.tensor(list(feature_scale)).float()
@@ -105,4 +109,9 @@ class ResidualDynamicsModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         h: Any = self.hparams
-        return torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        if h.schedule == "constant" or self._trainer is None:
+            return optimizer
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

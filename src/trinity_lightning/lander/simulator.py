@@ -345,10 +345,15 @@ def random_waypoints(
     max_speed: float,
     generator: torch.Generator,
     width: float = 1.0,
+    height_power: float = 2.0,
 ) -> SmoothReference:
-    """Random exploration reference: heights in ``[0, max_height]``, peak speed at most ``max_speed``."""
+    """Random exploration reference: heights in ``[0, max_height]``, peak speed at most ``max_speed``.
+
+    Heights are ``max_height * U ** height_power`` (``U`` uniform): with the default 2 a quarter of the waypoints lie
+    in the lowest 6% of the range, where the ground effect changes fastest (1: uniform heights).
+    """
     points = torch.rand(batch, segments + 1, dim, generator=generator)
-    points[..., -1] *= max_height
+    points[..., -1] = max_height * points[..., -1] ** height_power
     if dim > 1:
         points[..., :-1] = (points[..., :-1] - 0.5) * width
     dist = (points[:, 1:] - points[:, :-1]).norm(dim=2)
