@@ -67,6 +67,11 @@ def test_the_learned_controller_lands_nearly_as_well_as_the_oracle(tmp_path):
     assert sum(learned["iterations"]) / len(learned["iterations"]) <= 5
 
 
+def test_bad_schedule():
+    with pytest.raises(ValueError, match="schedule: expected 'cosine' or 'constant', got 'step'"):
+        ResidualDynamicsModule(schedule="step")
+
+
 def test_bad_feature_scale():
     with pytest.raises(ValueError, match="feature_scale: expected 3 numbers > 0"):
         ResidualDynamicsModule(feature_scale=[1.0, 0.0, 1.0])

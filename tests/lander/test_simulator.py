@@ -62,6 +62,17 @@ def test_noise_is_seeded():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_exploration_heights_are_denser_near_the_ground():
+    from trinity_lightning.lander.simulator import random_waypoints
+
+    gen = torch.Generator().manual_seed(0)
+    dense = random_waypoints(200, 1, 10, 1.0, 1.0, gen).waypoints[..., -1]
+    uniform = random_waypoints(200, 1, 10, 1.0, 1.0, gen, height_power=1.0).waypoints[..., -1]
+    assert float((dense < 0.1).float().mean()) == pytest.approx(0.1**0.5, abs=0.03)
+    assert float((uniform < 0.1).float().mean()) == pytest.approx(0.1, abs=0.03)
+    assert float(dense.max()) <= 1.0 and float(dense.min()) >= 0.0
+
+
 def test_unknown_system():
     with pytest.raises(ValueError, match=r"system: expected one of \['planar', 'vertical'\], got 'lunar'"):
         make_simulator("lunar")
