@@ -1,7 +1,10 @@
 """Neural Lander in simulation: six controllers, 20 landings with random starts and noise x 3 seeds, one run.
 
     python benchmarks/neural_lander.py                      # 3 seeds, about 2 minutes on a busy 2-core box
-    python benchmarks/neural_lander.py --seeds 0 --epochs 2 --flights 4 --landings 4   # smoke run
+    python benchmarks/neural_lander.py --seeds 0 --epochs 2 --flights 4 --landings 4 --scarce-flights 0  # smoke
+
+Extra (details["scarce_data"], no claim): the MLPs retrained on 2 flights (1/8 of the data) for 60 epochs, where an
+unconstrained network has room to overfit; same extrapolation states and landings.
 
 Per seed: collect 16 x 30 s of simulated flight (vertical 1 kg quadrotor, heights 0-1.3 m, speeds up to 1 m/s,
 ground effect + drag + noise, waypoint heights denser near the ground; ``LandingDataModule``), train the same ReLU MLP (3 x 32 hidden) with and without
@@ -41,7 +44,7 @@ PLOT = ROOT / "docs" / "img" / "neural_lander.png"
 CONTROLLERS = ("nominal", "integral", "analytic", "mlp", "sn", "oracle")
 
 
-def train(dm: Any, spectral_norm: bool, args: argparse.Namespace, seed: int) -> Any:
+def train(dm: Any, spectral_norm: bool, args: argparse.Namespace, seed: int, epochs: int | None = None) -> Any:
     import lightning.pytorch as pl
 
     from trinity_lightning.lander import ResidualDynamicsModule
@@ -51,7 +54,7 @@ def train(dm: Any, spectral_norm: bool, args: argparse.Namespace, seed: int) -> 
         hidden=(32, 32, 32), spectral_norm=spectral_norm, layer_bound=args.layer_bound, lr=3e-3
     )
     trainer = pl.Trainer(
-        max_epochs=args.epochs,
+        max_epochs=epochs or args.epochs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -155,8 +158,10 @@ def run_seed(seed: int, args: argparse.Namespace, k_i: float) -> dict[str, Any]:
         certified = module.lipschitz_bound()
         empirical = empirical_lipschitz(module.net, low / scale, high / scale, starts=128, steps=150, seed=seed)
         lipschitz[name] = {"certified": certified, "empirical": empirical, "ratio": certified / empirical}
+    scarce = scarce_data(seed, args, sim) if args.scarce_flights > 0 else None
     return {
         "seed": seed,
+        "scarce": scarce,
         "errors": errors,
         "iterations": iterations,
         "model_error": model_error,
@@ -166,6 +171,39 @@ def run_seed(seed: int, args: argparse.Namespace, k_i: float) -> dict[str, Any]:
         "analytic_coef": [float(c) for c in analytic.coef],
         "seconds": time.perf_counter() - started,
         "flights": flights,
+    }
+
+
+def scarce_data(seed: int, args: argparse.Namespace, sim: Any) -> dict[str, Any]:
+    """The same comparison with little data and long training (where an unconstrained MLP may overfit)."""
+    from trinity_lightning.lander import LandingDataModule, TrackingController, compare_controllers
+
+    dm = LandingDataModule(
+        flights=args.scarce_flights, seconds=args.seconds, max_height=1.3, max_speed=1.0, batch_size=256, seed=seed
+    )
+    dm.setup("fit")
+    models = {
+        "mlp": train(dm, False, args, seed, args.scarce_epochs),
+        "sn": train(dm, True, args, seed, args.scarce_epochs),
+    }
+    x_ext, outside, _ = extrapolation_states(dm, 20000, seed + 1000)
+    truth = sim.residual_from_features(x_ext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = compare_controllers(
+            sim,
+            {name: TrackingController(sim, residual=m) for name, m in models.items()},
+            landings=args.landings,
+            speed=args.speed,
+            seed=seed,
+        )
+    return {
+        "samples": len(dm.train_set),
+        "epochs": args.scarce_epochs,
+        "outside": {name: rmse(m, x_ext[outside], truth[outside]) for name, m in models.items()},
+        "in_range": {name: rmse(m, x_ext[~outside], truth[~outside]) for name, m in models.items()},
+        "certified": {name: m.lipschitz_bound() for name, m in models.items()},
+        "landing_error_m": {name: float(r["error"].mean()) for name, r in out.items()},
     }
 
 
@@ -184,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=0.5)
     parser.add_argument("--fast-speed", type=float, default=1.5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scarce-flights", type=int, default=2, help="extra: little data (0: skip)")
+    parser.add_argument("--scarce-epochs", type=int, default=60, help="extra: epochs on the little data")
     parser.add_argument("--no-write", action="store_true", help="print, do not write results or the plot")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -278,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("mlp", "sn")
         },
         "integral_gain": k_i,
+        "scarce_data": None
+        if args.scarce_flights <= 0
+        else {
+            key: {name: mean([r["scarce"][key][name] for r in runs]) for name in ("mlp", "sn")}
+            for key in ("outside", "in_range", "certified", "landing_error_m")
+        }
+        | {"samples": runs[0]["scarce"]["samples"], "epochs": args.scarce_epochs, "flights": args.scarce_flights},
         "per_seed": [{k: v for k, v in r.items() if k != "flights"} for r in runs],
         "settings": {k: v for k, v in vars(args).items() if k != "no_write"},
         "load_average": {"start": list(load_start), "end": list(os.getloadavg())},

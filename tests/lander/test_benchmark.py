@@ -50,7 +50,23 @@ def test_benchmark_smoke_run(capsys):
     bench = _bench()
     assert (
         bench.main(
-            ["--seeds", "0", "--epochs", "1", "--flights", "2", "--seconds", "4", "--landings", "2", "--no-write"]
+            [
+                "--seeds",
+                "0",
+                "--epochs",
+                "1",
+                "--flights",
+                "2",
+                "--seconds",
+                "4",
+                "--landings",
+                "2",
+                "--scarce-flights",
+                "1",
+                "--scarce-epochs",
+                "1",
+                "--no-write",
+            ]
         )
         == 0
     )
