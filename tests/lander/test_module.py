@@ -75,3 +75,13 @@ def test_bad_schedule():
 def test_bad_feature_scale():
     with pytest.raises(ValueError, match="feature_scale: expected 3 numbers > 0"):
         ResidualDynamicsModule(feature_scale=[1.0, 0.0, 1.0])
+
+
+def test_planar_data_and_module_shapes():
+    dm = LandingDataModule(system="planar", flights=2, seconds=1.0)
+    dm.setup("fit")
+    x, y = dm.train_set.tensors
+    assert x.shape[1] == 6 and y.shape[1] == 2
+    assert dm.feature_scale == (0.25, 1.0, 1.0, 0.3, 9.81 / 2, 9.81 / 2)
+    module = ResidualDynamicsModule(6, 2, hidden=(8,), feature_scale=dm.feature_scale)
+    assert module(x).shape == y.shape
