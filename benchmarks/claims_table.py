@@ -39,6 +39,10 @@ NAMED = (
     "tensorized_net_param_ratio_at_iso_accuracy",
     "maxmin_nrm_vs_ce_semisup",
     "rpn_ablation_delta",
+    "landing_error_vs_nominal",
+    "sn_landing_error_vs_oracle",
+    "sn_extrapolation_gain",
+    "learned_vs_integral_fast_descent",
 )
 
 

@@ -100,6 +100,14 @@ _EXPORTS: dict[str, str] = {
     "detensorize": "trinity_lightning.tensor",
     "load_tensorized": "trinity_lightning.tensor",
     "tensorize": "trinity_lightning.tensor",
+    # lander
+    "FixedPointError": "trinity_lightning.lander",
+    "FlyLandings": "trinity_lightning.lander",
+    "LandingDataModule": "trinity_lightning.lander",
+    "LipschitzMLP": "trinity_lightning.lander",
+    "ResidualDynamicsModule": "trinity_lightning.lander",
+    "SpectralNormalization": "trinity_lightning.lander",
+    "TrackingController": "trinity_lightning.lander",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -190,6 +198,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         WorkerFailureError,
         register_signsgd_hook,
         signsgd_hook,
+    )
+    from trinity_lightning.lander import (
+        FixedPointError,
+        FlyLandings,
+        LandingDataModule,
+        LipschitzMLP,
+        ResidualDynamicsModule,
+        SpectralNormalization,
+        TrackingController,
     )
     from trinity_lightning.models import (
         CNNCNNLSTM,

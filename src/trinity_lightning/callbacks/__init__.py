@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 _CALLBACKS: dict[str, str] = {
     "ActiveLearning": "trinity_lightning.active",
     "CrowdEM": "trinity_lightning.crowd",
+    "FlyLandings": "trinity_lightning.lander",
     "PartialFeedback": "trinity_lightning.active.partial_feedback",
     "RenderSamples": "trinity_lightning.nrm",
+    "SpectralNormalization": "trinity_lightning.lander",
     "Tensorize": "trinity_lightning.tensor",
 }
 
@@ -38,5 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from trinity_lightning.active import ActiveLearning
     from trinity_lightning.active.partial_feedback import PartialFeedback
     from trinity_lightning.crowd import CrowdEM
+    from trinity_lightning.lander import FlyLandings, SpectralNormalization
     from trinity_lightning.nrm import RenderSamples
     from trinity_lightning.tensor import Tensorize
