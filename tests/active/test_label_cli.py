@@ -154,8 +154,8 @@ def test_every_answer_is_validated_when_read(tmp_path):
 def test_invalid_answers_never_reach_the_labels_file(tmp_path):
     from trinity_lightning.active import ActiveLearning
 
-    from .test_campaign import _trainer
     from ._helpers import datamodule, mlp
+    from .test_campaign import _trainer
 
     oracle = FileOracle(str(tmp_path / "q"), wait=False, choices=["a", "b", "c"])
     dm = datamodule(tmp_path, initial_labelled=12)
