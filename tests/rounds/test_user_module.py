@@ -89,7 +89,8 @@ def test_active_learning_runs_a_user_module_and_records_its_metric_names(tmp_pat
 def test_a_monitor_that_is_not_logged_is_refused_at_the_first_round(tmp_path):
     with pytest.raises(
         ValueError,
-        match=r"monitor: ActiveLearning records \['val_acc'\] but the module logged \[.*'val/acc'.*'valid_loss'\]; set ActiveLearning\(monitor=\.\.\.\)",
+        match=r"monitor: ActiveLearning records \['val_acc'\] but the module logged \[.*'val/acc'.*'valid_loss'\]; "
+        r"set ActiveLearning\(monitor=\.\.\.\)",
     ):
         _trainer(tmp_path, ActiveLearning("entropy", query_size=10, budget=32, monitor="val_acc")).fit(
             UserModule(), datamodule=datamodule()
