@@ -318,8 +318,14 @@ class ActiveLearning(RoundCallback):
     def _query_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule) -> None:
         started = time.perf_counter()
         next_round = self.round + 1
-        pending = self.oracle.pending_indices(next_round)
-        indices = pending if pending is not None else self.select(trainer, pl_module, dm).indices
+        chosen = self.select(trainer, pl_module, dm).indices  # also when replayed: it draws the same random numbers
+        pending = self.oracle.pending_indices(next_round)  # handed out before a kill: the person may be halfway
+        if pending is not None and sorted(pending) != sorted(chosen):
+            rank_zero_warn(
+                f"active learning: round {next_round} was already asked ({len(pending)} examples) and the replayed "
+                "scoring chose others; keeping the batch already handed out"
+            )
+        indices = pending if pending is not None else chosen
         self.last_query = list(indices)
         self._ask(trainer, dm, next_round, indices)
         self._query_seconds = time.perf_counter() - started

@@ -47,6 +47,24 @@ class _LabelledView(Dataset):
         return item
 
 
+class SeededShuffle(torch.utils.data.Sampler[int]):
+    """A random order of ``range(n)`` fixed by ``seed`` alone: iterating twice gives the same order.
+
+    Example:
+        >>> list(SeededShuffle(5, seed=1)) == list(SeededShuffle(5, seed=1))
+        True
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+
+    def __iter__(self) -> Any:
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class _TensorBatches(Dataset):
     """Whole batches of an :class:`ArrayDataset` by fancy indexing: no Python work per example."""
 
@@ -348,16 +366,21 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         return chosen
 
     # --------------------------------------------------------------------------------------- loaders
-    def _loader(
-        self, dataset: Dataset, shuffle: bool, batch_size: int, generator: torch.Generator | None = None
-    ) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, seed: int | None = None) -> DataLoader:
+        """A loader that never draws from the global random generators (so a resumed run replays exactly).
+
+        Shuffled loaders use :class:`SeededShuffle` (the order depends only on ``seed``, however often the loader is
+        iterated); every loader gets its own generator for the workers' base seed, which PyTorch would otherwise
+        draw from the global generator at each ``iter()``.
+        """
+        seed = self.seed if seed is None else seed
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=SeededShuffle(len(dataset), seed) if shuffle else None,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
-            generator=generator,
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -369,11 +392,21 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 "train_dataloader: no labelled examples yet; set initial_labelled=... or call "
                 "label(...) before training"
             )
-        trainer = getattr(self, "trainer", None)
-        epoch = trainer.current_epoch if trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * epoch + self.round)
         view = _LabelledView(dataset, labelled, self._overrides, self.label_field)
-        return self._loader(view, True, self.batch_size, generator)
+        return self._loader(view, True, self.batch_size, self._train_seed())
+
+    def _train_seed(self) -> int:
+        """The shuffle seed of the epoch about to start, from (seed, epoch, round).
+
+        The epoch is the fit loop's count of processed epochs: on a resume Lightning builds the loader before it
+        updates ``current_epoch``, so ``current_epoch`` would give the replayed epoch another shuffle.
+        """
+        trainer = getattr(self, "trainer", None)
+        epoch = 0
+        if trainer is not None:
+            progress = getattr(getattr(trainer, "fit_loop", None), "epoch_progress", None)
+            epoch = int(progress.current.processed) if progress is not None else int(trainer.current_epoch)
+        return self.seed * 1_000_003 + 7 * epoch + self.round
 
     def pool_dataloader(self, indices: Sequence[int] | None = None) -> DataLoader:
         """Loader over the pool (or the given subset of it), in order, from ``pool_dataset``.
@@ -387,7 +420,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             raise ValueError("pool_dataloader: the pool is empty; every example is labelled")
         if isinstance(self.pool_set, ArrayDataset) and self.collate_fn is None and self.num_workers == 0:
             batches = torch.utils.data.BatchSampler(range(len(chosen)), self.pool_batch_size, drop_last=False)
-            return DataLoader(_TensorBatches(self.pool_set, chosen), sampler=batches, batch_size=None)
+            generator = torch.Generator().manual_seed(self.seed)  # no draw from the global generator
+            return DataLoader(_TensorBatches(self.pool_set, chosen), sampler=batches, batch_size=None, generator=generator)
         return self._loader(
             torch.utils.data.Subset(self.pool_set, chosen),  # type: ignore[arg-type]
             False,

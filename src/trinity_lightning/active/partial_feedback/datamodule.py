@@ -226,10 +226,8 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
                 "train_dataloader: no example has an answer yet; ask questions (or set "
                 "initial_labelled=...) before training"
             )
-        epoch = trainer.current_epoch if trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * epoch + self.round)
         view = _CandidateView(dataset, chosen, self._ensure_partial().candidates, self.label_field)
-        return self._loader(view, True, self.batch_size, generator)
+        return self._loader(view, True, self.batch_size, self._train_seed())
 
 
 class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):
