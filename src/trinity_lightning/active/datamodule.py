@@ -421,7 +421,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         if isinstance(self.pool_set, ArrayDataset) and self.collate_fn is None and self.num_workers == 0:
             batches = torch.utils.data.BatchSampler(range(len(chosen)), self.pool_batch_size, drop_last=False)
             generator = torch.Generator().manual_seed(self.seed)  # no draw from the global generator
-            return DataLoader(_TensorBatches(self.pool_set, chosen), sampler=batches, batch_size=None, generator=generator)
+            data = _TensorBatches(self.pool_set, chosen)
+            return DataLoader(data, sampler=batches, batch_size=None, generator=generator)
         return self._loader(
             torch.utils.data.Subset(self.pool_set, chosen),  # type: ignore[arg-type]
             False,
