@@ -7,8 +7,17 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
+from trinity_lightning.crowd.dawid_skene import DawidSkene
+from trinity_lightning.crowd.heldout import (
+    aggregate_log_likelihood,
+    heldout_log_likelihood,
+    worker_marginal_log_likelihood,
+)
+from trinity_lightning.crowd.majority_vote import MajorityVote
 from trinity_lightning.crowd.mbem import MBEM
+from trinity_lightning.crowd.table import AnnotationTable
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -29,16 +38,29 @@ class CrowdEM(Callback):
     """Model-bootstrapped EM around any classifier's training (Khetan, Lipton & Anandkumar, ICLR 2018).
 
     Use it with a :class:`~trinity_lightning.crowd.datamodule.CrowdDataModule`: training batches are
-    ``(x, posterior)`` pairs, so a ``training_step`` that calls ``F.cross_entropy(logits, y)`` learns from
-    soft labels (cross-entropy with probability targets). Every ``epochs_per_round`` epochs the callback
+    ``(x, y)`` with ``y`` a class id drawn from each item's posterior every epoch (so an ordinary
+    ``training_step`` with ``F.cross_entropy(logits, y)`` and torchmetrics on ``y`` works unchanged and
+    learns the soft labels in expectation), or the posterior itself with ``soft_targets=True`` on the
+    DataModule. Every ``epochs_per_round`` epochs the callback
 
     1. predicts the annotated items with the model (``forward`` must return logits),
     2. re-estimates every worker's confusion matrix and the class prior from those predictions and
        recomputes the posteriors (:class:`~trinity_lightning.crowd.mbem.MBEM`),
-    3. hands the posteriors to the DataModule (:meth:`CrowdDataModule.set_targets`).
+    3. checks, without gold labels, that the model explains the annotations better than the
+       annotation-only aggregate (``guard``, below); if not, it keeps the aggregate's posteriors and warns,
+    4. hands the posteriors to the DataModule (:meth:`CrowdDataModule.set_targets`).
+
+    The guard: the mean held-out log-likelihood of the annotations (each answer scored from the worker
+    confusions and item posteriors estimated on the other answers, 5 folds; see
+    :mod:`trinity_lightning.crowd.heldout`) with the model's predictions as the guess must beat both the
+    annotation-only aggregate (the DataModule's ``init``, refitted per fold) and each worker's own label
+    frequencies (what a model that learned nothing scores). A model that did not learn (say, a wrong
+    input scale) otherwise turns MBEM into a collapse towards its favourite classes.
 
     It logs ``crowd/round``, ``crowd/worker_accuracy_mean``/``_min`` (estimated), ``crowd/label_change``
-    (share of items whose label moved) and, when the DataModule knows the truth (simulations),
+    (share of items whose label moved), ``crowd/heldout_ll_model`` / ``crowd/heldout_ll_baseline`` and
+    ``crowd/bootstrap_used`` (1 when the model's posteriors were taken, 0 when the guard kept the aggregate)
+    and, when the DataModule knows the truth (simulations),
     ``crowd/label_acc`` (and, at the first round, ``crowd/label_acc_initial``: the accuracy of the labels it
     started from, e.g. majority vote). Its state (round, posteriors, confusions, prior, history) is saved in the
     checkpoint and restored on resume, so a resumed run continues exactly.
@@ -51,6 +73,9 @@ class CrowdEM(Callback):
             that item) or ``"class"`` (the class frequencies, the paper); see :class:`MBEM`.
         smoothing: Laplace pseudo-count of the confusion estimates.
         em_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess).
+        guard: refuse a round whose model explains the annotations no better than the gold-free baselines
+            (see above); ``False`` always takes the model's posteriors.
+        guard_folds: folds of the held-out likelihood.
 
     Attributes:
         round: rounds done.
@@ -72,6 +97,8 @@ class CrowdEM(Callback):
         prior: Literal["model", "class"] = "model",
         smoothing: float = 0.1,
         em_iter: int = 1,
+        guard: bool = True,
+        guard_folds: int = 5,
     ) -> None:
         if epochs_per_round < 1:
             raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
@@ -80,7 +107,11 @@ class CrowdEM(Callback):
         self.epochs_per_round, self.max_rounds = epochs_per_round, max_rounds
         if prior not in ("model", "class"):
             raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
+        if guard_folds < 2:
+            raise ValueError(f"guard_folds: expected at least 2, got {guard_folds}")
         self.hard, self.prior, self.smoothing, self.em_iter = hard, prior, smoothing, em_iter
+        self.guard, self.guard_folds = guard, guard_folds
+        self.baseline_ll: float | None = None  # the gold-free baseline of the guard (annotations only: fixed)
         self.round = 0
         self.posteriors: torch.Tensor | None = None
         self.confusions: torch.Tensor | None = None
@@ -113,6 +144,12 @@ class CrowdEM(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.posteriors is not None:  # resumed: the restored posteriors replace the initial targets
             self._datamodule(trainer).set_targets(self.posteriors)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the labels drawn for this epoch; the sampler does it too, but not under DDP (Lightning wraps it)
+        set_epoch = getattr(self._datamodule(trainer), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.epochs_per_round:
@@ -147,6 +184,18 @@ class CrowdEM(Callback):
         mbem = MBEM(max_iter=self.em_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
         mbem.fit(table, predictions)
         posteriors = mbem.posteriors_.detach().to("cpu", torch.float32)
+        guard: dict[str, float] = {}
+        if self.guard:
+            guard = self._guard(table, predictions, getattr(dm, "aggregator", None))
+            if not guard["bootstrap_used"]:
+                posteriors = self._baseline_posteriors(dm, table)
+                rank_zero_warn(
+                    f"CrowdEM round {self.round + 1}: the model explains the annotations no better than the "
+                    f"annotation-only baseline (held-out log-likelihood {guard['heldout_ll_model']:.4f} vs "
+                    f"{guard['heldout_ll_baseline']:.4f} per annotation), so its posteriors were not used and "
+                    "the labels stay the aggregate's. Is the model learning (input scale, learning rate)?",
+                    category=UserWarning,
+                )
         dm.set_targets(posteriors)
         self.round += 1
         self.posteriors, self.priors = posteriors, mbem.priors_.detach().cpu().float()
@@ -158,6 +207,7 @@ class CrowdEM(Callback):
             "worker_accuracy_mean": float(accuracy.mean()),
             "worker_accuracy_min": float(accuracy.min()),
             "label_change": float((posteriors.argmax(1) != previous).float().mean()) if previous is not None else 0.0,
+            **guard,
         }
         gold = getattr(dm, "gold", None)
         if gold is not None:
@@ -170,9 +220,34 @@ class CrowdEM(Callback):
         )
         return record
 
+    def _guard(self, table: AnnotationTable, predictions: torch.Tensor, aggregator: Any) -> dict[str, float]:
+        """The gold-free check of a round: held-out log-likelihood of the model vs the baselines."""
+        folds, smoothing = self.guard_folds, self.smoothing
+        if self.baseline_ll is None:  # depends on the annotations only: computed once, kept in the checkpoint
+            refit = DawidSkene if isinstance(aggregator, DawidSkene) else MajorityVote
+            self.baseline_ll = max(
+                worker_marginal_log_likelihood(table, folds=folds, smoothing=smoothing),
+                aggregate_log_likelihood(table, lambda t: refit().fit(t).posteriors_, folds=folds, smoothing=smoothing),
+            )
+        model_ll = heldout_log_likelihood(table, predictions, folds=folds, smoothing=smoothing, hard=self.hard)
+        return {
+            "heldout_ll_model": model_ll,
+            "heldout_ll_baseline": self.baseline_ll,
+            "bootstrap_used": float(model_ll > self.baseline_ll),
+        }
+
+    @staticmethod
+    def _baseline_posteriors(dm: Any, table: AnnotationTable) -> torch.Tensor:
+        """The annotation-only posteriors the guard falls back to (the DataModule's own aggregate)."""
+        aggregator = getattr(dm, "aggregator", None)
+        if aggregator is None or not hasattr(aggregator, "posteriors_"):
+            aggregator = MajorityVote().fit(table)
+        return aggregator.posteriors_.detach().to("cpu", torch.float32).clone()
+
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
         return {
+            "baseline_ll": self.baseline_ll,
             "round": self.round,
             "posteriors": self.posteriors,
             "confusions": self.confusions,
@@ -184,4 +259,5 @@ class CrowdEM(Callback):
         self.round = int(state_dict["round"])
         self.posteriors, self.confusions = state_dict["posteriors"], state_dict["confusions"]
         self.priors = state_dict.get("priors")
+        self.baseline_ll = state_dict.get("baseline_ll")
         self.history = [dict(h) for h in state_dict.get("history", [])]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -17,12 +17,14 @@ from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_c
 from trinity_lightning.crowd.table import AnnotationTable, DuplicatePolicy
 
 InitMethod = Literal["majority_vote", "dawid_skene"]
+HardTargets = Literal["sample", "argmax"]
 
 
 class EpochSeededSampler(Sampler[int]):
     """A random permutation per epoch from ``seed + epoch``, so a resumed run sees the same batches.
 
-    Lightning calls ``set_epoch`` at the start of every training epoch.
+    Lightning calls ``set_epoch`` at the start of every training epoch; ``on_epoch`` (optional) is called with
+    the new epoch too (the :class:`CrowdDataModule` redraws its sampled hard labels there).
 
     Example:
         >>> sampler = EpochSeededSampler(5, seed=0)
@@ -31,12 +33,14 @@ class EpochSeededSampler(Sampler[int]):
         True
     """
 
-    def __init__(self, size: int, seed: int = 0) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int = 0, on_epoch: Callable[[int], None] | None = None) -> None:
+        self.size, self.seed, self.epoch, self.on_epoch = size, seed, 0, on_epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the permutation of ``epoch``."""
         self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -46,8 +50,12 @@ class EpochSeededSampler(Sampler[int]):
         return self.size
 
 
-class _SoftTargetDataset(Dataset):
-    """``(x, soft_target)`` pairs: the inputs of the annotated items and a shared targets tensor."""
+class _TargetDataset(Dataset):
+    """``(x, target)`` pairs: the inputs of the annotated items and a shared targets tensor.
+
+    ``targets`` is either the ``(N, K)`` soft posteriors or the ``(N,)`` hard labels; both live in shared
+    memory when loader workers are used, so an in-place update in the main process reaches every worker.
+    """
 
     def __init__(self, items: Dataset, indices: torch.Tensor, targets: torch.Tensor) -> None:
         self.items, self.indices, self.targets = items, indices, targets
@@ -80,11 +88,17 @@ def _as_dataset(items: Dataset | torch.Tensor) -> Dataset:
 
 
 class CrowdDataModule(pl.LightningDataModule):
-    """Train on crowd-labelled items: batches are ``(x, soft_target)``, the target a posterior over classes.
+    """Train on crowd-labelled items: the targets come from a posterior over classes for every item.
 
-    A LightningModule whose ``training_step`` calls ``F.cross_entropy(logits, y)`` then trains on soft
-    targets unchanged (cross-entropy accepts class probabilities); the
-    :class:`~trinity_lightning.crowd.callback.CrowdEM` callback replaces the targets every few epochs
+    Batches are ``(x, y)`` with ``y`` an ordinary class id (``int64``), so an unmodified LightningModule
+    works, torchmetrics on ``y`` included. By default ``y`` is *drawn* from each item's posterior, afresh
+    every epoch (seeded by ``seed`` and the epoch, so a resumed run draws the same labels): in expectation
+    ``cross_entropy(logits, y)`` is then exactly the cross-entropy with the soft posterior, so the soft
+    labels still reach the loss. ``hard_targets="argmax"`` uses the most probable class instead, and
+    ``soft_targets=True`` makes ``y`` the ``(K,)`` posterior itself, for modules that train on probabilities
+    (``F.cross_entropy`` accepts them; metrics on ``y`` then need ``y.argmax(-1)``).
+
+    The :class:`~trinity_lightning.crowd.callback.CrowdEM` callback replaces the posteriors every few epochs
     through :meth:`set_targets`.
 
     Args:
@@ -101,15 +115,21 @@ class CrowdDataModule(pl.LightningDataModule):
         init: the first targets: ``"majority_vote"`` (vote fractions) or ``"dawid_skene"`` posteriors.
         batch_size: examples per batch.
         num_workers: DataLoader workers (the targets live in shared memory, so updates reach them).
-        seed: seed of the shuffle (one permutation per epoch, reproducible on resume).
+        seed: seed of the shuffle and of the drawn labels (one draw per epoch, reproducible on resume).
+        soft_targets: batches carry the ``(K,)`` posterior as ``y`` instead of a class id.
+        hard_targets: with ``soft_targets=False``: ``"sample"`` (a class drawn from the posterior every
+            epoch, the default) or ``"argmax"`` (the most probable class).
 
     Example:
         >>> x = torch.randn(4, 3)
-        >>> dm = CrowdDataModule(x, {"task": [0, 0, 1, 2, 3], "worker": ["a", "b", "a", "b", "a"],
-        ...                          "label": [1, 1, 0, 1, 0]}, batch_size=2)
+        >>> table = {"task": [0, 0, 1, 2, 3], "worker": ["a", "b", "a", "b", "a"], "label": [1, 1, 0, 1, 0]}
+        >>> dm = CrowdDataModule(x, table, batch_size=2)
         >>> dm.setup("fit"); xb, yb = next(iter(dm.train_dataloader()))
-        >>> xb.shape, yb.shape
-        (torch.Size([2, 3]), torch.Size([2, 2]))
+        >>> xb.shape, yb.shape, yb.dtype
+        (torch.Size([2, 3]), torch.Size([2]), torch.int64)
+        >>> soft = CrowdDataModule(x, table, batch_size=2, soft_targets=True)
+        >>> soft.setup("fit"); next(iter(soft.train_dataloader()))[1].shape
+        torch.Size([2, 2])
     """
 
     def __init__(
@@ -127,12 +147,19 @@ class CrowdDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        soft_targets: bool = False,
+        hard_targets: HardTargets = "sample",
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
         if init not in ("majority_vote", "dawid_skene"):
             raise ValueError(f"init: expected 'majority_vote' or 'dawid_skene', got {init!r}")
+        if hard_targets not in ("sample", "argmax"):
+            raise ValueError(f"hard_targets: expected 'sample' or 'argmax', got {hard_targets!r}")
+        self.soft_targets, self.hard_targets = bool(soft_targets), hard_targets
+        self.hard_labels: torch.Tensor | None = None  # the (N,) class ids the batches carry (soft_targets=False)
+        self._labels_epoch: int | None = None
         self._items_source, self._annotations_source = items, annotations
         self.val_set, self.test_set = val, test
         self.columns = {"item": item_column, "worker": worker_column, "label": label_column}
@@ -174,8 +201,11 @@ class CrowdDataModule(pl.LightningDataModule):
         self.aggregator = MajorityVote() if self.init == "majority_vote" else DawidSkene()
         self.aggregator.fit(self.table)
         self.targets = self.aggregator.posteriors_.detach().to("cpu", torch.float32).clone()
+        self.hard_labels = torch.zeros(len(self.targets), dtype=torch.int64)
         if self.num_workers > 0:
             self.targets.share_memory_()
+            self.hard_labels.share_memory_()
+        self._draw_labels(0)
 
     def _ready(self) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
         if self.items is None or self.targets is None or self.item_indices is None:
@@ -197,6 +227,24 @@ class CrowdDataModule(pl.LightningDataModule):
         if not torch.isfinite(posteriors).all():
             raise ValueError("posteriors: values must be finite")
         targets.copy_(posteriors.detach().to("cpu", targets.dtype))
+        self._draw_labels(self._labels_epoch or 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the hard labels of ``epoch`` (called by the train sampler and by ``CrowdEM``; idempotent)."""
+        if epoch != self._labels_epoch:
+            self._draw_labels(epoch)
+
+    def _draw_labels(self, epoch: int) -> None:
+        """Fill ``labels`` in place from the posteriors: a seeded draw per epoch, or the argmax."""
+        if self.hard_labels is None or self.targets is None:
+            return
+        self._labels_epoch = epoch
+        if self.hard_targets == "argmax":
+            self.hard_labels.copy_(self.targets.argmax(dim=1))
+            return
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        probabilities = self.targets.to(torch.float64).clamp_min(0)
+        self.hard_labels.copy_(torch.multinomial(probabilities, 1, generator=generator).squeeze(1))
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: Dataset, sampler: Sampler[int] | None = None) -> DataLoader:
@@ -210,7 +258,9 @@ class CrowdDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         items, indices, targets = self._ready()
-        return self._loader(_SoftTargetDataset(items, indices, targets), EpochSeededSampler(len(indices), self.seed))
+        carried = targets if self.soft_targets or self.hard_labels is None else self.hard_labels
+        sampler = EpochSeededSampler(len(indices), self.seed, on_epoch=self.set_epoch)
+        return self._loader(_TargetDataset(items, indices, carried), sampler)
 
     def annotated_dataloader(self) -> DataLoader:
         """The inputs of the annotated items in ``annotation_table`` order (no shuffle, no targets)."""
@@ -278,6 +328,12 @@ class SimulatedCrowdDataModule(CrowdDataModule):
         batch_size: examples per batch.
         num_workers: DataLoader workers.
         seed: seed of the split, the workers, their answers and the shuffle.
+        soft_targets: batches carry posteriors instead of class ids (see :class:`CrowdDataModule`).
+        hard_targets: ``"sample"`` or ``"argmax"`` (see :class:`CrowdDataModule`).
+
+    The images are scaled for training: pixel values in ``[0, 1]`` become ``(x - 0.5) / 0.25``, i.e. roughly
+    ``[-2, 2]`` (the shared-data sets) and digits keep scikit-learn's ``[0, 16]`` divided by 16, i.e. ``[0, 1]``.
+    A model of your own that expects another input scale should rescale in its ``forward``.
 
     Example:
         >>> dm = SimulatedCrowdDataModule("digits", num_annotators=10, labels_per_item=1, seed=0)
@@ -299,15 +355,25 @@ class SimulatedCrowdDataModule(CrowdDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        soft_targets: bool = False,
+        hard_targets: HardTargets = "sample",
     ) -> None:
-        super().__init__(num_classes=10, init=init, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            num_classes=10,
+            init=init,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            soft_targets=soft_targets,
+            hard_targets=hard_targets,
+        )
         if dataset not in ("digits", "mnist", "fashion_mnist", "cifar10"):
             raise ValueError(f"dataset: expected 'digits', 'mnist', 'fashion_mnist' or 'cifar10', got {dataset!r}")
         if worker_model not in ("hammer_spammer", "realistic"):
             raise ValueError(f"worker_model: expected 'hammer_spammer' or 'realistic', got {worker_model!r}")
         if not 0.0 < val_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
             raise ValueError("val_fraction/test_fraction: expected values in (0, 1)")
-        self.dataset, self.num_annotators, self.labels_per_item = dataset, num_annotators, labels_per_item
+        self.dataset, self.num_annotators, self.hard_labels_per_item = dataset, num_annotators, labels_per_item
         self.worker_model, self.hammer_fraction, self.train_limit = worker_model, hammer_fraction, train_limit
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.true_confusions: torch.Tensor | None = None
@@ -332,7 +398,7 @@ class SimulatedCrowdDataModule(CrowdDataModule):
         else:
             conf = random_confusions(self.num_annotators, 10, seed=self.seed)
         self.true_confusions = conf
-        table = simulate_annotations(y, conf, self.labels_per_item, seed=self.seed + 1)
+        table = simulate_annotations(y, conf, self.hard_labels_per_item, seed=self.seed + 1)
         self.gold = y
         return x, table, val, TensorDataset(x_test, y_test)
 
