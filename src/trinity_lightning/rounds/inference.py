@@ -30,6 +30,7 @@ __all__ = [
     "merge_selections",
     "predict_pool",
     "softmax_forward",
+    "subset_loader",
 ]
 
 
@@ -167,6 +168,30 @@ def barrier(trainer: Any = None, name: str = "trinity-round") -> None:
 
 
 # ---------------------------------------------------------------------------------------------- pools
+def subset_loader(loader: Any) -> Callable[[list[int]], Any]:
+    """``positions -> loader`` over those positions of ``loader``'s dataset, with its batch size, collate
+    function and workers: what :func:`predict_pool` needs to shard a ready DataLoader across ranks.
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> build = subset_loader(DataLoader(list(range(10)), batch_size=4))
+        >>> [b.tolist() for b in build([1, 3, 5])]
+        [[1, 3, 5]]
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    def build(positions: list[int]) -> Any:
+        return DataLoader(
+            Subset(loader.dataset, positions),
+            batch_size=loader.batch_size,
+            collate_fn=loader.collate_fn,
+            num_workers=loader.num_workers,
+            generator=torch.Generator().manual_seed(0),  # no draw from the global generator
+        )
+
+    return build
+
+
 def _default_to_device(model: nn.Module) -> Callable[[Any], Any]:
     from lightning.fabric.utilities.apply_func import move_data_to_device
 

@@ -38,18 +38,20 @@ class WrongDataModuleError(TypeError, ValueError):
     """The trainer's DataModule is not the kind a round callback needs (a ``TypeError`` and a ``ValueError``)."""
 
 
-def require_datamodule(trainer: Any, expected: type | Sequence[str], owner: str, hint: str = "") -> Any:
-    """The trainer's DataModule, checked by class or by the methods it must have.
+def require_datamodule(
+    trainer: Any, expected: type | Sequence[str], owner: str, hint: str = "", needs: str | None = None
+) -> Any:
+    """The trainer's DataModule, checked by class or by the methods it must have (``needs`` words the need).
 
     Raises:
         WrongDataModuleError: naming the callback, what it needs and what it got.
     """
     dm = getattr(trainer, "datamodule", None)
     if isinstance(expected, type):
-        ok, needs = isinstance(dm, expected), f"a {expected.__name__}"
+        ok, needs = isinstance(dm, expected), needs or f"a {expected.__name__}"
     else:
         ok = dm is not None and all(hasattr(dm, name) for name in expected)
-        needs = "a DataModule with " + ", ".join(expected)
+        needs = needs or "a DataModule with " + ", ".join(expected)
     if not ok:
         raise WrongDataModuleError(
             f"datamodule: {owner} needs {needs}, got {type(dm).__name__ if dm is not None else 'none'}; "
