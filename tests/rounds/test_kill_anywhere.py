@@ -61,7 +61,7 @@ def test_sigkill_at_seeded_random_points_resumes_exactly(tmp_path):
     expected = _campaign.outcome(tmp_path / "reference")
     ticks = json.loads((tmp_path / "reference" / "ticks.json").read_text())
     rng = random.Random(13)
-    points = [(phase, rng.randint(1, ticks[phase])) for phase in _campaign.PHASES for _ in range(2)]
+    points = [(phase, n) for phase in _campaign.PHASES for n in rng.sample(range(1, ticks[phase] + 1), 2)]
     for phase, n in points:
         root = tmp_path / f"{phase}{n}"
         assert _subprocess(root, phase, str(n)) == -9, (phase, n)  # killed
