@@ -55,6 +55,7 @@ class _Kill:
 def _half_write(kill: _Kill, phase: str, original: Any) -> Any:
     def write(path: Any, *args: Any, **kwargs: Any) -> None:
         if kill.phase == phase and kill.seen[phase] + 1 == kill.n:  # the n-th write: a temp file, never renamed
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             fd, _ = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=Path(path).parent)
             os.write(fd, b'{"half": ')
             os.close(fd)
