@@ -107,3 +107,20 @@ def test_active_learning_budget_as_a_fraction(tmp_path):
         default_root_dir=tmp_path,
     ).fit(mlp(), datamodule=datamodule())
     assert [row["labelled"] for row in al.curve] == [12, 24, 36]
+
+
+def test_predict_pool_runs_under_the_trainers_precision_plugin():
+    import lightning.pytorch as pl
+
+    trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_progress_bar=False)
+    net = nn.Linear(3, 2)
+    seen = []
+
+    def forward(model, x):
+        out = model(x)
+        seen.append(out.dtype)
+        return out.float()
+
+    data = torch.randn(6, 3)
+    out = predict_pool(net, range(6), _loader(data), forward, trainer=trainer)
+    assert seen == [torch.bfloat16, torch.bfloat16] and out.dtype == torch.float32 and out.shape == (6, 2)
