@@ -19,7 +19,7 @@ from typing import Any
 # name -> (module, function, one-line help). Each function takes the remaining argv and returns an exit code.
 TOOLS: dict[str, tuple[str, str, str]] = {
     "crowd": ("trinity_lightning.crowd.cli", "main", "aggregate crowd labels (majority vote, Dawid-Skene, ...)"),
-    "label": ("trinity_lightning.active.cli", "label_main", "answer an active-learning query batch in the terminal"),
+    "label": ("trinity_lightning.active.cli", "label_main", "answer a round's queries: class, tags or yes/no"),
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 

@@ -119,17 +119,56 @@ def test_labels_file_atomic_and_restored(tmp_path):
     assert again.labelled_indices == dm.labelled_indices and again.annotations == dm.annotations
 
 
-def test_load_state_keeps_newer_labels_from_file(tmp_path):
+def test_labels_newer_than_the_checkpoint_are_kept_on_disk_and_applied_once(tmp_path, caplog):
+    """Issue 13: a kill between the answers and the next checkpoint used to brick the campaign ("indices ...
+    are already labelled" at every resume). The checkpoint wins; the newer labels stay in the file and the
+    replayed round applies them exactly once."""
     dm = _dm(tmp_path)
     state = dm.state_dict()
     newer = dm.pool_indices[:2]
     dm.label(newer, labels=[1, 1])  # labelled after the "checkpoint"
     fresh = ActiveLearningDataModule(_pool(), labels_path=str(tmp_path / "labels.json"), num_classes=3)
     fresh.setup()
-    with pytest.warns(UserWarning, match="newer than the checkpoint"):
+    with caplog.at_level("INFO"):
         fresh.load_state_dict(state)
-    assert set(newer) <= set(fresh.labelled_indices)
-    assert fresh.annotations == {newer[0]: 1, newer[1]: 1}
+    assert "2 labels in" in caplog.text and "newer than the checkpoint" in caplog.text
+    assert not set(newer) & set(fresh.labelled_indices)  # the replayed epochs train on the checkpoint's set
+    fresh.save_labels(tmp_path / "labels.json")  # ... and a save before the replay loses nothing on disk
+    assert set(map(str, newer)) <= set(json.loads((tmp_path / "labels.json").read_text())["labelled"])
+    fresh.label(newer, labels=[1, 1])  # the replayed round: applied once, no "already labelled"
+    assert fresh.annotations == {newer[0]: 1, newer[1]: 1} and fresh.round == dm.round
+    assert fresh.state_dict() == dm.state_dict()
+
+
+def test_a_broken_labels_file_does_not_brick_a_resume(tmp_path):
+    dm = _dm(tmp_path)
+    state = dm.state_dict()
+    (tmp_path / "labels.json").write_text("{not json")
+    fresh = ActiveLearningDataModule(_pool(), labels_path=str(tmp_path / "labels.json"), num_classes=3)
+    with pytest.raises(ValueError, match="labels_path"):
+        fresh.setup()  # a fresh fit refuses it, naming the file ...
+    fresh = ActiveLearningDataModule(
+        _pool(), labels_path=str(tmp_path / "labels.json"), num_classes=3, resume_labels=False
+    )
+    fresh.setup()
+    with pytest.warns(UserWarning, match="resuming from the checkpoint"):
+        fresh.load_state_dict(state)  # ... a resume warns and goes on from the checkpoint
+    assert fresh.labelled_indices == dm.labelled_indices
+
+
+def test_resume_labels_at_a_fresh_fit(tmp_path, caplog):
+    """Issue 13: re-running with another initial_labelled silently continued the old labels file."""
+    first = ActiveLearningDataModule(_pool(), labels_path=str(tmp_path / "l.json"), initial_labelled=5, num_classes=3)
+    first.setup()
+    again = ActiveLearningDataModule(_pool(), labels_path=str(tmp_path / "l.json"), initial_labelled=9, num_classes=3)
+    with caplog.at_level("INFO"):
+        again.setup()
+    assert again.n_labelled == 5 and "l.json (5 labelled examples" in caplog.text and "resume_labels" in caplog.text
+    afresh = ActiveLearningDataModule(
+        _pool(), labels_path=str(tmp_path / "l.json"), initial_labelled=9, num_classes=3, resume_labels=False
+    )
+    afresh.setup()
+    assert afresh.n_labelled == 9 and len(json.loads((tmp_path / "l.json").read_text())["labelled"]) == 9
 
 
 def test_dict_items_and_hf_dataset():

@@ -103,3 +103,68 @@ def test_file_oracle_wait_timeout(tmp_path):
     assert oracle.collect(1) is None
     with pytest.raises(ValueError, match="poll_seconds"):
         FileOracle(str(tmp_path), poll_seconds=0)
+
+
+def test_label_yes_no_questions_with_a_worker(tmp_path, monkeypatch, capsys):
+    """`trinity label` answers the yes/no queries of PartialFeedback too (one tool for the three kinds)."""
+    from trinity_lightning.rounds import Query
+
+    oracle = FileOracle(str(tmp_path), wait=False)
+    oracle.query(1, [Query(5, "yesno", question="Is this a dog?", question_id=3), Query(6, "yesno", question_id=1)])
+    _feed(monkeypatch, "maybe\ny\nn\n")
+    assert label_main([str(oracle.queries_path(1)), "--worker", "ann"]) == 0
+    out = capsys.readouterr().out
+    assert "Is this a dog?" in out and "expected yes or no" in out
+    lines = [json.loads(x) for x in oracle.answers_path(1).read_text().splitlines()]
+    assert lines[0] == {"index": 5, "label": "yes", "question_id": 3, "worker": "ann"}
+    answers = oracle.collect(1)
+    assert answers.labels == [True, False] and answers.workers == ["ann", "ann"]
+
+
+def test_every_answer_is_validated_when_read(tmp_path):
+    """Issue 14 item 19: wrong tag counts, unknown tags, BIO violations were accepted (or broadcast); "3" as an
+    index was dropped. Each bad line is rejected with file:line: reason, the others are kept."""
+    oracle = FileOracle(str(tmp_path), wait=False)
+    q = _queries(tmp_path, [(1, {"tokens": ["Anna", "Smith", "left"]}), (2, {"tokens": ["in", "Rome"]})], TAGS)
+    assert oracle.pending_indices(1) == [1, 2] and q == oracle.queries_path(1)
+    lines = [
+        {"index": 1, "label": "B-PER"},  # one tag for three tokens (used to be broadcast)
+        {"index": 1, "label": ["B-PER", "I-PER"]},  # two tags for three tokens
+        {"index": 1, "label": "O I-PER O"},  # BIO: I-PER after O
+        {"index": 1, "label": "B-PER I-LOC O"},  # unknown tag
+        {"index": 2, "label": "O B-LOC"},  # valid: a string of tags, as the docstring promises
+        {"index": 9, "label": "O"},  # not asked
+        {"index": 1, "label": ["1", "2", "0"]},  # valid: ids as strings ("3" as an index)
+    ]
+    oracle.answers_path(1).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.warns(UserWarning, match="answers.jsonl:1: expected 3 tags"):
+        answers = oracle.collect(1)
+    where, reasons = zip(*(p.split(": ", 1) for p in oracle.problems))
+    assert [w.rsplit(":", 1)[1] for w in where] == ["1", "2", "3", "4", "6"]
+    assert reasons[0] == "expected 3 tags (one per token), got 1"
+    assert "follows 'O'" in reasons[2] and "unknown label 'I-LOC'" in reasons[3] and "not asked" in reasons[4]
+    assert answers.indices == [1, 2] and answers.labels == [[1, 2, 0], [0, 3]]
+    classes = tmp_path / "c"
+    oracle = FileOracle(str(classes), wait=False, choices=[str(d) for d in range(10)][::-1])  # names "9".."0"
+    oracle.query(1, [0, 1])
+    oracle.answers_path(1).write_text('{"index": 0, "label": "3"}\n{"index": 1, "label": 3}\n')
+    assert oracle.collect(1).labels == [6, 3]  # a name first ("3" is class 6 here), then an id
+
+
+def test_invalid_answers_never_reach_the_labels_file(tmp_path):
+    from trinity_lightning.active import ActiveLearning
+
+    from ._helpers import datamodule, mlp
+    from .test_campaign import _trainer
+
+    oracle = FileOracle(str(tmp_path / "q"), wait=False, choices=["a", "b", "c"])
+    dm = datamodule(tmp_path, initial_labelled=12)
+    _trainer(tmp_path, ActiveLearning("margin", query_size=2, budget=14, oracle=oracle)).fit(mlp(), datamodule=dm)
+    first, second = oracle.pending_indices(1)
+    oracle.answers_path(1).write_text(
+        json.dumps({"index": first, "label": "d"}) + "\n" + json.dumps({"index": second, "label": 7}) + "\n"
+    )
+    with pytest.warns(UserWarning, match="unknown label 'd'"):
+        assert oracle.collect(1) is None  # both rejected: the round stays pending
+    saved = json.loads((tmp_path / "labels.json").read_text())
+    assert str(first) not in saved["labelled"] and str(second) not in saved["labelled"]

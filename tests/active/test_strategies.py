@@ -16,11 +16,22 @@ def _logits(probs):
 
 
 def test_registry_names_and_errors():
+    from trinity_lightning.active import HEURISTICS, get_heuristic, register_strategy
+
     assert {"random", "least_confidence", "margin", "entropy", "mnlp", "bald"} <= set(STRATEGIES)
-    with pytest.raises(ValueError, match="expected one of"):
-        get_strategy("nope")
+    assert STRATEGIES is HEURISTICS  # the old name is an alias
+    with pytest.raises(
+        ValueError, match=r"heuristic: 'nope' is not a registered query heuristic. Available names: \['bald'"
+    ):
+        get_heuristic("nope")
+    with pytest.raises(ValueError, match="strategy: 'nope'"):
+        get_strategy("nope")  # the old entry point names the argument it was given as
     with pytest.raises(ValueError, match="n_samples"):
         get_strategy("bald", n_samples=1)
+    with pytest.raises(ValueError, match=r"does not take \['temperature'\]"):
+        get_heuristic("entropy", temperature=2.0)  # unknown kwargs are refused, not ignored
+    with pytest.warns(DeprecationWarning, match="register_heuristic"):
+        register_strategy("entropy")(Entropy)
     with pytest.raises(ValueError, match="reduction"):
         Entropy(reduction="median")
 

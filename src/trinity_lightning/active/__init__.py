@@ -1,10 +1,14 @@
-"""Active learning: the pool DataModule, query strategies, oracles and the campaign (see docs/active.md)."""
+"""Active learning: the pool DataModule, query heuristics, oracles and the campaign (see docs/active.md).
+
+The campaign is a policy on the round engine (:mod:`trinity_lightning.rounds`).
+"""
 
 from trinity_lightning.active.callback import ActiveLearning
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
-from trinity_lightning.active.oracles import Answers, FileOracle, Oracle, SimulatedOracle
+from trinity_lightning.active.oracles import Answers, FileOracle, Oracle, Query, SimulatedOracle
 from trinity_lightning.active.strategies import (
     BALD,
+    HEURISTICS,
     MNLP,
     STRATEGIES,
     Entropy,
@@ -12,12 +16,15 @@ from trinity_lightning.active.strategies import (
     Margin,
     QueryStrategy,
     RandomStrategy,
+    get_heuristic,
     get_strategy,
+    register_heuristic,
     register_strategy,
 )
 
 __all__ = [
     "BALD",
+    "HEURISTICS",
     "MNLP",
     "STRATEGIES",
     "ActiveLearning",
@@ -28,9 +35,12 @@ __all__ = [
     "LeastConfidence",
     "Margin",
     "Oracle",
+    "Query",
     "QueryStrategy",
     "RandomStrategy",
     "SimulatedOracle",
+    "get_heuristic",
     "get_strategy",
+    "register_heuristic",
     "register_strategy",
 ]

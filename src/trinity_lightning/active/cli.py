@@ -1,20 +1,24 @@
-"""``trinity label``: answer an active-learning query batch in the terminal, one example at a time.
+"""``trinity label``: answer a round's queries in the terminal, one item at a time (all three answer kinds).
 
-Reads a query file written by :class:`~trinity_lightning.active.FileOracle` (``round_NNNN.queries.jsonl``),
-shows each unanswered example with rich, takes the answer, and appends it to the answers file at once
-(flushed and fsynced: a crash loses at most the answer being typed). Run it again to continue where
-you stopped; answers already given are skipped.
+Reads a ``round_NNNN.queries.jsonl`` file written by :class:`~trinity_lightning.rounds.FileOracle` (by
+``ActiveLearning`` or ``PartialFeedback``), shows each unanswered item with rich, takes the answer, validates
+it against its query and appends it to the answers file at once (flushed and fsynced: a crash loses at most
+the answer being typed). Run it again to continue where you stopped; answers already given are skipped.
 
-Answers: for a sentence, one tag per token separated by spaces (names such as ``B-PER`` or ids;
-an empty line tags every token ``O``); for a class, its name or its number. ``s`` skips an example,
-``q`` quits.
+Answers, by the query's kind:
+
+* ``tags`` (a sentence): one tag per token separated by spaces (names such as ``B-PER`` or ids); an empty
+  line tags every token ``O``; the count, the tag set and the BIO order are checked;
+* ``class``: its name or its number;
+* ``yesno`` (a question such as "Is this a dog?"): ``y`` or ``n``.
+
+``s`` skips an item, ``q`` quits. ``--worker NAME`` records who answered (the ``worker`` field).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,66 +26,42 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from trinity_lightning.active.oracles import parse_label, read_answers
+from trinity_lightning.rounds.oracle import Query, append_answer, read_answer_file, read_query_file, validate_answer
 
 __all__ = ["label_main"]
 
 
-def _read_queries(path: Path) -> list[dict[str, Any]]:
-    queries = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-            int(record["index"])
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{path}:{number}: not a query line (expected JSON with an 'index')") from None
-        queries.append(record)
-    return queries
-
-
-def _show(console: Console, query: dict[str, Any], position: int, total: int, choices: list[str] | None) -> None:
-    example = query.get("example") or {}
-    console.rule(f"[bold]example {position}/{total}[/bold]  (index {query['index']}, round {query.get('round')})")
-    tokens = example.get("tokens") if isinstance(example, dict) else None
+def _show(console: Console, query: Query, position: int, total: int) -> None:
+    example = query.example or {}
+    console.rule(f"[bold]item {position}/{total}[/bold]  (index {query.index}, {query.kind})")
+    tokens = query.tokens
     if tokens is not None:
         table = Table(show_header=True, box=None)
         for i in range(len(tokens)):
             table.add_column(str(i), justify="center")
         table.add_row(*[str(t) for t in tokens])
         console.print(table)
-    else:
+    elif example:
         text = json.dumps(example.get("features", example) if isinstance(example, dict) else example)
         console.print(text if len(text) < 400 else text[:400] + " ...")
-    if choices:
-        console.print("choices: " + "  ".join(f"[cyan]{i}[/cyan]={name}" for i, name in enumerate(choices)))
+    if query.kind == "yesno":
+        console.print(f"[bold]{query.question or '?'}[/bold]  (y/n)")
+    elif query.choices:
+        console.print("choices: " + "  ".join(f"[cyan]{i}[/cyan]={name}" for i, name in enumerate(query.choices)))
 
 
-def _parse(raw: str, query: dict[str, Any], choices: list[str] | None) -> Any:
-    tokens = (query.get("example") or {}).get("tokens") if isinstance(query.get("example"), dict) else None
-    if tokens is not None:
-        parts = raw.split() or ["O"] * len(tokens)
-        if len(parts) != len(tokens):
-            raise ValueError(f"expected {len(tokens)} tags (one per token), got {len(parts)}")
-        label = parse_label(parts, choices)
-        return [choices[i] for i in label] if choices and isinstance(label, list) else label
+def _parse(raw: str, query: Query) -> Any:
+    """The answer to write: tag names, a class name, or "yes"/"no" (validated against the query)."""
+    if query.kind == "tags":
+        tokens = query.tokens or []
+        value = validate_answer(raw.split() or ["O"] * len(tokens), query)
+        return [query.choices[i] for i in value] if query.choices else value
     if not raw.strip():
-        raise ValueError("type a class name or number")
-    value = parse_label(raw.strip(), choices)
-    return choices[value] if choices and isinstance(value, int) else value
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    torn = False  # a line cut short by a crash must not swallow the next answer
-    if path.exists() and path.stat().st_size:
-        with path.open("rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            torn = handle.read(1) != b"\n"
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(("\n" if torn else "") + json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        raise ValueError("type y or n" if query.kind == "yesno" else "type a class name or number")
+    value = validate_answer(raw.strip(), query)
+    if query.kind == "yesno":
+        return "yes" if value else "no"
+    return query.choices[value] if query.choices else value
 
 
 def label_main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +78,7 @@ def label_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("queries", help="a round_NNNN.queries.jsonl file written by FileOracle")
     parser.add_argument("--answers", default=None, help="answers file (default: round_NNNN.answers.jsonl beside it)")
     parser.add_argument("--choices", default=None, help="comma-separated label names (default: from the queries)")
+    parser.add_argument("--worker", default=None, help="your name or id, written with every answer")
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as exit_:
@@ -108,28 +89,29 @@ def label_main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]trinity label: no such query file: {queries_path}[/red]")
         return 2
     try:
-        queries = _read_queries(queries_path)
+        queries = read_query_file(queries_path)
     except ValueError as err:
         console.print(f"[red]trinity label: {err}[/red]")
         return 2
+    if args.choices:
+        for q in queries:
+            if q.kind != "yesno":
+                q.choices = args.choices.split(",")
     name = queries_path.name.replace(".queries.jsonl", ".answers.jsonl")
     if name == queries_path.name:
         name = queries_path.stem + ".answers.jsonl"
     answers_path = Path(args.answers) if args.answers else queries_path.with_name(name)
-    choices = (
-        args.choices.split(",") if args.choices else next((q.get("choices") for q in queries if q.get("choices")), None)
-    )
-    done, problems = read_answers(answers_path, choices)
+    done, problems = read_answer_file(answers_path, queries)
     for problem in problems:
-        console.print(f"[yellow]skipped malformed answer {problem}[/yellow]")
-    todo = [q for q in queries if int(q["index"]) not in done]
+        console.print(f"[yellow]skipped invalid answer {problem}[/yellow]")
+    todo = [q for q in queries if q.index not in done]
     console.print(
         f"{len(queries)} queries, {len(queries) - len(todo)} already answered, {len(todo)} to go; "
         f"answers go to {answers_path}"
     )
     answered = 0
     for position, query in enumerate(todo, start=1):
-        _show(console, query, position, len(todo), choices)
+        _show(console, query, position, len(todo))
         while True:
             try:
                 raw = console.input("[bold]answer[/bold] (s: skip, q: quit)> ")
@@ -142,13 +124,18 @@ def label_main(argv: Sequence[str] | None = None) -> int:
             if raw.strip() == "s":
                 break
             try:
-                label = _parse(raw, query, choices)
+                label = _parse(raw, query)
             except ValueError as err:
                 console.print(f"[red]{err}[/red]")
                 continue
-            _append(answers_path, {"index": int(query["index"]), "label": label})
+            record: dict[str, Any] = {"index": query.index, "label": label}
+            if query.question_id is not None:
+                record["question_id"] = query.question_id
+            if args.worker:
+                record["worker"] = args.worker
+            append_answer(answers_path, record)
             answered += 1
             break
-    remaining = len([q for q in queries if int(q["index"]) not in read_answers(answers_path, choices)[0]])
+    remaining = len([q for q in queries if q.index not in read_answer_file(answers_path, queries)[0]])
     console.print(f"done: {answered} answered this session, {remaining} still open")
     return 0

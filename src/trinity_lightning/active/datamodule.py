@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from trinity_lightning.data.atomic import atomic_write_json
@@ -45,6 +45,24 @@ class _LabelledView(Dataset):
         if index in self.overrides:
             item = _with_label(item, self.overrides[index], self.label_field)
         return item
+
+
+class SeededShuffle(torch.utils.data.Sampler[int]):
+    """A random order of ``range(n)`` fixed by ``seed`` alone: iterating twice gives the same order.
+
+    Example:
+        >>> list(SeededShuffle(5, seed=1)) == list(SeededShuffle(5, seed=1))
+        True
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+
+    def __iter__(self) -> Any:
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class _TensorBatches(Dataset):
@@ -126,8 +144,13 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         label_field: where an item keeps its label (tuple position or dict key).
         num_classes: when given, labels (or tag ids) must lie in ``[0, num_classes)``.
         cost_fn: annotation cost of one item (e.g. its number of tokens) for token budgets; default 1.
-        labels_path: JSON file rewritten atomically by every :meth:`label` call; when it exists at
-            :meth:`setup`, the labelled set is restored from it.
+        labels_path: JSON file rewritten atomically by every :meth:`label` call.
+        resume_labels: when ``labels_path`` exists at a fresh ``fit`` (no checkpoint): ``True`` (default)
+            continues from it (an INFO line names the file and the count; ``initial_labelled`` and ``seed`` do
+            not re-draw the seed set), ``False`` starts afresh from ``initial_labelled`` and overwrites it at
+            the first label. On resume from a checkpoint the checkpoint's labelled set wins; labels the file
+            holds beyond it (written after the checkpoint) are kept on disk and applied once, when their
+            round is replayed.
         seed: seed of the initial random labelling and of the training shuffle.
 
     Example:
@@ -156,6 +179,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         cost_fn: Callable[[Any], int] | None = None,
         labels_path: str | None = None,
         seed: int = 0,
+        resume_labels: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -175,14 +199,16 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self.cost_fn = cost_fn
         self.initial_labelled = initial_labelled
         self.labels_path = Path(labels_path) if labels_path else None
+        self.resume_labels = resume_labels
         self.seed = seed
         self._dataset, self._val, self._test, self._pool_dataset = dataset, val, test, pool_dataset
         self.dataset: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.pool_set: Dataset | None = None
-        self._labelled_round = np.zeros(0, dtype=np.int64)
+        self._labelled_round: np.ndarray = np.zeros(0, dtype=np.int64)
         self._overrides: dict[int, Any] = {}
+        self._newer: dict[int, tuple[int, Any]] = {}  # labels file entries newer than the checkpoint
         self._costs: np.ndarray | None = None
         self.round = 0
 
@@ -206,8 +232,15 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self.dataset, self.pool_set = dataset, pool if pool is not None else dataset
         self._labelled_round = np.full(n, -1, dtype=np.int64)
         if self.labels_path is not None and self.labels_path.exists():
-            self._load_labels_file(self.labels_path)
-            return
+            if self.resume_labels:
+                self._load_labels_file(self.labels_path)
+                rank_zero_info(
+                    f"labels_path: continuing from {self.labels_path} ({self.n_labelled} labelled examples, round "
+                    f"{self.round}); initial_labelled={self.initial_labelled} is not drawn again. Pass "
+                    "resume_labels=False to start afresh"
+                )
+                return
+            rank_zero_info(f"labels_path: resume_labels=False; {self.labels_path} will be overwritten")
         count = self.initial_labelled
         if isinstance(count, float):
             count = round(count * n)
@@ -313,6 +346,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                     raise ValueError(f"labels: label {label!r} of index {i} is out of range [0, {self.num_classes})")
                 plain.append(label)
         round_ = self.round + 1 if advance_round else self.round
+        for i in idx:  # a replayed round: the file's copy of these labels is superseded by this call
+            self._newer.pop(i, None)
         self._labelled_round[idx] = round_
         self.round = round_
         if labels is not None:
@@ -331,16 +366,21 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         return chosen
 
     # --------------------------------------------------------------------------------------- loaders
-    def _loader(
-        self, dataset: Dataset, shuffle: bool, batch_size: int, generator: torch.Generator | None = None
-    ) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, seed: int | None = None) -> DataLoader:
+        """A loader that never draws from the global random generators (so a resumed run replays exactly).
+
+        Shuffled loaders use :class:`SeededShuffle` (the order depends only on ``seed``, however often the loader is
+        iterated); every loader gets its own generator for the workers' base seed, which PyTorch would otherwise
+        draw from the global generator at each ``iter()``.
+        """
+        seed = self.seed if seed is None else seed
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=SeededShuffle(len(dataset), seed) if shuffle else None,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
-            generator=generator,
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -352,11 +392,21 @@ class ActiveLearningDataModule(pl.LightningDataModule):
                 "train_dataloader: no labelled examples yet; set initial_labelled=... or call "
                 "label(...) before training"
             )
-        trainer = getattr(self, "trainer", None)
-        epoch = trainer.current_epoch if trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * epoch + self.round)
         view = _LabelledView(dataset, labelled, self._overrides, self.label_field)
-        return self._loader(view, True, self.batch_size, generator)
+        return self._loader(view, True, self.batch_size, self._train_seed())
+
+    def _train_seed(self) -> int:
+        """The shuffle seed of the epoch about to start, from (seed, epoch, round).
+
+        The epoch is the fit loop's count of processed epochs: on a resume Lightning builds the loader before it
+        updates ``current_epoch``, so ``current_epoch`` would give the replayed epoch another shuffle.
+        """
+        trainer = getattr(self, "trainer", None)
+        epoch = 0
+        if trainer is not None:
+            progress = getattr(getattr(trainer, "fit_loop", None), "epoch_progress", None)
+            epoch = int(progress.current.processed) if progress is not None else int(trainer.current_epoch)
+        return self.seed * 1_000_003 + 7 * epoch + self.round
 
     def pool_dataloader(self, indices: Sequence[int] | None = None) -> DataLoader:
         """Loader over the pool (or the given subset of it), in order, from ``pool_dataset``.
@@ -370,7 +420,9 @@ class ActiveLearningDataModule(pl.LightningDataModule):
             raise ValueError("pool_dataloader: the pool is empty; every example is labelled")
         if isinstance(self.pool_set, ArrayDataset) and self.collate_fn is None and self.num_workers == 0:
             batches = torch.utils.data.BatchSampler(range(len(chosen)), self.pool_batch_size, drop_last=False)
-            return DataLoader(_TensorBatches(self.pool_set, chosen), sampler=batches, batch_size=None)
+            generator = torch.Generator().manual_seed(self.seed)  # no draw from the global generator
+            data = _TensorBatches(self.pool_set, chosen)
+            return DataLoader(data, sampler=batches, batch_size=None, generator=generator)
         return self._loader(
             torch.utils.data.Subset(self.pool_set, chosen),  # type: ignore[arg-type]
             False,
@@ -405,41 +457,55 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; labels in ``labels_path`` that the state lacks are kept too."""
+        """Restore :meth:`state_dict` (the checkpoint wins over ``labels_path``).
+
+        Labels the file holds beyond the checkpoint were given after it was written (a kill between the
+        answers and the next checkpoint): they are not applied now, which would change the replayed epochs,
+        but kept on disk (:meth:`save_labels` writes them too) and applied once when their round is replayed.
+        A labels file that cannot be read is reported and left alone; the checkpoint carries the state.
+        """
         self._require_setup()
         size = int(state_dict["size"])
         if size != len(self._labelled_round):
             raise ValueError(
                 f"state_dict: saved for a pool of {size} examples, this dataset has {len(self._labelled_round)}"
             )
-        on_file = self._read_labels_file(self.labels_path) if self.labels_path and self.labels_path.exists() else None
+        on_file = None
+        if self.labels_path and self.labels_path.exists():
+            try:
+                on_file = self._read_labels_file(self.labels_path)
+            except ValueError as err:
+                rank_zero_warn(f"{err}; resuming from the checkpoint's labelled set", stacklevel=2)
         self._labelled_round = np.asarray(state_dict["labelled_round"], dtype=np.int64)
         self._overrides = {int(k): v for k, v in state_dict["labels"].items()}
         self.round = int(state_dict["round"])
-        if on_file is not None:  # labelled after the checkpoint was written: never drop a human's work
-            extra = (on_file["labelled_round"] >= 0) & (self._labelled_round < 0)
-            if extra.any():
-                self._labelled_round[extra] = on_file["labelled_round"][extra]
-                for k, v in on_file["labels"].items():
-                    if extra[k]:
-                        self._overrides[k] = v
-                self.round = max(self.round, on_file["round"])
-                warnings.warn(
-                    f"{int(extra.sum())} labels in {self.labels_path} were newer than the checkpoint and were kept",
-                    stacklevel=2,
+        self._newer = {}
+        if on_file is not None:
+            extra = np.flatnonzero((on_file["labelled_round"] >= 0) & (self._labelled_round < 0))
+            self._newer = {int(i): (int(on_file["labelled_round"][i]), on_file["labels"].get(int(i))) for i in extra}
+            if self._newer:
+                rank_zero_info(
+                    f"labels_path: {len(self._newer)} labels in {self.labels_path} are newer than the checkpoint; "
+                    "they stay in the file and are applied once when their round is replayed"
                 )
 
     def save_labels(self, path: str | Path) -> None:
         """Write the labelled set and annotator labels to ``path`` as JSON, atomically."""
-        labelled = np.flatnonzero(self._labelled_round >= 0)
+        rounds = self._labelled_round.copy()
+        labels = dict(self._overrides)
+        for i, (round_, label) in self._newer.items():  # never drop labels given after the checkpoint
+            rounds[i] = round_
+            if label is not None:
+                labels[i] = label
+        labelled = np.flatnonzero(rounds >= 0)
         atomic_write_json(
             path,
             {
                 "version": LABELS_FILE_VERSION,
-                "size": len(self._labelled_round),
-                "round": int(self.round),
-                "labelled": {str(i): int(self._labelled_round[i]) for i in labelled},
-                "labels": {str(k): v for k, v in sorted(self._overrides.items())},
+                "size": len(rounds),
+                "round": max(int(self.round), int(rounds.max(initial=0))),
+                "labelled": {str(i): int(rounds[i]) for i in labelled},
+                "labels": {str(k): v for k, v in sorted(labels.items())},
             },
             indent=None,
         )

@@ -15,89 +15,28 @@ taken, in order of preference, from:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import nn
 
 from trinity_lightning.active.strategies import QueryStrategy
+from trinity_lightning.rounds.inference import Selection, TopK, batch_input, batch_size, merge_selections, predict_pool
 
-__all__ = ["Selection", "TopK", "batch_input", "mc_logits", "model_logits", "score_pool", "select_by_budget"]
+__all__ = [
+    "Selection",
+    "TopK",
+    "batch_input",
+    "mc_logits",
+    "merge_selections",
+    "model_logits",
+    "score_forward",
+    "score_pool",
+    "select_by_budget",
+]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-
-
-@dataclass
-class Selection:
-    """Chosen dataset indices with their scores, best first."""
-
-    indices: list[int]
-    scores: list[float]
-
-
-class TopK:
-    """Running top-``k`` of ``(score, index)`` pairs; ties go to the lower index (deterministic).
-
-    Example:
-        >>> top = TopK(2)
-        >>> top.update(torch.tensor([0.1, 0.9]), torch.tensor([10, 11]))
-        >>> top.update(torch.tensor([0.5, 0.9]), torch.tensor([12, 13]))
-        >>> top.result().indices
-        [11, 13]
-    """
-
-    def __init__(self, k: int) -> None:
-        if k < 1:
-            raise ValueError(f"k: expected a positive number of examples to keep, got {k}")
-        self.k = k
-        self.scores: torch.Tensor | None = None
-        self.indices: torch.Tensor | None = None
-
-    def update(self, scores: torch.Tensor, indices: torch.Tensor) -> None:
-        scores, indices = scores.detach().float().reshape(-1), indices.reshape(-1).to(scores.device)
-        if self.scores is not None and self.indices is not None:
-            scores = torch.cat([self.scores.to(scores.device), scores])
-            indices = torch.cat([self.indices.to(scores.device), indices])
-        self.scores, self.indices = _best(scores, indices, self.k)
-
-    def result(self) -> Selection:
-        if self.scores is None or self.indices is None:
-            return Selection([], [])
-        return Selection(self.indices.cpu().tolist(), self.scores.cpu().tolist())
-
-
-def _best(scores: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k by score, ties broken by ascending index (sort by index, then stable sort by score)."""
-    by_index = torch.argsort(indices)
-    scores, indices = scores[by_index], indices[by_index]
-    order = torch.sort(scores, descending=True, stable=True).indices[:k]
-    return scores[order], indices[order]
-
-
-def merge_selections(parts: Iterable[Selection], k: int) -> Selection:
-    """Merge per-rank top-k selections into one global top-k (same tie rule as :class:`TopK`)."""
-    top = TopK(k)
-    for part in parts:
-        if part.indices:
-            top.update(torch.tensor(part.scores), torch.tensor(part.indices))
-    return top.result()
-
-
-def batch_input(batch: Any) -> Any:
-    """The model input of a batch: first element of a tuple/list, ``input``/``x`` of a dict, or the batch."""
-    if isinstance(batch, (tuple, list)):
-        return batch[0]
-    if isinstance(batch, dict):
-        for key in ("input", "inputs", "x", "image", "pixel_values", "features"):
-            if key in batch:
-                return batch[key]
-        raise KeyError(
-            f"batch: a dict batch needs an 'input' or 'x' key, or the model must define "
-            f"pool_logits(batch); keys are {sorted(batch)}"
-        )
-    return batch
 
 
 def _split(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -195,6 +134,22 @@ def mc_logits(model: nn.Module, batch: Any, n_samples: int) -> tuple[torch.Tenso
     return logits.reshape(n_samples, -1, *logits.shape[1:]), mask
 
 
+def score_forward(strategy: QueryStrategy) -> Callable[[nn.Module, Any], torch.Tensor]:
+    """The ``forward`` that :func:`~trinity_lightning.rounds.predict_pool` runs for a query heuristic: one score
+    per item (no forward pass at all for model-free heuristics such as ``random``)."""
+
+    def forward(model: nn.Module, batch: Any) -> torch.Tensor:
+        if not strategy.needs_model:
+            logits, mask = torch.zeros(batch_size(batch), 1), None
+        elif strategy.stochastic:
+            logits, mask = mc_logits(model, batch, strategy.n_samples)
+        else:
+            logits, mask = model_logits(model, batch)
+        return strategy.score(logits, mask)
+
+    return forward
+
+
 def score_pool(
     model: nn.Module,
     loader: Iterable[Any],
@@ -206,13 +161,16 @@ def score_pool(
 ) -> Selection:
     """Score every batch of ``loader`` (whose items are ``indices``, in order) and keep the top ``k``.
 
+    A thin wrapper of :func:`~trinity_lightning.rounds.predict_pool` on one process (the callback calls
+    ``predict_pool`` itself, with the trainer, to shard the pool across ranks).
+
     Args:
         model: the network (``eval()`` is set for the call and restored afterwards).
         loader: batches of the pool, in the order of ``indices``.
-        strategy: the query strategy.
+        strategy: the query heuristic.
         k: how many candidates to keep.
         indices: dataset index of each item of ``loader``.
-        to_device: moves a batch to the model's device (default: no move).
+        to_device: moves a batch to the model's device (default: the model's device).
         forward_context: a context for each forward pass (e.g. a Lightning precision plugin's).
 
     Example:
@@ -222,40 +180,18 @@ def score_pool(
         >>> len(score_pool(net, loader, Entropy(), k=3, indices=range(100, 108)).indices)
         3
     """
-    index_tensor = torch.as_tensor(list(indices), dtype=torch.long)
-    top = TopK(k)
-    was_training = model.training
-    model.eval()
-    context = forward_context or nullcontext
-    seen = 0
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                if to_device is not None:
-                    batch = to_device(batch)
-                with context():
-                    if not strategy.needs_model:
-                        size = (
-                            len(_split(batch_input(batch))[0])
-                            if not isinstance(batch, dict)
-                            else len(next(iter(batch.values())))
-                        )
-                        logits, mask = torch.zeros(size, 1), None
-                    elif strategy.stochastic:
-                        logits, mask = mc_logits(model, batch, strategy.n_samples)
-                    else:
-                        logits, mask = model_logits(model, batch)
-                    scores = strategy.score(logits, mask)
-                count = len(scores)
-                if seen + count > len(index_tensor):
-                    raise ValueError(f"indices: the loader yields more items than the {len(index_tensor)} indices")
-                top.update(scores, index_tensor[seen : seen + count])
-                seen += count
-    finally:
-        model.train(was_training)
-    if seen != len(index_tensor):
-        raise ValueError(f"indices: the loader yielded {seen} items for {len(index_tensor)} indices")
-    return top.result()
+    result = predict_pool(
+        model,
+        indices,
+        loader,
+        score_forward(strategy),
+        top_k=k,
+        shard=False,
+        to_device=to_device,
+        forward_context=forward_context,
+    )
+    assert isinstance(result, Selection)
+    return result
 
 
 def select_by_budget(selection: Selection, costs: Sequence[int], budget: int) -> Selection:

@@ -1,13 +1,16 @@
-"""Query strategies: small classes that turn model outputs into one informativeness score per example.
+"""Query heuristics ("query strategies" in the literature): small classes that turn model outputs into one
+informativeness score per example. ("Strategy" alone, in this library, means a Lightning strategy.)
 
 Every strategy works on classification logits ``(N, C)`` and on token-tagging logits ``(N, T, C)``
 with a padding ``mask`` ``(N, T)`` (``True`` on real tokens). Higher score = queried first. Stochastic
 strategies (``bald``) receive ``n_samples`` Monte-Carlo dropout outputs stacked in front:
 ``(S, N, C)`` or ``(S, N, T, C)``.
 
-Strategies are registered by name with :func:`register_strategy` so recipes select them in YAML
-(``strategy: mnlp``); :func:`get_strategy` builds one from a name and keyword arguments and lists the
-known names when the name is unknown.
+Heuristics are registered by name with :func:`register_heuristic` (in :data:`HEURISTICS`, a
+:class:`~trinity_lightning.rounds.Registry`) so recipes select them in YAML (``strategy: mnlp`` on
+``ActiveLearning``); :func:`get_heuristic` builds one from a name and keyword arguments and lists the
+known names when the name is unknown. ``register_strategy``/``get_strategy``/``STRATEGIES`` are the old,
+deprecated names.
 
 For a tagger with an autoregressive (greedy) decoder, pass the logits of the *decoded* steps: the
 product of the per-step maxima is then the probability of the greedy path, which is what least
@@ -17,12 +20,16 @@ confidence and MNLP (Shen et al., ICLR 2018) score.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from trinity_lightning.rounds.registry import Registry
+
 __all__ = [
     "BALD",
+    "HEURISTICS",
     "MNLP",
     "STRATEGIES",
     "Entropy",
@@ -30,57 +37,63 @@ __all__ = [
     "Margin",
     "QueryStrategy",
     "RandomStrategy",
+    "get_heuristic",
     "get_strategy",
+    "register_heuristic",
     "register_strategy",
 ]
 
-STRATEGIES: dict[str, type[QueryStrategy]] = {}
 _S = TypeVar("_S", bound="type[QueryStrategy]")
 _REDUCTIONS = ("mean", "sum", "max")
 
 
-def register_strategy(name: str, *, override: bool = False) -> Any:
-    """Class decorator adding a :class:`QueryStrategy` subclass to :data:`STRATEGIES` under ``name``.
+def register_heuristic(name: str, *, override: bool = False) -> Any:
+    """Class decorator adding a :class:`QueryStrategy` subclass to :data:`HEURISTICS` under ``name``.
 
     Example:
-        >>> @register_strategy("first")
+        >>> @register_heuristic("first")
         ... class First(QueryStrategy):
         ...     def score(self, logits, mask=None):
         ...         return -torch.arange(len(logits), dtype=torch.float32)
-        >>> get_strategy("first").score(torch.zeros(3, 2)).tolist()
+        >>> get_heuristic("first").score(torch.zeros(3, 2)).tolist()
         [-0.0, -1.0, -2.0]
-        >>> _ = STRATEGIES.pop("first")
+        >>> _ = HEURISTICS.pop("first")
     """
 
     def decorate(cls: _S) -> _S:
         if not (isinstance(cls, type) and issubclass(cls, QueryStrategy)):
-            raise TypeError(f"register_strategy({name!r}): {cls!r} is not a QueryStrategy subclass")
-        if name in STRATEGIES and STRATEGIES[name] is not cls and not override:
-            raise ValueError(
-                f"strategy name {name!r} is already registered to {STRATEGIES[name].__name__}. "
-                "HINT: use register_strategy(name, override=True)"
-            )
-        STRATEGIES[name] = cls
+            raise TypeError(f"register_heuristic({name!r}): {cls!r} is not a QueryStrategy subclass")
+        HEURISTICS.register(name, cls, override=override)
         cls.name = name
         return cls
 
     return decorate
 
 
-def get_strategy(strategy: str | QueryStrategy, **kwargs: Any) -> QueryStrategy:
-    """Return ``strategy`` itself, or build the registered strategy of that name with ``kwargs``.
+def get_heuristic(heuristic: str | QueryStrategy, /, _argument: str = "heuristic", **kwargs: Any) -> QueryStrategy:
+    """Return ``heuristic`` itself, or build the registered query heuristic of that name with ``kwargs``.
 
     Example:
-        >>> get_strategy("bald", n_samples=5).n_samples
+        >>> get_heuristic("bald", n_samples=5).n_samples
         5
     """
-    if isinstance(strategy, QueryStrategy):
-        if kwargs:
-            raise ValueError(f"strategy_kwargs: given {sorted(kwargs)} but strategy is already an instance")
-        return strategy
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValueError(f"strategy: got {strategy!r}; expected one of {sorted(STRATEGIES)} or a QueryStrategy")
-    return STRATEGIES[strategy](**kwargs)
+    return HEURISTICS.build(heuristic, _argument, **kwargs)
+
+
+def register_strategy(name: str, *, override: bool = False) -> Any:
+    """Deprecated alias of :func:`register_heuristic` ("strategy" alone means a Lightning strategy)."""
+    warnings.warn("register_strategy is deprecated; use register_heuristic", DeprecationWarning, stacklevel=2)
+    return register_heuristic(name, override=override)
+
+
+def get_strategy(strategy: str | QueryStrategy, **kwargs: Any) -> QueryStrategy:
+    """Alias of :func:`get_heuristic`, kept for existing code.
+
+    Example:
+        >>> get_strategy("entropy")
+        Entropy(reduction='mean')
+    """
+    return get_heuristic(strategy, "strategy", **kwargs)
 
 
 def _check(logits: torch.Tensor, mask: torch.Tensor | None, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +136,7 @@ class QueryStrategy:
 
     Class attributes: ``stochastic`` (needs ``n_samples`` MC-dropout outputs), ``needs_model``
     (``False`` for random sampling: no forward pass at all). Subclass it and register the subclass with
-    :func:`register_strategy` to make it selectable by name from YAML.
+    :func:`register_heuristic` to make it selectable by name from YAML.
 
     Example:
         >>> class Shortest(QueryStrategy):  # prefer short sentences (fewer words to label)
@@ -151,7 +164,12 @@ class QueryStrategy:
         return f"{type(self).__name__}({args})"
 
 
-@register_strategy("random")
+HEURISTICS: Registry[QueryStrategy] = Registry("query heuristic", QueryStrategy, "heuristic")
+"""Query heuristics by name (``heuristic: bald`` in YAML); :func:`register_heuristic` adds one."""
+STRATEGIES = HEURISTICS  # deprecated name: "strategy" alone means a Lightning strategy
+
+
+@register_heuristic("random")
 class RandomStrategy(QueryStrategy):
     """Uniform random scores (the baseline); reproducible from the per-round seed.
 
@@ -172,7 +190,7 @@ class RandomStrategy(QueryStrategy):
         return torch.rand(len(logits), generator=self._generator).to(logits.device)
 
 
-@register_strategy("least_confidence")
+@register_heuristic("least_confidence")
 class LeastConfidence(QueryStrategy):
     """``1 - P(best path)``: one minus the product over tokens of the top probability.
 
@@ -190,7 +208,7 @@ class LeastConfidence(QueryStrategy):
         return -torch.expm1((best * mask).sum(-1))
 
 
-@register_strategy("mnlp")
+@register_heuristic("mnlp")
 class MNLP(QueryStrategy):
     """Maximum normalized log-probability: ``-(1/n) * sum_t log max_c p_tc`` (Shen et al. 2018).
 
@@ -205,7 +223,7 @@ class MNLP(QueryStrategy):
         return _reduce(-logits.log_softmax(-1).amax(-1), mask, "mean")
 
 
-@register_strategy("margin")
+@register_heuristic("margin")
 class Margin(QueryStrategy):
     """``1 - (p_top1 - p_top2)`` per token, reduced over the sequence (``reduction``: mean/sum/max).
 
@@ -233,7 +251,7 @@ def _entropy(log_p: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(-1)
 
 
-@register_strategy("entropy")
+@register_heuristic("entropy")
 class Entropy(QueryStrategy):
     """Predictive entropy per token, reduced over the sequence (``reduction``: mean/sum/max).
 
@@ -252,7 +270,7 @@ class Entropy(QueryStrategy):
         return _reduce(_entropy(logits.log_softmax(-1)), mask, self.reduction)
 
 
-@register_strategy("bald")
+@register_heuristic("bald")
 class BALD(QueryStrategy):
     """Bayesian active learning by disagreement from ``n_samples`` MC-dropout passes.
 

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from trinity_lightning.crowd.dawid_skene import DawidSkene
@@ -19,6 +18,10 @@ from trinity_lightning.crowd.heldout import (
 from trinity_lightning.crowd.majority_vote import MajorityVote
 from trinity_lightning.crowd.mbem import MBEM
 from trinity_lightning.crowd.table import AnnotationTable
+from trinity_lightning.rounds.curve import log_round, write_curve
+from trinity_lightning.rounds.engine import RoundCallback
+from trinity_lightning.rounds.inference import predict_pool, subset_loader
+from trinity_lightning.rounds.schedule import require_datamodule
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -35,7 +38,7 @@ def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> to
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
-class CrowdEM(Callback):
+class CrowdEM(RoundCallback):
     """Model-bootstrapped EM around any classifier's training (Khetan, Lipton & Anandkumar, ICLR 2018).
 
     Use it with a :class:`~trinity_lightning.crowd.datamodule.CrowdDataModule`: training batches are
@@ -78,6 +81,13 @@ class CrowdEM(Callback):
         guard: refuse a round whose model explains the annotations no better than the gold-free baselines
             (see above); ``False`` always takes the model's posteriors.
         guard_folds: folds of the held-out likelihood.
+        curve_path: also write the per-round numbers (the ``history``) as a CSV, atomically, after every round.
+
+    Metrics it reads: none of the module's (it needs only ``forward`` returning logits); its own are logged as
+    ``crowd/<name>`` like every round callback's (``active/...``, ``alpf/...``). It is a policy on the round
+    engine (:mod:`trinity_lightning.rounds`): predictions through ``predict_pool`` (precision plugin, DDP
+    shards), the random states of every rank in the checkpoint, and the same
+    :class:`~trinity_lightning.rounds.WrongDataModuleError` as the other callbacks.
 
     Attributes:
         round: rounds done.
@@ -102,7 +112,9 @@ class CrowdEM(Callback):
         guard: bool = True,
         guard_folds: int = 5,
         em_iter: int | None = None,
+        curve_path: str | None = None,
     ) -> None:
+        super().__init__()
         if em_iter is not None:
             warnings.warn("CrowdEM(em_iter=...) is deprecated; use n_iter=...", DeprecationWarning, stacklevel=2)
             n_iter = em_iter
@@ -119,6 +131,7 @@ class CrowdEM(Callback):
             raise ValueError(f"guard_folds: expected at least 2, got {guard_folds}")
         self.hard, self.prior, self.smoothing, self.n_iter = hard, prior, smoothing, n_iter
         self.guard, self.guard_folds = guard, guard_folds
+        self.curve_path = curve_path
         self.baseline_ll: float | None = None  # the gold-free baseline of the guard (annotations only: fixed)
         self.round = 0
         self.posteriors: torch.Tensor | None = None
@@ -135,21 +148,19 @@ class CrowdEM(Callback):
     # ------------------------------------------------------------------ hooks
     @staticmethod
     def _datamodule(trainer: pl.Trainer) -> Any:
-        dm = getattr(trainer, "datamodule", None)
-        needed = ("annotation_table", "set_targets", "annotated_dataloader")
-        if dm is None or not all(hasattr(dm, name) for name in needed):
-            raise ValueError(
-                "CrowdEM needs a CrowdDataModule (or a DataModule with annotation_table, "
-                "set_targets() and annotated_dataloader()); pass datamodule=CrowdDataModule(...) "
-                "to trainer.fit"
-            )
-        return dm
+        return require_datamodule(
+            trainer,
+            ("annotation_table", "set_targets", "annotated_dataloader"),
+            "CrowdEM",
+            needs="a CrowdDataModule (or a DataModule with annotation_table, set_targets() and annotated_dataloader())",
+        )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self._datamodule(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.restore_rng_states(trainer)
         if self.posteriors is not None:  # resumed: the restored posteriors replace the initial targets
             self._datamodule(trainer).set_targets(self.posteriors)
 
@@ -167,21 +178,17 @@ class CrowdEM(Callback):
         self.run_round(trainer, pl_module)
 
     # ------------------------------------------------------------------ the round
-    @torch.no_grad()
     def predict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> torch.Tensor:
-        """Softmax of the model on the annotated items, ``(num_items, K)`` in table order, on CPU."""
+        """Softmax of the model on the annotated items, ``(num_items, K)`` in table order, on CPU.
+
+        Runs through :func:`~trinity_lightning.rounds.predict_pool`: the trainer's device transfer and precision
+        plugin, eval mode restored afterwards, each rank its shard of the items under DDP (gathered, so every rank
+        re-estimates the workers from the same predictions).
+        """
         loader = self._datamodule(trainer).annotated_dataloader()
-        was_training = pl_module.training
-        pl_module.eval()
-        outputs = []
-        try:
-            for batch in loader:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                logits = pl_module(x.to(pl_module.device))
-                outputs.append(torch.softmax(logits.float(), dim=-1).cpu())
-        finally:
-            pl_module.train(was_training)
-        return torch.cat(outputs)
+        items = list(range(len(loader.dataset)))
+        out: torch.Tensor = predict_pool(pl_module, items, subset_loader(loader), trainer=trainer)
+        return out
 
     def run_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         """One MBEM round: predict, re-estimate the workers, replace the targets; returns the logged numbers."""
@@ -223,9 +230,9 @@ class CrowdEM(Callback):
             if previous is not None and self.round == 1:  # what the first round started from (e.g. majority vote)
                 record["label_acc_initial"] = float((previous == gold).float().mean())
         self.history.append(record)
-        pl_module.log_dict(
-            {f"crowd/{k}": v for k, v in record.items() if k != "epoch"}, on_step=False, on_epoch=True, sync_dist=False
-        )
+        log_round(trainer, pl_module, "crowd", {k: v for k, v in record.items() if k != "epoch"})
+        if self.curve_path is not None and trainer.is_global_zero:
+            write_curve(self.curve_path, self.history)
         return record
 
     def _guard(self, table: AnnotationTable, predictions: torch.Tensor, aggregator: Any) -> dict[str, float]:
@@ -269,3 +276,4 @@ class CrowdEM(Callback):
         self.priors = state_dict.get("priors")
         self.baseline_ll = state_dict.get("baseline_ll")
         self.history = [dict(h) for h in state_dict.get("history", [])]
+        self.load_rng(state_dict)

@@ -96,8 +96,11 @@ def test_campaign_spends_the_budget_and_learns(tmp_path):
     trainer(tmp_path, 5, [callback]).fit(model(), datamodule=dm)
     assert callback.naive_cost == naive
     # rounds at fit start and after epochs 1-4 (none after the last epoch: nothing would train on it)
-    assert [row["questions"] for row in callback.curve] == [round(0.2 * naive * k) for k in (1, 2, 3, 4)]
-    assert dm.partial.num_questions == callback.spent == round(0.8 * naive)
+    questions = [row["questions"] for row in callback.curve]
+    assert questions[:3] == [round(0.2 * naive * k) for k in (1, 2, 3)]
+    # the last round spends the rest of the budget, or stops early once every example is fully labelled
+    assert questions[3] == round(0.8 * naive) or bool(dm.partial.fully_labelled.all())
+    assert dm.partial.num_questions == callback.spent == questions[3]
     assert int(dm.partial.fully_labelled.sum()) == dm.n_labelled > 0
     assert callback.curve[-1]["val_acc"] > 0.8  # separable blobs: partial labels are enough
     lines = (tmp_path / "c.csv").read_text().splitlines()
@@ -128,10 +131,23 @@ def test_checkpoint_resume_restores_candidates_and_budget(tmp_path):
 
 
 def test_bad_configuration(tmp_path):
-    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs"):
-        pl.Trainer(max_epochs=1, callbacks=[PartialFeedback()], logger=False, enable_progress_bar=False).fit(
+    """The reload rule and the wrong-DataModule error are the same in ActiveLearning and PartialFeedback."""
+    from trinity_lightning.active import ActiveLearning, ActiveLearningDataModule
+    from trinity_lightning.rounds import WrongDataModuleError
+
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs: PartialFeedback"):
+        pl.Trainer(max_epochs=1, reload_dataloaders_every_n_epochs=2, callbacks=[PartialFeedback()], logger=False).fit(
             model(), datamodule=datamodule(tmp_path)
         )
+    unset = pl.Trainer(max_epochs=1, callbacks=[PartialFeedback()], logger=False, enable_progress_bar=False)
+    unset.fit(model(), datamodule=datamodule(tmp_path))  # unset: the callback sets it (as ActiveLearning does)
+    assert unset.reload_dataloaders_every_n_epochs == 1
+    plain = ActiveLearningDataModule(pool(), num_classes=5, initial_labelled=5)
+    other = pl.LightningDataModule.from_datasets(pool())
+    for callback, dm in ((PartialFeedback(), plain), (ActiveLearning(), other)):
+        with pytest.raises(WrongDataModuleError, match=f"datamodule: {type(callback).__name__} needs"):
+            pl.Trainer(max_epochs=1, callbacks=[callback], logger=False).fit(model(), datamodule=dm)
+    assert issubclass(WrongDataModuleError, TypeError) and issubclass(WrongDataModuleError, ValueError)
     with pytest.raises(ValueError, match="round_budget"):
         PartialFeedback(round_budget=-1)
     with pytest.raises(ValueError, match="strategy"):
@@ -161,10 +177,8 @@ def test_recipe_smoke(tmp_path, monkeypatch):
 
 
 def test_human_campaign_through_trinity_label_files(tmp_path):
-    """Questions go out as the active-learning oracle's query files; answers come back as `trinity label` writes
-    them; a stopped campaign resumes without losing or repeating a question."""
-    from trinity_lightning.active.partial_feedback import AnswersPending
-
+    """Questions go out as the round engine's query files; answers come back as `trinity label` writes
+    them; a stopped campaign resumes without losing or repeating a question; pending is a state, not an error."""
     folder = tmp_path / "ask"
     gold = pool().labels
 
@@ -176,15 +190,17 @@ def test_human_campaign_through_trinity_label_files(tmp_path):
 
     def answer(round_: int) -> None:
         queries = [yaml.safe_load(line) for line in (folder / f"round_{round_:04d}.queries.jsonl").open()]
-        assert all(q["choices"] == ["no", "yes"] and q["example"]["question"].startswith("Is this a") for q in queries)
+        assert all(q["choices"] == ["no", "yes"] and q["question"].startswith("Is this a") for q in queries)
         masks = HIERARCHY.binarized().question_masks()
         with (folder / f"round_{round_:04d}.answers.jsonl").open("a") as handle:
             for q in queries:
-                yes = bool(masks[q["example"]["question_id"], gold[q["index"]]])
+                yes = bool(masks[q["question_id"], gold[q["index"]]])
                 handle.write(f'{{"index": {q["index"]}, "label": "{"yes" if yes else "no"}"}}\n')
 
-    with pytest.raises(AnswersPending, match="trinity label"):
-        run()  # nothing answered yet: nothing to train on
+    dm, callback = run()  # nothing answered yet: the run stops cleanly before training, waiting
+    assert callback.waiting and callback.phase == "waiting" and dm.partial.num_questions == 0
+    queries = [yaml.safe_load(line) for line in (folder / "round_0001.queries.jsonl").open()]
+    assert {q["kind"] for q in queries} == {"yesno"} and len(queries) == 20
     answer(1)
     dm, callback = run()  # applies the 20 answers, trains an epoch, asks the next batch and stops
     assert dm.partial.num_questions == callback.spent == 20

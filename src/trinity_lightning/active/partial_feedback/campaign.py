@@ -1,35 +1,30 @@
 """The ALPF campaign: rounds of (train, score the pool, ask binary questions) under a question budget.
 
-:class:`PartialFeedback` is a Lightning callback that drives the rounds inside one ``trainer.fit``: every
-``epochs_per_round`` epochs it scores the open examples with the model being trained (eval mode, no
-gradient, the pool loader without augmentation), asks ``round_budget`` questions chosen by the strategy,
-and the next epoch trains on the grown set of partial labels (hence ``reload_dataloaders_every_n_epochs=1``).
-Lightning 2 removed loop customisation, so a callback plus a dataloader reload is the smallest way to run
-the whole campaign from one recipe (``trinity fit --config recipes/alpf.yaml``) around any LightningModule
-that trains on ``(x, candidates)`` batches (:class:`PartialLabelClassifier` or a ``training_step`` calling
+:class:`PartialFeedback` is a Lightning callback, a policy on the round engine
+(:mod:`trinity_lightning.rounds`), that drives the rounds inside one ``trainer.fit``: every
+``epochs_per_round`` epochs it scores the open examples with the model being trained
+(:func:`~trinity_lightning.rounds.predict_pool`: eval mode, the precision plugin, each rank its shard under
+DDP), asks ``round_budget`` yes/no questions chosen by the question strategy through the oracle protocol, and
+the next epoch trains on the grown set of partial labels (the train loader is rebuilt every epoch). Lightning
+2 removed loop customisation, so a callback plus a dataloader reload is the smallest way to run the whole
+campaign from one recipe (``trinity fit --config recipes/alpf.yaml``) around any LightningModule that trains
+on ``(x, candidates)`` batches (:class:`PartialLabelClassifier` or a ``training_step`` calling
 :func:`partial_label_loss`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
 from trinity_lightning.active.partial_feedback.datamodule import PartialFeedbackDataModule
-from trinity_lightning.active.partial_feedback.oracle import (
-    ActiveFileBinaryOracle,
-    AnswersPending,
-    BinaryOracle,
-    FileBinaryOracle,
-    SimulatedBinaryOracle,
-)
+from trinity_lightning.active.partial_feedback.oracle import BinaryOracle, SimulatedBinaryOracle, question_text
 from trinity_lightning.active.partial_feedback.questions import (
     QuestionContext,
     QuestionStrategy,
@@ -37,7 +32,18 @@ from trinity_lightning.active.partial_feedback.questions import (
     get_question_strategy,
 )
 from trinity_lightning.active.partial_feedback.state import PartialLabels
-from trinity_lightning.data import atomic_write_text
+from trinity_lightning.rounds.curve import log_round, round_metrics, write_curve
+from trinity_lightning.rounds.engine import RoundCallback
+from trinity_lightning.rounds.inference import barrier, broadcast, predict_pool
+from trinity_lightning.rounds.oracle import Answers, FileOracle, Oracle, Query
+from trinity_lightning.rounds.schedule import (
+    StoppingCriterion,
+    check_budget,
+    ensure_reload_every_epoch,
+    require_datamodule,
+    resolve_budget,
+    stop_reason,
+)
 
 AnswerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
@@ -97,12 +103,17 @@ def ask_questions(
     return spent
 
 
-class PartialFeedback(Callback):
-    """Run an ALPF campaign inside ``trainer.fit`` (needs ``reload_dataloaders_every_n_epochs=1``).
+class PartialFeedback(RoundCallback):
+    """Run an ALPF campaign inside ``trainer.fit`` (see the module docstring).
 
     Budgets are a number of questions (``int``) or, as a ``float`` in ``(0, 1]``, a fraction of the
     *naive* cost: the questions a binary-search annotator needs to label the whole pool (computed from
     the dataset's labels with the simulated oracle, from the class-average cost with a human).
+
+    Metrics: the curve and the loggers get ``alpf/questions``, ``alpf/round``, ``alpf/fully_labelled`` and
+    ``alpf/informative``; the curve also copies the module's validation metrics: ``monitor`` when given (a
+    name or a list; refused at the first round after a validation, with the logged names, when not logged),
+    else every metric named ``val_*``, ``val/*``, ``valid_*`` or ``validation_*``.
 
     Args:
         strategy: a registered question strategy (``uniform``, ``al_me``, ``aq_erc``, ``alpf_erc``, ``eig``,
@@ -110,15 +121,18 @@ class PartialFeedback(Callback):
         round_budget: questions per round.
         total_budget: questions in all; the campaign stops asking then (training goes on to ``max_epochs``).
         epochs_per_round: training epochs between two rounds.
-        questions_file: ask a human: a ``.jsonl`` path uses
-            :class:`~trinity_lightning.active.partial_feedback.FileBinaryOracle` (answer in the file or with
-            ``python -m trinity_lightning.active.partial_feedback.oracle FILE``); a folder uses the active-learning
-            oracle's files (:class:`~trinity_lightning.active.partial_feedback.ActiveFileBinaryOracle`, answer with
-            ``trinity label``). Default: the simulated oracle answering from the dataset's labels.
+        questions_file: ask a person: a folder where :class:`~trinity_lightning.rounds.FileOracle` writes
+            ``round_NNNN.queries.jsonl`` (answer with ``trinity label``); the run stops while answers are
+            pending and resumes with ``ckpt_path=last``. (A ``.jsonl`` path, the old single-file format, is
+            deprecated and becomes the folder of that name without the suffix.) Default: the simulated
+            oracle answering from the dataset's labels.
         curve_path: CSV written atomically after every round (round, questions, fraction of the naive
-            budget, fully labelled, informative examples, the monitored metric).
-        monitor: metric recorded in the curve (e.g. ``val_acc``).
+            budget, fully labelled, informative examples, the recorded metrics).
+        monitor: the metric(s) recorded in the curve (default: every validation metric).
         seed: seed of the strategy's random choices (round ``r`` uses ``seed + r``).
+        oracle: any :class:`~trinity_lightning.rounds.Oracle` answering yes/no queries (overrides
+            ``questions_file``).
+        stopping: extra stopping criteria, each ``should_stop(curve) -> bool``.
 
     Example:
         >>> cb = PartialFeedback("alpf_erc", round_budget=0.05, total_budget=0.3)
@@ -134,13 +148,15 @@ class PartialFeedback(Callback):
         epochs_per_round: int = 1,
         questions_file: str | None = None,
         curve_path: str | None = None,
-        monitor: str = "val_acc",
+        monitor: str | list[str] | None = None,
         seed: int = 0,
+        oracle: Oracle | None = None,
+        stopping: Sequence[StoppingCriterion] | None = None,
     ) -> None:
-        for name, value in (("round_budget", round_budget), ("total_budget", total_budget)):
-            if value <= 0 or (isinstance(value, float) and value > 1.0 and not float(value).is_integer()):
-                raise ValueError(f"{name}: expected a positive question count or a fraction in (0, 1], got {value}")
-        if epochs_per_round < 1:
+        super().__init__()
+        check_budget(round_budget, "round_budget", allow_none=False)
+        check_budget(total_budget, "total_budget", allow_none=False)
+        if not isinstance(epochs_per_round, int) or epochs_per_round < 1:
             raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
         self.strategy = get_question_strategy(strategy)
         self.strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
@@ -149,169 +165,262 @@ class PartialFeedback(Callback):
         self.questions_file = questions_file
         self.curve_path = Path(curve_path) if curve_path else None
         self.monitor, self.seed = monitor, seed
+        self.stopping = list(stopping or [])
+        self._user_oracle = oracle
+        # state (saved in checkpoints)
         self.round = 0
         self.spent = 0
         self.curve: list[dict[str, Any]] = []
+        self.batch = 0  # oracle batches handed out (several per round: answers change the candidate sets)
+        self.round_left = 0  # questions still to ask in the open round
+        self.pending: list[tuple[int, int]] = []  # (example, question id) of the batch awaiting answers
+        self.waiting = False
+        self.finished = False
         self.naive_cost = 0
-        self.oracle: BinaryOracle | None = None
+        self.oracle: Oracle | None = None
+        self._restored = False  # state came from a checkpoint
+        self._validated = True  # whether a validation ran before the open round (the monitor can be checked)
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(strategy=self.strategy_name)
 
+    @property
+    def phase(self) -> str:
+        """``"train"``, ``"waiting"`` (for answers) or ``"finished"``."""
+        return "finished" if self.finished else "waiting" if self.waiting else "train"
+
     # ------------------------------------------------------------------ helpers
     def _datamodule(self, trainer: pl.Trainer) -> PartialFeedbackDataModule:
-        dm = getattr(trainer, "datamodule", None)
-        if not isinstance(dm, PartialFeedbackDataModule):
-            raise ValueError(
-                "datamodule: PartialFeedback needs a PartialFeedbackDataModule passed to "
-                f"trainer.fit(datamodule=...), got {type(dm).__name__}"
-            )
+        dm: PartialFeedbackDataModule = require_datamodule(trainer, PartialFeedbackDataModule, "PartialFeedback")
         return dm
 
     def _questions(self, value: float) -> int:
-        if isinstance(value, float) and value <= 1.0:
-            return max(1, round(value * self.naive_cost))
-        return int(value)
+        return int(resolve_budget(value, self.naive_cost) or 0)
+
+    def _make_oracle(self, dm: PartialFeedbackDataModule) -> Oracle:
+        if self._user_oracle is not None:
+            return self._user_oracle
+        if self.questions_file is None:
+            return SimulatedBinaryOracle(dm.gold_labels(), dm.question_masks)
+        folder = Path(self.questions_file)
+        if folder.suffix == ".jsonl":
+            warnings.warn(
+                f"questions_file: a .jsonl file is the old single-file format; questions now go to the folder "
+                f"{folder.with_suffix('')} (answer with `trinity label`)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            folder = folder.with_suffix("")
+        return FileOracle(str(folder), wait=False)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if getattr(trainer, "reload_dataloaders_every_n_epochs", 0) != 1:
-            raise ValueError(
-                "trainer.reload_dataloaders_every_n_epochs: PartialFeedback grows the training set "
-                "every round; set it to 1"
-            )
         dm = self._datamodule(trainer)
+        ensure_reload_every_epoch(trainer, "PartialFeedback")
         dm.setup("fit")
         costs = binary_search_costs(dm.question_masks)
-        if self.questions_file is None:
-            gold = dm.gold_labels()
-            self.naive_cost = int(costs[gold].sum())
-            self.oracle = SimulatedBinaryOracle(gold, dm.question_masks)
+        if self.questions_file is None and self._user_oracle is None:
+            self.naive_cost = int(costs[dm.gold_labels()].sum())
         else:
             n = dm.partial.num_examples if dm.partial is not None else 0
             self.naive_cost = round(float(costs.float().mean()) * n)
-            if self.questions_file.endswith(".jsonl"):
-                self.oracle = FileBinaryOracle(self.questions_file, dm.question_names)
-            else:  # a folder: the active-learning oracle's files, answered with `trinity label`
-                self.oracle = ActiveFileBinaryOracle(self.questions_file, dm.question_names)
+        self.oracle = self._make_oracle(dm)
 
-    @torch.inference_mode()
     def _probabilities(
-        self, dm: PartialFeedbackDataModule, pl_module: pl.LightningModule, indices: list[int]
+        self, trainer: pl.Trainer, dm: PartialFeedbackDataModule, pl_module: pl.LightningModule, indices: list[int]
     ) -> torch.Tensor:
         assert dm.partial is not None
         probs = torch.zeros(dm.partial.num_examples, dm.partial.num_classes)
-        if not indices:
-            return probs
-        was_training = pl_module.training
-        pl_module.eval()
-        chunks = []
-        for batch in dm.pool_dataloader(indices):
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            chunks.append(pl_module(x.to(pl_module.device)).float().softmax(dim=-1).cpu())
-        pl_module.train(was_training)
-        probs[torch.as_tensor(indices)] = torch.cat(chunks)
+        if indices and getattr(self.strategy, "needs_model", True) and getattr(self.strategy, "uses_model", True):
+            probs[torch.as_tensor(indices)] = predict_pool(pl_module, indices, dm.pool_dataloader, trainer=trainer)
         return probs
 
-    def _round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    # ------------------------------------------------------------------ rounds
+    def _start_round(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, validated: bool, resume: bool = False
+    ) -> None:
         dm = self._datamodule(trainer)
-        assert dm.partial is not None and self.oracle is not None
-        budget = min(self._questions(self.round_budget), self._questions(self.total_budget) - self.spent)
-        if budget <= 0:
-            return
-        open_ = torch.nonzero(~dm.partial.fully_labelled).flatten().tolist()
-        if not open_:
-            return
-        if hasattr(self.oracle, "answered"):  # human answers given while the run was stopped
-            budget -= self._harvest(dm, self.oracle)
-            open_ = torch.nonzero(~dm.partial.fully_labelled).flatten().tolist()
-            if budget <= 0 or not open_:
-                return
-        probs = self._probabilities(dm, pl_module, open_)
-        try:
-            asked = ask_questions(
-                self.strategy,
-                dm.partial,
-                dm.question_masks,
-                self.oracle,
-                budget,
-                probs,
-                self.seed + self.round,
-                apply=dm.answer,
-            )
-        except AnswersPending as pending:
-            if not bool(dm.partial.informative.any()):
-                raise  # nothing to train on until the first answers come in
-            trainer.should_stop = True
-            print(f"PartialFeedback: {pending}")
-            return
-        self.spent += asked
-        self.round += 1
-        metric = trainer.callback_metrics.get(self.monitor)
-        self.curve.append(
-            {
-                "round": self.round,
-                "questions": self.spent,
-                "budget_fraction": self.spent / max(1, self.naive_cost),
-                "fully_labelled": int(dm.partial.fully_labelled.sum()),
-                "informative": int(dm.partial.informative.sum()),
-                self.monitor: float(metric) if metric is not None else float("nan"),
-            }
-        )
-        for logger in trainer.loggers:
-            logger.log_metrics(
-                {
-                    "alpf_questions": float(self.spent),
-                    "alpf_round": float(self.round),
-                    "alpf_fully_labelled": float(self.curve[-1]["fully_labelled"]),
-                },
-                step=trainer.global_step,
-            )
-        self._write_curve()
-
-    def _harvest(self, dm: PartialFeedbackDataModule, oracle: Any) -> int:
-        """Apply the human's answers that still tell something (idempotent: applied answers no longer split)."""
         assert dm.partial is not None
-        examples, questions, answers = oracle.answered()
-        if examples.numel() == 0:
-            return 0
+        if self.finished:
+            return
+        if resume:
+            self._validated = validated
+            self._ask_round(trainer, pl_module, dm)
+            return
+        budget = min(self._questions(self.round_budget), self._questions(self.total_budget) - self.spent)
+        reason = stop_reason(self.stopping, self.curve)
+        if budget <= 0 or not bool((~dm.partial.fully_labelled).any()) or reason is not None:
+            self.finished = True
+            rank_zero_info(
+                f"partial feedback: no more questions ({reason or 'budget spent or every example labelled'})"
+            )
+            return
+        self.round_left = budget
+        self._validated = validated
+        self._ask_round(trainer, pl_module, dm)
+
+    def _ask_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: PartialFeedbackDataModule) -> None:
+        """Ask batches until the round's budget is spent (answers change the candidate sets in between)."""
+        assert dm.partial is not None and self.oracle is not None
+        open_ = torch.nonzero(~dm.partial.fully_labelled).flatten().tolist()
+        probs = self._probabilities(trainer, dm, pl_module, open_)
+        while True:
+            if not self.pending:
+                if self.round_left <= 0:
+                    break
+                ctx = QuestionContext(
+                    dm.partial.candidates, dm.question_masks, probs, dm.partial.asked, self.seed + self.round
+                )
+                examples, questions = self.strategy.select(ctx, self.round_left)
+                if examples.numel() == 0:
+                    break
+                self.batch += 1
+                self.pending = list(zip(examples.tolist(), questions.tolist()))
+                sent = self.oracle.pending(self.batch)  # handed out before a restart: the person may be halfway
+                if sent:
+                    self.pending = [(q.index, int(q.question_id if q.question_id is not None else -1)) for q in sent]
+            items = [
+                Query(e, "yesno", question=question_text(dm.question_names[q]), question_id=q) for e, q in self.pending
+            ]
+            if trainer.is_global_zero:
+                self.oracle.query(self.batch, items, dm)
+            barrier(trainer, "alpf-query")
+            if not trainer.is_global_zero:
+                self.oracle.query(self.batch, items, dm)
+            answers: Answers | None = broadcast(self.oracle.collect(self.batch), trainer)
+            if answers is None:
+                self.waiting = True
+                trainer.should_stop = True
+                where = getattr(self.oracle, "queries_path", None)
+                rank_zero_info(
+                    f"partial feedback: waiting for {len(self.pending)} answers"
+                    + (f" (trinity label {where(self.batch)})" if where else "")
+                    + "; resume with ckpt_path=last"
+                )
+                return
+            self.waiting = False
+            self._apply(dm, answers)
+        self._finish_round(trainer, pl_module, dm)
+
+    def _apply(self, dm: PartialFeedbackDataModule, answers: Answers) -> None:
+        """Apply the batch's answers once: an answer that no longer splits a candidate set was applied already."""
+        assert dm.partial is not None and answers.labels is not None
+        examples = torch.tensor([e for e, _ in self.pending], dtype=torch.int64)
+        questions = torch.tensor([q for _, q in self.pending], dtype=torch.int64)
+        given = dict(zip(answers.indices, answers.labels))
+        values = torch.tensor([bool(given[e]) for e, _ in self.pending], dtype=torch.bool)
         masks = dm.question_masks[questions]
         n_yes = (dm.partial.candidates[examples] & masks).sum(dim=1)
         useful = (n_yes > 0) & (n_yes < dm.partial.num_candidates[examples])
         if bool(useful.any()):
-            dm.answer(examples[useful], questions[useful], answers[useful])
-        count = int(useful.sum())
-        self.spent += count
-        return count
+            dm.answer(examples[useful], questions[useful], values[useful])
+        asked = len(self.pending)
+        self.spent += asked
+        self.round_left -= asked
+        self.pending = []
+        self.waiting = False
 
-    def _write_curve(self) -> None:
-        if self.curve_path is None or not self.curve:
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.curve[0]))
-        writer.writeheader()
-        writer.writerows(self.curve)
-        atomic_write_text(self.curve_path, buffer.getvalue())
+    def _finish_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: PartialFeedbackDataModule) -> None:
+        assert dm.partial is not None
+        self.round += 1
+        self.round_left = 0
+        metrics = round_metrics(trainer, self.monitor, "PartialFeedback", check=self._validated)
+        row: dict[str, Any] = {
+            "round": self.round,
+            "questions": self.spent,
+            "budget_fraction": self.spent / max(1, self.naive_cost),
+            "fully_labelled": int(dm.partial.fully_labelled.sum()),
+            "informative": int(dm.partial.informative.sum()),
+            **metrics,
+        }
+        self.curve.append(row)
+        log_round(
+            trainer,
+            pl_module,
+            "alpf",
+            {
+                "questions": self.spent,
+                "round": self.round,
+                "fully_labelled": row["fully_labelled"],
+                "informative": row["informative"],
+            },
+        )
+        if self.curve_path is not None and trainer.is_global_zero:
+            write_curve(self.curve_path, self.curve)
 
     # ------------------------------------------------------------------ hooks
+    def _harvest(self, trainer: pl.Trainer, dm: PartialFeedbackDataModule) -> None:
+        """A fresh fit over an existing questions folder: apply every answered batch (once), find the open one."""
+        assert self.oracle is not None
+        while True:
+            items = self.oracle.pending(self.batch + 1)
+            if not items:
+                return
+            self.batch += 1
+            self.pending = [(q.index, int(q.question_id if q.question_id is not None else -1)) for q in items]
+            answers: Answers | None = broadcast(self.oracle.collect(self.batch), trainer)
+            if answers is None:
+                return  # the open batch: asked again (same file) at the first round
+            self._apply(dm, answers)
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = self._datamodule(trainer)
         assert dm.partial is not None
-        self.spent = max(self.spent, dm.partial.num_questions)  # answers saved after the last checkpoint count
-        if not bool(dm.partial.informative.any()) or hasattr(self.oracle, "answered"):
-            self._round(trainer, pl_module)  # a first round (or the answers a human gave while stopped)
+        if not self._restored:
+            self._harvest(trainer, dm)
+        self.spent = max(self.spent, dm.partial.num_questions)  # a fresh fit continuing from partial_path
+        if self.pending and not self._restored:
+            self.round_left = max(self.round_left, len(self.pending))
+            self._start_round(trainer, pl_module, validated=False, resume=True)
+            return
+        if not bool(dm.partial.informative.any()) and not self.waiting and not self.pending:
+            self._start_round(trainer, pl_module, validated=False)  # a first round: nothing to train on yet
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.restore_rng_states(trainer)
+        if self.pending and not trainer.should_stop:  # resumed (or started) while a person had questions
+            self._validated = False  # no validation ran yet in this process: the metrics are not known
+            self._ask_round(trainer, pl_module, self._datamodule(trainer))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.waiting:
+            return
         last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.epochs_per_round == 0 and not last_epoch:  # no training would follow
-            self._round(trainer, pl_module)
+            self._start_round(trainer, pl_module, validated=True)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """A module that trains on hard labels fails on the candidate masks: name the one thing to change."""
+        if trainer.training and isinstance(exception, (RuntimeError, ValueError, TypeError)):
+            exception.add_note(
+                "PartialFeedback: training batches are (x, candidates) with candidates a (B, C) boolean mask of the "
+                "classes still possible, not class ids; train with partial_label_loss(logits, candidates) in "
+                "training_step (or use PartialLabelClassifier)"
+            )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "spent": self.spent, "curve": [dict(row) for row in self.curve]}
+        return {
+            "round": self.round,
+            "phase": self.phase,
+            "spent": self.spent,
+            "curve": [dict(row) for row in self.curve],
+            "batch": self.batch,
+            "round_left": self.round_left,
+            "pending": [list(p) for p in self.pending],
+            "waiting": self.waiting,
+            "finished": self.finished,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.round = int(state_dict["round"])
         self.spent = int(state_dict["spent"])
         self.curve = [dict(row) for row in state_dict["curve"]]
+        self.batch = int(state_dict.get("batch", 0))
+        self.round_left = int(state_dict.get("round_left", 0))
+        self.pending = [(int(e), int(q)) for e, q in state_dict.get("pending", [])]
+        self.waiting = bool(state_dict.get("waiting", False))
+        self.finished = bool(state_dict.get("finished", False))
+        self._restored = True
+        self.load_rng(state_dict)

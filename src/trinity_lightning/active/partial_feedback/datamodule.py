@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.partial_feedback.hierarchy import ClassHierarchy
 from trinity_lightning.active.partial_feedback.state import PartialLabels
+from trinity_lightning.data import DataFormatError
 
 
 class _CandidateView(Dataset):
-    """``(x, candidate mask)`` items for the informative examples of a pool."""
+    """``(x, candidate mask)`` items for the informative examples of a pool (the mask at ``label_field``)."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int], candidates: torch.Tensor, label_field: int) -> None:
+    def __init__(
+        self, dataset: Dataset, indices: Sequence[int], candidates: torch.Tensor, label_field: int | str
+    ) -> None:
         self.dataset, self.indices, self.candidates, self.label_field = dataset, list(indices), candidates, label_field
 
     def __len__(self) -> int:
@@ -27,9 +30,12 @@ class _CandidateView(Dataset):
 
     def __getitem__(self, position: int) -> Any:
         index = self.indices[position]
-        item = list(self.dataset[index])
-        item[self.label_field] = self.candidates[index]
-        return tuple(item)
+        item = self.dataset[index]
+        if isinstance(item, dict):
+            return {**item, self.label_field: self.candidates[index]}
+        values = list(item)
+        values[self.label_field] = self.candidates[index]  # type: ignore[index]
+        return tuple(values)
 
 
 class PartialFeedbackDataModule(ActiveLearningDataModule):
@@ -72,8 +78,6 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         if hierarchy is None:
             raise ValueError("hierarchy: a ClassHierarchy is required")
         kwargs.setdefault("num_classes", hierarchy.num_classes)
-        if kwargs.get("label_field", -1) not in (-1, 1):
-            raise ValueError("label_field: PartialFeedbackDataModule expects (x, y) tuples (label_field=-1 or 1)")
         super().__init__(dataset, **kwargs)
         self.hierarchy = hierarchy.binarized() if binarize and not hierarchy.is_binary() else hierarchy
         self.question_names = self.hierarchy.questions
@@ -87,7 +91,7 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
             return
         super().setup(stage)
         self._ensure_partial()
-        if self.partial_path is not None and self.partial_path.exists():
+        if self.partial_path is not None and self.partial_path.exists() and self.resume_labels:
             self._merge(PartialLabels.load(self.partial_path).state_dict())
         self._sync_from_labelled()
 
@@ -108,8 +112,9 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         labels = getattr(dataset, "labels", None)
         if isinstance(labels, torch.Tensor) and labels.ndim == 1 and len(labels) == len(dataset):  # type: ignore
             return labels.to(torch.int64)
+        field_ = self.label_field
         return torch.as_tensor(
-            [int(dataset[i][-1]) for i in range(len(dataset))],  # type: ignore[arg-type]
+            [int(dataset[i][field_]) for i in range(len(dataset))],  # type: ignore[arg-type,index]
             dtype=torch.int64,
         )
 
@@ -126,7 +131,7 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
     def label(self, indices: Sequence[int], labels: Sequence[Any] | None = None, advance_round: bool = True) -> None:
         """Exact labels (parent behaviour) also collapse the candidate sets to the given class."""
         super().label(indices, labels, advance_round)
-        if self.partial is not None:
+        if self.partial is not None and len(indices):
             idx = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]  # type: ignore
             values = [int(v) for v in labels] if labels is not None else self.gold_labels()[idx].tolist()
             self.partial.set_labels(idx, values)
@@ -150,7 +155,7 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         done = done.flatten()
         if done.numel():
             labels = partial.candidates[done].float().argmax(dim=1).tolist()
-            ActiveLearningDataModule.label(self, done.tolist(), labels, advance_round=False)
+            super().label(done.tolist(), labels, advance_round=False)  # the parent's: the candidates are set
         self._save_partial()
 
     def _save_partial(self) -> None:
@@ -181,19 +186,25 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore from a checkpoint; answers in ``partial_path`` newer than the checkpoint are kept."""
+        """Restore from a checkpoint: the checkpoint's candidate sets win over ``partial_path``.
+
+        Answers saved after the checkpoint was written are replayed by the campaign (the same questions, the
+        simulated oracle's or a person's answers read again from the round's answers file) and applied once;
+        applying them now would change the replayed epochs.
+        """
         super().load_state_dict(state_dict)
-        on_file = None
-        if self.partial_path is not None and self.partial_path.exists():
-            on_file = PartialLabels.load(self.partial_path).state_dict()
+        partial = self._ensure_partial()
         if "partial" in state_dict:
-            self._ensure_partial().load_state_dict(state_dict["partial"])
-        if on_file is not None:
-            before = self._ensure_partial().num_questions
-            self._merge(on_file)
-            if self._ensure_partial().num_questions > before:
-                warnings.warn(
-                    f"answers in {self.partial_path} were newer than the checkpoint and were kept", stacklevel=2
+            partial.load_state_dict(state_dict["partial"])
+        if self.partial_path is not None and self.partial_path.exists():
+            try:
+                newer = PartialLabels.load(self.partial_path).num_questions - partial.num_questions
+            except DataFormatError:
+                newer = 0
+            if newer > 0:
+                rank_zero_info(
+                    f"partial_path: {newer} answers in {self.partial_path} are newer than the checkpoint; "
+                    "their round is replayed and they are applied once"
                 )
         self._sync_from_labelled()
 
@@ -207,23 +218,16 @@ class PartialFeedbackDataModule(ActiveLearningDataModule):
         """Shuffled ``(x, candidates)`` batches over every informative example."""
         dataset = self._pool()
         chosen = self.informative_indices
+        trainer = getattr(self, "trainer", None)
+        if not chosen and trainer is not None and trainer.should_stop:  # stopped for answers before any training
+            return self._loader(_CandidateView(dataset, [], self._ensure_partial().candidates, -1), False, 1)
         if not chosen:
             raise RuntimeError(
                 "train_dataloader: no example has an answer yet; ask questions (or set "
                 "initial_labelled=...) before training"
             )
-        trainer = getattr(self, "trainer", None)
-        epoch = trainer.current_epoch if trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * epoch + self.round)
-        view = _CandidateView(dataset, chosen, self._ensure_partial().candidates, -1)
-        return DataLoader(
-            view,
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            collate_fn=self.collate_fn,
-            generator=generator,
-        )
+        view = _CandidateView(dataset, chosen, self._ensure_partial().candidates, self.label_field)
+        return self._loader(view, True, self.batch_size, self._train_seed())
 
 
 class ImagePartialFeedbackDataModule(PartialFeedbackDataModule):

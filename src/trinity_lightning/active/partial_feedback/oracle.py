@@ -1,11 +1,15 @@
 """Oracles that answer binary questions "Is this a <composite>?": simulated from gold labels, or a human.
 
-The human path is a JSONL file: the campaign writes one line per pending question
-(``{"example": 12, "question_id": 3, "question": "Is this a dog?", "answer": null}``); a person fills
-``"answer"`` with ``"y"``/``"n"`` (by hand, or with ``python -m trinity_lightning.active.partial_feedback.oracle
-FILE`` in a terminal, which saves every answer at once); the campaign reads the answers back. While answers are
-missing the oracle raises :class:`AnswersPending`; the campaign keeps the pending batch in its state, so a
-stopped run asks exactly the same questions when it starts again and no answer is lost.
+:class:`PartialFeedback` talks to every oracle through the round engine's protocol
+(:class:`~trinity_lightning.rounds.Oracle`: ``query(round, items)`` / ``collect(round) -> answers | None``) with
+yes/no :class:`~trinity_lightning.rounds.Query` items. :class:`SimulatedBinaryOracle` answers from gold labels
+(and keeps ``ask`` for :func:`~trinity_lightning.active.partial_feedback.ask_questions`); a person answers
+through :class:`~trinity_lightning.rounds.FileOracle`'s files with ``trinity label``.
+
+Deprecated (kept for one release): :class:`FileBinaryOracle` (one ``questions.jsonl`` with an ``"answer"``
+field), :class:`ActiveFileBinaryOracle`, :class:`AnswersPending` (pending is state now, never an exception),
+:func:`answer_in_terminal` and ``python -m trinity_lightning.active.partial_feedback.oracle`` (use
+``trinity label``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from trinity_lightning.data import atomic_write_text
+from trinity_lightning.rounds.oracle import Answers, Oracle, Query
 
 _YES = {"y", "yes", "true", "1"}
 _NO = {"n", "no", "false", "0"}
@@ -40,7 +45,11 @@ class BinaryOracle(Protocol):
     def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor: ...
 
 
-class SimulatedBinaryOracle:
+def _deprecated(name: str, instead: str) -> None:
+    warnings.warn(f"{name} is deprecated; {instead}", DeprecationWarning, stacklevel=3)
+
+
+class SimulatedBinaryOracle(Oracle):
     """Answers from gold labels: "yes" iff the example's class lies under the question's node.
 
     Args:
@@ -51,6 +60,8 @@ class SimulatedBinaryOracle:
         >>> oracle = SimulatedBinaryOracle(torch.tensor([0, 2]), torch.tensor([[True, True, False]]))
         >>> oracle.ask(torch.tensor([0, 1]), torch.tensor([0, 0])).tolist()
         [True, False]
+        >>> oracle.query(1, [Query(1, "yesno", question_id=0)]); oracle.collect(1)
+        Answers(indices=[1], labels=[False])
     """
 
     def __init__(self, labels: Any, question_masks: torch.Tensor) -> None:
@@ -62,11 +73,29 @@ class SimulatedBinaryOracle:
                 f"labels: expected class ids in [0, {c}), got [{int(self.labels.min())}, {int(self.labels.max())}]"
             )
         self.asked = 0
+        self._batches: dict[int, list[tuple[int, int]]] = {}
 
     def ask(self, examples: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         """``(B,)`` booleans for the pairs ``(examples[b], questions[b])``."""
         self.asked += int(torch.as_tensor(examples).numel())
         return self.question_masks[torch.as_tensor(questions), self.labels[torch.as_tensor(examples)]]
+
+    def query(self, round: int, items: Sequence[Query | int], datamodule: Any = None) -> None:
+        """Remember the round's yes/no queries (each needs its ``question_id``)."""
+        pairs = []
+        for q in items:
+            if not isinstance(q, Query) or q.question_id is None:
+                raise ValueError(f"items: a binary oracle needs yes/no Query items with a question_id, got {q!r}")
+            pairs.append((q.index, q.question_id))
+        self._batches[round] = pairs
+
+    def collect(self, round: int) -> Answers | None:
+        pairs = self._batches.pop(round, None)
+        if pairs is None:
+            raise KeyError(f"round: no batch was queried for round {round}")
+        examples = torch.tensor([e for e, _ in pairs], dtype=torch.int64)
+        answers = self.ask(examples, torch.tensor([q for _, q in pairs], dtype=torch.int64))
+        return Answers([e for e, _ in pairs], [bool(a) for a in answers.tolist()])
 
 
 def parse_answer(value: Any) -> bool | None:
@@ -136,6 +165,7 @@ class FileBinaryOracle:
     def __init__(
         self, path: str | Path, question_names: Sequence[str], describe: Callable[[int], str] | None = None
     ) -> None:
+        _deprecated("FileBinaryOracle", "PartialFeedback(questions_file=FOLDER) writes the round engine's files")
         self.path = Path(path)
         self.question_names = list(question_names)
         self.describe = describe
@@ -224,6 +254,7 @@ class ActiveFileBinaryOracle:
     ) -> None:
         from trinity_lightning.active.oracles import FileOracle
 
+        _deprecated("ActiveFileBinaryOracle", "PartialFeedback(questions_file=FOLDER) uses FileOracle directly")
         self.question_names = list(question_names)
         self._asking: dict[int, int] = {}
         self.files = FileOracle(
@@ -329,8 +360,10 @@ def answer_in_terminal(
     """Ask every unanswered question of ``path`` in the terminal; each answer is saved at once.
 
     Type ``y``/``n``; ``s`` skips a question, ``q`` stops (answers given so far are kept).
-    Returns the number of questions answered in this session.
+    Returns the number of questions answered in this session. Deprecated: ``trinity label`` answers yes/no
+    queries of the round engine's files.
     """
+    _deprecated("answer_in_terminal", "use `trinity label DIR/round_NNNN.queries.jsonl`")
     path = Path(path)
     rows = read_questions_file(path)
     answered = 0
@@ -359,8 +392,16 @@ def answer_in_terminal(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trinity_lightning.active.partial_feedback.oracle QUESTIONS.jsonl``."""
+    """``python -m trinity_lightning.active.partial_feedback.oracle QUESTIONS.jsonl`` (deprecated).
+
+    A ``round_NNNN.queries.jsonl`` file is handed to ``trinity label``; an old questions file is still answered.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 1 and args[0].endswith(".queries.jsonl"):
+        from trinity_lightning.active.cli import label_main
+
+        return label_main(args)
+    print("note: this command is deprecated; use `trinity label`", file=sys.stderr)
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m trinity_lightning.active.partial_feedback.oracle QUESTIONS.jsonl")
         return 0 if args and args[0] in ("-h", "--help") else 2

@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from trinity_lightning.rounds.registry import Registry
+
 QUESTION_RULES = ("binary", "erc", "edc", "eig")
 _MINIMIZE = {"binary": True, "erc": True, "edc": False, "eig": False}
 
@@ -256,8 +258,9 @@ class PairSelection(QuestionStrategy):
         return examples, qs[examples]
 
 
-QUESTION_STRATEGIES: dict[str, Callable[..., QuestionStrategy]] = {}
-DESCRIPTIONS: dict[str, str] = {}
+QUESTION_STRATEGIES: Registry[QuestionStrategy] = Registry("question strategy", QuestionStrategy, "strategy")
+"""Question strategies by name (``strategy: alpf_erc`` on ``PartialFeedback``)."""
+DESCRIPTIONS = QUESTION_STRATEGIES.descriptions
 
 
 def register_question_strategy(
@@ -268,24 +271,19 @@ def register_question_strategy(
     Raises:
         ValueError: when ``name`` is taken and ``override`` is False.
     """
-    if name in QUESTION_STRATEGIES and not override:
-        raise ValueError(f"name: question strategy {name!r} is already registered. HINT: use override=True")
-    QUESTION_STRATEGIES[name] = factory
-    DESCRIPTIONS[name] = description
+    QUESTION_STRATEGIES.register(name, factory, description=description, override=override)
 
 
 def get_question_strategy(name: str | QuestionStrategy, **kwargs: Any) -> QuestionStrategy:
-    """Build a registered strategy by name (an instance is returned as is).
+    """Build a registered strategy by name (an instance is returned as is); unknown kwargs are refused.
 
     Example:
         >>> get_question_strategy("alpf_erc").rule
         'erc'
     """
     if isinstance(name, QuestionStrategy):
-        return name
-    if name not in QUESTION_STRATEGIES:
-        raise ValueError(f"strategy: got {name!r}; expected one of {sorted(QUESTION_STRATEGIES)}")
-    strategy = QUESTION_STRATEGIES[name](**kwargs)
+        return QUESTION_STRATEGIES.build(name, **kwargs)
+    strategy = QUESTION_STRATEGIES.build(name, **kwargs)
     strategy.name = name  # type: ignore[misc]
     return strategy
 
