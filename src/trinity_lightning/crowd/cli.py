@@ -15,13 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported only once the arguments are parsed (``--help`` stays instant)
     from trinity_lightning.crowd.base import Aggregator
 
-METHODS = {
-    "majority_vote": "MajorityVote",
-    "mv": "MajorityVote",
-    "dawid_skene": "DawidSkene",
-    "ds": "DawidSkene",
-    "one_coin": "OneCoinDawidSkene",
-}
+from trinity_lightning.crowd.registry import ANNOTATION_ONLY, get_aggregator
+
+METHODS = ANNOTATION_ONLY  # the registered aggregators that need nothing but the annotations
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,18 +86,15 @@ def _classes(text: str | None) -> list[str] | None:
 
 
 def _build(args: argparse.Namespace) -> Aggregator:
-    from trinity_lightning import crowd
-
-    name = METHODS[args.method]
-    if name == "MajorityVote":
-        return crowd.MajorityVote(tie_break=args.tie_break, seed=args.seed, device=args.device)
-    cls = getattr(crowd, name)
+    if args.method in ("majority_vote", "mv"):
+        return get_aggregator(args.method, tie_break=args.tie_break, seed=args.seed, device=args.device)
     if args.max_iter is not None:
         print("trinity crowd aggregate: --max-iter is deprecated; use --n-iter (crowd-kit's name)", file=sys.stderr)
         args.n_iter = args.max_iter
     if args.crowdkit_compat and args.smoothing:
         raise ValueError("--crowdkit-compat: crowd-kit does not smooth; drop --smoothing")
-    return cls(  # type: ignore[no-any-return]
+    return get_aggregator(
+        args.method,
         n_iter=args.n_iter,
         tol=args.tol,
         smoothing=args.smoothing,

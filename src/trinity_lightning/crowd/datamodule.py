@@ -11,12 +11,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from trinity_lightning.crowd.base import Aggregator
-from trinity_lightning.crowd.dawid_skene import DawidSkene
-from trinity_lightning.crowd.majority_vote import MajorityVote
+from trinity_lightning.crowd.registry import ANNOTATION_ONLY, get_aggregator
 from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
 from trinity_lightning.crowd.table import AnnotationTable, DuplicatePolicy
 
-InitMethod = Literal["majority_vote", "dawid_skene"]
+InitMethod = Literal["majority_vote", "mv", "dawid_skene", "ds", "one_coin"]
 HardTargets = Literal["sample", "argmax"]
 
 
@@ -153,8 +152,10 @@ class CrowdDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
-        if init not in ("majority_vote", "dawid_skene"):
-            raise ValueError(f"init: expected 'majority_vote' or 'dawid_skene', got {init!r}")
+        if init not in ANNOTATION_ONLY:
+            raise ValueError(
+                f"init: expected one of the annotation-only aggregators {list(ANNOTATION_ONLY)}, got {init!r}"
+            )
         if hard_targets not in ("sample", "argmax"):
             raise ValueError(f"hard_targets: expected 'sample' or 'argmax', got {hard_targets!r}")
         self.soft_targets, self.hard_targets = bool(soft_targets), hard_targets
@@ -198,7 +199,7 @@ class CrowdDataModule(pl.LightningDataModule):
         if ids.dtype.kind not in "iu" or (len(ids) and (ids.min() < 0 or ids.max() >= size)):
             raise ValueError(f"annotations: item ids must be indices into items [0, {size}); got e.g. {ids[:3]!r}")
         self.item_indices = torch.as_tensor(ids.astype(np.int64))
-        self.aggregator = MajorityVote() if self.init == "majority_vote" else DawidSkene()
+        self.aggregator = get_aggregator(self.init, _argument="init")
         self.aggregator.fit(self.table)
         self.targets = self.aggregator.probas_.detach().to("cpu", torch.float32).clone()
         self.hard_labels = torch.zeros(len(self.targets), dtype=torch.int64)
