@@ -36,6 +36,7 @@ _EXPORTS = {
     "coherence_umass": "trinity_lightning.topics.metrics",
     "perplexity": "trinity_lightning.topics.metrics",
     "recovery_l1": "trinity_lightning.topics.metrics",
+    "sample_lda_counts": "trinity_lightning.topics.metrics",
     "synthetic_lda": "trinity_lightning.topics.metrics",
     "top_words": "trinity_lightning.topics.metrics",
     "TopicModel": "trinity_lightning.topics.module",
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         coherence_umass,
         perplexity,
         recovery_l1,
+        sample_lda_counts,
         synthetic_lda,
         top_words,
     )

@@ -26,6 +26,7 @@ __all__ = [
     "coherence_umass",
     "perplexity",
     "recovery_l1",
+    "sample_lda_counts",
     "synthetic_lda",
     "top_words",
 ]
@@ -158,6 +159,25 @@ class SyntheticLDA:
     theta: np.ndarray
 
 
+def sample_lda_counts(
+    rng: np.random.Generator, theta: np.ndarray, topics: np.ndarray, lengths: np.ndarray
+) -> sp.csr_matrix:
+    """Counts of documents drawn token by token: ``z ~ θ_d``, ``w ~ β_z`` (inverse-CDF sampling, vectorized)."""
+    n, V = theta.shape[0], topics.shape[1]
+    doc = np.repeat(np.arange(n), lengths)
+    cdf_theta = np.cumsum(theta, axis=1)
+    z = (rng.random(doc.size)[:, None] * cdf_theta[doc, -1:] > cdf_theta[doc]).sum(axis=1)
+    z = np.minimum(z, topics.shape[0] - 1)
+    cdf_topics = np.cumsum(topics, axis=1)
+    u = rng.random(doc.size)
+    w = np.empty(doc.size, dtype=np.int64)
+    for j in range(topics.shape[0]):
+        mask = z == j
+        w[mask] = np.searchsorted(cdf_topics[j], u[mask] * cdf_topics[j, -1], side="right")
+    w = np.minimum(w, V - 1)
+    return sp.csr_matrix((np.ones(doc.size), (doc, w)), shape=(n, V))
+
+
 def synthetic_lda(
     n_docs: int = 20_000,
     n_words: int = 1_000,
@@ -168,7 +188,7 @@ def synthetic_lda(
     seed: int = 0,
 ) -> SyntheticLDA:
     """Draw an LDA corpus: topics ~ Dirichlet(``topic_concentration``) over ``n_words``, ``θ_d`` ~ Dirichlet(α₀/k),
-    document lengths uniform in ``doc_length``, counts ~ Multinomial(l, θ_dᵀβ). Vectorized, seeded.
+    document lengths uniform in ``doc_length``, then each token's topic and word (:func:`sample_lda_counts`).
 
     Example:
         >>> d = synthetic_lda(n_docs=10, n_words=30, n_topics=3, seed=0)
@@ -180,10 +200,8 @@ def synthetic_lda(
     alpha = np.full(n_topics, alpha0 / n_topics)
     theta = rng.dirichlet(alpha, size=n_docs)
     lengths = rng.integers(doc_length[0], doc_length[1] + 1, size=n_docs)
-    probs = theta @ topics
-    probs /= probs.sum(axis=1, keepdims=True)
-    chunks = []
-    for start in range(0, n_docs, 20_000):
-        block = rng.multinomial(lengths[start : start + 20_000], probs[start : start + 20_000])
-        chunks.append(sp.csr_matrix(block.astype(np.float64)))
+    chunks = [
+        sample_lda_counts(rng, theta[i : i + 20_000], topics, lengths[i : i + 20_000])
+        for i in range(0, n_docs, 20_000)
+    ]
     return SyntheticLDA(sp.vstack(chunks, format="csr"), topics, alpha, theta)
