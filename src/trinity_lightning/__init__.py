@@ -100,6 +100,10 @@ _EXPORTS: dict[str, str] = {
     "detensorize": "trinity_lightning.tensor",
     "load_tensorized": "trinity_lightning.tensor",
     "tensorize": "trinity_lightning.tensor",
+    # topics
+    "SpectralLDA": "trinity_lightning.topics",
+    "TopicModel": "trinity_lightning.topics",
+    "TopicModelDataModule": "trinity_lightning.topics",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -219,3 +223,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         load_tensorized,
         tensorize,
     )
+    from trinity_lightning.topics import SpectralLDA, TopicModel, TopicModelDataModule

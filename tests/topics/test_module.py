@@ -54,7 +54,9 @@ class _Dump(Callback):
 
     def on_train_end(self, trainer, pl_module):
         torch.save(pl_module.topics_, self.root / f"rank{trainer.global_rank}.pt")
-        (self.root / f"docs{trainer.global_rank}.json").write_text(json.dumps(float(trainer.callback_metrics["topics/documents"])))
+        (self.root / f"docs{trainer.global_rank}.json").write_text(
+            json.dumps(float(trainer.callback_metrics["topics/documents"]))
+        )
 
 
 @pytest.mark.distributed
@@ -63,7 +65,9 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     single = TopicModel(4, oversample=6, show_topics=False)
     _trainer(devices=1).fit(single, TopicModelDataModule(counts=data.counts, batch_size=256))
     trainer = _trainer(devices=2, strategy="ddp_spawn", callbacks=[_Dump(tmp_path)])
-    trainer.fit(TopicModel(4, oversample=6, show_topics=False), TopicModelDataModule(counts=data.counts, batch_size=256))
+    trainer.fit(
+        TopicModel(4, oversample=6, show_topics=False), TopicModelDataModule(counts=data.counts, batch_size=256)
+    )
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert torch.allclose(got, single.topics_, atol=1e-6, rtol=0)

@@ -160,11 +160,11 @@ def test_readers_and_malformed_lines(tmp_path):
         read_ldac(wrong_n)
     neg = tmp_path / "neg.ldac"
     neg.write_text("1 0:-1\n")
-    with pytest.raises(DataFormatError, match="line 1.*non-negative"):
+    with pytest.raises(DataFormatError, match=r"line 1.*non-negative"):
         read_ldac(neg)
     bow = tmp_path / "docword.txt"
     bow.write_text("2\n3\n2\n1 1 2\n2 x 1\n")
-    with pytest.raises(DataFormatError, match="docword.txt, line 5"):
+    with pytest.raises(DataFormatError, match=r"docword\.txt, line 5"):
         read_bow(bow)
 
 

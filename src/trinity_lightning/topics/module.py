@@ -129,13 +129,17 @@ class TopicModelDataModule(pl.LightningDataModule):
             ds = datasets.load_dataset(kind.get(local.suffix, "json"), data_files=str(local), split="train")
         else:
             ds = datasets.load_dataset(self.path, split=self.split)
+        f = self.filters
+        filters: dict[str, Any] = {
+            "stop_words": f["stop_words"],
+            "min_df": f["min_df"],
+            "max_df": f["max_df"],
+            "max_features": f["max_features"],
+        }
         if self.title_column:
-            titles, texts = ds[self.title_column], ds[self.text_column]
-            return texts_to_counts(
-                [f"{a or ''}\n{b or ''}" for a, b in zip(titles, texts)],
-                **{k: v for k, v in self.filters.items() if v is not None or k == "max_features"},
-            )
-        return read_hf_texts(ds, self.text_column, **{k: v for k, v in self.filters.items() if v is not None})
+            texts = [f"{a or ''}\n{b or ''}" for a, b in zip(ds[self.title_column], ds[self.text_column])]
+            return texts_to_counts(texts, **filters)
+        return read_hf_texts(ds, self.text_column, **filters)
 
     def setup(self, stage: str | None = None) -> None:
         """Read the corpus once."""
@@ -216,7 +220,7 @@ class TopicModel(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Start from the seeded Gaussian basis (identity when the vocabulary is small)."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "n_features"):
             raise ValueError("TopicModel needs a datamodule with n_features (e.g. TopicModelDataModule)")
         V = int(dm.n_features)
@@ -268,8 +272,8 @@ class TopicModel(pl.LightningModule):
                 self.hparams["seed"],
             )
             self.topics_, self.alpha_ = topics.cpu(), alpha.cpu()
-            dm = self.trainer.datamodule
-            if hasattr(dm, "counts"):
+            dm = getattr(self.trainer, "datamodule", None)
+            if dm is not None and hasattr(dm, "counts"):
                 n = self.hparams["top_n"]
                 self.log("topics/npmi", float(coherence_npmi(self.topics_, dm.counts, n).mean()), sync_dist=False)
                 self.log("topics/umass", float(coherence_umass(self.topics_, dm.counts, n).mean()), sync_dist=False)
@@ -290,7 +294,7 @@ class TopicModel(pl.LightningModule):
         if self.topics_ is None or self.alpha_ is None:
             raise RuntimeError("no topics yet: fit for at least 2 epochs")
         if vocab is None:
-            dm = self.trainer.datamodule if self._trainer is not None else None
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
             vocab = getattr(dm, "vocab", None) or [f"w{i}" for i in range(self.topics_.shape[1])]
         table = Table(title=f"{self.topics_.shape[0]} topics (spectral LDA)")
         table.add_column("topic", justify="right")

@@ -57,14 +57,14 @@ class SparseBatch:
         cs = torch.cat([self.vals.new_zeros(1), self.vals.cumsum(0)])
         return cs[self.crow[1:]] - cs[self.crow[:-1]]
 
-    def X(self, values: Tensor | None = None) -> Tensor:
+    def X(self, values: Tensor | None = None) -> Tensor:  # noqa: N802
         """The batch as a torch sparse CSR tensor (optionally with other ``values`` on the same pattern)."""
         v = self.vals if values is None else values
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore", UserWarning)
             return torch.sparse_csr_tensor(self.crow, self.cols, v, (self.n_docs, self.n_features))
 
-    def XT(self, values: Tensor | None = None) -> Tensor:
+    def XT(self, values: Tensor | None = None) -> Tensor:  # noqa: N802
         """The transpose (vocabulary × documents) as a sparse CSR tensor."""
         v = self.vals if values is None else values
         with warnings.catch_warnings():
@@ -87,10 +87,10 @@ class SparseBatch:
 
 
 def _weights(lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    l = lengths
-    s1 = torch.where(l >= 1, 1.0 / l.clamp(min=1), torch.zeros_like(l))
-    s2 = torch.where(l >= 2, 1.0 / (l * (l - 1)).clamp(min=1), torch.zeros_like(l))
-    s3 = torch.where(l >= 3, 1.0 / (l * (l - 1) * (l - 2)).clamp(min=1), torch.zeros_like(l))
+    n = lengths
+    s1 = torch.where(n >= 1, 1.0 / n.clamp(min=1), torch.zeros_like(n))
+    s2 = torch.where(n >= 2, 1.0 / (n * (n - 1)).clamp(min=1), torch.zeros_like(n))
+    s3 = torch.where(n >= 3, 1.0 / (n * (n - 1) * (n - 2)).clamp(min=1), torch.zeros_like(n))
     return s1, s2, s3
 
 
@@ -127,20 +127,23 @@ class MomentSums:
     def empty(cls, basis: Tensor, third: bool = True) -> MomentSums:
         """Zero sums for ``basis`` (V × p)."""
         V, p = basis.shape
-        z = {"dtype": basis.dtype, "device": basis.device}
+
+        def z(*shape: int) -> Tensor:
+            return torch.zeros(shape, dtype=basis.dtype, device=basis.device)
+
         return cls(
             basis=basis,
             third=third,
-            n1=torch.zeros((), **z),
-            n2=torch.zeros((), **z),
-            n3=torch.zeros((), **z),
-            m1=torch.zeros(V, **z),
-            g2=torch.zeros(V, **z),
-            g3=torch.zeros(V, **z),
-            z2=torch.zeros(V, p, **z),
-            z3=torch.zeros(V, p, **z),
-            s2=torch.zeros(p, p, **z),
-            a1=torch.zeros(p, p, p, **z) if third else torch.zeros(0, **z),
+            n1=z(),
+            n2=z(),
+            n3=z(),
+            m1=z(V),
+            g2=z(V),
+            g3=z(V),
+            z2=z(V, p),
+            z3=z(V, p),
+            s2=z(p, p),
+            a1=z(p, p, p) if third else z(0),
         )
 
     def add(self, batch: SparseBatch) -> None:
@@ -207,7 +210,7 @@ class Whitening:
     tensor: Tensor
 
     @property
-    def W(self) -> Tensor:
+    def W(self) -> Tensor:  # noqa: N802
         """The V × k whitening matrix (``Wᵀ M2 W = I``)."""
         return self.basis @ (self.eigvecs / self.eigvals.sqrt())
 
