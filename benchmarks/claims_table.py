@@ -39,6 +39,11 @@ NAMED = (
     "tensorized_net_param_ratio_at_iso_accuracy",
     "maxmin_nrm_vs_ce_semisup",
     "rpn_ablation_delta",
+    "spectral_lda_fit_time_vs_gensim_nyt",
+    "spectral_lda_npmi_vs_gensim_nyt",
+    "refined_lda_npmi_vs_tomotopy_nyt",
+    "refined_lda_time_vs_tomotopy_nyt",
+    "spectral_lda_recovery_vs_tomotopy_synthetic",
 )
 
 
