@@ -59,6 +59,7 @@ class _Dump(Callback):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_two_processes_match_single_process(tmp_path):
     data = _data()
