@@ -43,6 +43,11 @@ NAMED = (
     "sn_landing_error_vs_oracle",
     "sn_extrapolation_gain",
     "learned_vs_integral_fast_descent",
+    "spectral_lda_fit_time_vs_gensim_nyt",
+    "spectral_lda_npmi_vs_gensim_nyt",
+    "refined_lda_npmi_vs_tomotopy_nyt",
+    "refined_lda_time_vs_tomotopy_nyt",
+    "spectral_lda_recovery_vs_tomotopy_synthetic",
 )
 
 

@@ -108,6 +108,10 @@ _EXPORTS: dict[str, str] = {
     "ResidualDynamicsModule": "trinity_lightning.lander",
     "SpectralNormalization": "trinity_lightning.lander",
     "TrackingController": "trinity_lightning.lander",
+    # topics
+    "SpectralLDA": "trinity_lightning.topics",
+    "TopicModel": "trinity_lightning.topics",
+    "TopicModelDataModule": "trinity_lightning.topics",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -236,3 +240,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         load_tensorized,
         tensorize,
     )
+    from trinity_lightning.topics import SpectralLDA, TopicModel, TopicModelDataModule
