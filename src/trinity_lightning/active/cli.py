@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,11 @@ def label_main(argv: Sequence[str] | None = None) -> int:
         usage: trinity label ...
         0
     """
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if "--web" in argv:  # the labelling page (trinity_lightning.rounds.web)
+        from trinity_lightning.rounds.web.app import web_main
+
+        return web_main([a for a in argv if a != "--web"])
     parser = argparse.ArgumentParser(
         prog="trinity label", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -79,8 +85,9 @@ def label_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--answers", default=None, help="answers file (default: round_NNNN.answers.jsonl beside it)")
     parser.add_argument("--choices", default=None, help="comma-separated label names (default: from the queries)")
     parser.add_argument("--worker", default=None, help="your name or id, written with every answer")
+    parser.add_argument("--web", action="store_true", help="serve a labelling page (see --web --help)")
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     console = Console(highlight=False, soft_wrap=True)
