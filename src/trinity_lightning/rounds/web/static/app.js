@@ -125,7 +125,7 @@
     $("item-id").textContent = `item ${position} of ${S.queries.length} · pool index ${index} · ${q.kind}` +
       (answered ? " · answered: change it or skip" : "");
     for (const id of ["question", "path", "example", "tokens", "choices", "candidates", "help"]) clear($(id));
-    $("accept").hidden = q.kind !== "tags";
+    $("accept").hidden = q.kind !== "tags"; $("tokens").hidden = q.kind !== "tags";
     const example = q.example;
     if (q.kind === "yesno") {
       $("question").appendChild(questionWords(q.question || "?"));
