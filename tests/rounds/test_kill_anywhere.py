@@ -56,6 +56,7 @@ def _subprocess(root: Path, *kill: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 25 subprocess campaigns: about 8 minutes on 2 idle cores
 def test_sigkill_at_seeded_random_points_resumes_exactly(tmp_path):
     assert _subprocess(tmp_path / "reference") == 0
     expected = _campaign.outcome(tmp_path / "reference")

@@ -48,6 +48,7 @@ def _outcome(folder: Path) -> dict:
     }
 
 
+@pytest.mark.timeout(2400)
 def test_active_digits_killed_in_round_three_resumes_identically(tmp_path):
     reference = _fit(tmp_path / "reference")
     assert reference.wait(timeout=900) == 0, reference.stderr.read().decode()[-3000:] if reference.stderr else ""
