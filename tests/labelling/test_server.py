@@ -199,3 +199,30 @@ def test_cli_web_flag_help_and_errors(tmp_path, capsys):
     assert label_main(["--web", str(tmp_path / "missing")]) == 2
     assert "no such queries folder" in capsys.readouterr().err
     assert label_main(["--web", str(tmp_path), "--answers-per-item", "0"]) == 2
+
+
+def test_crowd_file_oracle_waits_for_k_people_and_aggregates(tmp_path):
+    from trinity_lightning.rounds.web import CrowdFileOracle
+
+    write_queries(
+        tmp_path,
+        1,
+        [{"index": i, "kind": "class", "choices": ["cat", "dog"]} for i in range(3)]
+        + [{"index": 9, "kind": "tags", "example": {"tokens": ["Anna", "left"]}, "choices": TAGS}],
+    )
+    store = LabelStore(tmp_path, answers_per_item=3)
+    votes = {"ann": ["cat", "dog", "dog"], "bo": ["cat", "dog", "cat"], "cy": ["dog", "dog", "cat"]}
+    for worker, labels in votes.items():
+        for i, label in enumerate(labels):
+            store.answer(1, i, label, worker)
+    store.answer(1, 9, "B-PER O", "ann")
+    store.answer(1, 9, "B-PER O", "bo")
+    majority = CrowdFileOracle(str(tmp_path), answers_per_item=3, wait=False)
+    assert majority.collect(1) is None  # item 9 has 2 of 3 answers
+    store.answer(1, 9, "O O", "cy")
+    answers = majority.collect(1)
+    assert answers is not None and answers.labels == [0, 1, 0, [1, 0]]
+    ds = CrowdFileOracle(str(tmp_path), answers_per_item=3, aggregator="dawid_skene", wait=False).collect(1)
+    assert ds is not None and ds.labels[:2] == [0, 1] and ds.labels[3] == [1, 0]
+    with pytest.raises(ValueError, match="aggregator"):
+        CrowdFileOracle(str(tmp_path), aggregator="vote")

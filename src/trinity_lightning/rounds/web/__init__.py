@@ -15,6 +15,7 @@ from typing import Any
 
 _LAZY = {
     "RejectedAnswerError": "store",
+    "CrowdFileOracle": "store",
     "LabelStore": "store",
     "crowd_table": "store",
     "read_worker_answers": "store",

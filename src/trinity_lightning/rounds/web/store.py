@@ -12,14 +12,23 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trinity_lightning.rounds.oracle import Query, append_answer, read_query_file, validate_answer
+from trinity_lightning.rounds.oracle import (
+    Answers,
+    FileOracle,
+    Query,
+    append_answer,
+    read_query_file,
+    validate_answer,
+)
 
-__all__ = ["ANONYMOUS", "LabelStore", "RejectedAnswerError", "crowd_table", "read_worker_answers"]
+__all__ = ["ANONYMOUS", "CrowdFileOracle", "LabelStore", "RejectedAnswerError", "crowd_table", "read_worker_answers"]
 
 ANONYMOUS = "anonymous"
 _ROUND_FILE = re.compile(r"^round_(\d{4,})\.queries\.jsonl$")
@@ -332,3 +341,81 @@ def _file_round(path: Path) -> int:
     except (ValueError, AttributeError):
         return 0
     return value if isinstance(value, int) else 0
+
+
+class CrowdFileOracle(FileOracle):
+    """A :class:`~trinity_lightning.rounds.FileOracle` whose round is complete once ``k`` different people
+    answered every item; the answers are aggregated (majority vote, or Dawid-Skene across the round's workers).
+
+    Use it with ``trinity label --web DIR --answers-per-item k``. Class and yes/no items are aggregated by the
+    chosen aggregator; a tag sequence by majority over whole sequences (ties: the first given).
+
+    Args:
+        directory: the folder of the round files.
+        answers_per_item: ``k``.
+        aggregator: ``"majority"`` or ``"dawid_skene"``.
+        **options: ``wait``, ``poll_seconds``, ``timeout``, ``choices``, ``render`` as for ``FileOracle``.
+
+    Example:
+        >>> import tempfile
+        >>> oracle = CrowdFileOracle(tempfile.mkdtemp(), answers_per_item=2, wait=False, choices=["cat", "dog"])
+        >>> oracle.query(1, [4])
+        >>> store = LabelStore(oracle.directory, answers_per_item=2)
+        >>> _ = store.answer(1, 4, "dog", "ann"); oracle.collect(1) is None
+        True
+        >>> _ = store.answer(1, 4, "dog", "bo"); oracle.collect(1)
+        Answers(indices=[4], labels=[1])
+    """
+
+    def __init__(self, directory: str, answers_per_item: int = 2, aggregator: str = "majority", **options: Any) -> None:
+        super().__init__(directory, **options)
+        if answers_per_item < 1:
+            raise ValueError(f"answers_per_item: expected at least 1, got {answers_per_item}")
+        if aggregator not in ("majority", "dawid_skene"):
+            raise ValueError(f"aggregator: expected 'majority' or 'dawid_skene', got {aggregator!r}")
+        self.k, self.aggregator = answers_per_item, aggregator
+
+    def collect(self, round: int) -> Answers | None:
+        started = time.monotonic()
+        while True:
+            result = self._complete(round)
+            if result is not None or not self.wait:
+                return result
+            if self.timeout is not None and time.monotonic() - started > self.timeout:
+                return None
+            time.sleep(self.poll_seconds)
+
+    def _complete(self, round: int) -> Answers | None:
+        queries = self.pending(round)
+        if queries is None:
+            raise KeyError(f"round: no query file {self.queries_path(round)}")
+        for q in queries:
+            if q.choices is None and self.choices is not None and q.kind != "yesno":
+                q.choices = list(self.choices)
+        rows, self.problems, _ = read_worker_answers(self.answers_path(round), queries)
+        votes: dict[int, dict[str, Any]] = {}
+        for index, worker, label in rows:
+            votes.setdefault(index, {})[worker] = label
+        if any(len(votes.get(q.index, {})) < self.k for q in queries):
+            return None
+        chosen = self._aggregate(queries, votes)
+        labels = [validate_answer(chosen[q.index], q) for q in queries]
+        return Answers([q.index for q in queries], labels, [None] * len(queries))
+
+    def _aggregate(self, queries: Sequence[Query], votes: dict[int, dict[str, Any]]) -> dict[int, Any]:
+        chosen = {}
+        for q in queries:
+            counted = Counter(json.dumps(v) for v in votes[q.index].values())
+            chosen[q.index] = json.loads(counted.most_common(1)[0][0])
+        flat = [q for q in queries if q.kind != "tags"]
+        if self.aggregator == "dawid_skene" and flat:
+            import pandas as pd
+
+            from trinity_lightning.crowd import DawidSkene
+
+            frame = pd.DataFrame(
+                [(q.index, w, v) for q in flat for w, v in votes[q.index].items()], columns=["task", "worker", "label"]
+            )
+            result = DawidSkene().fit(frame).to_frame(probabilities=False)
+            chosen.update(dict(zip(result["item"].tolist(), result["label"].tolist())))
+        return chosen
