@@ -218,3 +218,25 @@ def test_two_annotators_one_round_read_by_dawid_skene(tmp_path, serve_dir, brows
     frame = model.to_frame()
     assert dict(zip(frame["item"], frame["label"]))[3] == "dog"
     assert dict(zip(frame["item"], frame["label"]))[0] == "cat"
+
+
+def test_a_new_round_is_announced_while_items_are_open(tmp_path, serve_dir, browser):
+    from selenium.webdriver.common.by import By
+
+    items = [{"index": i, "kind": "class", "example": {"text": f"t{i}"}, "choices": ["a", "b"]} for i in (1, 2)]
+    write_queries(tmp_path, 1, items)
+    server = Server(tmp_path).start()
+    serve_dir.append(server)
+    _sign_in(browser, server.url, "ann")
+    _keys(browser, "1")
+    _wait(browser, lambda d: _item(d) == "2")
+    write_queries(tmp_path, 2, [{"index": 7, "kind": "yesno", "question": "Is it a kind of bird?"}])
+    _wait(browser, lambda d: d.find_element(By.ID, "banner").is_displayed(), timeout=10)
+    assert "Round 2's queries arrived (1 items)" in browser.find_element(By.ID, "banner").text
+    assert _item(browser) == "2"  # the open item stays until the person moves
+    browser.find_element(By.ID, "go-round").click()
+    _wait(browser, lambda d: _item(d) == "7")
+    assert browser.find_element(By.CSS_SELECTOR, "#question em").text == "bird"
+    _keys(browser, "n")
+    _wait(browser, lambda d: d.find_element(By.ID, "done").is_displayed())
+    assert _answers(tmp_path, 2) == [{"index": 7, "label": "no", "worker": "ann"}]
