@@ -138,6 +138,12 @@ def test_size_limits_json_only_and_security_headers(round1):
     client = TestClient(create_app(LabelStore(round1), max_body=1024), base_url=LOCAL)
     big = client.post("/api/answer", content=b"{" + b" " * 2000 + b"}", headers={"content-type": "application/json"})
     assert big.status_code == 413
+
+    def chunks():
+        yield from [b" " * 500] * 10
+
+    streamed = client.post("/api/answer", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "over 1024 bytes" in streamed.json()["error"]
     assert client.post("/api/answer", content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
     assert client.post("/api/answer", content=b"[1]", headers={"content-type": "application/json"}).status_code == 400
     page = client.get("/")

@@ -98,16 +98,6 @@ class _Guard:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _plain(send, 413, f"request body over {self.max_body} bytes")
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLargeError
-            return message
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -118,14 +108,7 @@ class _Guard:
                     )
             await send(message)
 
-        try:
-            await self.app(scope, limited, secured)
-        except _TooLargeError:
-            await _plain(send, 413, f"request body over {self.max_body} bytes")
-
-
-class _TooLargeError(Exception):
-    pass
+        await self.app(scope, receive, secured)
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
@@ -180,8 +163,13 @@ def create_app(store: LabelStore, token: str | None = None, loopback: bool = Tru
     async def answer(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "answers are posted as application/json"}, status_code=415)
+        raw = b""
+        async for chunk in request.stream():  # also bounds a body sent without Content-Length
+            raw += chunk
+            if len(raw) > max_body:
+                return JSONResponse({"error": f"request body over {max_body} bytes"}, status_code=413)
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("expected a JSON object")
         except ValueError as err:
