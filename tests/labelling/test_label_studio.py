@@ -113,18 +113,24 @@ class _FakeLabelStudio:
         self.projects, self.tasks_api = Projects(), Tasks()
 
 
-def test_label_studio_oracle_round_trip_with_an_in_memory_sdk():
+def test_label_studio_oracle_round_trip_with_an_in_memory_sdk(tmp_path):
     from trinity_lightning.rounds.label_studio import LabelStudioOracle
 
     fake = _FakeLabelStudio()
-    oracle = LabelStudioOracle("http://127.0.0.1:8080", "token", choices=["cat", "dog"])
-    oracle._client = type("Client", (), {"projects": fake.projects, "tasks": fake.tasks_api})()
-    oracle.query(1, [Query(5, "class", {"text": "meow"}), Query(6, "class", {"text": "woof"})])
+    client = type("Client", (), {"projects": fake.projects, "tasks": fake.tasks_api})()
+    oracle = LabelStudioOracle("http://127.0.0.1:8080", "token", choices=["cat", "dog"], directory=str(tmp_path))
+    oracle._client = client
+    items = [Query(5, "class", {"text": "meow"}), Query(6, "class", {"text": "woof"})]
+    oracle.query(1, items)
     assert '<Choice value="dog"/>' in fake.configs[1]
     assert oracle.pending_indices(1) == [5, 6] and oracle.collect(1) is None
+    restarted = LabelStudioOracle("http://127.0.0.1:8080", "token", choices=["cat", "dog"], directory=str(tmp_path))
+    restarted._client = client
+    restarted.query(1, items)  # after a restart: nothing pushed twice
+    assert len(fake.configs) == 1 and len(fake.tasks[1]) == 2 and restarted.pending_indices(1) == [5, 6]
     for task, choice in zip(fake.tasks[1], ["cat", "dog"]):
         task["annotations"].append({"completed_by": 9, "result": [{"type": "choices", "value": {"choices": [choice]}}]})
-    answers = oracle.collect(1)
+    answers = restarted.collect(1)
     assert (
         answers is not None and answers.indices == [5, 6] and answers.labels == [0, 1] and answers.workers == ["9", "9"]
     )
