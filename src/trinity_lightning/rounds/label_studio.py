@@ -241,6 +241,9 @@ class LabelStudioOracle(Oracle):
         project: an existing project id to add tasks to (default: a new project per round).
         title: title of the projects created (``"{title} round {n}"``).
         choices: label names when the items are plain indices.
+        directory: where to keep each round's queries and project id (``round_NNNN.queries.jsonl`` and
+            ``round_NNNN.labelstudio.project``), so a restarted campaign collects from the same project
+            instead of pushing the tasks again (default: kept in memory only).
 
     Example:
         >>> oracle = LabelStudioOracle("http://127.0.0.1:8080", "token")  # doctest: +SKIP
@@ -254,8 +257,10 @@ class LabelStudioOracle(Oracle):
         project: int | None = None,
         title: str = "trinity",
         choices: Sequence[str] | None = None,
+        directory: str | None = None,
     ) -> None:
         self.url, self.api_key, self.project, self.title = url, api_key, project, title
+        self.directory = Path(directory) if directory else None
         self.choices = list(choices) if choices is not None else None
         self._queries: dict[int, list[Query]] = {}
         self._projects: dict[int, int] = {}
@@ -276,21 +281,37 @@ class LabelStudioOracle(Oracle):
         for q in queries:
             if q.choices is None and self.choices is not None and q.kind != "yesno":
                 q.choices = list(self.choices)
+        if self.pending(round) is not None:
+            return  # pushed before a restart: collect from the same project
         self._queries[round] = queries
         ls = self.client()
         project = self.project
         if project is None:
-            project = ls.projects.create(
-                title=f"{self.title} round {round}", label_config=labeling_config(queries[0])
-            ).id
+            config = labeling_config(queries[0])
+            project = ls.projects.create(title=f"{self.title} round {round}", label_config=config).id
         self._projects[round] = int(project)
         ls.projects.import_tasks(id=project, request=to_tasks(queries, round))
+        if self.directory is not None:
+            from trinity_lightning.data.atomic import atomic_write_text
+
+            self.directory.mkdir(parents=True, exist_ok=True)
+            text = "".join(json.dumps(q.to_json(round)) + "\n" for q in queries)
+            atomic_write_text(self.directory / f"round_{round:04d}.queries.jsonl", text)
+            atomic_write_text(self.directory / f"round_{round:04d}.labelstudio.project", f"{int(project)}\n")
 
     def pending(self, round: int) -> list[Query] | None:
+        if round not in self._queries and self.directory is not None:
+            from trinity_lightning.rounds.oracle import read_query_file
+
+            stem = self.directory / f"round_{round:04d}"
+            queries, project = stem.with_suffix(".queries.jsonl"), stem.with_suffix(".labelstudio.project")
+            if queries.exists() and project.exists():
+                self._queries[round] = read_query_file(queries)
+                self._projects[round] = int(project.read_text().strip())
         return self._queries.get(round)
 
     def collect(self, round: int) -> Answers | None:
-        queries = self._queries.get(round)
+        queries = self.pending(round)
         if queries is None:
             raise KeyError(f"round: round {round} was not queried through this oracle")
         ls = self.client()
