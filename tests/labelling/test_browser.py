@@ -157,21 +157,17 @@ def test_person_labels_undoes_survives_kill9_and_campaign_resumes(tmp_path, serv
 def test_markup_tokens_are_shown_verbatim(tmp_path, serve_dir, browser):
     from selenium.webdriver.common.by import By
 
-    tokens = [
-        "<script>alert(1)</script>",
-        "[/]",
-        "{{x}}",
-        "[bold]",
-        "<b>b</b>",
-        "&amp;",
-        "<img src=x onerror=alert(2)>",
-    ]
+    markup = ["<script>alert(1)</script>", "[/]", "{{x}}", "[bold]", "<b>b</b>", "&amp;", "<img src=x onerror=f()>"]
+    tokens = markup * 6  # 42 tokens: wraps over several lines
     write_queries(tmp_path, 1, [{"index": 0, "kind": "tags", "example": {"tokens": tokens}, "choices": TAGS}])
     server = Server(tmp_path).start()
     serve_dir.append(server)
     _sign_in(browser, server.url, "ann")
     shown = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#tokens .tok")]
     assert shown == tokens
+    wrapped = "return [document.getElementById('tokens').scrollWidth, document.getElementById('tokens').clientWidth]"
+    scroll, width = browser.execute_script(wrapped)
+    assert scroll <= width  # a long sentence wraps instead of running off the page
     assert browser.execute_script("return document.querySelectorAll('#tokens *:not(.tok)').length") == 0
     assert browser.execute_script("return document.querySelectorAll('main script, main img, main b').length") == 0
     _shot(browser, tmp_path, "markup")
