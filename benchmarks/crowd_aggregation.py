@@ -86,7 +86,7 @@ def accuracy_table() -> dict[str, dict[str, float]]:
         compat = DawidSkene(crowdkit_compat=True)
         row["ours_ds_crowdkit_compat"] = _accuracy(_ours(compat, frame), gold)
         probas = ds_ck.probas_.reindex(compat.table_.item_ids)[[c for c in compat.table_.classes]].to_numpy()
-        row["crowdkit_compat_max_abs_posterior_diff"] = float(np.abs(compat.posteriors_.numpy() - probas).max())
+        row["crowdkit_compat_max_abs_posterior_diff"] = float(np.abs(compat.probas_.numpy() - probas).max())
         results[name] = row
         print(name, {k: round(v, 4) for k, v in row.items()}, flush=True)
     return results

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -78,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "soft_target_cross_entropy": "trinity_lightning.crowd",
     # nrm
     "NRM": "trinity_lightning.nrm",
+    "RenderSamples": "trinity_lightning.nrm",
     "RenderingCNN": "trinity_lightning.nrm",
     "SemiSupervisedDataModule": "trinity_lightning.nrm",
     "render_grid": "trinity_lightning.nrm",
@@ -118,11 +118,10 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-# ``Trainer(strategy="ddp_signsgd")`` after ``import trinity_lightning``: register our strategies when Lightning is
-# already loaded (importing it here would make ``trinity --help`` slow); ``import trinity_lightning.distributed``
-# registers them in any order, and the ``trinity`` CLI always does.
-if "lightning.pytorch" in sys.modules:
-    importlib.import_module("trinity_lightning.distributed")
+# ``Trainer(strategy="ddp_signsgd")`` in any import order: register the signSGD strategies now if Lightning (or
+# pytorch_lightning) is loaded, else right after it is imported (a post-import hook), so that importing this
+# package stays fast and never imports Lightning itself.
+importlib.import_module("trinity_lightning._registration").install()
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
@@ -203,6 +202,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from trinity_lightning.nrm import (
         NRM,
         RenderingCNN,
+        RenderSamples,
         SemiSupervisedDataModule,
         render_grid,
     )

@@ -213,3 +213,23 @@ def test_human_answers_by_name_survive_a_restart(tmp_path):
     dm, al, _ = run(ckpt_path="last")
     assert al.finished and dm.annotations == dict.fromkeys(queried, 2)
     assert json.loads((tmp_path / "labels.json").read_text())["labels"] == {str(i): 2 for i in sorted(queried)}
+
+
+def test_resume_with_answers_still_missing_stops_cleanly(tmp_path):
+    """Pending is a state, never an exception: resuming before the person finished stops again, and says so."""
+
+    def run(ckpt_path=None):
+        dm = datamodule(tmp_path, initial_labelled=12)
+        oracle = FileOracle(str(tmp_path / "queries"), wait=False, choices=["a", "b", "c"])
+        al = ActiveLearning("least_confidence", query_size=4, budget=16, oracle=oracle)
+        ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+        trainer = _trainer(tmp_path, al, ckpt)
+        trainer.fit(mlp(), datamodule=dm, ckpt_path=ckpt_path)
+        return trainer, dm, al, oracle
+
+    _, _, al, oracle = run()
+    first = oracle.pending_indices(1)
+    oracle.answers_path(1).write_text(json.dumps({"index": first[0], "label": "a"}) + "\n")  # one of four
+    trainer, dm, al, _ = run(ckpt_path="last")
+    assert al.phase == "waiting" and dm.n_labelled == 12 and trainer.global_step == 1  # no training happened
+    assert oracle.pending_indices(1) == first  # the same batch, not a new one

@@ -48,7 +48,7 @@ CK_MV_PROBAS = [
 
 def test_majority_vote_fractions_and_named_tie_rules(toy):
     smallest = MajorityVote(tie_break="smallest").fit(toy)
-    np.testing.assert_allclose(smallest.posteriors_.numpy(), CK_MV_PROBAS, atol=1e-12)
+    np.testing.assert_allclose(smallest.probas_.numpy(), CK_MV_PROBAS, atol=1e-12)
     assert smallest.ties_ == 1 and smallest.labels_.tolist()[-1] == 0  # t8: a/c tie -> 'a'
     picks = {MajorityVote(seed=s).fit(toy).labels_[-1].item() for s in range(20)}
     assert picks == {0, 2}  # random ties land on both tied classes, never on 'b'
@@ -68,18 +68,20 @@ def test_majority_vote_worker_weights(toy):
 
 def test_dawid_skene_crowdkit_compat_reproduces_crowdkit(toy):
     ds = DawidSkene(crowdkit_compat=True).fit(toy)
-    np.testing.assert_allclose(ds.posteriors_.numpy(), CK_DS_PROBAS, atol=1e-7)
+    np.testing.assert_allclose(ds.probas_.numpy(), CK_DS_PROBAS, atol=1e-7)
     np.testing.assert_allclose(ds.priors_.numpy(), CK_DS_PRIORS, atol=1e-7)
     assert ds.n_iter_ == CK_DS_ITERATIONS
-    conf = ds.worker_confusion_.numpy()  # [worker, true, observed]; crowd-kit's errors_.loc[(w, observed), true]
-    assert conf[0, 1, 0] == pytest.approx(0.4483807, abs=1e-6) and conf[0, 1, 1] == pytest.approx(0.5516193, abs=1e-6)
-    assert conf[2, 0, 2] == pytest.approx(0.08557035, abs=1e-7) and conf[2, 0, 0] == pytest.approx(0.4572148, abs=1e-6)
+    errors = ds.errors_.numpy()  # [worker, observed, true]: crowd-kit's errors_.loc[(w, observed), true]
+    assert errors[0, 0, 1] == pytest.approx(0.4483807, abs=1e-6)
+    assert errors[0, 1, 1] == pytest.approx(0.5516193, abs=1e-6)
+    assert errors[2, 2, 0] == pytest.approx(0.08557035, abs=1e-7)
+    assert errors[2, 0, 0] == pytest.approx(0.4572148, abs=1e-6)
     assert ds.table_.decode_labels(ds.labels_) == ["a", "b", "c", "a", "c", "a", "b", "b"]
 
 
 def test_one_coin_crowdkit_compat_reproduces_crowdkit(toy):
     oc = OneCoinDawidSkene(crowdkit_compat=True).fit(toy)
-    np.testing.assert_allclose(oc.posteriors_.numpy(), CK_ONECOIN_PROBAS, atol=1e-7)
+    np.testing.assert_allclose(oc.probas_.numpy(), CK_ONECOIN_PROBAS, atol=1e-7)
     np.testing.assert_allclose(oc.priors_.numpy(), CK_ONECOIN_PRIORS, atol=1e-7)
     assert oc.n_iter_ == CK_ONECOIN_ITERATIONS
     assert oc.skills_.shape == (4,) and bool(((oc.skills_ > 0) & (oc.skills_ < 1)).all())
@@ -105,10 +107,10 @@ def _naive_em_step(table: AnnotationTable, post: np.ndarray, smoothing: float) -
 def test_vectorized_em_step_equals_loop_reference(seed):
     truth = torch.from_numpy(np.random.default_rng(seed).integers(0, 4, 60))
     table = simulate_annotations(truth, random_confusions(7, 4, seed=seed), labels_per_item=3, seed=seed)
-    ds = DawidSkene(max_iter=1, smoothing=0.5, dtype=torch.float64).fit(table)
-    votes = MajorityVote().fit(table).posteriors_.numpy()
+    ds = DawidSkene(n_iter=1, smoothing=0.5, dtype=torch.float64).fit(table)
+    votes = MajorityVote().fit(table).probas_.numpy()
     expected, log_likelihood = _naive_em_step(table, votes, 0.5)
-    np.testing.assert_allclose(ds.posteriors_.numpy(), expected, atol=1e-10)
+    np.testing.assert_allclose(ds.probas_.numpy(), expected, atol=1e-10)
     assert ds.log_likelihood_[0] == pytest.approx(log_likelihood, rel=1e-12)
 
 
@@ -118,18 +120,18 @@ def test_log_likelihood_never_falls_and_float32_agrees():
     ds64 = DawidSkene(smoothing=0.0, tol=1e-9, dtype="float64").fit(table)
     history = np.array(ds64.log_likelihood_)
     assert ds64.n_iter_ > 3 and np.all(np.diff(history) > -1e-6)
-    ds32, ds64b = (DawidSkene(max_iter=10, tol=0.0, dtype=d).fit(table) for d in ("float32", "float64"))
-    np.testing.assert_allclose(ds32.posteriors_.numpy(), ds64b.posteriors_.numpy(), atol=1e-4)
+    ds32, ds64b = (DawidSkene(n_iter=10, tol=0.0, dtype=d).fit(table) for d in ("float32", "float64"))
+    np.testing.assert_allclose(ds32.probas_.numpy(), ds64b.probas_.numpy(), atol=1e-4)
     assert (ds64.labels_ == truth).float().mean() > (MajorityVote().fit(table).labels_ == truth).float().mean()
-    conf = ds64.worker_confusion_
-    assert torch.allclose(conf.sum(-1), torch.ones_like(conf.sum(-1)))
+    errors = ds64.errors_  # each (worker, true class) column is a distribution over the observed labels
+    assert torch.allclose(errors.sum(1), torch.ones_like(errors.sum(1)))
 
 
 def test_class_nobody_used_and_worker_with_one_item(toy):
     extra = pd.concat([toy, pd.DataFrame([("t9", "solo", "a")], columns=toy.columns)], ignore_index=True)
     for cls in (DawidSkene, OneCoinDawidSkene):
         model = cls().fit(extra, classes=["a", "b", "c", "never"])
-        assert torch.isfinite(model.posteriors_).all() and model.posteriors_[:, 3].max() < 1e-3
+        assert torch.isfinite(model.probas_).all() and model.probas_[:, 3].max() < 1e-3
         assert model.worker_frame().shape == (5, 3)
 
 
@@ -149,8 +151,8 @@ def test_divergence_raises_with_the_iteration(toy):
 
 
 def test_em_argument_validation(toy):
-    with pytest.raises(ValueError, match="max_iter"):
-        DawidSkene(max_iter=0)
+    with pytest.raises(ValueError, match="n_iter: expected a positive integer"):
+        DawidSkene(n_iter=0)
     with pytest.raises(ValueError, match="smoothing"):
         DawidSkene(smoothing=-1)
     with pytest.raises(ValueError, match="dtype"):
@@ -178,7 +180,7 @@ def test_mbem_recovers_workers_from_a_good_model_with_one_label_per_item():
     with pytest.raises(ValueError, match="finite and non-negative"):
         MBEM().fit(table, model * float("nan"))
     hard = MBEM().fit(table, truth)  # class ids work too
-    assert hard.posteriors_.shape == (3000, 4)
+    assert hard.probas_.shape == (3000, 4)
 
 
 def test_to_frame_and_worker_frame(toy):
@@ -194,8 +196,8 @@ def test_to_frame_and_worker_frame(toy):
 def test_cuda_matches_cpu(toy):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    cpu = DawidSkene(dtype="float64").fit(toy).posteriors_
-    gpu = DawidSkene(dtype="float64", device="cuda").fit(toy).posteriors_
+    cpu = DawidSkene(dtype="float64").fit(toy).probas_
+    gpu = DawidSkene(dtype="float64", device="cuda").fit(toy).probas_
     torch.testing.assert_close(gpu.cpu(), cpu)
 
 
@@ -204,8 +206,42 @@ def test_fit_predict_and_items_nobody_labelled_are_excluded_and_reported(toy, cl
     every = ["t0", *sorted(set(toy.task))]
     with pytest.warns(UserWarning, match="1 of the declared items have no annotation"):
         model = cls().fit(toy, items=every)
-    assert model.table_.unlabelled_items == ["t0"] and model.posteriors_.shape == (8, 3)
+    assert model.table_.unlabelled_items == ["t0"] and model.probas_.shape == (8, 3)
     assert model.to_frame()["item"].tolist() == every[1:]
     assert torch.equal(cls().fit_predict(toy), cls().fit(toy).labels_)
     compat = DawidSkene(crowdkit_compat=True).fit(toy, classes=["a", "b", "c", "never"])
-    assert torch.isfinite(compat.posteriors_).all() and compat.posteriors_[:, 3].max() < 1e-9
+    assert torch.isfinite(compat.probas_).all() and compat.probas_[:, 3].max() < 1e-9
+
+
+def test_old_names_are_deprecated_aliases_of_crowdkits(toy):
+    """Issue 13: n_iter/tol, probas_, labels_, errors_ as crowd-kit names and orients them; old names warn."""
+    ds = DawidSkene(n_iter=7, tol=0.0).fit(toy)
+    assert ds.n_iter == 7 and ds.n_iter_ == 7
+    with pytest.warns(DeprecationWarning, match="max_iter is deprecated .* use n_iter"):
+        old = DawidSkene(max_iter=7, tol=0.0).fit(toy)
+    torch.testing.assert_close(old.probas_, ds.probas_)
+    with pytest.warns(DeprecationWarning, match="max_iter is deprecated"):
+        assert old.max_iter == 7
+    with pytest.warns(DeprecationWarning, match="posteriors_ is deprecated .* use probas_"):
+        torch.testing.assert_close(ds.posteriors_, ds.probas_)
+    with pytest.warns(DeprecationWarning, match="worker_confusion_ is deprecated .* use errors_"):
+        torch.testing.assert_close(ds.worker_confusion_, ds.errors_.transpose(1, 2))
+    with pytest.warns(DeprecationWarning, match="max_iter"):
+        assert MBEM(max_iter=3).n_iter == 3
+    mv = MajorityVote().fit(toy)
+    with pytest.warns(DeprecationWarning, match="posteriors_"):
+        torch.testing.assert_close(mv.posteriors_, mv.probas_)
+    # crowd-kit's axis order: errors_[worker, observed, true] sums to 1 over the observed labels
+    for model in (ds, OneCoinDawidSkene().fit(toy)):
+        torch.testing.assert_close(model.errors_.sum(1), torch.ones(4, 3, dtype=model.errors_.dtype))
+
+
+@pytest.mark.parametrize("cls", [DawidSkene, OneCoinDawidSkene])
+def test_one_observed_class_is_refused_until_the_classes_are_declared(cls):
+    answers = pd.DataFrame({"task": ["a", "a", "b"], "worker": ["w", "v", "w"], "label": ["yes"] * 3})
+    with pytest.raises(ValueError, match=r"needs at least 2 classes, but the table has one, 'yes'; declare"):
+        cls().fit(answers)
+    for source in (answers, AnnotationTable.read(answers)):
+        model = cls().fit(source, classes=["no", "yes"])
+        assert model.table_.classes == ["no", "yes"] and model.labels_.tolist() == [1, 1]
+        assert model.probas_[:, 1].min() > 0.99

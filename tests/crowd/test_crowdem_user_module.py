@@ -129,7 +129,7 @@ def test_the_guard_keeps_the_aggregate_when_the_model_did_not_learn():
         dm = _fit(0.0, guarded, quiet=False)
     assert [h["bootstrap_used"] for h in guarded.history] == [0.0, 0.0]
     assert all(h["label_acc"] == pytest.approx(initial) for h in guarded.history)
-    assert torch.equal(dm.targets, dm.aggregator.posteriors_.float())
+    assert torch.equal(dm.targets, dm.aggregator.probas_.float())
     assert guarded.history[0]["heldout_ll_model"] <= guarded.history[0]["heldout_ll_baseline"]
 
 
@@ -144,9 +144,18 @@ def test_heldout_likelihood_ranks_guesses_without_gold():
     ll_right, baseline = heldout_log_likelihood(table, right), worker_marginal_log_likelihood(table)
     assert heldout_log_likelihood(table, relabelled) == pytest.approx(ll_right)
     assert ll_right > baseline + 0.2 and heldout_log_likelihood(table, unrelated) < baseline
-    mv = aggregate_log_likelihood(table, lambda t: MajorityVote().fit(t).posteriors_)
+    mv = aggregate_log_likelihood(table, lambda t: MajorityVote().fit(t).probas_)
     assert ll_right > mv  # knowing the truth explains the answers better than voting among two answers
     with pytest.raises(ValueError, match="guess: expected shape"):
         heldout_log_likelihood(table, right[:5])
     with pytest.raises(ValueError, match="folds"):
         heldout_log_likelihood(table, right, folds=1)
+
+
+def test_em_iter_is_a_deprecated_alias_of_n_iter():
+    with pytest.warns(DeprecationWarning, match="n_iter"):
+        assert CrowdEM(em_iter=3).n_iter == 3
+    with pytest.raises(ValueError, match="n_iter"):
+        CrowdEM(n_iter=0)
+    with pytest.raises(ValueError, match="guard_folds"):
+        CrowdEM(guard_folds=1)

@@ -139,3 +139,57 @@ def test_from_tensors_reports_items_nobody_labelled():
     assert table.unlabelled_items == [1, 2, 4] and list(table.item_ids) == [0, 3]
     with pytest.raises(DataFormatError, match="row 1, field 'item': unknown item 7"):
         AnnotationTable.from_tensors([0, 7], [0, 0], [1, 0], num_items=5)
+
+
+def test_ids_from_every_reader_are_strings(tmp_path):
+    frame = pd.DataFrame({"task": ["001", "1", "01", "1.0"], "worker": ["07", "7", "7", "7"], "label": [0, 1, 0, 1]})
+    for suffix in (".csv", ".tsv", ".jsonl", ".parquet"):
+        path = tmp_path / f"ids{suffix}"
+        if suffix == ".csv":
+            path.write_text("task,worker,label\n001,07,0\n1,7,1\n01,7,0\n1.0,7,1\n")
+        elif suffix == ".tsv":
+            path.write_text("task\tworker\tlabel\n001\t07\t0\n1\t7\t1\n01\t7\t0\n1.0\t7\t1\n")
+        elif suffix == ".jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_parquet(path)
+        table = AnnotationTable.read(path)
+        assert sorted(table.item_ids) == ["001", "01", "1", "1.0"], suffix
+        assert sorted(table.worker_ids) == ["07", "7"], suffix
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text('{"task": 1, "worker": 7, "label": 0}\n{"task": 2, "worker": 7, "label": 1}\n')
+    table = AnnotationTable.read(numbers)
+    assert list(table.item_ids) == ["1", "2"] and list(table.worker_ids) == ["7"]
+
+
+def test_declared_int_items_match_ids_read_from_a_file(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text("task,worker,label\n0,a,0\n2,a,1\n")
+    with pytest.warns(UserWarning, match="1 of the declared items have no annotation"):
+        table = AnnotationTable.read(path, items=range(3), num_classes=2)
+    assert list(table.item_ids) == [0, 2] and table.unlabelled_items == [1]
+    path.write_text("task,worker,label\n0,a,0\n02,a,1\n")
+    with pytest.raises(DataFormatError, match=r"line 3, field 'task': unknown item '02'"):
+        AnnotationTable.read(path, items=range(3), num_classes=2)
+
+
+def test_mixed_numbers_and_strings_are_normalised_with_a_warning():
+    frame = pd.DataFrame(
+        {"task": ["a", "b", "c"], "worker": ["w", "w", "v"], "label": pd.Series([1, "1", 2], dtype=object)}
+    )
+    with pytest.warns(UserWarning, match=r"column 'label' mixes numbers and strings \(e.g. 1 and '1'\)"):
+        table = AnnotationTable.read(frame)
+    assert table.classes == ["1", "2"] and table.labels.tolist() == [0, 0, 1]
+    ids = pd.DataFrame({"task": pd.Series([1, "1", 2.0], dtype=object), "worker": ["w", "v", "w"], "label": [0, 1, 1]})
+    with pytest.warns(UserWarning, match="column 'task' mixes numbers and strings"):
+        table = AnnotationTable.read(ids)
+    assert list(table.item_ids) == ["1", "2"]
+
+
+def test_with_classes_declares_classes_nobody_used():
+    table = AnnotationTable.read({"task": ["a", "b"], "worker": ["w", "w"], "label": [2, 2]})
+    wider = table.with_classes([0, 1, 2])
+    assert wider.num_classes == 3 and wider.labels.tolist() == [2, 2]
+    assert table.with_classes(["0", "1", "2"]).labels.tolist() == [2, 2]  # CLI-style string classes
+    with pytest.raises(ValueError, match=r"uses labels \[2\] that are not among \[0, 1\]"):
+        table.with_classes([0, 1])

@@ -75,7 +75,7 @@ def test_bad_csv_names_line_and_field(tmp_path):
     with pytest.raises(DataFormatError, match=r"line 4, field 'label': unknown label 'cow'"):
         load_tensors(path, classes=["cat", "dog"])
     path.write_text("x,label\n0.1,1\n0.2,1,3\n")
-    with pytest.raises(DataFormatError, match=r"field 'columns': malformed row .*line 3"):
+    with pytest.raises(DataFormatError, match=r"line 3, field 'columns': expected 2 fields \(as many as .*, got 3"):
         read_table(path)
 
 
@@ -144,3 +144,62 @@ def test_hf_tagging_dataset_matches_conll(tmp_path):
     assert read_tagged_sentences(hf) == read_conll(path)
     with pytest.raises(DataFormatError, match=r"row 0, field 'ner_tags': ragged sequence"):
         read_tagged_sentences({"tokens": [["a", "b"]], "ner_tags": [["O"]]})
+
+
+def test_readers_split_into_tables_and_conll_keeps_every_public_name() -> None:
+    import trinity_lightning.data as data
+    from trinity_lightning.data import conll, readers, tables
+
+    assert data.read_table is tables.read_table is readers.read_table
+    assert data.load_tensors is tables.load_tensors and data.ArrayDataset is tables.ArrayDataset
+    assert data.read_conll is conll.read_conll is readers.read_conll
+    assert data.TaggedSentence is conll.TaggedSentence and data.read_tagged_sentences is conll.read_tagged_sentences
+
+
+@pytest.mark.parametrize("bad_line", [2, 3, 4])
+def test_a_row_with_an_extra_field_is_blamed_on_its_own_line(tmp_path, bad_line):
+    """Issue 14 item 16: pandas turned an extra field on line 2 into an index and blamed line 3, 'label'."""
+    rows = ["task,worker,label", "1,a,0", "2,b,1", "3,c,1"]
+    rows[bad_line - 1] += ",extra"
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=rf"ragged.csv, line {bad_line}, field 'columns': expected 3 fields"):
+        read_table(path)
+
+
+def test_quoted_newlines_do_not_shift_the_reported_line(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text('task,note\n1,"two\nlines"\n2,x,y\n')
+    with pytest.raises(DataFormatError, match=r"line 4, field 'columns'"):
+        read_table(path)
+
+
+def test_text_columns_keep_ids_exactly_as_written(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text("task,worker,label\n001,7,1\n1,07,1\n1.0,7.0,0\n")
+    frame = read_table(path, text_columns=("task", "worker"))
+    assert frame["task"].tolist() == ["001", "1", "1.0"] and frame["worker"].tolist() == ["7", "07", "7.0"]
+    assert frame["label"].tolist() == [1, 1, 0]
+    jsonl = tmp_path / "ids.jsonl"
+    jsonl.write_text('{"task": 1, "worker": "07"}\n{"task": "001", "worker": 7}\n')
+    assert read_table(jsonl, text_columns=("task", "worker"))["task"].tolist() == ["1", "001"]
+    parquet = tmp_path / "ids.parquet"
+    pd.DataFrame({"task": [1, 2], "worker": ["a", "b"]}).to_parquet(parquet)
+    assert read_table(parquet, text_columns=("task",))["task"].tolist() == ["1", "2"]
+
+
+def test_invalid_utf8_and_bom_in_tables(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"task,worker,label\nt1,w1,yes\nt2,Jos\xe9,no\n")
+    with pytest.raises(DataFormatError, match=r"latin1.csv, line 3, field 'worker': not valid UTF-8 \(byte 0xe9"):
+        read_table(path)
+    jsonl = tmp_path / "latin1.jsonl"
+    jsonl.write_bytes(b'{"a": 1}\n{"a": "\xe9"}\n')
+    with pytest.raises(DataFormatError, match=r"latin1.jsonl, line 2, field 'column 2': not valid UTF-8"):
+        read_table(jsonl)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"a": 1}\n')
+    assert read_table(bom)["a"].tolist() == [1]
+    bom_csv = tmp_path / "bom.csv"
+    bom_csv.write_bytes(b"\xef\xbb\xbftask,label\n1,0\n")
+    assert list(read_table(bom_csv).columns) == ["task", "label"]

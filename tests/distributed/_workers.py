@@ -81,7 +81,7 @@ def replicas_worker(
     state = register_signsgd_hook(model, momentum=beta)
     optimizer = Signum(model.parameters(), lr=lr, momentum=0.0, weight_decay=0.01)
     momentum = torch.zeros(sum(p.numel() for p in base.parameters()))
-    report: dict[str, Any] = {"vote_matches": [], "params": [], "warnings": []}
+    report: dict[str, Any] = {"vote_matches": [], "params": [], "warnings": [], "warning_files": []}
     saved: dict[str, Any] = {}
     for step in range(steps):
         x, y = batch(rank, step)
@@ -91,6 +91,7 @@ def replicas_worker(
             optimizer.zero_grad()
             (nn.functional.cross_entropy(model(x), y) * scale).backward()
         report["warnings"] += [str(w.message) for w in caught]
+        report["warning_files"] += [w.filename for w in caught if "signSGD" in str(w.message)]
         shadow.load_state_dict(base.state_dict()) if step == 0 else None
         shadow.zero_grad()
         nn.functional.cross_entropy(shadow(x), y).mul(scale).backward()

@@ -64,6 +64,9 @@ def test_nonfinite_gradient_abstains_with_a_warning_naming_the_rank(two_workers)
     first, second = two_workers
     assert any("rank 1" in m and "abstains" in m for m in second["warnings"])
     assert any("rank 1 abstained" in m for m in first["warnings"])
+    # both warnings point at the line that called backward(), not torch/autograd/graph.py
+    files = first["warning_files"] + second["warning_files"]
+    assert files and all(f.endswith("_workers.py") for f in files), files
     assert {(step, rank) for step, _, rank in first["abstained"]} == {(3, 1)}
     assert all(torch.isfinite(p).all() for p in first["params"])
 

@@ -71,3 +71,20 @@ def test_cifar_resnet_shapes_and_depth_check():
     assert len(net.stages) == 6
     with pytest.raises(ValueError, match="depth"):
         CifarResNet(depth=10)
+
+
+def test_warnings_of_the_hook_skip_library_frames():
+    """``user_stacklevel`` skips torch/Lightning/our frames, so a NaN warning names the user's line."""
+    import os
+    import warnings
+
+    from trinity_lightning.distributed.hook import user_stacklevel
+
+    namespace = {"user_stacklevel": user_stacklevel, "warnings": warnings}
+    library_file = os.path.join(os.path.dirname(torch.__file__), "autograd", "fake_graph.py")
+    code = "def engine():\n    warnings.warn('signSGD: NaN', RuntimeWarning, stacklevel=user_stacklevel())\n"
+    exec(compile(code, library_file, "exec"), namespace)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        namespace["engine"]()  # the "user" line
+    assert [w.filename for w in caught] == [__file__]

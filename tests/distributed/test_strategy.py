@@ -140,3 +140,22 @@ def test_resume_restores_each_ranks_momentum(tmp_path):
         assert start["step"] == saved["ranks"][rank]["step"] == 6
         for name, value in saved["ranks"][rank]["buffers"]["momentum"].items():
             assert torch.equal(start["buffers"]["momentum"][name], value)
+
+
+def test_rendezvous_and_dead_worker_timeouts_are_separate():
+    from datetime import timedelta
+
+    strategy = SignSGDStrategy(timeout=timedelta(minutes=30), vote_timeout=timedelta(seconds=20))
+    assert strategy._timeout == timedelta(minutes=30)  # process group: start-up under load may take minutes
+    assert strategy._signsgd_kwargs["timeout"] == timedelta(seconds=20)  # each collective of the vote
+    assert SignSGDStrategy(timeout=timedelta(minutes=3))._signsgd_kwargs["timeout"] == timedelta(minutes=3)
+    with pytest.raises(ValueError, match="timeout"):
+        SignSGDStrategy(vote_timeout=timedelta(seconds=0))
+
+
+def test_resuming_from_a_checkpoint_without_signsgd_state_warns(tmp_path):
+    path = tmp_path / "ddp.ckpt"
+    torch.save({"state_dict": {}, "epoch": 3}, path)  # e.g. written by a plain `ddp` run
+    strategy = SignSGDStrategy()
+    with pytest.warns(UserWarning, match="no signSGD state.*momentum restarts from zero"):
+        strategy.load_checkpoint(path)

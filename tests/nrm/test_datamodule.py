@@ -151,7 +151,7 @@ def test_recipe_fits_two_steps(tmp_path):
         enable_progress_bar=False,
         default_root_dir=str(tmp_path),
     )
-    recipe["trainer"]["callbacks"] = []
+    recipe["trainer"]["callbacks"] = [c for c in recipe["trainer"]["callbacks"] if "RenderSamples" in c["class_path"]]
     recipe["trainer"]["enable_checkpointing"] = False
     recipe["model"]["init_args"]["layers"] = [4, "M"]
     recipe["data"]["init_args"].update(unlabelled_limit=400, val_size=50, test_limit=50)
@@ -162,3 +162,9 @@ def test_recipe_fits_two_steps(tmp_path):
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["test_acc"]) <= 1.0
     assert cli.datamodule.num_labelled == 100
+    # the recipe writes a sample image: 8 reference columns + 2 random, a reference row + 10 class rows of 28px
+    from PIL import Image
+
+    (samples,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "RenderSamples"]
+    assert samples.path == tmp_path / "nrm_samples.png"
+    assert Image.open(samples.path).size == (10 * 29 + 1, 11 * 29 + 1)

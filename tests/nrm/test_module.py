@@ -185,3 +185,13 @@ def test_max_min_nrm_learns_mnist_from_100_labels():
     trainer = pl.Trainer(max_steps=150, limit_val_batches=0, enable_checkpointing=False, **TRAINER)
     trainer.fit(model, dm)
     assert trainer.test(model, dm, verbose=False)[0]["test_acc"] > 0.6
+
+
+def test_save_grid_names_its_extra_when_matplotlib_is_missing(monkeypatch, tmp_path):
+    import sys
+
+    from trinity_lightning.nrm import save_grid
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(ImportError, match=r"trinity-lightning\[nrm\]"):
+        save_grid(torch.rand(1, 1, 1, 4, 4), tmp_path / "g.png")

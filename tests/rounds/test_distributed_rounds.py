@@ -49,6 +49,7 @@ class Report(Callback):
             "labelled": dm.labelled_indices if hasattr(dm, "labelled_indices") else None,
             "weights": weights.tolist(),
             "history": getattr(callback, "history", None),
+            "questions": int(dm.partial.num_questions) if getattr(dm, "partial", None) is not None else None,
         }
         (Path(self.root) / f"{self.tag}_rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
@@ -115,21 +116,42 @@ def test_active_learning_two_ranks_one_query_file_and_resume(tmp_path):
 
 
 def test_partial_feedback_two_ranks(tmp_path):
-    from trinity_lightning.active.partial_feedback import ClassHierarchy, PartialFeedback, PartialFeedbackDataModule
+    from trinity_lightning.active.partial_feedback import (
+        ClassHierarchy,
+        PartialFeedback,
+        PartialFeedbackDataModule,
+        PartialLabelClassifier,
+    )
     from trinity_lightning.data import ArrayDataset
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(90) % 3
     pool = ArrayDataset(3 * torch.eye(4)[y] + torch.randn(90, 4, generator=g), y)
     hierarchy = ClassHierarchy.from_nested({"ab": ["a", "b"], "c": None})
-    dm = PartialFeedbackDataModule(pool, hierarchy, val=pool, batch_size=8)
-    callback = PartialFeedback("alpf_erc", round_budget=20, total_budget=40, questions_file=str(tmp_path / "q"))
-    _trainer(tmp_path, [callback, Report(str(tmp_path), "pf", "PartialFeedback")], max_epochs=3).fit(
-        _model(), datamodule=dm
-    )
-    reports = _reports(tmp_path, "pf")
-    assert [r["phase"] for r in reports] == ["waiting", "waiting"]
+    masks = hierarchy.binarized().question_masks()
+
+    def run(tag: str) -> list[dict]:
+        dm = PartialFeedbackDataModule(pool, hierarchy, val=pool, batch_size=8, partial_path=str(tmp_path / "p.npz"))
+        callback = PartialFeedback("alpf_erc", round_budget=20, total_budget=40, questions_file=str(tmp_path / "q"))
+        torch.manual_seed(0)
+        model = PartialLabelClassifier(model=nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), num_classes=3)
+        _trainer(tmp_path, [callback, Report(str(tmp_path), tag, "PartialFeedback")], max_epochs=3).fit(
+            model, datamodule=dm
+        )
+        return _reports(tmp_path, tag)
+
+    first = run("pf")
+    assert [r["phase"] for r in first] == ["waiting", "waiting"]
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["round_0001.queries.jsonl"]
+    queries = [json.loads(x) for x in (tmp_path / "q" / "round_0001.queries.jsonl").read_text().splitlines()]
+    answers = "".join(
+        json.dumps({"index": q["index"], "label": "yes" if masks[q["question_id"], y[q["index"]]] else "no"}) + "\n"
+        for q in queries
+    )
+    (tmp_path / "q" / "round_0001.answers.jsonl").write_text(answers)
+    second = run("pf2")  # every rank applies the same answers, trains, and asks the next batch once
+    assert [r["questions"] for r in second] == [20, 20] and second[0]["weights"] == second[1]["weights"]
+    assert (tmp_path / "q" / "round_0002.queries.jsonl").is_file()
 
 
 def test_crowd_em_two_ranks_identical(tmp_path):

@@ -90,22 +90,14 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
 
 
 def test_active_learning_budget_as_a_fraction(tmp_path):
-    import lightning.pytorch as pl
-
+    """Issue 14 item 22: budgets as fractions of the pool's total cost, not counts tuned to one corpus."""
     from trinity_lightning.active import ActiveLearning
 
     from ..active._helpers import datamodule, mlp
+    from .test_user_module import _trainer
 
     al = ActiveLearning("entropy", query_size=0.05, budget=0.15)  # 12 and 36 of 240 examples
-    pl.Trainer(
-        max_epochs=-1,
-        callbacks=[al],
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    ).fit(mlp(), datamodule=datamodule())
+    _trainer(tmp_path, al).fit(mlp(), datamodule=datamodule())
     assert [row["labelled"] for row in al.curve] == [12, 24, 36]
 
 

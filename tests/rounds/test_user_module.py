@@ -25,11 +25,11 @@ from ..active._helpers import datamodule
 
 
 class UserModule(pl.LightningModule):
-    def __init__(self, num_classes: int = 3, partial: bool = False) -> None:
+    def __init__(self, num_classes: int = 3, partial: bool = False, inputs: int | None = None) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(
-            nn.Linear(4 if not partial else 5, 16),
+            nn.Linear(inputs or (5 if partial else 4), 16),
             nn.BatchNorm1d(16),
             nn.ReLU(),
             nn.Dropout(0.2),
@@ -122,3 +122,11 @@ def test_partial_feedback_runs_a_user_module(tmp_path):
         _trainer(tmp_path, PartialFeedback(round_budget=0.2, monitor="val_acc"), max_epochs=3).fit(
             UserModule(5, partial=True), datamodule=_pf_datamodule(tmp_path)
         )
+
+
+def test_partial_feedback_names_the_one_thing_to_change_for_a_hard_label_module(tmp_path):
+    with pytest.raises(RuntimeError) as caught:  # cross_entropy / torchmetrics on the candidate mask
+        _trainer(tmp_path, PartialFeedback(round_budget=0.2), max_epochs=2).fit(
+            UserModule(5, partial=False, inputs=5), datamodule=_pf_datamodule(tmp_path)
+        )
+    assert any("partial_label_loss(logits, candidates)" in note for note in getattr(caught.value, "__notes__", []))

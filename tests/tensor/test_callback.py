@@ -148,7 +148,7 @@ def test_tensor_dropout_hook_only_acts_in_training():
 
 def test_state_key_and_bad_arguments():
     assert Tensorize("cp", 0.5, epoch=2).state_key == "Tensorize{'factorization': 'cp', 'rank': 0.5, 'epoch': 2}"
-    with pytest.raises(ValueError, match="epoch: expected an epoch >= 0"):
+    with pytest.raises(ValueError, match="epoch: expected an int >= 0"):
         Tensorize(epoch=-1)
     with pytest.raises(ValueError, match=r"tensor_dropout: expected a probability in \[0, 1\)"):
         Tensorize(tensor_dropout=1.0)

@@ -20,6 +20,8 @@ PUBLIC = [
     tensor.TensorizedLinear.from_dense,
     tensor.TensorRegressionLayer.from_linear,
     tensor.load_tensorized,
+    tensor.restore_tensorized,
+    tensor.tensorized_checkpoints,
     tensor.RankLasso,
     tensor.fold_rank_lasso,
 ]

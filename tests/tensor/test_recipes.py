@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -41,3 +42,18 @@ def test_cifar10_recipe_parses():
     assert recipe["trainer"]["callbacks"][0]["class_path"] == "trinity_lightning.tensor.Tensorize"
     Tensorize(**args)
     assert recipe["data"]["init_args"]["dataset"] == "cifar10"
+
+
+def test_a_bad_rank_in_a_recipe_fails_before_training_naming_the_argument(tmp_path):
+    """``rank: half`` used to be accepted and fail at the tensorization epoch."""
+    import pytest
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "tensorize_digits.yaml").read_text())
+    recipe["trainer"]["callbacks"][0]["init_args"]["rank"] = "half"
+    recipe["trainer"]["default_root_dir"] = str(tmp_path)
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    message = "rank: expected a float in (0, 1], 'full', a positive int or a list of positive ints, got 'half'"
+    with pytest.raises(ValueError, match=re.escape(message)):  # raised while the CLI builds the callbacks
+        run_lightning(["fit", "--config", str(config)])
+    assert not list(tmp_path.glob("**/*.ckpt"))

@@ -206,7 +206,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.pool_set: Dataset | None = None
-        self._labelled_round = np.zeros(0, dtype=np.int64)
+        self._labelled_round: np.ndarray = np.zeros(0, dtype=np.int64)
         self._overrides: dict[int, Any] = {}
         self._newer: dict[int, tuple[int, Any]] = {}  # labels file entries newer than the checkpoint
         self._costs: np.ndarray | None = None

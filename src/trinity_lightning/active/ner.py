@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
-from trinity_lightning.data import TaggedSentence, load_conll2003, read_conll
+from trinity_lightning.data import DataFormatError, TaggedSentence, dataset_dir, read_conll
 
 __all__ = ["ConllDataModule", "TaggedDataset", "Vocabulary", "collate_tagged", "sentence_length"]
 
@@ -54,7 +54,7 @@ class Vocabulary:
         counts = Counter(_normalize(w) for s in sentences for w in s.tokens)
         chars = sorted({c for s in sentences for w in s.tokens for c in w})
         if tag_names is None:
-            seen = {t for s in sentences for t in s.tags}
+            seen = {t for s in sentences for t in s.tags}  # untagged sentences add no tags
             tag_names = ["O", *sorted(seen - {"O"}, key=lambda t: (t.partition("-")[2], t))]
         words = sorted(w for w, c in counts.items() if c >= min_count)
         return cls(words, chars, tag_names)
@@ -75,6 +75,9 @@ class Vocabulary:
 class TaggedDataset(Dataset):
     """Sentences as tensors: items are dicts ``{"words": (T,), "chars": (T, L), "tags": (T,)}``.
 
+    An untagged sentence (from a tokens-only file) gets placeholder tags (id 0) and ``tagged[i] = False``:
+    its real tags must come from an annotator.
+
     Example:
         >>> s = [TaggedSentence(["EU", "rejects"], ["B-ORG", "O"])]
         >>> ds = TaggedDataset(s, Vocabulary.build(s)); ds[0]["chars"].shape
@@ -85,6 +88,7 @@ class TaggedDataset(Dataset):
         self.sentences = list(sentences)
         self.vocab = vocab
         self.items = []
+        self.tagged = [s.tagged for s in self.sentences]
         for s in self.sentences:
             chars = [vocab.char_ids(t)[:max_word_length] for t in s.tokens]
             width = max(len(c) for c in chars)
@@ -95,7 +99,7 @@ class TaggedDataset(Dataset):
                 {
                     "words": torch.tensor(vocab.word_ids(s.tokens)),
                     "chars": char_tensor,
-                    "tags": torch.tensor(vocab.tag_ids(s.tags)),
+                    "tags": torch.tensor(vocab.tag_ids(s.tags) if s.tagged else [0] * len(s.tokens)),
                 }
             )
 
@@ -139,20 +143,42 @@ class ConllDataModule(ActiveLearningDataModule):
     """Active learning over CoNLL column files (default: CoNLL-2003 English from the shared data).
 
     The pool is the training split; ``val``/``test`` are the dev and test splits. The vocabulary is
-    built from the training split (its words are visible to the learner, only its tags are hidden).
+    built from the pool (its words are visible to the learner, only its tags are hidden).
+
+    **Labelling new text.** The pool file may hold tokens only (one column): then nobody knows its tags
+    and an annotator supplies them (``FileOracle`` / ``trinity label``), starting from
+    ``initial_labelled=0``. The annotator's choices are the tag set: ``tags=[...]``, or the tags of a
+    labelled seed file (``seed_path``, whose sentences join the labelled set before the first round).
+
+    **The tag set** is ``tags`` when given (a tag outside it in any file is an error naming the file and
+    the line); otherwise it is every tag found in the pool, the seed, the dev and the test files, read
+    in full before ``train_limit``/``eval_limit`` cut them. The tag set is part of the annotation scheme,
+    not of what was labelled so far: a small ``train_limit`` never makes a dev tag "unknown".
 
     Args:
-        train_path: CoNLL file of the pool (default: shared ``conll2003`` train).
-        val_path: CoNLL file of the validation set (default: shared dev; ``"test"`` uses the test split).
-        test_path: CoNLL file of the test set (default: shared test).
-        train_limit: keep only the first ``train_limit`` training sentences (quick runs).
+        train_path: CoNLL file of the pool (default: shared ``conll2003`` train); tokens only is allowed.
+        val_path: CoNLL file of the validation set (default: shared dev; ``"test"`` uses the test split;
+            ``"none"``: no validation set).
+        test_path: CoNLL file of the test set (default: shared test; ``"none"``: no test set).
+        train_limit: keep only the first ``train_limit`` pool sentences (quick runs).
         eval_limit: keep only the first ``eval_limit`` dev/test sentences.
+        tags: the tag set, in id order (e.g. ``["O", "B-PER", "I-PER"]``); required for a tokens-only pool
+            without a seed file.
+        seed_path: a CoNLL file of already labelled sentences, added after the pool sentences (dataset
+            indices ``len(pool)...``) and labelled before the first round.
         **kwargs: :class:`ActiveLearningDataModule` arguments (``initial_labelled``, ``batch_size``...).
+
+    Raises:
+        DataFormatError: an empty file, an unknown tag, invalid UTF-8, a ragged line (file, line, field).
+        ValueError: ``initial_labelled > 0`` on a tokens-only pool (there are no tags to reveal), or a
+            tokens-only pool with neither ``tags`` nor a seed file.
 
     Example:
         >>> dm = ConllDataModule(train_limit=200, eval_limit=50, initial_labelled=0.05)  # doctest: +SKIP
         >>> dm.setup(); dm.n_labelled, dm.labelled_cost  # doctest: +SKIP
         (10, 138)
+        >>> dm = ConllDataModule("new_text.txt", val_path="none", test_path="none",
+        ...                      tags=["O", "B-PER", "I-PER"], initial_labelled=0)  # doctest: +SKIP
     """
 
     def __init__(
@@ -162,6 +188,8 @@ class ConllDataModule(ActiveLearningDataModule):
         test_path: str | None = None,
         train_limit: int | None = None,
         eval_limit: int | None = None,
+        tags: Sequence[str] | None = None,
+        seed_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         # LightningCLI passes every inherited argument, so None/-1 mean "not given" here
@@ -172,24 +200,94 @@ class ConllDataModule(ActiveLearningDataModule):
         if kwargs.get("label_field", -1) == -1:
             kwargs["label_field"] = "tags"
         super().__init__(**kwargs)
+        if tags is not None:
+            tags = list(tags)
+            if not tags or len(set(tags)) != len(tags):
+                raise ValueError(f"tags: expected distinct tag names, got {tags}")
         self.train_path, self.val_path, self.test_path = train_path, val_path, test_path
         self.train_limit, self.eval_limit = train_limit, eval_limit
+        self.tags, self.seed_path = tags, seed_path
         self.vocab: Vocabulary | None = None
+        self._tagged: list[bool] = []
+        self._seed_indices: list[int] = []
 
-    def _read(self, path: str | None, split: str, limit: int | None) -> list[TaggedSentence]:
+    def _read(self, path: str | None, split: str) -> tuple[list[TaggedSentence], str]:
+        """All sentences of a split (before any limit) and the file they came from."""
         if path is None or path in ("train", "dev", "test"):
-            sentences = load_conll2003(path or split)
-        else:
-            sentences = read_conll(path)
-        return sentences[:limit] if limit is not None else sentences
+            path = str(dataset_dir("conll2003") / f"{path or split}.txt")
+        return read_conll(path, tag_set=self.tags), path
 
     def load(self) -> tuple[Dataset, Dataset | None, Dataset | None, Dataset | None]:
-        train = self._read(self.train_path, "train", self.train_limit)
-        val = self._read(self.val_path, "dev", self.eval_limit)
-        test = self._read(self.test_path, "test", self.eval_limit)
-        self.vocab = Vocabulary.build(train)
-        self.num_classes = len(self.vocab.tag_names)
-        return TaggedDataset(train, self.vocab), TaggedDataset(val, self.vocab), TaggedDataset(test, self.vocab), None
+        splits: dict[str, tuple[list[TaggedSentence], str]] = {}
+        for split, path in (("train", self.train_path), ("dev", self.val_path), ("test", self.test_path)):
+            if split != "train" and path is not None and path.lower() == "none":
+                continue
+            splits[split] = self._read(path, split)
+        if self.seed_path is not None:
+            splits["seed"] = self._read(self.seed_path, "seed")
+        for split, (sentences, source) in splits.items():
+            if not sentences:
+                raise DataFormatError(
+                    f"no sentences in the {split} file (empty, or only blank and -DOCSTART- lines)", source=source
+                )
+        pool, pool_source = splits["train"]
+        seed = splits["seed"][0] if "seed" in splits else []
+        if "seed" in splits and not all(s.tagged for s in seed):
+            raise DataFormatError("the seed file must be tagged (token and tag columns)", source=splits["seed"][1])
+        for split in ("dev", "test"):
+            if split in splits and not all(s.tagged for s in splits[split][0]):
+                raise DataFormatError(
+                    f"the {split} file must be tagged (token and tag columns)", source=splits[split][1]
+                )
+        untagged_pool = not pool[0].tagged
+        if untagged_pool and self.tags is None and not seed:
+            raise ValueError(
+                f"tags: {pool_source} holds tokens only, so the tag set is unknown; pass tags=[...] "
+                "(the annotator's choices) or a labelled seed file (seed_path=...)"
+            )
+        if untagged_pool and self.initial_labelled:
+            raise ValueError(
+                f"initial_labelled: {pool_source} holds tokens only, so there are no tags to reveal; use "
+                "initial_labelled=0 (an annotator labels the first round) or seed_path=... for labelled sentences"
+            )
+        if self.tags is not None:
+            tag_names = list(self.tags)
+        else:  # every tag of every file: the annotation scheme, not the part labelled so far
+            tag_names = Vocabulary.build([s for sentences, _ in splits.values() for s in sentences]).tag_names
+        if self.train_limit is not None:
+            pool = pool[: self.train_limit]
+        vocab = self.vocab = Vocabulary.build([*pool, *seed], tag_names=tag_names)
+        self.num_classes = len(tag_names)
+        sentences = [*pool, *seed]
+        self._tagged = [s.tagged for s in sentences]
+        self._seed_indices = list(range(len(pool), len(sentences)))
+
+        def evaluation(split: str) -> TaggedDataset | None:
+            if split not in splits:
+                return None
+            part = splits[split][0]
+            return TaggedDataset(part[: self.eval_limit] if self.eval_limit is not None else part, vocab)
+
+        return TaggedDataset(sentences, vocab), evaluation("dev"), evaluation("test"), None
+
+    def setup(self, stage: str | None = None) -> None:
+        fresh = self.dataset is None
+        super().setup(stage)
+        if fresh and self._seed_indices:
+            new = [i for i in self._seed_indices if self._labelled_round[i] < 0]
+            if new:
+                self.label(new, advance_round=False)
+
+    def label(self, indices: Sequence[int], labels: Sequence[Any] | None = None, advance_round: bool = True) -> None:
+        """As :meth:`ActiveLearningDataModule.label`; sentences of a tokens-only pool need ``labels``."""
+        if labels is None and self._tagged:
+            untagged = [int(i) for i in indices if 0 <= int(i) < len(self._tagged) and not self._tagged[int(i)]]
+            if untagged:
+                raise ValueError(
+                    f"labels: sentences {untagged[:5]} come from a tokens-only file and have no tags to reveal; "
+                    "pass the annotator's tags (labels=...)"
+                )
+        super().label(indices, labels, advance_round)
 
     @property
     def num_words(self) -> int | None:

@@ -16,6 +16,7 @@ _CALLBACKS: dict[str, str] = {
     "ActiveLearning": "trinity_lightning.active",
     "CrowdEM": "trinity_lightning.crowd",
     "PartialFeedback": "trinity_lightning.active.partial_feedback",
+    "RenderSamples": "trinity_lightning.nrm",
     "Tensorize": "trinity_lightning.tensor",
 }
 
@@ -37,4 +38,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from trinity_lightning.active import ActiveLearning
     from trinity_lightning.active.partial_feedback import PartialFeedback
     from trinity_lightning.crowd import CrowdEM
+    from trinity_lightning.nrm import RenderSamples
     from trinity_lightning.tensor import Tensorize

@@ -2,16 +2,49 @@
 
 See ``docs/crowd.md``. Aggregators (all torch, CPU or GPU, vectorized over the annotation list):
 :class:`MajorityVote`, :class:`DawidSkene`, :class:`OneCoinDawidSkene`, :class:`MBEM`.
+
+Names are loaded on first use: the aggregators, the table and the simulation import without
+Lightning (``trinity crowd aggregate`` starts fast); only :class:`CrowdEM`, the DataModules and
+:func:`soft_target_cross_entropy` need it.
 """
 
-from trinity_lightning.crowd.base import Aggregator
-from trinity_lightning.crowd.callback import CrowdEM, soft_target_cross_entropy
-from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
-from trinity_lightning.crowd.dawid_skene import DawidSkene, OneCoinDawidSkene
-from trinity_lightning.crowd.majority_vote import MajorityVote
-from trinity_lightning.crowd.mbem import MBEM
-from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
-from trinity_lightning.crowd.table import AnnotationTable
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trinity_lightning._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from trinity_lightning.crowd.base import Aggregator
+    from trinity_lightning.crowd.callback import CrowdEM, soft_target_cross_entropy
+    from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
+    from trinity_lightning.crowd.dawid_skene import DawidSkene, OneCoinDawidSkene
+    from trinity_lightning.crowd.majority_vote import MajorityVote
+    from trinity_lightning.crowd.mbem import MBEM
+    from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
+    from trinity_lightning.crowd.table import AnnotationTable
+
+# every name is imported on first access: ``trinity crowd --help`` needs neither torch nor Lightning, and
+# only CrowdEM and the DataModules need Lightning
+_LAZY = {
+    "Aggregator": "trinity_lightning.crowd.base",
+    "DawidSkene": "trinity_lightning.crowd.dawid_skene",
+    "OneCoinDawidSkene": "trinity_lightning.crowd.dawid_skene",
+    "MajorityVote": "trinity_lightning.crowd.majority_vote",
+    "MBEM": "trinity_lightning.crowd.mbem",
+    "hammer_spammer_confusions": "trinity_lightning.crowd.simulate",
+    "random_confusions": "trinity_lightning.crowd.simulate",
+    "simulate_annotations": "trinity_lightning.crowd.simulate",
+    "AnnotationTable": "trinity_lightning.crowd.table",
+    "CrowdEM": "trinity_lightning.crowd.callback",
+    "soft_target_cross_entropy": "trinity_lightning.crowd.callback",
+    "CrowdDataModule": "trinity_lightning.crowd.datamodule",
+    "EpochSeededSampler": "trinity_lightning.crowd.datamodule",
+    "SimulatedCrowdDataModule": "trinity_lightning.crowd.datamodule",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "MBEM",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,8 +27,23 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
+def deprecated_alias(old: str, new: str) -> None:
+    """Warn that ``old`` is a deprecated name of ``new`` (kept for one release)."""
+    warnings.warn(
+        f"{old} is deprecated and will be removed in the next release; use {new} (crowd-kit's name)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 class Aggregator:
-    """Base class: ``fit(annotations)`` fills ``posteriors_``, ``labels_`` and ``worker_accuracy_``.
+    """Base class: ``fit(annotations)`` fills ``probas_``, ``labels_`` and ``worker_accuracy_``.
+
+    Names follow crowd-kit's: ``probas_`` (items x classes), ``labels_``, ``priors_``, ``errors_``
+    (workers x observed x true) and ``n_iter``/``tol``; unlike crowd-kit they are tensors indexed by the
+    table's contiguous ids (``table_.item_ids``, ``table_.classes`` map back; :meth:`to_frame` gives a
+    DataFrame). The old names ``posteriors_``, ``worker_confusion_`` and ``max_iter`` still work for one
+    release, with a :class:`DeprecationWarning`.
 
     Args:
         device: where to compute (``"cpu"``, ``"cuda"``, ...; default CPU). Results stay on it.
@@ -35,7 +51,7 @@ class Aggregator:
 
     Attributes:
         table_: the :class:`~trinity_lightning.crowd.table.AnnotationTable` that was fitted.
-        posteriors_: ``(num_items, num_classes)`` probability of each true class.
+        probas_: ``(num_items, num_classes)`` probability of each true class (crowd-kit's ``probas_``).
         labels_: ``(num_items,)`` most probable class id (decode with ``table_.classes``).
         worker_accuracy_: ``(num_workers,)`` estimated accuracy of each worker: the mean posterior
             probability of the labels they gave.
@@ -47,7 +63,7 @@ class Aggregator:
 
     # fitted attributes (set by fit)
     table_: AnnotationTable
-    posteriors_: torch.Tensor
+    probas_: torch.Tensor
     labels_: torch.Tensor
     worker_accuracy_: torch.Tensor
 
@@ -57,7 +73,15 @@ class Aggregator:
         Args:
             annotations: the table, a DataFrame, a file path, a HF dataset or a dict of arrays.
             **read_kwargs: passed to :meth:`AnnotationTable.read` (``item=``, ``worker=``, ``label=``,
-                ``classes=``, ``duplicates=``, ...) when ``annotations`` is not a table yet.
+                ``classes=``, ``duplicates=``, ...) when ``annotations`` is not a table yet; ``classes=[...]``
+                also applies to a table (:meth:`AnnotationTable.with_classes`): declare every class when some
+                class was never used (Dawid-Skene needs two).
+
+        Example:
+            >>> answers = {"task": ["a", "b"], "worker": ["w", "v"], "label": ["yes", "yes"]}
+            >>> from trinity_lightning.crowd import DawidSkene
+            >>> DawidSkene().fit(answers, classes=["no", "yes"]).to_frame()["label"].tolist()
+            ['yes', 'yes']
 
         Returns:
             self.
@@ -71,14 +95,20 @@ class Aggregator:
         """``fit`` and return ``labels_``."""
         return self.fit(annotations, **read_kwargs).labels_
 
+    @property
+    def posteriors_(self) -> torch.Tensor:
+        """Deprecated name of :attr:`probas_`."""
+        deprecated_alias("posteriors_", "probas_")
+        return self.probas_
+
     def _fit(self, table: AnnotationTable) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _labels(self) -> torch.Tensor:
-        return self.posteriors_.argmax(dim=1)
+        return self.probas_.argmax(dim=1)
 
     def _finish(self) -> None:
-        table, post = self.table_, self.posteriors_
+        table, post = self.table_, self.probas_
         self.labels_ = self._labels()
         items, workers, labels = (t.to(post.device) for t in (table.items, table.workers, table.labels))
         agree = post[items, labels].to(torch.float64)
@@ -86,14 +116,14 @@ class Aggregator:
         self.worker_accuracy_ = totals / torch.bincount(workers, minlength=table.num_workers).clamp_min(1)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "posteriors_"):
+        if not hasattr(self, "probas_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit(annotations) first")
 
     def to_frame(self, probabilities: bool = True) -> pd.DataFrame:
         """One row per item: ``item``, ``label`` (original value), ``confidence`` and ``p_<class>`` columns."""
         self._check_fitted()
         table = self.table_
-        post = self.posteriors_.detach().to("cpu", torch.float64).numpy()
+        post = self.probas_.detach().to("cpu", torch.float64).numpy()
         frame = pd.DataFrame(
             {
                 "item": table.item_ids,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -75,7 +76,8 @@ class CrowdEM(RoundCallback):
         prior: the prior of each item's truth in the posterior: ``"model"`` (the model's prediction for
             that item) or ``"class"`` (the class frequencies, the paper); see :class:`MBEM`.
         smoothing: Laplace pseudo-count of the confusion estimates.
-        em_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess).
+        n_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess);
+            crowd-kit's name. ``em_iter`` is its deprecated alias (one more release).
         guard: refuse a round whose model explains the annotations no better than the gold-free baselines
             (see above); ``False`` always takes the model's posteriors.
         guard_folds: folds of the held-out likelihood.
@@ -106,12 +108,18 @@ class CrowdEM(RoundCallback):
         hard: bool = True,
         prior: Literal["model", "class"] = "model",
         smoothing: float = 0.1,
-        em_iter: int = 1,
+        n_iter: int = 1,
         guard: bool = True,
         guard_folds: int = 5,
+        em_iter: int | None = None,
         curve_path: str | None = None,
     ) -> None:
         super().__init__()
+        if em_iter is not None:
+            warnings.warn("CrowdEM(em_iter=...) is deprecated; use n_iter=...", DeprecationWarning, stacklevel=2)
+            n_iter = em_iter
+        if n_iter < 1:
+            raise ValueError(f"n_iter: expected a positive integer, got {n_iter}")
         if epochs_per_round < 1:
             raise ValueError(f"epochs_per_round: expected a positive integer, got {epochs_per_round}")
         if max_rounds is not None and max_rounds < 0:
@@ -121,7 +129,7 @@ class CrowdEM(RoundCallback):
             raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
         if guard_folds < 2:
             raise ValueError(f"guard_folds: expected at least 2, got {guard_folds}")
-        self.hard, self.prior, self.smoothing, self.em_iter = hard, prior, smoothing, em_iter
+        self.hard, self.prior, self.smoothing, self.n_iter = hard, prior, smoothing, n_iter
         self.guard, self.guard_folds = guard, guard_folds
         self.curve_path = curve_path
         self.baseline_ll: float | None = None  # the gold-free baseline of the guard (annotations only: fixed)
@@ -188,9 +196,9 @@ class CrowdEM(RoundCallback):
         table = dm.annotation_table
         predictions = self.predict(trainer, pl_module)
         previous = dm.targets.argmax(dim=1) if getattr(dm, "targets", None) is not None else None
-        mbem = MBEM(max_iter=self.em_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
+        mbem = MBEM(n_iter=self.n_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
         mbem.fit(table, predictions)
-        posteriors = mbem.posteriors_.detach().to("cpu", torch.float32)
+        posteriors = mbem.probas_.detach().to("cpu", torch.float32)
         guard: dict[str, float] = {}
         if self.guard:
             guard = self._guard(table, predictions, getattr(dm, "aggregator", None))
@@ -206,7 +214,7 @@ class CrowdEM(RoundCallback):
         dm.set_targets(posteriors)
         self.round += 1
         self.posteriors, self.priors = posteriors, mbem.priors_.detach().cpu().float()
-        self.confusions = mbem.worker_confusion_.detach().cpu().float()
+        self.confusions = mbem.errors_.transpose(1, 2).detach().cpu().float()
         accuracy = mbem.worker_accuracy_.cpu()
         record = {
             "round": float(self.round),
@@ -234,7 +242,7 @@ class CrowdEM(RoundCallback):
             refit = DawidSkene if isinstance(aggregator, DawidSkene) else MajorityVote
             self.baseline_ll = max(
                 worker_marginal_log_likelihood(table, folds=folds, smoothing=smoothing),
-                aggregate_log_likelihood(table, lambda t: refit().fit(t).posteriors_, folds=folds, smoothing=smoothing),
+                aggregate_log_likelihood(table, lambda t: refit().fit(t).probas_, folds=folds, smoothing=smoothing),
             )
         model_ll = heldout_log_likelihood(table, predictions, folds=folds, smoothing=smoothing, hard=self.hard)
         return {
@@ -247,9 +255,9 @@ class CrowdEM(RoundCallback):
     def _baseline_posteriors(dm: Any, table: AnnotationTable) -> torch.Tensor:
         """The annotation-only posteriors the guard falls back to (the DataModule's own aggregate)."""
         aggregator = getattr(dm, "aggregator", None)
-        if aggregator is None or not hasattr(aggregator, "posteriors_"):
+        if aggregator is None or not hasattr(aggregator, "probas_"):
             aggregator = MajorityVote().fit(table)
-        return aggregator.posteriors_.detach().to("cpu", torch.float32).clone()
+        return aggregator.probas_.detach().to("cpu", torch.float32).clone()
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:

@@ -10,8 +10,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from trinity_lightning.crowd.base import Aggregator
+if TYPE_CHECKING:  # torch is imported only once the arguments are parsed (``--help`` stays instant)
+    from trinity_lightning.crowd.base import Aggregator
 
 METHODS = {
     "majority_vote": "MajorityVote",
@@ -39,12 +41,19 @@ def _parser() -> argparse.ArgumentParser:
     agg.add_argument("--worker", default="worker", help="worker column (default: worker)")
     agg.add_argument("--label", default="label", help="label column (default: label)")
     agg.add_argument(
+        "--classes",
+        default=None,
+        help="every class, comma-separated (e.g. no,yes): declares classes nobody used and fixes the order of "
+        "the p_<class> columns; labels outside it are an error (default: the labels found)",
+    )
+    agg.add_argument(
         "--duplicates",
         default="error",
         choices=["error", "keep_last", "keep_all"],
         help="repeated (item, worker) pairs (default: error)",
     )
-    agg.add_argument("--max-iter", type=int, default=100, help="EM iterations at most (default: 100)")
+    agg.add_argument("--n-iter", type=int, default=100, help="EM iterations at most (default: 100)")
+    agg.add_argument("--max-iter", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --n-iter
     agg.add_argument("--tol", type=float, default=1e-5, help="EM stops below this gain per annotation")
     agg.add_argument("--smoothing", type=float, default=0.0, help="Laplace pseudo-count (default: 0)")
     agg.add_argument(
@@ -71,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _classes(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    classes = [c.strip() for c in text.split(",")]
+    if any(not c for c in classes):
+        raise ValueError(f"--classes: expected comma-separated class names such as no,yes; got {text!r}")
+    return classes
+
+
 def _build(args: argparse.Namespace) -> Aggregator:
     from trinity_lightning import crowd
 
@@ -78,10 +96,13 @@ def _build(args: argparse.Namespace) -> Aggregator:
     if name == "MajorityVote":
         return crowd.MajorityVote(tie_break=args.tie_break, seed=args.seed, device=args.device)
     cls = getattr(crowd, name)
+    if args.max_iter is not None:
+        print("trinity crowd aggregate: --max-iter is deprecated; use --n-iter (crowd-kit's name)", file=sys.stderr)
+        args.n_iter = args.max_iter
     if args.crowdkit_compat and args.smoothing:
         raise ValueError("--crowdkit-compat: crowd-kit does not smooth; drop --smoothing")
     return cls(  # type: ignore[no-any-return]
-        max_iter=args.max_iter,
+        n_iter=args.n_iter,
         tol=args.tol,
         smoothing=args.smoothing,
         crowdkit_compat=args.crowdkit_compat,
@@ -121,7 +142,8 @@ def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None
     view.add_column("annotator")
     view.add_column("annotations", justify="right")
     view.add_column("est. accuracy", justify="right")
-    confusion = getattr(model, "worker_confusion_", None)
+    errors = getattr(model, "errors_", None)  # (workers, observed, true)
+    confusion = errors.transpose(1, 2) if errors is not None else None
     if confusion is not None:
         view.add_column("most likely error (true -> said)")
     index = {w: k for k, w in enumerate(table.worker_ids)}
@@ -150,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = _build(args)
         start = time.perf_counter()
         annotations = AnnotationTable.read(
-            args.annotations, item=args.item, worker=args.worker, label=args.label, duplicates=args.duplicates
+            args.annotations,
+            item=args.item,
+            worker=args.worker,
+            label=args.label,
+            classes=_classes(args.classes),
+            duplicates=args.duplicates,
         )
         model.fit(annotations)
         seconds = time.perf_counter() - start

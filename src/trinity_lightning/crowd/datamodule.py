@@ -200,7 +200,7 @@ class CrowdDataModule(pl.LightningDataModule):
         self.item_indices = torch.as_tensor(ids.astype(np.int64))
         self.aggregator = MajorityVote() if self.init == "majority_vote" else DawidSkene()
         self.aggregator.fit(self.table)
-        self.targets = self.aggregator.posteriors_.detach().to("cpu", torch.float32).clone()
+        self.targets = self.aggregator.probas_.detach().to("cpu", torch.float32).clone()
         self.hard_labels = torch.zeros(len(self.targets), dtype=torch.int64)
         if self.num_workers > 0:
             self.targets.share_memory_()
@@ -331,9 +331,10 @@ class SimulatedCrowdDataModule(CrowdDataModule):
         soft_targets: batches carry posteriors instead of class ids (see :class:`CrowdDataModule`).
         hard_targets: ``"sample"`` or ``"argmax"`` (see :class:`CrowdDataModule`).
 
-    The images are scaled for training: pixel values in ``[0, 1]`` become ``(x - 0.5) / 0.25``, i.e. roughly
-    ``[-2, 2]`` (the shared-data sets) and digits keep scikit-learn's ``[0, 16]`` divided by 16, i.e. ``[0, 1]``.
-    A model of your own that expects another input scale should rescale in its ``forward``.
+    Inputs are float32, scaled: digits ``(N, 1, 8, 8)`` pixel/16, in ``[0, 1]``; mnist / fashion_mnist
+    ``(N, 1, 28, 28)`` and cifar10 ``(N, 3, 32, 32)`` ``(pixel/255 - 0.5)/0.25``, in ``[-2, 2]``. A model of your
+    own must expect that scale (or rescale in its ``forward``); one that does not learn makes the
+    bootstrap useless, which ``CrowdEM``'s guard detects (see docs/crowd.md, "Simulated annotators").
 
     Example:
         >>> dm = SimulatedCrowdDataModule("digits", num_annotators=10, labels_per_item=1, seed=0)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from trinity_lightning.crowd._incidence import Incidence
-from trinity_lightning.crowd.base import Aggregator
+from trinity_lightning.crowd.base import Aggregator, deprecated_alias
 from trinity_lightning.crowd.table import AnnotationTable
 
 
@@ -32,38 +32,62 @@ class _Params:
 
 
 class _EMAggregator(Aggregator):
-    """The EM loop shared by :class:`DawidSkene`, :class:`OneCoinDawidSkene` and :class:`MBEM`."""
+    """The EM loop shared by :class:`DawidSkene`, :class:`OneCoinDawidSkene` and :class:`MBEM`.
+
+    Example:
+        >>> frame = {"task": [1, 1, 2, 2], "worker": ["a", "b", "a", "b"], "label": [0, 0, 1, 1]}
+        >>> ds = DawidSkene(n_iter=5).fit(frame)
+        >>> ds.probas_.shape, ds.errors_.shape, ds.n_iter_ <= ds.n_iter
+        (torch.Size([2, 2]), torch.Size([2, 2, 2]), True)
+    """
 
     _final_m_step = True  # report the parameters re-estimated from the final posteriors (crowd-kit does)
 
     def __init__(
         self,
-        max_iter: int = 100,
+        n_iter: int = 100,
         tol: float = 1e-5,
         smoothing: float = 0.0,
         crowdkit_compat: bool = False,
         eps: float = 1e-10,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
+        *,
+        max_iter: int | None = None,
     ) -> None:
         super().__init__(device, dtype if dtype is not None else torch.float64 if crowdkit_compat else torch.float32)
-        if max_iter < 1:
-            raise ValueError(f"max_iter: expected a positive integer, got {max_iter}")
+        if max_iter is not None:
+            deprecated_alias("max_iter", "n_iter")
+            n_iter = max_iter
+        if n_iter < 1:
+            raise ValueError(f"n_iter: expected a positive integer, got {n_iter}")
         if not tol >= 0:
             raise ValueError(f"tol: expected a non-negative number, got {tol}")
         if not smoothing >= 0:
             raise ValueError(f"smoothing: expected a non-negative pseudo-count, got {smoothing}")
         if not 0 < eps < 1e-3:
             raise ValueError(f"eps: expected a small positive floor, got {eps}")
-        self.max_iter, self.tol, self.smoothing = max_iter, tol, smoothing
+        self.n_iter, self.tol, self.smoothing = n_iter, tol, smoothing
         self.crowdkit_compat, self.eps = crowdkit_compat, eps
         self._init: torch.Tensor | None = None
 
     # fitted attributes
     priors_: torch.Tensor
-    worker_confusion_: torch.Tensor
+    errors_: torch.Tensor
     log_likelihood_: list[float]
     n_iter_: int
+
+    @property
+    def max_iter(self) -> int:
+        """Deprecated name of :attr:`n_iter`."""
+        deprecated_alias("max_iter", "n_iter")
+        return self.n_iter
+
+    @property
+    def worker_confusion_(self) -> torch.Tensor:
+        """Deprecated: ``errors_`` transposed, ``[a, k, l]`` = P(worker a says l | true class k)."""
+        deprecated_alias("worker_confusion_", "errors_ (axes worker, observed, true)")
+        return self.errors_.transpose(1, 2)
 
     def fit(
         self, annotations: Any, init_posteriors: torch.Tensor | np.ndarray | None = None, **read_kwargs: Any
@@ -125,7 +149,10 @@ class _EMAggregator(Aggregator):
     def _fit(self, table: AnnotationTable) -> None:
         name = type(self).__name__
         if table.num_classes < 2:
-            raise ValueError(f"{name}: needs at least 2 classes, the table has {table.classes}")
+            raise ValueError(
+                f"{name}: needs at least 2 classes, but the table has one, {table.classes[0]!r}; "
+                "declare every class with classes=[...] (CLI: --classes a,b)"
+            )
         dev = self.device
         inc = Incidence(
             table.items.to(dev),
@@ -141,7 +168,7 @@ class _EMAggregator(Aggregator):
         history: list[float] = []
         previous = -float("inf")
         used = params
-        for iteration in range(1, self.max_iter + 1):
+        for iteration in range(1, self.n_iter + 1):
             # E-step, in place on the one (items, K) buffer the product allocates: posteriors and log-likelihood
             post = inc.gather_sum(params.log_conf_t)
             post += params.log_prior
@@ -172,12 +199,12 @@ class _EMAggregator(Aggregator):
         conf_t = final.log_conf_t.exp().view(table.num_workers, K, K)
         if self.crowdkit_compat:
             conf_t = conf_t * inc.observed[:, :, None]
-        self.worker_confusion_ = conf_t.transpose(1, 2).contiguous()
+        self.errors_ = conf_t  # (workers, observed, true), crowd-kit's errors_.loc[(worker, observed), true]
         prior = final.log_prior.exp()
         self.priors_ = prior if prior.ndim == 1 else prior.mean(dim=0)  # MBEM's per-item prior: its average
         self.log_likelihood_ = history
         self.n_iter_ = len(history)
-        self.posteriors_ = post
+        self.probas_ = post
         self._incidence = inc
 
 
@@ -188,10 +215,10 @@ class DawidSkene(_EMAggregator):
     Algorithm", *Journal of the Royal Statistical Society C* 28(1), 1979, 20-28. doi:10.2307/2346806
 
     EM starts from the majority-vote fractions and stops when the penalised log-likelihood gains
-    less than ``tol`` per annotation (or falls), or after ``max_iter`` iterations.
+    less than ``tol`` per annotation (or falls), or after ``n_iter`` iterations.
 
     Args:
-        max_iter: maximum number of EM iterations.
+        n_iter: maximum number of EM iterations (crowd-kit's name; ``max_iter=`` is a deprecated alias).
         tol: stop when the log-likelihood per annotation improves by less than this.
         smoothing: Laplace pseudo-count added to every confusion cell and class count (a symmetric
             Dirichlet prior; EM then maximises the posterior, and stops on that objective). ``0``
@@ -208,7 +235,9 @@ class DawidSkene(_EMAggregator):
             ``crowdkit_compat``). The log-likelihood is always accumulated in float64.
 
     Attributes:
-        worker_confusion_: ``(num_workers, K, K)``; ``[a, k, l]`` = P(worker a says l | true class k).
+        errors_: ``(num_workers, K, K)``; ``[a, l, k]`` = P(worker a says l | true class k), crowd-kit's axis
+            order (``errors_.loc[(worker, observed), true]``). The deprecated ``worker_confusion_`` is its
+            transpose ``[a, k, l]``.
         priors_: ``(K,)`` class prior.
         log_likelihood_: marginal log-likelihood of the data at each E-step.
         n_iter_: number of E-steps run.
@@ -221,7 +250,7 @@ class DawidSkene(_EMAggregator):
         >>> ds = DawidSkene().fit(frame)
         >>> ds.table_.decode_labels(ds.labels_)
         ['y', 'n', 'y']
-        >>> ds.worker_confusion_.shape, round(float(ds.worker_accuracy_[2]), 2)
+        >>> ds.errors_.shape, round(float(ds.worker_accuracy_[2]), 2)
         (torch.Size([3, 2, 2]), 0.33)
     """
 
@@ -249,7 +278,7 @@ class OneCoinDawidSkene(_EMAggregator):
     Algorithm for Crowdsourcing", *JMLR* 17, 2016. arXiv:1406.3824
 
     Args:
-        max_iter: maximum number of EM iterations.
+        n_iter: maximum number of EM iterations (crowd-kit's name; ``max_iter=`` is a deprecated alias).
         tol: stop when the log-likelihood per annotation improves by less than this.
         smoothing: pseudo-count of a symmetric Beta prior on each worker's accuracy (and on the classes).
         crowdkit_compat: reproduce crowd-kit 1.4.2 (``OneCoinDawidSkene``): no smoothing, accuracy
@@ -260,7 +289,7 @@ class OneCoinDawidSkene(_EMAggregator):
 
     Attributes:
         skills_: ``(num_workers,)`` estimated accuracy ``s_a``.
-        worker_confusion_: ``(num_workers, K, K)`` built from ``skills_``.
+        errors_: ``(num_workers, K, K)`` built from ``skills_`` (axes worker, observed, true).
         priors_: ``(K,)`` class prior.
         log_likelihood_: marginal log-likelihood at each E-step.
         n_iter_: number of E-steps run.

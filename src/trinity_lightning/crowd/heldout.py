@@ -141,7 +141,7 @@ def aggregate_log_likelihood(
     Args:
         table: the annotations.
         aggregate: maps a table to its ``(table.num_items, K)`` posteriors, e.g.
-            ``lambda t: MajorityVote().fit(t).posteriors_``.
+            ``lambda t: MajorityVote().fit(t).probas_``.
         folds: seeded folds of annotation rows.
         smoothing: Laplace pseudo-count of each confusion cell.
         seed: seed of the split.
@@ -149,7 +149,7 @@ def aggregate_log_likelihood(
     Example:
         >>> from trinity_lightning.crowd.majority_vote import MajorityVote
         >>> t = AnnotationTable.from_tensors([0, 0, 1, 1], [0, 1, 0, 1], [0, 0, 1, 1])
-        >>> aggregate_log_likelihood(t, lambda s: MajorityVote().fit(s).posteriors_, folds=2) < 0
+        >>> aggregate_log_likelihood(t, lambda s: MajorityVote().fit(s).probas_, folds=2) < 0
         True
     """
     fold = _fold_of_rows(table, folds, seed)

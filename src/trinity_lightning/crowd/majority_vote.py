@@ -19,7 +19,7 @@ TIE_RULES = ("random", "smallest")
 class MajorityVote(Aggregator):
     """(Weighted) majority vote: each item takes the class with the largest (weighted) vote count.
 
-    ``posteriors_`` are the vote fractions (soft majority vote), the usual initialisation of EM.
+    ``probas_`` are the vote fractions (soft majority vote), the usual initialisation of EM.
     Votes are one ``index_add_`` over the flat index ``item * K + label``.
 
     Args:
@@ -116,7 +116,7 @@ class MajorityVote(Aggregator):
             item = table.item_ids[int(torch.nonzero(total.squeeze(1) <= 0)[0])]
             raise ValueError(f"weights: every vote on item {item!r} has weight 0")
         self.votes_ = votes
-        self.posteriors_ = votes / total
+        self.probas_ = votes / total
 
     def _labels(self) -> torch.Tensor:
         votes = self.votes_

@@ -35,25 +35,25 @@ class MBEM(DawidSkene):
     can collapse (measured: Fashion-MNIST, 1 label per item, 20% good workers, 3 epochs of training: label
     accuracy 24% with the class prior, 55% with the model prior, 28% for majority vote).
 
-    ``max_iter > 1`` continues with Dawid-Skene EM from there. Retrain the model on ``posteriors_``
+    ``n_iter > 1`` continues with Dawid-Skene EM from there. Retrain the model on ``probas_``
     and repeat: that is what the :class:`~trinity_lightning.crowd.callback.CrowdEM` callback does.
 
     Args:
-        max_iter: E-steps (1 = the paper's MBEM step).
+        n_iter: E-steps (1 = the paper's MBEM step; ``max_iter=`` is a deprecated alias).
         hard: estimate the confusions from the model's hard predictions ``argmax`` (the official code)
             instead of its probabilities.
         prior: ``"model"`` (each item's predicted distribution) or ``"class"`` (the class frequencies of
             the predictions, the paper).
         smoothing: Laplace pseudo-count per confusion cell; larger values shrink the few counts that
             one label per item gives towards the uniform (spammer) row.
-        tol: as for :class:`DawidSkene` (used when ``max_iter > 1``).
+        tol: as for :class:`DawidSkene` (used when ``n_iter > 1``).
         eps: probability floor.
         device: where to compute.
         dtype: floating dtype (default float32).
 
     Attributes:
-        worker_confusion_: ``(num_workers, K, K)`` confusions estimated from the predictions (the ones
-            that produced ``posteriors_``).
+        errors_: ``(num_workers, K, K)`` confusions estimated from the predictions (the ones that produced
+            ``probas_``), axes worker, observed, true as in crowd-kit.
 
     Example:
         >>> table = {"task": [0, 1, 2, 3], "worker": ["good", "good", "bad", "bad"], "label": [0, 1, 1, 0]}
@@ -67,7 +67,7 @@ class MBEM(DawidSkene):
 
     def __init__(
         self,
-        max_iter: int = 1,
+        n_iter: int = 1,
         hard: bool = True,
         prior: Literal["model", "class"] = "model",
         smoothing: float = 0.1,
@@ -75,8 +75,12 @@ class MBEM(DawidSkene):
         eps: float = 1e-10,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
+        *,
+        max_iter: int | None = None,
     ) -> None:
-        super().__init__(max_iter=max_iter, tol=tol, smoothing=smoothing, eps=eps, device=device, dtype=dtype)
+        super().__init__(
+            n_iter=n_iter, tol=tol, smoothing=smoothing, eps=eps, device=device, dtype=dtype, max_iter=max_iter
+        )
         if prior not in ("model", "class"):
             raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
         self.hard, self.prior = hard, prior

@@ -1,5 +1,8 @@
 """Simulated annotators: worker confusion matrices and the labels they give, vectorized and seeded.
 
+Used by :class:`~trinity_lightning.crowd.datamodule.SimulatedCrowdDataModule` (which hides the gold labels of
+an image set behind these answers) and by the benchmarks; it never imports Lightning.
+
 Two worker models:
 
 * :func:`hammer_spammer_confusions`: the simulation of the MBEM paper and its official code: with
@@ -100,6 +103,9 @@ def simulate_annotations(
     item_ids: np.ndarray | None = None,
 ) -> AnnotationTable:
     """Each item gets ``labels_per_item`` distinct random workers, who answer from their confusion rows.
+
+    Only labels are simulated: the items' inputs are not touched (``SimulatedCrowdDataModule`` scales its
+    images itself: digits to ``[0, 1]``, MNIST, Fashion-MNIST and CIFAR-10 to ``[-2, 2]``; see docs/crowd.md).
 
     Args:
         true_labels: ``(n,)`` true class of each item.

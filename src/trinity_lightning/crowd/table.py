@@ -7,6 +7,7 @@ the aggregators work on three ``int64`` tensors; :meth:`AnnotationTable.decode_i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import pandas as pd
 import torch
 
 from trinity_lightning.crowd._sorting import factorize, radix_argsort
-from trinity_lightning.data import DataFormatError, read_table
+from trinity_lightning.data.errors import DataFormatError
+from trinity_lightning.data.tables import as_text, read_table
 
 DuplicatePolicy = Literal["error", "keep_last", "keep_all"]
 DUPLICATE_POLICIES = ("error", "keep_last", "keep_all")
@@ -33,6 +35,41 @@ def _describe(source: Any) -> str:
 def _show(value: Any) -> str:
     """``repr`` of a value without NumPy's type wrapper (``7``, not ``np.int64(7)``)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _mixed_to_text(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
+    """A column that mixes numbers and strings (``1`` and ``"1"``) read as strings, with a warning."""
+    values = frame[column]
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return frame
+    numbers = [v for v in values if _is_number(v)]
+    texts = [v for v in values if isinstance(v, str)]
+    if not numbers or not texts:
+        return frame
+    warnings.warn(
+        f"{where}: column {column!r} mixes numbers and strings (e.g. {_show(numbers[0])} and {texts[0]!r}); "
+        f"every value is read as a string, so {as_text(numbers[0])!r} and {_show(numbers[0])} are the same "
+        "value. Convert the column yourself to silence this warning.",
+        UserWarning,
+        stacklevel=3,
+    )
+    frame = frame.copy()
+    frame[column] = values.map(as_text)
+    return frame
+
+
+def _text_keys(index: pd.Index, values: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """Compare declared values with read values on their text forms when one side is text and the other not
+    (ids and labels read from files are strings; ``items=range(n)`` or ``classes=[0, 1]`` are numbers)."""
+    index_text = pd.api.types.infer_dtype(index, skipna=True) == "string"
+    values_text = pd.api.types.infer_dtype(values, skipna=True) == "string"
+    if index_text == values_text:
+        return index, values
+    return pd.Index([as_text(v) for v in index]), np.array([as_text(v) for v in values], dtype=object)
 
 
 def _where(frame: pd.DataFrame, row: int) -> dict[str, int]:
@@ -138,6 +175,29 @@ class AnnotationTable:
                 worker: self.worker_ids[self.workers.numpy()],
                 label: np.asarray(self.classes, dtype=object)[self.labels.numpy()],
             }
+        )
+
+    def with_classes(self, classes: Sequence[Any]) -> AnnotationTable:
+        """The same annotations with the class list ``classes`` (which must contain every label used).
+
+        Declaring classes matters when some class was never used: Dawid-Skene needs two classes even when
+        every annotator said ``"yes"``.
+
+        Example:
+            >>> t = AnnotationTable.read({"task": ["a", "b"], "worker": ["w", "w"], "label": ["yes", "yes"]})
+            >>> t.classes, t.with_classes(["no", "yes"]).labels.tolist()
+            (['yes'], [1, 1])
+        """
+        class_index = pd.Index(list(classes))
+        if class_index.has_duplicates:
+            raise ValueError(f"classes: values must be unique; {class_index[class_index.duplicated()][0]!r} repeats")
+        keys, lookup = _text_keys(class_index, np.asarray(self.classes, dtype=object))
+        remap = keys.get_indexer(pd.Index(lookup))
+        if (remap < 0).any():
+            missing = [self.classes[k] for k in np.flatnonzero(remap < 0)]
+            raise ValueError(f"classes: the table uses labels {missing} that are not among {list(classes)}")
+        return dataclasses.replace(
+            self, labels=torch.from_numpy(remap.astype(np.int64))[self.labels], classes=list(classes)
         )
 
     # ------------------------------------------------------------------ constructors
@@ -260,7 +320,7 @@ class AnnotationTable:
         if classes is not None and num_classes is not None and len(classes) != num_classes:
             raise ValueError(f"classes/num_classes: {len(classes)} classes given but num_classes={num_classes}")
         where = description if description is not None else _describe(source)
-        frame = read_table(source, split=split)
+        frame = read_table(source, split=split, text_columns=(item, worker))
         for column in (item, worker, label):
             if column not in frame.columns:
                 raise DataFormatError(
@@ -279,6 +339,8 @@ class AnnotationTable:
                 raise DataFormatError(
                     f"value {_show(values[row])} is not finite", source=where, field=column, **_where(frame, row)
                 )
+        for column in (item, worker, label):
+            frame = _mixed_to_text(frame, column, where)
         item_codes, item_ids, unlabelled = cls._encode_items(frame, item, items, where)
         worker_codes, worker_ids = factorize(frame[worker].to_numpy())
         label_codes, class_list = cls._encode_labels(frame, label, classes, num_classes, where)
@@ -343,7 +405,8 @@ class AnnotationTable:
         universe = pd.Index(list(items))
         if universe.has_duplicates:
             raise ValueError(f"items: declared item ids must be unique; {universe[universe.duplicated()][0]!r} repeats")
-        position = universe.get_indexer(pd.Index(values))
+        keys, lookup = _text_keys(universe, values)
+        position = keys.get_indexer(pd.Index(lookup))
         if (position < 0).any():
             row = int(np.flatnonzero(position < 0)[0])
             raise DataFormatError(
@@ -373,7 +436,8 @@ class AnnotationTable:
         class_index = pd.Index(list(classes))
         if class_index.has_duplicates:
             raise ValueError(f"classes: values must be unique; {class_index[class_index.duplicated()][0]!r} repeats")
-        codes = class_index.get_indexer(pd.Index(values))
+        keys, lookup = _text_keys(class_index, values)
+        codes = keys.get_indexer(pd.Index(lookup))
         if (codes < 0).any():
             row = int(np.flatnonzero(codes < 0)[0])
             raise DataFormatError(
@@ -386,7 +450,9 @@ class AnnotationTable:
 
 
 def as_table(annotations: Any, **kwargs: Any) -> AnnotationTable:
-    """``annotations`` if it is a table, else :meth:`AnnotationTable.read` of it."""
+    """``annotations`` if it is a table (with ``classes=`` declared, when given), else
+    :meth:`AnnotationTable.read` of it."""
     if isinstance(annotations, AnnotationTable):
-        return annotations
+        classes = kwargs.get("classes")
+        return annotations if classes is None else annotations.with_classes(classes)
     return AnnotationTable.read(annotations, **kwargs)

@@ -1,7 +1,7 @@
 """Loaders for the real datasets of the shared data folder (see ``TRINITY_DATA``).
 
 Images come back as :class:`ImageArrays` (``uint8`` arrays, ``int64`` labels, class names); token
-tagging as :class:`~trinity_lightning.data.readers.TaggedSentence` lists; crowd labels as a
+tagging as :class:`~trinity_lightning.data.conll.TaggedSentence` lists; crowd labels as a
 ``task, worker, label`` frame plus the gold labels.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from trinity_lightning.data.atomic import atomic_open
+from trinity_lightning.data.conll import TaggedSentence, read_conll
 from trinity_lightning.data.paths import data_root, dataset_dir
-from trinity_lightning.data.readers import TaggedSentence, read_conll
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FASHION_MNIST_CLASSES = [

@@ -22,7 +22,9 @@ made PowerSGD's chained futures hang on gloo with several buckets.
 from __future__ import annotations
 
 import math
+import os
 import struct
+import sys
 import warnings
 from collections.abc import Mapping
 from datetime import timedelta
@@ -56,6 +58,40 @@ def _all_gather_single(output: torch.Tensor, tensor: torch.Tensor, group: dist.P
     """``all_gather_single`` (torch >= 2.13) or its older name ``all_gather_into_tensor``."""
     gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
     return gather(output, tensor, group=group, async_op=True)
+
+
+_LIBRARIES = ("torch", "lightning", "pytorch_lightning", "lightning_fabric", "trinity_lightning.distributed")
+
+
+def _library_folders() -> tuple[str, ...]:
+    folders = []
+    for name in _LIBRARIES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            folders.append(os.path.dirname(path) + os.sep)
+    return tuple(folders)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes the caller's ``warnings.warn`` point at the user's code.
+
+    The hook runs inside ``loss.backward()`` (torch's autograd engine, Lightning's loops): frames of torch,
+    Lightning and this package are skipped, so a warning names the user's ``backward()`` or ``trainer.fit()``
+    line, not ``torch/autograd/graph.py``. Where no user frame is on the stack (the hook running on an autograd
+    device thread) it returns 1.
+
+    Example:
+        >>> user_stacklevel() >= 1
+        True
+    """
+    folders = _library_folders()
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(folders):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level if frame is not None else 1
 
 
 class WorkerFailureError(RuntimeError):
@@ -270,7 +306,7 @@ def _local_signs(
         warnings.warn(
             message + "; it abstains from this step's vote (its momentum is left unchanged)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return None, []
     source = grad
@@ -378,7 +414,7 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
                 f"signSGD: rank {other} abstained from the vote of bucket {index} at step {state.step} "
                 "(non-finite gradient)",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     if len(abstained) == world:
         grad.zero_()

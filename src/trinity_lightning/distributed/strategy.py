@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -18,36 +19,19 @@ from torch.nn.parallel import DistributedDataParallel
 from trinity_lightning.distributed.hook import SignSGDState, register_signsgd_hook
 from trinity_lightning.distributed.signum import Signum
 
-__all__ = ["CHECKPOINT_KEY", "SignSGDStrategy"]
+__all__ = ["CHECKPOINT_KEY", "SignSGDStrategy", "pytorch_lightning_strategy", "register_strategies"]
 
 CHECKPOINT_KEY = "signsgd"
 
+# the methods live in a mixin so that the same code also subclasses ``pytorch_lightning``'s DDPStrategy
+if TYPE_CHECKING:
+    _DDPBase = DDPStrategy
+else:
+    _DDPBase = object
 
-class SignSGDStrategy(DDPStrategy):
-    """DDP whose gradients are replaced by the majority vote of the workers' signs (signSGD / Signum MV).
 
-    Differences from ``DDPStrategy``:
-
-    * the hook is registered on every device, CPU/gloo included (Lightning registers comm hooks on CUDA only);
-    * each worker's momentum (and error-feedback residual) lives in the hook and is saved in the checkpoint
-      under ``checkpoint["signsgd"]`` (one entry per rank), then restored on resume;
-    * ``momentum=None`` takes the momentum of the model's :class:`Signum` optimizer and sets the optimizer's own
-      momentum to 0 (the optimizer then applies ``x -= lr * (vote + weight_decay * x)``).
-
-    Args:
-        momentum: local momentum ``beta``; ``None`` adopts the Signum optimizer's (0 for any other optimizer).
-        error_feedback: EF-signSGD with scaled sign (use ``torch.optim.SGD(momentum=0)`` as the optimizer).
-        nonfinite: ``"abstain"`` or ``"raise"`` for a worker with NaN/inf gradients.
-        communication: ``"auto"``, ``"alltoall"`` or ``"allgather"``.
-        timeout: process-group timeout and per-collective wait of the vote (a dead worker fails the run).
-        **kwargs: passed to ``DDPStrategy`` (``start_method``, ``find_unused_parameters``, ``bucket_cap_mb``...).
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> import trinity_lightning.distributed  # registers "ddp_signsgd"
-        >>> pl.Trainer(strategy="ddp_signsgd", accelerator="cpu", devices=1, logger=False).strategy.__class__.__name__
-        'SignSGDStrategy'
-    """
+class _SignSGDMixin(_DDPBase):
+    """The signSGD methods of :class:`SignSGDStrategy`, shared by its ``pytorch_lightning`` twin."""
 
     strategy_name = "ddp_signsgd"
 
@@ -58,6 +42,7 @@ class SignSGDStrategy(DDPStrategy):
         nonfinite: Literal["abstain", "raise"] = "abstain",
         communication: Literal["auto", "alltoall", "allgather"] = "auto",
         timeout: timedelta = timedelta(minutes=10),
+        vote_timeout: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         for taken in ("ddp_comm_state", "ddp_comm_hook", "ddp_comm_wrapper", "model_averaging_period"):
@@ -72,7 +57,7 @@ class SignSGDStrategy(DDPStrategy):
             error_feedback=error_feedback,
             nonfinite=nonfinite,
             communication=communication,
-            timeout=timeout,
+            timeout=vote_timeout if vote_timeout is not None else timeout,
         )
         super().__init__(timeout=timeout, **kwargs)
         self._signsgd_kwargs: dict[str, Any] = {
@@ -80,7 +65,7 @@ class SignSGDStrategy(DDPStrategy):
             "error_feedback": error_feedback,
             "nonfinite": nonfinite,
             "communication": communication,
-            "timeout": timeout,
+            "timeout": vote_timeout if vote_timeout is not None else timeout,
         }
         self.signsgd_state: SignSGDState | None = None
         self._pending_state: dict[str, Any] | None = None
@@ -173,11 +158,21 @@ class SignSGDStrategy(DDPStrategy):
                 checkpoint[CHECKPOINT_KEY] = {"world_size": self.world_size, "ranks": gathered}
         super().save_checkpoint(checkpoint, filepath, storage_options=storage_options)
 
+    def _fitting(self) -> bool:
+        module = self.lightning_module
+        trainer = getattr(module, "_trainer", None) if module is not None else None
+        return trainer is None or getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
+
     def load_checkpoint(self, checkpoint_path: _PATH, weights_only: bool | None = None) -> dict[str, Any]:
         """Load the checkpoint and keep this rank's signSGD state for the hook."""
         checkpoint = super().load_checkpoint(checkpoint_path, weights_only=weights_only)
         saved = checkpoint.get(CHECKPOINT_KEY)
         if saved is None:
+            if self._fitting():
+                rank_zero_warn(
+                    f"SignSGDStrategy: the checkpoint {checkpoint_path} holds no signSGD state (it was not saved by "
+                    "SignSGDStrategy, e.g. a `ddp` run): each worker's local momentum restarts from zero"
+                )
             return checkpoint
         if saved.get("world_size") != self.world_size:
             rank_zero_warn(
@@ -191,3 +186,88 @@ class SignSGDStrategy(DDPStrategy):
         else:
             self._pending_state = state
         return checkpoint
+
+
+class SignSGDStrategy(_SignSGDMixin, DDPStrategy):
+    """DDP whose gradients are replaced by the majority vote of the workers' signs (signSGD / Signum MV).
+
+    Differences from ``DDPStrategy``:
+
+    * the hook is registered on every device, CPU/gloo included (Lightning registers comm hooks on CUDA only);
+    * each worker's momentum (and error-feedback residual) lives in the hook and is saved in the checkpoint
+      under ``checkpoint["signsgd"]`` (one entry per rank), then restored on resume;
+    * ``momentum=None`` takes the momentum of the model's :class:`Signum` optimizer and sets the optimizer's own
+      momentum to 0 (the optimizer then applies ``x -= lr * (vote + weight_decay * x)``).
+
+    Args:
+        momentum: local momentum ``beta``; ``None`` adopts the Signum optimizer's (0 for any other optimizer).
+        error_feedback: EF-signSGD with scaled sign (use ``torch.optim.SGD(momentum=0)`` as the optimizer).
+        nonfinite: ``"abstain"`` or ``"raise"`` for a worker with NaN/inf gradients.
+        communication: ``"auto"``, ``"alltoall"`` or ``"allgather"``.
+        timeout: the process-group timeout (Lightning's ``DDPStrategy(timeout=...)``): how long start-up waits for
+            every worker to join (the rendezvous) and the default of ``vote_timeout``. Keep it generous: under load
+            the workers can take minutes to start.
+        vote_timeout: how long each collective of the vote waits before raising
+            :class:`~trinity_lightning.distributed.WorkerFailureError` (a dead or stalled worker). ``None``: the
+            same as ``timeout``. Set it short to fail fast when a worker dies without slowing start-up.
+        **kwargs: passed to ``DDPStrategy`` (``start_method``, ``find_unused_parameters``, ``bucket_cap_mb``...).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> import trinity_lightning.distributed  # registers "ddp_signsgd"
+        >>> pl.Trainer(strategy="ddp_signsgd", accelerator="cpu", devices=1, logger=False).strategy.__class__.__name__
+        'SignSGDStrategy'
+    """
+
+
+_PL_STRATEGY: dict[str, type] = {}
+
+
+def pytorch_lightning_strategy() -> type:
+    """``SignSGDStrategy`` built on the ``pytorch_lightning`` package's ``DDPStrategy`` (for ``import
+    pytorch_lightning`` users; the two packages' classes are distinct). Needs ``pytorch_lightning`` installed.
+
+    Example:
+        >>> pytorch_lightning_strategy().__name__  # doctest: +SKIP
+        'SignSGDStrategy'
+    """
+    if "class" not in _PL_STRATEGY:
+        from pytorch_lightning.strategies import DDPStrategy as PLDDPStrategy
+
+        # named SignSGDStrategy for people, found by pickle (ddp_spawn) under its own module attribute
+        _PL_STRATEGY["class"] = type(
+            "SignSGDStrategy",
+            (_SignSGDMixin, PLDDPStrategy),
+            {"__doc__": SignSGDStrategy.__doc__, "__module__": __name__, "__qualname__": _PL_NAME},
+        )
+    return _PL_STRATEGY["class"]
+
+
+_PL_NAME = "PytorchLightningSignSGDStrategy"
+
+
+def __getattr__(name: str) -> Any:
+    if name == _PL_NAME:  # built on first use, also when a spawned worker unpickles the strategy
+        return pytorch_lightning_strategy()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def register_strategies() -> None:
+    """Register ``ddp_signsgd``, ``ddp_signsgd_spawn`` and ``ddp_signsgd_ef`` in Lightning's ``StrategyRegistry``,
+    and in ``pytorch_lightning``'s when that package is imported (idempotent).
+
+    Example:
+        >>> from lightning.pytorch.strategies import StrategyRegistry
+        >>> register_strategies(); "ddp_signsgd" in StrategyRegistry
+        True
+    """
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    SignSGDStrategy.register_strategies(StrategyRegistry)
+    pl_strategies = sys.modules.get("pytorch_lightning.strategies")
+    registry = getattr(pl_strategies, "StrategyRegistry", None)
+    if registry is not None:
+        pytorch_lightning_strategy().register_strategies(registry)  # type: ignore[attr-defined]
+
+
+register_strategies()

@@ -59,17 +59,21 @@ class Classifier(pl.LightningModule):
 
     Logs ``train_loss``, ``val_loss``, ``val_acc``, ``test_acc`` (torchmetrics accuracy, micro).
 
+    Every argument after ``model`` is keyword-only, in the library's order (``in_channels, num_classes`` first,
+    as in :class:`SmallCNN` and every other network here).
+
     Args:
-        model: the network mapping a batch of inputs to logits; default ``SmallCNN(**cnn)``.
-        num_classes: number of classes.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
+        model: the network mapping a batch of inputs to logits; default ``SmallCNN(in_channels, num_classes,
+            channels, image_size)``.
         in_channels: input channels for the default CNN.
+        num_classes: number of classes.
         image_size: input size for the default CNN.
         channels: conv widths for the default CNN.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
 
     Example:
-        >>> clf = Classifier(num_classes=10, in_channels=1, image_size=8, channels=(8,))
+        >>> clf = Classifier(in_channels=1, num_classes=10, image_size=8, channels=(8,))
         >>> clf(torch.zeros(4, 1, 8, 8)).shape
         torch.Size([4, 10])
     """
@@ -77,12 +81,13 @@ class Classifier(pl.LightningModule):
     def __init__(
         self,
         model: nn.Module | None = None,
-        num_classes: int = 10,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        *,
         in_channels: int = 1,
+        num_classes: int = 10,
         image_size: int = 28,
         channels: Sequence[int] = (32, 64),
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
@@ -102,9 +107,9 @@ class Classifier(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val_loss", nn.functional.cross_entropy(logits, y), prog_bar=True)
+        self.log("val_loss", nn.functional.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.val_acc(logits, y)
-        self.log("val_acc", self.val_acc, prog_bar=True)
+        self.log("val_acc", self.val_acc, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch

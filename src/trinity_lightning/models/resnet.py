@@ -29,10 +29,10 @@ class CifarResNet(nn.Module):
     ``n`` basic blocks, global average pooling and a linear head.
 
     Args:
-        depth: ``6 * n + 2`` (8, 14, 20, 32, ...).
-        num_classes: outputs.
         in_channels: input channels (3 for CIFAR, 1 for MNIST-like).
-        width: channels of the first stage.
+        num_classes: outputs.
+        depth: ``6 * n + 2`` (8, 14, 20, 32, ...); keyword-only.
+        width: channels of the first stage; keyword-only.
 
     Example:
         >>> net = CifarResNet(depth=8, width=8)
@@ -40,7 +40,7 @@ class CifarResNet(nn.Module):
         torch.Size([2, 10])
     """
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, depth: int = 20, width: int = 16) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth: expected 6 * n + 2 with n >= 1 (8, 14, 20, ...), got {depth}")

@@ -2,19 +2,21 @@
 
 ``NRM`` is the LightningModule (cross-entropy, reconstruction, rendering path normalization, max-min
 cross-entropy), ``RenderingCNN`` the network, ``SemiSupervisedDataModule`` the labelled + unlabelled data, and
-``render_grid``/``save_grid`` render images from classes and latent choices. See docs/nrm.md.
+``render_grid``/``save_grid``/``save_tiles`` render images from classes and latent choices, and the
+``RenderSamples`` callback writes such a grid when ``fit`` ends. See docs/nrm.md.
 """
 
 from trinity_lightning.nrm.datamodule import SemiSupervisedDataModule, stratified_split, to_tensors
 from trinity_lightning.nrm.losses import max_min_cross_entropy, reconstruction_loss, rendering_path_normalization
 from trinity_lightning.nrm.module import NRM
 from trinity_lightning.nrm.network import InferencePath, Latents, RenderingCNN, parse_layers
-from trinity_lightning.nrm.sampling import render_grid, save_grid
+from trinity_lightning.nrm.sampling import RenderSamples, render_grid, save_grid, save_tiles
 
 __all__ = [
     "NRM",
     "InferencePath",
     "Latents",
+    "RenderSamples",
     "RenderingCNN",
     "SemiSupervisedDataModule",
     "max_min_cross_entropy",
@@ -23,6 +25,7 @@ __all__ = [
     "render_grid",
     "rendering_path_normalization",
     "save_grid",
+    "save_tiles",
     "stratified_split",
     "to_tensors",
 ]

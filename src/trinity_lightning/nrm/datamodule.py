@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sized
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -13,6 +14,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from trinity_lightning.data import ArrayDataset, ImageArrays, load_cifar10, load_fashion_mnist, load_mnist
+from trinity_lightning.data.datamodules import has_split, image_tensor, image_tensors, open_images
 
 SHARED = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
@@ -32,24 +34,20 @@ class _Rows(Dataset):
         return self.features[index], self.labels[index]
 
 
-def _image_tensor(images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    # integer images hold 8-bit pixel values (uint8 from arrays and PIL, int64 from Arrow lists)
-    x = x.float().div_(255.0) if not torch.is_floating_point(x) else x.float()
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
-    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-        x = x.permute(0, 3, 1, 2)
-    return x.contiguous()
-
-
 def to_tensors(
-    source: Any, *, image_field: str = "image", label_field: str = "label", split: str = "train"
+    source: Any,
+    *,
+    image_field: str = "image",
+    label_field: str = "label",
+    split: str = "train",
+    image_shape: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and labels of a dataset as tensors.
 
     Args:
-        source: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
+        source: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), a user's images named by a
+            string (a table file such as ``my.csv``, an image folder, a saved Hugging Face dataset or ``hf:NAME``:
+            see :func:`~trinity_lightning.data.datamodules.open_images`), an
             :class:`~trinity_lightning.data.ImageArrays`, an :class:`~trinity_lightning.data.ArrayDataset`, a
             Hugging Face ``datasets.Dataset`` or ``DatasetDict`` (``image_field`` holds images, PIL or arrays, or
             feature lists; ``label_field`` the class ids) or any map-style dataset of ``(x, y)`` pairs. Integer
@@ -57,39 +55,31 @@ def to_tensors(
         image_field: the features column of a Hugging Face dataset.
         label_field: the label column of a Hugging Face dataset.
         split: the split of a shared dataset or of a ``DatasetDict``.
+        image_shape: ``[C, H, W]`` of the rows of a table file (default: square gray or RGB images).
 
     Example:
         >>> x, y = to_tensors(ArrayDataset(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 0, 1])))
         >>> tuple(x.shape), y.tolist()
         ((4, 1, 2, 2), [0, 1, 0, 1])
     """
-    if isinstance(source, str):
-        if source not in SHARED:
-            raise ValueError(f"dataset: expected one of {sorted(SHARED)} or a dataset object, got {source!r}")
-        source = SHARED[source](split)
+    if isinstance(source, (str, Path)):
+        source = (
+            SHARED[source](split)
+            if source in SHARED
+            else open_images(source, label_field=label_field, image_shape=image_shape)
+        )
     if isinstance(source, ImageArrays):
-        return _image_tensor(source.images), torch.as_tensor(source.labels, dtype=torch.long)
+        return image_tensor(source.images), torch.as_tensor(source.labels, dtype=torch.long)
     if isinstance(source, ArrayDataset):
         if source.labels is None:
             raise ValueError("dataset: the ArrayDataset has no labels; semi-supervised splits need them")
-        return source.features.float(), source.labels.long()
+        return image_tensors(source)
     try:
         import datasets as hf
     except ImportError:  # pragma: no cover - datasets is a dependency
         hf = None
-    if hf is not None and isinstance(source, hf.DatasetDict):
-        if split not in source:
-            raise ValueError(f"split: the DatasetDict has no split {split!r}; its splits are {sorted(source)}")
-        source = source[split]
-    if hf is not None and isinstance(source, hf.Dataset):
-        for field in (image_field, label_field):
-            if field not in source.column_names:
-                raise ValueError(
-                    f"dataset: no column {field!r}; columns are {source.column_names} (pass image_field=/label_field=)"
-                )
-        table = source.with_format("numpy")
-        images = np.stack([np.asarray(v) for v in table[image_field]])
-        return _image_tensor(images), torch.as_tensor(np.asarray(table[label_field]), dtype=torch.long)
+    if hf is not None and isinstance(source, (hf.Dataset, hf.DatasetDict)):
+        return image_tensors(source, split=split, image_field=image_field, label_field=label_field)
     if isinstance(source, Dataset) and isinstance(source, Sized):
         pairs = [source[i] for i in range(len(source))]
         if not pairs or not isinstance(pairs[0], (tuple, list)) or len(pairs[0]) != 2:
@@ -100,15 +90,6 @@ def to_tensors(
         f"dataset: cannot read {type(source).__name__}; pass a shared name, ImageArrays, "
         "ArrayDataset, a datasets.Dataset or a map-style dataset of (x, y) pairs"
     )
-
-
-def _has_split(source: Any, split: str) -> bool:
-    """Whether ``source`` is a Hugging Face ``DatasetDict`` with the split ``split``."""
-    try:
-        import datasets as hf
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        return False
-    return isinstance(source, hf.DatasetDict) and split in source
 
 
 def stratified_split(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -149,8 +130,10 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     restored on resume.
 
     Args:
-        dataset: training data: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), an
-            ``ImageArrays``, an ``ArrayDataset``, a Hugging Face ``datasets.Dataset`` or ``DatasetDict`` (its
+        dataset: training data: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), a user's
+            images named by a string as a YAML recipe would (``my.csv`` or another table file, an image folder, a
+            saved Hugging Face dataset or ``hf:NAME``; see :func:`~trinity_lightning.data.datamodules.open_images`),
+            an ``ImageArrays``, an ``ArrayDataset``, a Hugging Face ``datasets.Dataset`` or ``DatasetDict`` (its
             ``"train"`` split) or a dataset of ``(x, y)``.
         test: test data of the same kinds (default: the shared dataset's or the ``DatasetDict``'s test split,
             else none).
@@ -161,7 +144,8 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         unlabelled_limit: keep at most this many unlabelled examples (seeded), ``None`` for all.
         test_limit: keep at most this many test examples (seeded), ``None`` for all.
         image_field: features column of a Hugging Face dataset.
-        label_field: label column of a Hugging Face dataset.
+        label_field: label column of a Hugging Face dataset or a table file.
+        image_shape: ``[C, H, W]`` of the rows of a table file (default: square gray or RGB images).
         normalize: standardize each channel with the training set's mean and standard deviation.
         seed: seed of the split and of the shuffling.
         num_workers: DataLoader workers.
@@ -188,6 +172,7 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         test_limit: int | None = None,
         image_field: str = "image",
         label_field: str = "label",
+        image_shape: list[int] | None = None,
         normalize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
@@ -206,6 +191,7 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         self.unlabelled_ratio, self.val_size = unlabelled_ratio, val_size
         self.unlabelled_limit, self.test_limit = unlabelled_limit, test_limit
         self.image_field, self.label_field, self.normalize = image_field, label_field, normalize
+        self.image_shape = image_shape
         self.seed, self.num_workers = seed, num_workers
         self.labelled_indices: np.ndarray | None = None
         self.val_indices: np.ndarray | None = None
@@ -219,6 +205,12 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     def _read(self, source: Any, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         return to_tensors(source, image_field=self.image_field, label_field=self.label_field, split=split)
 
+    def _open(self, source: Any) -> Any:
+        """A user's files named by a string, opened once (a shared dataset name stays a name)."""
+        if isinstance(source, (str, Path)) and source not in SHARED:
+            return open_images(source, label_field=self.label_field, image_shape=self.image_shape)
+        return source
+
     def prepare_data(self) -> None:
         if isinstance(self.dataset, str) and self.dataset == "cifar10":
             load_cifar10("train"), load_cifar10("test")  # decode once into the cache
@@ -226,11 +218,12 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._features is not None:
             return
-        features, labels = self._read(self.dataset, "train")
+        dataset = self._open(self.dataset)
+        features, labels = self._read(dataset, "train")
         if self.test is not None:
-            test = self._read(self.test, "test")
-        elif isinstance(self.dataset, str) or _has_split(self.dataset, "test"):
-            test = self._read(self.dataset, "test")
+            test = self._read(self._open(self.test), "test")
+        elif isinstance(dataset, str) or has_split(dataset, "test"):
+            test = self._read(dataset, "test")
         else:
             test = None
         if self.normalize:

@@ -35,9 +35,12 @@ class NRM(pl.LightningModule):
 
     Logs ``train_loss``, ``train_ce``, ``train_recon``, ``train_rpn``, ``val_loss``, ``val_acc``, ``test_acc``.
 
+    Every argument is keyword-only; the order is the library's (``in_channels, num_classes`` first, as in
+    :class:`~trinity_lightning.nrm.network.RenderingCNN`).
+
     Args:
-        num_classes: classes.
         in_channels: image channels.
+        num_classes: classes.
         image_size: input height = width.
         layers: conv widths and ``"M"`` (2x2 max-pool), e.g. ``[32, "M", 64, "M"]``.
         kernel_size: conv kernel size.
@@ -65,8 +68,9 @@ class NRM(pl.LightningModule):
 
     def __init__(
         self,
-        num_classes: int = 10,
+        *,
         in_channels: int = 1,
+        num_classes: int = 10,
         image_size: int = 28,
         layers: Sequence[int | str] = (32, "M", 64, "M"),
         kernel_size: int = 3,
@@ -211,9 +215,9 @@ class NRM(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         logits, y = self._evaluate(batch)
-        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, batch_size=len(y))
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, batch_size=len(y), sync_dist=True)
         self.val_acc(logits, y)
-        self.log("val_acc", self.val_acc, prog_bar=True, batch_size=len(y))
+        self.log("val_acc", self.val_acc, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         logits, y = self._evaluate(batch)

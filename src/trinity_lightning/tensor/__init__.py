@@ -12,7 +12,9 @@ Example:
     True
 """
 
+from trinity_lightning.tensor.attention import TensorizedMultiheadAttention
 from trinity_lightning.tensor.callback import Tensorize
+from trinity_lightning.tensor.checkpoint import load_tensorized, restore_tensorized, tensorized_checkpoints
 from trinity_lightning.tensor.heads import TensorContractionLayer, TensorHeadCNN, TensorRegressionLayer
 from trinity_lightning.tensor.layers import TensorizedConv, TensorizedLinear, UnsupportedLayerError
 from trinity_lightning.tensor.ranks import resolve_rank
@@ -22,7 +24,6 @@ from trinity_lightning.tensor.tensorize import (
     TensorizeReport,
     apply_tensorized_spec,
     detensorize,
-    load_tensorized,
     tensorize,
     tensorized_spec,
 )
@@ -37,12 +38,15 @@ __all__ = [
     "TensorizeReport",
     "TensorizedConv",
     "TensorizedLinear",
+    "TensorizedMultiheadAttention",
     "UnsupportedLayerError",
     "apply_tensorized_spec",
     "detensorize",
     "fold_rank_lasso",
     "load_tensorized",
     "resolve_rank",
+    "restore_tensorized",
     "tensorize",
+    "tensorized_checkpoints",
     "tensorized_spec",
 ]

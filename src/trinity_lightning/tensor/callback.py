@@ -13,7 +13,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from trinity_lightning.tensor._backend import import_tltorch
-from trinity_lightning.tensor.ranks import Rank, normalize_factorization
+from trinity_lightning.tensor.checkpoint import tensorized_checkpoints
+from trinity_lightning.tensor.layers import TENSORIZED_LAYERS
+from trinity_lightning.tensor.ranks import Rank
 from trinity_lightning.tensor.regularization import (
     LASSO_KEY,
     UNSUPPORTED_CP,
@@ -21,13 +23,12 @@ from trinity_lightning.tensor.regularization import (
     fold_lasso_state,
     fold_rank_lasso,
 )
+from trinity_lightning.tensor.selection import check_arguments, plan_tensorize
 from trinity_lightning.tensor.tensorize import (
-    _TENSORIZED,
     SPEC_KEY,
     TensorizeReport,
     apply_tensorized_spec,
     detensorize,
-    select_layers,
     tensorize,
     tensorized_spec,
 )
@@ -51,7 +52,7 @@ class _RestoreThenLoad:
         if spec:
             apply_tensorized_spec(self.pl_module, spec, replace=True)
             self.callback._mark_done(self.pl_module)
-        elif any(isinstance(m, _TENSORIZED) for m in self.pl_module.modules()):
+        elif any(isinstance(m, TENSORIZED_LAYERS) for m in self.pl_module.modules()):
             detensorize(self.pl_module, heads=False)
             self.callback.done = False
         state = checkpoint.get("state_dict")
@@ -119,9 +120,15 @@ class Tensorize(Callback):
     tensorizes at the start of epoch ``k`` and rebuilds the optimizers through ``configure_optimizers``, keeping the
     optimizer state of the parameters that did not change, the current learning rates and the LR-scheduler state.
 
+    Every argument is checked when the callback is built (``ValueError`` naming it), and the selected layers and
+    their ranks against the model at ``setup``, so nothing fails epochs into a run.
+
     Checkpoints saved after tensorization carry the layer specs under ``"trinity_tensorized"``; a fresh (dense)
     model resumes from them with ``trainer.fit(model, ckpt_path=...)`` when this callback is present, or loads
-    them with :func:`~trinity_lightning.tensor.load_tensorized`. A checkpoint from before tensorization (dense
+    them with :func:`~trinity_lightning.tensor.load_tensorized` (``load_tensorized(MyModel, "last.ckpt")``, in any
+    process). The callback also decorates the module's class with
+    :func:`~trinity_lightning.tensor.tensorized_checkpoints`, so in the process that trained it
+    ``MyModel.load_from_checkpoint("last.ckpt")`` works as well. A checkpoint from before tensorization (dense
     weights) also loads under this callback: the layers go back to dense, and ``fit`` tensorizes the loaded
     weights at the callback's epoch (the first epoch run, if that epoch has passed).
 
@@ -144,7 +151,10 @@ class Tensorize(Callback):
             ``tensorize/rank_penalty``. At the end of ``fit`` the lasso weights are folded into the factors and
             :attr:`effective_ranks` counts the components still on. Tucker (all layers) and TT (convolutions) only:
             ``ValueError`` for CP, and for TT linear layers (exclude them). Needs automatic optimization.
+        skip_unsupported: leave layers that cannot be factorized (grouped/depthwise convolutions, ...) dense and
+            list them in the report, instead of raising.
         verbose: print the tensorization report.
+        progress: while tensorizing, print on stderr when each layer starts and is done (global rank 0 only).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -178,33 +188,44 @@ class Tensorize(Callback):
         factorization: str = "tucker",
         rank: Rank = 0.25,
         epoch: int = 0,
-        include: Sequence[str] | None = None,
-        exclude: Sequence[str] = (),
+        include: Sequence[str | type] | None = None,
+        exclude: Sequence[str | type] = (),
         implementation: str = "auto",
         min_params: int = 0,
         tensor_dropout: float = 0.0,
         rank_regularization: float = 0.0,
         verbose: bool = True,
+        skip_unsupported: bool = False,
+        progress: bool = True,
     ) -> None:
-        self.factorization = normalize_factorization(factorization)
-        if epoch < 0:
-            raise ValueError(f"epoch: expected an epoch >= 0, got {epoch}")
-        if not 0.0 <= tensor_dropout < 1.0:
-            raise ValueError(f"tensor_dropout: expected a probability in [0, 1), got {tensor_dropout}")
-        if not (rank_regularization >= 0 and math.isfinite(rank_regularization)):
-            raise ValueError(f"rank_regularization: expected a finite penalty >= 0, got {rank_regularization}")
+        args = check_arguments(
+            factorization, rank, include, exclude, implementation, min_params, skip_unsupported, progress
+        )
+        self.factorization: str = args["factorization"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        if not isinstance(tensor_dropout, (int, float)) or not 0.0 <= tensor_dropout < 1.0:
+            raise ValueError(f"tensor_dropout: expected a probability in [0, 1), got {tensor_dropout!r}")
+        if not (isinstance(rank_regularization, (int, float)) and math.isfinite(rank_regularization)) or not (
+            rank_regularization >= 0
+        ):
+            raise ValueError(f"rank_regularization: expected a finite penalty >= 0, got {rank_regularization!r}")
+        if not isinstance(verbose, bool):
+            raise ValueError(f"verbose: expected True or False, got {verbose!r}")
         if rank_regularization > 0 and self.factorization == "cp":
             raise ValueError(
                 f"rank_regularization: not available with factorization='cp': {UNSUPPORTED_CP}. Use "
                 "factorization='tucker' or 'tt', or rank_regularization=0"
             )
-        self.rank = tuple(rank) if isinstance(rank, list) else rank
+        self.rank: Rank = args["rank"]
         self.epoch = epoch
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude)
-        self.implementation = implementation
-        self.min_params = min_params
-        self.tensor_dropout = tensor_dropout
+        self.include: list[str | type] | None = args["include"]
+        self.exclude: list[str | type] = args["exclude"]
+        self.implementation: str = args["implementation"]
+        self.min_params: int = args["min_params"]
+        self.skip_unsupported: bool = args["skip_unsupported"]
+        self.progress: bool = args["progress"]
+        self.tensor_dropout = float(tensor_dropout)
         self.rank_regularization = float(rank_regularization)
         self.verbose = verbose
         self.done = False
@@ -231,12 +252,22 @@ class Tensorize(Callback):
             self.lasso = RankLasso(self.rank_regularization)
         self.lasso.attach(pl_module, argument="rank_regularization")
 
-    def _check_lasso_selection(self, pl_module: pl.LightningModule) -> None:
-        """Fail at setup, not at the tensorization epoch, when TT would tensorize linear layers."""
-        if self.rank_regularization <= 0 or self.factorization != "tt" or self.done:
+    def _check_selection(self, pl_module: pl.LightningModule) -> None:
+        """Fail at setup, not at the tensorization epoch: unsupported layers, ranks, TT linear layers with a lasso."""
+        if self.done:
             return
-        chosen, _ = select_layers(pl_module, self.include, self.exclude, self.min_params)
-        linears = [name for name, module in chosen if isinstance(module, torch.nn.Linear)]
+        plan, _ = plan_tensorize(
+            pl_module,
+            self.factorization,
+            self.rank,
+            self.include,
+            self.exclude,
+            self.min_params,
+            self.skip_unsupported,
+        )
+        if self.rank_regularization <= 0 or self.factorization != "tt":
+            return
+        linears = [name for name, module, _ in plan if isinstance(module, torch.nn.Linear)]
         if linears:
             raise ValueError(
                 f"rank_regularization: with factorization='tt' the linear layers {linears} would become block "
@@ -254,7 +285,7 @@ class Tensorize(Callback):
         supported = TensorDropout._factorizations
         for module in pl_module.modules():
             if (
-                isinstance(module, _TENSORIZED)
+                isinstance(module, TENSORIZED_LAYERS)
                 and type(module.weight).__name__ in supported
                 and not any(isinstance(h, TensorDropout) for h in module.weight._forward_hooks.values())
             ):
@@ -269,6 +300,8 @@ class Tensorize(Callback):
             exclude=self.exclude,
             implementation=self.implementation,
             min_params=self.min_params,
+            skip_unsupported=self.skip_unsupported,
+            progress=self.progress and trainer.is_global_zero,
         )
         self.tensorized_at = trainer.current_epoch
         self._mark_done(pl_module)
@@ -282,6 +315,8 @@ class Tensorize(Callback):
                 "mid-training would leave the distributed wrapper holding the old parameters; use "
                 "epoch=0 (tensorize at fit start) for multi-process training"
             )
+        if stage == "fit" and (self.epoch > 0 or self.rank_regularization > 0):
+            self._check_selection(pl_module)  # (epoch 0 without a lasso: tensorize checks it right below)
         if self.rank_regularization > 0 and stage == "fit":
             if not pl_module.automatic_optimization:
                 raise ValueError(
@@ -289,12 +324,12 @@ class Tensorize(Callback):
                     "training_step returns); with manual optimization use RankLasso from "
                     "trinity_lightning.tensor.regularization and add its penalty() to your loss"
                 )
-            self._check_lasso_selection(pl_module)
             if not isinstance(pl_module.training_step, _AddRankPenalty):
                 pl_module.training_step = _AddRankPenalty(self, pl_module, pl_module.training_step)  # type: ignore[method-assign]
+        tensorized_checkpoints(type(pl_module))  # MyModel.load_from_checkpoint rebuilds the structure
         if not isinstance(pl_module.on_load_checkpoint, _RestoreThenLoad):
             pl_module.on_load_checkpoint = _RestoreThenLoad(self, pl_module, pl_module.on_load_checkpoint)  # type: ignore[method-assign]
-        if any(isinstance(m, _TENSORIZED) for m in pl_module.modules()):
+        if any(isinstance(m, TENSORIZED_LAYERS) for m in pl_module.modules()):
             self._mark_done(pl_module)  # also (re)attaches the lasso / dropout to an already tensorized model
         if stage == "fit" and self.epoch == 0 and not self.done:
             self._tensorize(trainer, pl_module)

@@ -68,6 +68,30 @@ def _check_dense_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str
         raise _dense_checkpoint_error(module, prefix, key, tuple(value.shape))
 
 
+def _conv_geometry(conv: nn.Module, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(kernel_size, explicit padding)`` of a convolution that can be factorized; else UnsupportedLayerError."""
+    where = f"layer {name!r}" if name else "this layer"
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or isinstance(conv, nn.modules.conv._ConvTransposeNd):
+        raise UnsupportedLayerError(f"{where} is a {type(conv).__name__}; only nn.Conv1d/2d/3d can be factorized")
+    if conv.groups != 1:
+        raise UnsupportedLayerError(
+            f"{where} is a grouped/depthwise {type(conv).__name__} (groups={conv.groups}), "
+            "which factorized convolutions do not support"
+        )
+    if conv.padding_mode != "zeros":
+        raise UnsupportedLayerError(f"{where} uses padding_mode={conv.padding_mode!r}; only 'zeros' is supported")
+    kernel_size = tuple(int(k) for k in conv.weight.shape[2:])
+    padding = conv.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0,) * len(kernel_size)
+        elif all(k % 2 == 1 for k in kernel_size) and all(s == 1 for s in conv.stride):
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, kernel_size))
+        else:
+            raise UnsupportedLayerError(f"{where} uses padding='same' with an even kernel or a stride")
+    return kernel_size, tuple(padding)
+
+
 class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined]
     """An N-d convolution whose kernel is a CP, Tucker or TT factorized tensor (tltorch ``FactorizedConv``).
 
@@ -110,32 +134,11 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
             decomposition_kwargs: passed to TensorLy's ``parafac`` / ``tucker`` / ``tensor_train``.
         """
         fact = normalize_factorization(factorization)
-        where = f"layer {name!r}" if name else "this layer"
-        if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or isinstance(
-            conv, nn.modules.conv._ConvTransposeNd
-        ):
-            raise UnsupportedLayerError(f"{where} is a {type(conv).__name__}; only nn.Conv1d/2d/3d can be factorized")
-        if conv.groups != 1:
-            raise UnsupportedLayerError(
-                f"{where} is a grouped/depthwise {type(conv).__name__} (groups={conv.groups}), "
-                "which factorized convolutions do not support"
-            )
-        if conv.padding_mode != "zeros":
-            raise UnsupportedLayerError(f"{where} uses padding_mode={conv.padding_mode!r}; only 'zeros' is supported")
-        out_channels, in_channels, *kernel_size = conv.weight.shape
+        kernel_size, padding = _conv_geometry(conv, name)
+        assert isinstance(conv, nn.modules.conv._ConvNd)  # checked by _conv_geometry
+        resolved = cls.resolve_rank_for(conv, fact, rank, name=name)
+        out_channels, in_channels = conv.weight.shape[:2]
         order = len(kernel_size)
-        padding = conv.padding
-        if isinstance(padding, str):
-            if padding == "valid":
-                padding = (0,) * order
-            elif all(k % 2 == 1 for k in kernel_size) and all(s == 1 for s in conv.stride):
-                padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, kernel_size))
-            else:
-                raise UnsupportedLayerError(f"{where} uses padding='same' with an even kernel or a stride")
-        kernel_shape = (out_channels, in_channels, *kernel_size)
-        fact_shape = tuple(kernel_shape_to_factorization_shape(fact, kernel_shape))
-        fixed = tuple(range(2, 2 + order)) if fact == "tucker" else ()
-        resolved = resolve_rank(fact_shape, fact, rank, fixed_modes=fixed, layer=name)
         weight = conv.weight
         with pytorch_backend():
             layer = cls(
@@ -174,6 +177,17 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
         }
         layer._resolved_rank = resolved
         return layer
+
+    @staticmethod
+    def resolve_rank_for(conv: nn.Module, factorization: str, rank: Rank, name: str = "") -> int | tuple[int, ...]:
+        """The explicit rank :meth:`from_dense` would use for ``conv`` (checks the layer; decomposes nothing)."""
+        fact = normalize_factorization(factorization)
+        kernel_size, _ = _conv_geometry(conv, name)
+        weight: torch.Tensor = conv.weight  # type: ignore[assignment]
+        kernel_shape = tuple(int(s) for s in weight.shape[:2]) + kernel_size
+        fact_shape = tuple(kernel_shape_to_factorization_shape(fact, kernel_shape))
+        fixed = tuple(range(2, 2 + len(kernel_size))) if fact == "tucker" else ()
+        return resolve_rank(fact_shape, fact, rank, fixed_modes=fixed, layer=name)
 
     def spec(self) -> dict[str, Any]:
         """Plain-types description (factorization, explicit rank, implementation) to rebuild this layer."""
@@ -230,6 +244,21 @@ CP 1,401 vs 1.4 ms, TT 5.8 vs 2.4 ms (dense: 0.4 ms). Convolutions are the other
 vs 64 ms reconstructed for a 64 -> 128 3x3 conv on 256x8x8; dense 98 ms)."""
 
 
+def _linear_geometry(
+    linear: nn.Module, factorization: str, order: int, name: str
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``(in factors, out factors, shape of the factorized tensor)`` of a linear layer's weight."""
+    if not isinstance(linear, nn.Linear):
+        raise UnsupportedLayerError(f"layer {name!r} is a {type(linear).__name__}, not an nn.Linear")
+    out_features, in_features = linear.weight.shape
+    in_t, out_t = get_tensorized_shape(in_features, out_features, order=order, min_dim=2, verbose=False)
+    in_t, out_t = tuple(int(s) for s in in_t), tuple(int(s) for s in out_t)
+    if factorization == "tt" and len(in_t) != len(out_t):
+        in_t, out_t = (in_features,), (out_features,)
+    shape = tuple(o * i for o, i in zip(out_t, in_t)) if factorization == "tt" else out_t + in_t
+    return in_t, out_t, shape
+
+
 class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-defined]
     """A linear layer whose weight matrix is reshaped into a higher-order tensor and factorized (tltorch).
 
@@ -274,19 +303,9 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
             decomposition_kwargs: passed to the TensorLy decomposition.
         """
         fact = normalize_factorization(factorization)
-        if not isinstance(linear, nn.Linear):
-            raise UnsupportedLayerError(f"layer {name!r} is a {type(linear).__name__}, not an nn.Linear")
+        in_t, out_t, _ = _linear_geometry(linear, fact, order, name)
+        resolved = cls.resolve_rank_for(linear, fact, rank, name=name, order=order)
         out_features, in_features = linear.weight.shape
-        in_t, out_t = get_tensorized_shape(in_features, out_features, order=order, min_dim=2, verbose=False)
-        in_t, out_t = tuple(int(s) for s in in_t), tuple(int(s) for s in out_t)
-        if fact == "tt" and len(in_t) != len(out_t):
-            in_t, out_t = (in_features,), (out_features,)
-        shape = tuple(o * i for o, i in zip(out_t, in_t)) if fact == "tt" else out_t + in_t
-        # Tucker keeps the output modes at full rank: TensorLy's proportional ranks put rank 1 on the small output
-        # modes (a 10-class head tensorized to (2, 5) got ranks (1, 1, ...), i.e. rank-1 logits, and a CIFAR CNN
-        # tensorized that way could not be fine-tuned past 37%).
-        fixed = tuple(range(len(out_t))) if fact == "tucker" else ()
-        resolved = resolve_rank(shape, fact, rank, fixed_modes=fixed, layer=name)
         weight = linear.weight
         with pytorch_backend():
             layer = cls(
@@ -316,6 +335,19 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
         layer._resolved_rank = resolved
         return layer
 
+    @staticmethod
+    def resolve_rank_for(
+        linear: nn.Module, factorization: str, rank: Rank, name: str = "", order: int = 3
+    ) -> int | tuple[int, ...]:
+        """The explicit rank :meth:`from_dense` would use for ``linear`` (checks the layer; decomposes nothing)."""
+        fact = normalize_factorization(factorization)
+        _, out_t, shape = _linear_geometry(linear, fact, order, name)
+        # Tucker keeps the output modes at full rank: TensorLy's proportional ranks put rank 1 on the small output
+        # modes (a 10-class head tensorized to (2, 5) got ranks (1, 1, ...), i.e. rank-1 logits, and a CIFAR CNN
+        # tensorized that way could not be fine-tuned past 37%).
+        fixed = tuple(range(len(out_t))) if fact == "tucker" else ()
+        return resolve_rank(shape, fact, rank, fixed_modes=fixed, layer=name)
+
     def spec(self) -> dict[str, Any]:
         """Plain-types description (factorization, explicit rank, implementation, order) to rebuild this layer."""
         rank = self._resolved_rank
@@ -330,6 +362,16 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
     def forward(self, x: torch.Tensor, indices: int = 0) -> torch.Tensor:
         with pytorch_backend():
             return super().forward(x, indices)  # type: ignore[no-any-return]
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense weight as the forward pass sees it: through the weight's hooks (rank lasso), with gradients.
+
+        For modules that read a projection weight themselves (:class:`~trinity_lightning.tensor.attention.
+        TensorizedMultiheadAttention`).
+        """
+        with pytorch_backend():
+            weight: torch.Tensor = self.weight().to_matrix().reshape(self.dense_config["out_features"], -1)
+        return weight
 
     def reconstruct_weight(self) -> torch.Tensor:
         """The dense ``(out_features, in_features)`` weight this layer represents."""
@@ -353,6 +395,10 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         _check_dense_keys(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+TENSORIZED_LAYERS = (TensorizedConv, TensorizedLinear)
+"""The factorized layer classes (what rank regularization, specs and ``detensorize`` look for)."""
 
 
 def build_from_spec(dense: nn.Module, spec: dict[str, Any], name: str = "") -> nn.Module:

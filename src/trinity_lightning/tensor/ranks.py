@@ -31,6 +31,58 @@ def normalize_factorization(factorization: str) -> str:
     return name
 
 
+_RANK_FORMS = "a float in (0, 1], 'full', a positive int or a list of positive ints"
+
+
+def check_rank(rank: object, factorization: str, argument: str = "rank") -> Rank:
+    """Check a user rank without a model (what ``Tensorize`` does when it is constructed); return it normalized.
+
+    Shape-dependent checks (a rank above a layer's full rank) need the layer: :func:`resolve_rank` does them.
+
+    Args:
+        rank: the rank as given (from Python or a YAML recipe).
+        factorization: ``"cp"``, ``"tucker"`` or ``"tt"`` (CP takes a single rank).
+        argument: the argument name used in error messages.
+
+    Raises:
+        ValueError: naming ``argument``, for a float outside (0, 1], an unknown string, a non-positive int, ...
+
+    Example:
+        >>> check_rank([1, 4, 1], "tt")
+        (1, 4, 1)
+        >>> check_rank(-0.5, "tucker")
+        Traceback (most recent call last):
+        ...
+        ValueError: rank: a float rank is a fraction of the dense parameters and must be in (0, 1], got -0.5. \
+HINT: use rank='full' (or explicit ranks) for no compression.
+    """
+    name = normalize_factorization(factorization)
+    if isinstance(rank, str):
+        if rank in ("full", "same"):
+            return rank
+        raise ValueError(f"{argument}: expected {_RANK_FORMS}, got {rank!r}")
+    if isinstance(rank, bool):
+        raise ValueError(f"{argument}: expected {_RANK_FORMS}, got {rank!r}")
+    if isinstance(rank, float):
+        if not 0.0 < rank <= 1.0:  # also NaN
+            raise ValueError(
+                f"{argument}: a float rank is a fraction of the dense parameters and must be in (0, 1], got "
+                f"{rank}. HINT: use rank='full' (or explicit ranks) for no compression."
+            )
+        return rank
+    if isinstance(rank, int):
+        if rank < 1:
+            raise ValueError(f"{argument}: expected a positive rank, got {rank}")
+        return rank
+    if isinstance(rank, Sequence) and rank:
+        if name == "cp":
+            raise ValueError(f"{argument}: CP takes a single int rank, got {list(rank)!r}")
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rank):
+            raise ValueError(f"{argument}: expected positive ints, got {list(rank)!r}")
+        return tuple(rank)
+    raise ValueError(f"{argument}: expected {_RANK_FORMS}, got {rank!r}")
+
+
 def tt_max_ranks(shape: Sequence[int]) -> tuple[int, ...]:
     """Largest useful TT ranks ``(1, r_1, ..., r_{N-1}, 1)`` of a tensor of this shape.
 

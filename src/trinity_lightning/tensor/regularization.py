@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trinity_lightning.tensor._backend import import_tltorch
-from trinity_lightning.tensor.tensorize import _TENSORIZED
+from trinity_lightning.tensor.layers import TENSORIZED_LAYERS
 
 tltorch = import_tltorch()
 from tltorch.factorized_tensors import CPTensor, TTTensor, TuckerTensor  # noqa: E402
@@ -128,7 +128,7 @@ class RankLasso:
         Layers that already have lasso weights (e.g. just loaded from a checkpoint) keep them. The hook runs before
         any tensor-dropout hook. Raises ``ValueError`` (naming ``argument``) for CP layers and TT linear layers.
         """
-        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _TENSORIZED)]
+        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, TENSORIZED_LAYERS)]
         for name, module in layers:
             _check_weight(name, module.weight, argument)
         for _, module in layers:
@@ -180,7 +180,7 @@ def effective_ranks(model: nn.Module, threshold: float = 1e-6) -> dict[str, tupl
     ranks: dict[str, tuple[int, ...]] = {}
     for name, module in model.named_modules():
         weights = getattr(module, "weight", None)
-        if isinstance(module, _TENSORIZED) and hasattr(weights, LASSO_KEY):
+        if isinstance(module, TENSORIZED_LAYERS) and hasattr(weights, LASSO_KEY):
             ranks[name] = tuple(int((w != 0).sum()) for w in _effective(getattr(weights, LASSO_KEY), threshold))
     return ranks
 

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from trinity_lightning.tensor._backend import pytorch_backend
+from trinity_lightning.tensor.attention import (
+    PACKED,
+    PROJECTIONS,
+    TensorizedMultiheadAttention,
+)
 from trinity_lightning.tensor.heads import TensorRegressionLayer
 from trinity_lightning.tensor.layers import (
     LINEAR_DEFAULT_IMPLEMENTATION,
+    TENSORIZED_LAYERS,
     TensorizedConv,
     TensorizedLinear,
-    UnsupportedLayerError,
     build_from_spec,
 )
-from trinity_lightning.tensor.ranks import Rank, normalize_factorization
+from trinity_lightning.tensor.ranks import Rank
+from trinity_lightning.tensor.selection import check_arguments, plan_tensorize
 
 SPEC_KEY = "trinity_tensorized"
 """Checkpoint key holding ``{layer name: spec}`` (written by the ``Tensorize`` callback)."""
-
-_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_TENSORIZED = (TensorizedConv, TensorizedLinear)
 
 
 @dataclass
@@ -85,7 +86,11 @@ class TensorizeReport:
         """A ``rich.table.Table`` with one row per layer and a total row."""
         from rich.table import Table
 
-        table = Table(title="tensorize", show_footer=False)
+        caption = None
+        if self.skipped:
+            left = ", ".join(f"{name} ({reason})" for name, reason in self.skipped.items())
+            caption = f"left dense: {left}"
+        table = Table(title="tensorize", show_footer=False, caption=caption, caption_justify="left")
         for col in (
             "layer",
             "type",
@@ -160,73 +165,54 @@ def _n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _matches(name: str, module: nn.Module, patterns: Iterable[str | type]) -> bool:
-    for pattern in patterns:
-        if isinstance(pattern, type):
-            if isinstance(module, pattern):
-                return True
-        elif fnmatch.fnmatchcase(name, pattern) or name == pattern or name.startswith(pattern + "."):
-            return True
-    return False
-
-
-def _is_weight_layer(module: nn.Module) -> bool:
-    weight = module._parameters.get("weight")
-    return isinstance(weight, torch.Tensor) and weight.ndim >= 2
-
-
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, module)
 
 
-def _unsupported_reason(module: nn.Module) -> str | None:
-    if type(module) not in _SUPPORTED and not isinstance(module, _SUPPORTED):
-        return f"{type(module).__name__} is not an nn.Linear or nn.Conv1d/2d/3d"
-    if isinstance(module, nn.modules.conv._ConvNd):
-        if module.groups != 1:
-            return f"grouped/depthwise {type(module).__name__} (groups={module.groups})"
-        if module.padding_mode != "zeros":
-            return f"{type(module).__name__} with padding_mode={module.padding_mode!r}"
-    return None
+def _progress_enabled(progress: bool) -> bool:
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    return progress and getattr(rank_zero_only, "rank", 0) == 0
 
 
-def select_layers(
-    model: nn.Module,
-    include: Sequence[str | type] | None = None,
-    exclude: Sequence[str | type] = (),
-    min_params: int = 0,
-) -> tuple[list[tuple[str, nn.Module]], dict[str, str]]:
-    """The ``(name, layer)`` pairs :func:`tensorize` would factorize, and the ones skipped by ``min_params``.
+class _LayerProgress:
+    """Lines on stderr (rank 0): each layer when its decomposition starts and when it is done, then the total time.
 
-    Raises :class:`UnsupportedLayerError` for a selected layer that cannot be factorized.
-
-    Example:
-        >>> [name for name, _ in select_layers(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))[0]]
-        ['0']
+    A line per layer rather than a live bar: the decompositions are long (CP on a ResNet conv takes minutes) and
+    a log file or a notebook shows each line as it comes; rich styles it on a terminal.
     """
-    chosen: list[tuple[str, nn.Module]] = []
-    skipped: dict[str, str] = {}
-    for name, module in model.named_modules():
-        if not name or not _is_weight_layer(module):
-            continue
-        if include is not None and not _matches(name, module, include):
-            continue
-        if _matches(name, module, exclude):
-            continue
-        reason = _unsupported_reason(module)
-        if reason is not None:
-            raise UnsupportedLayerError(
-                f"layer {name!r} cannot be tensorized: {reason}. Pass exclude=[{name!r}] (or "
-                f"exclude=[{type(module).__name__}]) to leave it dense, or narrow include=..."
+
+    def __init__(self, enabled: bool, factorization: str, total: int) -> None:
+        self.factorization, self.total = factorization, total
+        self.console: Any = None
+        if enabled and total:
+            from rich.console import Console
+
+            self.console = Console(stderr=True, highlight=False)
+        self.start = time.perf_counter()
+
+    def layer(self, index: int, name: str, layer_type: str, shape: Sequence[int], rank: Any) -> None:
+        if self.console is not None:
+            self.console.print(
+                f"tensorize {self.factorization}: layer {index}/{self.total} {name!r} {layer_type} "
+                f"{'x'.join(map(str, shape))} rank {rank} ...",
+                markup=False,
             )
-        n_weight = module.weight.numel()
-        if n_weight < min_params:
-            skipped[name] = f"{n_weight} weight parameters < min_params={min_params}"
-            continue
-        chosen.append((name, module))
-    return chosen, skipped
+
+    def finished(self, index: int, name: str, seconds: float, error: float) -> None:
+        if self.console is not None:
+            self.console.print(
+                f"tensorize {self.factorization}: layer {index}/{self.total} {name!r} done in {seconds:.1f} s "
+                f"(rel. error {error:.3f})",
+                markup=False,
+            )
+
+    def done(self) -> None:
+        if self.console is not None:
+            seconds = time.perf_counter() - self.start
+            self.console.print(f"tensorize {self.factorization}: done: {self.total} layers in {seconds:.1f} s")
 
 
 def tensorize(
@@ -239,11 +225,16 @@ def tensorize(
     min_params: int = 0,
     linear_order: int = 3,
     decomposition_kwargs: Mapping[str, Any] | None = None,
+    skip_unsupported: bool = False,
+    progress: bool = True,
 ) -> TensorizeReport:
     """Replace ``nn.Linear`` / ``nn.Conv{1,2,3}d`` layers in place by factorized layers of the trained weights.
 
     Each layer is decomposed (CP, Tucker or tensor-train) so the network computes nearly the same function
-    before any fine-tuning (exactly at ``rank="full"``).
+    before any fine-tuning (exactly at ``rank="full"``). The projections of ``nn.MultiheadAttention`` (and so of
+    ``nn.TransformerEncoderLayer`` and ViTs) are factorized too: the attention becomes a
+    :class:`~trinity_lightning.tensor.attention.TensorizedMultiheadAttention`. Every argument and every selected
+    layer's rank is checked before any layer changes.
 
     Args:
         model: the model to change in place (any ``nn.Module``, a LightningModule too).
@@ -251,7 +242,7 @@ def tensorize(
         rank: per layer, a float in (0, 1] (fraction of that layer's dense weights), ``"full"``, or explicit
             ranks (see :func:`~trinity_lightning.tensor.ranks.resolve_rank`).
         include: layer names (glob patterns such as ``"features.*"``, or a prefix) or module types to tensorize;
-            default all.
+            default all. Attention projections are named ``<attention>.in_proj`` / ``<attention>.out_proj``.
         exclude: names/patterns/types to leave dense (takes precedence over ``include``).
         implementation: ``"auto"`` (convolutions ``"factorized"``, linear layers ``"reconstructed"``: the fastest
             on CPU, see :data:`~trinity_lightning.tensor.layers.LINEAR_DEFAULT_IMPLEMENTATION`), ``"factorized"``
@@ -259,14 +250,17 @@ def tensorize(
         min_params: leave layers with fewer weight parameters dense (listed in ``report.skipped``).
         linear_order: how many factors each of a linear layer's in/out sizes is split into.
         decomposition_kwargs: passed on to TensorLy's decomposition.
+        skip_unsupported: leave layers that cannot be factorized (grouped/depthwise convolutions, embeddings, ...)
+            dense and list them in ``report.skipped``, instead of raising.
+        progress: print on stderr when each layer starts and is done (time, error), and the total (global rank 0 only).
 
     Returns:
         A :class:`TensorizeReport` (``print(report)`` shows a table).
 
     Raises:
-        UnsupportedLayerError: a selected layer with a weight matrix/kernel cannot be factorized (e.g. an
-            ``nn.Embedding`` or a grouped conv); the message names it and how to exclude it.
-        ValueError: bad ``factorization`` or ``rank`` (e.g. larger than a layer's full rank).
+        UnsupportedLayerError: selected layers with a weight matrix/kernel that cannot be factorized (e.g. an
+            ``nn.Embedding`` or a depthwise conv); one message names them all with exclude patterns for them.
+        ValueError: a bad argument (named), or a rank larger than a layer's full rank (the layer named).
 
     Example:
         >>> from trinity_lightning.models import SmallCNN
@@ -277,46 +271,68 @@ def tensorize(
         >>> type(net.features[4]).__name__
         'TensorizedConv'
     """
-    fact = normalize_factorization(factorization)
-    if implementation not in ("auto", "factorized", "reconstructed"):
-        raise ValueError(f"implementation: expected 'auto', 'factorized' or 'reconstructed', got {implementation!r}")
+    args = check_arguments(
+        factorization, rank, include, exclude, implementation, min_params, skip_unsupported, progress, linear_order
+    )
+    fact = args["factorization"]
+    if decomposition_kwargs is not None and not isinstance(decomposition_kwargs, Mapping):
+        raise ValueError(f"decomposition_kwargs: expected a mapping, got {decomposition_kwargs!r}")
     conv_impl = "factorized" if implementation == "auto" else implementation
     linear_impl = LINEAR_DEFAULT_IMPLEMENTATION if implementation == "auto" else implementation
     report = TensorizeReport(model_params_before=_n_params(model))
-    chosen, report.skipped = select_layers(model, include, exclude, min_params)
-    for name, module in chosen:
+    plan, report.skipped = plan_tensorize(
+        model, fact, args["rank"], args["include"], args["exclude"], min_params, skip_unsupported, linear_order
+    )
+    attention: dict[str, dict[str, TensorizedLinear]] = {}
+    steps = _LayerProgress(_progress_enabled(progress), fact, len(plan))
+    for index, (name, module, resolved) in enumerate(plan, start=1):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        in_attention = isinstance(parent, nn.MultiheadAttention) and child in PROJECTIONS
+        layer_type = f"MultiheadAttention.{child}" if in_attention else type(module).__name__
+        weight: torch.Tensor = module.weight  # type: ignore[assignment]
+        steps.layer(index, name, layer_type, tuple(weight.shape), resolved)
         start = time.perf_counter()
         kwargs = dict(decomposition_kwargs or {})
         if isinstance(module, nn.Linear):
             new: nn.Module = TensorizedLinear.from_dense(
-                module, fact, rank, linear_impl, name=name, order=linear_order, decomposition_kwargs=kwargs
+                module, fact, resolved, linear_impl, name=name, order=linear_order, decomposition_kwargs=kwargs
             )
             with torch.no_grad():
                 approx = new.reconstruct_weight()  # type: ignore[operator]
         else:
-            new = TensorizedConv.from_dense(module, fact, rank, conv_impl, name=name, decomposition_kwargs=kwargs)
+            new = TensorizedConv.from_dense(module, fact, resolved, conv_impl, name=name, decomposition_kwargs=kwargs)
             with torch.no_grad():
                 approx = new.reconstruct_kernel()  # type: ignore[operator]
-        weight: torch.Tensor = module.weight  # type: ignore[assignment]
         with torch.no_grad():
             dense_w = weight.detach()
             error = float((approx - dense_w).norm() / dense_w.norm().clamp_min(1e-12))
+        seconds = time.perf_counter() - start
+        steps.finished(index, name, seconds, error)
         spec = new.spec()  # type: ignore[operator]
         rank_shown = tuple(spec["rank"]) if isinstance(spec["rank"], list) else spec["rank"]
+        params_before = weight.numel() if child in PACKED and in_attention else _n_params(module)
         report.layers.append(
             LayerReport(
                 name,
-                type(module).__name__,
+                layer_type,
                 tuple(weight.shape),
                 fact,
                 rank_shown,
-                _n_params(module),
+                params_before,
                 _n_params(new),
                 error,
-                time.perf_counter() - start,
+                seconds,
             )
         )
-        _set_module(model, name, new)
+        if in_attention:
+            attention.setdefault(parent_name, {})[child] = new  # type: ignore[assignment]
+        else:
+            _set_module(model, name, new)
+    for name, projections in attention.items():
+        dense = model.get_submodule(name)
+        _set_module(model, name, TensorizedMultiheadAttention.from_projections(dense, projections))  # type: ignore[arg-type]
+    steps.done()
     report.model_params_after = _n_params(model)
     return report
 
@@ -325,7 +341,8 @@ def detensorize(model: nn.Module, heads: bool = True) -> list[str]:
     """Replace every tensorized layer (and TRL head) in place by an equivalent dense one, for export.
 
     :class:`TensorizedConv` / :class:`TensorizedLinear` become ``nn.Conv*d`` / ``nn.Linear`` with the reconstructed
-    weight; a :class:`TensorRegressionLayer` with a vector output becomes ``nn.Sequential(nn.Flatten(),
+    weight, a :class:`TensorizedMultiheadAttention` an ``nn.MultiheadAttention``; a :class:`TensorRegressionLayer`
+    with a vector output becomes ``nn.Sequential(nn.Flatten(),
     nn.Linear)`` unless ``heads=False``. Tensor contraction layers stay (they are not a factorized dense layer).
     Returns the names changed.
 
@@ -340,7 +357,9 @@ def detensorize(model: nn.Module, heads: bool = True) -> list[str]:
     """
     changed: list[str] = []
     for name, module in list(model.named_modules()):
-        if isinstance(module, _TENSORIZED):
+        if any(name.startswith(done + ".") for done in changed):
+            continue  # inside an attention module converted as a whole
+        if isinstance(module, (*TENSORIZED_LAYERS, TensorizedMultiheadAttention)):
             _set_module(model, name, module.to_dense())
             changed.append(name)
         elif heads and isinstance(module, TensorRegressionLayer) and len(module.output_shape) == 1:
@@ -368,7 +387,13 @@ def tensorized_spec(model: nn.Module) -> dict[str, dict[str, Any]]:
         >>> tensorized_spec(net)
         {'features.0': {'kind': 'conv2d', 'factorization': 'cp', 'rank': 4, 'implementation': 'factorized'}}
     """
-    return {name: module.spec() for name, module in model.named_modules() if isinstance(module, _TENSORIZED)}
+    spec: dict[str, dict[str, Any]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (*TENSORIZED_LAYERS, TensorizedMultiheadAttention)) and not any(
+            name.startswith(done + ".") for done in spec
+        ):
+            spec[name] = module.spec()
+    return spec
 
 
 def apply_tensorized_spec(model: nn.Module, spec: Mapping[str, Mapping[str, Any]], replace: bool = False) -> list[str]:
@@ -386,7 +411,7 @@ def apply_tensorized_spec(model: nn.Module, spec: Mapping[str, Mapping[str, Any]
                 f"the checkpoint tensorized layer {name!r}, which this model does not have; build the "
                 "same architecture the checkpoint was trained with"
             ) from err
-        if isinstance(current, _TENSORIZED):
+        if isinstance(current, (*TENSORIZED_LAYERS, TensorizedMultiheadAttention)):
             if current.spec() != dict(layer_spec) and replace:
                 current = current.to_dense()
             elif current.spec() != dict(layer_spec):
@@ -396,41 +421,15 @@ def apply_tensorized_spec(model: nn.Module, spec: Mapping[str, Mapping[str, Any]
                 )
             else:
                 continue
-        _set_module(model, name, build_from_spec(current, dict(layer_spec), name=name))
+        if layer_spec.get("kind") == "multihead_attention":
+            if not isinstance(current, nn.MultiheadAttention):
+                raise ValueError(
+                    f"layer {name!r}: the checkpoint tensorized an nn.MultiheadAttention here but the model has a "
+                    f"{type(current).__name__}"
+                )
+            new: nn.Module = TensorizedMultiheadAttention.from_spec(current, layer_spec, name=name)
+        else:
+            new = build_from_spec(current, dict(layer_spec), name=name)
+        _set_module(model, name, new)
         rebuilt.append(name)
     return rebuilt
-
-
-def load_tensorized(model: nn.Module, checkpoint: str | Path | Mapping[str, Any], strict: bool = True) -> nn.Module:
-    """Load a checkpoint saved after tensorization into a fresh (dense) model, rebuilding the structure first.
-
-    Accepts a Lightning checkpoint (path or dict, with ``state_dict`` and the spec under :data:`SPEC_KEY`) or a
-    plain ``{"state_dict": ..., SPEC_KEY: ...}`` dict. ``model`` is the module the state dict belongs to (the
-    LightningModule for a Lightning checkpoint). A checkpoint without a spec loads as a dense one. ``strict`` is
-    passed to ``load_state_dict``. The lasso weights of a rank-regularized run (``Tensorize(rank_regularization=
-    ...)``) are multiplied into the loaded factors, so the model computes what the trained one did.
-
-    Example:
-        >>> from trinity_lightning.models import SmallCNN
-        >>> net = SmallCNN(1, 10, channels=(8,), image_size=8)
-        >>> _ = tensorize(net, "tucker", rank=0.5)
-        >>> ckpt = {"state_dict": net.state_dict(), SPEC_KEY: tensorized_spec(net)}
-        >>> fresh = load_tensorized(SmallCNN(1, 10, channels=(8,), image_size=8), ckpt)
-        >>> bool(torch.equal(fresh(torch.ones(1, 1, 8, 8)), net(torch.ones(1, 1, 8, 8))))
-        True
-    """
-    loaded: Mapping[str, Any] = (
-        torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if isinstance(checkpoint, (str, Path))
-        else checkpoint
-    )
-    state = loaded.get("state_dict", loaded)
-    spec = loaded.get(SPEC_KEY)
-    if spec:
-        apply_tensorized_spec(model, spec)
-    from trinity_lightning.tensor.regularization import LASSO_KEY, fold_lasso_state
-
-    if not any(hasattr(m, LASSO_KEY) for m in model.modules()):
-        state, _ = fold_lasso_state(state)  # lasso weights of a rank-regularized run go into the factors
-    model.load_state_dict(state, strict=strict)  # type: ignore[arg-type]
-    return model

@@ -391,6 +391,15 @@ class PartialFeedback(RoundCallback):
         if (trainer.current_epoch + 1) % self.epochs_per_round == 0 and not last_epoch:  # no training would follow
             self._start_round(trainer, pl_module, validated=True)
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """A module that trains on hard labels fails on the candidate masks: name the one thing to change."""
+        if trainer.training and isinstance(exception, (RuntimeError, ValueError, TypeError)):
+            exception.add_note(
+                "PartialFeedback: training batches are (x, candidates) with candidates a (B, C) boolean mask of the "
+                "classes still possible, not class ids; train with partial_label_loss(logits, candidates) in "
+                "training_step (or use PartialLabelClassifier)"
+            )
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "round": self.round,
