@@ -232,3 +232,15 @@ def test_crowd_file_oracle_waits_for_k_people_and_aggregates(tmp_path):
     assert ds is not None and ds.labels[:2] == [0, 1] and ds.labels[3] == [1, 0]
     with pytest.raises(ValueError, match="aggregator"):
         CrowdFileOracle(str(tmp_path), aggregator="vote")
+
+
+def test_a_waiting_campaign_oracle_picks_up_answers_given_on_the_page(round1):
+    oracle = FileOracle(str(round1), wait=True, poll_seconds=0.05, timeout=20)
+    result = {}
+    waiting = threading.Thread(target=lambda: result.setdefault("answers", oracle.collect(1)))
+    waiting.start()
+    client = TestClient(create_app(LabelStore(round1)), base_url=LOCAL)
+    for index, label in ((3, "cat"), (5, ["B-PER", "I-PER", "O"]), (7, "no")):
+        assert _post(client, index=index, label=label).status_code == 200
+    waiting.join(20)
+    assert result["answers"].labels == [0, [1, 2, 0], False]
