@@ -54,7 +54,7 @@ def _run_server(directory: str, port: int, args: tuple[str, ...]) -> None:
 
 class Server:
     """``trinity label --web DIR`` in a forked child process (the imports are already warm); ``kill9()`` is
-    ``kill -9``. ``python -m trinity_lightning.rounds.web`` in a fresh interpreter is tested separately."""
+    ``kill -9``. ``trinity label --web`` in a fresh interpreter: test_server.py (slow)."""
 
     def __init__(self, directory: Path, port: int | None = None, *args: str) -> None:
         self.directory, self.port, self.args = directory, port or free_port(), args

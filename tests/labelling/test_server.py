@@ -244,3 +244,28 @@ def test_a_waiting_campaign_oracle_picks_up_answers_given_on_the_page(round1):
         assert _post(client, index=index, label=label).status_code == 200
     waiting.join(20)
     assert result["answers"].labels == [0, [1, 2, 0], False]
+
+
+@pytest.mark.slow
+def test_trinity_label_web_in_a_fresh_interpreter_prints_its_url_and_serves(round1):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from tests.labelling.conftest import free_port
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    port = free_port()
+    cmd = [sys.executable, "-m", "trinity_lightning.cli", "label", "--web", str(round1), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == f"labelling round 1 (3 items) at http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/queries", timeout=10) as reply:
+            assert json.loads(reply.read())["round"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(20)
