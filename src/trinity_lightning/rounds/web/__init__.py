@@ -1,0 +1,33 @@
+"""A local labelling web app over the round engine's query and answer files (see ``docs/labelling.md``).
+
+``trinity label --web QUERIES`` or :func:`serve` starts it; :class:`LabelStore` and :func:`crowd_table` need
+no web framework (the page needs the ``web`` extra: Starlette and uvicorn).
+
+Example:
+    >>> from trinity_lightning.rounds.web import serve
+    >>> serve("outputs/queries", answers_per_item=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "RejectedAnswerError": "store",
+    "CrowdFileOracle": "store",
+    "LabelStore": "store",
+    "crowd_table": "store",
+    "read_worker_answers": "store",
+    "create_app": "app",
+    "serve": "app",
+    "web_main": "app",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"trinity_lightning.rounds.web.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

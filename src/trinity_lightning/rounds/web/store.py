@@ -1,0 +1,421 @@
+"""The labelling server's state: the current round's queries and every annotator's answers, on the files.
+
+:class:`LabelStore` needs no web framework: it reads ``round_NNNN.queries.jsonl`` (the newest round of a
+folder, or one file), keeps the answers of ``round_NNNN.answers.jsonl`` per ``(index, worker)`` (the last
+answer of a worker wins; reading is incremental, so other tools may append too) and writes each new answer
+with :func:`~trinity_lightning.rounds.oracle.append_answer` (one line, flushed and fsynced) after checking it
+against its query. :func:`crowd_table` reads a round's answers as the crowd table ``task, worker, label``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trinity_lightning.rounds.oracle import (
+    Answers,
+    FileOracle,
+    Query,
+    append_answer,
+    read_query_file,
+    validate_answer,
+)
+
+__all__ = ["ANONYMOUS", "CrowdFileOracle", "LabelStore", "RejectedAnswerError", "crowd_table", "read_worker_answers"]
+
+ANONYMOUS = "anonymous"
+_ROUND_FILE = re.compile(r"^round_(\d{4,})\.queries\.jsonl$")
+_WORKER = re.compile(r"^[\w .@+-]{1,64}$")
+
+
+class RejectedAnswerError(ValueError):
+    """An answer the store refuses; ``status`` is the HTTP status the server answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_worker(worker: Any) -> str:
+    """A worker name: 1-64 letters, digits, spaces or ``. @ + - _`` (raises :class:`RejectedAnswerError`)."""
+    if not isinstance(worker, str) or not _WORKER.match(worker.strip()):
+        raise RejectedAnswerError(
+            f"worker: expected a name of 1-64 letters, digits, spaces or . @ + - _, got {worker!r}"
+        )
+    return worker.strip()
+
+
+def as_written(value: Any, query: Query) -> Any:
+    """A validated answer as the file stores it: a class name, tag names, or ``"yes"``/``"no"``."""
+    if query.kind == "yesno":
+        return "yes" if value else "no"
+    if query.choices is None:
+        return value
+    if query.kind == "tags":
+        return [query.choices[i] for i in value]
+    return query.choices[value]
+
+
+def read_worker_answers(
+    path: Path, queries: Sequence[Query], start: int = 0
+) -> tuple[list[tuple[int, str, Any]], list[str], int]:
+    """Valid answer lines of ``path`` from byte ``start``: ``[(index, worker, written label)]``, problems, end.
+
+    Only whole lines are read (a line still being written is left for the next call); ``end`` is the byte
+    offset to continue from. Lines are validated like :func:`~trinity_lightning.rounds.oracle.read_answer_file`.
+    """
+    by_index = {q.index: q for q in queries}
+    rows: list[tuple[int, str, Any]] = []
+    problems: list[str] = []
+    if not path.exists():
+        return rows, problems, 0
+    with path.open("rb") as handle:
+        handle.seek(start)
+        data = handle.read()
+    cut = data.rfind(b"\n") + 1
+    for text in data[:cut].decode("utf-8", errors="replace").splitlines():
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+            if not isinstance(record, dict) or "index" not in record or "label" not in record:
+                raise ValueError('expected an object with "index" and "label"')
+            query = by_index.get(record["index"]) if isinstance(record["index"], int) else None
+            if query is None:
+                raise ValueError(f"index {record['index']!r} was not asked in this round")
+            worker = record.get("worker") or ANONYMOUS
+            if not isinstance(worker, str):
+                raise ValueError(f'"worker" must be a string, got {worker!r}')
+            rows.append((query.index, worker, as_written(validate_answer(record["label"], query), query)))
+        except ValueError as err:  # json.JSONDecodeError is a ValueError
+            problems.append(f"{path}: {err}")
+    return rows, problems, start + cut
+
+
+def crowd_table(queries_path: str | Path, answers_path: str | Path | None = None) -> Any:
+    """A round's answers as a crowd table (pandas): ``task, worker, label``, one row per item and worker.
+
+    The last answer of each worker to each item wins; invalid lines are skipped. The table goes straight into
+    :class:`~trinity_lightning.crowd.DawidSkene` or :class:`~trinity_lightning.crowd.MajorityVote` (class and
+    yes/no rounds; a tag round's label is its tag list joined by spaces).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "round_0001.queries.jsonl").write_text('{"index": 3, "choices": ["cat", "dog"]}\\n')
+        >>> _ = (d / "round_0001.answers.jsonl").write_text(
+        ...     '{"index": 3, "label": "dog", "worker": "ann"}\\n{"index": 3, "label": 0, "worker": "bo"}\\n')
+        >>> crowd_table(d / "round_0001.queries.jsonl").values.tolist()
+        [[3, 'ann', 'dog'], [3, 'bo', 'cat']]
+    """
+    import pandas as pd
+
+    queries_path = Path(queries_path)
+    queries = read_query_file(queries_path)
+    answers = Path(answers_path) if answers_path else _answers_path(queries_path)
+    rows, _, _ = read_worker_answers(answers, queries)
+    last: dict[tuple[int, str], Any] = {}
+    for index, worker, label in rows:
+        last.pop((index, worker), None)  # keep the order of the last answer
+        last[(index, worker)] = " ".join(label) if isinstance(label, list) else label
+    return pd.DataFrame(
+        [(index, worker, label) for (index, worker), label in last.items()], columns=["task", "worker", "label"]
+    )
+
+
+def _answers_path(queries_path: Path) -> Path:
+    name = queries_path.name.replace(".queries.jsonl", ".answers.jsonl")
+    return queries_path.with_name(name if name != queries_path.name else queries_path.stem + ".answers.jsonl")
+
+
+@dataclass
+class _Round:
+    number: int
+    queries_path: Path
+    answers_path: Path
+    queries: list[Query]
+    by_index: dict[int, Query]
+    answers: dict[int, dict[str, Any]]  # index -> {worker: label}, in answer order
+    order: dict[str, list[int]]  # worker -> indices in the order of their last answer
+    offset: int = 0
+    size: int = -1
+
+
+class LabelStore:
+    """The queries and answers a labelling page serves, read from and written to the oracle's files.
+
+    Args:
+        source: a folder of ``round_NNNN.queries.jsonl`` files (the newest round is served, and a new round is
+            picked up when its file appears) or one queries file.
+        answers_per_item: how many different people answer each item (``k``); an answer from one more person
+            is refused (HTTP 409), a person may always change their own answer.
+        choices: label names for queries written without them.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "round_0001.queries.jsonl").write_text('{"index": 3, "choices": ["cat", "dog"]}\\n')
+        >>> store = LabelStore(d)
+        >>> store.answer(1, 3, "dog", "ann")["label"]
+        'dog'
+        >>> (d / "round_0001.answers.jsonl").read_text()
+        '{"index": 3, "label": "dog", "worker": "ann"}\\n'
+    """
+
+    def __init__(self, source: str | Path, answers_per_item: int = 1, choices: Sequence[str] | None = None) -> None:
+        if answers_per_item < 1:
+            raise ValueError(f"answers_per_item: expected at least 1, got {answers_per_item}")
+        self.source = Path(source)
+        if not self.source.exists():
+            raise FileNotFoundError(f"no such queries folder or file: {self.source}")
+        self.k = answers_per_item
+        self.choices = list(choices) if choices is not None else None
+        self.problems: list[str] = []
+        self._lock = threading.RLock()
+        self._round: _Round | None = None
+
+    # ------------------------------------------------------------------------------------------ rounds
+    @property
+    def directory(self) -> Path:
+        """The folder of the queries files."""
+        return self.source if self.source.is_dir() else self.source.parent
+
+    def newest_queries(self) -> Path | None:
+        """The queries file served now: the newest round of the folder (or the one file given)."""
+        if self.source.is_file():
+            return self.source
+        found = [(int(m.group(1)), p) for p in self.source.iterdir() if (m := _ROUND_FILE.match(p.name))]
+        return max(found)[1] if found else None
+
+    def current(self) -> _Round | None:
+        """The current round, reloaded when a newer queries file appeared and refreshed with new answer lines."""
+        with self._lock:
+            path = self.newest_queries()
+            if path is None:
+                return None
+            if self._round is None or self._round.queries_path != path:
+                queries = read_query_file(path)
+                for q in queries:
+                    if q.choices is None and self.choices is not None and q.kind != "yesno":
+                        q.choices = list(self.choices)
+                match = _ROUND_FILE.match(path.name)
+                number = int(match.group(1)) if match else _file_round(path)
+                self._round = _Round(number, path, _answers_path(path), queries, {q.index: q for q in queries}, {}, {})
+            self._refresh(self._round)
+            return self._round
+
+    def _refresh(self, rnd: _Round) -> None:
+        try:
+            size = rnd.answers_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size == rnd.size:
+            return
+        if size < rnd.offset:  # replaced or truncated by someone: read it again
+            rnd.answers, rnd.order, rnd.offset = {}, {}, 0
+        rows, problems, rnd.offset = read_worker_answers(rnd.answers_path, rnd.queries, rnd.offset)
+        self.problems.extend(problems)
+        for index, worker, label in rows:
+            self._remember(rnd, index, worker, label)
+        rnd.size = size
+
+    @staticmethod
+    def _remember(rnd: _Round, index: int, worker: str, label: Any) -> None:
+        by_worker = rnd.answers.setdefault(index, {})
+        by_worker.pop(worker, None)
+        by_worker[worker] = label
+        order = rnd.order.setdefault(worker, [])
+        if index in order:
+            order.remove(index)
+        order.append(index)
+
+    # ------------------------------------------------------------------------------------------ answers
+    def answer(self, round: Any, index: Any, label: Any, worker: Any) -> dict[str, Any]:
+        """Validate and append one answer (atomically, fsynced); returns the line written.
+
+        Raises:
+            RejectedAnswerError: a stale round (409), an index not queried in this round (404), an invalid label
+                (400), or an item that already has its ``k`` answers from other people (409).
+        """
+        worker = check_worker(worker)
+        with self._lock:
+            rnd = self.current()
+            if rnd is None:
+                raise RejectedAnswerError("no queries to answer yet", 409)
+            if round != rnd.number:
+                raise RejectedAnswerError(f"round {round!r} is not the current round ({rnd.number})", 409)
+            query = rnd.by_index.get(index) if isinstance(index, int) and not isinstance(index, bool) else None
+            if query is None:
+                raise RejectedAnswerError(f"index {index!r} was not queried in round {rnd.number}", 404)
+            try:
+                written = as_written(validate_answer(label, query), query)
+            except ValueError as err:
+                raise RejectedAnswerError(f"index {index}: {err}") from None
+            others = [w for w in rnd.answers.get(index, {}) if w != worker]
+            if len(others) >= self.k:
+                raise RejectedAnswerError(
+                    f"index {index} already has {len(others)} answer(s) from other people (k={self.k})", 409
+                )
+            record: dict[str, Any] = {"index": index, "label": written}
+            if query.question_id is not None:
+                record["question_id"] = query.question_id
+            record["worker"] = worker
+            append_answer(rnd.answers_path, record)
+            self._remember(rnd, index, worker, written)
+            rnd.offset = rnd.size = rnd.answers_path.stat().st_size
+            return record
+
+    def progress(self, index: int) -> dict[str, int]:
+        """How many people answered ``index`` and how many items have their ``k`` answers."""
+        with self._lock:
+            rnd = self._round
+            if rnd is None:
+                return {"count": 0, "complete": 0}
+            complete = sum(1 for by in rnd.answers.values() if len(by) >= self.k)
+            return {"count": len(rnd.answers.get(index, {})), "complete": complete}
+
+    def state(self, worker: str | None = None) -> dict[str, Any]:
+        """The progress the page shows: round, sizes, answer counts per item and the worker's own answers."""
+        with self._lock:
+            rnd = self.current()
+            if rnd is None:
+                return {"round": None, "total": 0, "k": self.k}
+            counts = {str(i): len(by) for i, by in rnd.answers.items()}
+            mine = []
+            if worker:
+                mine = [[i, rnd.answers[i][worker]] for i in rnd.order.get(worker, [])]
+            return {
+                "round": rnd.number,
+                "file": rnd.queries_path.name,
+                "total": len(rnd.queries),
+                "k": self.k,
+                "complete": sum(1 for by in rnd.answers.values() if len(by) >= self.k),
+                "counts": counts,
+                "mine": mine,
+            }
+
+    def queries(self) -> dict[str, Any]:
+        """The current round's queries as JSON (what the page renders)."""
+        with self._lock:
+            rnd = self.current()
+            if rnd is None:
+                return {"round": None, "queries": []}
+            return {"round": rnd.number, "queries": [q.to_json(rnd.number) for q in rnd.queries]}
+
+    def example_file(self, round: int, index: int, key: str = "image") -> Path | None:
+        """The image file of a current-round example (``example[key]``, relative to the queries folder).
+
+        Only a path named by a query of the current round is ever served, and only an image file.
+        """
+        with self._lock:
+            rnd = self.current()
+            if rnd is None or round != rnd.number or index not in rnd.by_index:
+                return None
+            example = rnd.by_index[index].example
+            value = example.get(key) if isinstance(example, dict) else None
+            if not isinstance(value, str) or value.startswith(("data:", "http:", "https:")):
+                return None
+            path = Path(value) if Path(value).is_absolute() else rnd.queries_path.parent / value
+            if path.suffix.lower() not in _IMAGE_TYPES or not path.is_file():
+                return None
+            return path
+
+
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".webp": "image/webp", ".bmp": "image/bmp"}  # fmt: skip
+
+
+def _file_round(path: Path) -> int:
+    """The round number written in a queries file not named ``round_NNNN`` (0 when it has none)."""
+    with path.open(encoding="utf-8") as handle:
+        first = handle.readline()
+    try:
+        value = json.loads(first).get("round")
+    except (ValueError, AttributeError):
+        return 0
+    return value if isinstance(value, int) else 0
+
+
+class CrowdFileOracle(FileOracle):
+    """A :class:`~trinity_lightning.rounds.FileOracle` whose round is complete once ``k`` different people
+    answered every item; the answers are aggregated (majority vote, or Dawid-Skene across the round's workers).
+
+    Use it with ``trinity label --web DIR --answers-per-item k``. Class and yes/no items are aggregated by the
+    chosen aggregator; a tag sequence by majority over whole sequences (ties: the first given).
+
+    Args:
+        directory: the folder of the round files.
+        answers_per_item: ``k``.
+        aggregator: ``"majority"`` or ``"dawid_skene"``.
+        **options: ``wait``, ``poll_seconds``, ``timeout``, ``choices``, ``render`` as for ``FileOracle``.
+
+    Example:
+        >>> import tempfile
+        >>> oracle = CrowdFileOracle(tempfile.mkdtemp(), answers_per_item=2, wait=False, choices=["cat", "dog"])
+        >>> oracle.query(1, [4])
+        >>> store = LabelStore(oracle.directory, answers_per_item=2)
+        >>> _ = store.answer(1, 4, "dog", "ann"); oracle.collect(1) is None
+        True
+        >>> _ = store.answer(1, 4, "dog", "bo"); oracle.collect(1)
+        Answers(indices=[4], labels=[1])
+    """
+
+    def __init__(self, directory: str, answers_per_item: int = 2, aggregator: str = "majority", **options: Any) -> None:
+        super().__init__(directory, **options)
+        if answers_per_item < 1:
+            raise ValueError(f"answers_per_item: expected at least 1, got {answers_per_item}")
+        if aggregator not in ("majority", "dawid_skene"):
+            raise ValueError(f"aggregator: expected 'majority' or 'dawid_skene', got {aggregator!r}")
+        self.k, self.aggregator = answers_per_item, aggregator
+
+    def collect(self, round: int) -> Answers | None:
+        started = time.monotonic()
+        while True:
+            result = self._complete(round)
+            if result is not None or not self.wait:
+                return result
+            if self.timeout is not None and time.monotonic() - started > self.timeout:
+                return None
+            time.sleep(self.poll_seconds)
+
+    def _complete(self, round: int) -> Answers | None:
+        queries = self.pending(round)
+        if queries is None:
+            raise KeyError(f"round: no query file {self.queries_path(round)}")
+        for q in queries:
+            if q.choices is None and self.choices is not None and q.kind != "yesno":
+                q.choices = list(self.choices)
+        rows, self.problems, _ = read_worker_answers(self.answers_path(round), queries)
+        votes: dict[int, dict[str, Any]] = {}
+        for index, worker, label in rows:
+            votes.setdefault(index, {})[worker] = label
+        if any(len(votes.get(q.index, {})) < self.k for q in queries):
+            return None
+        chosen = self._aggregate(queries, votes)
+        labels = [validate_answer(chosen[q.index], q) for q in queries]
+        return Answers([q.index for q in queries], labels, [None] * len(queries))
+
+    def _aggregate(self, queries: Sequence[Query], votes: dict[int, dict[str, Any]]) -> dict[int, Any]:
+        chosen = {}
+        for q in queries:
+            counted = Counter(json.dumps(v) for v in votes[q.index].values())
+            chosen[q.index] = json.loads(counted.most_common(1)[0][0])
+        flat = [q for q in queries if q.kind != "tags"]
+        if self.aggregator == "dawid_skene" and flat:
+            import pandas as pd
+
+            from trinity_lightning.crowd import DawidSkene
+
+            frame = pd.DataFrame(
+                [(q.index, w, v) for q in flat for w, v in votes[q.index].items()], columns=["task", "worker", "label"]
+            )
+            result = DawidSkene().fit(frame).to_frame(probabilities=False)
+            chosen.update(dict(zip(result["item"].tolist(), result["label"].tolist())))
+        return chosen
