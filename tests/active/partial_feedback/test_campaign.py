@@ -212,3 +212,15 @@ def test_human_campaign_through_trinity_label_files(tmp_path):
     assert labels[labels >= 0].equal(gold[labels >= 0])  # every answer went to the right example
     ex, _, _ = dm.partial.history()
     assert ex.numel() == 40
+
+
+def test_yes_no_queries_carry_the_hierarchy_path_and_the_classes_left(tmp_path):
+    """What the labelling page shows beside the question (issue 15): the asked node's path and the candidates."""
+    dm = datamodule(tmp_path)
+    dm.setup("fit")
+    question = dm.question_names.index("cat")
+    query = PartialFeedback._question(dm, 3, question)
+    assert query.kind == "yesno" and query.question_id == question and "cat" in (query.question or "")
+    assert query.example["path"] == ["animal", "pet", "cat"]
+    assert sorted(query.example["candidates"]) == sorted(HIERARCHY.classes)  # nothing asked yet
+    assert len(query.example["features"]) == 5  # the example itself is still shown

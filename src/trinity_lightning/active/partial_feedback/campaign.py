@@ -35,7 +35,7 @@ from trinity_lightning.active.partial_feedback.state import PartialLabels
 from trinity_lightning.rounds.curve import log_round, round_metrics, write_curve
 from trinity_lightning.rounds.engine import RoundCallback
 from trinity_lightning.rounds.inference import barrier, broadcast, predict_pool
-from trinity_lightning.rounds.oracle import Answers, FileOracle, Oracle, Query
+from trinity_lightning.rounds.oracle import Answers, FileOracle, Oracle, Query, default_render
 from trinity_lightning.rounds.schedule import (
     StoppingCriterion,
     check_budget,
@@ -281,9 +281,7 @@ class PartialFeedback(RoundCallback):
                 sent = self.oracle.pending(self.batch)  # handed out before a restart: the person may be halfway
                 if sent:
                     self.pending = [(q.index, int(q.question_id if q.question_id is not None else -1)) for q in sent]
-            items = [
-                Query(e, "yesno", question=question_text(dm.question_names[q]), question_id=q) for e, q in self.pending
-            ]
+            items = [self._question(dm, e, q) for e, q in self.pending]
             if trainer.is_global_zero:
                 self.oracle.query(self.batch, items, dm)
             barrier(trainer, "alpf-query")
@@ -399,6 +397,18 @@ class PartialFeedback(RoundCallback):
                 "classes still possible, not class ids; train with partial_label_loss(logits, candidates) in "
                 "training_step (or use PartialLabelClassifier)"
             )
+
+    @staticmethod
+    def _question(dm: PartialFeedbackDataModule, example: int, question: int) -> Query:
+        """A yes/no query that shows the example, the asked node's path in the hierarchy and the classes left."""
+        name = dm.question_names[question]
+        path, node = [name], dm.hierarchy.parent.get(name)
+        while node is not None and len(dm.hierarchy.leaves_under(node)) < dm.hierarchy.num_classes:  # not the root
+            path.insert(0, node)
+            node = dm.hierarchy.parent.get(node)
+        left = [] if dm.partial is None else torch.nonzero(dm.partial.candidates[example]).flatten().tolist()
+        shown = {**default_render(dm, example), "path": path, "candidates": [dm.hierarchy.classes[k] for k in left]}
+        return Query(example, "yesno", example=shown, question=question_text(name), question_id=question)
 
     def state_dict(self) -> dict[str, Any]:
         return {
