@@ -128,8 +128,6 @@ def test_campaign_errors(tmp_path, kwargs, match):
     model = mlp() if kwargs["strategy"] != "bald" else _deterministic_model()
     with pytest.raises(ValueError, match=match):
         _trainer(tmp_path, ActiveLearning(**kwargs)).fit(model, datamodule=datamodule())
-    with pytest.raises(ValueError, match="initial_labelled"):
-        _trainer(tmp_path, ActiveLearning()).fit(mlp(), datamodule=datamodule(initial_labelled=0))
     with pytest.raises(ValueError, match="pool is empty"):
         _trainer(tmp_path, ActiveLearning()).fit(mlp(), datamodule=datamodule(initial_labelled=240))
     for bad, what in [
@@ -233,3 +231,33 @@ def test_resume_with_answers_still_missing_stops_cleanly(tmp_path):
     trainer, dm, al, _ = run(ckpt_path="last")
     assert al.phase == "waiting" and dm.n_labelled == 12 and trainer.global_step == 1  # no training happened
     assert oracle.pending_indices(1) == first  # the same batch, not a new one
+
+
+def test_a_campaign_starts_from_nothing_labelled(tmp_path):
+    """New text labelled from zero (issue 14 item 17): the first round is asked before any training."""
+    dm = datamodule(initial_labelled=0)
+    al = ActiveLearning("entropy", query_size=10, budget=30, curve_path=str(tmp_path / "curve.csv"))
+    _trainer(tmp_path, al).fit(mlp(), datamodule=dm)
+    assert al.finished and dm.n_labelled == 30 and al.round == 3
+    rows = list(csv.DictReader((tmp_path / "curve.csv").open()))
+    assert [int(r["labelled"]) for r in rows] == [10, 20, 30]
+
+
+def test_a_person_labels_the_first_round_from_nothing_then_reruns_the_command(tmp_path):
+    def run():
+        dm = datamodule(tmp_path, initial_labelled=0)
+        al = ActiveLearning("entropy", query_size=6, budget=12, oracle=FileOracle(str(tmp_path / "rounds"), wait=False))
+        pl.seed_everything(0, verbose=False)
+        _trainer(tmp_path, al).fit(mlp(), datamodule=dm)
+        return dm, al
+
+    dm, al = run()
+    assert al.waiting and dm.n_labelled == 0  # nothing to train on: the fit ends at once, the round is on file
+    queries = [json.loads(line) for line in (tmp_path / "rounds" / "round_0001.queries.jsonl").open()]
+    assert len(queries) == 6
+    with (tmp_path / "rounds" / "round_0001.answers.jsonl").open("w") as answers:
+        for q in queries:
+            answers.write(json.dumps({"index": q["index"], "label": int(q["index"]) % 3}) + "\n")
+    dm, al = run()  # the same command again: the same batch, its answers read, the campaign goes on
+    assert dm.n_labelled >= 6 and al.round >= 1
+    assert {q["index"] for q in queries} <= set(dm.labelled_indices)

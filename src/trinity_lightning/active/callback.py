@@ -190,8 +190,6 @@ class ActiveLearning(RoundCallback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = self._datamodule(trainer)
-        if dm.n_labelled == 0:
-            raise ValueError("datamodule: no labelled examples to start from; set initial_labelled=...")
         total = self._total(dm)
         self._query_units = resolve_budget(self.query_size, total)
         self._budget_units = resolve_budget(self.budget, total)
@@ -206,6 +204,25 @@ class ActiveLearning(RoundCallback):
                 raise ValueError(
                     f"query_size: {self._query_units} {self.unit} per round but the pool holds only {pool}"
                 )
+        if dm.n_labelled == 0 and not self.waiting and not self.finished and self.round == 0:
+            self._cold_start(trainer, pl_module, dm)
+
+    def _cold_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule) -> None:
+        """Nothing labelled yet (new text labelled from zero): the first round is asked before any training.
+
+        The untrained model ranks the pool (as good as random for uncertainty heuristics, and the same batch
+        again when the run is repeated with the same seed). With a person answering, the fit ends at once
+        (there is nothing to train on); label the round and run the same command again: the oracle hands out
+        the same batch and reads its answers.
+        """
+        rank_zero_info("active learning: nothing is labelled yet; asking the first round before training")
+        self._query_round(trainer, pl_module, dm)
+        dm.awaiting_first_answers = self.waiting
+        if self.waiting:
+            rank_zero_info(
+                "active learning: label the first round (trinity label ...) and run the same command again "
+                "(no checkpoint exists yet: there was nothing to train on)"
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.restore_rng_states(trainer)

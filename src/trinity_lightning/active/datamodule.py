@@ -20,7 +20,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from trinity_lightning.data.atomic import atomic_write_json
 from trinity_lightning.data.readers import ArrayDataset
@@ -182,6 +182,7 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         resume_labels: bool = True,
     ) -> None:
         super().__init__()
+        self.awaiting_first_answers = False  # set by ActiveLearning's cold start (nothing labelled yet)
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
         if pool_batch_size is not None and pool_batch_size < 1:
@@ -387,6 +388,8 @@ class ActiveLearningDataModule(pl.LightningDataModule):
         """Shuffled loader over the labelled examples (with annotator labels applied)."""
         dataset = self._require_setup()
         labelled = self.labelled_indices
+        if not labelled and self.awaiting_first_answers:  # ActiveLearning asked round 1 before any training
+            return DataLoader(Subset(dataset, []), batch_size=1)  # no batches: fit ends until answered
         if not labelled:
             raise RuntimeError(
                 "train_dataloader: no labelled examples yet; set initial_labelled=... or call "
