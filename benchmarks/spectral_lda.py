@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -267,12 +268,15 @@ def main() -> None:
                 if (cname, method, seed) in done:
                     continue
                 topics, seconds = METHODS[method](X[train], seed, args)
-                run = {"corpus": cname, "method": method, "seed": seed, "fit_s": seconds}
+                load_1m = round(os.getloadavg()[0], 2)  # how busy the 2 shared cores were around this fit
+                run = {"corpus": cname, "method": method, "seed": seed, "fit_s": seconds, "load_1m": load_1m}
                 run.update(evaluate(cname, corpus, topics, train, test))
                 runs.append(run)
                 print(json.dumps({k: v for k, v in run.items() if k != "top_words"}), flush=True)
                 partial.write_text(json.dumps(runs))
     points = scale_curve(args.scale) if args.scale and not args.quick else []
+    if not points and args.reuse and final.is_file():  # a partial re-run keeps the measured scale curve
+        points = json.loads(final.read_text())["details"].get("scale_curve") or []
     if points:
         plot(points)
     summarize(runs, points, args, time.perf_counter() - started, corpora)
