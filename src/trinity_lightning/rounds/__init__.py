@@ -21,8 +21,9 @@ Lightning nor torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from trinity_lightning._lazy import lazy_exports
 
 _LAZY = {
     "Registry": "registry",
@@ -55,11 +56,6 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"trinity_lightning.rounds.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'trinity_lightning.rounds' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"trinity_lightning.rounds.{module}" for name, module in _LAZY.items()}
+)

@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from trinity_lightning._lazy import lazy_exports
 
 _LAZY = {
     "RejectedAnswerError": "store",
@@ -27,7 +28,6 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"trinity_lightning.rounds.web.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"trinity_lightning.rounds.web.{module}" for name, module in _LAZY.items()}
+)
