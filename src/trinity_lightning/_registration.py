@@ -29,12 +29,42 @@ __all__ = ["PostImportHook", "install", "register"]
 LIGHTNING_PACKAGES = ("lightning.pytorch", "pytorch_lightning")
 
 
+#: A checkpoint's original instantiator (``None``: none, the class is called) -> the one that also rebuilds the
+#: factorized layers of a tensorized model (:mod:`trinity_lightning.tensor.checkpoint`). Lightning calls only the
+#: instantiators in its ``_ALLOWED_INSTANTIATORS``; :func:`trust_instantiators` adds these. They build the
+#: checkpoint's own class (Lightning checks it) and rebuild layers from the checkpoint's data, importing nothing
+#: the checkpoint names.
+TENSORIZED_INSTANTIATORS: dict[str | None, str] = {
+    None: "trinity_lightning.tensor.checkpoint.load_tensorized_module",
+    "lightning.pytorch.cli.instantiate_module": (
+        "trinity_lightning.tensor.checkpoint.load_tensorized_module_lightning_cli"
+    ),
+    "pytorch_lightning.cli.instantiate_module": (
+        "trinity_lightning.tensor.checkpoint.load_tensorized_module_pytorch_lightning_cli"
+    ),
+}
+
+
+def trust_instantiators(package: str) -> None:
+    """Add :data:`TENSORIZED_INSTANTIATORS` to ``package``'s instantiator allowlist (idempotent; cheap).
+
+    A Lightning without the allowlist (older than 2.6) is left as it is: it calls any instantiator.
+    """
+    allowed = getattr(sys.modules.get(f"{package}.core.saving"), "_ALLOWED_INSTANTIATORS", None)
+    if isinstance(allowed, set):
+        allowed.update(TENSORIZED_INSTANTIATORS.values())
+
+
 def register(package: str) -> None:
     """Register the signSGD strategy names once ``package`` (one of :data:`LIGHTNING_PACKAGES`) is imported.
 
-    While ``trinity_lightning.distributed.strategy`` is itself being imported (it imported Lightning), this does
-    nothing: that module registers the names when it finishes.
+    Also trusts the tensorized-checkpoint instantiators in every Lightning package imported. While
+    ``trinity_lightning.distributed.strategy`` is itself being imported (it imported Lightning), the strategy
+    names are left to that module, which registers them when it finishes.
     """
+    for name in LIGHTNING_PACKAGES:
+        if name in sys.modules:
+            trust_instantiators(name)
     module = sys.modules.get("trinity_lightning.distributed.strategy")
     if module is not None and not hasattr(module, "register_strategies"):
         return  # being imported right now; it registers at its end

@@ -140,8 +140,10 @@ def test_reload_in_a_fresh_process_with_load_tensorized_or_the_decorator(tmp_pat
 
     fresh_class = make_user_module_class()  # never seen by Tensorize: what another process imports
     original_hook = fresh_class.on_load_checkpoint
-    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\) in state_dict: .*weight.core"):
-        fresh_class.load_from_checkpoint(ckpt)  # documented: use one of the two ways below
+    plain = fresh_class.load_from_checkpoint(ckpt)  # the checkpoint names our instantiator (test_plain_reload.py)
+    assert type(plain) is fresh_class and fresh_class.on_load_checkpoint is original_hook
+    assert "on_load_checkpoint" not in vars(plain)  # the per-instance hook removed itself
+    assert torch.allclose(_outputs(plain), expected, atol=1e-6)
 
     loaded = load_tensorized(fresh_class, ckpt)
     assert type(loaded) is fresh_class and fresh_class.on_load_checkpoint is original_hook  # class left as it was

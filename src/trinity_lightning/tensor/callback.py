@@ -13,7 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from trinity_lightning.tensor._backend import import_tltorch
-from trinity_lightning.tensor.checkpoint import tensorized_checkpoints
+from trinity_lightning.tensor.checkpoint import mark_for_plain_reload, tensorized_checkpoints
 from trinity_lightning.tensor.layers import TENSORIZED_LAYERS
 from trinity_lightning.tensor.ranks import Rank
 from trinity_lightning.tensor.regularization import (
@@ -382,6 +382,7 @@ class Tensorize(Callback):
         spec = tensorized_spec(pl_module)
         if spec:
             checkpoint[SPEC_KEY] = spec
+            mark_for_plain_reload(checkpoint, pl_module)  # MyModel.load_from_checkpoint works in any process
 
     def state_dict(self) -> dict[str, Any]:
         return {"done": self.done, "tensorized_at": self.tensorized_at}

@@ -9,6 +9,13 @@ produced them. A freshly built model has dense layers, so the structure has to b
 - :func:`tensorized_checkpoints` (a class decorator) makes ``MyModel.load_from_checkpoint`` itself do it. The
   ``Tensorize`` callback applies it to the class of the module it tensorizes, so in the process that trained the
   model the standard reload works as is.
+- In any other process, the plain ``MyModel.load_from_checkpoint`` works too once ``trinity_lightning`` is
+  imported: the ``Tensorize`` callback names one of :data:`TENSORIZED_INSTANTIATORS` as the checkpoint's
+  ``hyper_parameters["_instantiator"]`` (Lightning's own hook for building the module, the one ``LightningCLI``
+  uses), and ``import trinity_lightning`` adds those paths to Lightning's allowlist of trusted instantiators. The
+  instantiator builds the module as usual (through LightningCLI's instantiator where the checkpoint had it), and
+  rebuilds the factorized layers before the weights load. Without ``trinity_lightning`` imported, Lightning stops
+  with an error naming ``trinity_lightning.tensor.checkpoint.load_tensorized_module``.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from typing import Any, TypeVar, overload
 import torch
 from torch import nn
 
+from trinity_lightning._registration import TENSORIZED_INSTANTIATORS
 from trinity_lightning.tensor.regularization import LASSO_KEY, fold_lasso_state
 from trinity_lightning.tensor.tensorize import SPEC_KEY, apply_tensorized_spec
 
 _Module = TypeVar("_Module", bound=nn.Module)
 _RESTORES = "__trinity_restores_tensorized__"
+_HPARAMS = "hyper_parameters"  # LightningModule.CHECKPOINT_HYPER_PARAMS_KEY
+_INSTANTIATOR = "_instantiator"  # the hyper-parameter Lightning reads its instantiator's import path from
 
 
 def restore_tensorized(module: nn.Module, checkpoint: dict[str, Any]) -> list[str]:
@@ -149,3 +159,79 @@ def load_tensorized(
     restore_tensorized(model, {**loaded_ckpt, "state_dict": state})
     model.load_state_dict(state, strict=strict)
     return model  # type: ignore[no-any-return]
+
+
+def mark_for_plain_reload(checkpoint: dict[str, Any], module: nn.Module) -> bool:
+    """Make ``type(module).load_from_checkpoint`` rebuild the factorized layers in any process (returns whether).
+
+    Sets the checkpoint's ``hyper_parameters["_instantiator"]`` to the matching entry of
+    :data:`TENSORIZED_INSTANTIATORS` (a copy of the hyper-parameters; the module's own stay untouched). Left as is,
+    with ``False``: hyper-parameters that Lightning passes to the constructor as one argument (``hparams_name``
+    other than ``kwargs``), which are not a plain dict, or that name an instantiator we do not know.
+
+    Example:
+        >>> checkpoint = {"hyper_parameters": {"hidden": 8}}
+        >>> mark_for_plain_reload(checkpoint, nn.Linear(2, 2))
+        True
+        >>> checkpoint["hyper_parameters"]["_instantiator"]
+        'trinity_lightning.tensor.checkpoint.load_tensorized_module'
+    """
+    if checkpoint.get("hparams_name") not in (None, "kwargs"):
+        return False  # Lightning nests the hyper-parameters under that one argument: ours would reach the user
+    hparams = checkpoint.get(_HPARAMS)
+    if hparams is None:
+        hparams = {}
+    if type(hparams) is not dict:
+        return False  # an OmegaConf container or a Namespace keeps its own type; leave it alone
+    original = hparams.get(_INSTANTIATOR)
+    if original in TENSORIZED_INSTANTIATORS.values():
+        return True
+    if original not in TENSORIZED_INSTANTIATORS:
+        return False
+    checkpoint[_HPARAMS] = {**hparams, _INSTANTIATOR: TENSORIZED_INSTANTIATORS[original]}
+    return True
+
+
+def _restoring(module: _Module) -> _Module:
+    """``module`` whose next ``on_load_checkpoint`` call rebuilds the factorized layers first (then reverts)."""
+    if getattr(type(module).on_load_checkpoint, _RESTORES, False):  # type: ignore[attr-defined]
+        return module  # the class is decorated already
+    original: Any = module.on_load_checkpoint
+
+    def on_load_checkpoint(checkpoint: dict[str, Any]) -> None:
+        del module.on_load_checkpoint  # the class's own method again from here on
+        restore_tensorized(module, checkpoint)
+        original(checkpoint)
+
+    module.on_load_checkpoint = on_load_checkpoint  # type: ignore[assignment]
+    return module
+
+
+def load_tensorized_module(cls: type[_Module], init_args: dict[str, Any]) -> _Module:
+    """Lightning instantiator: ``cls(**init_args)``, whose ``on_load_checkpoint`` rebuilds the factorized layers.
+
+    Named in checkpoints written under the ``Tensorize`` callback (:func:`mark_for_plain_reload`); Lightning calls
+    it from ``cls.load_from_checkpoint``. Not meant to be called directly: use :func:`load_tensorized`.
+
+    Example:
+        >>> from trinity_lightning.models import Classifier
+        >>> net = load_tensorized_module(Classifier, {"num_classes": 3, "image_size": 8})
+        >>> net.on_load_checkpoint({})  # rebuilds nothing here (no spec), then the class's own hook runs
+        >>> "on_load_checkpoint" in vars(net)
+        False
+    """
+    return _restoring(cls(**init_args))
+
+
+def load_tensorized_module_lightning_cli(cls: type[_Module], init_args: dict[str, Any]) -> _Module:
+    """:func:`load_tensorized_module` for a checkpoint written by ``lightning.pytorch.cli.LightningCLI``."""
+    from lightning.pytorch.cli import instantiate_module
+
+    return _restoring(instantiate_module(cls, init_args))  # type: ignore[arg-type]
+
+
+def load_tensorized_module_pytorch_lightning_cli(cls: type[_Module], init_args: dict[str, Any]) -> _Module:
+    """:func:`load_tensorized_module` for a checkpoint written by ``pytorch_lightning.cli.LightningCLI``."""
+    from pytorch_lightning.cli import instantiate_module  # type: ignore[import-not-found]
+
+    return _restoring(instantiate_module(cls, init_args))  # type: ignore[no-any-return]
