@@ -90,7 +90,7 @@ def test_eval_loaders_keep_the_last_partial_batch():
     dm = TimeSeriesDataModule(_frame(), targets=["y"], history=12, horizon=6, split=[0.6, 0.2, 0.2], batch_size=5)
     dm.setup("test")
     loader = dm.test_dataloader()
-    assert loader.drop_last is False
+    assert loader.drop_last is False and loader.batch_size == 5
     assert sum(len(batch[0]) for batch in loader) == len(dm.test_dataset) == 24 - 6 + 1
 
 

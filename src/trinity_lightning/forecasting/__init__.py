@@ -28,6 +28,7 @@ _EXPORTS = {
     "SlidingWindows": "trinity_lightning.forecasting.datamodule",
     "TimeSeries": "trinity_lightning.forecasting.datamodule",
     "TimeSeriesDataModule": "trinity_lightning.forecasting.datamodule",
+    "collate_windows": "trinity_lightning.forecasting.datamodule",
     "read_series": "trinity_lightning.forecasting.datamodule",
     "split_borders": "trinity_lightning.forecasting.datamodule",
     "GenzDataModule": "trinity_lightning.forecasting.genz",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         SlidingWindows,
         TimeSeries,
         TimeSeriesDataModule,
+        collate_windows,
         read_series,
         split_borders,
     )

@@ -39,6 +39,7 @@ __all__ = [
     "SlidingWindows",
     "TimeSeries",
     "TimeSeriesDataModule",
+    "collate_windows",
     "read_series",
     "split_borders",
 ]
@@ -279,6 +280,13 @@ def split_borders(n_rows: int, split: str | Sequence[float] | Sequence[int]) -> 
     return train_end, val_end, test_end
 
 
+def collate_windows(batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    """Collate for :meth:`SlidingWindows.__getitems__` (one stacked item per batch); stacks single windows."""
+    if len(batch) == 1 and batch[0][0].dim() == 3:
+        return batch[0]
+    return tuple(torch.stack(part) for part in zip(*batch))
+
+
 class SlidingWindows(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """Lazy sliding windows over one series tensor: item ``i`` is a view, never a copy.
 
@@ -318,6 +326,18 @@ class SlidingWindows(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
 
     def __len__(self) -> int:
         return self._count
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """A batch in one gather: the DataLoader calls this with a batch's indices and gets one stacked item
+        (``collate`` of a one-item list), instead of stacking ``batch_size`` small views one by one."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        if len(index) and (int(index.min()) < 0 or int(index.max()) >= self._count):
+            raise IndexError(f"window index out of range [0, {self._count})")
+        starts = self.start + index * self.stride
+        # unfold gives (T - w + 1, columns, w) views; indexing copies only the batch
+        history = self.series.unfold(0, self.history, 1)[starts].transpose(1, 2)
+        future = self.series[self.history :].unfold(0, self.horizon, 1)[starts].transpose(1, 2)
+        return [(history, future[:, :, self.n_targets :], future[:, :, : self.n_targets])]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if index < 0:
@@ -517,6 +537,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
             shuffle=train and self.shuffle,
             drop_last=False,
             num_workers=self.num_workers,
+            collate_fn=collate_windows,
         )
 
     def train_dataloader(self) -> DataLoader:
