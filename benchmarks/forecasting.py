@@ -272,7 +272,7 @@ def run_throughput(quick: bool) -> dict[str, Any]:
             torch.nn.functional.mse_loss(m(history, fc, 96), target).backward()
             o.step()
 
-        def via_datamodule() -> float:
+        def via_datamodule(count: int = count) -> float:
             loader = torch.utils.data.DataLoader(
                 torch.utils.data.Subset(windows, range(count)),
                 batch_size=32,
@@ -285,7 +285,7 @@ def run_throughput(quick: bool) -> dict[str, Any]:
                 step(*batch)
             return count / (time.perf_counter() - t0)
 
-        def via_tensor() -> float:
+        def via_tensor(count: int = count) -> float:
             order = torch.randperm(count)
             t0 = time.perf_counter()
             for i in range(0, count, 32):

@@ -56,7 +56,7 @@ def test_cells_shift_their_lags_and_run_a_sequence():
     (lagged,) = state
     assert torch.equal(lagged[:, 0], outputs[-1]) and torch.equal(lagged[:, 2], outputs[-3])
     lstm = TLSTMCell(2, 4, lags=2, order=3, rank=2)
-    h, (lagged, c) = lstm(torch.randn(3, 2), lstm.initial_state(3))
+    h, (lagged, _c) = lstm(torch.randn(3, 2), lstm.initial_state(3))
     assert h.abs().max() < 1 and lagged.shape == (3, 2, 4)
 
 

@@ -135,7 +135,14 @@ class GenzDataModule(pl.LightningDataModule):
             return
         hp = self.hparams
         x = genz_dynamics(
-            hp.n_sequences, self.history + self.horizon, hp.family, hp.w, hp.c, hp.noise, hp.burn_in, hp.seed
+            hp["n_sequences"],
+            self.history + self.horizon,
+            hp["family"],
+            hp["w"],
+            hp["c"],
+            hp["noise"],
+            hp["burn_in"],
+            hp["seed"],
         )
         n_train, n_val = int(0.8 * len(x)), int(0.1 * len(x))
         mean, std = x[:n_train].mean(), x[:n_train].std()

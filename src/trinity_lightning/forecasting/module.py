@@ -257,7 +257,15 @@ class Forecaster(pl.LightningModule):
         hp = self.hparams
         self.hparams.update(n_targets=n_targets, n_covariates=n_covariates, horizon=horizon)
         self.network = RecurrentForecastNet(
-            n_targets, n_covariates, hp.cell, hp.hidden_size, hp.lags, hp.order, hp.rank, hp.decoder, horizon
+            n_targets,
+            n_covariates,
+            hp["cell"],
+            hp["hidden_size"],
+            hp["lags"],
+            hp["order"],
+            hp["rank"],
+            hp["decoder"],
+            horizon,
         )
 
     def setup(self, stage: str) -> None:
@@ -271,15 +279,15 @@ class Forecaster(pl.LightningModule):
                 raise ValueError("Forecaster: pass n_targets and horizon, or fit with a TimeSeriesDataModule")
             hp = self.hparams
             self._build(
-                hp.n_targets or dm.n_targets,
-                dm.n_covariates if hp.n_covariates is None else hp.n_covariates,
-                hp.horizon or dm.horizon,
+                hp["n_targets"] or dm.n_targets,
+                dm.n_covariates if hp["n_covariates"] is None else hp["n_covariates"],
+                hp["horizon"] or dm.horizon,
             )
 
     @property
     def horizon(self) -> int:
         """The forecast length."""
-        return int(self.hparams.horizon)
+        return int(self.hparams["horizon"])
 
     def forward(
         self, history: torch.Tensor, future_covariates: torch.Tensor, horizon: int | None = None
@@ -290,10 +298,10 @@ class Forecaster(pl.LightningModule):
 
     def teacher_forcing_probability(self) -> float:
         """The scheduled probability at the current epoch (linear decay to 0)."""
-        epochs = int(self.hparams.teacher_forcing_epochs)
+        epochs = int(self.hparams["teacher_forcing_epochs"])
         if epochs <= 0 or self._trainer is None:
             return 0.0
-        return float(self.hparams.teacher_forcing) * max(0.0, 1.0 - self.current_epoch / epochs)
+        return float(self.hparams["teacher_forcing"]) * max(0.0, 1.0 - self.current_epoch / epochs)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         history, future_covariates, target = batch
@@ -330,7 +338,7 @@ class Forecaster(pl.LightningModule):
         self.test_curves = {k: v.cpu() for k, v in self._test_metrics.compute().items()}
         for name, value in self._test_metrics.summary().items():
             self.log(f"test_{name}", value)
-        for h in self.hparams.report_horizons or []:
+        for h in self.hparams["report_horizons"] or []:
             if h < self.horizon:
                 for name, value in self._test_metrics.summary(h).items():
                     self.log(f"test_{name}@{h}", value)
@@ -344,7 +352,7 @@ class Forecaster(pl.LightningModule):
         return preds
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     def num_parameters(self) -> int:
         """Trainable parameters of the network."""
