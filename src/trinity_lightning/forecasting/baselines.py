@@ -63,6 +63,7 @@ class RidgeLast(nn.Module):
     def __init__(self, n_targets: int, lags: int, horizon: int, alpha: float = 1.0) -> None:
         super().__init__()
         self.n_targets, self.lags, self.horizon, self.alpha = n_targets, lags, horizon, alpha
+        self.weight: torch.Tensor
         self.register_buffer("weight", torch.zeros(lags + 1, horizon, dtype=torch.float64))
 
     def _features(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,7 +88,7 @@ class RecurrentForecastNet(nn.Module):
             raise ValueError("decoder='direct' needs horizon=...")
         self.n_targets, self.n_covariates, self.decoder, self.horizon = n_targets, n_covariates, decoder, horizon
         self.cell = make_cell(cell, n_targets + n_covariates, hidden_size, lags, order, rank)
-        out = n_targets * (horizon if decoder == "direct" else 1)
+        out = n_targets * (int(horizon or 1) if decoder == "direct" else 1)
         self.head = nn.Linear(hidden_size, out)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
