@@ -569,12 +569,66 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
     return claims
 
 
+def markdown_tables(details: dict[str, Any]) -> str:
+    """The docs page's tables: published numbers beside ours (MSE / MAE per horizon; Genz: RMSE per step)."""
+    names = {
+        "repeat": "Repeat",
+        "ridge": "Ridge, last 336 (closed form)",
+        "dlinear": "DLinear (L=336)",
+        "tlstm": "TLSTM",
+        "lstm": "LSTM",
+        "mlstm": "MLSTM",
+        "repeat_subset": "Repeat (recurrent's windows)",
+        "ridge_subset": "Ridge (recurrent's windows)",
+    }
+    lines: list[str] = []
+    for name, label in (("etth1", "ETTh1"), ("exchange", "Exchange rate"), ("elecdemand", "Electricity demand")):
+        section = details["sections"].get(name)
+        if not section:
+            continue
+        horizons = section["horizons"]
+        lines += [
+            f"**{label}** (MSE / MAE, normalized units)",
+            "",
+            "| model | " + " | ".join(map(str, horizons)) + " |",
+            "|---" * (len(horizons) + 1) + "|",
+        ]
+        for model, by_h in PUBLISHED.get(name, {}).items():
+            cells = [f"{by_h[h][0]:.3f} / {by_h[h][1]:.3f}" if h in by_h else "" for h in horizons]
+            lines.append(f"| published: {model} | " + " | ".join(cells) + " |")
+        for model, by_h in section["models"].items():
+            cells = []
+            for h in horizons:
+                v = by_h.get(str(h), by_h.get(h))  # type: ignore[call-overload]
+                cells.append(f"{v['mse']:.3f} / {v['mae']:.3f}" if v else "")
+            lines.append(f"| ours: {names.get(model, model)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    genz = details["sections"].get("genz")
+    if genz:
+        steps = [1, 5, 10, len(genz["curves"]["tlstm"]["mse"])]
+        lines += [
+            "**Genz dynamics** (RMSE per forecast step, normalized units)",
+            "",
+            "| model | " + " | ".join(f"step {k}" for k in steps) + " |",
+            "|---" * (len(steps) + 1) + "|",
+        ]
+        for model, value in genz["models"].items():
+            lines.append(
+                f"| {names.get(model, model)} | "
+                + " | ".join(f"{value['rmse_by_step'][k - 1]:.3f}" for k in steps)
+                + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="toy sizes (a smoke run)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="store_true", help="print the docs page's Markdown tables")
     parser.add_argument("--models", default=",".join(ALL_MODELS), help=f"subset of {ALL_MODELS} (real series)")
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--plot", default=str(PLOT))
@@ -650,6 +704,8 @@ def main() -> None:
         save()
     plot(details["sections"], Path(args.plot))
     save()
+    if args.table:
+        print(markdown_tables(details))
 
 
 if __name__ == "__main__":

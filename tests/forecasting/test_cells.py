@@ -67,3 +67,16 @@ def test_bad_cell_arguments():
         TLSTMCell(2, 4, lags=0)
     with pytest.raises(ValueError, match="does not match the state dimension"):
         tt_contract(torch.ones(1, 1), [torch.ones(1, 3, 1)], torch.ones(2, 4))
+
+
+def test_memory_benchmark_counts_the_outer_product_and_agrees():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import forecasting as bench
+
+    out = bench.run_memory(quick=True)  # H=16, L=3, P=3, rank 4, batch 4: 49^3 entries per sample
+    assert out["details"]["equal_to_1e-5"]
+    assert out["details"]["reference_largest_bytes"] >= 4 * 49**3 * 4  # the outer product itself was formed
+    assert out["claim"]["ratio"] > 10
