@@ -49,6 +49,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "img" / "forecasting.png"
 SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput")
 RECURRENT = ("tlstm", "lstm", "mlstm")
+COLORS = {
+    "repeat": "tab:gray",
+    "ridge": "tab:orange",
+    "dlinear": "tab:purple",
+    "tlstm": "tab:red",
+    "lstm": "tab:blue",
+    "mlstm": "tab:green",
+}
 ALL_MODELS = ("repeat", "ridge", "dlinear", *RECURRENT)
 
 # Published numbers (MSE, MAE) of the standard protocol, quoted in docs/forecasting.md beside ours.
@@ -509,12 +517,13 @@ def plot(sections: dict[str, Any], path: Path) -> None:
     for ax, name in zip(axes, names):
         for model, curve in sections[name]["curves"].items():
             steps = range(1, len(curve["mse"]) + 1)
-            ax.plot(steps, curve["mse"], label=model, lw=1.6 if model == "tlstm" else 1.0)
+            ax.plot(steps, curve["mse"], label=model, lw=1.8 if model == "tlstm" else 1.0, color=COLORS.get(model))
         ax.set_title(name)
         ax.set_xlabel("forecast step")
         ax.set_ylabel("MSE (normalized)")
         ax.set_yscale("log")
-    axes[0].legend(fontsize=7)
+    handles = {line.get_label(): line for ax in axes for line in ax.get_lines()}
+    fig.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, ncol=len(handles))
     fig.suptitle("Error vs horizon (mean of seeds; recurrent: free-running decoder)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -573,7 +582,7 @@ def markdown_tables(details: dict[str, Any]) -> str:
     """The docs page's tables: published numbers beside ours (MSE / MAE per horizon; Genz: RMSE per step)."""
     names = {
         "repeat": "Repeat",
-        "ridge": "Ridge, last 336 (closed form)",
+        "ridge": "Ridge on the last L values (closed form)",
         "dlinear": "DLinear (L=336)",
         "tlstm": "TLSTM",
         "lstm": "LSTM",
