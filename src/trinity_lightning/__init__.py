@@ -108,6 +108,11 @@ _EXPORTS: dict[str, str] = {
     "ResidualDynamicsModule": "trinity_lightning.lander",
     "SpectralNormalization": "trinity_lightning.lander",
     "TrackingController": "trinity_lightning.lander",
+    # forecasting
+    "Forecaster": "trinity_lightning.forecasting",
+    "TLSTMCell": "trinity_lightning.forecasting",
+    "TTRNNCell": "trinity_lightning.forecasting",
+    "TimeSeriesDataModule": "trinity_lightning.forecasting",
     # topics
     "SpectralLDA": "trinity_lightning.topics",
     "TopicModel": "trinity_lightning.topics",

@@ -1,0 +1,362 @@
+"""The forecasting LightningModule: a recurrent encoder over the history, then either a free-running recurrent
+decoder (the TT-RNN paper's seq2seq) or a direct multi-step head; per-horizon MSE / MAE / RMSE via torchmetrics.
+
+Metrics are computed in normalized units (the standard long-horizon protocol reports them so); ``predict_step``
+returns forecasts in the series' original units.
+
+Example:
+    >>> net = RecurrentForecastNet(n_targets=2, n_covariates=1, cell="tlstm", hidden_size=8, rank=2)
+    >>> history, future_covariates = torch.randn(4, 24, 3), torch.randn(4, 6, 1)
+    >>> tuple(net(history, future_covariates, horizon=6).shape)
+    (4, 6, 2)
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric
+
+from trinity_lightning.forecasting.baselines import LSTMCell, MLSTMCell
+from trinity_lightning.forecasting.cells import TLSTMCell, TTRNNCell
+
+__all__ = ["CELLS", "Forecaster", "HorizonMetrics", "RecurrentForecastNet", "evaluate", "make_cell"]
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+CELLS: dict[str, Callable[..., nn.Module]] = {
+    "tlstm": TLSTMCell,
+    "ttrnn": TTRNNCell,
+    "lstm": LSTMCell,
+    "mlstm": MLSTMCell,
+}
+
+
+def make_cell(name: str, input_size: int, hidden_size: int, lags: int = 3, order: int = 3, rank: int = 4) -> nn.Module:
+    """A recurrent cell by name (``tlstm``, ``ttrnn``, ``lstm``, ``mlstm``); ``lags/order/rank`` apply to TT cells.
+
+    Example:
+        >>> type(make_cell("mlstm", 3, 8)).__name__
+        'MLSTMCell'
+    """
+    if name not in CELLS:
+        raise ValueError(f"cell: got {name!r}; expected one of {sorted(CELLS)}")
+    if name in ("tlstm", "ttrnn"):
+        return CELLS[name](input_size, hidden_size, lags=lags, order=order, rank=rank)
+    return CELLS[name](input_size, hidden_size)
+
+
+class RecurrentForecastNet(nn.Module):
+    """Encoder-decoder forecaster around one recurrent cell.
+
+    The encoder reads every history row (targets and covariates). ``decoder="recurrent"`` then runs free: each
+    step feeds its own forecast (or, with teacher forcing, the truth) and the known future covariates back into the
+    cell; ``decoder="direct"`` maps the last hidden state to all ``horizon`` steps at once. Both forecast the change
+    from the last observed value (so an untrained model starts near :class:`~.baselines.Repeat`).
+
+    Args:
+        n_targets: number of forecast columns.
+        n_covariates: number of exogenous columns.
+        cell: ``tlstm``, ``ttrnn``, ``lstm`` or ``mlstm``.
+        hidden_size: the cell's hidden size.
+        lags, order, rank: TT-cell hyper-parameters.
+        decoder: ``recurrent`` or ``direct``.
+        horizon: the horizon of the direct head (required for ``direct``).
+    """
+
+    def __init__(
+        self,
+        n_targets: int,
+        n_covariates: int = 0,
+        cell: str = "tlstm",
+        hidden_size: int = 32,
+        lags: int = 3,
+        order: int = 3,
+        rank: int = 4,
+        decoder: str = "recurrent",
+        horizon: int | None = None,
+    ) -> None:
+        super().__init__()
+        if decoder not in ("recurrent", "direct"):
+            raise ValueError(f"decoder: got {decoder!r}; expected 'recurrent' or 'direct'")
+        if decoder == "direct" and not horizon:
+            raise ValueError("decoder='direct' needs horizon=...")
+        self.n_targets, self.n_covariates, self.decoder, self.horizon = n_targets, n_covariates, decoder, horizon
+        self.cell = make_cell(cell, n_targets + n_covariates, hidden_size, lags, order, rank)
+        out = n_targets * (int(horizon or 1) if decoder == "direct" else 1)
+        self.head = nn.Linear(hidden_size, out)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(
+        self,
+        history: torch.Tensor,
+        future_covariates: torch.Tensor,
+        horizon: int,
+        target: torch.Tensor | None = None,
+        teacher_forcing: float = 0.0,
+    ) -> torch.Tensor:
+        """``(batch, horizon, n_targets)``; ``target`` and ``teacher_forcing`` (a probability per step) train the
+        recurrent decoder with the truth fed back instead of its own forecast."""
+        batch = history.shape[0]
+        state = self.cell.initial_state(batch, device=history.device, dtype=history.dtype)  # type: ignore[operator]
+        h = history.new_zeros(batch, 1)
+        for t in range(history.shape[1]):
+            h, state = self.cell(history[:, t], state)
+        last = history[:, -1, : self.n_targets]
+        if self.decoder == "direct":
+            if horizon > int(self.horizon or 0):
+                raise ValueError(f"horizon {horizon} is longer than the direct head's {self.horizon}")
+            steps = self.head(h).view(batch, -1, self.n_targets)[:, :horizon]
+            return last.unsqueeze(1) + steps
+        outputs = []
+        y = last + self.head(h)
+        outputs.append(y)
+        for k in range(1, horizon):
+            fed = y
+            if target is not None and teacher_forcing > 0 and random.random() < teacher_forcing:
+                fed = target[:, k - 1]
+            h, state = self.cell(torch.cat([fed, future_covariates[:, k - 1]], dim=1), state)
+            y = fed + self.head(h)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1)
+
+
+class HorizonMetrics(nn.Module):
+    """Per-step MSE and MAE over a horizon (torchmetrics, one output per step), RMSE derived per step.
+
+    ``compute()`` returns ``mse``, ``mae``, ``rmse`` curves ``(horizon,)``; ``summary(h)`` the protocol's numbers
+    for horizon ``h`` (the mean over steps ``1..h``).
+
+    Example:
+        >>> m = HorizonMetrics(3)
+        >>> m.update(torch.zeros(2, 3, 1), torch.tensor([[[1.0], [2.0], [3.0]]] * 2))
+        >>> m.compute()["mse"].tolist(), m.summary(2)["mae"]
+        ([1.0, 4.0, 9.0], 1.5)
+    """
+
+    def __init__(self, horizon: int) -> None:
+        super().__init__()
+        self.horizon = horizon
+        self.mse: Metric = MeanSquaredError(num_outputs=horizon)
+        self.mae: Metric = MeanAbsoluteError(num_outputs=horizon)
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """``(batch, horizon, channels)`` forecasts and truth."""
+        p = preds.detach().permute(0, 2, 1).reshape(-1, self.horizon).float()
+        t = target.permute(0, 2, 1).reshape(-1, self.horizon).float()
+        self.mse.update(p, t)
+        self.mae.update(p, t)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Per-step curves."""
+        mse = self.mse.compute().reshape(-1)
+        return {"mse": mse, "mae": self.mae.compute().reshape(-1), "rmse": mse.sqrt()}
+
+    def summary(self, horizon: int | None = None) -> dict[str, float]:
+        """Mean over steps ``1..horizon`` of MSE, MAE and RMSE (the square root of that MSE)."""
+        curves = self.compute()
+        h = horizon or self.horizon
+        mse = float(curves["mse"][:h].mean())
+        return {"mse": mse, "mae": float(curves["mae"][:h].mean()), "rmse": mse**0.5}
+
+    def reset(self) -> None:
+        """Clear the accumulated state."""
+        self.mse.reset()
+        self.mae.reset()
+
+
+@torch.no_grad()
+def evaluate(network: nn.Module, batches: Iterable[Batch], horizon: int) -> HorizonMetrics:
+    """Run any forecasting network ``(history, future_covariates, horizon) -> forecast`` over ``batches`` in eval
+    mode and return the filled :class:`HorizonMetrics` (normalized units).
+
+    Example:
+        >>> from trinity_lightning.forecasting.baselines import Repeat
+        >>> batch = (torch.ones(2, 5, 1), torch.zeros(2, 3, 0), torch.full((2, 3, 1), 3.0))
+        >>> evaluate(Repeat(1), [batch], horizon=3).summary()["mse"]
+        4.0
+    """
+    was_training = network.training
+    network.eval()
+    metrics = HorizonMetrics(horizon)
+    try:
+        for history, future_covariates, target in batches:
+            metrics.update(network(history, future_covariates, horizon), target[:, :horizon])
+    finally:
+        network.train(was_training)
+    return metrics
+
+
+class Forecaster(pl.LightningModule):
+    """Multi-step forecasting with a TT-RNN / TLSTM (or LSTM / MLSTM, or any network) on windows from
+    :class:`~trinity_lightning.forecasting.datamodule.TimeSeriesDataModule`.
+
+    Logs ``train_loss``, ``val_mse``, ``val_mae`` and, on test, ``test_mse`` / ``test_mae`` / ``test_rmse`` and the
+    same at each of ``report_horizons`` (``test_mse@96`` ...; mean over steps ``1..h``). After ``trainer.test``
+    the per-step curves are in :attr:`test_curves`. ``predict_step`` returns forecasts in original units.
+
+    Args:
+        cell: ``tlstm``, ``ttrnn``, ``lstm`` or ``mlstm``.
+        hidden_size: hidden size of the cell.
+        lags: ``L``, lagged hidden states of a TT cell.
+        order: ``P``, order of a TT cell.
+        rank: TT rank.
+        decoder: ``recurrent`` (free-running, the paper's) or ``direct`` (multi-step head).
+        horizon: forecast length (default: the DataModule's).
+        n_targets, n_covariates: sizes (default: the DataModule's).
+        teacher_forcing: probability of feeding the truth back in the recurrent decoder at the first epoch.
+        teacher_forcing_epochs: the probability falls linearly to 0 over this many epochs (the schedule).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        network: any module ``(history, future_covariates, horizon) -> forecast`` to train instead (a baseline).
+        report_horizons: horizons logged separately at test time.
+
+    Example:
+        >>> model = Forecaster(cell="tlstm", hidden_size=8, rank=2, horizon=6, n_targets=1)
+        >>> batch = (torch.randn(3, 12, 1), torch.zeros(3, 6, 0), torch.randn(3, 6, 1))
+        >>> tuple(model.predict_step(batch, 0).shape)
+        (3, 6, 1)
+    """
+
+    def __init__(
+        self,
+        cell: str = "tlstm",
+        hidden_size: int = 32,
+        lags: int = 3,
+        order: int = 3,
+        rank: int = 4,
+        decoder: str = "recurrent",
+        horizon: int | None = None,
+        n_targets: int | None = None,
+        n_covariates: int | None = None,
+        teacher_forcing: float = 0.5,
+        teacher_forcing_epochs: int = 5,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        network: nn.Module | None = None,
+        report_horizons: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= teacher_forcing <= 1.0:
+            raise ValueError(f"teacher_forcing: expected a probability in [0, 1], got {teacher_forcing}")
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self.register_buffer("target_mean", torch.zeros(0))
+        self.register_buffer("target_std", torch.zeros(0))
+        self.test_curves: dict[str, torch.Tensor] = {}
+        if network is None and n_targets is not None and horizon is not None:
+            self._build(n_targets, n_covariates or 0, horizon)
+
+    def _build(self, n_targets: int, n_covariates: int, horizon: int) -> None:
+        hp = self.hparams
+        self.hparams.update(n_targets=n_targets, n_covariates=n_covariates, horizon=horizon)
+        self.network = RecurrentForecastNet(
+            n_targets,
+            n_covariates,
+            hp["cell"],
+            hp["hidden_size"],
+            hp["lags"],
+            hp["order"],
+            hp["rank"],
+            hp["decoder"],
+            horizon,
+        )
+
+    def setup(self, stage: str) -> None:
+        """Take sizes and the target scale from the trainer's DataModule (when it has them)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "target_mean"):
+            self.target_mean = dm.target_mean.clone().to(self.device)
+            self.target_std = dm.target_std.clone().to(self.device)
+        if self.network is None:
+            if dm is None:
+                raise ValueError("Forecaster: pass n_targets and horizon, or fit with a TimeSeriesDataModule")
+            hp = self.hparams
+            self._build(
+                hp["n_targets"] or dm.n_targets,
+                dm.n_covariates if hp["n_covariates"] is None else hp["n_covariates"],
+                hp["horizon"] or dm.horizon,
+            )
+
+    @property
+    def horizon(self) -> int:
+        """The forecast length."""
+        return int(self.hparams["horizon"])
+
+    def forward(
+        self, history: torch.Tensor, future_covariates: torch.Tensor, horizon: int | None = None
+    ) -> torch.Tensor:
+        """Normalized forecast ``(batch, horizon, n_targets)``."""
+        assert self.network is not None
+        return self.network(history, future_covariates, horizon or self.horizon)
+
+    def teacher_forcing_probability(self) -> float:
+        """The scheduled probability at the current epoch (linear decay to 0)."""
+        epochs = int(self.hparams["teacher_forcing_epochs"])
+        if epochs <= 0 or self._trainer is None:
+            return 0.0
+        return float(self.hparams["teacher_forcing"]) * max(0.0, 1.0 - self.current_epoch / epochs)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        history, future_covariates, target = batch
+        if isinstance(self.network, RecurrentForecastNet):
+            preds = self.network(
+                history, future_covariates, target.shape[1], target, self.teacher_forcing_probability()
+            )
+        else:
+            preds = self(history, future_covariates, target.shape[1])
+        loss = nn.functional.mse_loss(preds, target)
+        self.log("train_loss", loss, prog_bar=True, batch_size=history.shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_metrics = HorizonMetrics(self.horizon).to(self.device)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        history, future_covariates, target = batch
+        self._val_metrics.update(self(history, future_covariates, target.shape[1]), target)
+
+    def on_validation_epoch_end(self) -> None:
+        summary = self._val_metrics.summary()
+        self.log("val_mse", summary["mse"], prog_bar=True)
+        self.log("val_mae", summary["mae"])
+
+    def on_test_epoch_start(self) -> None:
+        self._test_metrics = HorizonMetrics(self.horizon).to(self.device)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        history, future_covariates, target = batch
+        self._test_metrics.update(self(history, future_covariates, target.shape[1]), target)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_curves = {k: v.cpu() for k, v in self._test_metrics.compute().items()}
+        for name, value in self._test_metrics.summary().items():
+            self.log(f"test_{name}", value)
+        for h in self.hparams["report_horizons"] or []:
+            if h < self.horizon:
+                for name, value in self._test_metrics.summary(h).items():
+                    self.log(f"test_{name}@{h}", value)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Forecasts in original units (the DataModule's train-split scale undone)."""
+        history, future_covariates, _ = batch
+        preds = self(history, future_covariates, future_covariates.shape[1] or None)
+        if self.target_mean.numel():
+            preds = preds * self.target_std + self.target_mean
+        return preds
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+
+    def num_parameters(self) -> int:
+        """Trainable parameters of the network."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"] = dict(self.hparams)

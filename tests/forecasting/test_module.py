@@ -1,0 +1,166 @@
+"""Forecaster: recipes run through ``trinity fit``; decoders, teacher forcing, metrics, original units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from trinity_lightning.cli import run_lightning
+from trinity_lightning.forecasting import (
+    DLinear,
+    Forecaster,
+    GenzDataModule,
+    HorizonMetrics,
+    RecurrentForecastNet,
+    RidgeLast,
+    TimeSeriesDataModule,
+    evaluate,
+    genz_dynamics,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tiny_recipe(name: str, tmp_path: Path, data: dict) -> Path:
+    recipe = yaml.safe_load((ROOT / "recipes" / name).read_text())
+    recipe["trainer"].update(
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        default_root_dir=str(tmp_path),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+    )
+    recipe["model"]["init_args"].update(hidden_size=4, rank=2)
+    recipe["data"]["init_args"].update(data)
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    return config
+
+
+def test_genz_recipe_fits_through_the_cli(tmp_path):
+    config = _tiny_recipe("forecast_genz.yaml", tmp_path, {"n_sequences": 80, "history": 6, "horizon": 4})
+    cli = run_lightning(["fit", "--config", str(config)])
+    assert isinstance(cli.model, Forecaster) and isinstance(cli.datamodule, GenzDataModule)
+    assert cli.model.hparams["cell"] == "tlstm" and cli.model.horizon == 4
+    assert {"train_loss", "val_mse"} <= set(cli.trainer.callback_metrics)
+
+
+def test_ett_recipe_fits_through_the_cli(tmp_path):
+    t = np.arange(600, dtype=float)
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=600, freq="h"), "OT": np.sin(t / 6)})
+    frame.to_csv(tmp_path / "tiny.csv", index=False)
+    data = {"source": str(tmp_path / "tiny.csv"), "split": [0.6, 0.2, 0.2], "history": 12, "horizon": 6}
+    config = _tiny_recipe("forecast_ett.yaml", tmp_path, data)
+    recipe = yaml.safe_load((ROOT / "recipes" / "forecast_ett.yaml").read_text())
+    assert (
+        recipe["data"]["init_args"]["source"] == "ett/ETTh1.csv" and recipe["data"]["init_args"]["split"] == "ett_hour"
+    )
+    cli = run_lightning(["fit", "--config", str(config)])
+    assert isinstance(cli.datamodule, TimeSeriesDataModule)
+    assert torch.isfinite(cli.trainer.callback_metrics["val_mse"])
+
+
+def _sine_datamodule(**kwargs) -> TimeSeriesDataModule:
+    t = np.arange(400, dtype=float)
+    frame = pd.DataFrame({"y": 10 + 3 * np.sin(t / 5), "x": np.cos(t / 5)})
+    return TimeSeriesDataModule(frame, targets=["y"], covariates=["x"], split=[0.6, 0.2, 0.2], **kwargs)
+
+
+@pytest.mark.slow  # ~10 s idle, over a minute on a loaded 2-core box
+@pytest.mark.parametrize("decoder", ["recurrent", "direct"])
+def test_forecaster_learns_a_sine_and_predicts_in_original_units(decoder):
+    import lightning.pytorch as pl
+
+    pl.seed_everything(0, verbose=False)
+    dm = _sine_datamodule(history=16, horizon=8, batch_size=32)
+    model = Forecaster(cell="tlstm", hidden_size=8, rank=2, decoder=decoder, lr=1e-2, report_horizons=[4])
+    trainer = pl.Trainer(
+        max_epochs=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+    )
+    trainer.fit(model, datamodule=dm)
+    metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
+    assert {"test_mse", "test_mae", "test_rmse", "test_mse@4"} <= set(metrics)
+    assert metrics["test_rmse"] == pytest.approx(metrics["test_mse"] ** 0.5, rel=1e-5)
+    repeat = evaluate(
+        __import__("trinity_lightning.forecasting", fromlist=["Repeat"]).Repeat(1), dm.test_dataloader(), 8
+    )
+    assert metrics["test_mse"] < 0.5 * repeat.summary()["mse"]  # learnt the oscillation
+    assert model.test_curves["mse"].shape == (8,)
+    preds = torch.cat(trainer.predict(model, datamodule=dm))
+    assert preds.shape == (len(dm.test_dataset), 8, 1)
+    assert 6.0 < float(preds.mean()) < 14.0  # original units (the series is 10 +- 3), not normalized
+
+
+def test_an_untrained_forecaster_is_repeat_in_original_units():
+    import lightning.pytorch as pl
+
+    dm = _sine_datamodule(history=16, horizon=8, batch_size=64)
+    model = Forecaster(cell="tlstm", hidden_size=4, rank=2)  # zero-initialised head: forecasts the last value
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    preds = torch.cat(trainer.predict(model, datamodule=dm))
+    test = dm.test_dataset
+    raw = torch.from_numpy(dm.prepare_series().values)
+    expected = torch.stack([raw[test.start + i + 15, :1] for i in range(len(test))])
+    assert preds.shape == (len(test), 8, 1)
+    assert torch.allclose(preds, expected.unsqueeze(1).expand(-1, 8, -1), atol=1e-4)
+
+
+def test_teacher_forcing_schedule_and_truth_feeding():
+    model = Forecaster(
+        cell="lstm", hidden_size=4, horizon=5, n_targets=1, teacher_forcing=0.8, teacher_forcing_epochs=4
+    )
+    assert model.teacher_forcing_probability() == 0.0  # no trainer attached: inference never uses the truth
+    model._trainer = type("T", (), {"current_epoch": 2})()  # type: ignore[assignment]
+    assert model.teacher_forcing_probability() == pytest.approx(0.4)
+    net = RecurrentForecastNet(1, 0, "ttrnn", 4, lags=2, order=2, rank=2)
+    torch.nn.init.normal_(net.head.weight)
+    history, empty, target = torch.randn(2, 6, 1), torch.zeros(2, 5, 0), torch.randn(2, 5, 1)
+    free = net(history, empty, 5)
+    forced = net(history, empty, 5, target=target, teacher_forcing=1.0)
+    assert torch.allclose(free[:, 0], forced[:, 0]) and not torch.allclose(free[:, 1:], forced[:, 1:])
+
+
+def test_horizon_metrics_match_a_direct_computation():
+    preds, target = torch.randn(7, 4, 3), torch.randn(7, 4, 3)
+    metrics = HorizonMetrics(4)
+    metrics.update(preds[:3], target[:3])
+    metrics.update(preds[3:], target[3:])
+    curves = metrics.compute()
+    assert torch.allclose(curves["mse"], ((preds - target) ** 2).mean(dim=(0, 2)), atol=1e-6)
+    assert torch.allclose(curves["mae"], (preds - target).abs().mean(dim=(0, 2)), atol=1e-6)
+    assert metrics.summary(2)["mse"] == pytest.approx(float(((preds - target)[:, :2] ** 2).mean()), rel=1e-5)
+
+
+def test_ridge_and_dlinear_baselines():
+    dm = _sine_datamodule(history=24, horizon=6)
+    dm.setup("fit")
+    ridge = RidgeLast(1, lags=24, horizon=6, alpha=1e-4).fit(dm.train_dataloader())
+    assert evaluate(ridge, dm.test_dataloader(), 6).summary()["mse"] < 1e-3  # a sine is linear in its past
+    with pytest.raises(ValueError, match="longer than the fitted horizon"):
+        ridge(torch.zeros(1, 24, 2), torch.zeros(1, 7, 1), 7)
+    linear = DLinear(1, history=24, horizon=6)
+    assert linear(torch.ones(2, 24, 2), torch.zeros(2, 6, 1), 6).allclose(torch.ones(2, 6, 1), atol=1e-5)
+
+
+def test_genz_dynamics_and_bad_arguments():
+    x = genz_dynamics(3, 10, family="product_peak", c=1.0, seed=1)
+    assert torch.allclose(x[:, 1], 1.0 / (1.0 + (x[:, 0] - 0.5) ** 2), atol=1e-6)
+    with pytest.raises(ValueError, match="family: got 'nope'"):
+        genz_dynamics(3, 10, family="nope")
+    with pytest.raises(ValueError, match="cell: got 'gru'"):
+        Forecaster(cell="gru", horizon=3, n_targets=1)
+    with pytest.raises(ValueError, match="decoder='direct' needs horizon"):
+        RecurrentForecastNet(1, decoder="direct")
