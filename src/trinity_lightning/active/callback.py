@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from trinity_lightning.active.cold_start import ColdStart, get_cold_start
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.oracles import Oracle, SimulatedOracle
 from trinity_lightning.active.scoring import Selection, find_mc_split, score_forward, select_by_budget
@@ -91,7 +92,8 @@ class ActiveLearning(RoundCallback):
             ``measure(trainer, module, datamodule)`` hook (:mod:`trinity_lightning.rounds.stopping`) add their
             ``stop/*`` columns to each round's row; their ``state_dict`` is kept in the checkpoint.
         cold_start: how the first batch is chosen when nothing is labelled yet (a
-            :class:`~trinity_lightning.active.cold_start.ColdStart`; default: the untrained model's ranking).
+            :class:`~trinity_lightning.active.cold_start.ColdStart` or ``random``/``balanced``/``kmeans``;
+            default: the untrained model's ranking).
 
     Example:
         >>> al = ActiveLearning("bald", query_size=32, budget=256, strategy_kwargs={"n_samples": 5})
@@ -116,7 +118,7 @@ class ActiveLearning(RoundCallback):
         sort_pool_by_cost: bool = True,
         seed: int = 0,
         stopping: Sequence[StoppingCriterion] | None = None,
-        cold_start: Any = None,
+        cold_start: str | ColdStart | None = None,
     ) -> None:
         super().__init__()
         check_budget(query_size, "query_size", allow_none=False)
@@ -134,7 +136,7 @@ class ActiveLearning(RoundCallback):
         self.monitor, self.curve_path = monitor, curve_path
         self.sort_pool_by_cost, self.seed = sort_pool_by_cost, seed
         self.stopping = list(stopping or [])
-        self.cold_start = cold_start
+        self.cold_start = get_cold_start(cold_start) if cold_start is not None else None
         # state (saved in checkpoints)
         self.round = 0
         self.epochs_in_round = 0
