@@ -1,5 +1,6 @@
 """Hugging Face adapters (issue 23): a tiny randomly initialized BERT built from a config, no downloads."""
 
+import itertools
 import random
 
 import lightning.pytorch as pl
@@ -10,8 +11,6 @@ from trinity_lightning.active import ActiveLearning, ActiveLearningDataModule, g
 from trinity_lightning.active.scoring import score_forward
 
 transformers = pytest.importorskip("transformers")
-
-import itertools
 
 from trinity_lightning.active.hf import (  # noqa: E402
     HFCollator,
