@@ -117,6 +117,10 @@ class MeasuredCriterion(StoppingCriterion):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    def __repr__(self) -> str:  # the settings, not the state (stop set, predictions)
+        settings = {k: v for k, v in vars(self).items() if not k.startswith("_") and isinstance(v, (str, int, float))}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in settings.items())})"
+
     def _column(self, history: Sequence[dict[str, Any]], column: str) -> list[float]:
         return [float(row[column]) for row in history if column in row and not _missing(row[column])]
 
