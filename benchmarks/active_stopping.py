@@ -160,6 +160,8 @@ def replay_conll(path: Path) -> dict[str, Any]:
         names = next(iter(per_seed.values())).keys()
         out["strategies"][strategy] = {
             "per_seed": per_seed,
+            "seeds_stopped": {n: sum(s[n]["stops_at_round"] is not None for s in per_seed.values()) for n in names},
+            "means_over": "the seeds where the criterion stops (seeds_stopped of them)",
             "mean_given_up": {
                 n: round(
                     float(np.mean([s[n]["given_up"] for s in per_seed.values() if s[n]["given_up"] is not None])), 3
