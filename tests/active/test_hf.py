@@ -115,7 +115,7 @@ def test_word_logits_and_scores_are_per_word():
     assert [len(p) for p in model.decode(batch)] == [len(s) for s in sentences]
 
 
-@pytest.mark.parametrize("heuristic", ["mnlp", "bald"])
+@pytest.mark.parametrize("heuristic", ["mnlp", pytest.param("bald", marks=pytest.mark.slow)])  # BALD: 3 passes
 def test_token_classifier_campaign_in_words(tmp_path, heuristic):
     tokenizer = _tokenizer()
     sentences, tags = _sentences(60, 1)
