@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ def run_digits(args: argparse.Namespace) -> dict[str, Any]:
         monitor="val_acc",
         seed=args.seed,
         stopping=[_Never(c) for c in criteria],
+        curve_path=str(Path(tempfile.gettempdir()) / "active_stopping_digits.csv"),
     )
     net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 10))
     started = time.process_time()
@@ -209,6 +211,7 @@ def run_conll_live(args: argparse.Namespace) -> dict[str, Any]:
         monitor="val_f1",
         seed=args.seed,
         stopping=[_Never(c) for c in criteria],
+        curve_path=str(Path(tempfile.gettempdir()) / "active_stopping_conll.csv"),
     )
     started = time.process_time()
     trainer(max_epochs=-1, callbacks=[al], gradient_clip_val=5.0).fit(Tagger(lr=1e-3), datamodule=dm)
