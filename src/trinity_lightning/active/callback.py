@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from trinity_lightning.active.cold_start import ColdStart, get_cold_start
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.oracles import Oracle, SimulatedOracle
 from trinity_lightning.active.scoring import Selection, find_mc_split, score_forward, select_by_budget
@@ -87,7 +88,12 @@ class ActiveLearning(RoundCallback):
         sort_pool_by_cost: score the pool in order of cost (sentence length) so batches pad little.
         seed: seed of random heuristics and pool subsets.
         stopping: extra stopping criteria, each ``should_stop(curve) -> bool`` (e.g.
-            :class:`~trinity_lightning.rounds.MetricPlateau`); the budget is always one.
+            :class:`~trinity_lightning.rounds.MetricPlateau`); the budget is always one. Criteria with a
+            ``measure(trainer, module, datamodule)`` hook (:mod:`trinity_lightning.rounds.stopping`) add their
+            ``stop/*`` columns to each round's row; their ``state_dict`` is kept in the checkpoint.
+        cold_start: how the first batch is chosen when nothing is labelled yet (a
+            :class:`~trinity_lightning.active.cold_start.ColdStart` or ``random``/``balanced``/``kmeans``;
+            default: the untrained model's ranking).
 
     Example:
         >>> al = ActiveLearning("bald", query_size=32, budget=256, strategy_kwargs={"n_samples": 5})
@@ -112,6 +118,7 @@ class ActiveLearning(RoundCallback):
         sort_pool_by_cost: bool = True,
         seed: int = 0,
         stopping: Sequence[StoppingCriterion] | None = None,
+        cold_start: str | ColdStart | None = None,
     ) -> None:
         super().__init__()
         check_budget(query_size, "query_size", allow_none=False)
@@ -129,6 +136,7 @@ class ActiveLearning(RoundCallback):
         self.monitor, self.curve_path = monitor, curve_path
         self.sort_pool_by_cost, self.seed = sort_pool_by_cost, seed
         self.stopping = list(stopping or [])
+        self.cold_start = get_cold_start(cold_start) if cold_start is not None else None
         # state (saved in checkpoints)
         self.round = 0
         self.epochs_in_round = 0
@@ -216,7 +224,8 @@ class ActiveLearning(RoundCallback):
         the same batch and reads its answers.
         """
         rank_zero_info("active learning: nothing is labelled yet; asking the first round before training")
-        self._query_round(trainer, pl_module, dm)
+        initial = None if self.cold_start is None else self.cold_start.select(dm, self._query_units, pl_module, trainer)
+        self._query_round(trainer, pl_module, dm, initial)
         dm.awaiting_first_answers = self.waiting
         if self.waiting:
             rank_zero_info(
@@ -279,6 +288,8 @@ class ActiveLearning(RoundCallback):
             "query_seconds": round(self._query_seconds, 4),
             **metrics,
         }
+        for criterion in self.stopping:  # criteria that measure the model add their stop/* columns
+            row.update(getattr(criterion, "measure", lambda *_: {})(trainer, pl_module, dm))
         self.curve.append(row)
         log_round(trainer, pl_module, "active", {k: row[k] for k in ("labelled", "labelled_tokens", "round")})
         # every rank resolves the path: trainer.log_dir is a collective (a broadcast) under DDP
@@ -332,10 +343,12 @@ class ActiveLearning(RoundCallback):
         if not trainer.is_global_zero:
             self.oracle.query(round_, items, dm)
 
-    def _query_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule) -> None:
+    def _query_round(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, dm: ActiveLearningDataModule, initial: Any = None
+    ) -> None:
         started = time.perf_counter()
         next_round = self.round + 1
-        chosen = self.select(trainer, pl_module, dm).indices  # also when replayed: it draws the same random numbers
+        chosen = initial if initial is not None else self.select(trainer, pl_module, dm).indices  # replay: same draws
         pending = self.oracle.pending_indices(next_round)  # handed out before a kill: the person may be halfway
         if pending is not None and sorted(pending) != sorted(chosen):
             rank_zero_warn(
@@ -386,6 +399,7 @@ class ActiveLearning(RoundCallback):
             "finished": self.finished,
             "last_query": list(self.last_query),
             "initial_weights": self.initial_weights,
+            "stopping": [getattr(c, "state_dict", dict)() for c in self.stopping],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -397,4 +411,6 @@ class ActiveLearning(RoundCallback):
         self.finished = bool(state_dict["finished"])
         self.last_query = list(state_dict["last_query"])
         self.initial_weights = state_dict.get("initial_weights")
+        for criterion, state in zip(self.stopping, state_dict.get("stopping", [])):
+            getattr(criterion, "load_state_dict", lambda _: None)(state)
         self.load_rng(state_dict)

@@ -10,6 +10,8 @@ do with the scores). It holds, and imports no idea package:
   ``collect(round) -> answers | None``) and its one JSONL schema (class, tag sequence, yes/no, ``worker``);
 * :mod:`~trinity_lightning.rounds.schedule`: the schedule, budgets (counts or fractions of the pool's cost),
   stopping criteria, the dataloader-reload rule and the wrong-DataModule error;
+* :mod:`~trinity_lightning.rounds.stopping`: criteria that measure the model each round (low uncertainty,
+  stabilizing predictions by Cohen's kappa, ΔF on the validation split, budget) and replay on a curve;
 * :mod:`~trinity_lightning.rounds.curve`: the learning curve (atomic CSV, ``<namespace>/<name>`` metrics,
   the monitored metric found or refused);
 * :mod:`~trinity_lightning.rounds.engine`: exact resume (RNG states of every rank in the checkpoint);
@@ -46,6 +48,7 @@ _LAZY = {
     "StoppingCriterion": "schedule",
     "WrongDataModuleError": "schedule",
     "resolve_budget": "schedule",
+    **dict.fromkeys(["Budget", "DeltaF", "LowUncertainty", "StabilizingPredictions", "where_stops"], "stopping"),
     "write_curve": "curve",
     "round_metrics": "curve",
     "RoundCallback": "engine",
