@@ -59,7 +59,9 @@ def slice_svd_start(tensor: torch.Tensor, rank: int) -> list[torch.Tensor]:
         [(4, 5), (3, 5), (2, 5), (2, 5)]
     """
     if tensor.dim() < 3:
-        raise ValueError(f"tensor: expected (out, in, *spatial) with at least one spatial mode, got {tuple(tensor.shape)}")
+        raise ValueError(
+            f"tensor: expected (out, in, *spatial) with at least one spatial mode, got {tuple(tensor.shape)}"
+        )
     out_size, in_size = tensor.shape[:2]
     spatial = tuple(tensor.shape[2:])
     positions = math.prod(spatial)
@@ -120,7 +122,9 @@ def _best_split(shape: Sequence[int]) -> int:
     return best
 
 
-def _group_mttkrp(partial: torch.Tensor, shape: Sequence[int], factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
+def _group_mttkrp(
+    partial: torch.Tensor, shape: Sequence[int], factors: Sequence[torch.Tensor], mode: int
+) -> torch.Tensor:
     """MTTKRP of ``mode`` inside a group from ``partial`` (``(prod shape, R)``: the kernel times the other group)."""
     if len(shape) == 1:
         return partial
@@ -208,6 +212,6 @@ def cp_relative_error(tensor: torch.Tensor, weights: torch.Tensor, factors: Sequ
         0.0
     """
     rank = weights.shape[0]
-    columns = [factors[0] * weights] + list(factors[1:])
+    columns = [factors[0] * weights, *factors[1:]]
     rebuilt = (columns[0] @ _khatri_rao(columns[1:]).T).reshape(tensor.shape)
     return float((tensor - rebuilt).norm() / tensor.norm()) if rank else 1.0
