@@ -11,7 +11,14 @@ Two measurements, each with our hook and the anchors interleaved in one run:
   biases), over loopback and over 1 Gbit/s links between network namespaces (veth pairs on a bridge,
   ``tc tbf rate 1gbit`` on both ends of every link; created here and removed at the end; needs root).
 
-    python benchmarks/signsgd_comm.py            # everything (about 10 minutes on 2 cores)
+* step: a whole DDP training step (forward, backward with the hook, optimizer step) of an MLP, fp32 DDP vs DDP
+  with the signSGD hook, alternating, world size 4 on loopback (``step_time_vs_fp32_ddp_loopback``).
+
+The hook's CPU time per step (``time.process_time``, every thread of the process) is recorded beside its wall
+time, and the bytes are converted to the payload's time on a 1 Gbit/s wire (``wire_ms_at_1gbit``).
+
+    python benchmarks/signsgd_comm.py --layers 2 --width 1024 --steps 30   # the issue's 8.4M parameters
+    python benchmarks/signsgd_comm.py            # everything, 25.2M parameters (about 12 minutes on 2 cores)
     python benchmarks/signsgd_comm.py --quick    # smaller model, fewer steps (a smoke test)
 """
 

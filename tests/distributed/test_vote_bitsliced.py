@@ -43,7 +43,7 @@ def test_bitsliced_vote_equals_reference_for_every_w_with_ties_and_abstentions(v
     assert torch.equal(voted, reference_vote_valid(signs, [True] * voters, step))
     # every subset pattern of abstentions (NaN workers) the test can afford, incl. none valid and all valid
     patterns = [[bool((mask >> i) & 1) for i in range(voters)] for mask in range(2**voters)]
-    for valid in patterns[:: max(1, len(patterns) // 40)] + [patterns[-1], patterns[0]]:
+    for valid in [*patterns[:: max(1, len(patterns) // 40)], patterns[-1], patterns[0]]:
         flags = torch.tensor(valid)
         voted = unpack_signs(majority_vote_packed(packed, step, valid=flags), n)
         expected = reference_vote_valid(signs, valid, step)
