@@ -490,12 +490,11 @@ def _finish(state: SignSGDState, vote: _Vote) -> None:
             done.wait()
             _unpack(vote, gathered, scales, any_valid)
         except Exception as exc:  # a failed all-gather: the worker that waits on the future sees why
-            vote.future.set_exception(
-                WorkerFailureError(
-                    f"signSGD majority vote: all_gather of bucket {vote.index} at step {vote.step} failed on rank "
-                    f"{vote.rank}: a worker has probably died or stalled. Cause: {exc}"
-                )
+            error = WorkerFailureError(
+                f"signSGD majority vote: all_gather of bucket {vote.index} at step {vote.step} failed on rank "
+                f"{vote.rank}: a worker has probably died or stalled. Cause: {exc}"
             )
+            vote.future.set_exception(error)  # type: ignore[arg-type]  # torch's stub types the argument as T
             return
         vote.future.set_result(vote.grad)
 
