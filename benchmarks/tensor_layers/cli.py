@@ -41,6 +41,8 @@ from .config import (
     TCL_TRL_RANKS,
     TRL_RANKS,
 )
+from .cp_time import add_parser as add_cp_time_parser
+from .cp_time import run_cp_time
 from .data import download_wheels, parse_sizes, prepare_data
 from .grid import run_grid
 from .latency import run_latency
@@ -126,5 +128,7 @@ def main() -> None:
         help="with --grid: an earlier results file whose summaries fill in the datasets this grid did not run",
     )
     rep.add_argument("--extra", default=None, help="a reduced grid.json to attach as details (post-fix check)")
+    add_cp_time_parser(sub)
     args = parser.parse_args()
-    {"prepare": run_prepare, "grid": run_grid, "latency": run_latency, "report": run_report}[args.mode](args)
+    modes = {"prepare": run_prepare, "grid": run_grid, "latency": run_latency, "report": run_report}
+    {**modes, "cp-time": run_cp_time}[args.mode](args)

@@ -2,31 +2,36 @@
 
 Per bucket and step, every worker
 
-1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` (and, with error feedback, forms
-   ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter tensor);
-2. packs the signs 8 to a byte (:func:`~trinity_lightning.distributed.packing.pack_signs`);
-3. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
-   (valid flag; with error feedback, one float32 scale per parameter of the bucket);
-4. votes on its own shard with bitwise logic (:func:`~trinity_lightning.distributed.packing.majority_vote_packed`);
-5. all-gathers the voted shards (``all_gather_single``) and unpacks them once into the bucket buffer.
+1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` and packs the signs of ``m`` 8 to a byte in the
+   same pass over memory (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); with error
+   feedback it forms ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter;
+2. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
+   (valid flag; with error feedback, one float32 scale per parameter of the bucket), written on the device;
+3. votes on its own shard with bit-sliced full adders on 64-bit words
+   (:func:`~trinity_lightning.distributed.packing.vote_words`): nothing is unpacked, and the number of valid
+   voters stays on the device;
+4. all-gathers the voted shards (``all_gather_single``) and unpacks them once, straight into the bucket buffer.
 
 A worker therefore sends about ``2 * n / 8`` bytes per step whatever the world size, 1/32 of a ring all-reduce
 of fp32. Where the backend lacks ``all_to_all`` (``communication="allgather"``, chosen automatically for
 backends other than gloo/nccl/mpi/ucc) every worker all-gathers the full packed bits and votes on all of them.
 
-The hook waits for its collectives before it returns, so a step issues one chain of collectives in bucket order
-on every rank (DDP calls the hook for bucket 0, 1, ... in order): no interleaving across buckets, which is what
-made PowerSGD's chained futures hang on gloo with several buckets.
+**Overlap with the backward pass.** The hook returns its future without waiting: bucket ``i``'s
+``all_to_all`` is in flight while autograd computes the next buckets' gradients. Its vote and ``all_gather`` are
+issued from the hook call of bucket ``i + 1`` (or at once for the last bucket), and the unpacking runs when
+the ``all_gather`` completes. So every rank issues the same collectives in the same order from its own thread
+(``a2a(0), a2a(1), ag(0), a2a(2), ag(1), ...``), never from a completion callback, which is what made PowerSGD's
+chained futures hang on gloo with several buckets.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import struct
 import sys
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -36,10 +41,11 @@ from torch import nn
 
 from trinity_lightning.distributed.packing import (
     dither_mask,
-    majority_vote_packed,
+    momentum_pack_signs,
     pack_signs,
     packed_size,
     unpack_signs,
+    vote_words,
 )
 
 __all__ = ["SignSGDState", "WorkerFailureError", "register_signsgd_hook", "signsgd_hook"]
@@ -149,13 +155,42 @@ class SignSGDState:
         self.timeout = timeout
         self.flip_signs = bool(flip_signs)
         self.step = 0
-        self.abstained: list[tuple[int, int, int]] = []  # (step, bucket, rank) seen by this worker
+        self._abstained: list[tuple[int, int, int]] = []  # (step, bucket, rank) seen by this worker
+        self._unread: list[tuple[int, int, int, torch.Tensor]] = []  # (step, bucket, rank, valid flags) on a GPU
+        self._pending: _Vote | None = None
+        self._frames: dict[tuple[int, str], torch.Tensor] = {}
+        self._defer_flags: bool | None = None  # None: keep the valid flags on the device only on a GPU
         self._names: dict[int, str] = {}
         self._params: dict[str, nn.Parameter] = {}
         self._buffers: dict[str, dict[int, torch.Tensor]] = {"momentum": {}, "error": {}}
         self._flat: dict[tuple[str, int], tuple[tuple[int, ...], torch.Tensor]] = {}
         self._dither: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
         self._layouts: dict[int, tuple[tuple[int, ...], list[tuple[int, int]]]] = {}
+
+    @property
+    def abstained(self) -> list[tuple[int, int, int]]:
+        """``(step, bucket, rank)`` of every abstention this worker has seen (read from the device on access)."""
+        self._read_flags()
+        return self._abstained
+
+    @abstained.setter
+    def abstained(self, value: list[tuple[int, int, int]]) -> None:
+        self._abstained = list(value)
+        self._unread.clear()
+
+    def _read_flags(self) -> None:
+        """Turn the valid flags kept on the device into abstentions and warnings (one host read for all)."""
+        unread, self._unread = self._unread, []
+        for step, index, rank, flags in unread:
+            _report_abstentions(self, step, index, rank, flags.tolist(), warn_self=True)
+
+    def _frame(self, index: int, kind: str, size: int, device: torch.device) -> torch.Tensor:
+        """A uint8 buffer reused across steps for bucket ``index`` (``kind``: send, received, gathered)."""
+        key = (index, kind)
+        frame = self._frames.get(key)
+        if frame is None or frame.numel() != size or frame.device != device:
+            frame = self._frames[key] = torch.zeros(size, dtype=torch.uint8, device=device)
+        return frame
 
     # -- parameters and buffers ------------------------------------------------------------------------------
     def attach(self, module: nn.Module) -> None:
@@ -280,23 +315,62 @@ class SignSGDState:
             )
 
 
-def _scale_segments(values: torch.Tensor, segments: list[tuple[int, int]], scales: list[float]) -> torch.Tensor:
-    """Multiply each parameter's segment of the flat ``values`` by its scale, in place."""
-    for (offset, numel), scale in zip(segments, scales, strict=True):
-        values[offset : offset + numel].mul_(scale)
+def _scale_segments(values: torch.Tensor, segments: list[tuple[int, int]], scales: torch.Tensor) -> torch.Tensor:
+    """Multiply each parameter's segment of the flat ``values`` by its scale (a device tensor), in place."""
+    for i, (offset, numel) in enumerate(segments):
+        values[offset : offset + numel].mul_(scales[i])
     return values
 
 
-def _local_signs(
-    state: SignSGDState, bucket: dist.GradBucket, rank: int, dither: torch.Tensor
-) -> tuple[torch.Tensor | None, list[float]]:
-    """Update momentum / error feedback and pack the signs (``None`` when this worker abstains).
+def _deferred(state: SignSGDState, grad: torch.Tensor) -> bool:
+    """Whether abstentions stay on the device (no host read per bucket): on a GPU, or when a test asks for it."""
+    return bool(state._defer_flags if state._defer_flags is not None else grad.is_cuda)
 
-    Also returns the per-parameter error-feedback scales ``mean|p|`` (empty without error feedback).
-    """
+
+def _report_abstentions(
+    state: SignSGDState, step: int, index: int, rank: int, flags: list[int], warn_self: bool = False
+) -> None:
+    """Record the ranks whose valid flag is 0; rank 0 warns about the others (``warn_self``: this rank too)."""
+    for other, flag in enumerate(flags):
+        if flag:
+            continue
+        state._abstained.append((step, index, other))
+        if other == rank and warn_self:
+            warnings.warn(
+                f"signSGD: rank {rank} has non-finite (NaN/inf) gradient values in bucket {index} at step {step}; "
+                "it abstained from that step's vote (its momentum was left unchanged)",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+        elif other != rank and rank == 0:
+            warnings.warn(
+                f"signSGD: rank {other} abstained from the vote of bucket {index} at step {step} (non-finite gradient)",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+
+def _local_signs(
+    state: SignSGDState, bucket: dist.GradBucket, rank: int, dither: torch.Tensor, out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Update momentum / error feedback and pack the signs into ``out``; return the valid flag (a 0-dim device
+    tensor) and, with error feedback, the per-parameter scales ``mean|p|`` (a device tensor)."""
     grad = bucket.buffer()
-    # a sum is ~20x cheaper than isfinite(grad).all() and is non-finite whenever an element is; confirm exactly
-    if not (math.isfinite(float(grad.sum())) or bool(torch.isfinite(grad).all())):
+    total = grad.sum()  # a sum is ~20x cheaper than isfinite(grad).all() and is non-finite whenever an element is
+    if _deferred(state, grad) and not state.error_feedback and state.nonfinite == "abstain":
+        valid = torch.isfinite(total)  # stays on the device; the abstention is reported when the flags are read
+        if state.momentum > 0:
+            momentum = state._flat_buffer("momentum", bucket)
+            # an abstaining worker's momentum must stay unchanged: lerp towards itself
+            momentum_pack_signs(
+                momentum, torch.where(valid, grad, momentum), state.momentum, state.step, out=out, dither=dither
+            )
+        else:
+            pack_signs(grad, state.step, out=out, dither=dither)
+        if state.flip_signs:
+            out.bitwise_not_()
+        return valid, None
+    if not (math.isfinite(float(total)) or bool(torch.isfinite(grad).all())):
         message = (
             f"signSGD: rank {rank} has non-finite (NaN/inf) gradient values in bucket {bucket.index()} at "
             f"step {state.step}"
@@ -308,63 +382,123 @@ def _local_signs(
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )
-        return None, []
-    source = grad
-    if state.momentum > 0:
-        source = state._flat_buffer("momentum", bucket)
-        source.lerp_(grad, 1.0 - state.momentum)  # m = beta * m + (1 - beta) * g in one pass
+        return torch.zeros((), dtype=torch.bool, device=grad.device), None
+    valid = torch.ones((), dtype=torch.bool, device=grad.device)
+    scales = None
     if not state.error_feedback:
-        bits = pack_signs(source, state.step, dither=dither)
-        return (bits.bitwise_not_() if state.flip_signs else bits), []
-    error = state._flat_buffer("error", bucket)
-    error.add_(source)  # p = m + e, held in the error buffer
-    segments = state._segments(bucket)
-    magnitude = error.abs()
-    means = [
-        magnitude[offset : offset + numel].mean() if numel else magnitude.new_zeros(()) for offset, numel in segments
-    ]
-    scales: list[float] = torch.stack(means).tolist()  # one device sync for the bucket
-    bits = pack_signs(error, state.step, dither=dither)
-    # e = p - scale * sign(p), one scale per parameter tensor
-    error.sub_(_scale_segments(unpack_signs(bits, error.numel(), dtype=error.dtype), segments, scales))
-    return (bits.bitwise_not_() if state.flip_signs else bits), scales
+        if state.momentum > 0:
+            momentum_pack_signs(
+                state._flat_buffer("momentum", bucket), grad, state.momentum, state.step, out=out, dither=dither
+            )
+        else:
+            pack_signs(grad, state.step, out=out, dither=dither)
+    else:
+        source = grad
+        if state.momentum > 0:
+            source = state._flat_buffer("momentum", bucket)
+            source.lerp_(grad, 1.0 - state.momentum)  # m = beta * m + (1 - beta) * g in one pass
+        error = state._flat_buffer("error", bucket)
+        error.add_(source)  # p = m + e, held in the error buffer
+        segments = state._segments(bucket)
+        magnitude = error.abs()
+        scales = torch.stack(
+            [
+                magnitude[offset : offset + numel].mean() if numel else magnitude.new_zeros(())
+                for offset, numel in segments
+            ]
+        )
+        bits = pack_signs(error, state.step, out=out, dither=dither)
+        # e = p - scale * sign(p), one scale per parameter tensor
+        error.sub_(_scale_segments(unpack_signs(bits, error.numel(), dtype=error.dtype), segments, scales))
+    if state.flip_signs:
+        out.bitwise_not_()
+    return valid, scales
 
 
-def _frame(
-    bits: torch.Tensor | None,
-    nbytes: int,
-    chunks: int,
-    chunk: int,
-    scales: list[float],
-    header: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """``chunks`` rows of ``[header | packed shard]``; the header carries the valid flag and the scales."""
-    frame = torch.zeros(chunks, header + chunk, dtype=torch.uint8, device=device)
-    if bits is not None:
-        padded = torch.zeros(chunks * chunk, dtype=torch.uint8, device=device)
-        padded[:nbytes] = bits
-        frame[:, header:] = padded.view(chunks, chunk)
-        head = bytearray(header)
-        struct.pack_into(f"<B7x{len(scales)}f", head, 0, 1, *scales)
-        frame[:, :header] = torch.frombuffer(head, dtype=torch.uint8).to(device)
-    return frame
+@dataclass
+class _Vote:
+    """One bucket's vote in flight: its first collective, the buffers, and the future the hook returned."""
+
+    index: int
+    step: int
+    rank: int
+    world: int
+    alltoall: bool
+    deferred: bool
+    work: Any
+    received: torch.Tensor  # (world, header + shard) frames
+    dither: torch.Tensor  # dither bytes of the voted words
+    header: int
+    shard: int
+    grad: torch.Tensor
+    segments: list[tuple[int, int]]
+    future: torch.futures.Future[torch.Tensor]
 
 
-def _vote_rows(
-    rows: torch.Tensor, step: int, dither: torch.Tensor, header: int, num_scales: int
-) -> tuple[torch.Tensor, list[int], list[float]]:
-    """Vote over the rows whose valid flag is set; return the voted bits, the abstaining rows, the mean scales."""
-    flags = rows[:, 0].tolist()
-    voters = [i for i, flag in enumerate(flags) if flag]
-    abstained = [i for i, flag in enumerate(flags) if not flag]
-    if not voters:
-        return torch.zeros_like(rows[0, header:]), abstained, [0.0] * num_scales
-    scales: list[float] = []
-    if num_scales:
-        sent = rows[voters, _FLAG : _FLAG + 4 * num_scales].cpu().contiguous().view(torch.float32)
-        scales = sent.mean(0).tolist()
-    return majority_vote_packed(rows[voters, header:], step, dither=dither), abstained, scales
+def _vote_frames(
+    vote: _Vote,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool | torch.Tensor]:
+    """Vote over the received frames: the voted bits, the valid flags, the voters' mean scales, any voter valid."""
+    rows = vote.received.view(vote.world, -1)
+    flags = rows[:, 0]
+    valid = flags.bool()
+    words = rows[:, vote.header :].view(torch.int64)
+    voted = vote_words(words, vote.step, dither=vote.dither, valid=valid).view(torch.uint8)
+    scales = None
+    if vote.segments:
+        sent = rows[:, _FLAG : _FLAG + 4 * len(vote.segments)].contiguous().view(torch.float32)
+        sent = torch.where(valid.unsqueeze(1), sent, 0.0)
+        scales = sent.sum(0) / valid.sum().clamp_min(1)
+    if vote.deferred:
+        vote_state_flags = flags.clone()
+        return voted, vote_state_flags, scales, valid.any()
+    return voted, flags, scales, bool(flags.any())
+
+
+def _unpack(vote: _Vote, bits: torch.Tensor, scales: torch.Tensor | None, any_valid: bool | torch.Tensor) -> None:
+    """Write the voted signs (times the scales with error feedback) straight into the bucket buffer."""
+    grad = vote.grad
+    if isinstance(any_valid, bool):
+        if not any_valid:
+            grad.zero_()
+            return
+        unpack_signs(bits, grad.numel(), out=grad)
+    else:  # on the device: every worker abstained -> zeros, without reading the flag back
+        unpack_signs(bits, grad.numel(), out=grad, scale=any_valid.to(grad.dtype))
+    if scales is not None:
+        _scale_segments(grad, vote.segments, scales)
+
+
+def _finish(state: SignSGDState, vote: _Vote) -> None:
+    """Wait for the vote's first collective, vote, and (all-to-all) issue the all-gather whose completion unpacks
+    into the bucket and completes the hook's future. Runs on the thread that calls the hook, in bucket order."""
+    state._wait(vote.work, "all_to_all" if vote.alltoall else "all_gather", vote.index)
+    voted, flags, scales, any_valid = _vote_frames(vote)
+    if vote.deferred:
+        state._unread.append((vote.step, vote.index, vote.rank, flags))
+    else:
+        _report_abstentions(state, vote.step, vote.index, vote.rank, flags.tolist())
+    if not vote.alltoall:
+        _unpack(vote, voted, scales, any_valid)
+        vote.future.set_result(vote.grad)
+        return
+    gathered = state._frame(vote.index, "gathered", vote.world * vote.shard, vote.grad.device)
+    work = _all_gather_single(gathered, voted, state.process_group)
+
+    def unpack(done: torch.futures.Future[Any]) -> None:
+        try:
+            done.wait()
+            _unpack(vote, gathered, scales, any_valid)
+        except Exception as exc:  # a failed all-gather: the worker that waits on the future sees why
+            error = WorkerFailureError(
+                f"signSGD majority vote: all_gather of bucket {vote.index} at step {vote.step} failed on rank "
+                f"{vote.rank}: a worker has probably died or stalled. Cause: {exc}"
+            )
+            vote.future.set_exception(error)  # type: ignore[arg-type]  # torch's stub types the argument as T
+            return
+        vote.future.set_result(vote.grad)
+
+    work.get_future().then(unpack)
 
 
 def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -374,6 +508,9 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
     each parameter being the voters' mean of their ``mean|p|`` over that parameter; all zeros when every worker
     abstained), identical on every rank; apply it with ``Signum(momentum=0)`` or plain
     SGD, i.e. ``x -= lr * vote`` (plus decoupled weight decay).
+
+    The future is returned before the communication finishes (see the module docs): DDP overlaps it with the
+    rest of the backward pass and waits for it at the end.
 
     Example:
         >>> # ddp_model.register_comm_hook(SignSGDState(momentum=0.9), signsgd_hook)
@@ -389,44 +526,47 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
     alltoall = state._mode() == "alltoall"
     shard = -(-nbytes // world) if alltoall else nbytes
     shard += -shard % 8  # whole 64-bit words for the bitwise vote
-    dither = state._dither_mask(bucket, shard * world if alltoall else shard)
+    chunks = world if alltoall else 1
+    dither = state._dither_mask(bucket, shard * chunks)
     segments = state._segments(bucket) if state.error_feedback else []
     header = _header_size(len(segments))
-    bits, scales = _local_signs(state, bucket, rank, dither)
+    bits = state._frame(index, "bits", shard * chunks, grad.device)  # tail past nbytes stays 0
+    valid, scales = _local_signs(state, bucket, rank, dither, bits[:nbytes])
+    send = state._frame(index, "send", chunks * (header + shard), grad.device).view(chunks, header + shard)
+    send[:, header:] = bits.view(chunks, shard)
+    send[:, 0] = valid
+    if scales is not None:
+        send[:, _FLAG : _FLAG + 4 * len(segments)] = scales.to(torch.float32).view(torch.uint8)
+    received = state._frame(index, "received", world * (header + shard), grad.device)
     if alltoall:
-        send = _frame(bits, nbytes, world, shard, scales, header, grad.device)
-        received = torch.empty_like(send)
-        state._wait(dist.all_to_all_single(received, send, group=group, async_op=True), "all_to_all", index)
-        own = dither[rank * shard : (rank + 1) * shard]
-        voted, abstained, mean_scales = _vote_rows(received, state.step, own, header, len(segments))
-        gathered = torch.empty(world * shard, dtype=torch.uint8, device=grad.device)
-        state._wait(_all_gather_single(gathered, voted, group), "all_gather", index)
+        work = dist.all_to_all_single(received, send.view(-1), group=group, async_op=True)
     else:
-        send = _frame(bits, nbytes, 1, shard, scales, header, grad.device)[0]
-        rows = torch.empty(world * send.numel(), dtype=torch.uint8, device=grad.device)
-        state._wait(_all_gather_single(rows, send, group), "all_gather", index)
-        rows = rows.view(world, -1)
-        gathered, abstained, mean_scales = _vote_rows(rows, state.step, dither, header, len(segments))
-    for other in abstained:
-        state.abstained.append((state.step, index, other))
-        if other != rank and rank == 0:
-            warnings.warn(
-                f"signSGD: rank {other} abstained from the vote of bucket {index} at step {state.step} "
-                "(non-finite gradient)",
-                RuntimeWarning,
-                stacklevel=user_stacklevel(),
-            )
-    if len(abstained) == world:
-        grad.zero_()
-    else:
-        unpack_signs(gathered, n, out=grad)
-        if state.error_feedback:
-            _scale_segments(grad, segments, mean_scales)
+        work = _all_gather_single(received, send.view(-1), group)
+    vote = _Vote(
+        index=index,
+        step=state.step,
+        rank=rank,
+        world=world,
+        alltoall=alltoall,
+        deferred=_deferred(state, grad),
+        work=work,
+        received=received,
+        dither=dither[rank * shard : (rank + 1) * shard] if alltoall else dither,
+        header=header,
+        shard=shard,
+        grad=grad,
+        segments=segments,
+        future=torch.futures.Future(),
+    )
+    previous, state._pending = state._pending, None
+    if previous is not None:  # the previous bucket's vote and all-gather, issued in bucket order on every rank
+        _finish(state, previous)
     if bucket.is_last():
+        _finish(state, vote)
         state.step += 1
-    future: torch.futures.Future[torch.Tensor] = torch.futures.Future()
-    future.set_result(grad)
-    return future
+    else:
+        state._pending = vote
+    return vote.future
 
 
 # DDP compares the annotations with the real objects; ``from __future__ import annotations`` made them strings.

@@ -25,7 +25,17 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["dither_byte", "dither_mask", "majority_vote_packed", "pack_signs", "packed_size", "unpack_signs"]
+__all__ = [
+    "count_bits",
+    "dither_byte",
+    "dither_mask",
+    "majority_vote_packed",
+    "momentum_pack_signs",
+    "pack_signs",
+    "packed_size",
+    "unpack_signs",
+    "vote_words",
+]
 
 # (b * _MAGIC) >> 56 gathers the lowest bit of each of the 8 bytes of b into one byte (bit k <- byte k); the
 # partial products never overlap, so there are no carries. One multiply packs 8 signs: ~10x faster than a
@@ -107,6 +117,50 @@ def _pack_bool(bits: torch.Tensor) -> torch.Tensor:
 _CHUNK = 1 << 19  # signs packed per pass: scratch stays in cache (about 2x faster than whole-tensor passes)
 
 
+def _check_out(out: torch.Tensor | None, nbytes: int, device: torch.device) -> torch.Tensor:
+    if out is None:
+        return torch.empty(nbytes, dtype=torch.uint8, device=device)
+    if out.dtype != torch.uint8 or out.numel() < nbytes:
+        raise ValueError(
+            f"out: expected a uint8 tensor of at least {nbytes} elements, got {out.dtype} with {out.numel()}"
+        )
+    return out.view(-1)[:nbytes]
+
+
+def _pack_chunks(
+    flat: torch.Tensor,
+    result: torch.Tensor,
+    step: int,
+    dither: torch.Tensor | None,
+    grad: torch.Tensor | None = None,
+    weight: float = 0.0,
+) -> torch.Tensor:
+    """Pack the signs of ``flat`` chunk by chunk into ``result``; with ``grad``, first ``flat.lerp_(grad, weight)``
+    on the same chunk, so the momentum update and the packing share one pass over memory."""
+    n = flat.numel()
+    chunk = min(_CHUNK, ((n + 63) // 64) * 64)
+    positive = torch.empty(chunk, dtype=torch.bool, device=flat.device)
+    negative = torch.empty(chunk, dtype=torch.bool, device=flat.device)
+    for start in range(0, n, chunk):
+        part = flat[start : start + chunk]
+        if grad is not None:
+            part.lerp_(grad[start : start + chunk], weight)
+        size = part.numel()
+        if size < chunk:
+            positive.zero_()
+            negative.zero_()
+        torch.gt(part, 0, out=positive[:size])
+        torch.lt(part, 0, out=negative[:size])  # zeros = neither (cheaper than an eq pass)
+        first, last = start // 8, start // 8 + packed_size(size)
+        packed = _pack_bool(positive)[: last - first]
+        zeros = _pack_bool(negative)[: last - first].bitwise_or_(packed).bitwise_not_()
+        mask = _dither(step, None if dither is None else dither.reshape(-1)[first:last], zeros)
+        result[first:last] = packed.bitwise_or_(zeros.bitwise_and_(mask))
+    if n % 8:
+        result[-1:].bitwise_and_((1 << (n % 8)) - 1)  # padding bits stay 0
+    return result
+
+
 def pack_signs(
     values: torch.Tensor, step: int = 0, *, out: torch.Tensor | None = None, dither: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -130,34 +184,35 @@ def pack_signs(
     if not values.is_floating_point():
         raise TypeError(f"values: expected a floating tensor, got dtype {values.dtype}")
     flat = values.reshape(-1)
-    n = flat.numel()
-    nbytes = packed_size(n)
-    if out is None:
-        out = torch.empty(nbytes, dtype=torch.uint8, device=flat.device)
-    elif out.dtype != torch.uint8 or out.numel() < nbytes:
-        raise ValueError(
-            f"out: expected a uint8 tensor of at least {nbytes} elements, got {out.dtype} with {out.numel()}"
-        )
-    result = out.view(-1)[:nbytes]
-    chunk = min(_CHUNK, ((n + 63) // 64) * 64)
-    positive = torch.empty(chunk, dtype=torch.bool, device=flat.device)
-    negative = torch.empty(chunk, dtype=torch.bool, device=flat.device)
-    for start in range(0, n, chunk):
-        part = flat[start : start + chunk]
-        size = part.numel()
-        if size < chunk:
-            positive.zero_()
-            negative.zero_()
-        torch.gt(part, 0, out=positive[:size])
-        torch.lt(part, 0, out=negative[:size])  # zeros = neither (cheaper than an eq pass)
-        first, last = start // 8, start // 8 + packed_size(size)
-        packed = _pack_bool(positive)[: last - first]
-        zeros = _pack_bool(negative)[: last - first].bitwise_or_(packed).bitwise_not_()
-        mask = _dither(step, None if dither is None else dither.reshape(-1)[first:last], zeros)
-        result[first:last] = packed.bitwise_or_(zeros.bitwise_and_(mask))
-    if n % 8:
-        result[-1:].bitwise_and_((1 << (n % 8)) - 1)  # padding bits stay 0
-    return result
+    return _pack_chunks(flat, _check_out(out, packed_size(flat.numel()), flat.device), step, dither)
+
+
+def momentum_pack_signs(
+    momentum: torch.Tensor,
+    grad: torch.Tensor,
+    beta: float,
+    step: int = 0,
+    *,
+    out: torch.Tensor | None = None,
+    dither: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``momentum <- beta * momentum + (1 - beta) * grad`` and :func:`pack_signs` of it, fused in one pass.
+
+    Both run on cache-sized chunks, so the updated momentum is packed before it leaves the cache (one read of
+    ``grad``, one read and one write of ``momentum``, no second pass over either).
+
+    Example:
+        >>> m = torch.tensor([1.0, -1.0, 0.0])
+        >>> momentum_pack_signs(m, torch.tensor([-3.0, -1.0, 2.0]), 0.5).tolist(), m.tolist()
+        ([4], [-1.0, -1.0, 1.0])
+    """
+    if not (momentum.is_floating_point() and momentum.is_contiguous()):
+        raise TypeError(f"momentum: expected a contiguous floating tensor, got {momentum.dtype}")
+    if grad.numel() != momentum.numel():
+        raise ValueError(f"grad: expected {momentum.numel()} elements like momentum, got {grad.numel()}")
+    flat = momentum.view(-1)
+    result = _check_out(out, packed_size(flat.numel()), flat.device)
+    return _pack_chunks(flat, result, step, dither, grad.reshape(-1), 1.0 - beta)
 
 
 def _lut(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -177,7 +232,7 @@ def unpack_signs(
     *,
     out: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
-    scale: float = 1.0,
+    scale: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Expand packed sign bits to ``scale * (+1 | -1)`` values, written straight into ``out``.
 
@@ -188,7 +243,7 @@ def unpack_signs(
         numel: how many signs to expand.
         out: optional 1-D floating tensor of ``numel`` elements (for example a DDP bucket buffer).
         dtype: dtype of the result when ``out`` is not given.
-        scale: magnitude of the result.
+        scale: magnitude of the result (a float, or a 0-dim tensor on the packed bits' device).
 
     Example:
         >>> unpack_signs(torch.tensor([205, 0], dtype=torch.uint8), 9).tolist()
@@ -204,7 +259,7 @@ def unpack_signs(
         raise ValueError(f"out: expected a contiguous tensor of {numel} elements, got shape {tuple(out.shape)}")
     flat_out = out.view(-1)
     table = _lut(flat_out.dtype, flat_out.device)
-    if scale != 1.0:
+    if isinstance(scale, torch.Tensor) or scale != 1.0:  # a tensor scale stays on the device (no host read)
         table = table * scale
     whole = numel // 8
     codes = packed.reshape(-1)[: packed_size(numel)].long()
@@ -216,17 +271,121 @@ def unpack_signs(
     return out
 
 
-def majority_vote_packed(votes: torch.Tensor, step: int = 0, *, dither: torch.Tensor | None = None) -> torch.Tensor:
+def _ripple_add(a: list[torch.Tensor], b: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Bit-sliced sum of two batches of counters (planes least significant first): full adders on whole words."""
+    out: list[torch.Tensor] = []
+    carry: torch.Tensor | None = None
+    for x, y in zip(a, b, strict=True):
+        half = x ^ y
+        if carry is None:
+            out.append(half)
+            carry = x & y
+        else:
+            out.append(half ^ carry)
+            carry = (x & y) | (half & carry)
+    out.append(carry)  # type: ignore[arg-type]
+    return out
+
+
+def count_bits(words: torch.Tensor) -> list[torch.Tensor]:
+    """Per bit position, how many of the ``W`` rows of ``words`` have it set, as bit planes (least significant first).
+
+    A tree of bit-sliced adders: level ``l`` adds pairs of ``l``-plane counters for all pairs at once, so the Python
+    work is ``O(log^2 W)`` tensor operations whatever ``W``, and the word operations total ``O(W)`` per column.
+
+    Example:
+        >>> planes = count_bits(torch.tensor([[0b011], [0b110], [0b010]]))
+        >>> [int(p[0]) for p in planes]  # counts 1, 3, 1 at bits 0, 1, 2: low plane 0b111, high plane 0b010
+        [7, 2]
+    """
+    if words.dim() != 2 or words.shape[0] < 1:
+        raise ValueError(f"words: expected a (voters, words) tensor with at least one voter, got {tuple(words.shape)}")
+    planes = [words]
+    while planes[0].shape[0] > 1:
+        if planes[0].shape[0] % 2:
+            planes = [torch.cat([p, torch.zeros_like(p[:1])]) for p in planes]
+        planes = _ripple_add([p[0::2] for p in planes], [p[1::2] for p in planes])
+    top = words.shape[0].bit_length()
+    return [p[0] for p in planes[:top]]
+
+
+def vote_words(
+    words: torch.Tensor,
+    step: int = 0,
+    *,
+    dither: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Majority vote of ``W`` rows of packed signs viewed as 64-bit words, without leaving the device.
+
+    Args:
+        words: ``(W, m)`` int64 tensor, one row of packed signs per voter.
+        step: the step counter (the dither bit for ties).
+        dither: :func:`dither_mask` bytes of these ``8 m`` bytes (default: one tensor).
+        valid: optional ``(W,)`` bool tensor; rows where it is false abstain. The number of voters stays on the
+            device (the comparison with half of it is bit-sliced too), so nothing is read back to the host.
+
+    Returns:
+        ``(m,)`` int64 words: bit 1 where more than half of the valid voters sent 1, the dither bit on a tie,
+        0 where no voter is valid.
+
+    Example:
+        >>> w = torch.tensor([[0b0111], [0b0011], [0b0001], [-1]])
+        >>> int(vote_words(w, valid=torch.tensor([True, True, True, False]))[0])  # 3 voters: bits 0 and 1
+        3
+    """
+    if words.dim() != 2 or words.dtype != torch.int64:
+        raise ValueError(f"words: expected a 2-D int64 tensor (voters, words), got {words.dtype} {tuple(words.shape)}")
+    voters = words.shape[0]
+    if valid is None:
+        if voters == 1:
+            return words[0].clone()
+        planes = count_bits(words)
+        half: torch.Tensor | int = voters // 2
+        tie: torch.Tensor | int = -1 if voters % 2 == 0 else 0
+    else:
+        valid = valid.reshape(-1).to(device=words.device, dtype=torch.bool)
+        planes = count_bits(words & valid.to(torch.int64).neg().unsqueeze(1))
+        k = valid.sum()
+        half = torch.div(k, 2, rounding_mode="floor")
+        tie = ((k % 2 == 0) & (k > 0)).to(torch.int64).neg()
+    # count > half, most significant plane first; equal -> tie (dither bit) when the count of voters is even
+    greater = torch.zeros_like(planes[0])
+    equal = torch.full_like(planes[0], -1)
+    for j in reversed(range(len(planes))):
+        plane = planes[j]
+        if isinstance(half, int):
+            if (half >> j) & 1:
+                equal.bitwise_and_(plane)
+            else:
+                greater.bitwise_or_(equal & plane)
+                equal.bitwise_and_(~plane)
+        else:
+            bit = torch.bitwise_right_shift(half, j).bitwise_and_(1).neg_()  # 0 or -1, on the device
+            greater.bitwise_or_(equal & plane & ~bit)
+            equal.bitwise_and_(~(plane ^ bit))
+    if isinstance(tie, int):
+        if tie:
+            greater.bitwise_or_(equal.bitwise_and_(_dither(step, dither, greater)))
+    else:
+        greater.bitwise_or_(equal.bitwise_and_(_dither(step, dither, greater)).bitwise_and_(tie))
+    return greater
+
+
+def majority_vote_packed(
+    votes: torch.Tensor, step: int = 0, *, dither: torch.Tensor | None = None, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Majority vote over packed sign bits, computed with bitwise logic on the packed bytes.
 
-    Each bit position keeps a binary counter spread over ``ceil(log2(k + 1))`` bit planes (a ripple-carry
-    adder across voters), then one bit-sliced comparison with ``k // 2`` yields the majority. Nothing is
-    unpacked, so the vote costs ``O(k log k)`` bitwise operations on ``n / 64`` words.
+    The bytes are viewed as 64-bit words and every bit position keeps a binary counter spread over
+    ``ceil(log2(k + 1))`` bit planes, summed by a tree of bit-sliced full adders (:func:`count_bits`); one
+    bit-sliced comparison with ``k // 2`` yields the majority. Nothing is unpacked.
 
     Args:
         votes: uint8 tensor of shape ``(k, nbytes)``, one row of packed signs per voter (``k >= 1``).
         step: the step counter; with an even ``k`` a tie resolves to the dither bit of this step.
         dither: :func:`dither_mask` bytes of these ``nbytes`` (default: one tensor, see :func:`dither_byte`).
+        valid: optional ``(k,)`` bool tensor of the voters that take part (the others abstain).
 
     Returns:
         uint8 tensor of shape ``(nbytes,)``: bit 1 where more than half of the voters sent 1.
@@ -245,33 +404,11 @@ def majority_vote_packed(votes: torch.Tensor, step: int = 0, *, dither: torch.Te
     k, nbytes = votes.shape
     if k < 1:
         raise ValueError("votes: need at least one voter")
-    if k == 1:
+    if k == 1 and valid is None:
         return votes[0].clone()
     if nbytes % 8:
         padded = torch.zeros(k, nbytes + 8 - nbytes % 8, dtype=torch.uint8, device=votes.device)
         padded[:, :nbytes] = votes
-        return majority_vote_packed(padded, step, dither=dither)[:nbytes]
+        return majority_vote_packed(padded, step, dither=dither, valid=valid)[:nbytes]
     words = votes.contiguous().view(torch.int64)
-    planes = k.bit_length()
-    counters = [words[0].clone()] + [torch.zeros_like(words[0]) for _ in range(planes - 1)]
-    carry = torch.empty_like(words[0])
-    for row in range(1, k):
-        carry.copy_(words[row])
-        for plane in counters:
-            nxt = plane & carry
-            plane.bitwise_xor_(carry)
-            carry = nxt
-    # count > k // 2 (and count == k // 2 for ties), most significant plane first.
-    threshold = k // 2
-    greater = torch.zeros_like(words[0])
-    equal = torch.full_like(words[0], -1)
-    for j in reversed(range(planes)):
-        plane = counters[j]
-        if (threshold >> j) & 1:
-            equal.bitwise_and_(plane)
-        else:
-            greater.bitwise_or_(equal & plane)
-            equal.bitwise_and_(~plane)
-    if k % 2 == 0:
-        greater.bitwise_or_(equal.bitwise_and_(_dither(step, dither, greater)))
-    return greater.view(torch.uint8)
+    return vote_words(words, step, dither=dither, valid=valid).view(torch.uint8)

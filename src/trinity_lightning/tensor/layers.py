@@ -26,11 +26,13 @@ from tltorch.factorized_layers.factorized_convolution import (  # noqa: E402
     kernel_to_tensor,
     tensor_to_kernel,
 )
-from tltorch.utils import get_tensorized_shape  # noqa: E402
+from tltorch.utils import FactorList, get_tensorized_shape  # noqa: E402
+
+from trinity_lightning.tensor.cp_init import cp_als  # noqa: E402
 
 _CONVS: dict[int, Any] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-# CP by alternating least squares is the slow decomposition; 50 sweeps from an SVD start are within ~1% of the
-# 100-sweep default's reconstruction error on trained CNN kernels at a fraction of the time.
+# With decomposition_kwargs, CP goes to TensorLy's parafac: 50 sweeps from an SVD start are within ~1% of the
+# 100-sweep default's reconstruction error on trained CNN kernels. Without, cp_init.cp_als (much faster).
 _DEFAULT_DECOMPOSITION: dict[str, dict[str, Any]] = {"cp": {"n_iter_max": 50, "init": "svd"}, "tucker": {}, "tt": {}}
 
 
@@ -45,6 +47,34 @@ def _rank_above_mode_size_is_expected() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Trying to compute SVD with n_eigenvecs=", category=UserWarning)
         yield
+
+
+@torch.no_grad()
+def _init_factorized(
+    factorized: Any,
+    dense: torch.Tensor,
+    fact: str,
+    decomposition_kwargs: dict[str, Any] | None,
+    matrix: bool = False,
+) -> None:
+    """Initialize a tltorch factorized weight from ``dense`` (a kernel tensor, or a matrix with ``matrix=True``).
+
+    CP without ``decomposition_kwargs`` uses :func:`~trinity_lightning.tensor.cp_init.cp_als` (a slice-SVD start
+    and a few sweeps, 10-30x faster than TensorLy's ``parafac`` at the same error); any ``decomposition_kwargs``
+    (e.g. ``{"n_iter_max": 100}``) select TensorLy's ``parafac`` / ``tucker`` / ``tensor_train`` as before.
+    """
+    if fact == "cp" and not decomposition_kwargs:
+        tensor = dense.reshape(factorized.tensor_shape) if matrix else dense
+        weights, factors = cp_als(tensor, int(factorized.rank))
+        factorized.weights = nn.Parameter(weights.contiguous())
+        factorized.factors = FactorList([nn.Parameter(f.contiguous()) for f in factors])
+        return
+    kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
+    with _rank_above_mode_size_is_expected():
+        if matrix:
+            factorized.init_from_matrix(dense, **kwargs)
+        else:
+            factorized.init_from_tensor(dense, **kwargs)
 
 
 class UnsupportedLayerError(TypeError):
@@ -156,11 +186,9 @@ class TensorizedConv(tltorch.FactorizedConv):  # type: ignore[misc, name-defined
             )
             layer = layer.to(device=weight.device, dtype=weight.dtype)
             if decompose:
-                kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
-                with torch.no_grad(), _rank_above_mode_size_is_expected():
-                    layer.weight.init_from_tensor(kernel_to_tensor(fact, weight.detach()), **kwargs)
-                    if conv.bias is not None:
-                        layer.bias.data.copy_(conv.bias.detach())
+                _init_factorized(layer.weight, kernel_to_tensor(fact, weight.detach()), fact, decomposition_kwargs)
+                if conv.bias is not None:
+                    layer.bias.data.copy_(conv.bias.detach())
             else:
                 layer.reset_parameters()
         layer.forward_fun = tltorch.functional.convolution._get_factorized_conv(layer.weight, implementation)
@@ -319,11 +347,9 @@ class TensorizedLinear(tltorch.FactorizedLinear):  # type: ignore[misc, name-def
                 dtype=weight.dtype,
             )
             if decompose:
-                kwargs = {**_DEFAULT_DECOMPOSITION[fact], **(decomposition_kwargs or {})}
-                with torch.no_grad(), _rank_above_mode_size_is_expected():
-                    layer.weight.init_from_matrix(weight.detach(), **kwargs)
-                    if linear.bias is not None:
-                        layer.bias.data.copy_(linear.bias.detach())
+                _init_factorized(layer.weight, weight.detach(), fact, decomposition_kwargs, matrix=True)
+                if linear.bias is not None:
+                    layer.bias.data.copy_(linear.bias.detach())
         layer.factorization_name = fact
         layer.dense_config = {
             "kind": "linear",
