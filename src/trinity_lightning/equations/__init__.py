@@ -1,0 +1,30 @@
+"""Symbolic + numeric TreeLSTM (Arabshahi, Singh & Anandkumar, ICLR 2018): a batched TreeLSTM for any tree data,
+an equation generator with decimal trees, and a LightningModule that verifies equations.
+
+Example:
+    >>> from trinity_lightning.equations import Tree, TreeLSTM, collate_trees
+    >>> batch = collate_trees([Tree.from_sexpr("(add x (sin y))")], {"add": 0, "sin": 1, "x": 2, "y": 3})
+    >>> TreeLSTM(4, 8)(batch, batch.labels.float()[:, None].expand(-1, 4))[0].shape
+    torch.Size([4, 8])
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trinity_lightning._lazy import lazy_exports
+
+_EXPORTS = {
+    "Tree": "trinity_lightning.equations.trees",
+    "TreeBatch": "trinity_lightning.equations.trees",
+    "TreeError": "trinity_lightning.equations.trees",
+    "collate_trees": "trinity_lightning.equations.trees",
+    "TreeLSTM": "trinity_lightning.equations.treelstm",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from trinity_lightning.equations.treelstm import TreeLSTM
+    from trinity_lightning.equations.trees import Tree, TreeBatch, TreeError, collate_trees
