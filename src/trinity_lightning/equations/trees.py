@@ -16,12 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 __all__ = ["Tree", "TreeBatch", "TreeError", "collate_trees"]
+
+_BAD_LABEL = re.compile(r"[\s()]")
 
 
 class TreeError(ValueError):
@@ -47,7 +50,7 @@ class Tree:
     __slots__ = ("children", "label")
 
     def __init__(self, label: str, children: Sequence[Tree] = ()) -> None:
-        if not isinstance(label, str) or not label or any(ch in label for ch in " ()\n\t"):
+        if not isinstance(label, str) or not label or _BAD_LABEL.search(label):
             raise TreeError(f"Tree label must be a non-empty string without spaces or parentheses, got {label!r}")
         self.label = label
         self.children: list[Tree] = list(children)
