@@ -112,6 +112,10 @@ _EXPORTS: dict[str, str] = {
     "SpectralLDA": "trinity_lightning.topics",
     "TopicModel": "trinity_lightning.topics",
     "TopicModelDataModule": "trinity_lightning.topics",
+    # equations
+    "EquationDataModule": "trinity_lightning.equations",
+    "EquationVerifier": "trinity_lightning.equations",
+    "TreeLSTM": "trinity_lightning.equations",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -240,4 +244,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         load_tensorized,
         tensorize,
     )
+    from trinity_lightning.equations import EquationDataModule, EquationVerifier, TreeLSTM
     from trinity_lightning.topics import SpectralLDA, TopicModel, TopicModelDataModule

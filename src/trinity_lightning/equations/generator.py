@@ -200,15 +200,11 @@ class EquationGenerator:
         side = int(self.rng.integers(2))
         tree = (eq.lhs, eq.rhs)[side]
         if self.rng.random() < 0.15:  # substitute a variable everywhere by a small expression
-            names = variables_of(eq)
-            if not names:
+            present = variables_of(eq)
+            if not present:
                 return None
-            old, new = self._choice(names), self._small()
-            lhs, rhs = (
-                t.map_leaves(lambda leaf: new.copy() if leaf.label == old else Tree(leaf.label))
-                for t in (eq.lhs, eq.rhs)
-            )
-            return Equation(lhs, rhs)
+            old, small = self._choice(present), self._small()
+            return Equation(_substitute(eq.lhs, {old: small}), _substitute(eq.rhs, {old: small}))
         nodes = list(tree.subtrees())
         path, node = nodes[int(self.rng.integers(len(nodes)))]
         candidates = self._rules_by_root.get(node.label, [])
@@ -222,9 +218,7 @@ class EquationGenerator:
                 continue
             for name in names - set(binding):
                 binding[name] = self._leaf()
-            new = result.map_leaves(
-                lambda leaf: binding[leaf.label].copy() if leaf.label in binding else Tree(leaf.label)
-            )
+            new = _substitute(result, binding)
             sides = [eq.lhs, eq.rhs]
             sides[side] = tree.replace(path, new)
             return Equation(sides[0], sides[1])
@@ -387,6 +381,16 @@ class EquationGenerator:
 def variables_of(eq: Equation) -> list[str]:
     """The variables of both sides, in order of first appearance."""
     return variables(Tree("eq", [eq.lhs, eq.rhs]))
+
+
+def _substitute(tree: Tree, binding: Mapping[str, Tree]) -> Tree:
+    """A copy with every leaf named in ``binding`` replaced by (a copy of) its subtree."""
+
+    def leaf(node: Tree) -> Tree:
+        bound = binding.get(node.label)
+        return bound.copy() if bound is not None else Tree(node.label)
+
+    return tree.map_leaves(leaf)
 
 
 def _fmt(value: float) -> str:

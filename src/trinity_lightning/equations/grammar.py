@@ -101,6 +101,16 @@ def variables(tree: Tree) -> list[str]:
     return out
 
 
+def rename_variables(tree: Tree) -> Tree:
+    """A copy whose variables are renamed ``_v0, _v1, ...`` in order of first appearance."""
+    names = {v: f"_v{i}" for i, v in enumerate(variables(tree))}
+
+    def leaf(node: Tree) -> Tree:
+        return Tree(names.get(node.label, node.label))
+
+    return tree.map_leaves(leaf)
+
+
 @dataclass
 class Equation:
     """``lhs = rhs`` with its truth label.
@@ -130,9 +140,7 @@ class Equation:
         """A key equal for equations equal up to renaming variables and swapping sides (for deduplication)."""
         out = []
         for a, b in ((self.lhs, self.rhs), (self.rhs, self.lhs)):
-            names = {v: f"_v{i}" for i, v in enumerate(variables(Tree("eq", [a, b])))}
-            renamed = Tree("eq", [a, b]).map_leaves(lambda leaf, n=names: Tree(n.get(leaf.label, leaf.label)))
-            out.append(renamed.sexpr())
+            out.append(rename_variables(Tree("eq", [a, b])).sexpr())
         return min(out)
 
 
@@ -181,7 +189,7 @@ def parse_expression(text: str) -> Tree:
 
     Example:
         >>> parse_expression("2*x - 1").sexpr()
-        '(add (mul 2 x) -1)'
+        '(add (mul 2 x) (mul -1 1))'
     """
     import sympy
     from sympy.parsing.sympy_parser import parse_expr
