@@ -117,12 +117,12 @@ def numeric_baseline(test: list[Equation], seed: int, points: int = 8) -> np.nda
     return np.array([bool(numeric_check(e.lhs, e.rhs, rng, points=points)) for e in test])
 
 
-class _Timeout(Exception):
+class _SimplifyTimeoutError(Exception):
     pass
 
 
 def _alarm(signum: int, frame: Any) -> None:
-    raise _Timeout
+    raise _SimplifyTimeoutError
 
 
 def simplify_baseline(test: list[Equation], limit: float) -> tuple[np.ndarray, int]:
@@ -135,7 +135,7 @@ def simplify_baseline(test: list[Equation], limit: float) -> tuple[np.ndarray, i
             signal.setitimer(signal.ITIMER_REAL, limit)
             try:
                 verdict = sympy.simplify(to_sympy(e.lhs) - to_sympy(e.rhs)) == 0
-            except _Timeout:
+            except _SimplifyTimeoutError:
                 verdict, timeouts = False, timeouts + 1
             except Exception:
                 verdict = False
@@ -288,9 +288,9 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         "accuracy_cpu_s": round(time.process_time() - t0, 1),
         "accuracy_wall_s": round(time.time() - w0, 1),
         "load_average_after_accuracy": machine().get("load_average"),
-        "plot": "docs/img/equations.png",
+        "plot": os.path.relpath(args.plot, ROOT),
     }
-    plot(summary, ROOT / "docs" / "img" / "equations.png")
+    plot(summary, args.plot)
     return claims, details
 
 
@@ -476,6 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet()
