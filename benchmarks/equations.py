@@ -171,7 +171,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     eqs, report = make_data(args.per_depth, args.deep, args.functions)
     gen_time = time.time() - w0
     print(f"generated {len(eqs)} equations in {gen_time:.0f} s: {report}", flush=True)
-    splits = protocols(eqs)
+    splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
     per_seed: dict[str, dict[str, dict[str, Any]]] = {p: defaultdict(dict) for p in splits}
     simplify_info: dict[str, Any] = {}
     for pname, split in splits.items():
@@ -240,6 +240,37 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 "weak_domain": float(np.mean([s["weak_domain"] for s in seeds.values()])),
             }
         summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
+    tag = "_".join(args.protocols)
+    n = {
+        p: {"train": len(s["train"]), "test": len(s["test"]), "functions": len(s["functions"])}
+        for p, s in splits.items()
+    }
+    details = {
+        "accuracy": summary,
+        "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
+        "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
+        "sizes": n,
+        "generator_report": report,
+        "generation_wall_s": round(gen_time, 1),
+        "settings": {
+            "seeds": list(args.seeds),
+            "per_depth": args.per_depth,
+            "deep_per_depth": args.deep,
+            "functions": args.functions,
+            "hidden": args.hidden,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "threads": torch.get_num_threads(),
+        },
+        f"accuracy_cpu_s_{tag}": round(time.process_time() - t0, 1),
+        f"accuracy_wall_s_{tag}": round(time.time() - w0, 1),
+        f"load_average_after_{tag}": machine().get("load_average"),
+        "plot": os.path.relpath(args.plot, ROOT),
+    }
+    if "extrapolation" not in summary:
+        return [], details
+    plot(summary, args.plot)
     ext = summary["extrapolation"]
     claims = [
         claim(
@@ -263,34 +294,6 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             target_delta=2.0,
         ),
     ]
-    n = {
-        p: {"train": len(s["train"]), "test": len(s["test"]), "functions": len(s["functions"])}
-        for p, s in splits.items()
-    }
-    details = {
-        "accuracy": summary,
-        "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
-        "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
-        "sizes": n,
-        "generator_report": report,
-        "generation_wall_s": round(gen_time, 1),
-        "settings": {
-            "seeds": list(args.seeds),
-            "per_depth": args.per_depth,
-            "deep_per_depth": args.deep,
-            "functions": args.functions,
-            "hidden": args.hidden,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "threads": torch.get_num_threads(),
-        },
-        "accuracy_cpu_s": round(time.process_time() - t0, 1),
-        "accuracy_wall_s": round(time.time() - w0, 1),
-        "load_average_after_accuracy": machine().get("load_average"),
-        "plot": os.path.relpath(args.plot, ROOT),
-    }
-    plot(summary, args.plot)
     return claims, details
 
 
@@ -462,6 +465,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("all", "accuracy", "throughput"), default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--protocols", nargs="+", choices=("same_depth", "extrapolation"), default=["same_depth", "extrapolation"]
+    )
     parser.add_argument("--per-depth", type=int, default=500, help="symbolic equations per depth 1-4 (half true)")
     parser.add_argument("--deep", type=int, default=150, help="symbolic equations per depth 5 and 6 (test only)")
     parser.add_argument("--functions", type=int, default=1000, help="function evaluations (half true)")
@@ -482,9 +488,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet()
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
-    previous: dict[str, Any] = {}
-    if args.only != "all" and (args.results_dir / f"{NAME}.json").is_file():
-        previous = read_results(NAME, args.results_dir)
     if args.only in ("all", "accuracy"):
         c, d = run_accuracy(args)
         claims += c
@@ -493,10 +496,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         c, d = run_throughput(args)
         claims += c
         details.update(d)
-    if previous:  # keep the other half of the results file
+    partial = args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
+    if partial and (args.results_dir / f"{NAME}.json").is_file():  # keep the rest of the results file
+        previous = read_results(NAME, args.results_dir)
         ids = {c["id"] for c in claims}
         claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
-        details = {**previous["details"], **details}
+        old = previous["details"]
+        for key in ("accuracy", "per_seed", "sizes"):
+            if key in old and key in details:
+                details[key] = {**old[key], **details[key]}
+        details = {**old, **details}
     details["load_average"] = machine().get("load_average")
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
     path = write_results(NAME, claims, details, results_dir=args.results_dir)
