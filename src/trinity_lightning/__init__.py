@@ -207,6 +207,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         register_signsgd_hook,
         signsgd_hook,
     )
+    from trinity_lightning.equations import EquationDataModule, EquationVerifier, TreeLSTM
     from trinity_lightning.lander import (
         FixedPointError,
         FlyLandings,
@@ -244,5 +245,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         load_tensorized,
         tensorize,
     )
-    from trinity_lightning.equations import EquationDataModule, EquationVerifier, TreeLSTM
     from trinity_lightning.topics import SpectralLDA, TopicModel, TopicModelDataModule
