@@ -117,6 +117,10 @@ _EXPORTS: dict[str, str] = {
     "SpectralLDA": "trinity_lightning.topics",
     "TopicModel": "trinity_lightning.topics",
     "TopicModelDataModule": "trinity_lightning.topics",
+    # equations
+    "EquationDataModule": "trinity_lightning.equations",
+    "EquationVerifier": "trinity_lightning.equations",
+    "TreeLSTM": "trinity_lightning.equations",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -208,6 +212,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         register_signsgd_hook,
         signsgd_hook,
     )
+    from trinity_lightning.equations import EquationDataModule, EquationVerifier, TreeLSTM
     from trinity_lightning.lander import (
         FixedPointError,
         FlyLandings,

@@ -1,0 +1,519 @@
+"""Symbolic + numeric TreeLSTM (issue 16): equation verification accuracy of every baseline, and TreeLSTM throughput.
+
+Accuracy (``--only accuracy``): one generated data set (algebra + trigonometry identities, depths 1-6, half true;
+function evaluations), two protocols, ``--seeds`` model seeds:
+
+- *same depths*: symbolic equations of depths 1-4 split at random 80/20;
+- *depth extrapolation*: train on depths 1-3 (80 %; the other 20 % is an in-distribution test), test on depth 4
+  (the claim) and on depths 5-6 (the curve in docs/img/equations.png).
+
+Models: majority class, a depth/size-only probe (logistic regression on side heights and sizes), the numeric
+check (random points into both sides: Davis, arXiv 2105.11479), sympy ``simplify(lhs - rhs) == 0`` (on a
+subsample, with a time limit per equation), BiLSTM on the prefix form, TreeNN, TreeLSTM trained on symbolic data,
+TreeLSTM trained on symbolic data + function evaluations (numbers as decimal trees). Every network is an
+``EquationVerifier`` trained through a Lightning ``Trainer`` with the same hidden size, epochs and batch size.
+
+Throughput (``--only throughput``): trees per second, forward + backward, child-sum cell, same sizes, a mix of
+random expression trees of 3-63 nodes: our level-batched TreeLSTM vs the same model evaluated node by node, and vs
+the ``pytorch-tree-lstm`` package (``treelstm.TreeLSTM``). Data preparation (collate / evaluation orders) is done
+before timing for all three.
+
+    python benchmarks/equations.py                      # everything (~35 min on a loaded 2-core machine)
+    python benchmarks/equations.py --only throughput    # the timing claims alone (~2 min idle)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+
+from _harness import quiet, trainer
+from _results import RESULTS_DIR, claim, machine, median, read_results, write_results
+from trinity_lightning.equations.generator import EquationGenerator
+from trinity_lightning.equations.grammar import Equation, numeric_check, to_sympy
+from trinity_lightning.equations.module import EquationVerifier
+from trinity_lightning.equations.treelstm import TreeLSTM
+from trinity_lightning.equations.trees import Tree, collate_trees
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "equations"
+PAPER = {  # the paper's poster (ICLR 2018): same depths 1-4 / train 1-3, test 4
+    "majority": (50.24, 55.22),
+    "sympy_simplify": (81.74, None),
+    "bilstm": (81.71, 76.40),
+    "treenn": (92.06, 88.36),
+    "treelstm_sym": (95.18, 93.27),
+    "treelstm_symnum": (97.11, 96.17),
+}
+NEURAL = {
+    "bilstm": {"encoder": "bilstm"},
+    "treenn": {"encoder": "treenn"},
+    "treelstm_sym": {"encoder": "treelstm"},
+    "treelstm_symnum": {"encoder": "treelstm"},
+}
+WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
+
+
+# -- data -------------------------------------------------------------------------------------------------------
+def make_data(per_depth: int, deep: int, functions: int, seed: int = 0) -> tuple[list[Equation], dict[str, int]]:
+    gen = EquationGenerator(seed=seed, max_depth=6)
+    eqs = gen.generate(
+        per_depth={1: per_depth, 2: per_depth, 3: per_depth, 4: per_depth, 5: deep, 6: deep}, functions=functions
+    )
+    return eqs, dict(gen.report)
+
+
+def protocols(eqs: list[Equation], seed: int = 0) -> dict[str, dict[str, list[Equation]]]:
+    rng = random.Random(seed)
+    sym = [e for e in eqs if e.kind == "symbolic"]
+    fun = [e for e in eqs if e.kind == "function"]
+    same = [e for e in sym if e.depth <= 4]
+    rng.shuffle(same)
+    cut = int(0.8 * len(same))
+    shallow = [e for e in sym if e.depth <= 3]
+    rng.shuffle(shallow)
+    cut3 = int(0.8 * len(shallow))
+    return {
+        "same_depth": {"train": same[:cut], "test": same[cut:], "functions": fun},
+        "extrapolation": {
+            "train": shallow[:cut3],
+            "test": shallow[cut3:] + [e for e in sym if e.depth >= 4],
+            "functions": fun,
+        },
+    }
+
+
+# -- baselines --------------------------------------------------------------------------------------------------
+def features(eqs: list[Equation]) -> np.ndarray:
+    rows = []
+    for e in eqs:
+        hl, hr, sl, sr = e.lhs.height(), e.rhs.height(), e.lhs.size(), e.rhs.size()
+        rows.append([hl, hr, sl, sr, abs(hl - hr), abs(sl - sr), min(sl, sr), max(sl, sr)])
+    return np.asarray(rows, dtype=float)
+
+
+def probe(train: list[Equation], test: list[Equation]) -> np.ndarray:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    y = np.array([e.label for e in train])
+    clf = GradientBoostingClassifier(random_state=0, n_estimators=100, max_depth=3).fit(features(train), y)
+    return clf.predict(features(test)).astype(bool)
+
+
+def numeric_baseline(test: list[Equation], seed: int, points: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(1000 + seed)
+    return np.array([bool(numeric_check(e.lhs, e.rhs, rng, points=points)) for e in test])
+
+
+class _SimplifyTimeoutError(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise _SimplifyTimeoutError
+
+
+def simplify_baseline(test: list[Equation], limit: float) -> tuple[np.ndarray, int]:
+    import sympy
+
+    out, timeouts = [], 0
+    old = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        for e in test:
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            try:
+                verdict = sympy.simplify(to_sympy(e.lhs) - to_sympy(e.rhs)) == 0
+            except _SimplifyTimeoutError:
+                verdict, timeouts = False, timeouts + 1
+            except Exception:
+                verdict = False
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            out.append(bool(verdict))
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    return np.array(out), timeouts
+
+
+def train_network(name: str, train: list[Equation], seed: int, args: argparse.Namespace) -> EquationVerifier:
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    pl.seed_everything(seed, verbose=False)
+    model = EquationVerifier(**NEURAL[name], hidden_size=args.hidden, lr=args.lr)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
+    trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
+    return model
+
+
+def accuracy(pred: np.ndarray, test: list[Equation], mask: np.ndarray | None = None) -> float:
+    labels = np.array([e.label for e in test])
+    if mask is not None:
+        pred, labels = pred[mask], labels[mask]
+    return float(100.0 * (pred == labels).mean()) if len(labels) else float("nan")
+
+
+def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    t0 = time.process_time()
+    w0 = time.time()
+    eqs, report = make_data(args.per_depth, args.deep, args.functions)
+    gen_time = time.time() - w0
+    print(f"generated {len(eqs)} equations in {gen_time:.0f} s: {report}", flush=True)
+    splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
+    per_seed: dict[str, dict[str, dict[str, Any]]] = {p: defaultdict(dict) for p in splits}
+    simplify_info: dict[str, Any] = {}
+    for pname, split in splits.items():
+        train, test = split["train"], split["test"]
+        depths = np.array([e.depth for e in test])
+        weak = np.array([any(n.label in WEAK for _, n in (*e.lhs.subtrees(), *e.rhs.subtrees())) for e in test])
+        main_mask = depths <= 4 if pname == "same_depth" else depths == 4
+
+        def record(
+            model: str,
+            seed: int,
+            pred: np.ndarray,
+            pname: str = pname,
+            depths: np.ndarray = depths,
+            weak: np.ndarray = weak,
+            main_mask: np.ndarray = main_mask,
+            test: list[Equation] = test,
+        ) -> None:
+            per_seed[pname][model][seed] = {
+                "acc": accuracy(pred, test, main_mask),
+                "by_depth": {int(d): accuracy(pred, test, depths == d) for d in sorted(set(depths.tolist()))},
+                "weak_domain": accuracy(pred, test, main_mask & weak),
+            }
+            print(f"{pname:14s} {model:16s} seed {seed}: {per_seed[pname][model][seed]['acc']:.2f}", flush=True)
+
+        majority = np.mean([e.label for e in train]) >= 0.5
+        probe_pred = probe(train, test)
+        idx = np.flatnonzero(main_mask)[: args.simplify_n]
+        w = time.time()
+        simp, timeouts = simplify_baseline([test[i] for i in idx], args.simplify_limit)
+        simplify_info[pname] = {
+            "n": len(idx),
+            "timeouts": timeouts,
+            "limit_s": args.simplify_limit,
+            "wall_s": round(time.time() - w, 1),
+            "acc": accuracy(simp, [test[i] for i in idx]),
+        }
+        print(f"{pname} sympy simplify: {simplify_info[pname]}", flush=True)
+        for seed in args.seeds:
+            record("majority", seed, np.full(len(test), majority))
+            record("depth_size_probe", seed, probe_pred)
+            record("numeric_check", seed, numeric_baseline(test, seed))
+            for name in NEURAL:
+                data = train + split["functions"] if name == "treelstm_symnum" else train
+                w = time.time()
+                model = train_network(name, data, seed, args)
+                pred = (model.predict_proba(test) > 0.5).numpy()
+                record(name, seed, pred)
+                per_seed[pname][name][seed]["train_wall_s"] = round(time.time() - w, 1)
+                if name == "treelstm_symnum":
+                    fun = [e for e in split["functions"] if e.label][:200]
+                    values = model.predict_value([e.lhs for e in fun]).numpy()
+                    truth = np.array([float(e.rhs.label) for e in fun])
+                    per_seed[pname][name][seed]["value_mae_train_functions"] = float(np.abs(values - truth).mean())
+    summary: dict[str, dict[str, Any]] = {}
+    for pname, models in per_seed.items():
+        summary[pname] = {}
+        for model, seeds in models.items():
+            accs = [s["acc"] for s in seeds.values()]
+            depth_keys = sorted({d for s in seeds.values() for d in s["by_depth"]})
+            summary[pname][model] = {
+                "mean": float(np.mean(accs)),
+                "std": float(np.std(accs)),
+                "per_seed": accs,
+                "by_depth": {d: float(np.mean([s["by_depth"][d] for s in seeds.values()])) for d in depth_keys},
+                "weak_domain": float(np.mean([s["weak_domain"] for s in seeds.values()])),
+            }
+        summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
+    tag = "_".join(args.protocols)
+    n = {
+        p: {"train": len(s["train"]), "test": len(s["test"]), "functions": len(s["functions"])}
+        for p, s in splits.items()
+    }
+    details = {
+        "accuracy": summary,
+        "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
+        "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
+        "sizes": n,
+        "generator_report": report,
+        "generation_wall_s": round(gen_time, 1),
+        "settings": {
+            "seeds": list(args.seeds),
+            "per_depth": args.per_depth,
+            "deep_per_depth": args.deep,
+            "functions": args.functions,
+            "hidden": args.hidden,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "threads": torch.get_num_threads(),
+        },
+        f"accuracy_cpu_s_{tag}": round(time.process_time() - t0, 1),
+        f"accuracy_wall_s_{tag}": round(time.time() - w0, 1),
+        f"load_average_after_{tag}": machine().get("load_average"),
+        "plot": os.path.relpath(args.plot, ROOT),
+    }
+    if "extrapolation" not in summary:
+        return [], details
+    plot(summary, args.plot)
+    ext = summary["extrapolation"]
+    claims = [
+        claim(
+            "treelstm_vs_lstm_depth_extrapolation",
+            f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM (symbolic data) vs "
+            f"BiLSTM on the prefix form, mean of {len(args.seeds)} seeds (percentage points)",
+            ours=ext["treelstm_sym"]["mean"],
+            anchor=ext["bilstm"]["mean"],
+            unit="%",
+            better="higher",
+            target_delta=12.0,
+        ),
+        claim(
+            "numeric_data_gain_depth_extrapolation",
+            f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM trained on symbolic "
+            f"+ function-evaluation data vs symbolic data only, mean of {len(args.seeds)} seeds (percentage points)",
+            ours=ext["treelstm_symnum"]["mean"],
+            anchor=ext["treelstm_sym"]["mean"],
+            unit="%",
+            better="higher",
+            target_delta=2.0,
+        ),
+    ]
+    return claims, details
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ext = summary["extrapolation"]
+    for model in (
+        "numeric_check",
+        "treelstm_symnum",
+        "treelstm_sym",
+        "treenn",
+        "bilstm",
+        "depth_size_probe",
+        "majority",
+    ):
+        by_depth = ext[model]["by_depth"]
+        depths = sorted(by_depth)
+        ax.plot(depths, [by_depth[d] for d in depths], marker="o", label=model)
+    ax.axvspan(0.5, 3.5, color="0.92", zorder=0)
+    ax.text(2.0, 45, "training depths", ha="center", color="0.4")
+    ax.set_xlabel("equation depth")
+    ax.set_ylabel("verification accuracy (%)")
+    ax.set_title("Trained on depths 1-3 (mean of seeds)")
+    ax.set_ylim(40, 101)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- throughput -------------------------------------------------------------------------------------------------
+def random_trees(n: int, seed: int) -> list[Tree]:
+    rng = random.Random(seed)
+
+    def grow(depth: int) -> Tree:
+        if depth == 0 or rng.random() < 0.3:
+            return Tree("leaf")
+        k = rng.choice((1, 2, 2))
+        return Tree("node", [grow(depth - 1) for _ in range(k)])
+
+    out: list[Tree] = []
+    while len(out) < n:
+        t = grow(rng.randint(2, 8))
+        if 3 <= t.size() <= 63:
+            out.append(t)
+    return out
+
+
+def anchor_inputs(trees: list[Tree], x: torch.Tensor, order: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch in pytorch-tree-lstm's format (features, node_order, adjacency_list, edge_order)."""
+    from treelstm import batch_tree_input, calculate_evaluation_orders
+
+    items, offset = [], 0
+    for tree in trees:
+        nodes = tree.nodes()[::-1]  # pre-order-ish: parents before children, root first
+        index = {id(nd): i for i, nd in enumerate(nodes)}
+        adjacency = [[index[id(nd)], index[id(c)]] for nd in nodes for c in nd.children]
+        node_order, edge_order = calculate_evaluation_orders(adjacency, len(nodes))
+        feats = x[order[offset : offset + len(nodes)]]
+        items.append(
+            {
+                "features": feats,
+                "node_order": torch.tensor(node_order),
+                "adjacency_list": torch.tensor(adjacency, dtype=torch.long),
+                "edge_order": torch.tensor(edge_order),
+            }
+        )
+        offset += len(nodes)
+    return batch_tree_input(items)
+
+
+def time_it(fn: Any, repeats: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def run_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    torch.manual_seed(0)
+    H, B = args.throughput_hidden, args.throughput_batch
+    trees = random_trees(B, seed=0)
+    vocab = {"leaf": 0, "node": 1}
+    batch = collate_trees(trees, vocab)
+    ours = TreeLSTM(H, H, cell="childsum")
+    x = torch.randn(batch.num_nodes, H)
+
+    def step_ours(schedule: str = "level") -> None:
+        ours.zero_grad()
+        h, _ = ours(batch, x, schedule=schedule)
+        h[batch.roots].sum().backward()
+
+    times: dict[str, list[float]] = {}
+    times["ours_batched"] = time_it(step_ours, args.repeats)
+    times["ours_node_by_node"] = time_it(lambda: step_ours("node"), max(2, args.repeats // 4))
+    anchor_version = None
+    try:
+        import importlib.metadata
+
+        import treelstm
+
+        anchor_version = importlib.metadata.version("pytorch-tree-lstm")
+        anchor = treelstm.TreeLSTM(H, H)
+        order = torch.arange(batch.num_nodes)  # features are random: any order gives the same work
+        inputs = anchor_inputs(trees, x, order)
+
+        def step_anchor() -> None:
+            anchor.zero_grad()
+            h, _ = anchor(inputs["features"], inputs["node_order"], inputs["adjacency_list"], inputs["edge_order"])
+            h.sum().backward()
+
+        times["pytorch_tree_lstm"] = time_it(step_anchor, args.repeats)
+    except ImportError as err:
+        print(f"pytorch-tree-lstm not importable ({err}); its claim is skipped", flush=True)
+    tps = {k: B / median(v) for k, v in times.items()}
+    print({k: round(v, 1) for k, v in tps.items()}, flush=True)
+    claims = [
+        claim(
+            "treelstm_batching_speedup",
+            f"trees/s, forward + backward, child-sum TreeLSTM hidden {H}, {B} random expression trees of 3-63 nodes "
+            f"(median of {args.repeats} / {max(2, args.repeats // 4)} runs): level-batched vs the same model node by node",
+            ours=tps["ours_batched"],
+            anchor=tps["ours_node_by_node"],
+            unit="trees/s",
+            better="higher",
+            target=10.0,
+        )
+    ]
+    if "pytorch_tree_lstm" in tps:
+        claims.append(
+            claim(
+                "treelstm_throughput_vs_pytorch_tree_lstm",
+                f"trees/s, forward + backward, child-sum TreeLSTM hidden {H}, {B} random expression trees of 3-63 "
+                f"nodes, median of {args.repeats}: ours vs pytorch-tree-lstm {anchor_version} (its batching, "
+                "evaluation orders precomputed)",
+                ours=tps["ours_batched"],
+                anchor=tps["pytorch_tree_lstm"],
+                unit="trees/s",
+                better="higher",
+                target=2.0,
+            )
+        )
+    details = {
+        "throughput": {
+            "trees_per_s": tps,
+            "seconds": {k: [round(t, 5) for t in v] for k, v in times.items()},
+            "trees": B,
+            "nodes": batch.num_nodes,
+            "levels": len(batch.levels),
+            "hidden": H,
+            "anchor": f"pytorch-tree-lstm {anchor_version}" if anchor_version else None,
+            "load_average": machine().get("load_average"),
+            "command": "OMP_NUM_THREADS=1 python benchmarks/equations.py --only throughput",
+        }
+    }
+    return claims, details
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("all", "accuracy", "throughput"), default="all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--protocols", nargs="+", choices=("same_depth", "extrapolation"), default=["same_depth", "extrapolation"]
+    )
+    parser.add_argument("--per-depth", type=int, default=500, help="symbolic equations per depth 1-4 (half true)")
+    parser.add_argument("--deep", type=int, default=150, help="symbolic equations per depth 5 and 6 (test only)")
+    parser.add_argument("--functions", type=int, default=1000, help="function evaluations (half true)")
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--simplify-n", type=int, default=80, help="sympy simplify: equations per protocol")
+    parser.add_argument("--simplify-limit", type=float, default=2.0, help="sympy simplify: seconds per equation")
+    parser.add_argument("--throughput-hidden", type=int, default=64)
+    parser.add_argument("--throughput-batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    quiet()
+    claims: list[dict[str, Any]] = []
+    details: dict[str, Any] = {}
+    if args.only in ("all", "accuracy"):
+        c, d = run_accuracy(args)
+        claims += c
+        details.update(d)
+    if args.only in ("all", "throughput"):
+        c, d = run_throughput(args)
+        claims += c
+        details.update(d)
+    partial = args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
+    if partial and (args.results_dir / f"{NAME}.json").is_file():  # keep the rest of the results file
+        previous = read_results(NAME, args.results_dir)
+        ids = {c["id"] for c in claims}
+        claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
+        old = previous["details"]
+        for key in ("accuracy", "per_seed", "sizes"):
+            if key in old and key in details:
+                details[key] = {**old[key], **details[key]}
+        details = {**old, **details}
+    details["load_average"] = machine().get("load_average")
+    details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
+    path = write_results(NAME, claims, details, results_dir=args.results_dir)
+    print(f"wrote {path}")
+    for c in claims:
+        print(c["id"], {k: c.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})
+    return {"claims": claims, "details": details}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""EquationVerifier: a LightningModule that verifies equations and predicts the values of function evaluations.
+
+Each side of ``lhs = rhs`` is encoded (a TreeLSTM with one cell per function symbol, a TreeNN, or a BiLSTM over the
+prefix form, for comparison); the two encodings are compared (``[l * r, |l - r|]`` -> MLP -> logit). Numbers are
+decimal trees (:class:`~.decimal.DecimalTreeEncoder`). A value head reads the left side of a function evaluation
+(``sin(2.5)``) and regresses its value, trained on the true ones.
+
+Example:
+    >>> from trinity_lightning.equations.grammar import parse_equation
+    >>> model = EquationVerifier(hidden_size=8)
+    >>> probs = model.predict_proba([parse_equation("x + 0 = x"), parse_equation("sin(2.5) = 0.6", kind="function")])
+    >>> probs.shape
+    torch.Size([2])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trinity_lightning.equations.decimal import DecimalTreeEncoder
+from trinity_lightning.equations.grammar import FUNCTIONS, Equation
+from trinity_lightning.equations.treelstm import TreeLSTM
+from trinity_lightning.equations.trees import Tree, TreeBatch, collate_trees
+
+__all__ = ["EquationBatch", "EquationVerifier", "equation_vocabulary"]
+
+Encoder = Literal["treelstm", "treenn", "bilstm"]
+
+
+def equation_vocabulary(variables: Sequence[str], decimals: int = 2, max_exponent: int = 2) -> list[str]:
+    """Every label an equation tree can hold once its numbers are decimal trees.
+
+    Example:
+        >>> voc = equation_vocabulary(["x"], decimals=1, max_exponent=0)
+        >>> voc[:3], "10^-1" in voc, len(voc)
+        (['<pad>', 'add', 'cos'], True, 35)
+    """
+    places = [f"10^{e}" for e in range(-decimals, max_exponent + 1)]
+    return ["<pad>", *sorted(FUNCTIONS), "pi", *(str(i) for i in range(-9, 10)), *places, *variables]
+
+
+@dataclass
+class EquationBatch:
+    """A collated batch: both sides of ``B`` equations as ``2B`` trees (left sides first) and as prefix tokens."""
+
+    trees: TreeBatch
+    tokens: torch.Tensor  # [2B, L] prefix ids, 0-padded
+    lengths: torch.Tensor  # [2B]
+    labels: torch.Tensor  # [B] float 0/1
+    values: torch.Tensor  # [B] value of a true function evaluation, NaN otherwise
+    is_function: torch.Tensor  # [B] bool
+    depths: torch.Tensor  # [B]
+
+    def to(self, device: torch.device | str) -> EquationBatch:
+        return EquationBatch(
+            self.trees.to(device),
+            self.tokens.to(device),
+            self.lengths.to(device),
+            self.labels.to(device),
+            self.values.to(device),
+            self.is_function.to(device),
+            self.depths.to(device),
+        )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class EquationVerifier(pl.LightningModule):
+    """Verify equations (binary cross-entropy) and predict function values (smooth L1 on the true evaluations).
+
+    Args:
+        encoder: ``"treelstm"``, ``"treenn"`` (a recursive network without memory cells) or ``"bilstm"`` (the
+            sequence baseline, on the prefix form).
+        cell: TreeLSTM cell, ``"nary"`` (binary, positional; the paper's) or ``"childsum"``.
+        hidden_size: size of the node states (and of the embeddings).
+        per_type_cells: one set of cell parameters per function symbol (the paper's), else one shared cell.
+        variables: the variable names the vocabulary holds.
+        decimals, max_exponent: the decimal-tree encoder's range.
+        value_weight: weight of the value-regression loss.
+        lr, weight_decay: Adam.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder = "treelstm",
+        cell: Literal["nary", "childsum"] = "nary",
+        hidden_size: int = 64,
+        per_type_cells: bool = True,
+        variables: Sequence[str] = ("x", "y", "z"),
+        decimals: int = 2,
+        max_exponent: int = 2,
+        value_weight: float = 0.5,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if encoder not in ("treelstm", "treenn", "bilstm"):
+            raise ValueError(f"EquationVerifier: encoder={encoder!r}; expected 'treelstm', 'treenn' or 'bilstm'")
+        self.save_hyperparameters()
+        self.vocab = {label: i for i, label in enumerate(equation_vocabulary(list(variables), decimals, max_exponent))}
+        self.decimal = DecimalTreeEncoder(decimals=decimals, max_exponent=max_exponent)
+        H = hidden_size
+        self.embed = nn.Embedding(len(self.vocab), H, padding_idx=0)
+        functions = sorted(FUNCTIONS)
+        cell_of = torch.zeros(len(self.vocab), dtype=torch.long)  # leaves: cell 0; function f: its own cell
+        if per_type_cells:
+            for k, name in enumerate(functions, start=1):
+                cell_of[self.vocab[name]] = k
+        self.register_buffer("cell_of", cell_of, persistent=False)
+        n_types = len(functions) + 1 if per_type_cells else 1
+        self.tree: TreeLSTM | None = None
+        self.lstm: nn.LSTM | None = None
+        if encoder == "bilstm":
+            self.lstm = nn.LSTM(H, H, batch_first=True, bidirectional=True)
+            self.project = nn.Linear(2 * H, H)
+        else:
+            kind = "treenn" if encoder == "treenn" else cell
+            self.tree = TreeLSTM(H, H, cell=kind, arity=2, node_types=n_types)
+        self.compare = nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, 1))
+        self.value_head = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, 1))
+
+    # -- data -------------------------------------------------------------------------------------------------------
+    def collate(self, equations: Sequence[Equation]) -> EquationBatch:
+        """Collate equations (numbers expanded to decimal trees) into an :class:`EquationBatch`."""
+        sides: list[Tree] = [self.decimal.expand(e.lhs) for e in equations]
+        sides += [self.decimal.expand(e.rhs) for e in equations]
+        trees = collate_trees(sides, self.vocab, max_children=2, source="equation side")
+        prefixes = [[self.vocab[label] for label in side.prefix()] for side in sides]
+        width = max(len(p) for p in prefixes)
+        tokens = torch.zeros(len(prefixes), width, dtype=torch.long)
+        for i, p in enumerate(prefixes):
+            tokens[i, : len(p)] = torch.tensor(p)
+        values = [
+            float(e.rhs.label) if e.kind == "function" and e.label and not e.rhs.children else math.nan
+            for e in equations
+        ]
+        return EquationBatch(
+            trees=trees,
+            tokens=tokens,
+            lengths=torch.tensor([len(p) for p in prefixes]),
+            labels=torch.tensor([float(e.label) for e in equations]),
+            values=torch.tensor(values, dtype=torch.float32),
+            is_function=torch.tensor([e.kind == "function" for e in equations]),
+            depths=torch.tensor([e.depth for e in equations]),
+        )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, list):
+            return self.collate(batch)
+        return batch
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, EquationBatch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    # -- model ------------------------------------------------------------------------------------------------------
+    def encode(self, batch: EquationBatch) -> torch.Tensor:
+        """``[2B, H]``: the encoding of every side (left sides first)."""
+        if self.lstm is not None:
+            x = self.embed(batch.tokens)
+            packed = nn.utils.rnn.pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, (h, _) = self.lstm(packed)
+            return torch.tanh(self.project(torch.cat([h[0], h[1]], dim=1)))
+        assert self.tree is not None
+        trees = batch.trees
+        x = self.embed(trees.labels)
+        cell_of: torch.Tensor = self.cell_of  # type: ignore[assignment]
+        types = cell_of[trees.labels] if self.tree.node_types > 1 else None
+        h, _ = self.tree(trees, x, types)
+        return h[trees.roots]
+
+    def forward(self, batch: EquationBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B]`` (true vs false) and predicted values ``[B]`` of the left sides."""
+        sides = self.encode(batch)
+        B = len(batch)
+        left, right = sides[:B], sides[B:]
+        logits = self.compare(torch.cat([left * right, (left - right).abs()], dim=1)).squeeze(1)
+        return logits, self.value_head(left).squeeze(1)
+
+    def _step(self, batch: EquationBatch, stage: str) -> torch.Tensor:
+        logits, values = self(batch)
+        loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
+        has_value = ~batch.values.isnan()
+        if bool(has_value.any()) and self.hparams["value_weight"] > 0:
+            value_loss = F.smooth_l1_loss(values[has_value], batch.values[has_value])
+            loss = loss + self.hparams["value_weight"] * value_loss
+            self.log(
+                f"{stage}_value_mae", (values[has_value] - batch.values[has_value]).abs().mean(), batch_size=len(batch)
+            )
+        acc = ((logits > 0).float() == batch.labels).float().mean()
+        self.log(f"{stage}_loss", loss, batch_size=len(batch), prog_bar=stage == "train")
+        self.log(f"{stage}_acc", acc, batch_size=len(batch), prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: EquationBatch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: EquationBatch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: EquationBatch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: EquationBatch, batch_idx: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch)[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+
+    # -- inference helpers ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_proba(self, equations: Sequence[Equation], batch_size: int = 256) -> torch.Tensor:
+        """Probability that each equation holds (eval mode, no gradient; the mode is restored)."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = [
+                torch.sigmoid(self(self.collate(equations[i : i + batch_size]).to(self.device))[0]).cpu()
+                for i in range(0, len(equations), batch_size)
+            ]
+        finally:
+            self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.no_grad()
+    def predict_value(self, expressions: Sequence[Tree], batch_size: int = 256) -> torch.Tensor:
+        """Predicted value of each expression (a function-evaluation query such as ``sin(2.5)``)."""
+        queries = [Equation(e, Tree("0"), True, "function") for e in expressions]
+        was_training = self.training
+        self.eval()
+        try:
+            out = [
+                self(self.collate(queries[i : i + batch_size]).to(self.device))[1].cpu()
+                for i in range(0, len(queries), batch_size)
+            ]
+        finally:
+            self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)

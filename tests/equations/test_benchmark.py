@@ -1,0 +1,87 @@
+"""benchmarks/equations.py: the results file carries the issue's claim ids, and a smoke run works."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "equations.json"
+DELTAS = {"treelstm_vs_lstm_depth_extrapolation": 12.0, "numeric_data_gain_depth_extrapolation": 2.0}
+RATIOS = {"treelstm_batching_speedup": 10.0, "treelstm_throughput_vs_pytorch_tree_lstm": 2.0}
+MODELS = {
+    "majority",
+    "depth_size_probe",
+    "numeric_check",
+    "sympy_simplify",
+    "bilstm",
+    "treenn",
+    "treelstm_sym",
+    "treelstm_symnum",
+}
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("equations_bench", ROOT / "benchmarks" / "equations.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_file_has_the_named_claims_and_every_baseline():
+    data = json.loads(RESULTS.read_text())
+    claims = {c["id"]: c for c in data["claims"]}
+    for name, target in DELTAS.items():
+        c = claims[name]
+        assert c["target_delta"] == target and c["delta"] == pytest.approx(c["ours"] - c["anchor"])
+        assert c["met"] == (c["delta"] >= target)
+    for name, target in RATIOS.items():
+        c = claims[name]
+        assert c["target"] == target and c["ratio"] == pytest.approx(c["ours"] / c["anchor"])
+        assert c["met"] == (c["ratio"] >= target)
+    details = data["details"]
+    for protocol in ("same_depth", "extrapolation"):
+        assert set(details["accuracy"][protocol]) == MODELS
+    ext = details["accuracy"]["extrapolation"]
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == ext["treelstm_sym"]["mean"]
+    assert details["settings"]["seeds"] == [0, 1, 2] and "load_average" in details
+    assert (ROOT / details["plot"]).is_file()
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run(tmp_path):
+    bench = _bench()
+    out = bench.main(
+        [
+            "--per-depth",
+            "30",
+            "--deep",
+            "6",
+            "--functions",
+            "20",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--simplify-n",
+            "3",
+            "--throughput-batch",
+            "16",
+            "--repeats",
+            "2",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    ids = {c["id"] for c in out["claims"]}
+    assert set(DELTAS) <= ids and "treelstm_batching_speedup" in ids
+    again = bench.main(
+        ["--only", "throughput", "--throughput-batch", "16", "--repeats", "2", "--results-dir", str(tmp_path)]
+    )
+    assert {c["id"] for c in again["claims"]} == ids  # the accuracy claims are kept

@@ -1,0 +1,103 @@
+"""EquationVerifier, EquationDataModule and recipes/equations.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+
+from trinity_lightning.equations.datamodule import EquationDataModule
+from trinity_lightning.equations.generator import EquationGenerator, write_jsonl
+from trinity_lightning.equations.grammar import parse_equation, parse_expression
+from trinity_lightning.equations.module import EquationVerifier
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _trainer(tmp_path, **kw):
+    kw = {
+        "max_epochs": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": str(tmp_path),
+        **kw,
+    }
+    return pl.Trainer(**kw)
+
+
+def test_datamodule_splits_by_depth_and_at_random():
+    dm = EquationDataModule(per_depth=20, functions=10, max_depth=3, train_depths=[1, 2], test_depths=[3])
+    dm.setup("fit")
+    assert {e.depth for e in dm.test} == {3} and {e.kind for e in dm.test} == {"symbolic"}
+    assert {e.depth for e in dm.train + dm.val if e.kind == "symbolic"} == {1, 2}
+    assert sum(e.kind == "function" for e in dm.train + dm.val) == 10
+    same = EquationDataModule(per_depth=20, functions=0, max_depth=2, split="random", train_depths=[1, 2])
+    same.setup("fit")
+    assert len(same.test) == 8 and {e.depth for e in same.test} <= {1, 2}
+    keys = [e.key() for e in same.train + same.val + same.test]
+    assert len(set(keys)) == len(keys)  # no equation (up to renaming) in two splits
+    assert dm.report["symbolic_true"] == 30
+
+
+def test_datamodule_reads_jsonl(tmp_path):
+    path = write_jsonl(EquationGenerator(seed=1, max_depth=2).generate(per_depth=10), tmp_path / "eq.jsonl")
+    dm = EquationDataModule(path=str(path), train_depths=[1], test_depths=[2], val_fraction=0.0)
+    dm.setup("fit")
+    assert len(dm.train) == 10 and len(dm.test) == 10
+    with pytest.raises(ValueError, match="no training equations of depths"):
+        EquationDataModule(path=str(path), train_depths=[5], test_depths=[2]).setup("fit")
+
+
+@pytest.mark.parametrize(
+    "encoder",
+    ["treelstm", pytest.param("treenn", marks=pytest.mark.slow), pytest.param("bilstm", marks=pytest.mark.slow)],
+)
+def test_verifier_learns_a_tiny_set(tmp_path, encoder):
+    pl.seed_everything(0)
+    dm = EquationDataModule(
+        per_depth=40, functions=40, max_depth=2, train_depths=[1, 2], test_depths=[2], batch_size=16
+    )
+    model = EquationVerifier(encoder=encoder, hidden_size=16, lr=0.01)
+    trainer = _trainer(tmp_path, max_epochs=3)
+    trainer.fit(model, dm)
+    probs = model.predict_proba(dm.train)
+    labels = torch.tensor([float(e.label) for e in dm.train])
+    assert ((probs > 0.5).float() == labels).float().mean() > 0.6
+
+
+def test_value_head_and_decimal_trees():
+    model = EquationVerifier(hidden_size=8)
+    batch = model.collate([parse_equation("sin(2.5) = 0.6", kind="function"), parse_equation("x*1 = x")])
+    assert batch.values[0] == pytest.approx(0.6) and batch.values[1].isnan()
+    names = {i: label for label, i in model.vocab.items()}
+    assert {"10^-1", "6"} <= {names[i] for i in batch.trees.labels.tolist()}  # 0.6 = 6 * 10^-1, a decimal tree
+    assert model.predict_value([parse_expression("sin(2.5)")]).shape == (1,)
+    with pytest.raises(ValueError, match="outside the encoder's range"):
+        model.collate([parse_equation("x = 12345")])
+
+
+def test_unknown_variable_names_the_side():
+    model = EquationVerifier(hidden_size=8)
+    with pytest.raises(ValueError, match="equation side 0: unknown label 'w'"):
+        model.collate([parse_equation("w = w")])
+
+
+def test_recipe_runs_through_the_cli_at_tiny_size(tmp_path):
+    from trinity_lightning.cli import run_lightning
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "equations.yaml").read_text())
+    recipe["trainer"].update(
+        max_epochs=1, limit_train_batches=2, enable_progress_bar=False, default_root_dir=str(tmp_path)
+    )
+    recipe["model"]["init_args"]["hidden_size"] = 8
+    recipe["data"]["init_args"].update(per_depth=8, functions=8)
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    cli = run_lightning(["fit", "--config", str(config)])
+    assert isinstance(cli.model, EquationVerifier)
+    assert "val_acc" in cli.trainer.callback_metrics
