@@ -151,8 +151,8 @@ def test_divergence_raises_with_the_iteration(toy):
 
 
 def test_em_argument_validation(toy):
-    with pytest.raises(ValueError, match="n_iter: expected a positive integer"):
-        DawidSkene(n_iter=0)
+    with pytest.raises(ValueError, match="n_iter: expected a non-negative integer"):
+        DawidSkene(n_iter=-1)
     with pytest.raises(ValueError, match="smoothing"):
         DawidSkene(smoothing=-1)
     with pytest.raises(ValueError, match="dtype"):
