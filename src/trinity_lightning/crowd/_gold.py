@@ -127,7 +127,8 @@ def initial_counts(
         given[rows_w, rows_l] = True
     else:
         raise ValueError(
-            f"initial_error: expected a DataFrame indexed by (worker, label) or a tensor; got {type(initial_error).__name__}"
+            "initial_error: expected a DataFrame indexed by (worker, label) or a tensor; "
+            f"got {type(initial_error).__name__}"
         )
     if not torch.isfinite(values).all() or (values < 0).any():
         raise ValueError("initial_error: values must be finite, non-negative counts or probabilities")

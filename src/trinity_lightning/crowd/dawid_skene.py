@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trinity_lightning.crowd._incidence import Incidence
 from trinity_lightning.crowd._gold import STRATEGIES, InitialErrorStrategy, apply_gold, gold_tensor, initial_counts
+from trinity_lightning.crowd._incidence import Incidence
 from trinity_lightning.crowd.base import Aggregator, deprecated_alias
 from trinity_lightning.crowd.table import AnnotationTable
 
@@ -339,13 +339,14 @@ class DawidSkene(_EMAggregator):
     def _m_step(self, inc: Incidence, post: torch.Tensor) -> _Params:
         counts, extra = self._counts(inc, post)  # (R, true)
         tiny = torch.finfo(counts.dtype).tiny
+        unobserved: torch.Tensor | float = 0.0
         if self.crowdkit_compat:
             cells = counts.clamp_min(self.eps)
             denom = inc.worker_sum(cells)  # (workers, true): sums over the observed labels
             if extra is not None:
                 denom = denom + extra
             log_conf_t = (cells / denom[inc.row_worker]).clamp_min(1e-300).log()
-            penalty, unobserved = 0.0, 0.0
+            penalty = 0.0
         else:
             s = self.smoothing
             cells = counts + s if s else counts
