@@ -114,8 +114,11 @@ class Incidence:
 
     def votes(self) -> torch.Tensor:
         """``(items, K)`` count of each label per item (the E-step product with one-hot rows)."""
-        one_hot = torch.nn.functional.one_hot(self.row_label, self.num_classes).to(self.dtype)
-        return self._a @ one_hot
+        K = self.num_classes
+        items = torch.repeat_interleave(torch.arange(self.num_items, device=self._a.device), self.per_item.long())
+        flat = items * K + self.row_label[self._a.col_indices()]
+        votes = torch.zeros(self.num_items * K, dtype=self.dtype, device=self._a.device)
+        return votes.index_add_(0, flat, torch.ones(len(flat), dtype=self.dtype, device=flat.device)).view(-1, K)
 
     def gather_sum(self, row_values: torch.Tensor) -> torch.Tensor:
         """E-step sum ``(items, K)``: for each item, the sum of its annotations' rows of ``(R, K)``."""

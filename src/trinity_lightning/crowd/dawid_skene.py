@@ -29,7 +29,7 @@ class _Params:
     log_conf_t: torch.Tensor  # (R, K): row r = observed pair (row_worker[r], row_label[r]), column true class
     log_prior: torch.Tensor  # (K,)
     penalty: float  # log-density of the Dirichlet/Beta prior behind the smoothing (0 without smoothing)
-    counts: torch.Tensor  # (R, true) counts that produced these parameters
+    counts: torch.Tensor  # (R, true) counts behind these parameters (compat mode; otherwise the reused buffer)
     unobserved: torch.Tensor | float = 0.0  # P(said l | true k) of pairs nobody used: a number or (workers, K)
 
 
@@ -290,6 +290,12 @@ class _EMAggregator(Aggregator):
         self._incidence = inc
 
 
+def _divide_rows(rows: torch.Tensor, denom: torch.Tensor, row_worker: torch.Tensor, block: int = 16384) -> None:
+    """``rows[r] /= denom[row_worker[r]]`` in place, a block of rows at a time (no ``(R, K)`` temporary)."""
+    for start in range(0, len(rows), block):
+        rows[start : start + block] /= denom[row_worker[start : start + block]]
+
+
 class DawidSkene(_EMAggregator):
     """Dawid-Skene EM with a full ``K x K`` confusion matrix per worker.
 
@@ -340,26 +346,32 @@ class DawidSkene(_EMAggregator):
         counts, extra = self._counts(inc, post)  # (R, true)
         tiny = torch.finfo(counts.dtype).tiny
         unobserved: torch.Tensor | float = 0.0
+        penalty = 0.0
+        # in place on one (R, K) buffer: with many classes the rows dominate memory (crowd-kit keeps several copies)
         if self.crowdkit_compat:
-            cells = counts.clamp_min(self.eps)
-            denom = inc.worker_sum(cells)  # (workers, true): sums over the observed labels
+            log_conf_t = counts.clamp_min(self.eps)  # counts stay: crowd-kit's stopping value needs them
+            denom = inc.worker_sum(log_conf_t)  # (workers, true): sums over the observed labels
             if extra is not None:
                 denom = denom + extra
-            log_conf_t = (cells / denom[inc.row_worker]).clamp_min(1e-300).log()
-            penalty = 0.0
+            _divide_rows(log_conf_t, denom, inc.row_worker)
+            log_conf_t.clamp_min_(1e-300).log_()
         else:
             s = self.smoothing
-            cells = counts + s if s else counts
-            denom = inc.worker_sum(cells)
-            unused = (inc.num_classes - inc.observed.sum(dim=1)).to(cells.dtype)  # labels a worker never gave
+            log_conf_t = counts
+            if s:
+                log_conf_t += s
+            denom = inc.worker_sum(log_conf_t)
+            unused = (inc.num_classes - inc.observed.sum(dim=1)).to(counts.dtype)  # labels a worker never gave
             if s:
                 denom = denom + s * unused[:, None]
             if extra is not None:
                 denom = denom + extra
             denom = denom.clamp_min(tiny)
-            log_conf_t = (cells / denom[inc.row_worker]).clamp_min(self.eps).log()
+            _divide_rows(log_conf_t, denom, inc.row_worker)
+            log_conf_t.clamp_min_(self.eps).log_()
             unobserved_t = (s / denom).clamp_min(self.eps)  # (workers, true) cell of every label never given
-            penalty = float(s * (log_conf_t.sum() + (unused[:, None] * unobserved_t.log()).sum())) if s else 0.0
+            if s:
+                penalty = float(s * (log_conf_t.sum() + (unused[:, None] * unobserved_t.log()).sum()))
             unobserved = unobserved_t
         log_prior, prior_penalty = self._prior(inc, post)
         return _Params(log_conf_t, log_prior, penalty + prior_penalty, counts, unobserved)
