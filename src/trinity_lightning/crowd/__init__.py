@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
     from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
+    from trinity_lightning.crowd.skills import GoldMajorityVote, Wawa, ZeroBasedSkill
     from trinity_lightning.crowd.table import AnnotationTable
 
 # every name is imported on first access: ``trinity crowd --help`` needs neither torch nor Lightning, and
@@ -32,6 +33,9 @@ _LAZY = {
     "OneCoinDawidSkene": "trinity_lightning.crowd.dawid_skene",
     "MajorityVote": "trinity_lightning.crowd.majority_vote",
     "MBEM": "trinity_lightning.crowd.mbem",
+    "GoldMajorityVote": "trinity_lightning.crowd.skills",
+    "Wawa": "trinity_lightning.crowd.skills",
+    "ZeroBasedSkill": "trinity_lightning.crowd.skills",
     "hammer_spammer_confusions": "trinity_lightning.crowd.simulate",
     "random_confusions": "trinity_lightning.crowd.simulate",
     "simulate_annotations": "trinity_lightning.crowd.simulate",
@@ -54,9 +58,12 @@ __all__ = [
     "CrowdEM",
     "DawidSkene",
     "EpochSeededSampler",
+    "GoldMajorityVote",
     "MajorityVote",
     "OneCoinDawidSkene",
     "SimulatedCrowdDataModule",
+    "Wawa",
+    "ZeroBasedSkill",
     "hammer_spammer_confusions",
     "random_confusions",
     "simulate_annotations",

@@ -52,7 +52,7 @@ class CrowdKitView:
             self.skills_ = pd.Series(
                 m.skills_.to(torch.float64).numpy(), index=pd.Index(t.worker_ids, name="worker"), name="skill"
             )
-        if hasattr(m, "error_rows_") or hasattr(m, "skills_"):
+        if hasattr(m, "error_rows_") or (hasattr(m, "errors_") and hasattr(m, "skills_")):
             errors = m.errors_.to(torch.float64).numpy()  # (worker, observed, true)
             observed = np.zeros((t.num_workers, t.num_classes), dtype=bool)
             observed[t.workers.numpy(), t.labels.numpy()] = True
@@ -61,3 +61,20 @@ class CrowdKitView:
                 [t.worker_ids[w], np.asarray(t.classes, dtype=object)[lab]], names=["worker", "label"]
             )
             self.errors_ = pd.DataFrame(errors[w, lab], index=index, columns=classes)
+
+
+def patch_crowdkit_check_is_fitted() -> None:
+    """crowd-kit 1.4.2's Wawa / ZeroBasedSkill / GoldMajorityVote call scikit-learn's ``check_is_fitted``, which
+    fails on their attrs classes with scikit-learn >= 1.6 (no ``__sklearn_tags__``): replace it with a plain
+    attribute check so that the anchor runs."""
+    import importlib
+
+    def check(estimator: Any, attributes: Any = None, **_: Any) -> None:
+        for name in [attributes] if isinstance(attributes, str) else attributes or []:
+            if getattr(estimator, name, None) is None:
+                raise RuntimeError(f"{type(estimator).__name__} is not fitted ({name})")
+
+    for module in ("wawa", "zero_based_skill", "gold_majority_vote"):
+        mod = importlib.import_module(f"crowdkit.aggregation.classification.{module}")
+        if hasattr(mod, "check_is_fitted"):
+            mod.check_is_fitted = check
