@@ -70,6 +70,10 @@ def gold_tensor(table: AnnotationTable, true_labels: Any) -> tuple[torch.Tensor,
     if series.index.has_duplicates:
         raise ValueError(f"true_labels: item {series.index[series.index.duplicated()][0]!r} has two gold labels")
     index = table.item_index(list(series.index)).numpy()
+    if (index < 0).any():  # the same ids read as numbers in one file and as text in the other
+        text = pd.Index([str(v) for v in table.item_ids])
+        again = text.get_indexer(pd.Index([str(v) for v in series.index]))
+        index = np.where(index >= 0, index, again)
     known = index >= 0
     labels = class_ids(table, series.to_numpy()[known], "true_labels")
     return torch.from_numpy(index[known]), torch.from_numpy(labels), int((~known).sum())

@@ -1,0 +1,86 @@
+"""MACE, Wawa, ZeroBasedSkill, gold majority vote: behaviour, bad input, the CLI for every registered method."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from trinity_lightning.crowd import MACE, DawidSkene, GoldMajorityVote, MajorityVote
+from trinity_lightning.crowd.cli import METHODS, main
+from trinity_lightning.crowd.simulate import hammer_spammer_confusions, simulate_annotations
+
+
+def _simulated(seed: int = 0):
+    truth = torch.randint(0, 3, (300,), generator=torch.Generator().manual_seed(seed))
+    table = simulate_annotations(truth, hammer_spammer_confusions(12, 3, hammer_fraction=0.6, seed=seed), 5, seed=seed)
+    return table, truth
+
+
+def test_mace_finds_the_spammers_and_beats_majority_vote():
+    table, truth = _simulated()
+    mace = MACE().fit(table)
+    mv = MajorityVote(tie_break="smallest").fit(table)
+    assert (mace.labels_ == truth).float().mean() >= (mv.labels_ == truth).float().mean()
+    assert torch.allclose(mace.probas_.sum(1), torch.ones(table.num_items, dtype=mace.probas_.dtype))
+    assert mace.spamming_.shape == (12, 2) and mace.thetas_.shape == (12, 3)
+
+
+def test_mace_matches_crowdkit_labels_on_the_toy_table(toy):
+    ck = pytest.importorskip("crowdkit.aggregation")
+    ours = MACE().fit(toy)
+    theirs = ck.MACE().fit_predict(toy)
+    got = pd.Series(ours.table_.decode_labels(ours.labels_), index=ours.table_.item_ids)
+    assert (got == theirs.reindex(got.index)).all()
+
+
+def test_mace_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="method: expected 'vb' or 'em', got 'gibbs'"):
+        MACE(method="gibbs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha, beta"):
+        MACE(alpha=0)
+
+
+def test_gold_labels_bad_input_names_the_argument_and_value(toy):
+    with pytest.raises(ValueError, match="true_labels: label 'zebra' is not one of the table's classes"):
+        DawidSkene().fit(toy, {"t1": "zebra"})
+    ds = DawidSkene().fit(toy, {"t1": "b", "no-such-item": "a"})
+    assert ds.gold_unused_ == 1 and ds.table_.decode_labels(ds.labels_)[0] == "b"
+    with pytest.raises(ValueError, match="initial_error: set initial_error_strategy"):
+        DawidSkene().fit(toy, initial_error=torch.zeros(4, 3, 3))
+    with pytest.raises(ValueError, match=r"initial_error: expected shape \(4, 3, 3\)"):
+        DawidSkene(initial_error_strategy="assign").fit(toy, initial_error=torch.zeros(4, 2, 2))
+    with pytest.raises(ValueError, match="true_labels: GoldMajorityVote needs gold labels"):
+        GoldMajorityVote().fit(toy)
+    with pytest.raises(ValueError, match="initial_error_strategy: expected one of"):
+        DawidSkene(initial_error_strategy="replace")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads: expected a positive integer"):
+        DawidSkene(threads=0)
+
+
+def test_sparse_rows_equal_the_dense_reference(toy):
+    """errors_ rebuilt from the observed rows: columns sum to 1 over the observed labels, unused cells at eps."""
+    ds = DawidSkene(dtype=torch.float64).fit(toy)
+    errors = ds.errors_
+    assert errors.shape == (4, 3, 3)
+    assert torch.allclose(errors.sum(dim=1), torch.ones(4, 3, dtype=torch.float64), atol=1e-8)
+    assert ds.error_rows_.shape[0] == int(ds._incidence.observed.sum())
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_cli_aggregates_with_every_method(tmp_path, toy, method):
+    answers, gold, out = tmp_path / "a.csv", tmp_path / "g.csv", tmp_path / "o.csv"
+    toy.to_csv(answers, index=False)
+    pd.DataFrame({"task": ["t1", "t2", "t3"], "label": ["a", "b", "c"]}).to_csv(gold, index=False)
+    extra = ["--gold", str(gold)] if method in ("gold_mv", "gold_majority_vote") else []
+    assert main(["aggregate", str(answers), "--method", method, "--out", str(out), "--threads", "1", *extra]) == 0
+    assert len(pd.read_csv(out)) == 8
+
+
+def test_cli_threads_and_gold_errors(tmp_path, toy, capsys):
+    answers = tmp_path / "a.csv"
+    toy.to_csv(answers, index=False)
+    assert main(["aggregate", str(answers), "--out", str(tmp_path / "o.csv"), "--threads", "0"]) == 2
+    assert "--threads: expected a positive integer, got 0" in capsys.readouterr().err
+    assert main(["aggregate", str(answers), "--method", "gold_mv", "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--gold: --method gold_mv needs gold labels" in capsys.readouterr().err
