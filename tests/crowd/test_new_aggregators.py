@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from trinity_lightning.crowd import MACE, DawidSkene, GoldMajorityVote, MajorityVote
+from trinity_lightning.crowd import GLAD, MACE, DawidSkene, GoldMajorityVote, MajorityVote
 from trinity_lightning.crowd.cli import METHODS, main
 from trinity_lightning.crowd.simulate import hammer_spammer_confusions, simulate_annotations
 
@@ -32,6 +32,24 @@ def test_mace_matches_crowdkit_labels_on_the_toy_table(toy):
     theirs = ck.MACE().fit_predict(toy)
     got = pd.Series(ours.table_.decode_labels(ours.labels_), index=ours.table_.item_ids)
     assert (got == theirs.reindex(got.index)).all()
+
+
+def test_glad_matches_crowdkit_on_the_toy_table(toy):
+    ck = pytest.importorskip("crowdkit.aggregation")
+    ours = GLAD().fit(toy)
+    theirs = ck.GLAD().fit(toy)
+    got = pd.Series(ours.table_.decode_labels(ours.labels_), index=ours.table_.item_ids)
+    assert (got == theirs.labels_.reindex(got.index)).all()
+    alphas = theirs.alphas_.reindex(ours.table_.worker_ids).to_numpy()
+    assert abs(ours.alphas_.numpy() - alphas).max() < 1e-3
+
+
+def test_glad_abilities_order_the_workers():
+    table, truth = _simulated(1)
+    glad = GLAD().fit(table)
+    assert (glad.labels_ == truth).float().mean() > 0.8 and glad.alphas_.shape == (12,)
+    with pytest.raises(ValueError, match="m_step_max_iter: expected a positive integer, got 0"):
+        GLAD(m_step_max_iter=0)
 
 
 def test_mace_bad_arguments_name_the_argument():

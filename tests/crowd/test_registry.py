@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from trinity_lightning.crowd import (
+    GLAD,
     MACE,
     CrowdDataModule,
     DawidSkene,
@@ -21,7 +22,7 @@ from trinity_lightning.crowd.registry import AGGREGATORS, ANNOTATION_ONLY, get_a
 
 def test_every_name_builds_its_class_with_checked_arguments():
     expected = {"majority_vote": MajorityVote, "mv": MajorityVote, "dawid_skene": DawidSkene, "ds": DawidSkene}
-    expected |= {"one_coin": OneCoinDawidSkene, "mbem": MBEM, "wawa": Wawa, "mace": MACE}
+    expected |= {"one_coin": OneCoinDawidSkene, "mbem": MBEM, "wawa": Wawa, "mace": MACE, "glad": GLAD}
     expected |= {"zero_based_skill": ZeroBasedSkill, "zbs": ZeroBasedSkill}
     expected |= {"gold_majority_vote": GoldMajorityVote, "gold_mv": GoldMajorityVote}
     assert set(AGGREGATORS) == set(expected) and set(ANNOTATION_ONLY) < set(AGGREGATORS)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from trinity_lightning.crowd.callback import CrowdEM, soft_target_cross_entropy
     from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
     from trinity_lightning.crowd.dawid_skene import DawidSkene, OneCoinDawidSkene
+    from trinity_lightning.crowd.glad import GLAD
     from trinity_lightning.crowd.mace import MACE
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
@@ -35,6 +36,7 @@ _LAZY = {
     "MajorityVote": "trinity_lightning.crowd.majority_vote",
     "MBEM": "trinity_lightning.crowd.mbem",
     "MACE": "trinity_lightning.crowd.mace",
+    "GLAD": "trinity_lightning.crowd.glad",
     "GoldMajorityVote": "trinity_lightning.crowd.skills",
     "Wawa": "trinity_lightning.crowd.skills",
     "ZeroBasedSkill": "trinity_lightning.crowd.skills",
@@ -53,6 +55,7 @@ _LAZY = {
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
+    "GLAD",
     "MACE",
     "MBEM",
     "Aggregator",

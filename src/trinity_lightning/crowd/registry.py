@@ -23,7 +23,18 @@ __all__ = ["AGGREGATORS", "ANNOTATION_ONLY", "NEEDS_GOLD", "get_aggregator"]
 AGGREGATORS: Registry[type] = Registry("aggregator", argument="method")
 
 # aggregators that need nothing but the annotations (MBEM also needs a model's predictions)
-ANNOTATION_ONLY = ("majority_vote", "mv", "dawid_skene", "ds", "one_coin", "wawa", "zero_based_skill", "zbs", "mace")
+ANNOTATION_ONLY = (
+    "majority_vote",
+    "mv",
+    "dawid_skene",
+    "ds",
+    "one_coin",
+    "wawa",
+    "zero_based_skill",
+    "zbs",
+    "mace",
+    "glad",
+)
 # aggregators that need gold labels for some items (``--gold`` on the command line)
 NEEDS_GOLD = ("gold_majority_vote", "gold_mv")
 
@@ -43,6 +54,7 @@ for _names, _module, _class in (
     (("mbem",), "mbem", "MBEM"),
     (("wawa",), "skills", "Wawa"),
     (("mace",), "mace", "MACE"),
+    (("glad",), "glad", "GLAD"),
     (("zero_based_skill", "zbs"), "skills", "ZeroBasedSkill"),
     (("gold_majority_vote", "gold_mv"), "skills", "GoldMajorityVote"),
 ):
