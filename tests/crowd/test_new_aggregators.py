@@ -102,3 +102,25 @@ def test_cli_threads_and_gold_errors(tmp_path, toy, capsys):
     assert "--threads: expected a positive integer, got 0" in capsys.readouterr().err
     assert main(["aggregate", str(answers), "--method", "gold_mv", "--out", str(tmp_path / "o.csv")]) == 2
     assert "--gold: --method gold_mv needs gold labels" in capsys.readouterr().err
+
+
+def test_quality_tables_rank_the_bad_items_and_annotators_first(toy):
+    from trinity_lightning.crowd.quality import annotator_quality, consensus_quality
+
+    table, truth = _simulated(2)
+    ds = DawidSkene().fit(table)
+    items = consensus_quality(ds)
+    assert list(items.columns) == ["item", "consensus", "quality", "agreement", "annotations"]
+    assert items["quality"].is_monotonic_increasing and len(items) == table.num_items
+    workers = annotator_quality(ds)
+    accuracy = (table.labels == truth[table.items]).double()
+    true_acc = torch.zeros(12, dtype=torch.float64).index_add_(0, table.workers, accuracy) / torch.bincount(
+        table.workers, minlength=12
+    )
+    worst = workers["worker"].iloc[0]
+    assert float(true_acc[worst]) <= float(true_acc.median())  # the least reliable listed first is a bad one
+    model = torch.nn.functional.one_hot(truth, 3).double()  # a perfect model pulls every consensus to the truth
+    blended = consensus_quality(ds, model, model_weight=0.9)
+    assert (blended.sort_values("item")["consensus"].to_numpy() == truth.numpy()).all()
+    with pytest.raises(ValueError, match=r"model_probas: expected shape \(300, 3\)"):
+        consensus_quality(ds, torch.ones(2, 3))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from trinity_lightning.crowd.mace import MACE
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
+    from trinity_lightning.crowd.quality import annotator_quality, consensus_quality
     from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
     from trinity_lightning.crowd.skills import GoldMajorityVote, Wawa, ZeroBasedSkill
     from trinity_lightning.crowd.table import AnnotationTable
@@ -37,6 +38,8 @@ _LAZY = {
     "MBEM": "trinity_lightning.crowd.mbem",
     "MACE": "trinity_lightning.crowd.mace",
     "GLAD": "trinity_lightning.crowd.glad",
+    "consensus_quality": "trinity_lightning.crowd.quality",
+    "annotator_quality": "trinity_lightning.crowd.quality",
     "GoldMajorityVote": "trinity_lightning.crowd.skills",
     "Wawa": "trinity_lightning.crowd.skills",
     "ZeroBasedSkill": "trinity_lightning.crowd.skills",
@@ -70,6 +73,8 @@ __all__ = [
     "SimulatedCrowdDataModule",
     "Wawa",
     "ZeroBasedSkill",
+    "annotator_quality",
+    "consensus_quality",
     "hammer_spammer_confusions",
     "random_confusions",
     "simulate_annotations",
