@@ -124,3 +124,15 @@ def test_quality_tables_rank_the_bad_items_and_annotators_first(toy):
     assert (blended.sort_values("item")["consensus"].to_numpy() == truth.numpy()).all()
     with pytest.raises(ValueError, match=r"model_probas: expected shape \(300, 3\)"):
         consensus_quality(ds, torch.ones(2, 3))
+
+
+def test_threads_are_restored_and_auto_uses_at_least_one(toy, monkeypatch):
+    import os
+
+    from trinity_lightning.crowd.dawid_skene import auto_threads
+
+    before = torch.get_num_threads()
+    DawidSkene(threads=1).fit(toy)
+    assert torch.get_num_threads() == before
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))  # a saturated machine: one thread
+    assert auto_threads() == 1

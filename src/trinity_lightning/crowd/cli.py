@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads during the fit (default: torch's setting, all cores; 1 is best on a busy machine)",
+        help="torch CPU threads during the fit (default: all cores, cut to the idle ones by the load average)",
     )
     agg.add_argument("--n-iter", type=int, default=100, help="EM iterations at most (default: 100)")
     agg.add_argument("--max-iter", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --n-iter

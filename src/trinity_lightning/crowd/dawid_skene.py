@@ -76,7 +76,7 @@ class _EMAggregator(Aggregator):
                 f"initial_error_strategy: expected one of {STRATEGIES} or None, got {initial_error_strategy!r}"
             )
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads: expected a positive integer or None (torch's setting), got {threads!r}")
+            raise ValueError(f"threads: expected a positive integer or None (auto), got {threads!r}")
         self.n_iter, self.tol, self.smoothing = int(n_iter), tol, smoothing
         self.crowdkit_compat, self.eps = crowdkit_compat, eps
         self.initial_error_strategy, self.threads = initial_error_strategy, threads
@@ -152,8 +152,7 @@ class _EMAggregator(Aggregator):
         self._init = torch.as_tensor(init_posteriors) if init_posteriors is not None else None
         self._true_labels, self._initial_error = true_labels, initial_error
         previous = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads if self.threads is not None else auto_threads())
         try:
             return super().fit(annotations, **read_kwargs)  # type: ignore[return-value]
         finally:
@@ -290,6 +289,24 @@ class _EMAggregator(Aggregator):
         self._incidence = inc
 
 
+def auto_threads() -> int:
+    """Threads for a fit when none are asked for: torch's setting, cut to the cores the load average leaves idle
+    (at least 1). Measured on a 2-core machine: idle, 2 threads beat 1 (33x vs 22x crowd-kit at 1M annotations);
+    at a load of 16, 2 threads took 3.9 s where 1 took 0.19 s (OpenMP threads stall on busy cores).
+
+    Example:
+        >>> 1 <= auto_threads() <= torch.get_num_threads()
+        True
+    """
+    import os
+
+    threads = torch.get_num_threads()
+    if hasattr(os, "getloadavg"):
+        idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+        threads = min(threads, max(1, int(idle + 0.5)))
+    return max(1, threads)
+
+
 def _divide_rows(rows: torch.Tensor, denom: torch.Tensor, row_worker: torch.Tensor, block: int = 16384) -> None:
     """``rows[r] /= denom[row_worker[r]]`` in place, a block of rows at a time (no ``(R, K)`` temporary)."""
     for start in range(0, len(rows), block):
@@ -318,6 +335,10 @@ class DawidSkene(_EMAggregator):
             ELBO gains less than ``tol``, which also stops early when that value falls).
         eps: floor of probabilities before taking logs.
         device: where to compute.
+        initial_error_strategy: how ``fit(..., initial_error=...)`` enters the first M-step: ``"assign"`` (the
+            given matrices replace the counts) or ``"addition"`` (added to them), crowd-kit's names.
+        threads: torch CPU threads during the fit; ``None`` (default): :func:`auto_threads`, torch's setting cut
+            to the cores the load average leaves idle.
         dtype: of the sparse products and posteriors: ``torch.float32`` (default; about 1.5-3x faster
             on CPU, posteriors agree with float64 to ~1e-6) or ``torch.float64`` (default with
             ``crowdkit_compat``). The log-likelihood is always accumulated in float64.
