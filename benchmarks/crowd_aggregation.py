@@ -53,8 +53,9 @@ from trinity_lightning.data import crowd_datasets, load_crowd
 
 def _accuracy(labels: pd.Series, gold: pd.Series) -> float:
     truth = gold.reindex(labels.index)
-    known = truth.notna().to_numpy()
-    return float((labels.astype(str).to_numpy()[known] == truth.astype(str).to_numpy()[known]).mean())
+    known = truth.notna().to_numpy()  # compare on the gold items only: reindexing a partial gold makes it float
+    expected = gold.reindex(labels.index[known]).astype(gold.dtype).astype(str).to_numpy()
+    return float((labels.astype(str).to_numpy()[known] == expected).mean())
 
 
 def _ours(model, frame: pd.DataFrame) -> pd.Series:
