@@ -60,7 +60,7 @@ def test_majority_vote_fractions_and_named_tie_rules(toy):
 def test_majority_vote_worker_weights(toy):
     weighted = MajorityVote(tie_break="smallest").fit(toy, weights={"w1": 1.0, "w2": 1.0, "w3": 5.0, "w4": 1.0})
     assert weighted.table_.decode_labels(weighted.labels_)[0] == "b"  # w3 outweighs w1 + w2 on t1
-    with pytest.raises(ValueError, match="no \\(finite\\) weight for worker 'w4'"):
+    with pytest.raises(ValueError, match="no \\(finite\\) skill for worker 'w4'"):
         MajorityVote().fit(toy, weights={"w1": 1.0, "w2": 1.0, "w3": 1.0})
     with pytest.raises(ValueError, match="non-negative"):
         MajorityVote().fit(toy, weights=torch.tensor([1.0, -1.0, 1.0, 1.0]))
@@ -151,8 +151,8 @@ def test_divergence_raises_with_the_iteration(toy):
 
 
 def test_em_argument_validation(toy):
-    with pytest.raises(ValueError, match="n_iter: expected a positive integer"):
-        DawidSkene(n_iter=0)
+    with pytest.raises(ValueError, match="n_iter: expected a non-negative integer"):
+        DawidSkene(n_iter=-1)
     with pytest.raises(ValueError, match="smoothing"):
         DawidSkene(smoothing=-1)
     with pytest.raises(ValueError, match="dtype"):

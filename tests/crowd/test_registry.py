@@ -5,14 +5,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trinity_lightning.crowd import CrowdDataModule, DawidSkene, MajorityVote, OneCoinDawidSkene
+from trinity_lightning.crowd import (
+    GLAD,
+    MACE,
+    CrowdDataModule,
+    DawidSkene,
+    GoldMajorityVote,
+    MajorityVote,
+    OneCoinDawidSkene,
+    Wawa,
+    ZeroBasedSkill,
+)
 from trinity_lightning.crowd.mbem import MBEM
 from trinity_lightning.crowd.registry import AGGREGATORS, ANNOTATION_ONLY, get_aggregator
 
 
 def test_every_name_builds_its_class_with_checked_arguments():
     expected = {"majority_vote": MajorityVote, "mv": MajorityVote, "dawid_skene": DawidSkene, "ds": DawidSkene}
-    expected |= {"one_coin": OneCoinDawidSkene, "mbem": MBEM}
+    expected |= {"one_coin": OneCoinDawidSkene, "mbem": MBEM, "wawa": Wawa, "mace": MACE, "glad": GLAD}
+    expected |= {"zero_based_skill": ZeroBasedSkill, "zbs": ZeroBasedSkill}
+    expected |= {"gold_majority_vote": GoldMajorityVote, "gold_mv": GoldMajorityVote}
     assert set(AGGREGATORS) == set(expected) and set(ANNOTATION_ONLY) < set(AGGREGATORS)
     for name, cls in expected.items():
         assert type(get_aggregator(name)) is cls

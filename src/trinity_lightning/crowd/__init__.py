@@ -19,9 +19,13 @@ if TYPE_CHECKING:
     from trinity_lightning.crowd.callback import CrowdEM, soft_target_cross_entropy
     from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
     from trinity_lightning.crowd.dawid_skene import DawidSkene, OneCoinDawidSkene
+    from trinity_lightning.crowd.glad import GLAD
+    from trinity_lightning.crowd.mace import MACE
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
+    from trinity_lightning.crowd.quality import annotator_quality, consensus_quality
     from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
+    from trinity_lightning.crowd.skills import GoldMajorityVote, Wawa, ZeroBasedSkill
     from trinity_lightning.crowd.table import AnnotationTable
 
 # every name is imported on first access: ``trinity crowd --help`` needs neither torch nor Lightning, and
@@ -32,6 +36,13 @@ _LAZY = {
     "OneCoinDawidSkene": "trinity_lightning.crowd.dawid_skene",
     "MajorityVote": "trinity_lightning.crowd.majority_vote",
     "MBEM": "trinity_lightning.crowd.mbem",
+    "MACE": "trinity_lightning.crowd.mace",
+    "GLAD": "trinity_lightning.crowd.glad",
+    "consensus_quality": "trinity_lightning.crowd.quality",
+    "annotator_quality": "trinity_lightning.crowd.quality",
+    "GoldMajorityVote": "trinity_lightning.crowd.skills",
+    "Wawa": "trinity_lightning.crowd.skills",
+    "ZeroBasedSkill": "trinity_lightning.crowd.skills",
     "hammer_spammer_confusions": "trinity_lightning.crowd.simulate",
     "random_confusions": "trinity_lightning.crowd.simulate",
     "simulate_annotations": "trinity_lightning.crowd.simulate",
@@ -47,6 +58,8 @@ _LAZY = {
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
+    "GLAD",
+    "MACE",
     "MBEM",
     "Aggregator",
     "AnnotationTable",
@@ -54,9 +67,14 @@ __all__ = [
     "CrowdEM",
     "DawidSkene",
     "EpochSeededSampler",
+    "GoldMajorityVote",
     "MajorityVote",
     "OneCoinDawidSkene",
     "SimulatedCrowdDataModule",
+    "Wawa",
+    "ZeroBasedSkill",
+    "annotator_quality",
+    "consensus_quality",
     "hammer_spammer_confusions",
     "random_confusions",
     "simulate_annotations",

@@ -36,6 +36,15 @@ def deprecated_alias(old: str, new: str) -> None:
     )
 
 
+def is_empty(annotations: Any) -> bool:
+    """True for a DataFrame with no rows or a mapping of empty columns (crowd-kit's empty input)."""
+    if isinstance(annotations, pd.DataFrame):
+        return len(annotations) == 0
+    if isinstance(annotations, dict) and annotations:
+        return all(hasattr(v, "__len__") and len(v) == 0 for v in annotations.values())
+    return False
+
+
 class Aggregator:
     """Base class: ``fit(annotations)`` fills ``probas_``, ``labels_`` and ``worker_accuracy_``.
 
@@ -62,6 +71,7 @@ class Aggregator:
         self.dtype = resolve_dtype(dtype)
 
     # fitted attributes (set by fit)
+    empty_: bool = False  # fitted on an empty DataFrame: every result is empty
     table_: AnnotationTable
     probas_: torch.Tensor
     labels_: torch.Tensor
@@ -86,10 +96,20 @@ class Aggregator:
         Returns:
             self.
         """
+        self.empty_ = is_empty(annotations)
+        if self.empty_:  # crowd-kit returns empty results for an empty DataFrame; so do we
+            self._fit_empty()
+            return self
         self.table_ = as_table(annotations, **read_kwargs)
         self._fit(self.table_)
         self._finish()
         return self
+
+    def _fit_empty(self) -> None:
+        """Empty fitted attributes (no annotations)."""
+        self.probas_ = torch.empty(0, 0, dtype=self.dtype)
+        self.labels_ = torch.empty(0, dtype=torch.int64)
+        self.worker_accuracy_ = torch.empty(0, dtype=torch.float64)
 
     def fit_predict(self, annotations: Any, **read_kwargs: Any) -> torch.Tensor:
         """``fit`` and return ``labels_``."""
@@ -122,6 +142,8 @@ class Aggregator:
     def to_frame(self, probabilities: bool = True) -> pd.DataFrame:
         """One row per item: ``item``, ``label`` (original value), ``confidence`` and ``p_<class>`` columns."""
         self._check_fitted()
+        if self.empty_:
+            return pd.DataFrame({"item": [], "label": [], "confidence": []})
         table = self.table_
         post = self.probas_.detach().to("cpu", torch.float64).numpy()
         frame = pd.DataFrame(
@@ -139,6 +161,8 @@ class Aggregator:
     def worker_frame(self) -> pd.DataFrame:
         """One row per worker: ``worker``, ``annotations``, ``accuracy`` (estimated), least reliable first."""
         self._check_fitted()
+        if self.empty_:
+            return pd.DataFrame({"worker": [], "annotations": [], "accuracy": []})
         table = self.table_
         frame = pd.DataFrame(
             {

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported only once the arguments are parsed (``--help`` stays instant)
     from trinity_lightning.crowd.base import Aggregator
 
-from trinity_lightning.crowd.registry import ANNOTATION_ONLY, get_aggregator
+from trinity_lightning.crowd.registry import ANNOTATION_ONLY, NEEDS_GOLD, get_aggregator
 
-METHODS = ANNOTATION_ONLY  # the registered aggregators that need nothing but the annotations
+METHODS = ANNOTATION_ONLY + NEEDS_GOLD  # the registered aggregators that need no model
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
         default="error",
         choices=["error", "keep_last", "keep_all"],
         help="repeated (item, worker) pairs (default: error)",
+    )
+    agg.add_argument(
+        "--gold",
+        default=None,
+        help="CSV of gold labels for some items (columns: the item column and the label column): teaches "
+        "Dawid-Skene (true_labels) and gives gold_majority_vote its skills",
+    )
+    agg.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads during the fit (default: all cores, cut to the idle ones by the load average)",
     )
     agg.add_argument("--n-iter", type=int, default=100, help="EM iterations at most (default: 100)")
     agg.add_argument("--max-iter", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --n-iter
@@ -85,8 +97,35 @@ def _classes(text: str | None) -> list[str] | None:
     return classes
 
 
+def _gold(args: argparse.Namespace) -> object:
+    """The ``--gold`` CSV as a Series from item to label (``None`` without ``--gold``)."""
+    if args.gold is None:
+        return None
+    if args.method not in (*NEEDS_GOLD, "dawid_skene", "ds"):
+        raise ValueError(f"--gold: --method {args.method} does not use gold labels (dawid_skene and gold_mv do)")
+    import pandas as pd
+
+    frame = pd.read_csv(args.gold)
+    for column in (args.item, args.label):
+        if column not in frame.columns:
+            raise ValueError(f"--gold: {args.gold} has no column {column!r} (columns: {list(frame.columns)})")
+    return frame.set_index(args.item)[args.label]
+
+
 def _build(args: argparse.Namespace) -> Aggregator:
-    if args.method in ("majority_vote", "mv"):
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.method in ("majority_vote", "mv", "wawa", "zero_based_skill", "zbs"):
+        return get_aggregator(args.method, tie_break=args.tie_break, seed=args.seed, device=args.device)
+    if args.method in ("mace", "glad"):
+        return get_aggregator(args.method, device=args.device)
+    if args.method in NEEDS_GOLD:
+        if args.gold is None:
+            raise ValueError(f"--gold: --method {args.method} needs gold labels for some items (a CSV file)")
         return get_aggregator(args.method, tie_break=args.tie_break, seed=args.seed, device=args.device)
     if args.max_iter is not None:
         print("trinity crowd aggregate: --max-iter is deprecated; use --n-iter (crowd-kit's name)", file=sys.stderr)
@@ -172,7 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             classes=_classes(args.classes),
             duplicates=args.duplicates,
         )
-        model.fit(annotations)
+        gold = _gold(args)
+        if gold is not None:
+            model.fit(annotations, gold)  # type: ignore[call-arg]
+        else:
+            model.fit(annotations)
         seconds = time.perf_counter() - start
     except (DataFormatError, FileNotFoundError, ValueError, FloatingPointError) as err:
         print(f"trinity crowd aggregate: {err}", file=sys.stderr)

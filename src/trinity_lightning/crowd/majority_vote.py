@@ -14,6 +14,22 @@ from trinity_lightning.crowd.table import AnnotationTable
 
 TieBreak = Literal["random", "smallest"]
 TIE_RULES = ("random", "smallest")
+MissingSkill = Literal["error", "ignore", "value"]
+MISSING_SKILL_RULES = ("error", "ignore", "value")
+
+
+def agreement(table: AnnotationTable, labels: torch.Tensor) -> torch.Tensor:
+    """``(workers,)`` fraction of each worker's labels equal to ``labels[item]`` (crowd-kit's ``get_accuracy``).
+
+    Example:
+        >>> t = AnnotationTable.read({"task": [1, 1, 2], "worker": ["a", "b", "a"], "label": [0, 1, 1]})
+        >>> agreement(t, torch.tensor([0, 1])).tolist()
+        [1.0, 0.0]
+    """
+    items, workers = table.items.to(labels.device), table.workers.to(labels.device)
+    hits = (labels[items] == table.labels.to(labels.device)).to(torch.float64)
+    total = torch.zeros(table.num_workers, dtype=torch.float64, device=labels.device).index_add_(0, workers, hits)
+    return total / torch.bincount(workers, minlength=table.num_workers).clamp_min(1)
 
 
 class MajorityVote(Aggregator):
@@ -28,11 +44,16 @@ class MajorityVote(Aggregator):
             biases results towards class 0). crowd-kit 1.4.2 sends ties to the first column of its vote
             table, which is not always the smallest label (on ``crowd_rte`` all 65 ties go to label 1).
         seed: seed of the random tie rule.
+        on_missing_skill: a worker without a skill in ``skills``: ``"error"`` (crowd-kit's default), ``"ignore"``
+            (drop their labels; an item left without labels is an error) or ``"value"`` (use ``default_skill``).
+        default_skill: the skill of workers without one when ``on_missing_skill="value"``.
         device: where to compute.
         dtype: floating dtype.
 
     Attributes:
         ties_: number of items whose label was chosen by the tie rule.
+        skills_: ``(workers,)`` agreement of each worker with the aggregated labels (crowd-kit's ``skills_``);
+            NaN for workers whose labels were ignored.
 
     Example:
         >>> frame = pd.DataFrame({"task": [1, 1, 1, 2, 2], "worker": ["a", "b", "c", "a", "b"],
@@ -50,17 +71,29 @@ class MajorityVote(Aggregator):
         seed: int = 0,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float64,
+        on_missing_skill: MissingSkill = "error",
+        default_skill: float | None = None,
     ) -> None:
         super().__init__(device, dtype)
         if tie_break not in TIE_RULES:
             raise ValueError(f"tie_break: expected one of {TIE_RULES}, got {tie_break!r}")
+        if on_missing_skill not in MISSING_SKILL_RULES:
+            raise ValueError(f"on_missing_skill: expected one of {MISSING_SKILL_RULES}, got {on_missing_skill!r}")
+        if on_missing_skill == "value" and default_skill is None:
+            raise ValueError('default_skill: needed when on_missing_skill="value", got None')
+        if on_missing_skill != "value" and default_skill is not None:
+            raise ValueError(f'default_skill: used only with on_missing_skill="value", got {on_missing_skill!r}')
+        self.on_missing_skill, self.default_skill = on_missing_skill, default_skill
         self.tie_break = tie_break
         self.seed = seed
         self._weights: Any = None
+        self._ignored: torch.Tensor | None = None
 
     def fit(
         self,
         annotations: Any,
+        skills: Mapping[Any, float] | pd.Series | torch.Tensor | None = None,
+        *,
         weights: Mapping[Any, float] | pd.Series | torch.Tensor | None = None,
         **read_kwargs: Any,
     ) -> MajorityVote:
@@ -68,14 +101,18 @@ class MajorityVote(Aggregator):
 
         Args:
             annotations: an :class:`AnnotationTable` or anything it reads.
-            weights: optional non-negative weight of each worker's vote: a mapping or Series from the
-                original worker id, or a tensor in ``table_.worker_ids`` order.
+            skills: optional non-negative weight of each worker's vote (crowd-kit's ``skills``): a mapping or
+                Series from the original worker id, or a tensor in ``table_.worker_ids`` order; workers missing
+                from it follow ``on_missing_skill``.
+            weights: the same as ``skills`` (our earlier name).
             **read_kwargs: passed to :meth:`AnnotationTable.read`.
 
         Returns:
             self.
         """
-        self._weights = weights
+        if skills is not None and weights is not None:
+            raise ValueError("skills: pass skills or weights (the same thing), not both")
+        self._weights = skills if skills is not None else weights
         return super().fit(annotations, **read_kwargs)
 
     def _worker_weights(self, table: AnnotationTable) -> torch.Tensor | None:
@@ -93,14 +130,22 @@ class MajorityVote(Aggregator):
             series = pd.Series(weights, dtype=np.float64) if not isinstance(weights, pd.Series) else weights
             aligned = series.reindex(table.worker_ids)
             if aligned.isna().any():
-                missing = table.worker_ids[aligned.isna().to_numpy()][0]
-                raise ValueError(f"weights: no (finite) weight for worker {missing!r}")
+                if self.on_missing_skill == "error":
+                    missing = table.worker_ids[aligned.isna().to_numpy()][0]
+                    raise ValueError(
+                        f"skills: no (finite) skill for worker {missing!r} (on_missing_skill='error'; use 'ignore' or "
+                        "'value' with default_skill)"
+                    )
+                aligned = aligned.fillna(self.default_skill if self.on_missing_skill == "value" else np.nan)
             values = torch.tensor(aligned.to_numpy(dtype=np.float64))
+            self._ignored = torch.isnan(values)
+            values = torch.nan_to_num(values, nan=0.0)
         if not torch.isfinite(values).all() or (values < 0).any():
-            raise ValueError("weights: worker weights must be finite and non-negative")
+            raise ValueError("skills: worker skills (weights) must be finite and non-negative")
         return values
 
     def _fit(self, table: AnnotationTable) -> None:
+        self._ignored = None
         n, K = table.num_items, table.num_classes
         items, labels = table.items.to(self.device), table.labels.to(self.device)
         weights = self._worker_weights(table)
@@ -114,7 +159,7 @@ class MajorityVote(Aggregator):
         total = votes.sum(dim=1, keepdim=True)
         if (total <= 0).any():
             item = table.item_ids[int(torch.nonzero(total.squeeze(1) <= 0)[0])]
-            raise ValueError(f"weights: every vote on item {item!r} has weight 0")
+            raise ValueError(f"skills: every vote on item {item!r} has skill 0 or was ignored (no known skill)")
         self.votes_ = votes
         self.probas_ = votes / total
 
@@ -128,3 +173,9 @@ class MajorityVote(Aggregator):
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         noise = torch.rand(votes.shape, generator=generator, dtype=torch.float64).to(votes.device)
         return torch.where(tied, noise, torch.full_like(noise, -1.0)).argmax(dim=1)
+
+    def _finish(self) -> None:
+        super()._finish()
+        self.skills_ = agreement(self.table_, self.labels_)
+        if self._ignored is not None:
+            self.skills_[self._ignored.to(self.skills_.device)] = float("nan")

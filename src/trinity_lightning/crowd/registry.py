@@ -18,12 +18,25 @@ from trinity_lightning.rounds.registry import Registry
 if TYPE_CHECKING:
     from trinity_lightning.crowd.base import Aggregator
 
-__all__ = ["AGGREGATORS", "ANNOTATION_ONLY", "get_aggregator"]
+__all__ = ["AGGREGATORS", "ANNOTATION_ONLY", "NEEDS_GOLD", "get_aggregator"]
 
 AGGREGATORS: Registry[type] = Registry("aggregator", argument="method")
 
 # aggregators that need nothing but the annotations (MBEM also needs a model's predictions)
-ANNOTATION_ONLY = ("majority_vote", "mv", "dawid_skene", "ds", "one_coin")
+ANNOTATION_ONLY = (
+    "majority_vote",
+    "mv",
+    "dawid_skene",
+    "ds",
+    "one_coin",
+    "wawa",
+    "zero_based_skill",
+    "zbs",
+    "mace",
+    "glad",
+)
+# aggregators that need gold labels for some items (``--gold`` on the command line)
+NEEDS_GOLD = ("gold_majority_vote", "gold_mv")
 
 
 def _loader(module: str, name: str) -> Callable[[], type]:
@@ -39,6 +52,11 @@ for _names, _module, _class in (
     (("dawid_skene", "ds"), "dawid_skene", "DawidSkene"),
     (("one_coin",), "dawid_skene", "OneCoinDawidSkene"),
     (("mbem",), "mbem", "MBEM"),
+    (("wawa",), "skills", "Wawa"),
+    (("mace",), "mace", "MACE"),
+    (("glad",), "glad", "GLAD"),
+    (("zero_based_skill", "zbs"), "skills", "ZeroBasedSkill"),
+    (("gold_majority_vote", "gold_mv"), "skills", "GoldMajorityVote"),
 ):
     for _name in _names:
         AGGREGATORS.register(_name, _loader(_module, _class))
