@@ -238,12 +238,14 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace, minutes: flo
     }
     g0 = 0.2 if 0.2 in gammas else gammas[0]
     r1 = min(reds)
-    combos = {f"{m}@r={r}": mean(g0, r, m) for m in methods for r in reds}
+    combos = {f"{m}@r={r}": mean(g0, r, m) for m in methods for r in reds if values(g0, r, m)}
     best = max(combos, key=lambda k: combos[k])
     mbem_by_r = {
-        m: {r: mean(g0, r, m) for r in reds} for m in ("mbem-class", "mbem-none", "mbem-model") if m in methods
+        m: {r: mean(g0, r, m) for r in reds if values(g0, r, m)}
+        for m in ("mbem-class", "mbem-none", "mbem-model")
+        if m in methods
     }
-    once_beats_redundant = {m: all(by[r1] >= v for v in by.values()) for m, by in mbem_by_r.items()}
+    once_beats_redundant = {m: all(by[r1] >= v for v in by.values()) for m, by in mbem_by_r.items() if len(by) > 1}
 
     def paired(method: str, anchor: str) -> dict[str, Any]:
         deltas = [
@@ -324,7 +326,8 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/crowd_label_once.py"]
     if args.scale != "cpu":
         parts.append(f"--scale {args.scale}")
-    for key, default in SCALES[args.scale].items():
+    defaults = SCALES[args.scale] | {"redundancy": [1, 3, 5], "methods": list(METHODS)}
+    for key, default in defaults.items():
         value = getattr(args, key)
         if value != default:
             shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
