@@ -184,7 +184,7 @@ def test_mbem_recovers_workers_from_a_good_model_with_one_label_per_item():
 
 
 def test_mbem_priors_class_none_and_model():
-    """prior="none" is the workers' likelihood alone (the official code); "class" multiplies in the class frequencies."""
+    """prior="none": the workers' likelihood alone (the official code); "class" also weighs in the class prior."""
     table = {"task": [0, 1, 2, 3], "worker": ["a", "a", "b", "b"], "label": [0, 1, 1, 0]}
     model = torch.tensor([0, 0, 0, 1])  # skewed predictions: class 0 has prior 3/4
     none = MBEM(prior="none", smoothing=0.5).fit(table, model)
@@ -199,6 +199,11 @@ def test_mbem_priors_class_none_and_model():
     assert not torch.allclose(none.probas_, cls.probas_, atol=1e-3)
     with pytest.raises(ValueError, match="prior: expected one of 'model', 'class', 'none'"):
         MBEM(prior="uniform")  # type: ignore[arg-type]
+    from trinity_lightning.crowd import CrowdEM
+
+    assert CrowdEM(prior="none").prior == "none"  # the callback takes the same priors
+    with pytest.raises(ValueError, match="prior: expected one of"):
+        CrowdEM(prior="uniform")  # type: ignore[arg-type]
 
 
 def test_to_frame_and_worker_frame(toy):

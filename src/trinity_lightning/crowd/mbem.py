@@ -11,7 +11,6 @@ from trinity_lightning.crowd._incidence import Incidence
 from trinity_lightning.crowd.dawid_skene import DawidSkene, _Params
 from trinity_lightning.crowd.table import as_table
 
-
 PRIORS = ("model", "class", "none")
 """The accepted values of ``prior`` (:class:`MBEM` and the CrowdEM callback)."""
 
