@@ -180,7 +180,8 @@ class SimulatedWorkers(pl.LightningModule):
         optimizer.zero_grad()
 
 
-def _data(train_size: int, test_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def cifar_subsets(train_size: int, test_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random CIFAR-10 train / test subsets, normalised, ``(N, 3, 32, 32)`` (as ``signsgd_accuracy.py``)."""
     from trinity_lightning.data import load_cifar10
 
     train, test = load_cifar10("train"), load_cifar10("test")
@@ -249,7 +250,7 @@ def main() -> None:
     partial = RESULTS_DIR / f"{args.out}.partial.json"
     runs: list[dict[str, Any]] = json.loads(partial.read_text()) if partial.is_file() else []
     if not args.summarize_only:
-        data = _data(args.train_size, args.test_size)
+        data = cifar_subsets(args.train_size, args.test_size)
         for seed in args.seeds:
             for method, adversaries in RUNS:
                 if any(r["method"] == method and r["adversaries"] == adversaries and r["seed"] == seed for r in runs):

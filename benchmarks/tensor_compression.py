@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -57,6 +56,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import Supervised, accuracy, quiet, trainer
 from _results import RESULTS_DIR, claim, write_json, write_results
+from signsgd_byzantine import cifar_subsets
 
 SCALES: dict[str, dict[str, Any]] = {
     "smoke": {"train_size": 1000, "test_size": 500, "epochs": 1, "seeds": [0]},
@@ -108,27 +108,6 @@ class Net(nn.Module):
 
 def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def _data(train_size: int, test_size: int) -> tuple[torch.Tensor, ...]:
-    from trinity_lightning.data import load_cifar10
-
-    train, test = load_cifar10("train"), load_cifar10("test")
-    rng = np.random.default_rng(0)
-    tr = rng.permutation(len(train.labels))[:train_size]
-    te = rng.permutation(len(test.labels))[:test_size]
-    mean = np.array([0.49, 0.48, 0.45], dtype=np.float32) * 255
-    std = np.array([0.25, 0.24, 0.26], dtype=np.float32) * 255
-
-    def prep(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((images.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2).copy())
-
-    return (
-        prep(train.images[tr]),
-        torch.from_numpy(train.labels[tr]),
-        prep(test.images[te]),
-        torch.from_numpy(test.labels[te]),
-    )
 
 
 def _augment(generator: torch.Generator) -> Any:
@@ -230,7 +209,7 @@ def main() -> None:
     if "net" in args.parts:
         variants += ["net:finetune", "net:scratch"]
     if not args.summarize_only:
-        data = _data(args.train_size, args.test_size)
+        data = cifar_subsets(args.train_size, args.test_size)
         for seed in args.seeds:
             for variant in variants:
                 if any(r["variant"] == variant and r["seed"] == seed for r in runs):
