@@ -277,33 +277,52 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         return statistics.mean(values) if values else float("nan")
 
     table = {f"{m}_{a}_adversaries": {"per_seed": final(m, a), "mean": mean(m, a)} for m, a in RUNS}
+
+    def pair(run: tuple[str, int], anchor: tuple[str, int]) -> tuple[float, float, list[int], list[float]]:
+        """Means over the seeds that have both runs (paired), the seeds and the per-seed differences."""
+        ours = {r["seed"]: r["final"] for r in runs if (r["method"], r["adversaries"]) == run}
+        base = {r["seed"]: r["final"] for r in runs if (r["method"], r["adversaries"]) == anchor}
+        common = sorted(ours.keys() & base.keys())
+        diffs = [ours[k] - base[k] for k in common]
+        nan = float("nan")
+        if not common:
+            return nan, nan, [], []
+        return statistics.mean(ours[k] for k in common), statistics.mean(base[k] for k in common), common, diffs
+
     setting = (
         f"CIFAR-10 test accuracy (%, {args.test_size:,} test images), {WORKERS} simulated workers, "
-        f"{args.train_size:,} training images, ResNet-8, {args.epochs} epochs, mean of {len(seeds)} seeds"
+        f"{args.train_size:,} training images, ResNet-8, {args.epochs} epochs, batch {args.batch} per worker"
     )
-    claims = [
-        claim(
-            f"byzantine_{k}_of_7_accuracy_delta",
-            f"{setting}: Signum majority vote with {k} of 7 workers inverting their signs every step minus the clean vote",
-            ours=mean("vote", k),
-            anchor=mean("vote", 0),
-            better="higher",
-            unit="points",
-            target_delta=target,
-            per_seed_delta=[a - b for a, b in zip(final("vote", k), final("vote", 0))],
+    claims = []
+    for k, target in ((1, -1.0), (2, -3.0), (3, -5.0)):
+        ours, anchor, common, diffs = pair(("vote", k), ("vote", 0))
+        claims.append(
+            claim(
+                f"byzantine_{k}_of_7_accuracy_delta",
+                f"{setting}: Signum majority vote with {k} of 7 workers inverting their signs every step minus the "
+                f"clean vote, mean of seeds {common} (paired)",
+                ours=ours,
+                anchor=anchor,
+                better="higher",
+                unit="points",
+                target_delta=target,
+                per_seed_delta=diffs,
+                seeds=common,
+            )
         )
-        for k, target in ((1, -1.0), (2, -3.0), (3, -5.0))
-    ]
+    ours, anchor, common, diffs = pair(("vote", 1), ("sgd", 1))
     claims.append(
         claim(
             "vote_vs_sgd_magnitude_attack_1_of_7",
             f"{setting}: the vote with 1 of 7 sign inverters minus SGD-momentum (averaged gradient) with 1 of 7 "
-            f"sending -{args.magnitude:g} x its gradient",
-            ours=mean("vote", 1),
-            anchor=mean("sgd", 1),
+            f"sending -{args.magnitude:g} x its gradient, mean of seeds {common} (paired)",
+            ours=ours,
+            anchor=anchor,
             better="higher",
             unit="points",
             target_delta=20.0,
+            per_seed_delta=diffs,
+            seeds=common,
             sgd_clean=mean("sgd", 0),
         )
     )
@@ -343,7 +362,9 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         },
         "docstring": __doc__.strip(),
     }
-    print(write_results(args.out, claims, details))
+    command = f"python benchmarks/signsgd_byzantine.py --scale {args.scale} --epochs {args.epochs} --batch {args.batch}"
+    command += f" --train-size {args.train_size} --test-size {args.test_size} --seeds {' '.join(map(str, args.seeds))}"
+    print(write_results(args.out, claims, details, command=command))
     for c in claims:
         print(c["id"], round(c["delta"], 2), c["met"])
 
