@@ -183,6 +183,29 @@ def test_mbem_recovers_workers_from_a_good_model_with_one_label_per_item():
     assert hard.probas_.shape == (3000, 4)
 
 
+def test_mbem_priors_class_none_and_model():
+    """prior="none": the workers' likelihood alone (the official code); "class" also weighs in the class prior."""
+    table = {"task": [0, 1, 2, 3], "worker": ["a", "a", "b", "b"], "label": [0, 1, 1, 0]}
+    model = torch.tensor([0, 0, 0, 1])  # skewed predictions: class 0 has prior 3/4
+    none = MBEM(prior="none", smoothing=0.5).fit(table, model)
+    cls = MBEM(prior="class", smoothing=0.5).fit(table, model)
+    conf = none.errors_.transpose(1, 2).double()  # (worker, true, observed)
+    workers = [list(none.table_.worker_ids).index(w) for w in table["worker"]]
+    like = torch.stack([conf[w, :, y] for w, y in zip(workers, table["label"])])
+    np.testing.assert_allclose(none.probas_.double(), like / like.sum(1, keepdim=True), atol=1e-5)
+    assert cls.priors_[0] > 0.6  # the (smoothed) frequency of class 0 in the predictions
+    joint = like * cls.priors_.double()
+    np.testing.assert_allclose(cls.probas_.double(), joint / joint.sum(1, keepdim=True), atol=1e-5)
+    assert not torch.allclose(none.probas_, cls.probas_, atol=1e-3)
+    with pytest.raises(ValueError, match="prior: expected one of 'model', 'class', 'none'"):
+        MBEM(prior="uniform")  # type: ignore[arg-type]
+    from trinity_lightning.crowd import CrowdEM
+
+    assert CrowdEM(prior="none").prior == "none"  # the callback takes the same priors
+    with pytest.raises(ValueError, match="prior: expected one of"):
+        CrowdEM(prior="uniform")  # type: ignore[arg-type]
+
+
 def test_to_frame_and_worker_frame(toy):
     ds = DawidSkene().fit(toy)
     frame = ds.to_frame()

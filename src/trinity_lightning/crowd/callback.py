@@ -16,7 +16,7 @@ from trinity_lightning.crowd.heldout import (
     worker_marginal_log_likelihood,
 )
 from trinity_lightning.crowd.majority_vote import MajorityVote
-from trinity_lightning.crowd.mbem import MBEM
+from trinity_lightning.crowd.mbem import MBEM, PRIORS
 from trinity_lightning.crowd.table import AnnotationTable
 from trinity_lightning.rounds.curve import log_round, write_curve
 from trinity_lightning.rounds.engine import RoundCallback
@@ -74,7 +74,8 @@ class CrowdEM(RoundCallback):
         max_rounds: stop re-estimating after this many rounds (``None``: every ``epochs_per_round``).
         hard: estimate the workers from the model's hard predictions (the official code) or its probabilities.
         prior: the prior of each item's truth in the posterior: ``"model"`` (the model's prediction for
-            that item) or ``"class"`` (the class frequencies, the paper); see :class:`MBEM`.
+            that item), ``"class"`` (the class frequencies, the paper) or ``"none"`` (uniform, the official
+            code); see :class:`MBEM`.
         smoothing: Laplace pseudo-count of the confusion estimates.
         n_iter: E-steps per round (1 = MBEM; more continue with Dawid-Skene EM from the model's guess);
             crowd-kit's name. ``em_iter`` is its deprecated alias (one more release).
@@ -106,7 +107,7 @@ class CrowdEM(RoundCallback):
         epochs_per_round: int = 5,
         max_rounds: int | None = None,
         hard: bool = True,
-        prior: Literal["model", "class"] = "model",
+        prior: Literal["model", "class", "none"] = "model",
         smoothing: float = 0.1,
         n_iter: int = 1,
         guard: bool = True,
@@ -125,8 +126,8 @@ class CrowdEM(RoundCallback):
         if max_rounds is not None and max_rounds < 0:
             raise ValueError(f"max_rounds: expected a non-negative integer or None, got {max_rounds}")
         self.epochs_per_round, self.max_rounds = epochs_per_round, max_rounds
-        if prior not in ("model", "class"):
-            raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIORS))}, got {prior!r}")
         if guard_folds < 2:
             raise ValueError(f"guard_folds: expected at least 2, got {guard_folds}")
         self.hard, self.prior, self.smoothing, self.n_iter = hard, prior, smoothing, n_iter

@@ -11,6 +11,9 @@ from trinity_lightning.crowd._incidence import Incidence
 from trinity_lightning.crowd.dawid_skene import DawidSkene, _Params
 from trinity_lightning.crowd.table import as_table
 
+PRIORS = ("model", "class", "none")
+"""The accepted values of ``prior`` (:class:`MBEM` and the CrowdEM callback)."""
+
 
 class MBEM(DawidSkene):
     """Model-bootstrapped EM (MBEM): worker confusions from a model's predictions, then the posteriors.
@@ -27,8 +30,9 @@ class MBEM(DawidSkene):
        prior from ``t`` (one M-step with ``t`` as the posterior);
     2. computes ``q_i(k) ∝ p_i(k) prod_a pi_a[k, y_ia]`` (one E-step), where the prior ``p_i`` is the
        model's own predicted distribution for item ``i`` (``prior="model"``, the default: the model as an
-       informative prior on each item's truth, as in Raykar et al., "Learning From Crowds", JMLR 2010) or
-       the class prior of ``t`` (``prior="class"``, the paper's choice).
+       informative prior on each item's truth, as in Raykar et al., "Learning From Crowds", JMLR 2010),
+       the class prior of ``t`` (``prior="class"``, the paper's choice) or the uniform distribution
+       (``prior="none"``: the workers' likelihood alone, as the official code computes the posterior).
 
     With few epochs behind it a model's predictions are often biased towards a few classes; the class
     prior then pulls every item labelled by a poor worker towards those classes, and training on that
@@ -42,8 +46,8 @@ class MBEM(DawidSkene):
         n_iter: E-steps (1 = the paper's MBEM step; ``max_iter=`` is a deprecated alias).
         hard: estimate the confusions from the model's hard predictions ``argmax`` (the official code)
             instead of its probabilities.
-        prior: ``"model"`` (each item's predicted distribution) or ``"class"`` (the class frequencies of
-            the predictions, the paper).
+        prior: ``"model"`` (each item's predicted distribution), ``"class"`` (the class frequencies of
+            the predictions, the paper) or ``"none"`` (uniform: the official code's posterior).
         smoothing: Laplace pseudo-count per confusion cell; larger values shrink the few counts that
             one label per item gives towards the uniform (spammer) row.
         tol: as for :class:`DawidSkene` (used when ``n_iter > 1``).
@@ -69,7 +73,7 @@ class MBEM(DawidSkene):
         self,
         n_iter: int = 1,
         hard: bool = True,
-        prior: Literal["model", "class"] = "model",
+        prior: Literal["model", "class", "none"] = "model",
         smoothing: float = 0.1,
         tol: float = 1e-5,
         eps: float = 1e-10,
@@ -81,8 +85,8 @@ class MBEM(DawidSkene):
         super().__init__(
             n_iter=n_iter, tol=tol, smoothing=smoothing, eps=eps, device=device, dtype=dtype, max_iter=max_iter
         )
-        if prior not in ("model", "class"):
-            raise ValueError(f"prior: expected 'model' or 'class', got {prior!r}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIORS))}, got {prior!r}")
         self.hard, self.prior = hard, prior
         self._item_log_prior: torch.Tensor | None = None
 
@@ -139,6 +143,8 @@ class MBEM(DawidSkene):
         if self.prior == "model":
             soft = preds / preds.sum(dim=1, keepdim=True).clamp_min(1e-300)
             self._item_log_prior = soft.clamp_min(self.eps).log().to(self.device, self.dtype)
+        elif self.prior == "none":  # uniform: the posterior is the workers' likelihood alone
+            self._item_log_prior = torch.full((K,), -float(np.log(K)), device=self.device, dtype=self.dtype)
         if self.hard:
             preds = torch.nn.functional.one_hot(preds.argmax(dim=1), K).to(torch.float64)
         return super().fit(table, init_posteriors=preds)  # type: ignore[return-value]

@@ -1,0 +1,373 @@
+"""Byzantine signSGD: 7 workers, 0-3 sign-inverting adversaries, majority vote vs SGD under a magnitude attack.
+
+The paper (Bernstein, Zhao, Azizzadenesheli & Anandkumar, "signSGD with majority vote is communication efficient
+and fault tolerant", ICLR 2019) proves convergence while fewer than half of the workers are adversarial (the noise
+term grows by 1 / (1 - 2 alpha)) and trains with 7 workers of which 0-3 invert their signs. This benchmark does
+that, simulated in one process: 7 workers, each with its own disjoint i.i.d. shard of the data, its own batch and
+its own Signum momentum; each step every worker packs the sign of its momentum with the project's
+:func:`~trinity_lightning.distributed.pack_signs` (an adversary packs the opposite signs), the server takes
+:func:`~trinity_lightning.distributed.majority_vote_packed` over the 7 packed rows and every worker applies the
+unpacked vote (:func:`~trinity_lightning.distributed.unpack_signs`) with :class:`~trinity_lightning.distributed.Signum`
+(momentum 0: the momentum is the worker's own, as ``SignSGDStrategy`` moves it into the hook). The anchor is SGD
+with momentum on the averaged gradient where one worker sends ``-M * g`` (``M = 10``, a magnitude attack: plain
+negation only shrinks SGD's step, the magnitude attack turns the mean around). Training is a Lightning
+``Trainer`` fit of :class:`SimulatedWorkers` (manual optimisation), the harness's trainer settings.
+
+Same data, network and schedule as ``signsgd_accuracy.py``: CIFAR-10 (the shared lossy-JPEG copy), a random
+training subset split evenly across the 7 workers, a random test subset, ResNet-8 of width 8, random horizontal
+flips, batch 64 per worker, cosine decay to 0, Signum lr 2e-3 with decoupled weight decay 0.01, SGD lr 0.1 with
+momentum 0.9 and weight decay 5e-4 (the usual values, not tuned here).
+
+    python benchmarks/signsgd_byzantine.py                 # --scale cpu: 7k images, 6 epochs, 3 seeds
+    python benchmarks/signsgd_byzantine.py --scale smoke   # 1 epoch on 1,400 images, 1 seed (a minute)
+    python benchmarks/signsgd_byzantine.py --scale paper   # 50k images, full test split, 30 epochs, 3 seeds
+
+Scales: ``cpu`` (default) trains 18 runs (vote with 0, 1, 2, 3 adversaries and SGD clean / attacked, 3 seeds) of
+6 epochs on a 7,000-image subset (1,000 per worker, 15 steps per epoch): about 12 min of one idle core. ``paper``
+is the full training split with the full test split for 30 epochs: about 35x that on a CPU (roughly 7 h of one
+core), minutes on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import accuracy, quiet, trainer
+from _results import RESULTS_DIR, claim, write_json, write_results
+
+WORKERS = 7
+SCALES: dict[str, dict[str, Any]] = {
+    "smoke": {"train_size": 1400, "test_size": 500, "epochs": 1, "seeds": [0]},
+    "cpu": {"train_size": 7000, "test_size": 2000, "epochs": 6, "seeds": [0, 1, 2]},
+    "paper": {"train_size": 50000, "test_size": 10000, "epochs": 30, "seeds": [0, 1, 2]},
+}
+# (method, adversaries): the vote with 0-3 sign inverters, SGD clean and with one -M*g attacker
+RUNS = [("vote", 0), ("vote", 1), ("vote", 2), ("vote", 3), ("sgd", 0), ("sgd", 1)]
+
+
+class WorkerShards(Dataset):
+    """Item ``i`` is every worker's ``i``-th example of the epoch: ``x`` of shape ``(W, C, H, W)``, ``y`` ``(W,)``.
+
+    Worker ``w`` owns ``arange(w, N, W)``; each worker's order is its own permutation, drawn per epoch by
+    :meth:`shuffle`.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, workers: int, seed: int) -> None:
+        per = len(y) // workers
+        self.shards = torch.stack([torch.arange(w, per * workers, workers) for w in range(workers)])
+        self.x, self.y, self.workers = x, y, workers
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = self.shards.clone()
+
+    def shuffle(self) -> None:
+        per = self.shards.shape[1]
+        self.order = torch.stack([s[torch.randperm(per, generator=self.generator)] for s in self.shards])
+
+    def __len__(self) -> int:
+        return int(self.shards.shape[1])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.order[:, i]
+        return self.x[index], self.y[index]
+
+
+class SimulatedWorkers(pl.LightningModule):
+    """``W`` data-parallel workers in one process: per-worker gradients, then the vote or the averaged SGD step.
+
+    Args:
+        net: the shared model (every worker holds the same weights, as after a DDP step).
+        method: ``"vote"`` (Signum majority vote on packed signs) or ``"sgd"`` (averaged gradient, SGD momentum).
+        adversaries: how many workers (the last ones) attack: the vote's adversaries invert their signs, SGD's send
+            ``-magnitude * g``.
+        total_steps: for the cosine schedule.
+
+    Example::
+
+        module = SimulatedWorkers(CifarResNet(depth=8, width=8), "vote", adversaries=1, total_steps=100)
+        trainer(max_epochs=1).fit(module, loader)   # batches: x (B, W, 3, 32, 32), y (B, W)
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        method: str,
+        adversaries: int,
+        total_steps: int,
+        *,
+        workers: int = WORKERS,
+        signum_lr: float = 2e-3,
+        signum_wd: float = 0.01,
+        sgd_lr: float = 0.1,
+        magnitude: float = 10.0,
+        momentum: float = 0.9,
+        flip_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if method not in ("vote", "sgd"):
+            raise ValueError(f"method: expected 'vote' or 'sgd', got {method!r}")
+        if not 0 <= adversaries <= workers:
+            raise ValueError(f"adversaries: expected 0..{workers}, got {adversaries}")
+        self.automatic_optimization = False
+        self.net, self.method, self.adversaries, self.workers = net, method, adversaries, workers
+        self.total_steps, self.magnitude, self.momentum = total_steps, magnitude, momentum
+        self.signum_lr, self.signum_wd, self.sgd_lr = signum_lr, signum_wd, sgd_lr
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.numel = sum(p.numel() for p in self.params)
+        self.worker_momentum = torch.zeros(workers, self.numel)  # each worker's own Signum momentum
+        self.flips = torch.Generator().manual_seed(flip_seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        from trinity_lightning.distributed import Signum
+
+        if self.method == "vote":  # momentum 0: the momentum is each worker's own (as the strategy moves it)
+            return Signum(self.params, lr=self.signum_lr, momentum=0.0, weight_decay=self.signum_wd)
+        return torch.optim.SGD(self.params, lr=self.sgd_lr, momentum=self.momentum, weight_decay=5e-4)
+
+    def on_train_epoch_start(self) -> None:
+        self.trainer.train_dataloader.dataset.shuffle()  # type: ignore[union-attr]
+
+    def _worker_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(len(x), generator=self.flips) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        grads = torch.autograd.grad(loss, self.params)
+        return torch.cat([g.reshape(-1) for g in grads])
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        from trinity_lightning.distributed import majority_vote_packed, pack_signs, unpack_signs
+
+        x, y = batch  # (B, W, ...), (B, W)
+        grads = torch.stack([self._worker_gradient(x[:, w], y[:, w]) for w in range(self.workers)])
+        honest = self.workers - self.adversaries
+        step = self.global_step
+        if self.method == "vote":
+            self.worker_momentum.mul_(self.momentum).add_(grads, alpha=1 - self.momentum)
+            rows = [
+                pack_signs(self.worker_momentum[w] if w < honest else -self.worker_momentum[w], step)
+                for w in range(self.workers)
+            ]
+            update = unpack_signs(majority_vote_packed(torch.stack(rows), step), self.numel)
+        else:
+            grads[honest:] *= -self.magnitude
+            update = grads.mean(0)
+        optimizer = self.optimizers()
+        factor = 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+        base = self.signum_lr if self.method == "vote" else self.sgd_lr
+        for group in optimizer.param_groups:  # type: ignore[union-attr]
+            group["lr"] = base * factor
+        offset = 0
+        for p in self.params:
+            p.grad = update[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def cifar_subsets(train_size: int, test_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random CIFAR-10 train / test subsets, normalised, ``(N, 3, 32, 32)`` (as ``signsgd_accuracy.py``)."""
+    from trinity_lightning.data import load_cifar10
+
+    train, test = load_cifar10("train"), load_cifar10("test")
+    rng = np.random.default_rng(0)
+    tr = rng.permutation(len(train.labels))[:train_size]
+    te = rng.permutation(len(test.labels))[:test_size]
+    mean = np.array([0.49, 0.48, 0.45], dtype=np.float32) * 255
+    std = np.array([0.25, 0.24, 0.26], dtype=np.float32) * 255
+
+    def prep(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((images.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2).copy())
+
+    return (
+        prep(train.images[tr]),
+        torch.from_numpy(train.labels[tr]),
+        prep(test.images[te]),
+        torch.from_numpy(test.labels[te]),
+    )
+
+
+def run_one(
+    method: str, adversaries: int, seed: int, data: tuple[torch.Tensor, ...], args: argparse.Namespace
+) -> dict[str, Any]:
+    from trinity_lightning.models.resnet import CifarResNet
+
+    x_train, y_train, x_test, y_test = data
+    pl.seed_everything(seed, verbose=False)
+    shards = WorkerShards(x_train, y_train, WORKERS, seed)
+    loader = DataLoader(shards, batch_size=args.batch, shuffle=False, drop_last=True)
+    total = len(loader) * args.epochs
+    torch.manual_seed(seed)
+    module = SimulatedWorkers(
+        CifarResNet(depth=8, width=8), method, adversaries, total, magnitude=args.magnitude, flip_seed=seed
+    )
+    tick, cpu = time.perf_counter(), time.process_time()
+    trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, limit_val_batches=0).fit(module, loader)
+    final = 100.0 * accuracy(module, x_test, y_test, batch_size=500)
+    return {
+        "method": method,
+        "adversaries": adversaries,
+        "seed": seed,
+        "final": final,
+        "steps": total,
+        "seconds": time.perf_counter() - tick,
+        "cpu_seconds": time.process_time() - cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--batch", type=int, default=64, help="per worker")
+    parser.add_argument("--magnitude", type=float, default=10.0, help="M of the SGD attacker's -M*g")
+    parser.add_argument("--out", default="signsgd_byzantine")
+    parser.add_argument("--summarize-only", action="store_true")
+    args = parser.parse_args()
+    for key, value in SCALES[args.scale].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    quiet()
+    torch.set_num_threads(1)
+    partial = RESULTS_DIR / f"{args.out}.partial.json"
+    runs: list[dict[str, Any]] = json.loads(partial.read_text()) if partial.is_file() else []
+    if not args.summarize_only:
+        data = cifar_subsets(args.train_size, args.test_size)
+        for seed in args.seeds:
+            for method, adversaries in RUNS:
+                if any(r["method"] == method and r["adversaries"] == adversaries and r["seed"] == seed for r in runs):
+                    continue
+                run = run_one(method, adversaries, seed, data, args)
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+                write_json(partial, runs, indent=1)
+    summarize(runs, args)
+
+
+def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    seeds = sorted({r["seed"] for r in runs})
+
+    def final(method: str, adversaries: int) -> list[float]:
+        return [
+            r["final"]
+            for r in sorted(runs, key=lambda r: r["seed"])
+            if (r["method"], r["adversaries"]) == (method, adversaries)
+        ]
+
+    def mean(method: str, adversaries: int) -> float:
+        values = final(method, adversaries)
+        return statistics.mean(values) if values else float("nan")
+
+    table = {f"{m}_{a}_adversaries": {"per_seed": final(m, a), "mean": mean(m, a)} for m, a in RUNS}
+
+    def pair(run: tuple[str, int], anchor: tuple[str, int]) -> tuple[float, float, list[int], list[float]]:
+        """Means over the seeds that have both runs (paired), the seeds and the per-seed differences."""
+        ours = {r["seed"]: r["final"] for r in runs if (r["method"], r["adversaries"]) == run}
+        base = {r["seed"]: r["final"] for r in runs if (r["method"], r["adversaries"]) == anchor}
+        common = sorted(ours.keys() & base.keys())
+        diffs = [ours[k] - base[k] for k in common]
+        nan = float("nan")
+        if not common:
+            return nan, nan, [], []
+        return statistics.mean(ours[k] for k in common), statistics.mean(base[k] for k in common), common, diffs
+
+    setting = (
+        f"CIFAR-10 test accuracy (%, {args.test_size:,} test images), {WORKERS} simulated workers, "
+        f"{args.train_size:,} training images, ResNet-8, {args.epochs} epochs, batch {args.batch} per worker"
+    )
+    claims = []
+    for k, target in ((1, -1.0), (2, -3.0), (3, -5.0)):
+        ours, anchor, common, diffs = pair(("vote", k), ("vote", 0))
+        claims.append(
+            claim(
+                f"byzantine_{k}_of_7_accuracy_delta",
+                f"{setting}: Signum majority vote with {k} of 7 workers inverting their signs every step minus the "
+                f"clean vote, mean of seeds {common} (paired)",
+                ours=ours,
+                anchor=anchor,
+                better="higher",
+                unit="points",
+                target_delta=target,
+                per_seed_delta=diffs,
+                seeds=common,
+            )
+        )
+    ours, anchor, common, diffs = pair(("vote", 1), ("sgd", 1))
+    claims.append(
+        claim(
+            "vote_vs_sgd_magnitude_attack_1_of_7",
+            f"{setting}: the vote with 1 of 7 sign inverters minus SGD-momentum (averaged gradient) with 1 of 7 "
+            f"sending -{args.magnitude:g} x its gradient, mean of seeds {common} (paired)",
+            ours=ours,
+            anchor=anchor,
+            better="higher",
+            unit="points",
+            target_delta=20.0,
+            per_seed_delta=diffs,
+            seeds=common,
+            sgd_clean=mean("sgd", 0),
+        )
+    )
+    one_of_three = None
+    try:
+        from _results import read_results
+
+        for entry in read_results("signsgd_accuracy")["claims"]:
+            if entry["id"] == "byzantine_1_of_3_accuracy_delta":
+                one_of_three = {k: entry[k] for k in ("what", "ours", "anchor", "delta", "target_delta", "met")}
+    except (FileNotFoundError, KeyError):
+        pass
+    details = {
+        "accuracy": table,
+        "runs": runs,
+        "seeds": seeds,
+        "byzantine_1_of_3_reported_row": one_of_three,
+        "cpu_minutes": sum(r["cpu_seconds"] for r in runs) / 60,
+        "wall_minutes": sum(r["seconds"] for r in runs) / 60,
+        "threads": 1,
+        "scale": args.scale,
+        "protocol": {
+            "workers": WORKERS,
+            "train_size": args.train_size,
+            "test_size": args.test_size,
+            "epochs": args.epochs,
+            "batch_per_worker": args.batch,
+            "model": "CifarResNet(depth=8, width=8)",
+            "vote": "Signum, each worker's own momentum 0.9, packed signs, majority_vote_packed, lr 2e-3 cosine, "
+            "decoupled weight decay 0.01",
+            "sgd": "SGD momentum 0.9, lr 0.1 cosine, weight decay 5e-4, averaged gradient",
+            "adversary_vote": "the last k workers pack the opposite of their momentum's signs every step",
+            "adversary_sgd": f"the last worker sends -{args.magnitude:g} x its gradient every step",
+            "simulation": "one process, one Lightning Trainer fit of SimulatedWorkers (manual optimisation); "
+            "each worker's gradient on its own batch from its own shard",
+            "note": "scaled for a shared 2-core CPU unless scale is 'paper'",
+        },
+        "docstring": __doc__.strip(),
+    }
+    command = f"python benchmarks/signsgd_byzantine.py --scale {args.scale} --epochs {args.epochs} --batch {args.batch}"
+    command += f" --train-size {args.train_size} --test-size {args.test_size} --seeds {' '.join(map(str, args.seeds))}"
+    print(write_results(args.out, claims, details, command=command))
+    for c in claims:
+        print(c["id"], round(c["delta"], 2), c["met"])
+
+
+if __name__ == "__main__":
+    main()
