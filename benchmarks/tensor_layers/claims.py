@@ -175,7 +175,7 @@ def build_claims(summaries: dict[str, list[dict[str, Any]]], latency: dict[str, 
         )
         claims.append(
             iso_claim(
-                f"trl_head_param_ratio_at_iso_accuracy{suffix}",
+                f"trl_head_param_ratio_at_iso_accuracy_small_head{suffix}",
                 f"{ds}: dense flatten+Linear head params / TRL head params, most compressed TRL ({trl_facts}, "
                 f"{len({r['rank'] for r in rows if r['method'] == 'trl'})} ranks) with mean test acc within 0.5 pt "
                 f"of the dense CNN ({seeds} seeds)" + NO_CONFIG,
@@ -190,7 +190,7 @@ def build_claims(summaries: dict[str, list[dict[str, Any]]], latency: dict[str, 
         if any(r["method"] == "tcl+trl" for r in rows):  # a CPU grid may skip the TCL heads (--head-groups)
             claims.append(
                 iso_claim(
-                    f"tcl_trl_head_param_ratio_at_iso_accuracy{suffix}",
+                    f"tcl_trl_head_param_ratio_at_iso_accuracy_small_head{suffix}",
                     f"{ds}: dense head params / TCL+TRL (Tucker) head params within 0.5 pt of dense" + NO_CONFIG,
                     rows,
                     ("tcl+trl",),

@@ -88,7 +88,7 @@ def test_results_file_claims_are_what_the_stored_summaries_give(bench):
         (c["id"], c["ours"], c["anchor"], c.get("met")) for c in stored["claims"]
     ]
     ids = {c["id"] for c in stored["claims"]}
-    assert {"trl_head_param_ratio_at_iso_accuracy", "tensorized_net_param_ratio_at_iso_accuracy"} <= ids
+    assert {"trl_head_param_ratio_at_iso_accuracy_small_head", "tensorized_net_param_ratio_at_iso_accuracy"} <= ids
     assert all("reading" in c for c in stored["claims"] if "iso_accuracy" in c["id"])
 
 
@@ -246,8 +246,8 @@ def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
     assert {c["id"] for c in results["claims"]} == {
         f"{name}_fashion_mnist"
         for name in (
-            "trl_head_param_ratio_at_iso_accuracy",
-            "tcl_trl_head_param_ratio_at_iso_accuracy",
+            "trl_head_param_ratio_at_iso_accuracy_small_head",
+            "tcl_trl_head_param_ratio_at_iso_accuracy_small_head",
             "tensorized_net_param_ratio_at_iso_accuracy",
         )
     }
@@ -272,7 +272,7 @@ def test_report_gives_the_measured_ratio_when_a_configuration_is_within_toleranc
     grid.write_text(json.dumps({"meta": {"tucker_linear_fixed": True}, "records": records}))
     out = tmp_path / "r"
     claims = {c["id"]: c for c in _report(bench, monkeypatch, out, "--grid", str(grid), "--command", "x")["claims"]}
-    trl, net = claims["trl_head_param_ratio_at_iso_accuracy"], claims["tensorized_net_param_ratio_at_iso_accuracy"]
+    trl, net = claims["trl_head_param_ratio_at_iso_accuracy_small_head"], claims["tensorized_net_param_ratio_at_iso_accuracy"]
     assert (trl["ours"], trl["anchor"], trl["met"]) == (1921, 20490, True)
     assert trl["ratio"] == pytest.approx(20490 / 1921, rel=1e-3)
     assert (net["ours"], net["met"]) == (57712, False) and net["ratio"] == pytest.approx(114186 / 57712, rel=1e-3)
@@ -303,9 +303,9 @@ def test_report_keeps_the_datasets_a_grid_did_not_run_from_an_earlier_results_fi
     assert details["grid_meta_by_dataset"] == {"fashion_mnist": {"device": "gpu"}}
     assert details["earlier_summary_replaced"] == {"cifar10": old_cifar}  # kept for reference, not in any claim
     claims = {c["id"]: c for c in results["claims"]}
-    assert "tcl_trl_head_param_ratio_at_iso_accuracy" not in claims  # no TCL rows in this grid: no claim
-    assert claims["trl_head_param_ratio_at_iso_accuracy_fashion_mnist"]["ours"] == 3000
-    assert claims["trl_head_param_ratio_at_iso_accuracy"]["what"].startswith(
+    assert "tcl_trl_head_param_ratio_at_iso_accuracy_small_head" not in claims  # no TCL rows in this grid: no claim
+    assert claims["trl_head_param_ratio_at_iso_accuracy_small_head_fashion_mnist"]["ours"] == 3000
+    assert claims["trl_head_param_ratio_at_iso_accuracy_small_head"]["what"].startswith(
         "cifar10: dense flatten+Linear head params / TRL head params, most compressed TRL (CP, 1 ranks)"
     )
 
@@ -331,4 +331,4 @@ def test_report_reads_one_grid_per_dataset(bench, tmp_path, monkeypatch):
         "python benchmarks/tensor_layers.py grid --datasets cifar10 (cpu, 1 s); python benchmarks/tensor_layers.py grid"
     )
     claims = {c["id"]: c for c in results["claims"]}
-    assert claims["trl_head_param_ratio_at_iso_accuracy_fashion_mnist"]["ratio"] == pytest.approx(10.0)
+    assert claims["trl_head_param_ratio_at_iso_accuracy_small_head_fashion_mnist"]["ratio"] == pytest.approx(10.0)
