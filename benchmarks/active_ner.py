@@ -408,12 +408,19 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         ],
         "curves": curves,
         "cpu_seconds_total": cpu,
-        "plot": "docs/img/active_ner.png",
+        "plot": _relative(Path(args.plot)),
     }
     write_results("active_ner", claims, details, results_dir=Path(args.results_dir) if args.results_dir else None)
     _plot(curves, full_f1, Path(args.plot))
     for c in claims:
         print(json.dumps(c))
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (for ``details.plot``)."""
+    repo = Path(__file__).resolve().parents[1]
+    path = path.resolve()
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
 
 
 def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path) -> None:
@@ -431,7 +438,7 @@ def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path) -> None
         ax.axhline(0.99 * full_f1, color="gray", ls=":", lw=1, label="99% of full data")
     ax.set_xlabel("% of training words labelled")
     ax.set_ylabel("entity F1, CoNLL-2003 test (dev-chosen epoch)")
-    ax.set_title("Active learning for NER, CNN-CNN-LSTM tagger (mean of seeds)")
+    ax.set_title("Active learning for NER, CNN-CNN-LSTM tagger (mean of seeds, dev-chosen epochs)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -481,7 +488,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--work", default="/tmp/active_ner")
     parser.add_argument("--results-dir", default=None)
-    parser.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs/img/active_ner.png"))
+    parser.add_argument(
+        "--plot", default=str(Path(__file__).resolve().parents[1] / "docs/img/active_ner_paper_protocol.png")
+    )
     parser.add_argument("--snapshot", default=None, help="folder refreshed with a summary after every job")
     parser.add_argument("--summarize-only", action="store_true", help="rebuild the JSON from finished jobs")
     parser.add_argument("--tiny", action="store_true", help="a quick CPU check of the script (not a result)")
