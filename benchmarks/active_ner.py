@@ -276,6 +276,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             "per_seed": {
                 str(r["seed"]): {
                     "fraction": r["fraction"],
+                    "f1": r["f1"],  # the name the earlier results used (read by benchmarks/active_stopping.py)
                     "test_f1": r["f1"],
                     "dev_f1": r["dev_f1"],
                     "chosen_epoch": r["chosen_epoch"],
