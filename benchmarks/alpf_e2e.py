@@ -325,6 +325,7 @@ def merge(args: argparse.Namespace) -> None:
             )
         },
         "scaled": args.scale < 1,
+        "how_it_ran": args.note,
         "cpu_seconds_total": cpu,
         "load_note": "2-core CPU shared by 8 processes (load average 6-9): wall time is about 3-4x the CPU time",
         "accuracy_at_until_per_seed": acc,
@@ -397,6 +398,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", default="/tmp/alpf_e2e")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--note", default="", help="how the jobs ran (recorded in details)")
     parser.add_argument("--merge", action="store_true", help="only merge the finished seeds into alpf_e2e.json")
     parser.add_argument("--quick", action="store_true", help="smoke run (not a result)")
     args = parser.parse_args()
