@@ -26,8 +26,8 @@ training on ``(x, candidates)`` (``_harness.Supervised`` + ``partial_label_loss`
 the per-round step budget are the public hooks of ``alpf.py`` (``Rounds``, ``StepsPerRound``).
 
 ``--scale`` sets the pool and test size and the step budget together: ``--scale 1`` is the paper-size run on the
-full 50,000-image pool, the 10,000-image test set and 2,000 steps per round (about 1.5 GPU-hours on one GPU for
-3 seeds, the learners' rounds to 30% and ALPF-ERC's to full annotation; days on a 2-core CPU).
+full 50,000-image pool, the 10,000-image test set and 2,000 steps per round (estimated, not run: a few GPU-hours
+on one GPU for 3 seeds, the learners' rounds to 30% and ALPF-ERC's to full annotation; days on a 2-core CPU).
 
 Run: ``python benchmarks/alpf_e2e.py --scale 0.04`` (the stored CPU run), ``--quick`` for a smoke run.
 """
