@@ -594,9 +594,11 @@ def main() -> None:
         for strategy in ("alpf_erc", "aq_erc", "al_me", "eig", "edc"):
             if strategy not in accs or "uniform" not in accs:
                 continue
+            # the frozen-feature protocol's ids; the contract ids belong to alpf_e2e.py (issue 20)
+            frozen = "_frozen_features" if strategy == "alpf_erc" and not suffix else ""
             claims.append(
                 claim(
-                    f"{strategy}_vs_uniform_at_30pct{suffix}",
+                    f"{strategy}_vs_uniform_at_30pct{suffix}{frozen}",
                     f"{name}: test accuracy (%) at 30% of the binary-search question budget, {labels[strategy]} vs "
                     f"Uniform, mean of {n_seeds} seeds, pool {pool}",
                     ours=accs[strategy],
@@ -612,7 +614,7 @@ def main() -> None:
             if not done:
                 continue
             cid = (
-                "questions_to_full_annotation_vs_uniform"
+                "questions_to_full_annotation_vs_uniform" + ("" if suffix else "_frozen_features")
                 if strategy == "alpf_erc"
                 else f"questions_to_full_annotation_{strategy}_vs_uniform"
             )
