@@ -53,7 +53,7 @@ def test_batchbald_first_pick_is_bald_argmax_and_greedy_matches_brute_force():
     assert picks[0] == int(BALD(n_samples=5).score(mc).argmax())
     chosen: list[int] = []
     for _ in range(3):  # brute-force greedy on the exact joint mutual information
-        gains = [(_joint_mi(probs, chosen + [i]) if i not in chosen else -1.0) for i in range(12)]
+        gains = [(_joint_mi(probs, [*chosen, i]) if i not in chosen else -1.0) for i in range(12)]
         chosen.append(int(np.argmax(gains)))
     assert picks == chosen
 

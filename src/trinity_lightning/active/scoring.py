@@ -9,8 +9,10 @@ taken, in order of preference, from:
   else, when the network reads as ``features -> head`` or as an ``nn.Sequential``, the part before the
   first dropout runs **once** per batch and only the rest is sampled ``n_samples`` times in one batched
   call (this is what makes BALD cheap: the deterministic trunk is the expensive part); else the whole
-  network runs on the input replicated ``n_samples`` times in one batch (channels-last for images, inference
-  mode: BALD for any architecture);
+  network runs on the input replicated ``n_samples`` times in one batch, in inference mode (BALD for any
+  architecture; run it under ``torch.autocast(dtype=torch.bfloat16)``, e.g. the trainer's ``bf16-mixed``
+  precision, where the CPU has bf16 units: ``benchmarks/active_vs_baal.py`` reports its speed and its top-k
+  agreement with float32);
 * for heuristics that need embeddings (``"embeddings"`` in ``requires``): ``model.pool_embeddings(batch)`` ->
   ``(N, D)``, else the *input* of the layer named by the heuristic's or the module's ``embedding_layer``
   attribute (a ``get_submodule`` path, e.g. ``"model.head.2"`` for the last linear layer of a
@@ -146,16 +148,9 @@ def mc_logits(model: nn.Module, batch: Any, n_samples: int) -> tuple[torch.Tenso
             repeated = features.repeat(n_samples, *([1] * (features.ndim - 1)))
             out = rest(repeated)
         else:
-            repeated = x.repeat(n_samples, *([1] * (x.ndim - 1)))
-            if repeated.ndim == 4 and _has_conv(model):
-                repeated = repeated.contiguous(memory_format=torch.channels_last)
-            out = model(repeated)
+            out = model(x.repeat(n_samples, *([1] * (x.ndim - 1))))
     logits, mask = _split(out)
     return logits.reshape(n_samples, -1, *logits.shape[1:]), mask
-
-
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def is_pool_strategy(strategy: QueryStrategy) -> bool:
