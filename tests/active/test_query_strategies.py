@@ -336,3 +336,39 @@ def test_score_pool_keeps_the_old_interface_for_custom_heuristics():
     sel = score_pool(net, [data[:6], data[6:]], Old(), 3, list(range(12)))
     with torch.no_grad():
         assert sel.indices == (-net(data)[:, 0]).topk(3).indices.tolist()
+
+
+# ------------------------------------------------------------------------------------------- in a campaign
+@pytest.mark.parametrize("name", ["coreset", "batchbald"])
+def test_campaign_with_a_batch_aware_heuristic(tmp_path, name):
+    import lightning.pytorch as pl
+
+    from trinity_lightning.active import ActiveLearning
+
+    from ._helpers import datamodule, mlp
+
+    dm = datamodule()
+    model = mlp()
+    al = ActiveLearning(name, query_size=10, budget=32, curve_path=str(tmp_path / "curve.csv"))
+    trainer = pl.Trainer(
+        max_epochs=-1,
+        callbacks=[al],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    if name == "coreset":
+        with pytest.raises(ValueError, match="add `def pool_embeddings"):
+            trainer.fit(model, datamodule=dm)
+        model.embedding_layer = "model.3"  # the input of the classifier's last linear layer
+        trainer = pl.Trainer(
+            max_epochs=-1,
+            callbacks=[al],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+    trainer.fit(model, datamodule=dm)
+    assert dm.n_labelled == 32 and al.round == 2 and len(set(al.last_query)) == 10
