@@ -3,6 +3,15 @@
 The campaign is a policy on the round engine (:mod:`trinity_lightning.rounds`).
 """
 
+from trinity_lightning.active.batch import (
+    BADGE,
+    EPIG,
+    BatchBALD,
+    Coreset,
+    EmbeddingKMeans,
+    InformationDensity,
+    PoolQueryStrategy,
+)
 from trinity_lightning.active.callback import ActiveLearning
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.oracles import Answers, FileOracle, Oracle, Query, SimulatedOracle
@@ -12,10 +21,14 @@ from trinity_lightning.active.strategies import (
     MNLP,
     STRATEGIES,
     Entropy,
+    ExpectedGradientLength,
+    KLDisagreement,
     LeastConfidence,
     Margin,
     QueryStrategy,
     RandomStrategy,
+    StochasticBatch,
+    VoteEntropy,
     get_heuristic,
     get_strategy,
     register_heuristic,
@@ -23,22 +36,33 @@ from trinity_lightning.active.strategies import (
 )
 
 __all__ = [
+    "BADGE",
     "BALD",
+    "EPIG",
     "HEURISTICS",
     "MNLP",
     "STRATEGIES",
     "ActiveLearning",
     "ActiveLearningDataModule",
     "Answers",
+    "BatchBALD",
+    "Coreset",
+    "EmbeddingKMeans",
     "Entropy",
+    "ExpectedGradientLength",
     "FileOracle",
+    "InformationDensity",
+    "KLDisagreement",
     "LeastConfidence",
     "Margin",
     "Oracle",
+    "PoolQueryStrategy",
     "Query",
     "QueryStrategy",
     "RandomStrategy",
     "SimulatedOracle",
+    "StochasticBatch",
+    "VoteEntropy",
     "get_heuristic",
     "get_strategy",
     "register_heuristic",

@@ -33,11 +33,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from trinity_lightning.active.cold_start import ColdStart, get_cold_start
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.oracles import Oracle, SimulatedOracle
-from trinity_lightning.active.scoring import Selection, find_mc_split, score_forward, select_by_budget
+from trinity_lightning.active.scoring import Selection, check_outputs, select_by_budget, select_pool
 from trinity_lightning.active.strategies import QueryStrategy, get_heuristic
 from trinity_lightning.rounds.curve import log_round, round_metrics, write_curve
 from trinity_lightning.rounds.engine import RoundCallback
-from trinity_lightning.rounds.inference import barrier, broadcast, predict_pool
+from trinity_lightning.rounds.inference import barrier, broadcast
 from trinity_lightning.rounds.oracle import Answers
 from trinity_lightning.rounds.schedule import (
     AtLeast,
@@ -69,7 +69,10 @@ class ActiveLearning(RoundCallback):
 
     Args:
         strategy: the query heuristic: a registered name (``random``, ``least_confidence``, ``margin``,
-            ``entropy``, ``mnlp``, ``bald``) or a :class:`QueryStrategy`.
+            ``entropy``, ``mnlp``, ``bald``, ``vote_entropy``, ``kl_disagreement``, ``egl``, ``stochastic``, and
+            the batch-aware ``batchbald``, ``epig``, ``coreset``, ``badge``, ``kmeans``,
+            ``information_density``) or a :class:`QueryStrategy`. The round engine computes only the outputs it
+            ``requires`` (logits, MC samples, embeddings, the labelled set's embeddings).
         query_size: examples (or tokens, see ``unit``) added per round; a float in ``(0, 1]`` is a fraction
             of the pool's total cost.
         budget: stop once this many examples (or tokens) are labelled and trained on; a float in ``(0, 1]``
@@ -185,16 +188,7 @@ class ActiveLearning(RoundCallback):
             return
         self._datamodule(trainer)
         ensure_reload_every_epoch(trainer, "ActiveLearning")
-        if (
-            self.strategy.stochastic
-            and not callable(getattr(pl_module, "mc_logits", None))
-            and find_mc_split(pl_module) is None
-            and not any("Dropout" in type(m).__name__ for m in pl_module.modules())
-        ):
-            raise ValueError(
-                f"strategy: {type(self.strategy).__name__} samples MC dropout, but "
-                f"{type(pl_module).__name__} has no dropout layer; add one or pick another heuristic"
-            )
+        check_outputs(pl_module, self.strategy)  # embeddings hook, dropout: refused before any training
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = self._datamodule(trainer)
@@ -327,8 +321,14 @@ class ActiveLearning(RoundCallback):
         candidates = self._candidates(dm)
         k = min(max(remaining, 1), len(candidates))  # in tokens: every sentence costs at least one
         self.strategy.begin(self.seed * 1_000_003 + self.round)
-        chosen: Selection = predict_pool(
-            pl_module, candidates, dm.pool_dataloader, score_forward(self.strategy), trainer=trainer, top_k=k
+        chosen = select_pool(
+            pl_module,
+            candidates,
+            dm.pool_dataloader,
+            self.strategy,
+            k,
+            labelled_indices=dm.labelled_indices,
+            trainer=trainer,
         )
         if self.unit == "tokens":
             chosen = select_by_budget(chosen, dm.costs(chosen.indices).tolist(), max(remaining, 1))

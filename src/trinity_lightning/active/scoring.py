@@ -9,7 +9,20 @@ taken, in order of preference, from:
   else, when the network reads as ``features -> head`` or as an ``nn.Sequential``, the part before the
   first dropout runs **once** per batch and only the rest is sampled ``n_samples`` times in one batched
   call (this is what makes BALD cheap: the deterministic trunk is the expensive part); else the whole
-  network runs on the input replicated ``n_samples`` times in one batch.
+  network runs on the input replicated ``n_samples`` times in one batch, in inference mode (BALD for any
+  architecture; run it under ``torch.autocast(dtype=torch.bfloat16)``, e.g. the trainer's ``bf16-mixed``
+  precision, where the CPU has bf16 units: ``benchmarks/active_vs_baal.py`` reports its speed and its top-k
+  agreement with float32);
+* for heuristics that need embeddings (``"embeddings"`` in ``requires``): ``model.pool_embeddings(batch)`` ->
+  ``(N, D)``, else the *input* of the layer named by the heuristic's or the module's ``embedding_layer``
+  attribute (a ``get_submodule`` path, e.g. ``"model.head.2"`` for the last linear layer of a
+  :class:`~trinity_lightning.models.Classifier` around a :class:`~trinity_lightning.models.SmallCNN`), captured
+  during the logits pass (one forward for both); else a ``ValueError`` naming the hook to add.
+
+The engine computes only what a heuristic asks for (:meth:`QueryStrategy.required_outputs`). Per-example
+heuristics stream (:func:`score_forward` + a running top-k); batch-aware ones
+(:class:`~trinity_lightning.active.batch.PoolQueryStrategy`) get the outputs of every candidate, gathered in pool
+order under DDP, and the labelled set's when they require ``"labelled"`` (:func:`select_pool`).
 """
 
 from __future__ import annotations
@@ -21,19 +34,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from trinity_lightning.active.strategies import QueryStrategy
+from trinity_lightning.active.strategies import EMBEDDINGS, LABELLED, LOGITS, MC_LOGITS, QueryStrategy
 from trinity_lightning.rounds.inference import Selection, TopK, batch_input, batch_size, merge_selections, predict_pool
 
 __all__ = [
     "Selection",
     "TopK",
     "batch_input",
+    "check_outputs",
+    "embeddings_and_logits",
+    "is_pool_strategy",
     "mc_logits",
     "merge_selections",
     "model_logits",
+    "outputs_forward",
+    "pool_outputs",
     "score_forward",
     "score_pool",
     "select_by_budget",
+    "select_pool",
 ]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -134,20 +153,207 @@ def mc_logits(model: nn.Module, batch: Any, n_samples: int) -> tuple[torch.Tenso
     return logits.reshape(n_samples, -1, *logits.shape[1:]), mask
 
 
+def is_pool_strategy(strategy: QueryStrategy) -> bool:
+    """Whether ``strategy`` chooses the batch jointly (has ``select(pool, k, labelled)``)."""
+    return callable(getattr(strategy, "select", None))
+
+
+def _embedding_layer(model: nn.Module, strategy: QueryStrategy | None) -> str | None:
+    layer = getattr(strategy, "embedding_layer", None) or getattr(model, "embedding_layer", None)
+    return layer if isinstance(layer, str) else None
+
+
+def check_outputs(model: nn.Module, strategy: QueryStrategy, argument: str = "strategy") -> None:
+    """Refuse early (with the hook to add) a heuristic whose outputs ``model`` cannot give.
+
+    Example:
+        >>> from trinity_lightning.active.batch import Coreset
+        >>> check_outputs(nn.Linear(3, 2), Coreset())
+        Traceback (most recent call last):
+        ...
+        ValueError: strategy: Coreset needs embeddings, but Linear has no pool_embeddings(batch) method ...
+    """
+    required = strategy.required_outputs()
+    name = type(strategy).__name__
+    if EMBEDDINGS in required and not callable(getattr(model, "pool_embeddings", None)):
+        layer = _embedding_layer(model, strategy)
+        if layer is None:
+            raise ValueError(
+                f"{argument}: {name} needs embeddings, but {type(model).__name__} has no pool_embeddings(batch) "
+                "method and no embedding_layer; add `def pool_embeddings(self, batch): return <(N, D) features of "
+                'batch>` to the module, or set `embedding_layer = "<name of the layer whose input is the '
+                'embedding>"` (e.g. the last nn.Linear)'
+            )
+        try:
+            model.get_submodule(layer)
+        except AttributeError:
+            names = [n for n, _ in model.named_modules() if n][:20]
+            raise ValueError(
+                f"embedding_layer: {type(model).__name__} has no layer {layer!r}; its layers include {names}"
+            ) from None
+    if (
+        MC_LOGITS in required
+        and not callable(getattr(model, "mc_logits", None))
+        and find_mc_split(model) is None
+        and not any("Dropout" in type(m).__name__ for m in model.modules())
+    ):
+        raise ValueError(
+            f"{argument}: {name} samples MC dropout, but {type(model).__name__} has no dropout layer and no "
+            "mc_logits(batch, n_samples) method (an ensemble has one); add nn.Dropout or pick another heuristic"
+        )
+
+
+def embeddings_and_logits(
+    model: nn.Module, batch: Any, strategy: QueryStrategy | None = None, need_logits: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(embeddings (N, D), logits or None, mask or None)`` of a batch (see the module docstring for the paths)."""
+    hook = getattr(model, "pool_embeddings", None)
+    if callable(hook):
+        emb = hook(batch)
+        logits, mask = model_logits(model, batch) if need_logits else (None, None)
+        return emb.float().flatten(1), logits, mask
+    if strategy is not None:
+        check_outputs(model, strategy)
+    layer = _embedding_layer(model, strategy)
+    if layer is None:
+        raise ValueError(
+            f"strategy: embeddings asked of {type(model).__name__}, which has no pool_embeddings(batch) method and "
+            "no embedding_layer attribute"
+        )
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(layer).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    try:
+        logits, mask = model_logits(model, batch)
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError(f"embedding_layer: the layer {layer!r} did not run in {type(model).__name__}'s forward")
+    return captured[-1].float().flatten(1), logits, mask
+
+
+def pool_outputs(model: nn.Module, batch: Any, strategy: QueryStrategy) -> dict[str, torch.Tensor]:
+    """The outputs ``strategy`` requires for one batch, in the heuristics' shapes (``mc_logits`` ``(S, N, ...)``;
+    ``"mask"`` added for token outputs). Only what is required is computed."""
+    required = strategy.required_outputs()
+    out: dict[str, torch.Tensor] = {}
+    mask: torch.Tensor | None = None
+    if EMBEDDINGS in required:
+        emb, logits, mask = embeddings_and_logits(model, batch, strategy, need_logits=LOGITS in required)
+        out[EMBEDDINGS] = emb
+        if logits is not None:
+            out[LOGITS] = logits
+    elif LOGITS in required:
+        out[LOGITS], mask = model_logits(model, batch)
+    if MC_LOGITS in required:
+        out[MC_LOGITS], mc_mask = mc_logits(model, batch, strategy.n_samples)
+        mask = mask if mask is not None else mc_mask
+    if mask is not None:
+        out["mask"] = mask
+    return out
+
+
 def score_forward(strategy: QueryStrategy) -> Callable[[nn.Module, Any], torch.Tensor]:
-    """The ``forward`` that :func:`~trinity_lightning.rounds.predict_pool` runs for a query heuristic: one score
-    per item (no forward pass at all for model-free heuristics such as ``random``)."""
+    """The ``forward`` that :func:`~trinity_lightning.rounds.predict_pool` runs for a per-example query heuristic:
+    one score per item (no forward pass at all for model-free heuristics such as ``random``)."""
 
     def forward(model: nn.Module, batch: Any) -> torch.Tensor:
-        if not strategy.needs_model:
-            logits, mask = torch.zeros(batch_size(batch), 1), None
-        elif strategy.stochastic:
-            logits, mask = mc_logits(model, batch, strategy.n_samples)
-        else:
-            logits, mask = model_logits(model, batch)
-        return strategy.score(logits, mask)
+        if not strategy.required_outputs():
+            return strategy.score(torch.zeros(batch_size(batch), 1), None)
+        return strategy.score_outputs(pool_outputs(model, batch, strategy))
 
     return forward
+
+
+def outputs_forward(strategy: QueryStrategy, labelled: bool = False) -> Callable[[nn.Module, Any], Any]:
+    """The ``forward`` collecting a batch-aware heuristic's outputs, one row per item (``mc_logits`` as
+    ``(N, S, C)``; :func:`select_pool` moves the samples back in front). ``labelled``: only the outputs the
+    labelled set needs (the embeddings)."""
+
+    def forward(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        out = pool_outputs(model, batch, strategy)
+        if labelled:
+            out = {key: value for key, value in out.items() if key == EMBEDDINGS}
+        if "mask" in out:
+            raise ValueError(
+                f"strategy: {type(strategy).__name__} chooses whole batches and supports classification outputs "
+                "(N, C) only, not token outputs with a padding mask"
+            )
+        if MC_LOGITS in out:
+            out[MC_LOGITS] = out[MC_LOGITS].movedim(0, 1)
+        return out
+
+    return forward
+
+
+def _restore(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if MC_LOGITS in outputs:
+        outputs = dict(outputs)
+        outputs[MC_LOGITS] = outputs[MC_LOGITS].movedim(1, 0)
+    return outputs
+
+
+def select_pool(
+    model: nn.Module,
+    indices: Sequence[int],
+    loader: Callable[[list[int]], Iterable[Any]] | Iterable[Any],
+    strategy: QueryStrategy,
+    k: int,
+    *,
+    labelled_indices: Sequence[int] | None = None,
+    labelled_loader: Callable[[list[int]], Iterable[Any]] | Iterable[Any] | None = None,
+    trainer: Any = None,
+    shard: bool = True,
+    to_device: Callable[[Any], Any] | None = None,
+    forward_context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Selection:
+    """Choose ``k`` of the pool items ``indices`` with any heuristic: the streaming top-``k`` of a per-example
+    heuristic, or one :meth:`~trinity_lightning.active.batch.PoolQueryStrategy.select` call on the outputs of
+    every candidate (and of the labelled set when it requires ``"labelled"``).
+
+    Args:
+        model: the network (eval mode and inference mode for the call).
+        indices: the candidates (dataset indices) in the loader's order.
+        loader: ``indices -> batches`` (e.g. ``datamodule.pool_dataloader``) or a ready iterable (one process).
+        strategy: the heuristic.
+        k: the query size; larger than the number of candidates is an error.
+        labelled_indices: the labelled set (for heuristics that require ``"labelled"``).
+        labelled_loader: batches of the labelled set (default: ``loader`` when it is callable).
+        trainer, shard, to_device, forward_context: as in :func:`~trinity_lightning.rounds.predict_pool`.
+
+    Returns:
+        The chosen indices, best (first chosen) first; a batch-aware heuristic's scores are its rank
+        (``k, k - 1, ...``).
+
+    Example:
+        >>> from trinity_lightning.active.batch import BatchBALD
+        >>> net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 4))
+        >>> data = torch.randn(30, 3)
+        >>> pool_loader = lambda idx: [data[idx[i : i + 8]] for i in range(0, len(idx), 8)]
+        >>> len(select_pool(net, range(30), pool_loader, BatchBALD(n_samples=4), k=5).indices)
+        5
+    """
+    order = [int(i) for i in indices]
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"query_size: expected a positive number of examples, got {k!r}")
+    if k > len(order):
+        raise ValueError(f"query_size: {k} examples asked but the pool holds only {len(order)}")
+    check_outputs(model, strategy)
+    common = {"trainer": trainer, "shard": shard, "to_device": to_device, "forward_context": forward_context}
+    if not is_pool_strategy(strategy):
+        result = predict_pool(model, order, loader, score_forward(strategy), top_k=k, **common)
+        assert isinstance(result, Selection)
+        return result
+    pool = _restore(predict_pool(model, order, loader, outputs_forward(strategy), **common))
+    labelled: dict[str, torch.Tensor] | None = None
+    if LABELLED in strategy.required_outputs() and labelled_indices:
+        source = labelled_loader if labelled_loader is not None else loader
+        if not callable(source):
+            raise ValueError("labelled_loader: pass the labelled set's batches (or a callable loader)")
+        labelled = predict_pool(model, list(labelled_indices), source, outputs_forward(strategy, True), **common)
+    positions = strategy.select(pool, k, labelled)  # type: ignore[attr-defined]
+    if len(set(positions)) != len(positions):
+        raise RuntimeError(f"{type(strategy).__name__}.select returned a position twice: {positions}")
+    return Selection([order[p] for p in positions], [float(k - r) for r in range(len(positions))])
 
 
 def score_pool(
@@ -158,6 +364,8 @@ def score_pool(
     indices: Sequence[int],
     to_device: Callable[[Any], Any] | None = None,
     forward_context: Callable[[], AbstractContextManager[Any]] | None = None,
+    labelled_indices: Sequence[int] | None = None,
+    labelled_loader: Iterable[Any] | None = None,
 ) -> Selection:
     """Score every batch of ``loader`` (whose items are ``indices``, in order) and keep the top ``k``.
 
@@ -172,6 +380,8 @@ def score_pool(
         indices: dataset index of each item of ``loader``.
         to_device: moves a batch to the model's device (default: the model's device).
         forward_context: a context for each forward pass (e.g. a Lightning precision plugin's).
+        labelled_indices, labelled_loader: the labelled set, for batch-aware heuristics that require it
+            (:func:`select_pool`).
 
     Example:
         >>> from trinity_lightning.active.strategies import Entropy
@@ -180,18 +390,18 @@ def score_pool(
         >>> len(score_pool(net, loader, Entropy(), k=3, indices=range(100, 108)).indices)
         3
     """
-    result = predict_pool(
+    return select_pool(
         model,
         indices,
         loader,
-        score_forward(strategy),
-        top_k=k,
+        strategy,
+        min(k, len(indices)),
+        labelled_indices=labelled_indices,
+        labelled_loader=labelled_loader,
         shard=False,
         to_device=to_device,
         forward_context=forward_context,
     )
-    assert isinstance(result, Selection)
-    return result
 
 
 def select_by_budget(selection: Selection, costs: Sequence[int], budget: int) -> Selection:

@@ -12,6 +12,15 @@ Heuristics are registered by name with :func:`register_heuristic` (in :data:`HEU
 known names when the name is unknown. ``register_strategy``/``get_strategy``/``STRATEGIES`` are the old,
 deprecated names.
 
+**What a heuristic sees.** ``requires`` names the pool outputs a heuristic needs and the round engine computes
+only those (see :mod:`trinity_lightning.active.scoring`): ``"logits"`` (one deterministic pass), ``"mc_logits"``
+(``n_samples`` stochastic passes, or the members of an ensemble, stacked in front), ``"embeddings"`` (the module's
+``pool_embeddings(batch)`` hook, or the input of the layer named by ``embedding_layer``) and ``"labelled"`` (the
+same outputs for the labelled set). A per-example heuristic implements ``score(logits, mask)`` (the original
+interface, still enough) or ``score_outputs(outputs)``; a heuristic that chooses the whole batch jointly (BatchBALD,
+coreset, BADGE, ...) subclasses :class:`PoolQueryStrategy` (in :mod:`trinity_lightning.active.batch`) and
+implements ``select(pool, k, labelled)``.
+
 For a tagger with an autoregressive (greedy) decoder, pass the logits of the *decoded* steps: the
 product of the per-step maxima is then the probability of the greedy path, which is what least
 confidence and MNLP (Shen et al., ICLR 2018) score.
@@ -29,14 +38,23 @@ from trinity_lightning.rounds.registry import Registry
 
 __all__ = [
     "BALD",
+    "EMBEDDINGS",
     "HEURISTICS",
+    "LABELLED",
+    "LOGITS",
+    "MC_LOGITS",
     "MNLP",
+    "OUTPUTS",
     "STRATEGIES",
     "Entropy",
+    "ExpectedGradientLength",
+    "KLDisagreement",
     "LeastConfidence",
     "Margin",
     "QueryStrategy",
     "RandomStrategy",
+    "StochasticBatch",
+    "VoteEntropy",
     "get_heuristic",
     "get_strategy",
     "register_heuristic",
@@ -44,6 +62,16 @@ __all__ = [
 ]
 
 _S = TypeVar("_S", bound="type[QueryStrategy]")
+
+LOGITS = "logits"
+"""Deterministic logits ``(N, C)`` or ``(N, T, C)`` (with ``outputs["mask"]`` for tokens)."""
+MC_LOGITS = "mc_logits"
+"""Stochastic logits ``(S, N, C)`` or ``(S, N, T, C)``: MC-dropout passes or an ensemble's members."""
+EMBEDDINGS = "embeddings"
+"""One vector per example ``(N, D)``: ``pool_embeddings(batch)`` or the input of ``embedding_layer``."""
+LABELLED = "labelled"
+"""The same outputs for the labelled set (passed to :meth:`PoolQueryStrategy.select` as ``labelled``)."""
+OUTPUTS = (LOGITS, MC_LOGITS, EMBEDDINGS, LABELLED)
 _REDUCTIONS = ("mean", "sum", "max")
 
 
@@ -135,8 +163,11 @@ class QueryStrategy:
     """Base class: ``score(logits, mask) -> (N,)`` scores, higher = more informative.
 
     Class attributes: ``stochastic`` (needs ``n_samples`` MC-dropout outputs), ``needs_model``
-    (``False`` for random sampling: no forward pass at all). Subclass it and register the subclass with
-    :func:`register_heuristic` to make it selectable by name from YAML.
+    (``False`` for random sampling: no forward pass at all), ``requires`` (the pool outputs it needs, from
+    :data:`OUTPUTS`; default: ``{"mc_logits"}`` when stochastic, ``{"logits"}`` otherwise, nothing without a
+    model). Subclass it and register the subclass with :func:`register_heuristic` to make it selectable by
+    name from YAML. A heuristic that needs more than logits overrides ``score_outputs(outputs)``, which gets a
+    dict with the keys it ``requires`` (and ``"mask"`` for token outputs).
 
     Example:
         >>> class Shortest(QueryStrategy):  # prefer short sentences (fewer words to label)
@@ -146,18 +177,37 @@ class QueryStrategy:
         >>> mask = torch.tensor([[True, True, True], [True, False, False]])
         >>> Shortest().score(torch.zeros(2, 3, 4), mask).argmax().item()
         1
+        >>> sorted(Shortest().required_outputs())
+        ['logits']
     """
 
     name: ClassVar[str] = ""
     stochastic: ClassVar[bool] = False
     needs_model: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str] | None] = None
     n_samples: int = 1
+
+    def required_outputs(self) -> frozenset[str]:
+        """The pool outputs the round engine must compute for this heuristic (see :data:`OUTPUTS`)."""
+        if self.requires is not None:
+            return frozenset(self.requires)
+        if not self.needs_model:
+            return frozenset()
+        return frozenset({MC_LOGITS if self.stochastic else LOGITS})
 
     def begin(self, seed: int) -> None:
         """Called before each round's scoring with a per-round seed (used by random strategies)."""
 
     def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def score_outputs(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One score per example from the outputs the heuristic ``requires`` (default: :meth:`score` on the
+        logits, or on the MC logits when ``stochastic``)."""
+        key = MC_LOGITS if self.stochastic else LOGITS
+        if key not in outputs:
+            raise ValueError(f"outputs: {type(self).__name__} scores {key!r}, got only {sorted(outputs)}")
+        return self.score(outputs[key], outputs.get("mask"))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -315,3 +365,171 @@ class BALD(QueryStrategy):
         mean_log_p = torch.logsumexp(log_p, 0) - math.log(log_p.shape[0])
         info = _entropy(mean_log_p) - _entropy(log_p).mean(0)
         return _reduce(info, mask, self.reduction)
+
+
+def _check_stochastic(n_samples: int, name: str) -> None:
+    if not isinstance(n_samples, int) or n_samples < 2:
+        raise ValueError(
+            f"n_samples: {name} needs at least 2 stochastic passes (or ensemble members), got {n_samples!r}"
+        )
+
+
+@register_heuristic("vote_entropy")
+class VoteEntropy(QueryStrategy):
+    """Query by committee: entropy of the committee's votes (the argmax of each MC pass or ensemble member).
+
+    ``-sum_c (v_c / S) log (v_c / S)`` with ``v_c`` the members voting for class ``c``, per token, reduced over the
+    sequence. The committee is the leading dimension of ``mc_logits``: MC-dropout passes, or the members of an
+    ensemble (whose ``mc_logits`` returns ``(M, N, ...)``, whatever ``n_samples`` says).
+
+    Example:
+        >>> agree = torch.tensor([[5.0, 0.0]]).expand(4, 1, 2)
+        >>> split = torch.tensor([[5.0, 0.0], [0.0, 5.0]]).repeat(2, 1).unsqueeze(1)
+        >>> [round(v, 4) for v in VoteEntropy(n_samples=4).score(torch.cat([agree, split], 1)).tolist()]
+        [0.0, 0.6931]
+    """
+
+    stochastic: ClassVar[bool] = True
+
+    def __init__(self, n_samples: int = 10, reduction: str = "mean") -> None:
+        _check_stochastic(n_samples, "vote_entropy")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+        self.n_samples, self.reduction = n_samples, reduction
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, True)
+        votes = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float().mean(0)  # (N, T, C)
+        return _reduce(-torch.xlogy(votes, votes).sum(-1), mask, self.reduction)
+
+
+@register_heuristic("kl_disagreement")
+class KLDisagreement(QueryStrategy):
+    """Query by committee: mean KL divergence of each member's prediction from the consensus (McCallum & Nigam).
+
+    ``mean_s KL(p_s || mean_s p_s)``, which equals BALD's mutual information ``H[mean p] - mean H[p_s]`` (it is
+    computed in that form); kept as its own name for committee users (modAL's ``max_disagreement``).
+
+    Example:
+        >>> x = torch.randn(5, 3, 4)
+        >>> torch.allclose(KLDisagreement(5).score(x), BALD(5).score(x), atol=1e-6)
+        True
+    """
+
+    stochastic: ClassVar[bool] = True
+
+    def __init__(self, n_samples: int = 10, reduction: str = "mean") -> None:
+        _check_stochastic(n_samples, "kl_disagreement")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+        self.n_samples, self.reduction = n_samples, reduction
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits, mask = _check(logits, mask, True)
+        log_p = logits.log_softmax(-1)
+        mean_log_p = torch.logsumexp(log_p, 0) - math.log(log_p.shape[0])
+        kl = (log_p.exp() * (log_p - mean_log_p)).sum(-1).mean(0)
+        return _reduce(kl, mask, self.reduction)
+
+
+@register_heuristic("egl")
+class ExpectedGradientLength(QueryStrategy):
+    """Expected gradient length (Settles et al. 2008) of the cross-entropy loss w.r.t. the last linear layer.
+
+    For logits ``W h + b``, the gradient for label ``y`` is ``(p - e_y) h^T`` (and ``p - e_y`` for the bias), so its
+    norm is ``||p - e_y|| sqrt(||h||^2 + 1)`` and the score is ``sum_y p_y ||p - e_y|| sqrt(||h||^2 + 1)``: exact and
+    without autograd, from the logits and the embeddings ``h`` (the input of the last linear layer: the module's
+    ``pool_embeddings(batch)`` or ``embedding_layer``; see :mod:`trinity_lightning.active.scoring`).
+
+    Example:
+        >>> logits = torch.tensor([[4.0, 0.0], [0.0, 0.0]])
+        >>> h = torch.ones(2, 3)
+        >>> ExpectedGradientLength().score_outputs({"logits": logits, "embeddings": h}).argmax().item()
+        1
+    """
+
+    requires: ClassVar[frozenset[str] | None] = frozenset({LOGITS, EMBEDDINGS})
+
+    def score_outputs(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits, h = outputs[LOGITS].float(), outputs[EMBEDDINGS].float().flatten(1)
+        if logits.ndim != 2:
+            raise ValueError(f"logits: egl scores classification logits (N, C), got {tuple(logits.shape)}")
+        p = logits.softmax(-1)
+        # ||p - e_y||^2 = ||p||^2 - 2 p_y + 1
+        norms = ((p * p).sum(-1, keepdim=True) - 2 * p + 1).clamp_min(0).sqrt()
+        return (p * norms).sum(-1) * (h.pow(2).sum(-1) + 1).sqrt()
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise TypeError(
+            "egl needs embeddings as well as logits: call score_outputs({'logits': ..., 'embeddings': ...})"
+        )
+
+
+@register_heuristic("stochastic")
+class StochasticBatch(QueryStrategy):
+    """Stochastic batch acquisition (Kirsch et al., TMLR 2023) over any per-example heuristic.
+
+    Instead of the top ``k`` scores, draws ``k`` examples without replacement with probability proportional to
+    ``score ** beta`` (``mode="power"``, scores clipped at ``1e-12``) or ``exp(beta * score)``
+    (``mode="softmax"``), by the Gumbel-top-k trick: the perturbed scores ``beta * log(score) + G`` (or
+    ``beta * score + G``), ``G`` standard Gumbel, stream through the usual top-``k`` (so DDP sharding and
+    memory are unchanged). The noise comes from the per-round seed (and the rank): a run is reproducible.
+
+    Args:
+        heuristic: the base heuristic (name or instance), e.g. ``"bald"``.
+        mode: ``"power"`` or ``"softmax"``.
+        beta: the inverse temperature (``beta -> inf``: the top-k of the base heuristic).
+        **kwargs: arguments of the base heuristic when given by name.
+
+    Example:
+        >>> s = StochasticBatch("entropy", beta=1.0); s.begin(0)
+        >>> s.score(torch.zeros(6, 3)).shape
+        torch.Size([6])
+    """
+
+    _MODES = ("power", "softmax")
+
+    def __init__(self, heuristic: str | QueryStrategy = "bald", mode: str = "power", beta: float = 1.0, **kwargs: Any):
+        if mode not in self._MODES:
+            raise ValueError(f"mode: expected one of {self._MODES}, got {mode!r}")
+        if not beta > 0:
+            raise ValueError(f"beta: expected a positive inverse temperature, got {beta!r}")
+        self.heuristic = get_heuristic(heuristic, "heuristic", **kwargs)
+        if not hasattr(self.heuristic, "score_outputs") or _is_pool_strategy(self.heuristic):
+            raise ValueError(f"heuristic: {self.heuristic!r} chooses whole batches; stochastic needs a per-example one")
+        self.mode, self.beta = mode, float(beta)
+        self.n_samples = self.heuristic.n_samples
+        self._generator = torch.Generator().manual_seed(0)
+
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return self.heuristic.stochastic
+
+    def required_outputs(self) -> frozenset[str]:
+        return self.heuristic.required_outputs() or frozenset({LOGITS})
+
+    def begin(self, seed: int) -> None:
+        from trinity_lightning.rounds.inference import distributed_world
+
+        rank, _ = distributed_world()
+        self.heuristic.begin(seed)
+        self._generator = torch.Generator().manual_seed(int(seed) * 7919 + rank)
+
+    def _perturb(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float()
+        base = self.beta * (scores.clamp_min(1e-12).log() if self.mode == "power" else scores)
+        uniform = torch.rand(scores.shape, generator=self._generator).clamp(1e-12, 1 - 1e-7).to(scores.device)
+        perturbed = base - torch.log(-torch.log(uniform))
+        return perturbed.masked_fill(torch.isinf(scores) & (scores < 0), -math.inf)
+
+    def score(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._perturb(self.heuristic.score(logits, mask))
+
+    def score_outputs(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not self.heuristic.needs_model:
+            return self._perturb(self.heuristic.score(next(iter(outputs.values()))))
+        return self._perturb(self.heuristic.score_outputs(outputs))
+
+
+def _is_pool_strategy(strategy: QueryStrategy) -> bool:
+    return callable(getattr(strategy, "select", None))

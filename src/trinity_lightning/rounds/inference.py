@@ -204,7 +204,7 @@ def predict_pool(
     model: nn.Module,
     indices: Sequence[int],
     loader: Callable[[list[int]], Iterable[Any]] | Iterable[Any],
-    forward: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+    forward: Callable[[nn.Module, Any], Any] | None = None,
     *,
     trainer: Any = None,
     top_k: int | None = None,
@@ -220,8 +220,9 @@ def predict_pool(
         indices: dataset indices of the items to run, in the order wanted for the output.
         loader: ``indices -> batches of those items in that order`` (e.g. ``datamodule.pool_dataloader``);
             a ready iterable is accepted when nothing is sharded (one process, or ``shard=False``).
-        forward: ``(model, batch) -> (N, ...)`` per-item outputs (probabilities, scores, logits); default
-            :func:`softmax_forward`. With ``top_k`` it must return one score per item, ``(N,)``.
+        forward: ``(model, batch) -> (N, ...)`` per-item outputs (probabilities, scores, logits), or a dict of
+            such tensors (each assembled in pool order; the dict comes back); default :func:`softmax_forward`.
+            With ``top_k`` it must return one score per item, ``(N,)``.
         trainer: a Lightning ``Trainer``: its ``batch_to_device``, its precision plugin's ``forward_context``
             and its ranks are used (under DDP each rank runs positions ``rank::world`` and results are gathered).
         top_k: keep only the ``top_k`` best-scored items (streaming) and return a :class:`Selection`.
@@ -260,7 +261,7 @@ def predict_pool(
         forward_context = trainer.precision_plugin.forward_context if trainer is not None else nullcontext
     index_tensor = torch.as_tensor(mine, dtype=torch.long)
     top = TopK(top_k) if top_k is not None else None
-    outputs: list[torch.Tensor] = []
+    outputs: list[Any] = []
     seen = 0
     was_training = model.training
     model.eval()
@@ -270,11 +271,13 @@ def predict_pool(
                 batch = to_device(batch)
                 with forward_context():
                     out = forward(model, batch)
-                count = len(out)
+                count = len(next(iter(out.values()))) if isinstance(out, dict) else len(out)
                 if seen + count > len(mine):
                     raise ValueError(f"indices: the loader yields more items than the {len(mine)} indices")
                 if top is not None:
                     top.update(out, index_tensor[seen : seen + count])
+                elif isinstance(out, dict):
+                    outputs.append({key: value.detach().float().cpu() for key, value in out.items()})
                 else:
                     outputs.append(out.detach().float().cpu())
                 seen += count
@@ -285,6 +288,13 @@ def predict_pool(
     if top is not None:
         local = top.result()
         return merge_selections(gather(local, trainer), top.k) if world > 1 else local
+    if outputs and isinstance(outputs[0], dict):
+        return {key: _assemble([o[key] for o in outputs], len(order), world, trainer) for key in outputs[0]}
+    return _assemble(outputs, len(order), world, trainer)
+
+
+def _assemble(outputs: list[Any], total: int, world: int, trainer: Any) -> torch.Tensor:
+    """This rank's batches concatenated, then every rank's shard interleaved back into pool order."""
     local_out = torch.cat(outputs) if outputs else None
     if world == 1:
         return local_out if local_out is not None else torch.zeros(0)
@@ -292,7 +302,7 @@ def predict_pool(
     shaped = next((p for p in parts if p is not None), None)
     if shaped is None:
         return torch.zeros(0)
-    full = torch.empty(len(order), *shaped.shape[1:], dtype=shaped.dtype)
+    full = torch.empty(total, *shaped.shape[1:], dtype=shaped.dtype)
     for r, part in enumerate(parts):
         if part is not None:
             full[r::world] = part

@@ -1,0 +1,346 @@
+"""Query heuristics compared: accuracy vs labelled examples on Repeated MNIST and CIFAR-10, and BatchBALD's
+selection time against baal's.
+
+Accuracy (``--datasets``; 3 seeds): random, entropy, BALD, BatchBALD, EPIG, coreset and BADGE, each selecting
+with the library's :func:`~trinity_lightning.active.scoring.select_pool` (the same code path as the
+:class:`~trinity_lightning.active.ActiveLearning` callback) from a ``SmallCNN`` (dropout 0.5 before its linear
+head; embeddings: the head's input, ``embedding_layer = "head.2"``), retrained from scratch after every query
+(Adam, ``--steps`` steps of batch 32) in a plain PyTorch loop (the campaign's Lightning plumbing is timed in
+``active_vs_baal.py``; here only the choice of examples differs between runs).
+
+* Repeated MNIST (Kirsch et al. 2019): ``--base`` MNIST training images, each three times with isotropic Gaussian
+  noise (std 0.1 on the normalized pixels): a pool full of near-duplicates, which top-k BALD queries together
+  and BatchBALD avoids. Start with 2 labelled images per class, query 10 per round. Test: 2,000 MNIST test images.
+* CIFAR-10 (the shared JPEG copy): ``--cifar-pool`` training images, 4 labelled per class at the start, query 20.
+
+Claim ``batchbald_vs_bald_acc_repeated_mnist``: test accuracy at the final budget, BatchBALD - BALD, mean over the
+seeds (percentage points).
+
+Timing (``--timing``): ``batchbald_scoring_speed_vs_baal``: the time to choose ``--timing-query`` examples with
+BatchBALD from the same MC probabilities (``--timing-pool`` examples, 20 samples, 10 classes, from the trained
+MNIST model), ours (``BatchBALD.select``, no BALD pre-filter) vs baal 2.1's ``BatchBALD(num_samples=k,
+num_draw=M).get_ranks``, the same number of sampled configurations ``M`` on both sides; interleaved, median of
+``--repeats``; the overlap of the two selections is reported.
+
+Usage:
+    python benchmarks/active_strategies.py                       # everything (about 40 min on 2 busy cores)
+    python benchmarks/active_strategies.py --timing              # only the timing claim (baal takes most of it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from _results import RESULTS_DIR, claim, read_results, write_results
+from trinity_lightning.active import get_heuristic
+from trinity_lightning.active.batch import BatchBALD
+from trinity_lightning.active.scoring import select_pool
+from trinity_lightning.data import load_cifar10, load_mnist
+from trinity_lightning.models import SmallCNN
+
+STRATEGIES = ("random", "entropy", "bald", "batchbald", "epig", "coreset", "badge")
+KWARGS: dict[str, dict[str, Any]] = {
+    "bald": {"n_samples": 20},
+    "batchbald": {"n_samples": 20, "max_configurations": 1024, "candidates": 300},
+    "epig": {"n_samples": 20, "n_targets": 100},
+}
+IMG = Path(__file__).resolve().parents[1] / "docs" / "img" / "active_strategies.png"
+
+
+def repeated_mnist(base: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    train, test = load_mnist("train"), load_mnist("test")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(train.labels), size=base, replace=False)
+    x = (torch.from_numpy(train.images[pick]).float().div(255).unsqueeze(1) - 0.1307) / 0.3081
+    y = torch.from_numpy(train.labels[pick]).long()
+    g = torch.Generator().manual_seed(seed)
+    x3 = torch.cat([x + 0.1 * torch.randn(x.shape, generator=g) for _ in range(3)])
+    y3 = y.repeat(3)
+    test_pick = rng.choice(len(test.labels), size=2000, replace=False)
+    tx = (torch.from_numpy(test.images[test_pick]).float().div(255).unsqueeze(1) - 0.1307) / 0.3081
+    return x3, y3, tx, torch.from_numpy(test.labels[test_pick]).long()
+
+
+def cifar(pool: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    train, test = load_cifar10("train"), load_cifar10("test")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(train.labels), size=pool, replace=False)
+    test_pick = rng.choice(len(test.labels), size=2000, replace=False)  # the test file is ordered by class
+    mean = torch.tensor([0.49, 0.48, 0.45]).view(1, 3, 1, 1)
+    std = torch.tensor([0.25, 0.24, 0.26]).view(1, 3, 1, 1)
+
+    def prep(images: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(images).float().div(255).permute(0, 3, 1, 2) - mean) / std
+
+    return (
+        prep(train.images[pick]),
+        torch.from_numpy(train.labels[pick]).long(),
+        prep(test.images[test_pick]),
+        torch.from_numpy(test.labels[test_pick]).long(),
+    )
+
+
+def make_model(in_channels: int, size: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    net = SmallCNN(in_channels, 10, (16, 32), size, dropout=0.5)
+    net.embedding_layer = "head.2"  # type: ignore[assignment]  # the last linear layer's input
+    return net
+
+
+def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    for _ in range(steps):
+        batch = torch.randint(len(x), (min(32, len(x)),), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+        opt.step()
+
+
+@torch.inference_mode()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    net.eval()
+    correct = sum(int((net(x[i : i + 500]).argmax(1) == y[i : i + 500]).sum()) for i in range(0, len(x), 500))
+    return 100.0 * correct / len(x)
+
+
+def initial(y: torch.Tensor, per_class: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed + 1000)
+    chosen: list[int] = []
+    for c in range(10):
+        members = np.flatnonzero(y.numpy() == c)
+        chosen += rng.choice(members, size=per_class, replace=False).tolist()
+    return sorted(chosen)
+
+
+def campaign(
+    data: tuple[torch.Tensor, ...], name: str, seed: int, per_class: int, query: int, rounds: int, steps: int
+) -> dict[str, Any]:
+    x, y, tx, ty = data
+    labelled = initial(y, per_class, seed)
+    strategy = get_heuristic(name, **KWARGS.get(name, {}))
+    curve, times = [], []
+    for r in range(rounds + 1):
+        net = make_model(x.shape[1], x.shape[-1], seed)
+        train(net, x[labelled], y[labelled], steps, seed * 100 + r)
+        curve.append({"labelled": len(labelled), "accuracy": round(accuracy(net, tx, ty), 3)})
+        if r == rounds:
+            break
+        taken = set(labelled)
+        pool = [i for i in range(len(x)) if i not in taken]
+        strategy.begin(seed * 1_000_003 + r)
+        start = time.process_time()
+        loader = lambda idx: [x[idx[i : i + 500]] for i in range(0, len(idx), 500)]  # noqa: E731
+        chosen = select_pool(net, pool, loader, strategy, query, labelled_indices=labelled).indices
+        times.append(time.process_time() - start)
+        labelled = sorted(labelled + chosen)
+    return {"curve": curve, "select_cpu_s": round(sum(times), 2)}
+
+
+def run_dataset(dataset: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    if dataset == "repeated_mnist":
+        data = repeated_mnist(args.base)
+        per_class, query, rounds = 2, 10, args.rounds
+    else:
+        data = cifar(args.cifar_pool)
+        per_class, query, rounds = 4, 20, args.cifar_rounds
+    results = out.setdefault(dataset, {})
+    seeds = [int(v) for v in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+    for seed in seeds:
+        for name in args.strategies:
+            started = time.process_time()
+            run = campaign(data, name, seed, per_class, query, rounds, args.steps)
+            run["cpu_s"] = round(time.process_time() - started, 1)
+            results.setdefault(name, {})[str(seed)] = run
+            print(f"{dataset} seed {seed} {name}: {run['curve'][-1]} cpu {run['cpu_s']}s", flush=True)
+            if args.partial:
+                Path(args.partial).write_text(json.dumps(out))
+
+
+def _mean_curve(runs: dict[str, Any]) -> tuple[list[int], list[float], list[float]]:
+    curves = [run["curve"] for run in runs.values()]
+    xs = [p["labelled"] for p in curves[0]]
+    acc = np.array([[p["accuracy"] for p in c] for c in curves])
+    return xs, acc.mean(0).tolist(), acc.std(0).tolist()
+
+
+def plot(accuracy_runs: dict[str, Any]) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return None
+    fig, axes = plt.subplots(1, len(accuracy_runs), figsize=(6 * len(accuracy_runs), 4.2))
+    axes = np.atleast_1d(axes)
+    for ax, (dataset, per_strategy) in zip(axes, accuracy_runs.items()):
+        for name, runs in per_strategy.items():
+            xs, mean, std = _mean_curve(runs)
+            ax.plot(xs, mean, marker="o", ms=3, label=f"{name} ({len(runs)} seeds)")
+            ax.fill_between(xs, np.array(mean) - std, np.array(mean) + std, alpha=0.12)
+        ax.set_title(dataset.replace("_", " "))
+        ax.set_xlabel("labelled examples")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    IMG.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG, dpi=110)
+    return str(IMG.relative_to(IMG.parents[2]))
+
+
+def timing(args: argparse.Namespace) -> dict[str, Any]:
+    """BatchBALD selection time, ours vs baal, on the MC probabilities of a trained MNIST model."""
+    from baal.active.heuristics import BatchBALD as BaalBatchBALD
+
+    x, y, _, _ = repeated_mnist(args.timing_pool // 3 + 1)
+    x, y = x[: args.timing_pool], y[: args.timing_pool]
+    net = make_model(1, 28, 0)
+    train(net, x[initial(y, 5, 0)], y[initial(y, 5, 0)], 150, 0)
+    net.eval()
+    from trinity_lightning.active.scoring import mc_logits
+
+    with torch.inference_mode():
+        mc = torch.cat([mc_logits(net, x[i : i + 500], 20)[0] for i in range(0, len(x), 500)], 1)
+    probs_baal = mc.softmax(-1).permute(1, 2, 0).contiguous().numpy().astype(np.float64)  # (N, C, S)
+    k, m = args.timing_query, args.timing_configurations
+    ours_t, baal_t, overlaps = [], [], []
+    for rep in range(args.repeats):
+        strategy = BatchBALD(n_samples=20, max_configurations=m)
+        strategy.begin(rep)
+        start = time.perf_counter()
+        ours = strategy.select({"mc_logits": mc}, k)
+        ours_t.append(time.perf_counter() - start)
+        torch.manual_seed(rep)
+        start = time.perf_counter()
+        ranks = BaalBatchBALD(num_samples=k, num_draw=m).get_ranks(probs_baal)[0]
+        baal_t.append(time.perf_counter() - start)
+        overlaps.append(len(set(ours) & set(np.asarray(ranks[:k]).tolist())) / k)
+        print(f"timing repeat {rep}: ours {ours_t[-1]:.3f}s baal {baal_t[-1]:.3f}s overlap {overlaps[-1]}", flush=True)
+    return {
+        "ours_s": ours_t,
+        "baal_s": baal_t,
+        "ours_median_s": statistics.median(ours_t),
+        "baal_median_s": statistics.median(baal_t),
+        "topk_overlap_with_baal": overlaps,
+        "pool": len(x),
+        "query": k,
+        "configurations": m,
+        "mc_samples": 20,
+        "classes": 10,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="repeated_mnist,cifar10")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", default=None, help="run these seeds only (e.g. 1,2)")
+    parser.add_argument("--base", type=int, default=1000, help="MNIST images before the 3x repetition")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--cifar-pool", type=int, default=2000)
+    parser.add_argument("--cifar-rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--timing", action="store_true", help="only the timing claim (merged into the results)")
+    parser.add_argument("--timing-pool", type=int, default=600)
+    parser.add_argument("--timing-query", type=int, default=10)
+    parser.add_argument("--timing-configurations", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--partial", default=None, help="write the accuracy runs here after each run")
+    parser.add_argument("--merge", nargs="*", default=None, help="partial files to merge into the results")
+    args = parser.parse_args()
+    args.strategies = args.strategies.split(",")
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    previous = read_results("active_strategies") if (RESULTS_DIR / "active_strategies.json").exists() else {}
+    details: dict[str, Any] = dict(previous.get("details", {}))
+    claims = {c["id"]: c for c in previous.get("claims", [])}
+    details["threads"] = args.threads
+    if args.timing:
+        t = timing(args)
+        details["timing"] = t
+        claims["batchbald_scoring_speed_vs_baal"] = claim(
+            "batchbald_scoring_speed_vs_baal",
+            f"BatchBALD selection of {t['query']} from {t['pool']} MNIST pool examples (20 MC samples, 10 classes, "
+            f"{t['configurations']} sampled configurations on both sides), ours vs baal "
+            f"{_version('baal')}, {args.threads} thread(s), median of {args.repeats}",
+            ours=round(t["ours_median_s"], 4),
+            anchor=round(t["baal_median_s"], 4),
+            better="lower",
+            unit="s",
+            target=2.0,
+        )
+    else:
+        runs: dict[str, Any] = {}
+        if args.merge is not None:
+            for part in args.merge:
+                for dataset, per in json.loads(Path(part).read_text()).items():
+                    for name, by_seed in per.items():
+                        runs.setdefault(dataset, {}).setdefault(name, {}).update(by_seed)
+        else:
+            for dataset in args.datasets.split(","):
+                run_dataset(dataset, args, runs)
+        details["accuracy"] = runs
+        details["settings"] = {
+            "repeated_mnist": f"{args.base} MNIST images x3 (+N(0, 0.1) noise), 20 labelled at start, query 10, "
+            f"{args.rounds} rounds",
+            "cifar10": f"{args.cifar_pool} CIFAR-10 images, 40 labelled at start, query 20, {args.cifar_rounds} rounds",
+            "model": "SmallCNN(channels=(16, 32), dropout 0.5), retrained from scratch each round, Adam 1e-3, "
+            f"{args.steps} steps of 32",
+            "strategy_kwargs": KWARGS,
+            "cpu": "1 thread per process; the machine's 2 cores were shared by about 8 processes (see load_average)",
+        }
+        details["plot"] = plot(runs)
+        mnist = runs.get("repeated_mnist", {})
+        if "batchbald" in mnist and "bald" in mnist:
+            final = {
+                name: statistics.mean(run["curve"][-1]["accuracy"] for run in mnist[name].values()) for name in mnist
+            }
+            details["final_accuracy_repeated_mnist"] = final
+            budget = next(iter(mnist["bald"].values()))["curve"][-1]["labelled"]
+            claims["batchbald_vs_bald_acc_repeated_mnist"] = claim(
+                "batchbald_vs_bald_acc_repeated_mnist",
+                f"Repeated MNIST test accuracy at {budget} labelled examples, BatchBALD - BALD (query 10, 20 MC "
+                f"samples), mean of {len(mnist['bald'])} seeds",
+                ours=round(final["batchbald"], 3),
+                anchor=round(final["bald"], 3),
+                better="higher",
+                unit="% accuracy",
+                target_delta=1.0,
+            )
+    details["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    write_results("active_strategies", list(claims.values()), details)
+    for c in claims.values():
+        print(c)
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    main()
