@@ -272,7 +272,8 @@ def test_report_gives_the_measured_ratio_when_a_configuration_is_within_toleranc
     grid.write_text(json.dumps({"meta": {"tucker_linear_fixed": True}, "records": records}))
     out = tmp_path / "r"
     claims = {c["id"]: c for c in _report(bench, monkeypatch, out, "--grid", str(grid), "--command", "x")["claims"]}
-    trl, net = claims["trl_head_param_ratio_at_iso_accuracy_small_head"], claims["tensorized_net_param_ratio_at_iso_accuracy"]
+    trl = claims["trl_head_param_ratio_at_iso_accuracy_small_head"]
+    net = claims["tensorized_net_param_ratio_at_iso_accuracy"]
     assert (trl["ours"], trl["anchor"], trl["met"]) == (1921, 20490, True)
     assert trl["ratio"] == pytest.approx(20490 / 1921, rel=1e-3)
     assert (net["ours"], net["met"]) == (57712, False) and net["ratio"] == pytest.approx(114186 / 57712, rel=1e-3)
