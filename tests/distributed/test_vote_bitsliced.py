@@ -87,9 +87,12 @@ def test_momentum_pack_signs_equals_lerp_then_pack_across_chunks(monkeypatch):
 class FakeBucket:
     """The parts of ``dist.GradBucket`` the hook uses."""
 
-    def __init__(self, index: int, last: bool, values: torch.Tensor) -> None:
+    def __init__(
+        self, index: int, last: bool, values: torch.Tensor, param: torch.nn.Parameter | None = None
+    ) -> None:
         self._index, self._last = index, last
-        self._param = torch.nn.Parameter(torch.zeros(values.numel()))
+        # DDP hands the hook the same parameter objects every step; the hook keys its buffers by them
+        self._param = torch.nn.Parameter(torch.zeros(values.numel())) if param is None else param
         self._buffer = values.clone()
 
     def buffer(self) -> torch.Tensor:
@@ -162,9 +165,10 @@ def test_hook_returns_its_future_before_waiting_and_issues_collectives_in_bucket
 def test_deferred_flags_abstain_without_reading_the_device_and_report_on_access(single_process_group):
     state = SignSGDState(momentum=0.5)
     state._defer_flags = True  # the GPU path, exercised on CPU
-    signsgd_hook(state, FakeBucket(0, True, torch.tensor([1.0, -1.0]))).wait()
+    first = FakeBucket(0, True, torch.tensor([1.0, -1.0]))
+    signsgd_hook(state, first).wait()
     momentum = state._flat[("momentum", 0)][1].clone()
-    bucket = FakeBucket(0, True, torch.tensor([float("nan"), 2.0]))
+    bucket = FakeBucket(0, True, torch.tensor([float("nan"), 2.0]), param=first.parameters()[0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is read back (so nothing warns) during the step
         result = signsgd_hook(state, bucket).wait()
