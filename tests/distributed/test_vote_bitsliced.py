@@ -87,9 +87,7 @@ def test_momentum_pack_signs_equals_lerp_then_pack_across_chunks(monkeypatch):
 class FakeBucket:
     """The parts of ``dist.GradBucket`` the hook uses."""
 
-    def __init__(
-        self, index: int, last: bool, values: torch.Tensor, param: torch.nn.Parameter | None = None
-    ) -> None:
+    def __init__(self, index: int, last: bool, values: torch.Tensor, param: torch.nn.Parameter | None = None) -> None:
         self._index, self._last = index, last
         # DDP hands the hook the same parameter objects every step; the hook keys its buffers by them
         self._param = torch.nn.Parameter(torch.zeros(values.numel())) if param is None else param
