@@ -152,9 +152,20 @@ def test_hook_returns_its_future_before_waiting_and_issues_collectives_in_bucket
     assert log == ["issue all_to_all_single"]
     assert not future.done()
     last = signsgd_hook(state, second)
-    # bucket 1 issues its all_to_all, then bucket 0's vote (its wait) and all-gather, then bucket 1's
-    assert log[:3] == ["issue all_to_all_single", "issue all_to_all_single", "wait all_to_all_single"]
-    assert [entry for entry in log if entry.startswith("issue all_gather")] == [log[3], log[-1]]
+    # bucket 1 (the last) issues its all_to_all, then bucket 0's vote (its wait) and all-gather; then it finishes
+    # everything on this thread, in bucket order: no Python runs on the backend's threads
+    gather = next(name for name in ("all_gather_single", "all_gather_into_tensor") if f"issue {name}" in log)
+    assert log == [
+        "issue all_to_all_single",
+        "issue all_to_all_single",
+        "wait all_to_all_single",
+        f"issue {gather}",
+        f"wait {gather}",
+        "wait all_to_all_single",
+        f"issue {gather}",
+        f"wait {gather}",
+    ]
+    assert future.done() and last.done()
     assert torch.equal(future.wait(), torch.tensor([1.0, -1.0, 1.0, -1.0]))
     assert torch.equal(last.wait(), torch.tensor([-1.0, 1.0]))
     assert state.step == 1 and state._pending is None
@@ -174,3 +185,17 @@ def test_deferred_flags_abstain_without_reading_the_device_and_report_on_access(
     assert torch.equal(state._flat[("momentum", 0)][1], momentum)  # its momentum is unchanged
     with pytest.warns(RuntimeWarning, match="rank 0 has non-finite"):
         assert state.abstained == [(1, 0, 0)]
+
+
+def test_hook_completes_bucket_i_from_the_call_of_bucket_i_plus_2_on_its_own_thread(single_process_group):
+    state = SignSGDState(momentum=0.0)
+    values = [torch.tensor([1.0, -2.0]), torch.tensor([-1.0, 3.0]), torch.tensor([2.0, 2.0]), torch.tensor([-5.0, 1.0])]
+    buckets = [FakeBucket(i, i == len(values) - 1, v) for i, v in enumerate(values)]
+    futures = [signsgd_hook(state, buckets[0]), signsgd_hook(state, buckets[1])]
+    assert not any(f.done() for f in futures)  # bucket 0's all-gather was issued by bucket 1's call, not waited
+    futures.append(signsgd_hook(state, buckets[2]))
+    assert [f.done() for f in futures] == [True, False, False]
+    futures.append(signsgd_hook(state, buckets[3]))
+    assert all(f.done() for f in futures) and state._pending is None and state._gathering is None
+    for future, v in zip(futures, values):
+        assert torch.equal(future.wait(), torch.sign(v))

@@ -18,10 +18,12 @@ backends other than gloo/nccl/mpi/ucc) every worker all-gathers the full packed 
 
 **Overlap with the backward pass.** The hook returns its future without waiting: bucket ``i``'s
 ``all_to_all`` is in flight while autograd computes the next buckets' gradients. Its vote and ``all_gather`` are
-issued from the hook call of bucket ``i + 1`` (or at once for the last bucket), and the unpacking runs when
-the ``all_gather`` completes. So every rank issues the same collectives in the same order from its own thread
-(``a2a(0), a2a(1), ag(0), a2a(2), ag(1), ...``), never from a completion callback, which is what made PowerSGD's
-chained futures hang on gloo with several buckets.
+issued from the hook call of bucket ``i + 1``, and the hook call of bucket ``i + 2`` waits for that
+``all_gather``, unpacks it and completes bucket ``i``'s future; the last bucket's call finishes whatever is still
+in flight. So every rank issues the same collectives in the same order from its own thread
+(``a2a(0), a2a(1), ag(0), a2a(2), ag(1), ...``), and no Python runs on the backend's threads: a completion
+callback there needs the GIL, which is what deadlocks PowerSGD's chained futures on gloo with several buckets
+and a process group's shutdown that joins those threads while the GIL is held.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ class SignSGDState:
         self.step = 0
         self._abstained: list[tuple[int, int, int]] = []  # (step, bucket, rank) seen by this worker
         self._unread: list[tuple[int, int, int, torch.Tensor]] = []  # (step, bucket, rank, valid flags) on a GPU
-        self._pending: _Vote | None = None
+        self._pending: _Vote | None = None  # all_to_all in flight
+        self._gathering: _Gather | None = None  # all_gather in flight
         self._frames: dict[tuple[int, str], torch.Tensor] = {}
         self._defer_flags: bool | None = None  # None: keep the valid flags on the device only on a GPU
         self._names: dict[int, str] = {}
@@ -469,9 +472,20 @@ def _unpack(vote: _Vote, bits: torch.Tensor, scales: torch.Tensor | None, any_va
         _scale_segments(grad, vote.segments, scales)
 
 
-def _finish(state: SignSGDState, vote: _Vote) -> None:
-    """Wait for the vote's first collective, vote, and (all-to-all) issue the all-gather whose completion unpacks
-    into the bucket and completes the hook's future. Runs on the thread that calls the hook, in bucket order."""
+@dataclass
+class _Gather:
+    """One bucket's voted shards being all-gathered; completed on the hook's thread by :func:`_complete`."""
+
+    vote: _Vote
+    work: Any
+    gathered: torch.Tensor
+    scales: torch.Tensor | None
+    any_valid: bool | torch.Tensor
+
+
+def _vote_and_gather(state: SignSGDState, vote: _Vote) -> _Gather | None:
+    """Wait for the vote's first collective and vote. All-to-all: issue the all-gather of the voted shards and
+    return it; all-gather mode: unpack into the bucket, complete the hook's future and return None."""
     state._wait(vote.work, "all_to_all" if vote.alltoall else "all_gather", vote.index)
     voted, flags, scales, any_valid = _vote_frames(vote)
     if vote.deferred:
@@ -481,24 +495,17 @@ def _finish(state: SignSGDState, vote: _Vote) -> None:
     if not vote.alltoall:
         _unpack(vote, voted, scales, any_valid)
         vote.future.set_result(vote.grad)
-        return
+        return None
     gathered = state._frame(vote.index, "gathered", vote.world * vote.shard, vote.grad.device)
     work = _all_gather_single(gathered, voted, state.process_group)
+    return _Gather(vote=vote, work=work, gathered=gathered, scales=scales, any_valid=any_valid)
 
-    def unpack(done: torch.futures.Future[Any]) -> None:
-        try:
-            done.wait()
-            _unpack(vote, gathered, scales, any_valid)
-        except Exception as exc:  # a failed all-gather: the worker that waits on the future sees why
-            error = WorkerFailureError(
-                f"signSGD majority vote: all_gather of bucket {vote.index} at step {vote.step} failed on rank "
-                f"{vote.rank}: a worker has probably died or stalled. Cause: {exc}"
-            )
-            vote.future.set_exception(error)  # type: ignore[arg-type]  # torch's stub types the argument as T
-            return
-        vote.future.set_result(vote.grad)
 
-    work.get_future().then(unpack)
+def _complete(state: SignSGDState, gather: _Gather) -> None:
+    """Wait for the all-gather, unpack the voted signs into the bucket and complete the hook's future."""
+    state._wait(gather.work, "all_gather", gather.vote.index)
+    _unpack(gather.vote, gather.gathered, gather.scales, gather.any_valid)
+    gather.vote.future.set_result(gather.vote.grad)
 
 
 def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -559,10 +566,18 @@ def signsgd_hook(state: SignSGDState, bucket: dist.GradBucket) -> torch.futures.
         future=torch.futures.Future(),
     )
     previous, state._pending = state._pending, None
+    earlier, state._gathering = state._gathering, None
     if previous is not None:  # the previous bucket's vote and all-gather, issued in bucket order on every rank
-        _finish(state, previous)
-    if bucket.is_last():
-        _finish(state, vote)
+        state._gathering = _vote_and_gather(state, previous)
+    if earlier is not None:  # the bucket before it: its all-gather has had a whole bucket's backward to finish
+        _complete(state, earlier)
+    if bucket.is_last():  # finish everything still in flight, in bucket order
+        if state._gathering is not None:
+            gathering, state._gathering = state._gathering, None
+            _complete(state, gathering)
+        last = _vote_and_gather(state, vote)
+        if last is not None:
+            _complete(state, last)
         state.step += 1
     else:
         state._pending = vote
