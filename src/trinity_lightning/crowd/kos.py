@@ -38,7 +38,8 @@ class KOS(Aggregator):
         n_iter_: iterations completed.
 
     Raises:
-        ValueError: ``annotations`` with other than 2 classes (KOS is binary).
+        ValueError: ``annotations`` with other than 2 classes (KOS is binary), or where no item has two
+            annotations (a single worker, or workers who share no item: every message would be 0).
 
     Example:
         >>> frame = {"task": [1, 1, 1, 2, 2, 2, 3, 3, 3], "worker": ["a", "b", "c"] * 3,
@@ -73,6 +74,11 @@ class KOS(Aggregator):
             raise ValueError(
                 f"annotations: KOS is for binary labels (2 classes); the table has {table.num_classes}: "
                 f"{list(table.classes)[:10]}"
+            )
+        if int(table.annotations_per_item().max()) < 2:
+            raise ValueError(
+                f"annotations: KOS passes messages between workers who share an item, but no item has two "
+                f"annotations ({table.num_workers} worker(s), {table.num_items} items); every score would be 0"
             )
         dev, dt = self.device, self.dtype
         items, workers = table.items.to(dev), table.workers.to(dev)

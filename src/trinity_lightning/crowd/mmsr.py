@@ -156,6 +156,10 @@ class MMSR(Aggregator):
         covariation_: ``(workers, workers)`` the matrix ``C`` (``-1/(M-1)`` where two workers share no item).
         loss_history_: Frobenius change of ``u v^T`` per iteration; ``n_iter_`` iterations ran.
 
+    Raises:
+        ValueError: ``annotations`` with one distinct label, or where no two workers share an item (a single
+            worker included): agreement beyond chance cannot be measured.
+
     Example:
         >>> frame = {"task": [t for t in range(6) for _ in range(3)], "worker": ["a", "b", "c"] * 6,
         ...          "label": [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 1, 1]}
@@ -207,6 +211,11 @@ class MMSR(Aggregator):
         dev, dt = self.device, self.dtype
         common, same = (t.to(dev, dt) for t in co_labelling(table, dt))
         observed = common != 0
+        if not bool(observed.any()):
+            raise ValueError(
+                f"annotations: M-MSR estimates skills from the items workers share, but no two of the "
+                f"{W} worker(s) share an item (first worker: {table.worker_ids[0]!r})"
+            )
         sparsity = int(observed.sum(dim=0).min())
         F = sparsity // 2 - 1
         C = torch.where(observed, same / common.clamp_min(1), torch.zeros_like(common)) * M / (M - 1) - 1 / (M - 1)
