@@ -54,6 +54,16 @@ def test_sign_vector_two_colours_a_clean_sign_pattern():
     assert _sign_vector(C).tolist() == [1.0, 1.0, -1.0, 1.0, -1.0]
 
 
+def test_sign_vector_sparse_lanczos_equals_dense_eigh():
+    g = torch.Generator().manual_seed(0)
+    s = torch.rand(40, generator=g, dtype=torch.float64) * 0.8 + 0.1
+    s[:7] *= -1
+    C = torch.outer(s, s) + 0.02 * torch.randn(40, 40, generator=g, dtype=torch.float64)
+    C = ((C + C.T) / 2).fill_diagonal_(-1.0)  # ~600 positive pairs: ~640 nodes, above dense_max
+    dense, sparse = _sign_vector(C, dense_max=10_000), _sign_vector(C, dense_max=10)
+    assert torch.equal(dense, sparse) and torch.equal(dense, torch.sign(s))
+
+
 def test_mmsr_finds_the_adversaries_and_beats_majority_vote():
     table, truth = _adversarial()
     m = MMSR(vote="log_odds").fit(table)

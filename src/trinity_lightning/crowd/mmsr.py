@@ -85,13 +85,13 @@ def _trimmed_means(ratios: torch.Tensor, observed: torch.Tensor, a: torch.Tensor
     return torch.where(size == 0, a, mean)
 
 
-def _sign_vector(covariation: torch.Tensor) -> torch.Tensor:
+def _sign_vector(covariation: torch.Tensor, dense_max: int = 300) -> torch.Tensor:
     """Signs of the skills from the sign pattern of ``C`` (crowd-kit's ``_sign_determination_valid``).
 
     A negative ``C_ij`` joins ``i`` and ``j`` by an edge, a positive one by a path through a new midpoint node;
     the eigenvector of the random walk's eigenvalue nearest ``-1`` two-colours the graph. It is found here as the
-    lowest eigenvector of the symmetric normalised adjacency (dense ``eigh`` when small, sparse Lanczos
-    otherwise) where crowd-kit asks ARPACK for the smallest-magnitude eigenvalue of a dense non-symmetric matrix.
+    lowest eigenvector of the symmetric normalised adjacency (dense ``eigh`` up to ``dense_max`` nodes, sparse
+    Lanczos above) where crowd-kit asks ARPACK for the smallest-magnitude eigenvalue of a dense non-symmetric matrix.
     Rows of ``C`` summing to zero get sign 0.
     """
     import scipy.sparse as sp
@@ -115,7 +115,7 @@ def _sign_vector(covariation: torch.Tensor) -> torch.Tensor:
     degree = np.asarray(A.sum(axis=1)).ravel()
     scale = 1 / np.sqrt(degree)
     N = sp.diags(scale) @ A @ sp.diags(scale)
-    if N.shape[0] <= 300:
+    if N.shape[0] <= dense_max:
         _, vectors = np.linalg.eigh(N.toarray())
         z = vectors[:, 0]
     else:
