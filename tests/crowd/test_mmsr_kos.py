@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -124,3 +125,11 @@ def test_mmsr_zero_skill_breakdown_is_an_error_naming_the_annotations():
              "label": [0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0]}  # fmt: skip
     with pytest.raises(ValueError, match="annotations: M-MSR's rank-one iteration divided by a zero skill"):
         MMSR().fit(frame)
+
+
+def test_empty_input_gives_empty_results_like_crowdkit():
+    empty = pd.DataFrame({"task": [], "worker": [], "label": []})
+    m = MMSR().fit(empty)
+    assert m.empty_ and m.skills_.shape == (0,) and m.scores_.shape == (0, 0) and len(m.to_frame()) == 0
+    k = KOS().fit(empty)
+    assert k.empty_ and k.scores_.shape == (0,) and k.labels_.shape == (0,)
