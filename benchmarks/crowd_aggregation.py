@@ -2,6 +2,7 @@
 
     python benchmarks/crowd_aggregation.py            # full: 1M annotations, median of 5
     python benchmarks/crowd_aggregation.py --quick    # 100k annotations, median of 3 (smoke run)
+    python benchmarks/crowd_aggregation.py --only mmsr kos   # those aggregators' accuracy/time rows, printed only
 
 Accuracy: every dataset found by ``crowd_datasets()`` (``answers.csv`` + ``gold.csv``), ours (defaults) vs
 crowd-kit (``n_iter=100, tol=1e-5``) for majority vote, Dawid-Skene and one-coin DS, on the items with gold.
@@ -9,7 +10,8 @@ Majority vote is reported under three named tie rules: crowd-kit's own (first la
 ours ``random`` (seeded), and the exact expectation over uniformly random ties.
 
 Every aggregator we share with crowd-kit (majority vote, Wawa, ZeroBasedSkill, gold majority vote, Dawid-Skene,
-one-coin DS, MACE) is fitted on every dataset, ours and crowd-kit, accuracy and fit time (1 torch thread). Gold
+one-coin DS, MACE, GLAD, M-MSR, KOS; KOS on the binary datasets only) is fitted on every dataset, ours and
+crowd-kit, accuracy and fit time (1 torch thread). Gold
 majority vote (and DS with gold) learn from half of the gold items and are scored on the other half.
 
 Memory (``ds_memory_vs_crowdkit_k200``): W = 1,000 workers, K = 200 classes, 10k items x 10 labels; each fit runs
@@ -39,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import claim, write_json, write_results
 from trinity_lightning.crowd import (
     GLAD,
+    KOS,
     MACE,
+    MMSR,
     DawidSkene,
     GoldMajorityVote,
     MajorityVote,
@@ -98,10 +102,13 @@ SHARED = [
     ("one_coin", OneCoinDawidSkene, "OneCoinDawidSkene", False),
     ("mace", MACE, "MACE", False),
     ("glad", GLAD, "GLAD", False),
+    ("mmsr", MMSR, "MMSR", False),
+    ("kos", KOS, "KOS", False),  # binary only: NaN on crowd_dog (4 classes) for both, which raise
 ]
 
 
-def accuracy_table() -> dict[str, dict[str, float]]:
+def accuracy_table(only: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """The accuracy/time table; ``only``: just these ``SHARED`` keys (``--only``), without the extra DS/MV rows."""
     import crowdkit.aggregation as ck
 
     _patch_crowdkit()
@@ -113,6 +120,12 @@ def accuracy_table() -> dict[str, dict[str, float]]:
         fit_half, eval_half = _gold_split(gold)
         row: dict[str, float] = {"items": float(frame["task"].nunique()), "annotations": float(len(frame))}
         for key, make, ck_name, needs_gold in SHARED:
+            if only is not None and key not in only:
+                continue
+            if key == "kos" and frame["label"].nunique() != 2:  # KOS is binary: ours and crowd-kit both raise
+                for who in ("ours", "crowdkit"):
+                    row[f"{who}_{key}"], row[f"{who}_{key}_s"] = float("nan"), float("nan")
+                continue
             truth = eval_half if needs_gold else gold
             model = make()
             start = time.perf_counter()
@@ -134,6 +147,10 @@ def accuracy_table() -> dict[str, dict[str, float]]:
                 row["ours_ds_iterations"] = float(model.n_iter_)
                 row["crowdkit_ds_iterations"] = float(len(anchor.loss_history_))
                 probas_ck = anchor.probas_
+        if only is not None:
+            results[name] = row
+            print(name, {k: round(v, 4) for k, v in row.items()}, flush=True)
+            continue
         mv = MajorityVote(tie_break="random", seed=0)
         row["ours_mv_random_ties"] = _accuracy(_ours(mv, frame), gold)
         row["mv_ties"] = float(mv.ties_)
@@ -350,6 +367,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k annotations, 3 repeats, K=200 run on 2k items")
     parser.add_argument("--gpu-out", type=Path, help="only time our DS on CUDA and write the result here")
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the results file")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[key for key, *_ in SHARED],
+        help="print the accuracy/time rows of these aggregators only (writes no results file)",
+    )
     parser.add_argument("--peak-child", choices=["ours", "crowdkit"], help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--items", type=int, default=10_000, help=argparse.SUPPRESS)
@@ -366,6 +389,9 @@ def main() -> None:
         return
     if args.gpu_out is not None:
         gpu_speed(args.gpu_out)
+        return
+    if args.only:
+        accuracy_table(args.only)
         return
     cpu_start = time.process_time()
     accuracy = accuracy_table()

@@ -7,7 +7,9 @@ import torch
 
 from trinity_lightning.crowd import (
     GLAD,
+    KOS,
     MACE,
+    MMSR,
     CrowdDataModule,
     DawidSkene,
     GoldMajorityVote,
@@ -24,7 +26,7 @@ def test_every_name_builds_its_class_with_checked_arguments():
     expected = {"majority_vote": MajorityVote, "mv": MajorityVote, "dawid_skene": DawidSkene, "ds": DawidSkene}
     expected |= {"one_coin": OneCoinDawidSkene, "mbem": MBEM, "wawa": Wawa, "mace": MACE, "glad": GLAD}
     expected |= {"zero_based_skill": ZeroBasedSkill, "zbs": ZeroBasedSkill}
-    expected |= {"gold_majority_vote": GoldMajorityVote, "gold_mv": GoldMajorityVote}
+    expected |= {"gold_majority_vote": GoldMajorityVote, "gold_mv": GoldMajorityVote, "mmsr": MMSR, "kos": KOS}
     assert set(AGGREGATORS) == set(expected) and set(ANNOTATION_ONLY) < set(AGGREGATORS)
     for name, cls in expected.items():
         assert type(get_aggregator(name)) is cls

@@ -1,7 +1,8 @@
 """Crowd-label aggregation: the annotation table, vectorized aggregators and the CrowdEM callback.
 
 See ``docs/crowd.md``. Aggregators (all torch, CPU or GPU, vectorized over the annotation list):
-:class:`MajorityVote`, :class:`DawidSkene`, :class:`OneCoinDawidSkene`, :class:`MBEM`.
+:class:`MajorityVote`, :class:`DawidSkene`, :class:`OneCoinDawidSkene`, :class:`MBEM`, :class:`MMSR`,
+:class:`KOS` and the rest of ``__all__``.
 
 Names are loaded on first use: the aggregators, the table and the simulation import without
 Lightning (``trinity crowd aggregate`` starts fast); only :class:`CrowdEM`, the DataModules and
@@ -20,9 +21,11 @@ if TYPE_CHECKING:
     from trinity_lightning.crowd.datamodule import CrowdDataModule, EpochSeededSampler, SimulatedCrowdDataModule
     from trinity_lightning.crowd.dawid_skene import DawidSkene, OneCoinDawidSkene
     from trinity_lightning.crowd.glad import GLAD
+    from trinity_lightning.crowd.kos import KOS
     from trinity_lightning.crowd.mace import MACE
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
+    from trinity_lightning.crowd.mmsr import MMSR
     from trinity_lightning.crowd.quality import annotator_quality, consensus_quality
     from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
     from trinity_lightning.crowd.skills import GoldMajorityVote, Wawa, ZeroBasedSkill
@@ -38,6 +41,8 @@ _LAZY = {
     "MBEM": "trinity_lightning.crowd.mbem",
     "MACE": "trinity_lightning.crowd.mace",
     "GLAD": "trinity_lightning.crowd.glad",
+    "MMSR": "trinity_lightning.crowd.mmsr",
+    "KOS": "trinity_lightning.crowd.kos",
     "consensus_quality": "trinity_lightning.crowd.quality",
     "annotator_quality": "trinity_lightning.crowd.quality",
     "GoldMajorityVote": "trinity_lightning.crowd.skills",
@@ -59,8 +64,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "GLAD",
+    "KOS",
     "MACE",
     "MBEM",
+    "MMSR",
     "Aggregator",
     "AnnotationTable",
     "CrowdDataModule",

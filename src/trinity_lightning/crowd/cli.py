@@ -121,7 +121,7 @@ def _build(args: argparse.Namespace) -> Aggregator:
         torch.set_num_threads(args.threads)
     if args.method in ("majority_vote", "mv", "wawa", "zero_based_skill", "zbs"):
         return get_aggregator(args.method, tie_break=args.tie_break, seed=args.seed, device=args.device)
-    if args.method in ("mace", "glad"):
+    if args.method in ("mace", "glad", "mmsr", "kos"):
         return get_aggregator(args.method, device=args.device)
     if args.method in NEEDS_GOLD:
         if args.gold is None:

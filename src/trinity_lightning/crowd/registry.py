@@ -34,6 +34,8 @@ ANNOTATION_ONLY = (
     "zbs",
     "mace",
     "glad",
+    "mmsr",
+    "kos",
 )
 # aggregators that need gold labels for some items (``--gold`` on the command line)
 NEEDS_GOLD = ("gold_majority_vote", "gold_mv")
@@ -55,6 +57,8 @@ for _names, _module, _class in (
     (("wawa",), "skills", "Wawa"),
     (("mace",), "mace", "MACE"),
     (("glad",), "glad", "GLAD"),
+    (("mmsr",), "mmsr", "MMSR"),
+    (("kos",), "kos", "KOS"),
     (("zero_based_skill", "zbs"), "skills", "ZeroBasedSkill"),
     (("gold_majority_vote", "gold_mv"), "skills", "GoldMajorityVote"),
 ):
