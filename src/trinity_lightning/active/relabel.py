@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,11 +40,21 @@ import numpy as np
 import torch
 
 from trinity_lightning.active.batch import PoolQueryStrategy
-from trinity_lightning.active.strategies import LOGITS, register_heuristic
+from trinity_lightning.active.callback import ActiveLearning
+from trinity_lightning.active.datamodule import ActiveLearningDataModule
+from trinity_lightning.active.strategies import LOGITS, QueryStrategy, register_heuristic
+from trinity_lightning.rounds.inference import broadcast
+from trinity_lightning.rounds.oracle import Answers, Oracle, Query
+from trinity_lightning.rounds.schedule import StoppingCriterion
+
+Annotations = dict[int, list[tuple[str, int]]]
+"""Labels per item (dataset index): ``[(worker, class id), ...]`` in the order they came."""
 
 __all__ = [
     "ActiveLab",
     "ActiveLabResult",
+    "ActiveRelabelling",
+    "CrowdOracle",
     "activelab_scores",
     "activelab_select",
     "crowdlab_consensus",
@@ -367,6 +378,7 @@ class ActiveLab(PoolQueryStrategy):
         self.candidates: list[int] | None = None  # dataset index of each pool row (set by ActiveRelabelling)
         self.annotations: dict[int, list[tuple[str, int]]] = {}  # item -> [(worker, label)]
         self.max_labels: int | None = None
+        self.blocked: set[int] = set()  # labelled items that can take no further label
 
     def select(
         self, pool: dict[str, torch.Tensor], k: int, labelled: dict[str, torch.Tensor] | None = None
@@ -388,10 +400,226 @@ class ActiveLab(PoolQueryStrategy):
                 matrix[r, column[worker]] = int(label)
         scored, fresh = activelab_scores(matrix, probs[done], probs[new] if new else None)
         allowed = torch.tensor(
-            [self.max_labels is None or len(self.annotations[int(rows[p])]) < self.max_labels for p in done]
+            [
+                int(rows[p]) not in self.blocked
+                and (self.max_labels is None or len(self.annotations[int(rows[p])]) < self.max_labels)
+                for p in done
+            ],
+            dtype=torch.bool,
         )
-        again, first = activelab_select(scored, fresh, k, allowed)
-        order = torch.sort(torch.cat([scored.masked_fill(~allowed, math.inf), fresh]), stable=True).indices[:k]
-        positions = [done[i] if i < len(done) else new[i - len(done)] for i in order.tolist()]
-        assert len(positions) == len(again) + len(first)
-        return positions
+        k = min(k, int(allowed.sum()) + len(new))
+        both = torch.cat([scored.masked_fill(~allowed, math.inf), fresh])
+        order = torch.sort(both, stable=True).indices[:k].tolist()  # lowest first, relabels and new items mixed
+        return [done[i] if i < len(done) else new[i - len(done)] for i in order]
+
+
+def item_consensus(annotations: Sequence[tuple[str, int]]) -> int:
+    """The majority label of one item's ``(worker, label)`` answers (ties: the label given first).
+
+    Example:
+        >>> item_consensus([("a", 2), ("b", 1), ("c", 1)]), item_consensus([("a", 2), ("b", 1)])
+        (1, 2)
+    """
+    labels = [int(label) for _, label in annotations]
+    if not labels:
+        raise ValueError("annotations: an item without labels has no consensus")
+    return max(dict.fromkeys(labels), key=labels.count)
+
+
+class CrowdOracle(Oracle):
+    """A simulated crowd: each item's labels are held back and revealed one at a time, each from a worker who has
+    not labelled the item yet (a relabel request asks for a new worker's label). Answers carry ``worker``.
+
+    Args:
+        held_back: per dataset index, the ``(worker, label)`` answers to reveal, in order.
+
+    Example:
+        >>> oracle = CrowdOracle({3: [("ann", 1), ("bob", 0)]})
+        >>> oracle.query(1, [3]); answers = oracle.collect(1)
+        >>> answers.labels, answers.workers, oracle.remaining(3)
+        ([1], ['ann'], 1)
+    """
+
+    def __init__(self, held_back: Annotations) -> None:
+        self.held_back = {int(i): list(v) for i, v in held_back.items()}
+        self.revealed: dict[int, int] = {}
+        self._batches: dict[int, list[int]] = {}
+
+    def remaining(self, index: int) -> int:
+        """How many more labels ``index`` can get."""
+        return len(self.held_back.get(int(index), [])) - self.revealed.get(int(index), 0)
+
+    def query(self, round: int, items: Sequence[Query | int], datamodule: Any = None) -> None:
+        batch = [int(q.index if isinstance(q, Query) else q) for q in items]
+        empty = [i for i in batch if self.remaining(i) <= 0]
+        if empty:
+            raise ValueError(f"items: {empty[:5]} have no held-back label left (every worker has answered)")
+        self._batches[round] = batch
+
+    def collect(self, round: int) -> Answers | None:
+        if round not in self._batches:
+            raise KeyError(f"round: no batch was queried for round {round}")
+        batch = self._batches.pop(round)
+        labels, workers = [], []
+        for i in batch:
+            worker, label = self.held_back[i][self.revealed.get(i, 0)]
+            self.revealed[i] = self.revealed.get(i, 0) + 1
+            labels.append(int(label))
+            workers.append(str(worker))
+        return Answers(batch, labels, workers)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"revealed": dict(self.revealed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.revealed = {int(k): int(v) for k, v in state["revealed"].items()}
+
+
+class _LabelBudget(StoppingCriterion):
+    """Stop once the campaign has collected ``budget`` labels (new items and relabels alike)."""
+
+    def __init__(self, owner: ActiveRelabelling, budget: int | None) -> None:
+        self.owner, self.budget = owner, budget
+
+    def measure(self, trainer: Any, module: Any, datamodule: Any) -> dict[str, Any]:
+        return {"labels_spent": self.owner.labels_spent, "relabels": self.owner.relabels}
+
+    def should_stop(self, history: Sequence[dict[str, Any]]) -> bool:
+        return self.budget is not None and bool(history) and int(history[-1].get("labels_spent", 0)) >= self.budget
+
+    def __repr__(self) -> str:
+        return f"_LabelBudget(budget={self.budget})"
+
+
+class ActiveRelabelling(ActiveLearning):
+    """An :class:`~trinity_lightning.active.ActiveLearning` campaign whose queries may be relabels.
+
+    Each round the :class:`ActiveLab` heuristic scores the pool *and* the labelled items on one scale and the
+    ``query_size`` lowest get one more label each: a new item goes to the labelled set, a relabel asks a further
+    worker for an item already labelled. Every answer is kept with its ``worker`` in :attr:`annotations`; the
+    label the model trains on is each item's majority label (:func:`item_consensus`). The budget counts labels,
+    not items.
+
+    Args:
+        query_size: labels asked per round.
+        budget: stop once this many labels were collected by the campaign (``None``: until no item can take one).
+        annotations: the labels the labelled items already have, ``{index: [(worker, label), ...]}`` (an item
+            labelled in the DataModule without an entry here is never relabelled).
+        max_labels: at most this many labels per item (``None``: no limit; a :class:`CrowdOracle` also stops at
+            the labels it holds).
+        strategy: an :class:`ActiveLab` (or ``"activelab"``).
+        **kwargs: the other arguments of :class:`~trinity_lightning.active.ActiveLearning` (``budget`` there counts
+            items, so it is not accepted here).
+
+    Example:
+        >>> campaign = ActiveRelabelling(query_size=8, budget=40, annotations={0: [("ann", 2)]}, max_labels=3)
+        >>> campaign.strategy.max_labels, campaign.labels_spent
+        (3, 0)
+    """
+
+    def __init__(
+        self,
+        query_size: int = 100,
+        budget: int | None = None,
+        annotations: Annotations | None = None,
+        max_labels: int | None = None,
+        strategy: str | QueryStrategy = "activelab",
+        **kwargs: Any,
+    ) -> None:
+        if "budget" in kwargs or "unit" in kwargs:
+            raise ValueError("budget, unit: ActiveRelabelling counts labels; pass budget as a number of labels")
+        if budget is not None and (not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"budget: expected a positive number of labels, got {budget!r}")
+        if max_labels is not None and max_labels < 1:
+            raise ValueError(f"max_labels: expected a positive number of labels per item, got {max_labels!r}")
+        stopping = list(kwargs.pop("stopping", None) or [])
+        super().__init__(strategy, query_size=query_size, **kwargs)
+        if not isinstance(self.strategy, ActiveLab):
+            raise TypeError(f"strategy: ActiveRelabelling needs an ActiveLab heuristic, got {self.strategy!r}")
+        self.annotations: Annotations = {int(i): list(v) for i, v in (annotations or {}).items()}
+        self.strategy.annotations = self.annotations
+        self.strategy.max_labels = max_labels
+        self.max_labels, self.labels_spent, self.relabels = max_labels, 0, 0
+        self.stopping = [_LabelBudget(self, budget), *stopping]
+
+    def _can_take(self, index: int) -> bool:
+        have = len(self.annotations.get(index, []))
+        left = self.oracle.remaining(index) if isinstance(self.oracle, CrowdOracle) else 1
+        return left > 0 and (self.max_labels is None or have < self.max_labels)
+
+    def _candidates(self, dm: ActiveLearningDataModule) -> list[int]:
+        pool = [i for i in super()._candidates(dm) if self._can_take(i)]
+        labelled = set(dm.labelled_indices)
+        annotated = [i for i in sorted(self.annotations) if i in labelled]
+        self.strategy.max_labels = self.max_labels
+        allowed = {i for i in annotated if self._can_take(i)}
+        if not pool and not allowed:
+            return []
+        candidates = pool + annotated
+        assert isinstance(self.strategy, ActiveLab)
+        self.strategy.candidates = candidates
+        self.strategy.blocked = set(annotated) - allowed
+        return candidates
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        dm = self._datamodule(trainer)
+        if not self.finished and not self.waiting and not self._candidates(dm):
+            self.finished = trainer.should_stop = True  # every item has all the labels it can get
+            return
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def _collect(self, trainer: Any, pl_module: Any, dm: ActiveLearningDataModule, next_round: int) -> bool:
+        answers: Answers | None = broadcast(self.oracle.collect(next_round), trainer)
+        if answers is None:
+            return False
+        if answers.labels is None:
+            raise ValueError("oracle: ActiveRelabelling needs the answers' labels (use CrowdOracle or FileOracle)")
+        labelled = set(dm.labelled_indices)
+        workers = answers.workers or [None] * len(answers.indices)
+        new: list[int] = []
+        for index, label, worker in zip(answers.indices, answers.labels, workers):
+            index = int(index)
+            given = self.annotations.setdefault(index, [])
+            name = worker if worker is not None else f"anonymous-{len(given)}"
+            given[:] = [(w, lab) for w, lab in given if w != name]  # a worker's latest answer replaces theirs
+            given.append((name, int(label)))
+            self.labels_spent += 1
+            if index in labelled:
+                self.relabels += 1
+            else:
+                new.append(index)
+        if new:
+            dm.label(new, [item_consensus(self.annotations[i]) for i in new])
+        relabelled = [int(i) for i in answers.indices if int(i) in labelled]
+        # the consensus of relabelled items replaces the label the model trains on
+        dm._overrides.update({i: item_consensus(self.annotations[i]) for i in relabelled})
+        if relabelled and dm.labels_path is not None:
+            dm.save_labels(dm.labels_path)
+        self.round, self.waiting, self.epochs_in_round = next_round, False, 0
+        self.steps_at_round_start = trainer.global_step
+        if self.reset_weights and self.initial_weights is not None:
+            pl_module.load_state_dict(self.initial_weights)
+            for optimizer in trainer.optimizers:
+                optimizer.state = defaultdict(dict)
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["relabel"] = {
+            "annotations": {str(k): [list(a) for a in v] for k, v in self.annotations.items()},
+            "labels_spent": self.labels_spent,
+            "relabels": self.relabels,
+            "oracle": getattr(self.oracle, "state_dict", dict)(),
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        extra = state_dict.get("relabel", {})
+        self.annotations.clear()
+        self.annotations.update(
+            {int(k): [(str(w), int(y)) for w, y in v] for k, v in extra.get("annotations", {}).items()}
+        )
+        self.labels_spent, self.relabels = int(extra.get("labels_spent", 0)), int(extra.get("relabels", 0))
+        if extra.get("oracle") and hasattr(self.oracle, "load_state_dict"):
+            self.oracle.load_state_dict(extra["oracle"])
