@@ -112,7 +112,7 @@ def test_bad_input_names_the_argument():
         activelab_scores(torch.tensor([[0, 4]]), torch.ones(1, 2) / 2)
     with pytest.raises(ValueError, match="non-negative"):
         activelab_scores(torch.tensor([[0, 1]]), torch.tensor([[math.nan, 0.5]]))
-    with pytest.raises(ValueError, match="k: expected 1..2"):
+    with pytest.raises(ValueError, match=r"k: expected 1\.\.2"):
         activelab_select(torch.tensor([0.5]), torch.tensor([0.4]), 3)
     with pytest.raises(ValueError, match="budget, unit"):
         ActiveRelabelling(unit="tokens")

@@ -460,7 +460,8 @@ class CrowdOracle(Oracle):
         if round not in self._batches:
             raise KeyError(f"round: no batch was queried for round {round}")
         batch = self._batches.pop(round)
-        labels, workers = [], []
+        labels: list[Any] = []
+        workers: list[str | None] = []
         for i in batch:
             worker, label = self.held_back[i][self.revealed.get(i, 0)]
             self.revealed[i] = self.revealed.get(i, 0) + 1
@@ -551,7 +552,6 @@ class ActiveRelabelling(ActiveLearning):
         pool = [i for i in super()._candidates(dm) if self._can_take(i)]
         labelled = set(dm.labelled_indices)
         annotated = [i for i in sorted(self.annotations) if i in labelled]
-        self.strategy.max_labels = self.max_labels
         allowed = {i for i in annotated if self._can_take(i)}
         if not pool and not allowed:
             return []
