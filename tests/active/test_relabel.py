@@ -179,7 +179,8 @@ def test_campaign_relabels_with_workers_inside_trainer_fit(tmp_path):
     dm = ActiveLearningDataModule(data, val=data, num_classes=2, batch_size=16, initial_labelled=0)
     dm.setup("fit")
     dm.label(initial, [annotations[i][0][1] for i in initial])
-    campaign = ActiveRelabelling(query_size=10, budget=40, annotations=annotations, max_labels=3, oracle=oracle)
+    # 45 = 4 rounds of 10 and a last round of 5 (the labels left in the budget)
+    campaign = ActiveRelabelling(query_size=10, budget=45, annotations=annotations, max_labels=3, oracle=oracle)
     trainer = pl.Trainer(
         max_epochs=-1,
         callbacks=[campaign],
@@ -190,18 +191,18 @@ def test_campaign_relabels_with_workers_inside_trainer_fit(tmp_path):
         default_root_dir=tmp_path,
     )
     trainer.fit(Net(), datamodule=dm)
-    assert campaign.labels_spent == 40
-    assert 0 < campaign.relabels < 40  # both kinds of request were made
-    assert dm.n_labelled == 10 + 40 - campaign.relabels
+    assert campaign.labels_spent == 45
+    assert 0 < campaign.relabels < 45  # both kinds of request were made
+    assert dm.n_labelled == 10 + 45 - campaign.relabels
     spent = sum(len(v) for v in campaign.annotations.values())
-    assert spent == 10 + 40
+    assert spent == 10 + 45
     for index, given in campaign.annotations.items():
         workers = [w for w, _ in given]
         assert len(set(workers)) == len(workers) <= 3  # each label from a new worker
         assert dm.annotations.get(index, item_consensus(given)) == item_consensus(given)
-    assert campaign.curve[-1]["labels_spent"] == 40 and "relabels" in campaign.curve[-1]
+    assert campaign.curve[-1]["labels_spent"] == 45 and "relabels" in campaign.curve[-1]
     state = campaign.state_dict()["relabel"]
-    restored = ActiveRelabelling(query_size=10, budget=40, oracle=CrowdOracle(held))
+    restored = ActiveRelabelling(query_size=10, budget=45, oracle=CrowdOracle(held))
     restored.load_state_dict(campaign.state_dict())
-    assert restored.annotations == campaign.annotations and state["labels_spent"] == 40
+    assert restored.annotations == campaign.annotations and state["labels_spent"] == 45
     assert restored.oracle.revealed == oracle.revealed

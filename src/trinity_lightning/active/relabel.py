@@ -568,6 +568,21 @@ class ActiveRelabelling(ActiveLearning):
             return
         super().on_train_epoch_end(trainer, pl_module)
 
+    def select(self, trainer: Any, pl_module: Any, dm: ActiveLearningDataModule) -> Any:
+        """As :meth:`ActiveLearning.select`; the last round asks only for the labels left in the budget."""
+        units, budget = self._query_units, self.budget_labels
+        if budget is not None and units is not None:
+            self._query_units = max(1, min(units, budget - self.labels_spent))
+        try:
+            return super().select(trainer, pl_module, dm)
+        finally:
+            self._query_units = units
+
+    @property
+    def budget_labels(self) -> int | None:
+        """The budget in labels (``None``: none)."""
+        return next((c.budget for c in self.stopping if isinstance(c, _LabelBudget)), None)
+
     def _collect(self, trainer: Any, pl_module: Any, dm: ActiveLearningDataModule, next_round: int) -> bool:
         answers: Answers | None = broadcast(self.oracle.collect(next_round), trainer)
         if answers is None:
