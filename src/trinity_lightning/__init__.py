@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     # active
     "ActiveLearning": "trinity_lightning.active",
     "ActiveLearningDataModule": "trinity_lightning.active",
+    "ActiveRelabelling": "trinity_lightning.active",
     "BALD": "trinity_lightning.active",
     "Entropy": "trinity_lightning.active",
     "FileOracle": "trinity_lightning.active",

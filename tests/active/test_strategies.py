@@ -21,7 +21,8 @@ def test_registry_names_and_errors():
     assert {"random", "least_confidence", "margin", "entropy", "mnlp", "bald"} <= set(STRATEGIES)
     assert STRATEGIES is HEURISTICS  # the old name is an alias
     with pytest.raises(
-        ValueError, match=r"heuristic: 'nope' is not a registered query heuristic. Available names: \['badge', 'bald'"
+        ValueError,
+        match=r"heuristic: 'nope' is not a registered query heuristic. Available names: \['activelab', 'badge'",
     ):
         get_heuristic("nope")
     with pytest.raises(ValueError, match="strategy: 'nope'"):

@@ -15,6 +15,7 @@ from trinity_lightning.active.batch import (
 from trinity_lightning.active.callback import ActiveLearning
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.oracles import Answers, FileOracle, Oracle, Query, SimulatedOracle
+from trinity_lightning.active.relabel import ActiveLab, ActiveRelabelling, CrowdOracle, activelab_scores
 from trinity_lightning.active.strategies import (
     BALD,
     HEURISTICS,
@@ -42,11 +43,14 @@ __all__ = [
     "HEURISTICS",
     "MNLP",
     "STRATEGIES",
+    "ActiveLab",
     "ActiveLearning",
     "ActiveLearningDataModule",
+    "ActiveRelabelling",
     "Answers",
     "BatchBALD",
     "Coreset",
+    "CrowdOracle",
     "EmbeddingKMeans",
     "Entropy",
     "ExpectedGradientLength",
@@ -63,6 +67,7 @@ __all__ = [
     "SimulatedOracle",
     "StochasticBatch",
     "VoteEntropy",
+    "activelab_scores",
     "get_heuristic",
     "get_strategy",
     "register_heuristic",

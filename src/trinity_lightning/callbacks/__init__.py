@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # callback name -> subpackage that defines it (filled as components land)
 _CALLBACKS: dict[str, str] = {
     "ActiveLearning": "trinity_lightning.active",
+    "ActiveRelabelling": "trinity_lightning.active",
     "CrowdEM": "trinity_lightning.crowd",
     "FlyLandings": "trinity_lightning.lander",
     "PartialFeedback": "trinity_lightning.active.partial_feedback",
