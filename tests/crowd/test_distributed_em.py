@@ -1,0 +1,58 @@
+"""Sharded Dawid-Skene over 2 gloo processes equals the single-process fit to 1e-10."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.crowd import _distributed_em_workers as dw
+from tests.distributed import _workers as w
+from trinity_lightning.crowd import DawidSkene
+
+pytestmark = pytest.mark.distributed
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    return w.launch(dw.fit_worker, 2, tmp_path_factory.mktemp("dist_em"))
+
+
+def test_shards_are_uneven_and_split_items():
+    table = dw.frame()
+    first, second = dw.shards(table)
+    assert len(first) + len(second) == len(table)
+    assert len(first) < 0.45 * len(table)
+    split = set(first["task"]) & set(second["task"])
+    assert {"i077", "i120", "i199", "i255"} <= split
+    assert "w8" not in set(first["worker"])  # rank 0 never saw worker w8: the vocabularies are merged
+
+
+@pytest.mark.parametrize("name", list(dw.VARIANTS))
+def test_sharded_fit_equals_single_process(reports, name):
+    cls, kwargs, fit_kwargs = dw.VARIANTS[name]
+    single = cls(**kwargs).fit(dw.frame(), classes=dw.CLASSES, **fit_kwargs)
+    items = list(single.table_.item_ids)
+    assert reports[0][name]["workers"] == list(single.table_.worker_ids)
+    for report in reports:
+        got = report[name]
+        assert got["n_iter"] == single.n_iter_
+        assert torch.allclose(torch.tensor(got["log_likelihood"]), torch.tensor(single.log_likelihood_), rtol=1e-12)
+        assert (got["errors"] - single.errors_).abs().max() < 1e-10
+        assert (got["priors"] - single.priors_).abs().max() < 1e-10
+        assert (got["worker_accuracy"] - single.worker_accuracy_).abs().max() < 1e-10
+        rows = torch.tensor([items.index(item) for item in got["items"]])
+        assert (got["probas"] - single.probas_[rows]).abs().max() < 1e-10
+    assert sorted(set(reports[0][name]["items"]) | set(reports[1][name]["items"])) == items
+    assert single.n_iter_ > 3  # EM really iterated
+
+
+def test_class_mismatch_is_a_clear_error_on_every_rank(reports):
+    for report in reports:
+        message = report["mismatch"]
+        assert message.startswith("ShardError: DawidSkene.fit(process_group=...): classes:")
+        assert "rank 0: ['a', 'b', 'c']; rank 1: ['a', 'b', 'c', 'd']" in message
+
+
+def test_process_group_needs_initialised_distributed():
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        DawidSkene().fit(dw.frame(), process_group=True)
