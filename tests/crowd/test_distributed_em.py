@@ -53,6 +53,14 @@ def test_class_mismatch_is_a_clear_error_on_every_rank(reports):
         assert "rank 0: ['a', 'b', 'c']; rank 1: ['a', 'b', 'c', 'd']" in message
 
 
+def test_empty_shard_is_an_error_on_every_rank(reports):
+    for report in reports:
+        assert report["empty"] == (
+            "ShardError: DawidSkene.fit(process_group=...): rank 1: the shard is empty "
+            "(every rank needs at least one annotation)"
+        )
+
+
 def test_process_group_needs_initialised_distributed():
     with pytest.raises(RuntimeError, match="init_process_group"):
         DawidSkene().fit(dw.frame(), process_group=True)

@@ -115,6 +115,7 @@ def shard_table(
     """
     problem: str | None = None
     table: AnnotationTable | None = None
+    cause: Exception | None = None
     given = [key for key, value in unsupported.items() if value is not None]
     if given:
         problem = f"{', '.join(given)}: not supported by the sharded fit (process_group=...)"
@@ -123,15 +124,13 @@ def shard_table(
     else:
         try:
             table = as_table(annotations, **read_kwargs)
-        except Exception as error:  # noqa: BLE001 - reported on every rank, re-raised here below
-            problem = f"{type(error).__name__}: {error}"
-            if dist.get_world_size(group) == 1:
-                raise
+        except Exception as error:  # told to every rank below, then raised from this one
+            problem, cause = f"{type(error).__name__}: {error}", error
     mine = (problem, None, None) if table is None else (None, list(table.classes), list(table.worker_ids))
     everyone = _gather_objects(mine, group)
     problems = [f"rank {rank}: {p}" for rank, (p, _, _) in enumerate(everyone) if p is not None]
     if problems:
-        raise ShardError(f"{name}.fit(process_group=...): " + "; ".join(problems))
+        raise ShardError(f"{name}.fit(process_group=...): " + "; ".join(problems)) from cause
     assert table is not None
     classes = [c for _, c, _ in everyone]
     if any(c != classes[0] for c in classes):
