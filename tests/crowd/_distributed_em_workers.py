@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from trinity_lightning.crowd import DawidSkene, OneCoinDawidSkene
+from trinity_lightning.crowd import MACE, DawidSkene, OneCoinDawidSkene
 
 CLASSES = ["a", "b", "c"]
 
@@ -23,7 +23,14 @@ VARIANTS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "ds_compat": (DawidSkene, {"crowdkit_compat": True, "n_iter": 30}, {}),
     "ds_gold": (DawidSkene, {"dtype": torch.float64, "n_iter": 30}, {"true_labels": {"i007": "a", "i150": "c"}}),
     "one_coin": (OneCoinDawidSkene, {"dtype": torch.float64, "n_iter": 30}, {}),
+    "mace_vb": (MACE, {"n_iter": 20}, {}),
+    "mace_em": (MACE, {"n_iter": 20, "method": "em"}, {}),
 }
+
+# fitted attributes compared with the single-process fit
+ATTRIBUTES = {"DawidSkene": ("errors_", "priors_", "log_likelihood_", "n_iter_")}
+ATTRIBUTES["OneCoinDawidSkene"] = (*ATTRIBUTES["DawidSkene"], "skills_")
+ATTRIBUTES["MACE"] = ("spamming_", "thetas_", "skills_", "log_marginal_likelihood_")
 
 
 def frame() -> pd.DataFrame:
@@ -59,12 +66,9 @@ def fit_worker(rank: int, world: int, port: int, out: str) -> None:
         report[name] = {
             "items": list(model.table_.item_ids),
             "workers": list(model.table_.worker_ids),
-            "probas": model.probas_,
-            "errors": model.errors_,
-            "priors": model.priors_,
-            "worker_accuracy": model.worker_accuracy_,
-            "log_likelihood": model.log_likelihood_,
-            "n_iter": model.n_iter_,
+            "probas_": model.probas_,
+            "worker_accuracy_": model.worker_accuracy_,
+            **{key: getattr(model, key) for key in ATTRIBUTES[cls.__name__]},
         }
     try:
         DawidSkene().fit(shard, classes=CLASSES if rank == 0 else ["a", "b", "c", "d"], process_group=True)

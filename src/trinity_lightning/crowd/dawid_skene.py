@@ -156,14 +156,13 @@ class _EMAggregator(Aggregator):
             )
         self._init = torch.as_tensor(init_posteriors) if init_posteriors is not None else None
         self._true_labels, self._initial_error = true_labels, initial_error
-        self._group = None
         if process_group is not None and process_group is not False:
-            from trinity_lightning.crowd.distributed import resolve_group, shard_table
+            from trinity_lightning.crowd.distributed import start_sharded
 
-            self._group = resolve_group(process_group)
             unsupported = {"initial_error": initial_error, "init_posteriors": init_posteriors}
-            annotations = shard_table(annotations, self._group, type(self).__name__, unsupported, **read_kwargs)
-            read_kwargs = {}
+            self._group, annotations, read_kwargs = start_sharded(
+                annotations, process_group, type(self).__name__, unsupported, read_kwargs
+            )
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads if self.threads is not None else auto_threads())
         try:

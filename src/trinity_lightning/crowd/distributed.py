@@ -148,6 +148,62 @@ def _item_hashes(item_ids: pd.Index) -> np.ndarray:
     return pd.util.hash_array(np.asarray(item_ids)).view(np.int64)
 
 
+class SplitItems:
+    """This rank's items that other ranks hold too (completed by an all-reduce), and the items it owns.
+
+    An item held by several ranks counts once, on the lowest of them (its owner), in every sum over items.
+
+    Args:
+        item_ids: this rank's item values (``table_.item_ids``).
+        group: the process group.
+        device: where the index tensors live.
+    """
+
+    def __init__(self, item_ids: pd.Index, group: Any, device: torch.device) -> None:
+        self.group = group
+        rank = dist.get_rank(group)
+        hashes = _item_hashes(item_ids)
+        everyone = _gather_objects(hashes, group)
+        earlier = np.concatenate([everyone[r] for r in range(rank)]) if rank else np.empty(0, np.int64)
+        others = np.concatenate([h for r, h in enumerate(everyone) if r != rank])
+        values, seen = np.unique(np.concatenate(everyone), return_counts=True)
+        shared = values[seen > 1]  # sorted: the same buffer order on every rank
+        local = np.flatnonzero(np.isin(hashes, others))
+        # a 64-bit hash collision would join two different items: check that the split items' values agree
+        named = _gather_objects(dict(zip(hashes[local].tolist(), item_ids[local].tolist(), strict=True)), group)
+        for key in shared.tolist():
+            found = {repr(d[key]) for d in named if key in d}
+            if len(found) > 1:
+                raise ShardError(f"items {sorted(found)} on different ranks share a 64-bit hash; rename one of them")
+        self.num_split = len(shared)
+        self._local = torch.from_numpy(local).to(device)
+        self._slot = torch.from_numpy(np.searchsorted(shared, hashes[local])).to(device)
+        owned = ~np.isin(hashes, earlier)
+        self._owned = None if owned.all() else torch.from_numpy(owned).to(device)
+        total = torch.tensor([float(owned.sum())], dtype=torch.float64, device=device)
+        self.num_items = int(all_reduce(total, group).item())  # over all ranks, each item once
+
+    def complete(self, sums: torch.Tensor) -> torch.Tensor:
+        """Add the other ranks' partial ``(items, K)`` sums to the rows of the split items (in place)."""
+        if self.num_split:
+            buffer = torch.zeros(self.num_split, sums.shape[1], dtype=sums.dtype, device=sums.device)
+            buffer[self._slot] = sums[self._local]
+            all_reduce(buffer, self.group)
+            sums[self._local] = buffer[self._slot]
+        return sums
+
+    def _mine(self, values: torch.Tensor) -> torch.Tensor:
+        return values if self._owned is None else values[self._owned]
+
+    def item_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum over every rank's items (dim 0), each item once."""
+        return all_reduce(self._mine(values).sum(dim=0), self.group)
+
+    def total(self, values: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Sum of every entry of the per-item ``values`` over every rank's items, each item once (0-d)."""
+        return all_reduce(self._mine(values).sum(dtype=dtype).reshape(1), self.group)[0]
+
+
 class ShardedIncidence(Incidence):
     """The incidence operator of this rank's rows, with the sums over items and pairs completed across ranks.
 
@@ -173,69 +229,49 @@ class ShardedIncidence(Incidence):
         self.per_worker = all_reduce(self.per_worker, group)
         counts = torch.tensor([float(self.num_annotations)], dtype=torch.float64, device=device)
         self.num_annotations = int(all_reduce(counts, group).item())
-        self._find_split_items(table, device)
-        self.per_item = self._complete(self.per_item[:, None])[:, 0]
-        self._complete(self._votes)
-
-    def _find_split_items(self, table: AnnotationTable, device: torch.device) -> None:
-        """Items held by more than one rank: their positions in the ``(S, K)`` buffer, and which ranks own which."""
-        group = self.group
-        rank = dist.get_rank(group)
-        hashes = _item_hashes(table.item_ids)
-        everyone = _gather_objects(hashes, group)
-        earlier = np.concatenate([everyone[r] for r in range(rank)]) if rank else np.empty(0, np.int64)
-        others = np.concatenate([h for r, h in enumerate(everyone) if r != rank])
-        split = np.isin(hashes, others)
-        values, seen = np.unique(np.concatenate(everyone), return_counts=True)
-        shared = values[seen > 1]  # sorted: the same buffer order on every rank
-        local = np.flatnonzero(split)
-        # a 64-bit hash collision would join two different items: check that the split items' values agree
-        named = _gather_objects(dict(zip(hashes[local].tolist(), table.item_ids[local].tolist(), strict=True)), group)
-        for key in shared.tolist():
-            found = {repr(d[key]) for d in named if key in d}
-            if len(found) > 1:
-                raise ShardError(f"items {sorted(found)} on different ranks share a 64-bit hash; rename one of them")
-        self.num_split = len(shared)
-        self._split_local = torch.from_numpy(local).to(device)
-        self._split_slot = torch.from_numpy(np.searchsorted(shared, hashes[local])).to(device)
-        owned = ~np.isin(hashes, earlier)  # an item counts once, on the lowest rank that holds it
-        self._owned = None if owned.all() else torch.from_numpy(owned).to(device)
-        total = torch.tensor([float(owned.sum())], dtype=torch.float64, device=device)
-        self.num_items = int(all_reduce(total, group).item())
-
-    def _complete(self, sums: torch.Tensor) -> torch.Tensor:
-        """Add the other ranks' partial sums to the rows of the split items (in place)."""
-        if self.num_split:
-            buffer = torch.zeros(self.num_split, sums.shape[1], dtype=sums.dtype, device=sums.device)
-            buffer[self._split_slot] = sums[self._split_local]
-            all_reduce(buffer, self.group)
-            sums[self._split_local] = buffer[self._split_slot]
-        return sums
-
-    def _mine(self, values: torch.Tensor) -> torch.Tensor:
-        return values if self._owned is None else values[self._owned]
+        self.split = SplitItems(table.item_ids, group, device)
+        self.num_items = self.split.num_items
+        self.per_item = self.split.complete(self.per_item[:, None])[:, 0]
+        self.split.complete(self._votes)
 
     def votes(self) -> torch.Tensor:
         return self._votes.clone()
 
     def gather_sum(self, row_values: torch.Tensor) -> torch.Tensor:
-        return self._complete(super().gather_sum(row_values))
+        return self.split.complete(super().gather_sum(row_values))
 
     def scatter(self, posteriors: torch.Tensor) -> torch.Tensor:
         return all_reduce(super().scatter(posteriors), self.group)
 
     def item_sum(self, values: torch.Tensor) -> torch.Tensor:
-        return all_reduce(self._mine(values).sum(dim=0), self.group)
+        return self.split.item_sum(values)
 
     def item_mean(self, values: torch.Tensor) -> torch.Tensor:
         return self.item_sum(values) / self.num_items
 
     def total(self, values: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return all_reduce(self._mine(values).sum(dtype=dtype).reshape(1), self.group)[0]
+        return self.split.total(values, dtype)
 
     def agree(self, flag: bool) -> bool:
         vote = torch.tensor([int(flag)], dtype=torch.int32, device=self.per_worker.device)
         return bool(all_reduce(vote, self.group, dist.ReduceOp.MAX).item())
+
+
+def row_offset(rows: int, group: Any) -> int:
+    """Position of this rank's first row in the concatenation of every rank's rows (rank order)."""
+    counts = _gather_objects(rows, group)
+    return int(sum(counts[: dist.get_rank(group)]))
+
+
+def start_sharded(
+    annotations: Any, process_group: Any, name: str, unsupported: dict[str, Any], read_kwargs: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``(group, annotations, read_kwargs)`` for ``fit``: unchanged without a group, else this rank's checked
+    shard (:func:`shard_table`) and no read arguments left."""
+    if process_group is None or process_group is False:
+        return None, annotations, read_kwargs
+    group = resolve_group(process_group)
+    return group, shard_table(annotations, group, name, unsupported, **read_kwargs), {}
 
 
 def global_worker_accuracy(table: AnnotationTable, posteriors: torch.Tensor, group: Any) -> torch.Tensor:
