@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from tests.crowd import _distributed_em_workers as dw
 from tests.distributed import _workers as w
-from trinity_lightning.crowd import DawidSkene
+from trinity_lightning.crowd import MACE, DawidSkene
 
 pytestmark = pytest.mark.distributed
 
@@ -67,3 +68,31 @@ def test_empty_shard_is_an_error_on_every_rank(reports):
 def test_process_group_needs_initialised_distributed():
     with pytest.raises(RuntimeError, match="init_process_group"):
         DawidSkene().fit(dw.frame(), process_group=True)
+
+
+@pytest.fixture
+def one_rank():
+    """A 1-process gloo group in this process (no spawn), destroyed afterwards."""
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_one_rank_group_equals_the_plain_fit(one_rank):
+    frame = dw.frame()
+    alone = DawidSkene(dtype=torch.float64).fit(frame)
+    grouped = DawidSkene(dtype=torch.float64).fit(frame, process_group=True)
+    assert grouped.n_iter_ == alone.n_iter_
+    assert (grouped.probas_ - alone.probas_).abs().max() < 1e-12
+    assert (grouped.errors_ - alone.errors_).abs().max() < 1e-12
+
+
+def test_what_the_sharded_fit_refuses(one_rank):
+    frame = dw.frame()
+    with pytest.raises(ValueError, match=r"rank 0: init_posteriors: not supported by the sharded fit"):
+        DawidSkene().fit(frame, init_posteriors=torch.full((260, 3), 1 / 3), process_group=True)
+    with pytest.raises(ValueError, match=r"rank 0: random_state=None \(every rank must draw the same start\)"):
+        MACE(random_state=None).fit(frame, process_group=True)
+    with pytest.raises(ValueError, match=r"rank 0: DataFormatError: .*field 'label': missing column") as caught:
+        DawidSkene().fit(frame.drop(columns="label"), process_group=True)
+    assert type(caught.value.__cause__).__name__ == "DataFormatError"  # the rank's own error is chained

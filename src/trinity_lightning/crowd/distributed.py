@@ -165,7 +165,7 @@ class SplitItems:
         hashes = _item_hashes(item_ids)
         everyone = _gather_objects(hashes, group)
         earlier = np.concatenate([everyone[r] for r in range(rank)]) if rank else np.empty(0, np.int64)
-        others = np.concatenate([h for r, h in enumerate(everyone) if r != rank])
+        others = np.concatenate([h for r, h in enumerate(everyone) if r != rank] or [np.empty(0, np.int64)])
         values, seen = np.unique(np.concatenate(everyone), return_counts=True)
         shared = values[seen > 1]  # sorted: the same buffer order on every rank
         local = np.flatnonzero(np.isin(hashes, others))
