@@ -68,6 +68,9 @@ class Incidence:
         num_workers: number of workers.
         num_classes: number of classes ``K``.
         dtype: floating dtype of the products.
+        pairs_present: optional ``(num_workers * K,)`` bool mask of the ``(worker, label)`` pairs to number as rows
+            (default: the pairs in this table); the sharded fit passes the pairs of every rank, so that row ``r``
+            means the same pair on all ranks (``distributed.py``).
 
     Example:
         >>> inc = Incidence(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]), torch.tensor([1, 1, 0]), 2, 2, 3)
@@ -84,19 +87,20 @@ class Incidence:
         num_workers: int,
         num_classes: int,
         dtype: torch.dtype = torch.float64,
+        pairs_present: torch.Tensor | None = None,
     ) -> None:
         K = num_classes
         self.num_items, self.num_workers, self.num_classes, self.dtype = num_items, num_workers, K, dtype
         self.num_annotations = len(items)
         wy = workers * K + labels
-        per_pair = torch.bincount(wy, minlength=num_workers * K)
-        self.observed = (per_pair > 0).view(num_workers, K)  # (worker, observed label) pairs that occur
-        pairs = torch.nonzero(per_pair).squeeze(1)  # the compact rows, in (worker, label) order
+        present = torch.bincount(wy, minlength=num_workers * K) > 0 if pairs_present is None else pairs_present
+        self.observed = present.view(num_workers, K)  # (worker, observed label) pairs that occur
+        pairs = torch.nonzero(present).squeeze(1)  # the compact rows, in (worker, label) order
         self.rows = len(pairs)
         self.row_worker, self.row_label = pairs // K, pairs % K
-        rank = torch.cumsum(per_pair > 0, 0) - 1
+        rank = torch.cumsum(present, 0) - 1
         row = rank[wy]
-        del rank, per_pair, wy
+        del rank, present, wy
         # Sort the annotations by item (stably). A.T then gets its rows by a stable sort on the row id,
         # which keeps the items of each row in order: a cache-friendly M-step.
         # cuSPARSE also wants A's columns sorted within rows; MKL (CPU) does not, so we skip that sort there.
@@ -128,6 +132,24 @@ class Incidence:
         """M-step counts ``(R, true K)`` from ``(items, K)`` posteriors: row ``r`` is the pair ``(row_worker[r],
         row_label[r])``."""
         return self._at @ posteriors
+
+    # Sums over items. One process: plain sums. ``ShardedIncidence`` counts each item once over all ranks and
+    # all-reduces, so the EM loop is the same code in both cases.
+    def item_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """``values.sum(dim=0)`` over the items (rows) of ``values``."""
+        return values.sum(dim=0)
+
+    def item_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """``values.mean(dim=0)`` over the items (rows) of ``values``."""
+        return values.mean(dim=0)
+
+    def total(self, values: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Sum of every entry of the per-item ``values`` (a 0-d tensor)."""
+        return values.sum(dtype=dtype)
+
+    def agree(self, flag: bool) -> bool:
+        """``flag`` (the sharded operator makes every rank take the same decision)."""
+        return flag
 
     def worker_sum(self, row_values: torch.Tensor) -> torch.Tensor:
         """``(workers, K)``: the ``(R, K)`` rows summed over each worker's observed labels."""

@@ -85,6 +85,7 @@ class _EMAggregator(Aggregator):
         self._true_labels: Any = None
         self._initial_error: Any = None
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # initial (R, K) counts, (workers, K) extra
+        self._group: Any = None  # the process group of a sharded fit (only during fit)
 
     # fitted attributes
     priors_: torch.Tensor
@@ -120,6 +121,7 @@ class _EMAggregator(Aggregator):
         initial_error: Any = None,
         *,
         init_posteriors: torch.Tensor | np.ndarray | None = None,
+        process_group: Any = None,
         **read_kwargs: Any,
     ) -> _EMAggregator:
         """Run EM.
@@ -136,6 +138,9 @@ class _EMAggregator(Aggregator):
                 with one column per true class, or a ``(workers, K, K)`` tensor (worker, observed, true).
             init_posteriors: optional ``(num_items, num_classes)`` starting posteriors in ``table_.item_ids``
                 order (default: the vote fractions of majority vote).
+            process_group: fit across ranks (``torch.distributed``, gloo or NCCL): ``annotations`` is this rank's
+                shard of the rows, a group or ``True`` (the default group) says which ranks; every rank calls
+                ``fit`` with the same settings. See :mod:`trinity_lightning.crowd.distributed`.
             **read_kwargs: passed to :meth:`AnnotationTable.read`.
 
         Returns:
@@ -151,13 +156,20 @@ class _EMAggregator(Aggregator):
             )
         self._init = torch.as_tensor(init_posteriors) if init_posteriors is not None else None
         self._true_labels, self._initial_error = true_labels, initial_error
+        if process_group is not None and process_group is not False:
+            from trinity_lightning.crowd.distributed import start_sharded
+
+            unsupported = {"initial_error": initial_error, "init_posteriors": init_posteriors}
+            self._group, annotations, read_kwargs = start_sharded(
+                annotations, process_group, type(self).__name__, unsupported, read_kwargs
+            )
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads if self.threads is not None else auto_threads())
         try:
             return super().fit(annotations, **read_kwargs)  # type: ignore[return-value]
         finally:
             torch.set_num_threads(previous)
-            self._true_labels = self._initial_error = None
+            self._true_labels = self._initial_error = self._group = None
 
     def _fit_empty(self) -> None:
         super()._fit_empty()
@@ -171,9 +183,9 @@ class _EMAggregator(Aggregator):
 
     def _prior(self, inc: Incidence, post: torch.Tensor) -> tuple[torch.Tensor, float]:
         if self.crowdkit_compat:
-            return post.mean(dim=0).clamp_min(self.eps).log(), 0.0
+            return inc.item_mean(post).clamp_min(self.eps).log(), 0.0
         a = self.smoothing
-        log_prior = ((post.sum(dim=0) + a) / (inc.num_items + inc.num_classes * a)).clamp_min(self.eps).log()
+        log_prior = ((inc.item_sum(post) + a) / (inc.num_items + inc.num_classes * a)).clamp_min(self.eps).log()
         return log_prior, float(a * log_prior.sum()) if a else 0.0
 
     def _counts(self, inc: Incidence, post: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -209,9 +221,9 @@ class _EMAggregator(Aggregator):
     def _crowdkit_loss(self, inc: Incidence, post: torch.Tensor, params: _Params) -> float:
         """crowd-kit's stopping value: its ELBO divided by the number of annotations."""
         joint = (params.counts * params.log_conf_t).sum()
-        joint = joint + (inc.per_item[:, None] * post * params.log_prior).sum()
+        joint = joint + inc.total(inc.per_item[:, None] * post * params.log_prior)
         clipped = post.clamp_min(self.eps)
-        entropy = -(clipped * clipped.log()).sum()
+        entropy = -inc.total(clipped * clipped.log())
         return float(joint + entropy) / inc.num_annotations
 
     def _prepare(self, table: AnnotationTable, inc: Incidence) -> None:
@@ -236,15 +248,20 @@ class _EMAggregator(Aggregator):
                 "declare every class with classes=[...] (CLI: --classes a,b)"
             )
         dev = self.device
-        inc = Incidence(
-            table.items.to(dev),
-            table.workers.to(dev),
-            table.labels.to(dev),
-            table.num_items,
-            table.num_workers,
-            table.num_classes,
-            self.dtype,
-        )
+        if self._group is not None:
+            from trinity_lightning.crowd.distributed import ShardedIncidence
+
+            inc: Incidence = ShardedIncidence(table, self._group, dev, self.dtype)
+        else:
+            inc = Incidence(
+                table.items.to(dev),
+                table.workers.to(dev),
+                table.labels.to(dev),
+                table.num_items,
+                table.num_workers,
+                table.num_classes,
+                self.dtype,
+            )
         self._prepare(table, inc)
         post = apply_gold(self._initial_posteriors(table, inc), self._gold)
         params = self._m_step(inc, post)
@@ -260,7 +277,7 @@ class _EMAggregator(Aggregator):
             post.exp_()
             total = post.sum(dim=1, keepdim=True)
             post /= total
-            log_likelihood = float((top + total.log()).sum(dtype=torch.float64))
+            log_likelihood = float(inc.total(top + total.log(), torch.float64))
             if not np.isfinite(log_likelihood):
                 raise FloatingPointError(
                     f"{name} diverged at iteration {iteration}: the log-likelihood is {log_likelihood} "
@@ -273,9 +290,9 @@ class _EMAggregator(Aggregator):
             if self.crowdkit_compat:
                 value = self._crowdkit_loss(inc, post, new)
             else:  # the penalised log-likelihood of the parameters of this E-step, per annotation
-                value = (log_likelihood + params.penalty) / len(table)
+                value = (log_likelihood + params.penalty) / inc.num_annotations
             params = new
-            if value - previous < self.tol:
+            if inc.agree(value - previous < self.tol):
                 break
             previous = value
         final = params if self._final_m_step else used
@@ -287,6 +304,13 @@ class _EMAggregator(Aggregator):
         self.n_iter_ = len(history)
         self.probas_ = post
         self._incidence = inc
+
+    def _finish(self) -> None:
+        super()._finish()
+        if self._group is not None:  # every rank's annotations count in every worker's accuracy
+            from trinity_lightning.crowd.distributed import global_worker_accuracy
+
+            self.worker_accuracy_ = global_worker_accuracy(self.table_, self.probas_, self._group)
 
 
 def auto_threads() -> int:

@@ -11,7 +11,7 @@ expected "knowing" and "spamming" counts. crowd-kit 1.4.2's ``MACE`` (same argum
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,10 +20,15 @@ from trinity_lightning.crowd.base import Aggregator
 from trinity_lightning.crowd.table import AnnotationTable
 
 
-def _first_seen_order(ids: torch.Tensor, count: int) -> np.ndarray:
-    """Ids ordered by their first appearance in the annotation list (pandas ``factorize`` order)."""
+def _first_seen_order(ids: torch.Tensor, count: int, group: Any = None, offset: int = 0) -> np.ndarray:
+    """Ids ordered by their first appearance in the annotation list (pandas ``factorize`` order); with a process
+    group, in the concatenation of every rank's rows (this rank's start at ``offset``)."""
     first = np.full(count, np.iinfo(np.int64).max)
-    np.minimum.at(first, ids.numpy(), np.arange(len(ids)))
+    np.minimum.at(first, ids.numpy(), np.arange(len(ids)) + offset)
+    if group is not None:
+        from trinity_lightning.crowd.distributed import all_reduce
+
+        first = all_reduce(torch.from_numpy(first), group, torch.distributed.ReduceOp.MIN).numpy()
     return np.argsort(first, kind="stable")
 
 
@@ -55,6 +60,9 @@ class MACE(Aggregator):
         >>> MACE().fit(frame).labels_.tolist()
         [0, 1, 0]
     """
+
+    _group: Any = None  # the process group of a sharded fit (only during fit)
+    _split: Any = None  # its SplitItems
 
     def __init__(
         self,
@@ -88,14 +96,49 @@ class MACE(Aggregator):
     skills_: torch.Tensor
     log_marginal_likelihood_: float
 
+    def fit(self, annotations: Any, *, process_group: Any = None, **read_kwargs: Any) -> MACE:
+        """Fit on the annotations (see :meth:`Aggregator.fit`).
+
+        Args:
+            annotations: the table or anything :meth:`AnnotationTable.read` reads.
+            process_group: fit across ranks (``torch.distributed``): ``annotations`` is this rank's shard of the
+                rows; a group or ``True`` (the default group). Needs a fixed ``random_state`` (every rank draws
+                the same start). See :mod:`trinity_lightning.crowd.distributed`.
+            **read_kwargs: passed to :meth:`AnnotationTable.read`.
+
+        Returns:
+            self.
+        """
+        if process_group is not None and process_group is not False:
+            from trinity_lightning.crowd.distributed import start_sharded
+
+            seedless = {
+                "random_state=None (every rank must draw the same start)": True if self.random_state is None else None
+            }
+            self._group, annotations, read_kwargs = start_sharded(
+                annotations, process_group, "MACE", seedless, read_kwargs
+            )
+        try:
+            return super().fit(annotations, **read_kwargs)
+        finally:
+            self._group = self._split = None
+
+    def _finish(self) -> None:
+        super()._finish()
+        if self._group is not None:
+            from trinity_lightning.crowd.distributed import global_worker_accuracy
+
+            self.worker_accuracy_ = global_worker_accuracy(self.table_, self.probas_, self._group)
+
     def _start(self, table: AnnotationTable, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """crowd-kit's start: uniform draws in first-appearance order of workers and labels, normalised."""
         W, K = table.num_workers, table.num_classes
         low, width = 1.0, 1.0 + self.default_noise
         spam = np.random.RandomState(seed).uniform(size=(W, 2)) * width + low
         theta = np.random.RandomState(seed).uniform(size=(W, K)) * width + low
-        workers = _first_seen_order(table.workers, W)  # row j of the draws belongs to the j-th worker seen
-        labels = _first_seen_order(table.labels, K)
+        group, offset = self._group, self._offset
+        workers = _first_seen_order(table.workers, W, group, offset)  # row j of the draws: the j-th worker seen
+        labels = _first_seen_order(table.labels, K, group, offset)
         spam_ours, theta_ours = np.empty_like(spam), np.empty_like(theta)
         spam_ours[workers] = spam
         theta_ours[np.ix_(workers, labels)] = theta
@@ -114,11 +157,14 @@ class MACE(Aggregator):
         g = spam_part[:, None].expand(-1, K).clone()
         g[torch.arange(len(labels), device=g.device), labels] += know
         log_joint = torch.zeros(n, K, dtype=self.dtype, device=self.device).index_add_(0, items, g.log())
+        split = self._split
+        if split is not None:
+            split.complete(log_joint)  # the items other ranks hold too
         log_joint -= float(np.log(K))
         top = log_joint.amax(dim=1, keepdim=True)
         post = (log_joint - top).exp()
         total = post.sum(dim=1, keepdim=True)
-        log_marginal = float((top + total.log()).sum())
+        log_marginal = float((top + total.log()).sum() if split is None else split.total(top + total.log()))
         post /= total
         p = post[items]  # (N, K)
         spamming = (p * spam_part[:, None] / g).sum(dim=1)  # P(this annotation was spam)
@@ -128,6 +174,11 @@ class MACE(Aggregator):
         counts = torch.zeros(table.num_workers, 2, dtype=self.dtype, device=self.device)
         counts[:, 0].index_add_(0, workers, spamming)
         counts[:, 1].index_add_(0, workers, knowing)
+        if split is not None:
+            from trinity_lightning.crowd.distributed import all_reduce
+
+            all_reduce(strategy, self._group)
+            all_reduce(counts, self._group)
         return log_marginal, post, strategy.view(-1, K), counts
 
     def _m_step(self, strategy: torch.Tensor, counts: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +196,12 @@ class MACE(Aggregator):
         dev = self.device
         self._items, self._workers, self._labels_t = (t.to(dev) for t in (table.items, table.workers, table.labels))
         K = table.num_classes
+        self._offset = 0
+        if self._group is not None:
+            from trinity_lightning.crowd.distributed import SplitItems, row_offset
+
+            self._split = SplitItems(table.item_ids, self._group, dev)
+            self._offset = row_offset(len(table), self._group)
         restarts = 1 if self.random_state is not None else self.n_restarts  # a fixed seed: identical restarts
         best: tuple[float, torch.Tensor, torch.Tensor] | None = None
         for _ in range(restarts):
