@@ -105,7 +105,7 @@ def online_tensor_decomposition(
     k: int,
     alpha0: float,
     n_epochs: int = 10,
-    learning_rate: float = 0.05,
+    learning_rate: float = 0.1,
     decay: float = 0.02,
     theta: float = 1.0,
     seed: int = 0,
@@ -113,7 +113,10 @@ def online_tensor_decomposition(
     """Eigenvalues ``λ`` (k) and unit eigenvectors (k × k, rows) of the whitened third moment by SGD.
 
     ``batches(epoch)`` yields the minibatches of one pass (shuffled as the caller likes). Step ``t`` moves every
-    ``v_i`` by ``−η_t (θ Σ_j ⟨v_j,v_i⟩² v_j − T̂_t(I, v_i, v_i))`` with ``η_t = learning_rate / (1 + decay·t)``,
+    ``v_i`` by ``−η_{t,i} (θ Σ_j ⟨v_j,v_i⟩² v_j − T̂_t(I, v_i, v_i))`` with
+    ``η_{t,i} = learning_rate / ((1 + decay·t) · max(1, θ‖v_i‖⁴))`` (the second factor is the loss's curvature at
+    a minimum, so one ``learning_rate`` suits small and large eigenvalues alike) and each move clipped to a quarter
+    of ``max(‖v_i‖, 1)`` (a trust region against heavy-tailed minibatch estimates),
     from ``k`` whitened documents of the first minibatches (unit norm); ``T̂_t`` is the minibatch estimate of
     :func:`whitened_contraction`. The result is the average of the iterates over the last epoch (Polyak-Ruppert),
     which removes most of the minibatch noise of the last steps.
@@ -148,7 +151,15 @@ def online_tensor_decomposition(
             b = batch.to(W.device, W.dtype)
             gram = (V @ V.T) ** 2
             grad = theta * gram @ V - whitened_contraction(b, W, m, V, alpha0)
-            V = V - (learning_rate / (1 + decay * step)) * grad
+            # per-vector step η_t / max(1, θ‖v_i‖⁴): the loss's curvature at a minimum is ~3θ‖v_i‖⁴, so the step is
+            # stable whatever the eigenvalue (real corpora have eigenvalues many times those of synthetic ones)
+            norms = V.norm(dim=1, keepdim=True)
+            rate = (learning_rate / (1 + decay * step)) / (theta * norms**4).clamp(min=1.0)
+            delta = rate * grad
+            # trust region: no vector moves by more than a quarter of max(‖v_i‖, 1) in one step (a minibatch estimate
+            # of the third moment is heavy-tailed on real text; unclipped, one bad batch sends a vector off to inf)
+            room = 0.25 * norms.clamp(min=1.0)
+            V = V - delta * (room / delta.norm(dim=1, keepdim=True).clamp(min=1e-300)).clamp(max=1.0)
             step += 1
             if not bool(torch.isfinite(V).all()):
                 raise FloatingPointError(

@@ -154,7 +154,7 @@ class SpectralLDA:
         n_iter: int = 100,
         online_batch_size: int = 256,
         online_epochs: int = 10,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         learning_rate_decay: float = 0.02,
         refine_sweeps: int = 0,
         inference_iters: int = 50,
