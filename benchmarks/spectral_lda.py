@@ -387,7 +387,23 @@ def summarize(runs: list[dict], points: list[dict], args: argparse.Namespace, se
     import sklearn
     import tomotopy
 
+    def loads(c: str, methods: tuple[str, ...]) -> list[float]:
+        return [r["load_1m"] for r in runs if r["corpus"] == c and r["method"] in methods and "load_1m" in r]
+
+    ours_load, anchor_load = loads("nyt", ("spectral", "refined")), loads("nyt", ("gensim", "tomotopy"))
+    timing_note = None
+    if (
+        ours_load
+        and anchor_load
+        and max(max(ours_load), max(anchor_load)) > 2 * max(1.0, min(min(ours_load), min(anchor_load)))
+    ):
+        timing_note = (
+            f"NYT time claims compare fits run at different machine loads (1-min load average: ours "
+            f"{min(ours_load)}-{max(ours_load)}, anchors {min(anchor_load)}-{max(anchor_load)} on 2 cores); re-time "
+            "on an idle machine with the --rerun command in this script's docstring before reading them"
+        )
     details = {
+        "timing_note": timing_note,
         "table_median": table,
         "runs": runs,
         "scale_curve": points,
