@@ -24,6 +24,9 @@ _EXPORTS = {
     "MomentSums": "trinity_lightning.topics.moments",
     "SparseBatch": "trinity_lightning.topics.moments",
     "whiten": "trinity_lightning.topics.moments",
+    "whitening_only": "trinity_lightning.topics.moments",
+    "online_tensor_decomposition": "trinity_lightning.topics.online",
+    "whitened_contraction": "trinity_lightning.topics.online",
     "Corpus": "trinity_lightning.topics.readers",
     "as_counts": "trinity_lightning.topics.readers",
     "read_bow": "trinity_lightning.topics.readers",
@@ -59,7 +62,8 @@ if TYPE_CHECKING:
         top_words,
     )
     from trinity_lightning.topics.module import TopicModel, TopicModelDataModule
-    from trinity_lightning.topics.moments import MomentSums, SparseBatch, whiten
+    from trinity_lightning.topics.moments import MomentSums, SparseBatch, whiten, whitening_only
+    from trinity_lightning.topics.online import online_tensor_decomposition, whitened_contraction
     from trinity_lightning.topics.readers import (
         Corpus,
         as_counts,

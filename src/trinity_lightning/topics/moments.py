@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["MomentSums", "SparseBatch", "Whitening", "next_basis", "whiten"]
+__all__ = ["MomentSums", "SparseBatch", "Whitening", "next_basis", "whiten", "whitening_only"]
 
 
 @dataclass
@@ -219,18 +219,32 @@ class Whitening:
         return self.basis @ ((self.eigvecs * self.eigvals.sqrt()) @ v)
 
 
-def whiten(sums: MomentSums, k: int, alpha0: float) -> Whitening:
-    """Whitening and the whitened third moment ``T = M3(W, W, W)`` (k × k × k) from a third-moment pass.
+def whitening_only(sums: MomentSums, k: int, alpha0: float) -> Whitening:
+    """The whitening map alone (``tensor`` left empty), from any pass's second-moment sums: what the online
+    tensor decomposition (:mod:`.online`) needs, since it never forms the whitened k × k × k tensor.
 
     Raises:
         ValueError: when ``M2`` restricted to the basis has fewer than ``k`` positive eigenvalues (``k`` larger
-            than the whitening rank), or when too few documents have three words.
+            than the whitening rank).
+
+    Example:
+        >>> import scipy.sparse as sp
+        >>> from trinity_lightning.topics.readers import csr_to_batch
+        >>> sums = MomentSums.empty(torch.eye(3, dtype=torch.float64), third=False)
+        >>> sums.add(csr_to_batch(sp.csr_matrix([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [1.0, 0.0, 2.0]])))
+        >>> w = whitening_only(sums, 2, alpha0=1.0)
+        >>> w.W.shape, w.tensor.numel()
+        (torch.Size([3, 2]), 0)
     """
-    if not sums.third:
-        raise ValueError("whiten needs a pass with third=True")
+    evecs, evals, _, _ = _second_moment_eigs(sums, k, alpha0)
+    return Whitening(basis=sums.basis, eigvecs=evecs, eigvals=evals, tensor=sums.basis.new_zeros(0))
+
+
+def _second_moment_eigs(sums: MomentSums, k: int, alpha0: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Top-``k`` eigenpairs of ``M2`` in the basis, plus ``E2`` in the basis and ``Bᵀ M1``."""
     B = sums.basis
     p = B.shape[1]
-    n2, n3 = sums.n2.clamp(min=1), sums.n3.clamp(min=1)
+    n2 = sums.n2.clamp(min=1)
     m = B.T @ sums.m1_mean()
     e2 = (sums.s2 - B.T @ (sums.g2[:, None] * B)) / n2
     e2 = (e2 + e2.T) / 2
@@ -245,6 +259,22 @@ def whiten(sums: MomentSums, k: int, alpha0: float) -> Whitening:
             f"eigenvalues in a basis of {p} directions. Lower n_components, or check the corpus (too few distinct "
             "words or documents, or alpha0 too large)."
         )
+    return evecs, evals, e2, m
+
+
+def whiten(sums: MomentSums, k: int, alpha0: float) -> Whitening:
+    """Whitening and the whitened third moment ``T = M3(W, W, W)`` (k × k × k) from a third-moment pass.
+
+    Raises:
+        ValueError: when ``M2`` restricted to the basis has fewer than ``k`` positive eigenvalues (``k`` larger
+            than the whitening rank), or when too few documents have three words.
+    """
+    if not sums.third:
+        raise ValueError("whiten needs a pass with third=True")
+    B = sums.basis
+    p = B.shape[1]
+    n3 = sums.n3.clamp(min=1)
+    evecs, evals, e2, m = _second_moment_eigs(sums, k, alpha0)
     Wb = evecs / evals.sqrt()
     # E3 in the basis: a1 − (three placements of the pair correction) + 2·(the triple diagonal)
     BB = (B[:, :, None] * B[:, None, :]).reshape(B.shape[0], p * p)

@@ -9,7 +9,9 @@ A fit is a few passes over the corpus, each a sum over batches of sparse counts 
    finder with power iterations; no V × V matrix). Skipped when ``V ≤ n_components + oversample`` (``B = I``).
 2. One pass for the second moment in the basis (p × p) and the third moment in the basis (p × p × p), from which
    the whitening ``W`` (V × k, ``Wᵀ M2 W = I``) and the whitened tensor ``T = M3(W, W, W)`` (k × k × k) follow.
-3. ``T`` is decomposed by the robust tensor power method or by CP-ALS (TensorLy); each eigenvector is un-whitened,
+3. ``T`` is decomposed by the robust tensor power method or by CP-ALS (TensorLy), or (``decomposition="online"``,
+   :mod:`.online`) its eigenvectors are found by SGD on minibatches without forming ``T``, after a pass that gives
+   the whitening alone; each eigenvector is un-whitened,
    ``μ_i ∝ λ_i (Wᵀ)⁺ v_i``, scaled to sum 1 and projected onto the simplex; ``α_i = 4α₀(α₀+1) / ((α₀+2)² λ_i²)``.
 
 Inference (:meth:`SpectralLDA.transform`, :func:`infer_doc_topics`) is the variational E-step of LDA with the topics
@@ -30,10 +32,11 @@ import torch
 from torch import Tensor
 
 from trinity_lightning.topics.decompose import cp_als, project_simplex, tensor_power_method
-from trinity_lightning.topics.moments import MomentSums, SparseBatch, Whitening, next_basis, whiten
+from trinity_lightning.topics.moments import MomentSums, SparseBatch, Whitening, next_basis, whiten, whitening_only
+from trinity_lightning.topics.online import online_tensor_decomposition
 from trinity_lightning.topics.readers import as_counts, csr_to_batch, iter_batches, warn_short_documents
 
-__all__ = ["SpectralLDA", "infer_doc_topics", "topics_from_moments", "variational_em"]
+__all__ = ["SpectralLDA", "infer_doc_topics", "topics_from_eigenpairs", "topics_from_moments", "variational_em"]
 
 Source = Callable[[], Iterable[Any]]
 
@@ -44,6 +47,31 @@ def _initial_basis(n_features: int, p: int, seed: int, dtype: torch.dtype, devic
     g = torch.Generator(device="cpu").manual_seed(seed)
     omega = torch.randn(n_features, p, generator=g, dtype=dtype)
     return next_basis(omega.to(device))
+
+
+def _check_third_moment_docs(n3: int, k: int) -> None:
+    if n3 < k:
+        raise ValueError(
+            f"the corpus is too small for the third moment: {n3} documents have >= 3 words, need at least "
+            f"n_components={k} (and many more for a useful estimate)"
+        )
+    if n3 < 10 * k:
+        warnings.warn(
+            f"only {n3} documents have >= 3 words for n_components={k}: the third moment will be noisy", stacklevel=4
+        )
+
+
+def topics_from_eigenpairs(w: Whitening, lam: Tensor, vecs: Tensor, alpha0: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Un-whiten the tensor eigenpairs (``λ`` (k), unit rows ``vecs`` (k × k)): topics (k × V, rows on the simplex),
+    ``α`` and ``λ``, sorted by decreasing ``α``; ``μ_i ∝ λ_i (Wᵀ)⁺ v_i``, ``α_i = 4α₀(α₀+1) / ((α₀+2)² λ_i²)``."""
+    mu = (w.unwhiten(vecs.T) * lam[None, :]).T  # k × V
+    total = mu.sum(dim=1, keepdim=True)
+    mu = mu / torch.where(total.abs() < 1e-300, torch.ones_like(total), total)
+    topics = project_simplex(mu)
+    lam_pos = lam.clamp(min=1e-12)
+    alpha = 4 * alpha0 * (alpha0 + 1) / ((alpha0 + 2) ** 2 * lam_pos**2)
+    order = torch.argsort(alpha, descending=True)
+    return topics[order], alpha[order], lam[order]
 
 
 def topics_from_moments(
@@ -63,29 +91,14 @@ def topics_from_moments(
     """
     if decomposition not in ("power", "als"):
         raise ValueError(f"decomposition={decomposition!r}: expected 'power' or 'als'")
-    n3 = int(sums.n3)
-    if n3 < k:
-        raise ValueError(
-            f"the corpus is too small for the third moment: {n3} documents have >= 3 words, need at least "
-            f"n_components={k} (and many more for a useful estimate)"
-        )
-    if n3 < 10 * k:
-        warnings.warn(
-            f"only {n3} documents have >= 3 words for n_components={k}: the third moment will be noisy", stacklevel=3
-        )
+    _check_third_moment_docs(int(sums.n3), k)
     w = whiten(sums, k, alpha0)
     if decomposition == "power":
         lam, vecs = tensor_power_method(w.tensor, k, n_restarts=n_restarts, n_iter=n_iter, seed=seed)
     else:
         lam, vecs = cp_als(w.tensor, k, n_iter=max(n_iter, 200), seed=seed)
-    mu = (w.unwhiten(vecs.T) * lam[None, :]).T  # k × V
-    total = mu.sum(dim=1, keepdim=True)
-    mu = mu / torch.where(total.abs() < 1e-300, torch.ones_like(total), total)
-    topics = project_simplex(mu)
-    lam_pos = lam.clamp(min=1e-12)
-    alpha = 4 * alpha0 * (alpha0 + 1) / ((alpha0 + 2) ** 2 * lam_pos**2)
-    order = torch.argsort(alpha, descending=True)
-    return topics[order], alpha[order], lam[order], w
+    topics, alpha, lam = topics_from_eigenpairs(w, lam, vecs, alpha0)
+    return topics, alpha, lam, w
 
 
 class SpectralLDA:
@@ -94,12 +107,18 @@ class SpectralLDA:
     Args:
         n_components: number of topics ``k``.
         alpha0: the Dirichlet concentration ``α₀ = Σ α_i`` (a hyperparameter of the moments; default 1).
-        decomposition: ``"power"`` (robust tensor power method) or ``"als"`` (CP-ALS through TensorLy).
+        decomposition: ``"power"`` (robust tensor power method), ``"als"`` (CP-ALS through TensorLy) or
+            ``"online"`` (Huang et al. 2015: SGD on the whitened third moment, which is never formed; minibatches of
+            ``online_batch_size`` documents, ``online_epochs`` passes; :mod:`trinity_lightning.topics.online`).
         oversample: extra directions of the whitening basis (``p = k + oversample``).
         n_sketch_passes: range-finder passes (1 = plain randomized range finder, 2 = one power iteration, ...).
         batch_size: documents per batch when accumulating moments.
         n_restarts: random starts per component (power method).
         n_iter: iterations per start (power method) / ALS sweeps.
+        online_batch_size: documents per SGD step (``decomposition="online"``).
+        online_epochs: SGD passes over the corpus (``decomposition="online"``).
+        learning_rate: initial SGD step ``η₀``; step ``t`` uses ``η₀ / (1 + learning_rate_decay·t)``.
+        learning_rate_decay: see ``learning_rate``.
         refine_sweeps: variational-EM sweeps started from the spectral topics (0 = pure spectral).
         inference_iters: E-step iterations of :meth:`transform`.
         device: torch device for the moments (``"cuda"`` works); dtype: their dtype (float64 by default).
@@ -127,12 +146,16 @@ class SpectralLDA:
         n_components: int = 10,
         *,
         alpha0: float = 1.0,
-        decomposition: Literal["power", "als"] = "power",
+        decomposition: Literal["power", "als", "online"] = "power",
         oversample: int = 10,
         n_sketch_passes: int = 2,
         batch_size: int = 4096,
         n_restarts: int = 10,
         n_iter: int = 100,
+        online_batch_size: int = 256,
+        online_epochs: int = 10,
+        learning_rate: float = 0.1,
+        learning_rate_decay: float = 0.02,
         refine_sweeps: int = 0,
         inference_iters: int = 50,
         device: str | torch.device = "cpu",
@@ -143,8 +166,13 @@ class SpectralLDA:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         if alpha0 <= 0:
             raise ValueError(f"alpha0 must be > 0, got {alpha0}")
-        if decomposition not in ("power", "als"):
-            raise ValueError(f"decomposition={decomposition!r}: expected 'power' or 'als'")
+        if decomposition not in ("power", "als", "online"):
+            raise ValueError(f"decomposition={decomposition!r}: expected 'power', 'als' or 'online'")
+        if online_batch_size < 1 or online_epochs < 1 or learning_rate <= 0 or learning_rate_decay < 0:
+            raise ValueError(
+                "online_batch_size and online_epochs must be >= 1, learning_rate > 0 and learning_rate_decay >= 0; "
+                f"got {online_batch_size}, {online_epochs}, {learning_rate}, {learning_rate_decay}"
+            )
         if n_sketch_passes < 1:
             raise ValueError(f"n_sketch_passes must be >= 1, got {n_sketch_passes}")
         self.n_components = n_components
@@ -155,6 +183,10 @@ class SpectralLDA:
         self.batch_size = batch_size
         self.n_restarts = n_restarts
         self.n_iter = n_iter
+        self.online_batch_size = online_batch_size
+        self.online_epochs = online_epochs
+        self.learning_rate = learning_rate
+        self.learning_rate_decay = learning_rate_decay
         self.refine_sweeps = refine_sweeps
         self.inference_iters = inference_iters
         self.device = torch.device(device)
@@ -189,6 +221,22 @@ class SpectralLDA:
         batches = list(iter_batches(M, self.batch_size))  # converted once, reused by every pass
         return (lambda: iter(batches)), M.shape[1], M
 
+    def _minibatches(self, X: Any, M: sp.csr_matrix | None) -> Callable[[int], Iterable[SparseBatch]]:
+        """The SGD minibatches of one epoch (``online_batch_size`` documents each): in memory, converted once and
+        visited in a seeded random order per epoch; streamed, each chunk split in order."""
+        size = self.online_batch_size
+        if M is not None:
+            parts = list(iter_batches(M, size))
+            gen = np.random.default_rng(self.random_state)
+            return lambda epoch: [parts[i] for i in gen.permutation(len(parts))]
+        factory: Callable[[], Iterable[Any]] = X if callable(X) else (lambda: X)
+
+        def stream(epoch: int) -> Iterator[SparseBatch]:
+            for i, chunk in enumerate(factory()):
+                yield from iter_batches(as_counts(chunk, f"batch {i}"), size)
+
+        return stream
+
     def _pass(self, source: Source, basis: Tensor, third: bool) -> MomentSums:
         sums = MomentSums.empty(basis, third=third)
         for batch in source():
@@ -217,11 +265,29 @@ class SpectralLDA:
                 if int(sums.n2) == 0:
                     raise ValueError("every document is empty or has a single word: the second moment is undefined")
                 basis = next_basis(sums.sketch(self.alpha0))
-        sums = self._pass(source, basis, third=True)
-        t1 = time.perf_counter()
-        topics, alpha, lam, w = topics_from_moments(
-            sums, k, self.alpha0, self.decomposition, self.n_restarts, self.n_iter, self.random_state
-        )
+        if self.decomposition == "online":
+            sums = self._pass(source, basis, third=False)
+            _check_third_moment_docs(int(sums.n3), k)
+            w = whitening_only(sums, k, self.alpha0)
+            t1 = time.perf_counter()
+            lam, vecs = online_tensor_decomposition(
+                self._minibatches(X, M),
+                w,
+                sums.m1_mean(),
+                k,
+                self.alpha0,
+                n_epochs=self.online_epochs,
+                learning_rate=self.learning_rate,
+                decay=self.learning_rate_decay,
+                seed=self.random_state,
+            )
+            topics, alpha, lam = topics_from_eigenpairs(w, lam, vecs, self.alpha0)
+        else:
+            sums = self._pass(source, basis, third=True)
+            t1 = time.perf_counter()
+            topics, alpha, lam, w = topics_from_moments(
+                sums, k, self.alpha0, self.decomposition, self.n_restarts, self.n_iter, self.random_state
+            )
         t2 = time.perf_counter()
         if self.refine_sweeps > 0:
             if M is None:
