@@ -265,26 +265,8 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                     values = model.predict_value([e.lhs for e in fun]).numpy()
                     truth = np.array([float(e.rhs.label) for e in fun])
                     per_seed[pname][name][seed]["value_mae_train_functions"] = float(np.abs(values - truth).mean())
-    summary: dict[str, dict[str, Any]] = {}
-    for pname, models in per_seed.items():
-        summary[pname] = {}
-        for model, seeds in models.items():
-            accs = [s["acc"] for s in seeds.values()]
-            depth_keys = sorted({d for s in seeds.values() for d in s["by_depth"]})
-            summary[pname][model] = {
-                "mean": float(np.mean(accs)),
-                "std": float(np.std(accs)),
-                "per_seed": accs,
-                "by_depth": {d: float(np.mean([s["by_depth"][d] for s in seeds.values()])) for d in depth_keys},
-                "weak_domain": float(np.mean([s["weak_domain"] for s in seeds.values()])),
-            }
-            if all("restricted_domain" in s for s in seeds.values()):
-                rd = [s["restricted_domain"] for s in seeds.values()]
-                summary[pname][model]["restricted_domain"] = {
-                    "mean": float(np.mean([r["acc"] for r in rd])),
-                    "std": float(np.std([r["acc"] for r in rd])),
-                    "by_depth": {d: float(np.mean([r["by_depth"][d] for r in rd])) for d in rd[0]["by_depth"]},
-                }
+    summary = summarise(per_seed)
+    for pname in summary:
         summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
     tag = "_".join(args.protocols)
     n = {
@@ -335,12 +317,40 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     if "extrapolation" not in summary:
         return [], details
     plot(summary, args.plot)
-    ext = summary["extrapolation"]
-    claims = [
+    return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
+
+
+def summarise(per_seed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Mean, spread and per-depth accuracy over seeds of every (protocol, model)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for pname, models in per_seed.items():
+        summary[pname] = {}
+        for model, seeds in models.items():
+            accs = [s["acc"] for s in seeds.values()]
+            depth_keys = sorted({d for s in seeds.values() for d in s["by_depth"]})
+            summary[pname][model] = {
+                "mean": float(np.mean(accs)),
+                "std": float(np.std(accs)),
+                "per_seed": accs,
+                "by_depth": {d: float(np.mean([s["by_depth"][d] for s in seeds.values()])) for d in depth_keys},
+                "weak_domain": float(np.mean([s["weak_domain"] for s in seeds.values()])),
+            }
+            if all("restricted_domain" in s for s in seeds.values()):
+                rd = [s["restricted_domain"] for s in seeds.values()]
+                summary[pname][model]["restricted_domain"] = {
+                    "mean": float(np.mean([r["acc"] for r in rd])),
+                    "std": float(np.std([r["acc"] for r in rd])),
+                    "by_depth": {d: float(np.mean([r["by_depth"][d] for r in rd])) for d in rd[0]["by_depth"]},
+                }
+    return summary
+
+
+def accuracy_claims(ext: dict[str, Any], n_seeds: int) -> list[dict[str, Any]]:
+    return [
         claim(
             "treelstm_vs_lstm_depth_extrapolation",
             f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM (symbolic data) vs "
-            f"BiLSTM on the prefix form, mean of {len(args.seeds)} seeds (percentage points)",
+            f"BiLSTM on the prefix form, mean of {n_seeds} seeds (percentage points)",
             ours=ext["treelstm_sym"]["mean"],
             anchor=ext["bilstm"]["mean"],
             unit="%",
@@ -350,7 +360,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         claim(
             "numeric_data_gain_depth_extrapolation",
             f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM trained on symbolic "
-            f"+ function-evaluation data vs symbolic data only, mean of {len(args.seeds)} seeds (percentage points)",
+            f"+ function-evaluation data vs symbolic data only, mean of {n_seeds} seeds (percentage points)",
             ours=ext["treelstm_symnum"]["mean"],
             anchor=ext["treelstm_sym"]["mean"],
             unit="%",
@@ -358,7 +368,45 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             target_delta=2.0,
         ),
     ]
-    return claims, details
+
+
+def _int_keys(record: Any) -> Any:
+    """JSON turned the integer keys (seeds, depths) into strings: turn them back."""
+    if isinstance(record, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in record.items()}
+    return record
+
+
+def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Combine accuracy runs made as separate processes (one per seed, ``--results-dir`` each; same data settings)
+    into one: per-seed records pooled, summary and claims recomputed; sympy's subsample from the run that has one;
+    CPU seconds summed, wall seconds the longest."""
+    runs = [read_results(NAME, d)["details"] for d in dirs]
+    per_seed: dict[str, dict[str, dict[int, Any]]] = {}
+    for run in runs:
+        for pname, models in _int_keys(run["per_seed"]).items():
+            for model, seeds in models.items():
+                per_seed.setdefault(pname, {}).setdefault(model, {}).update(seeds)
+    summary = summarise(per_seed)
+    details: dict[str, Any] = {**runs[0], "accuracy": summary, "per_seed": per_seed}
+    for pname in summary:
+        done = [
+            r["accuracy"][pname]["sympy_simplify"]
+            for r in runs
+            if r["accuracy"][pname]["sympy_simplify"]["subsample"]["n"]
+        ]
+        summary[pname]["sympy_simplify"] = done[0] if done else runs[0]["accuracy"][pname]["sympy_simplify"]
+        for key in ("accuracy_cpu_s", "accuracy_wall_s"):
+            values = [r[f"{key}_{pname}"] for r in runs if f"{key}_{pname}" in r]
+            details[f"{key}_{pname}"] = round(sum(values) if "cpu" in key else max(values), 1)
+    seeds = sorted({s for models in per_seed.values() for m in models.values() for s in m})
+    for key in [k for k in details if k.startswith("settings")]:
+        details[key] = {**details[key], "seeds": seeds}
+    details["merged_from"] = [str(d) for d in dirs]
+    if "extrapolation" not in summary:
+        return [], details
+    plot(summary, args.plot)
+    return accuracy_claims(summary["extrapolation"], len(seeds)), details
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -547,6 +595,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--throughput-batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="combine accuracy runs made as one process per seed (their --results-dir) instead of running",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
     args = parser.parse_args(argv)
@@ -554,15 +608,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet()
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
-    if args.only in ("all", "accuracy"):
+    if args.merge:
+        c, d = merge_seed_runs(args.merge, args)
+        claims += c
+        details.update(d)
+    elif args.only in ("all", "accuracy"):
         c, d = run_accuracy(args)
         claims += c
         details.update(d)
-    if args.only in ("all", "throughput"):
+    if args.only in ("all", "throughput") and not args.merge:
         c, d = run_throughput(args)
         claims += c
         details.update(d)
-    partial = args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
+    partial = bool(args.merge) or args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
     if partial and (args.results_dir / f"{NAME}.json").is_file():  # keep the rest of the results file
         previous = read_results(NAME, args.results_dir)
         ids = {c["id"] for c in claims}
