@@ -158,7 +158,7 @@ def train_network(name: str, train: list[Equation], seed: int, args: argparse.Na
     return model
 
 
-def restricted_split(train: list[Equation], args: argparse.Namespace) -> tuple[list[Equation], dict[str, int]]:
+def restricted_split(train: list[Equation], args: argparse.Namespace) -> tuple[list[Equation], dict[str, Any]]:
     """The restricted-domain split (depths 2-4, half true), minus anything in the training set (keys)."""
     eqs, report = restricted_domain_equations(
         per_depth=args.restricted, seed=args.restricted_seed, max_depth=4, exclude={e.key() for e in train}
@@ -191,7 +191,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     per_seed: dict[str, dict[str, dict[str, Any]]] = {p: defaultdict(dict) for p in splits}
     simplify_info: dict[str, Any] = {}
     restricted: list[Equation] = []
-    restricted_report: dict[str, int] = {}
+    restricted_report: dict[str, Any] = {}
     for pname, split in splits.items():
         train, test = split["train"], split["test"]
         if pname == "extrapolation" and args.restricted > 0:
