@@ -41,7 +41,7 @@ import torch
 
 from _harness import quiet, trainer
 from _results import RESULTS_DIR, claim, machine, median, read_results, write_results
-from trinity_lightning.equations.generator import EquationGenerator
+from trinity_lightning.equations.generator import EquationGenerator, restricted_domain_equations
 from trinity_lightning.equations.grammar import Equation, numeric_check, to_sympy
 from trinity_lightning.equations.module import EquationVerifier
 from trinity_lightning.equations.treelstm import TreeLSTM
@@ -158,6 +158,22 @@ def train_network(name: str, train: list[Equation], seed: int, args: argparse.Na
     return model
 
 
+def restricted_split(train: list[Equation], args: argparse.Namespace) -> tuple[list[Equation], dict[str, Any]]:
+    """The restricted-domain split (depths 2-4, half true), minus anything in the training set (keys)."""
+    eqs, report = restricted_domain_equations(
+        per_depth=args.restricted, seed=args.restricted_seed, max_depth=4, exclude={e.key() for e in train}
+    )
+    return eqs, dict(report)
+
+
+def restricted_scores(pred: np.ndarray, eqs: list[Equation]) -> dict[str, Any]:
+    depths = np.array([e.depth for e in eqs])
+    return {
+        "acc": accuracy(pred, eqs),
+        "by_depth": {int(d): accuracy(pred, eqs, depths == d) for d in sorted(set(depths.tolist()))},
+    }
+
+
 def accuracy(pred: np.ndarray, test: list[Equation], mask: np.ndarray | None = None) -> float:
     labels = np.array([e.label for e in test])
     if mask is not None:
@@ -174,8 +190,16 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
     per_seed: dict[str, dict[str, dict[str, Any]]] = {p: defaultdict(dict) for p in splits}
     simplify_info: dict[str, Any] = {}
+    restricted: list[Equation] = []
+    restricted_report: dict[str, Any] = {}
     for pname, split in splits.items():
         train, test = split["train"], split["test"]
+        if pname == "extrapolation" and args.restricted > 0:
+            w = time.time()
+            restricted, restricted_report = restricted_split(train, args)
+            restricted_report["wall_s"] = round(time.time() - w, 1)
+            print(f"restricted-domain split: {len(restricted)} equations, {restricted_report}", flush=True)
+        on_restricted = pname == "extrapolation" and bool(restricted)
         depths = np.array([e.depth for e in test])
         weak = np.array([any(n.label in WEAK for _, n in (*e.lhs.subtrees(), *e.rhs.subtrees())) for e in test])
         main_mask = depths <= 4 if pname == "same_depth" else depths == 4
@@ -214,6 +238,17 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             record("majority", seed, np.full(len(test), majority))
             record("depth_size_probe", seed, probe_pred)
             record("numeric_check", seed, numeric_baseline(test, seed))
+            if on_restricted:
+                per_seed[pname]["majority"][seed]["restricted_domain"] = restricted_scores(
+                    np.full(len(restricted), majority), restricted
+                )
+                per_seed[pname]["numeric_check"][seed]["restricted_domain"] = restricted_scores(
+                    numeric_baseline(restricted, seed), restricted
+                )
+                record("numeric_check_64", seed, numeric_baseline(test, seed, points=64))
+                per_seed[pname]["numeric_check_64"][seed]["restricted_domain"] = restricted_scores(
+                    numeric_baseline(restricted, seed, points=64), restricted
+                )
             for name in NEURAL:
                 data = train + split["functions"] if name == "treelstm_symnum" else train
                 w = time.time()
@@ -221,11 +256,72 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 pred = (model.predict_proba(test) > 0.5).numpy()
                 record(name, seed, pred)
                 per_seed[pname][name][seed]["train_wall_s"] = round(time.time() - w, 1)
+                if on_restricted:
+                    per_seed[pname][name][seed]["restricted_domain"] = restricted_scores(
+                        (model.predict_proba(restricted) > 0.5).numpy(), restricted
+                    )
                 if name == "treelstm_symnum":
                     fun = [e for e in split["functions"] if e.label][:200]
                     values = model.predict_value([e.lhs for e in fun]).numpy()
                     truth = np.array([float(e.rhs.label) for e in fun])
                     per_seed[pname][name][seed]["value_mae_train_functions"] = float(np.abs(values - truth).mean())
+    summary = summarise(per_seed)
+    for pname in summary:
+        summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
+    tag = "_".join(args.protocols)
+    n = {
+        p: {"train": len(s["train"]), "test": len(s["test"]), "functions": len(s["functions"])}
+        for p, s in splits.items()
+    }
+    details = {
+        "accuracy": summary,
+        "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
+        "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
+        "sizes": n,
+        "generator_report": report,
+        **(
+            {
+                "restricted_domain_split": {
+                    "n": len(restricted),
+                    "true": sum(e.label for e in restricted),
+                    "by_depth": {int(d): sum(e.depth == d for e in restricted) for d in (2, 3, 4)},
+                    "recipe": (
+                        f"restricted_domain_equations(per_depth={args.restricted}, seed={args.restricted_seed}, "
+                        "max_depth=4, max_domain_fraction=0.5, points=64, exclude=<keys of the training set>)"
+                    ),
+                    "report": restricted_report,
+                }
+            }
+            if restricted
+            else {}
+        ),
+        "generation_wall_s": round(gen_time, 1),
+        "settings": {
+            "seeds": list(args.seeds),
+            "per_depth": args.per_depth,
+            "deep_per_depth": args.deep,
+            "functions": args.functions,
+            "hidden": args.hidden,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "restricted_per_depth": args.restricted,
+            "threads": torch.get_num_threads(),
+        },
+        f"settings_{tag}": {"seeds": list(args.seeds), "per_depth": args.per_depth, "epochs": args.epochs},
+        f"accuracy_cpu_s_{tag}": round(time.process_time() - t0, 1),
+        f"accuracy_wall_s_{tag}": round(time.time() - w0, 1),
+        f"load_average_after_{tag}": machine().get("load_average"),
+        "plot": os.path.relpath(args.plot, ROOT),
+    }
+    if "extrapolation" not in summary:
+        return [], details
+    plot(summary, args.plot)
+    return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
+
+
+def summarise(per_seed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Mean, spread and per-depth accuracy over seeds of every (protocol, model)."""
     summary: dict[str, dict[str, Any]] = {}
     for pname, models in per_seed.items():
         summary[pname] = {}
@@ -239,44 +335,22 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 "by_depth": {d: float(np.mean([s["by_depth"][d] for s in seeds.values()])) for d in depth_keys},
                 "weak_domain": float(np.mean([s["weak_domain"] for s in seeds.values()])),
             }
-        summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
-    tag = "_".join(args.protocols)
-    n = {
-        p: {"train": len(s["train"]), "test": len(s["test"]), "functions": len(s["functions"])}
-        for p, s in splits.items()
-    }
-    details = {
-        "accuracy": summary,
-        "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
-        "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
-        "sizes": n,
-        "generator_report": report,
-        "generation_wall_s": round(gen_time, 1),
-        "settings": {
-            "seeds": list(args.seeds),
-            "per_depth": args.per_depth,
-            "deep_per_depth": args.deep,
-            "functions": args.functions,
-            "hidden": args.hidden,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "threads": torch.get_num_threads(),
-        },
-        f"accuracy_cpu_s_{tag}": round(time.process_time() - t0, 1),
-        f"accuracy_wall_s_{tag}": round(time.time() - w0, 1),
-        f"load_average_after_{tag}": machine().get("load_average"),
-        "plot": os.path.relpath(args.plot, ROOT),
-    }
-    if "extrapolation" not in summary:
-        return [], details
-    plot(summary, args.plot)
-    ext = summary["extrapolation"]
-    claims = [
+            if all("restricted_domain" in s for s in seeds.values()):
+                rd = [s["restricted_domain"] for s in seeds.values()]
+                summary[pname][model]["restricted_domain"] = {
+                    "mean": float(np.mean([r["acc"] for r in rd])),
+                    "std": float(np.std([r["acc"] for r in rd])),
+                    "by_depth": {d: float(np.mean([r["by_depth"][d] for r in rd])) for d in rd[0]["by_depth"]},
+                }
+    return summary
+
+
+def accuracy_claims(ext: dict[str, Any], n_seeds: int) -> list[dict[str, Any]]:
+    return [
         claim(
             "treelstm_vs_lstm_depth_extrapolation",
             f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM (symbolic data) vs "
-            f"BiLSTM on the prefix form, mean of {len(args.seeds)} seeds (percentage points)",
+            f"BiLSTM on the prefix form, mean of {n_seeds} seeds (percentage points)",
             ours=ext["treelstm_sym"]["mean"],
             anchor=ext["bilstm"]["mean"],
             unit="%",
@@ -286,7 +360,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         claim(
             "numeric_data_gain_depth_extrapolation",
             f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM trained on symbolic "
-            f"+ function-evaluation data vs symbolic data only, mean of {len(args.seeds)} seeds (percentage points)",
+            f"+ function-evaluation data vs symbolic data only, mean of {n_seeds} seeds (percentage points)",
             ours=ext["treelstm_symnum"]["mean"],
             anchor=ext["treelstm_sym"]["mean"],
             unit="%",
@@ -294,7 +368,45 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             target_delta=2.0,
         ),
     ]
-    return claims, details
+
+
+def _int_keys(record: Any) -> Any:
+    """JSON turned the integer keys (seeds, depths) into strings: turn them back."""
+    if isinstance(record, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in record.items()}
+    return record
+
+
+def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Combine accuracy runs made as separate processes (one per seed, ``--results-dir`` each; same data settings)
+    into one: per-seed records pooled, summary and claims recomputed; sympy's subsample from the run that has one;
+    CPU seconds summed, wall seconds the longest."""
+    runs = [read_results(NAME, d)["details"] for d in dirs]
+    per_seed: dict[str, dict[str, dict[int, Any]]] = {}
+    for run in runs:
+        for pname, models in _int_keys(run["per_seed"]).items():
+            for model, seeds in models.items():
+                per_seed.setdefault(pname, {}).setdefault(model, {}).update(seeds)
+    summary = summarise(per_seed)
+    details: dict[str, Any] = {**runs[0], "accuracy": summary, "per_seed": per_seed}
+    for pname in summary:
+        done = [
+            r["accuracy"][pname]["sympy_simplify"]
+            for r in runs
+            if r["accuracy"][pname]["sympy_simplify"]["subsample"]["n"]
+        ]
+        summary[pname]["sympy_simplify"] = done[0] if done else runs[0]["accuracy"][pname]["sympy_simplify"]
+        for key in ("accuracy_cpu_s", "accuracy_wall_s"):
+            values = [r[f"{key}_{pname}"] for r in runs if f"{key}_{pname}" in r]
+            details[f"{key}_{pname}"] = round(sum(values) if "cpu" in key else max(values), 1)
+    seeds = sorted({s for models in per_seed.values() for m in models.values() for s in m})
+    for key in [k for k in details if k.startswith("settings")]:
+        details[key] = {**details[key], "seeds": seeds}
+    details["merged_from"] = [str(d) for d in dirs]
+    if "extrapolation" not in summary:
+        return [], details
+    plot(summary, args.plot)
+    return accuracy_claims(summary["extrapolation"], len(seeds)), details
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -468,11 +580,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--protocols", nargs="+", choices=("same_depth", "extrapolation"), default=["same_depth", "extrapolation"]
     )
-    parser.add_argument("--per-depth", type=int, default=500, help="symbolic equations per depth 1-4 (half true)")
-    parser.add_argument("--deep", type=int, default=150, help="symbolic equations per depth 5 and 6 (test only)")
-    parser.add_argument("--functions", type=int, default=1000, help="function evaluations (half true)")
+    parser.add_argument("--per-depth", type=int, default=2000, help="symbolic equations per depth 1-4 (half true)")
+    parser.add_argument("--deep", type=int, default=300, help="symbolic equations per depth 5 and 6 (test only)")
+    parser.add_argument("--functions", type=int, default=2000, help="function evaluations (half true)")
+    parser.add_argument("--restricted", type=int, default=150, help="restricted-domain split: equations per depth 2-4")
+    parser.add_argument("--restricted-seed", type=int, default=1)
     parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--simplify-n", type=int, default=80, help="sympy simplify: equations per protocol")
@@ -481,6 +595,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--throughput-batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="combine accuracy runs made as one process per seed (their --results-dir) instead of running",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
     args = parser.parse_args(argv)
@@ -488,15 +608,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet()
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
-    if args.only in ("all", "accuracy"):
+    if args.merge:
+        c, d = merge_seed_runs(args.merge, args)
+        claims += c
+        details.update(d)
+    elif args.only in ("all", "accuracy"):
         c, d = run_accuracy(args)
         claims += c
         details.update(d)
-    if args.only in ("all", "throughput"):
+    if args.only in ("all", "throughput") and not args.merge:
         c, d = run_throughput(args)
         claims += c
         details.update(d)
-    partial = args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
+    partial = bool(args.merge) or args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
     if partial and (args.results_dir / f"{NAME}.json").is_file():  # keep the rest of the results file
         previous = read_results(NAME, args.results_dir)
         ids = {c["id"] for c in claims}

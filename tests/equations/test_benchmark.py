@@ -46,11 +46,24 @@ def test_results_file_has_the_named_claims_and_every_baseline():
         assert c["target"] == target and c["ratio"] == pytest.approx(c["ours"] / c["anchor"])
         assert c["met"] == (c["ratio"] >= target)
     details = data["details"]
-    for protocol in ("same_depth", "extrapolation"):
-        assert set(details["accuracy"][protocol]) == MODELS
+    assert set(details["accuracy"]["same_depth"]) == MODELS
+    assert set(details["accuracy"]["extrapolation"]) == MODELS | {"numeric_check_64"}
     ext = details["accuracy"]["extrapolation"]
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == ext["treelstm_sym"]["mean"]
-    assert details["settings"]["seeds"] == [0, 1, 2] and "load_average" in details
+    assert details["settings_extrapolation"]["seeds"] == [0, 1, 2] and "load_average" in details
+    # the restricted-domain split: every network and the numeric checks are scored on it
+    split = details["restricted_domain_split"]
+    assert split["n"] >= 300 and split["true"] * 2 == split["n"] and "restricted_domain_equations" in split["recipe"]
+    for model in (
+        "majority",
+        "numeric_check",
+        "numeric_check_64",
+        "bilstm",
+        "treenn",
+        "treelstm_sym",
+        "treelstm_symnum",
+    ):
+        assert 0 <= ext[model]["restricted_domain"]["mean"] <= 100
     assert (ROOT / details["plot"]).is_file()
 
 
@@ -85,3 +98,40 @@ def test_benchmark_smoke_run(tmp_path):
         ["--only", "throughput", "--throughput-batch", "16", "--repeats", "2", "--results-dir", str(tmp_path)]
     )
     assert {c["id"] for c in again["claims"]} == ids  # the accuracy claims are kept
+
+
+@pytest.mark.slow
+def test_seed_runs_merge_into_one_result(tmp_path):
+    """One process per seed (``--seeds k --results-dir DIR_k``), then ``--merge DIR_0 DIR_1``: the pooled result
+    holds both seeds, the restricted-domain scores, and claims recomputed from the pooled means."""
+    bench = _bench()
+    small = ["--only", "accuracy", "--protocols", "extrapolation", "--per-depth", "24", "--deep", "4"]
+    small += ["--functions", "10", "--restricted", "4", "--epochs", "1", "--plot", str(tmp_path / "p.png")]
+    for seed in (0, 1):
+        bench.main(
+            [
+                *small,
+                "--seeds",
+                str(seed),
+                "--simplify-n",
+                "2" if seed == 0 else "0",
+                "--results-dir",
+                str(tmp_path / str(seed)),
+            ]
+        )
+    out = bench.main(
+        [
+            "--merge",
+            str(tmp_path / "0"),
+            str(tmp_path / "1"),
+            "--results-dir",
+            str(tmp_path / "m"),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
+    ext = out["details"]["accuracy"]["extrapolation"]
+    assert len(ext["treelstm_sym"]["per_seed"]) == 2 and ext["sympy_simplify"]["subsample"]["n"] == 2
+    assert "restricted_domain" in ext["treelstm_sym"] and out["details"]["settings_extrapolation"]["seeds"] == [0, 1]
+    claims = {c["id"]: c for c in out["claims"]}
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_sym"]["mean"])

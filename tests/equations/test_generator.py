@@ -10,7 +10,15 @@ import pytest
 
 from trinity_lightning.data import DataFormatError
 from trinity_lightning.equations.decimal import DecimalTreeEncoder
-from trinity_lightning.equations.generator import AXIOMS, EquationGenerator, read_jsonl, write_jsonl
+from trinity_lightning.equations.generator import (
+    AXIOMS,
+    RESTRICTED_AXIOMS,
+    EquationGenerator,
+    domain_fraction,
+    read_jsonl,
+    restricted_domain_equations,
+    write_jsonl,
+)
 from trinity_lightning.equations.grammar import (
     Equation,
     numeric_check,
@@ -78,6 +86,33 @@ def test_generator_is_deterministic_balanced_and_deduplicated():
         else:
             assert numeric_check(e.lhs, e.rhs, rng, atol=0.006, rtol=0) == e.label
     assert gen.report["symbolic_true"] == 45 and gen.report["tries"] > 0
+
+
+def test_restricted_axioms_hold_on_a_restricted_domain_only():
+    rng = np.random.default_rng(0)
+    for text in RESTRICTED_AXIOMS:
+        eq = parse_equation(text)
+        assert numeric_check(eq.lhs, eq.rhs, rng, points=64) is True, text
+        assert 0.1 < domain_fraction(eq, rng) < 0.6, text
+    assert domain_fraction(parse_equation("sin(x)**2 + cos(x)**2 = 1"), rng) == 1.0
+    assert domain_fraction(parse_equation("log(x*y) = log(x) + log(y)"), rng) == pytest.approx(0.25, abs=0.06)
+
+
+def test_restricted_domain_split_is_balanced_restricted_deterministic_and_excludes_training_keys():
+    eqs, report = restricted_domain_equations(per_depth=12, max_depth=3, seed=0)
+    again, _ = restricted_domain_equations(per_depth=12, max_depth=3, seed=0)
+    assert [(e.lhs, e.rhs, e.label) for e in eqs] == [(e.lhs, e.rhs, e.label) for e in again]
+    counts = Counter((e.depth, e.label) for e in eqs)
+    assert set(counts) <= {(2, True), (2, False), (3, True), (3, False)}
+    for depth in (2, 3):
+        assert counts[depth, True] == counts[depth, False] == 6 - report.get(f"short_depth_{depth}", 0) // 2
+    assert report["restricted_kept"] == len(eqs) and report["too_wide_domain"] > 0
+    rng = np.random.default_rng(5)
+    assert all(domain_fraction(e, rng) <= 0.6 for e in eqs)  # the filter used 0.5 on other random points
+    # the labels agree with a fresh 64-point check wherever it decides
+    assert all(numeric_check(e.lhs, e.rhs, rng, points=64) in (e.label, None) for e in eqs)
+    held_out, report2 = restricted_domain_equations(per_depth=12, max_depth=3, seed=0, exclude=[eqs[0].key()])
+    assert eqs[0].key() not in {e.key() for e in held_out} and report2["excluded"] >= 1
 
 
 def test_dedup_is_modulo_variable_renaming_and_side_swap():

@@ -27,6 +27,9 @@ _EXPORTS = {
     "parse_expression": "trinity_lightning.equations.grammar",
     "to_sympy": "trinity_lightning.equations.grammar",
     "AXIOMS": "trinity_lightning.equations.generator",
+    "RESTRICTED_AXIOMS": "trinity_lightning.equations.generator",
+    "domain_fraction": "trinity_lightning.equations.generator",
+    "restricted_domain_equations": "trinity_lightning.equations.generator",
     "EquationGenerator": "trinity_lightning.equations.generator",
     "read_jsonl": "trinity_lightning.equations.generator",
     "write_jsonl": "trinity_lightning.equations.generator",
@@ -43,7 +46,15 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from trinity_lightning.equations.datamodule import EquationDataModule
     from trinity_lightning.equations.decimal import DecimalTreeEncoder
-    from trinity_lightning.equations.generator import AXIOMS, EquationGenerator, read_jsonl, write_jsonl
+    from trinity_lightning.equations.generator import (
+        AXIOMS,
+        RESTRICTED_AXIOMS,
+        EquationGenerator,
+        domain_fraction,
+        read_jsonl,
+        restricted_domain_equations,
+        write_jsonl,
+    )
     from trinity_lightning.equations.grammar import (
         FUNCTIONS,
         Equation,

@@ -45,7 +45,15 @@ from trinity_lightning.equations.grammar import (
 )
 from trinity_lightning.equations.trees import Tree, TreeError
 
-__all__ = ["AXIOMS", "EquationGenerator", "read_jsonl", "write_jsonl"]
+__all__ = [
+    "AXIOMS",
+    "RESTRICTED_AXIOMS",
+    "EquationGenerator",
+    "domain_fraction",
+    "read_jsonl",
+    "restricted_domain_equations",
+    "write_jsonl",
+]
 
 AXIOMS: tuple[str, ...] = (
     # algebra
@@ -111,6 +119,25 @@ AXIOMS: tuple[str, ...] = (
     "cos(pi/2 - x) = sin(x)",
 )
 """Seed identities (sympy syntax); their variables are pattern variables when rewriting."""
+
+RESTRICTED_AXIOMS: tuple[str, ...] = (
+    "log(x*y) = log(x) + log(y)",  # x, y > 0
+    "log(x**2) = 2*log(x)",  # x > 0
+    "log(x**y) = y*log(x)",  # x > 0
+    "exp(log(x)) = x",  # x > 0
+    "exp(log(x - 1)) = x - 1",  # x > 1
+    "(x**0.5)**2 = x",  # x >= 0 (square root)
+    "x**0.5*x**0.5 = x",  # x >= 0
+    "(x*y)**0.5 = x**0.5*y**0.5",  # x, y >= 0
+    "log(x**0.5) = log(x)/2",  # x > 0
+    "log(sin(x)) + log(csc(x)) = 0",  # sin(x) > 0
+    "log(cos(x)) + log(sec(x)) = 0",  # cos(x) > 0
+    "log(tan(x)) = log(sin(x)) - log(cos(x))",  # sin(x), cos(x) > 0
+    "tan(x)**0.5*cot(x)**0.5 = 1",  # tan(x) > 0, poles
+    "log(tan(x)) + log(cot(x)) = 0",  # tan(x) > 0, poles
+)
+"""Identities that hold only on a restricted domain (a logarithm, a square root of a quantity that can be
+negative, poles): :func:`restricted_domain_equations` grows its split from them."""
 
 _UNARY = sorted(name for name, k in FUNCTIONS.items() if k == 1)
 _BINARY = sorted(name for name, k in FUNCTIONS.items() if k == 2)
@@ -498,3 +525,74 @@ def read_jsonl(path: str | Path) -> list[Equation]:
 def is_numeric_leaf(label: str) -> bool:
     """Whether a leaf label is a number (re-exported for callers that expand decimals)."""
     return is_number(label)
+
+
+# -- a split where the numeric check is weak ---------------------------------------------------------------------
+def domain_fraction(eq: Equation, rng: np.random.Generator, points: int = 512, max_scale: float = 1e6) -> float:
+    """Fraction of random points (uniform in ``[-3, 3]`` per variable, as :func:`~.grammar.numeric_check`) where
+    both sides and every intermediate value are finite and below ``max_scale``.
+
+    Example:
+        >>> import numpy as np
+        >>> round(domain_fraction(parse_equation("log(x*y) = log(x) + log(y)"), np.random.default_rng(0)), 2)
+        0.27
+    """
+    names = variables_of(eq) or ["_"]
+    env = {name: rng.uniform(-3.0, 3.0, size=points) for name in names}
+    left, s_left = evaluate(eq.lhs, env)
+    right, s_right = evaluate(eq.rhs, env)
+    valid = np.isfinite(left) & np.isfinite(right) & (np.maximum(s_left, s_right) < max_scale)
+    return float(valid.mean())
+
+
+def restricted_domain_equations(
+    per_depth: int | Mapping[int, int] = 100,
+    seed: int = 0,
+    max_depth: int = 4,
+    max_domain_fraction: float = 0.5,
+    points: int = 64,
+    exclude: Iterable[str] = (),
+    oversample: int = 4,
+) -> tuple[list[Equation], Counter[str]]:
+    """A restricted-domain split: symbolic equations of depths 2..``max_depth`` (no identity of depth 1 has a
+    restricted domain in this grammar), half true per depth, whose both sides are defined on at most
+    ``max_domain_fraction`` of ``[-3, 3]^k`` (the split where a numeric check with few random points is weak).
+
+    Recipe: an :class:`EquationGenerator` seeded with :data:`RESTRICTED_AXIOMS` plus the algebra part of
+    :data:`AXIOMS` (rewriting rules for the arguments) and labelling
+    with ``points`` random points (64, against the 8 of the usual check, so that an equation defined on a few
+    percent of the box still gets a label: ``domain_skipped`` counts the rest) generates ``oversample`` times
+    ``per_depth`` equations per depth; equations with a :func:`domain_fraction` (512 points) above
+    ``max_domain_fraction`` and equations whose :meth:`~.grammar.Equation.key` is in ``exclude`` (a training set)
+    are dropped; the rest are balanced per depth (as many false as true, at most ``per_depth``). The report counts
+    every step (``too_wide_domain``, ``excluded``, ``short_depth_<d>`` ...).
+
+    Example:
+        >>> eqs, report = restricted_domain_equations(per_depth=6, max_depth=3)
+        >>> len(eqs), sum(e.label for e in eqs), sorted({e.depth for e in eqs})
+        (12, 6, [2, 3])
+    """
+    want = {d: per_depth for d in range(2, max_depth + 1)} if isinstance(per_depth, int) else dict(per_depth)
+    algebra = [a for a in AXIOMS if not any(f in a for f in ("sin", "cos", "tan", "cot", "sec", "csc", "pi"))]
+    gen = EquationGenerator(seed=seed, max_depth=max(want), points=points, axioms=(*RESTRICTED_AXIOMS, *algebra))
+    pool = gen.generate(per_depth={d: oversample * n for d, n in want.items()})
+    report: Counter[str] = Counter({f"generator_{k}": v for k, v in gen.report.items()})
+    excluded = set(exclude)
+    probe = np.random.default_rng(seed + 7919)
+    buckets: dict[tuple[int, bool], list[Equation]] = {}
+    for eq in pool:
+        if eq.key() in excluded:
+            report["excluded"] += 1
+        elif domain_fraction(eq, probe) > max_domain_fraction:
+            report["too_wide_domain"] += 1
+        else:
+            buckets.setdefault((eq.depth, bool(eq.label)), []).append(eq)
+    out: list[Equation] = []
+    for d, n in want.items():
+        true, false = buckets.get((d, True), []), buckets.get((d, False), [])
+        k = min(len(true), len(false), n // 2)
+        if 2 * k < n:
+            report[f"short_depth_{d}"] = n - 2 * k
+        out += true[:k] + false[:k]
+    report["restricted_kept"] = len(out)
+    return out, report
