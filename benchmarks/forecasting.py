@@ -800,7 +800,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: unknown sections {sorted(unknown)}; expected some of {SECTIONS}")
     configs = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
-    for name, cfg in configs.items():
+    for cfg in configs.values():
         if args.max_steps and "max_steps" in cfg:
             cfg["max_steps"] = args.max_steps
         if args.horizons and "horizons" in cfg:

@@ -22,7 +22,7 @@ from trinity_lightning.forecasting import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import forecasting as bench  # noqa: E402
+import forecasting as bench
 
 
 def _frame(kind: str, rows: int, seed: int = 0) -> pd.DataFrame:
