@@ -589,19 +589,32 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
                 patience=cfg["patience"],
                 val_stride=cfg["val_stride"],
             )
-            result.setdefault("training", {}).setdefault(cell, []).append(record)
+            result.setdefault("training", {}).setdefault(cell, {})[seed] = record
             runs.append(curves_of(model.network, test, longest))
+            result.setdefault("seed_curves", {}).setdefault(cell, {})[seed] = runs[-1]
             print(f"[forecasting] {name} {cell} seed {seed}: {record}", flush=True)
-        mean_curve = {k: [sum(r[k][i] for r in runs) / len(runs) for i in range(longest)] for k in ("mse", "mae")}
-        result["curves"][cell] = mean_curve
-        result["models"][cell] = {
-            h: {**summarize_curve(mean_curve, h), "per_seed": [summarize_curve(r, h)["mse"] for r in runs]}
-            for h in horizons
-            if h <= longest
-        }
+        summarize_seeds(result, cell, horizons, longest)
     result["train_windows_recurrent"] = len(dm.train_dataset)
     result["test_windows_recurrent"] = len(test.dataset)  # type: ignore[arg-type]
     return result
+
+
+def summarize_seeds(result: dict[str, Any], cell: str, horizons: list[int], longest: int) -> None:
+    """``result['models'][cell]`` and ``result['curves'][cell]`` from the per-seed test curves (also after merging
+    runs of single seeds, ``--seed-list``)."""
+    by_seed = result["seed_curves"][cell]
+    runs = [by_seed[k] for k in sorted(by_seed, key=int)]
+    mean_curve = {k: [sum(r[k][i] for r in runs) / len(runs) for i in range(longest)] for k in ("mse", "mae")}
+    result["curves"][cell] = mean_curve
+    result["models"][cell] = {
+        h: {
+            **summarize_curve(mean_curve, h),
+            "per_seed": [summarize_curve(r, h)["mse"] for r in runs],
+            "seeds": sorted(int(k) for k in by_seed),
+        }
+        for h in horizons
+        if h <= longest
+    }
 
 
 def run_genz(cfg: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
@@ -779,6 +792,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", default=None, help="comma-separated seeds (instead of 0..seeds-1)")
     parser.add_argument("--quick", action="store_true", help="toy sizes (a smoke run)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", action="store_true", help="print the docs page's Markdown tables")
@@ -816,7 +830,7 @@ def main() -> None:
         details = {}
     details.setdefault("sections", {})
     details.setdefault("timing", {})
-    seeds = list(range(args.seeds))
+    seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
 
     def save() -> None:
         sections = details["sections"]
@@ -839,10 +853,18 @@ def main() -> None:
         for name, section in other.get("sections", {}).items():
             mine = details["sections"].setdefault(name, {})
             for key, value in section.items():
-                if isinstance(value, dict) and isinstance(mine.get(key), dict):
+                if key in ("seed_curves", "training") and isinstance(mine.get(key), dict):
+                    for model, per_seed in value.items():  # runs of different seeds of one model
+                        if isinstance(per_seed, dict) and isinstance(mine[key].get(model), dict):
+                            mine[key][model].update(per_seed)
+                        else:
+                            mine[key][model] = per_seed
+                elif isinstance(value, dict) and isinstance(mine.get(key), dict):
                     mine[key].update(value)
                 else:
                     mine[key] = value
+            for cell in mine.get("seed_curves", {}):
+                summarize_seeds(mine, cell, mine["horizons"], mine["recurrent_horizon"])
     for section in only:
         t0, c0 = time.perf_counter(), time.process_time()
         print(f"[forecasting] {section} ...", flush=True)

@@ -211,6 +211,10 @@ class Forecaster(pl.LightningModule):
         horizon: forecast length (default: the DataModule's).
         n_targets, n_covariates: sizes (default: the DataModule's).
         teacher_forcing: probability of feeding the truth back in the recurrent decoder at the first epoch.
+            At long horizons prefer 0 (or a schedule that ends well before training does): a decoder trained on
+            the truth never pays for a constant per-step increment, which integrates over a free-running forecast
+            (measured on ETTh1 at 720 steps: squared mean error 4.9 of the last step's MSE 5.5 with p = 0.5; 0.56
+            of 1.15 with p = 0, same seed and steps; docs/forecasting.md).
         teacher_forcing_epochs: the probability falls linearly to 0 over this many epochs (the schedule).
         lr: Adam learning rate.
         lr_decay: the learning rate is multiplied by this after every epoch (``0.5``: DLinear's published
