@@ -746,6 +746,10 @@ def markdown_tables(details: dict[str, Any]) -> str:
         "mlstm": "MLSTM",
         "repeat_subset": "Repeat (recurrent's windows)",
         "ridge_subset": "Ridge (recurrent's windows)",
+        "dlinear_stop13": "DLinear, previous recipe (2 epochs, lr 5e-3, batch 32)",
+        "tlstm_stop13": "TLSTM, previous recipe (2 epochs, teacher forcing, no validation)",
+        "lstm_stop13": "LSTM, previous recipe",
+        "mlstm_stop13": "MLSTM, previous recipe",
     }
     lines: list[str] = []
     for name, label in (("etth1", "ETTh1"), ("exchange", "Exchange rate"), ("elecdemand", "Electricity demand")):
