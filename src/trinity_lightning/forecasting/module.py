@@ -211,8 +211,14 @@ class Forecaster(pl.LightningModule):
         horizon: forecast length (default: the DataModule's).
         n_targets, n_covariates: sizes (default: the DataModule's).
         teacher_forcing: probability of feeding the truth back in the recurrent decoder at the first epoch.
+            At long horizons prefer 0 (or a schedule that ends well before training does): a decoder trained on
+            the truth never pays for a constant per-step increment, which integrates over a free-running forecast
+            (measured on ETTh1 at 720 steps: squared mean error 4.9 of the last step's MSE 5.5 with p = 0.5; 0.56
+            of 1.15 with p = 0, same seed and steps; docs/forecasting.md).
         teacher_forcing_epochs: the probability falls linearly to 0 over this many epochs (the schedule).
         lr: Adam learning rate.
+        lr_decay: the learning rate is multiplied by this after every epoch (``0.5``: DLinear's published
+            ``type1`` schedule, halved each epoch; ``1.0``: constant).
         weight_decay: Adam weight decay.
         network: any module ``(history, future_covariates, horizon) -> forecast`` to train instead (a baseline).
         report_horizons: horizons logged separately at test time.
@@ -239,12 +245,15 @@ class Forecaster(pl.LightningModule):
         teacher_forcing_epochs: int = 5,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_decay: float = 1.0,
         network: nn.Module | None = None,
         report_horizons: list[int] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing: expected a probability in [0, 1], got {teacher_forcing}")
+        if not 0.0 < lr_decay <= 1.0:
+            raise ValueError(f"lr_decay: expected a factor in (0, 1], got {lr_decay}")
         self.save_hyperparameters(ignore=["network"])
         self.network = network
         self.register_buffer("target_mean", torch.zeros(0))
@@ -351,8 +360,14 @@ class Forecaster(pl.LightningModule):
             preds = preds * self.target_std + self.target_mean
         return preds
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        decay = float(self.hparams.get("lr_decay", 1.0))
+        if decay == 1.0:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.ExponentialLR(optimizer, decay)}
 
     def num_parameters(self) -> int:
         """Trainable parameters of the network."""
