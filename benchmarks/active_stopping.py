@@ -264,6 +264,25 @@ def run_conll_live(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def summarise_conll_curve(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The live CoNLL summary from a curve CSV the campaign wrote (a run stopped early: its last row is the budget)."""
+    import csv
+
+    with path.open() as f:
+        curve = [{k: (float(v) if k not in ("round", "epoch", "step", "labelled") else int(v)) for k, v in row.items()}
+                 for row in csv.DictReader(f)]
+    words = round(curve[-1]["labelled_tokens"] / curve[-1]["fraction"])  # the pool's words: labelled / fraction
+    criteria = _conll_criteria(words)
+    return {
+        "train_sentences": args.conll_train,
+        "words": words,
+        "from_curve": str(path),
+        "criteria": _summary(criteria, curve, "val_f1", "labelled_tokens", 100.0),
+        "threshold_sweep": _sweep(curve, "val_f1", "labelled_tokens", 100.0),
+        "curve": _clean(curve),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--digits-pool", type=int, default=5000)
@@ -273,6 +292,9 @@ def main() -> None:
     parser.add_argument("--conll-live", action="store_true", help="also run a small CoNLL campaign on CPU")
     parser.add_argument("--conll-train", type=int, default=1500)
     parser.add_argument("--conll-epochs", type=int, default=2, help="epochs per round of the live CoNLL campaign")
+    parser.add_argument(
+        "--conll-curve", type=Path, default=None, help="with --only-conll-live: summarise this recorded curve CSV"
+    )
     parser.add_argument(
         "--only-conll-live", action="store_true", help="only the live CoNLL campaign, merged into the stored results"
     )
@@ -293,7 +315,10 @@ def main() -> None:
         previous = args.results_dir / f"{name}.json"
         stored = json.loads(previous.read_text()) if previous.exists() else {}
         details: dict[str, Any] = stored.get("details", {})
-        details["conll_live"] = run_conll_live(args)
+        if args.conll_curve is not None:
+            details["conll_live"] = summarise_conll_curve(args.conll_curve, args)
+        else:
+            details["conll_live"] = run_conll_live(args)
         details["conll_live"]["command"] = " ".join(["python benchmarks/active_stopping.py", *sys.argv[1:]])
         details["conll_live"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         print("conll live", json.dumps(details["conll_live"]["criteria"], indent=1), flush=True)
@@ -306,7 +331,10 @@ def main() -> None:
         details["conll_stored_curves"] = replay_conll(ner)
         print("conll", json.dumps(details["conll_stored_curves"]["strategies"]["mnlp"]["mean_given_up"]), flush=True)
     if args.conll_live:
-        details["conll_live"] = run_conll_live(args)
+        if args.conll_curve is not None:
+            details["conll_live"] = summarise_conll_curve(args.conll_curve, args)
+        else:
+            details["conll_live"] = run_conll_live(args)
         print("conll live", json.dumps(details["conll_live"]["criteria"], indent=1), flush=True)
     details["wall_seconds"] = round(time.time() - started, 1)
     details["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
