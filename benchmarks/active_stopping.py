@@ -269,8 +269,10 @@ def summarise_conll_curve(path: Path, args: argparse.Namespace) -> dict[str, Any
     import csv
 
     with path.open() as f:
-        curve = [{k: (float(v) if k not in ("round", "epoch", "step", "labelled") else int(v)) for k, v in row.items()}
-                 for row in csv.DictReader(f)]
+        curve = [
+            {k: (float(v) if k not in ("round", "epoch", "step", "labelled") else int(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
     words = round(curve[-1]["labelled_tokens"] / curve[-1]["fraction"])  # the pool's words: labelled / fraction
     criteria = _conll_criteria(words)
     return {
