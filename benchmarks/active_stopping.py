@@ -13,9 +13,14 @@ the accuracy (F1) given up = metric at the full budget - metric where it stopped
 * ``conll``: CoNLL-2003, the curves stored by ``benchmarks/active_ner.py`` (GPU run, 3 seeds, MNLP / random /
   least confidence / BALD, entity F1 on testb at 1%, 5%, ..., 33% of the words): ΔF (F1 moves < 1 point twice
   running; < 2 points once) and budget (17% of the words) replayed on each seed's curve. The model-measured
-  criteria (uncertainty, kappa) need the model: ``--conll-live`` runs a small CPU campaign (``--conll-train`` sentences) with all four.
+  criteria (uncertainty, kappa) need the model: ``--conll-live`` runs a small CPU campaign (``--conll-train``
+  sentences, MNLP, 5% of the words per round) with all of them measuring: low uncertainty per token and per
+  sentence (``reduce="max"``: the most uncertain word; ``reduce="mnlp"``: the length-normalised sequence
+  probability), stabilizing predictions, ΔF on entity F1 and budget; each uncertainty column is also replayed at
+  several thresholds (``threshold_sweep``).
 
-Usage: ``python benchmarks/active_stopping.py`` (about 4 minutes on an idle 2-core machine; ``--tiny``: 1 minute).
+Usage: ``python benchmarks/active_stopping.py`` (about 4 minutes on an idle 2-core machine; ``--tiny``: 1 minute);
+``--only-conll-live`` runs the live CoNLL campaign alone and merges it into the stored results.
 """
 
 from __future__ import annotations
@@ -46,6 +51,40 @@ def _criteria(monitor: str, delta: float, budget: float, unit: str, uncertainty:
         DeltaF(monitor, threshold=delta, window=2),
         Budget(budget, unit=unit),
     ]
+
+
+def _conll_criteria(total_words: int) -> list[Any]:
+    from trinity_lightning.rounds.stopping import LowUncertainty
+
+    return [
+        *_criteria("val_f1", 0.01, 0.5 * total_words, "tokens", 0.05),
+        LowUncertainty(0.2, kind="least_confidence", sample=2000, reduce="max"),
+        LowUncertainty(0.05, kind="least_confidence", sample=2000, reduce="mnlp"),
+    ]
+
+
+SWEEP = {
+    "stop/uncertainty": (0.01, 0.02, 0.03, 0.05, 0.1),
+    "stop/uncertainty_max": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "stop/uncertainty_mnlp": (0.01, 0.02, 0.03, 0.05, 0.1),
+}
+
+
+def _sweep(curve: list[dict[str, Any]], monitor: str, cost: str, scale: float) -> dict[str, Any]:
+    """Each recorded uncertainty column replayed at several thresholds: where it stops and what it gives up."""
+    from trinity_lightning.rounds.stopping import LowUncertainty
+
+    out: dict[str, Any] = {}
+    for column, thresholds in SWEEP.items():
+        if not any(column in row for row in curve):
+            continue
+        reduce = column.rpartition("_")[2] if column != "stop/uncertainty" else "token"
+        criteria = [LowUncertainty(t, reduce=reduce) for t in thresholds]
+        out[column] = {
+            str(t): {k: v for k, v in s.items() if k != "criterion"}
+            for t, s in zip(thresholds, _summary(criteria, curve, monitor, cost, scale).values())
+        }
+    return out
 
 
 def _summary(criteria: list[Any], curve: list[dict[str, Any]], monitor: str, cost: str, scale: float) -> dict:
@@ -200,13 +239,13 @@ def run_conll_live(args: argparse.Namespace) -> dict[str, Any]:
     dm.setup()
     total = int(dm.costs().sum())
     dm.label_randomly(max(1, len(dm.pool_indices) // 20), seed=args.seed)
-    criteria = _criteria("val_f1", 0.01, 0.5 * total, "tokens", 0.05)
+    criteria = _conll_criteria(total)
     al = ActiveLearning(
         "mnlp",
         query_size=0.05,
         budget=0.6,
         unit="tokens",
-        epochs_per_round=2,
+        epochs_per_round=args.conll_epochs,
         min_steps_per_round=30,
         monitor="val_f1",
         seed=args.seed,
@@ -220,7 +259,29 @@ def run_conll_live(args: argparse.Namespace) -> dict[str, Any]:
         "words": total,
         "cpu_seconds": round(time.process_time() - started, 1),
         "criteria": _summary(criteria, al.curve, "val_f1", "labelled_tokens", 100.0),
+        "threshold_sweep": _sweep(al.curve, "val_f1", "labelled_tokens", 100.0),
         "curve": _clean(al.curve),
+    }
+
+
+def summarise_conll_curve(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The live CoNLL summary from a curve CSV the campaign wrote (a run stopped early: its last row is the budget)."""
+    import csv
+
+    with path.open() as f:
+        curve = [
+            {k: (float(v) if k not in ("round", "epoch", "step", "labelled") else int(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+    words = round(curve[-1]["labelled_tokens"] / curve[-1]["fraction"])  # the pool's words: labelled / fraction
+    criteria = _conll_criteria(words)
+    return {
+        "train_sentences": args.conll_train,
+        "words": words,
+        "from_curve": str(path),
+        "criteria": _summary(criteria, curve, "val_f1", "labelled_tokens", 100.0),
+        "threshold_sweep": _sweep(curve, "val_f1", "labelled_tokens", 100.0),
+        "curve": _clean(curve),
     }
 
 
@@ -232,6 +293,13 @@ def main() -> None:
     parser.add_argument("--digits-epochs", type=int, default=1)
     parser.add_argument("--conll-live", action="store_true", help="also run a small CoNLL campaign on CPU")
     parser.add_argument("--conll-train", type=int, default=1500)
+    parser.add_argument("--conll-epochs", type=int, default=2, help="epochs per round of the live CoNLL campaign")
+    parser.add_argument(
+        "--conll-curve", type=Path, default=None, help="with --only-conll-live: summarise this recorded curve CSV"
+    )
+    parser.add_argument(
+        "--only-conll-live", action="store_true", help="only the live CoNLL campaign, merged into the stored results"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="a quick check of the script (small pool and budget)")
@@ -244,19 +312,35 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     started = time.time()
-    details: dict[str, Any] = {"digits": run_digits(args)}
+    name = "active_stopping_tiny" if args.tiny else "active_stopping"
+    if args.only_conll_live:
+        previous = args.results_dir / f"{name}.json"
+        stored = json.loads(previous.read_text()) if previous.exists() else {}
+        details: dict[str, Any] = stored.get("details", {})
+        if args.conll_curve is not None:
+            details["conll_live"] = summarise_conll_curve(args.conll_curve, args)
+        else:
+            details["conll_live"] = run_conll_live(args)
+        details["conll_live"]["command"] = " ".join(["python benchmarks/active_stopping.py", *sys.argv[1:]])
+        details["conll_live"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        print("conll live", json.dumps(details["conll_live"]["criteria"], indent=1), flush=True)
+        print(write_results(name, [], details, command=stored.get("command"), results_dir=args.results_dir))
+        return
+    details = {"digits": run_digits(args)}
     print("digits", json.dumps(details["digits"]["criteria"], indent=1), flush=True)
     ner = Path(__file__).resolve().parent / "results" / "active_ner.json"
     if ner.exists():
         details["conll_stored_curves"] = replay_conll(ner)
         print("conll", json.dumps(details["conll_stored_curves"]["strategies"]["mnlp"]["mean_given_up"]), flush=True)
     if args.conll_live:
-        details["conll_live"] = run_conll_live(args)
+        if args.conll_curve is not None:
+            details["conll_live"] = summarise_conll_curve(args.conll_curve, args)
+        else:
+            details["conll_live"] = run_conll_live(args)
         print("conll live", json.dumps(details["conll_live"]["criteria"], indent=1), flush=True)
     details["wall_seconds"] = round(time.time() - started, 1)
     details["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     details["note"] = "reported, no target: where each criterion stops and the metric given up vs the full budget"
-    name = "active_stopping_tiny" if args.tiny else "active_stopping"
     print(write_results(name, [], details, results_dir=args.results_dir))
 
 

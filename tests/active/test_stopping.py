@@ -145,3 +145,97 @@ def test_stopping_state_in_checkpoint_and_resume(tmp_path):
 
     assert table(al.curve) == table(ref.curve)
     assert torch.equal(stable.previous, ref_stable.previous)
+
+
+def _tagger_output():
+    """Two sentences of an "O"-dominated tagger: 9 sure "O" words + 1 unsure entity; 3 sure words + padding."""
+    sure, unsure, noise = [0.99, 0.005, 0.005], [0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3]
+    probs = torch.tensor([[sure] * 9 + [unsure], [sure] * 3 + [noise] * 7])
+    mask = torch.tensor([[True] * 10, [True] * 3 + [False] * 7])
+    return probs.log(), mask
+
+
+def test_sentence_level_uncertainty_is_not_drowned_by_o_tokens():
+    log_p, mask = _tagger_output()
+    token = LowUncertainty(reduce="token")
+    # per token: 12 words at 0.01 and one at 0.5 -> mean 0.0477, under a 0.05 threshold although a sentence is unsure
+    assert float((token.uncertainty(log_p) * mask).sum() / mask.sum()) == pytest.approx((12 * 0.01 + 0.5) / 13)
+    assert token.sentence_scores(log_p, mask).tolist() == pytest.approx([(9 * 0.01 + 0.5) / 10, 0.01])
+    assert LowUncertainty(reduce="max").sentence_scores(log_p, mask).tolist() == pytest.approx([0.5, 0.01])
+    mnlp = LowUncertainty(reduce="mnlp").sentence_scores(log_p, mask)
+    assert mnlp.tolist() == pytest.approx([1 - (0.99**9 * 0.5) ** 0.1, 0.01], rel=1e-5)  # padding ignored
+    entropy = LowUncertainty(kind="entropy", reduce="max").sentence_scores(log_p, mask)
+    assert entropy[0].item() == pytest.approx(-(0.5 * math.log(0.5) + 0.3 * math.log(0.3) + 0.2 * math.log(0.2)))
+    empty = LowUncertainty(reduce="max").sentence_scores(log_p[:1], torch.zeros(1, 10, dtype=torch.bool))
+    assert empty.tolist() == [0.0]
+    assert (LowUncertainty().column, LowUncertainty(reduce="max").column, LowUncertainty(reduce="mnlp").column) == (
+        "stop/uncertainty",
+        "stop/uncertainty_max",
+        "stop/uncertainty_mnlp",
+    )
+    with pytest.raises(ValueError, match="reduce"):
+        LowUncertainty(reduce="sentence")
+    with pytest.raises(ValueError, match="kind: reduce='mnlp'"):
+        LowUncertainty(kind="entropy", reduce="mnlp")
+
+
+class _FixedTagger(nn.Module):
+    """``pool_logits`` of a tagger: the batch holds pool indices, each gets the log-probabilities of one sentence."""
+
+    def __init__(self, log_p, mask):
+        super().__init__()
+        self.log_p, self.mask = log_p, mask
+
+    def pool_logits(self, batch):
+        return self.log_p[batch], self.mask[batch]
+
+
+class _Pool:
+    def __init__(self, n):
+        self.pool_indices = list(range(n))
+
+    def pool_dataloader(self, indices):
+        return [torch.tensor(indices[i : i + 1]) for i in range(len(indices))]  # one sentence per batch
+
+
+def test_measure_per_sentence_on_a_tagger_and_where_each_stops():
+    log_p, mask = _tagger_output()
+    model, pool = _FixedTagger(log_p, mask), _Pool(2)
+    rows = [{"labelled": 10}, {"labelled": 20}]
+    for reduce, expected in [("token", (12 * 0.01 + 0.5) / 13), ("max", 0.255), ("mnlp", None)]:
+        criterion = LowUncertainty(0.05, reduce=reduce, sample=None)
+        measured = criterion.measure(None, model, pool)
+        assert list(measured) == [criterion.column] and criterion.state_dict() == {"rounds": 1}
+        value = measured[criterion.column]
+        mean = LowUncertainty(reduce=reduce).sentence_scores(log_p, mask).mean().item()
+        assert value == pytest.approx(expected if expected is not None else mean, abs=1e-6)
+        rows[0][criterion.column] = 0.3
+        rows[1][criterion.column] = value
+    criteria = [LowUncertainty(0.05), LowUncertainty(0.05, reduce="max"), LowUncertainty(0.05, reduce="mnlp")]
+    # the token mean says "certain" while one sentence still has a word at p = 0.5; the per-sentence max does not;
+    # MNLP (0.075 and 0.01: a geometric mean over the words) is length-normalised, so diluted as well
+    assert rows[1]["stop/uncertainty_mnlp"] == pytest.approx((1 - (0.99**9 * 0.5) ** 0.1 + 0.01) / 2, rel=1e-4)
+    assert list(where_stops(criteria, rows).values()) == [1, None, 1]
+
+
+def test_sentence_level_uncertainty_in_a_tiny_tagger_campaign(tmp_path):
+    from trinity_lightning.active.ner import ConllDataModule
+    from trinity_lightning.models.tagger import Tagger
+
+    from .test_tagger import _toy_sentences, _write_conll
+
+    sents = _toy_sentences(80)
+    for name, part in (("train", sents[:60]), ("dev", sents[60:70]), ("test", sents[70:])):
+        _write_conll(tmp_path / f"{name}.txt", part)
+    dm = ConllDataModule(
+        str(tmp_path / "train.txt"), str(tmp_path / "dev.txt"), str(tmp_path / "test.txt"), initial_labelled=6
+    )
+    torch.manual_seed(0)
+    tagger = Tagger(net_kwargs={"word_channels": [16], "hidden": 16, "char_channels": 8, "word_dim": 8})
+    criteria = [LowUncertainty(0.0, sample=30, reduce=r) for r in ("token", "max", "mnlp")]
+    al = ActiveLearning("mnlp", query_size=40, budget=120, unit="tokens", stopping=criteria)
+    _trainer(tmp_path, al, enable_checkpointing=False).fit(tagger, datamodule=dm)
+    assert al.finished and len(al.curve) >= 2
+    for row in al.curve:
+        token, most, mnlp = row["stop/uncertainty"], row["stop/uncertainty_max"], row["stop/uncertainty_mnlp"]
+        assert 0.0 <= token <= most < 1.0 and 0.0 <= mnlp <= most  # a sentence's max bounds its mean and MNLP

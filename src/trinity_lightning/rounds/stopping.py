@@ -9,7 +9,10 @@ curve, the little state a criterion keeps, e.g. the previous round's predictions
 which the callback saves in its checkpoint entry).
 
 * :class:`LowUncertainty` (Zhu et al. 2008): the mean uncertainty of the model on (a fixed-size random sample
-  of) the unlabelled pool falls below ``threshold`` (column ``stop/uncertainty``).
+  of) the unlabelled pool falls below ``threshold`` (column ``stop/uncertainty``). For a tagger the mean over
+  tokens is dominated by the easy majority tag ("O"); ``reduce="max"`` (the most uncertain token of each
+  sentence) or ``reduce="mnlp"`` (the length-normalised sequence probability) measure per sentence instead
+  (columns ``stop/uncertainty_max``, ``stop/uncertainty_mnlp``).
 * :class:`StabilizingPredictions` (Bloodgood & Vijay-Shanker 2009): Cohen's kappa between the predictions of
   two successive rounds on a fixed *stop set* stays above ``threshold`` for ``window`` rounds (``stop/kappa``).
 * :class:`DeltaF` (Laws & Schütze 2008, Altschuler & Bloodgood 2019): the validation metric ``monitor``
@@ -54,6 +57,7 @@ __all__ = [
 ]
 
 _UNCERTAINTY = ("least_confidence", "entropy", "margin")
+_REDUCE = ("token", "max", "mnlp")
 
 
 def _logits(model: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -142,8 +146,16 @@ def _check_positive(value: int, argument: str) -> None:
 class LowUncertainty(MeasuredCriterion):
     """Stop when the model's mean uncertainty on the unlabelled pool falls below ``threshold``.
 
-    Each round it scores a random sample of at most ``sample`` pool items (per token for a tagger, over real
-    tokens only) and records the mean as ``stop/uncertainty``.
+    Each round it scores a random sample of at most ``sample`` pool items and records the mean as a curve
+    column. ``reduce`` says what is averaged (for a classifier, one item = one token, and all three agree):
+
+    * ``"token"``: every real token's uncertainty (``kind``), pooled over the sample (column
+      ``stop/uncertainty``). On a tagger this mean is dominated by the many easy "O" tokens and falls early.
+    * ``"max"``: per sentence, its most uncertain real token; the mean over sentences
+      (``stop/uncertainty_max``): a sentence counts as certain only when all of its tokens are.
+    * ``"mnlp"``: per sentence, ``1 - exp(mean_t log max_c p(c | t))``, one minus the length-normalised
+      probability of the most likely tag sequence (the MNLP score of Shen et al. 2018, as a least confidence in
+      [0, 1)); the mean over sentences (``stop/uncertainty_mnlp``). Needs ``kind="least_confidence"``.
 
     Args:
         threshold: stop once the mean uncertainty is at most this.
@@ -151,24 +163,42 @@ class LowUncertainty(MeasuredCriterion):
             ``"entropy"`` (nats).
         sample: how many pool items to score each round (``None``: the whole pool).
         seed: seed of the sample.
+        reduce: ``"token"``, ``"max"`` or ``"mnlp"`` (above).
 
     Example:
         >>> LowUncertainty(0.05).should_stop([{"stop/uncertainty": 0.2}, {"stop/uncertainty": 0.04}])
         True
+        >>> probs = torch.tensor([[[0.99, 0.01], [0.99, 0.01], [0.6, 0.4]]])  # one sentence, 3 tokens
+        >>> mask = torch.ones(1, 3, dtype=torch.bool)
+        >>> [round(LowUncertainty(reduce=r).sentence_scores(probs.log(), mask).item(), 3) for r in ("max", "mnlp")]
+        [0.4, 0.162]
     """
 
     column = "stop/uncertainty"
 
     def __init__(
-        self, threshold: float = 0.05, kind: str = "least_confidence", sample: int | None = 2000, seed: int = 0
+        self,
+        threshold: float = 0.05,
+        kind: str = "least_confidence",
+        sample: int | None = 2000,
+        seed: int = 0,
+        reduce: str = "token",
     ) -> None:
         if kind not in _UNCERTAINTY:
             raise ValueError(f"kind: expected one of {_UNCERTAINTY}, got {kind!r}")
+        if reduce not in _REDUCE:
+            raise ValueError(f"reduce: expected one of {_REDUCE}, got {reduce!r}")
+        if reduce == "mnlp" and kind != "least_confidence":
+            raise ValueError(
+                f"kind: reduce='mnlp' scores the top tag's probability; use kind='least_confidence', got {kind!r}"
+            )
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
             raise ValueError(f"threshold: expected a number >= 0, got {threshold!r}")
         if sample is not None:
             _check_positive(sample, "sample")
-        self.threshold, self.kind, self.sample, self.seed = threshold, kind, sample, seed
+        self.threshold, self.kind, self.sample, self.seed, self.reduce = threshold, kind, sample, seed, reduce
+        if reduce != "token":
+            self.column = f"stop/uncertainty_{reduce}"
         self._rounds = 0
 
     def uncertainty(self, log_p: torch.Tensor) -> torch.Tensor:
@@ -182,6 +212,22 @@ class LowUncertainty(MeasuredCriterion):
             return 1.0 - (top[..., 0] - second)
         return 1.0 - p.amax(-1)
 
+    def sentence_scores(self, log_p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One uncertainty per sequence ``(N,)`` of log-probabilities ``(N, T, C)`` over its real tokens ``mask``.
+
+        ``reduce="max"``: the most uncertain token; ``"mnlp"``: ``1 - exp(mean log max p)``; ``"token"``: the
+        mean token uncertainty. A sequence without real tokens scores 0.
+        """
+        mask = mask.bool()
+        lengths = mask.sum(-1)
+        if self.reduce == "mnlp":
+            mean_log = (log_p.amax(-1) * mask).sum(-1) / lengths.clamp(min=1)
+            return torch.where(lengths > 0, 1.0 - mean_log.exp(), torch.zeros_like(mean_log))
+        scores = self.uncertainty(log_p)
+        if self.reduce == "max":
+            return scores.masked_fill(~mask, float("-inf")).amax(-1).clamp(min=0.0).where(lengths > 0, 0.0)
+        return (scores * mask).sum(-1) / lengths.clamp(min=1)
+
     def measure(self, trainer: Any, pl_module: Any, datamodule: Any) -> dict[str, float]:
         pool = list(datamodule.pool_indices)
         if not pool:
@@ -192,8 +238,12 @@ class LowUncertainty(MeasuredCriterion):
         self._rounds += 1
         total, count = 0.0, 0
         for log_p, mask in _run(pl_module, datamodule, pool, trainer):
-            total += float((self.uncertainty(log_p) * mask).sum())
-            count += int(mask.sum())
+            if self.reduce == "token":
+                total += float((self.uncertainty(log_p) * mask).sum())
+                count += int(mask.sum())
+            else:
+                total += float(self.sentence_scores(log_p, mask).sum())
+                count += len(log_p)
         return {self.column: round(total / max(count, 1), 6)}
 
     def should_stop(self, history: Sequence[dict[str, Any]]) -> bool:
