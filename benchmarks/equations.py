@@ -406,6 +406,7 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
     if "extrapolation" not in summary:
         return [], details
     plot(summary, args.plot)
+    details["plot"] = os.path.relpath(args.plot, ROOT)  # not the first seed run's own plot
     return accuracy_claims(summary["extrapolation"], len(seeds)), details
 
 
