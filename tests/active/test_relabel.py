@@ -206,3 +206,64 @@ def test_campaign_relabels_with_workers_inside_trainer_fit(tmp_path):
     restored.load_state_dict(campaign.state_dict())
     assert restored.annotations == campaign.annotations and state["labels_spent"] == 45
     assert restored.oracle.revealed == oracle.revealed
+
+
+def _campaign_fit(tmp_path, held, oracle, annotations, budget, labelled_initial=True):
+    data, _ = _crowd_task()
+    dm = ActiveLearningDataModule(
+        data, val=data, num_classes=2, batch_size=16, initial_labelled=0, labels_path=str(tmp_path / "labels.json")
+    )
+    dm.setup("fit")
+    if labelled_initial:
+        dm.label(sorted(annotations), [annotations[i][0][1] for i in sorted(annotations)])
+    campaign = ActiveRelabelling(query_size=10, budget=budget, annotations=annotations, max_labels=3, oracle=oracle)
+    trainer = pl.Trainer(
+        max_epochs=-1,
+        callbacks=[campaign],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(Net(), datamodule=dm)
+    return campaign, dm
+
+
+def test_every_workers_answer_is_kept_on_disk_and_read_back_by_a_fresh_fit(tmp_path):
+    import json
+
+    _, held = _crowd_task()
+    oracle = CrowdOracle(held)
+    oracle.query(0, list(range(10)))
+    first = oracle.collect(0)
+    annotations = {i: [(w, lab)] for i, lab, w in zip(first.indices, first.labels, first.workers)}
+    campaign, dm = _campaign_fit(tmp_path, held, oracle, annotations, budget=20)
+    path = ActiveRelabelling.annotations_path(dm)
+    assert path == tmp_path / "labels.json.annotations.json"
+    on_disk = {int(k): [tuple(a) for a in v] for k, v in json.loads(path.read_text()).items()}
+    assert on_disk == campaign.annotations and sum(len(v) for v in on_disk.values()) == 10 + 20
+    # a new process without a checkpoint: the labels file and the annotations file carry the campaign on
+    again, _ = _campaign_fit(tmp_path, held, CrowdOracle(held), {}, budget=10, labelled_initial=False)
+    for index, given in on_disk.items():
+        assert set(given) <= set(again.annotations[index])  # nothing a worker answered was lost
+
+
+def test_an_out_of_range_label_is_refused_before_anything_changes(tmp_path):
+    from trinity_lightning.rounds.oracle import Answers
+
+    data, held = _crowd_task()
+    dm = ActiveLearningDataModule(data, val=data, num_classes=2, batch_size=16, initial_labelled=0)
+    dm.setup("fit")
+    dm.label([0], [1])
+
+    class BadOracle(CrowdOracle):
+        def collect(self, round):
+            return Answers(indices=[1, 0], labels=[0, 7], workers=["w1", "w2"])
+
+    campaign = ActiveRelabelling(query_size=2, budget=10, annotations={0: [("w0", 1)]}, oracle=BadOracle(held))
+    before = {k: list(v) for k, v in campaign.annotations.items()}
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    with pytest.raises(ValueError, match=r"labels: label 7 of index 0 \(worker 'w2'\) is out of range \[0, 2\)"):
+        campaign._collect(trainer, Net(), dm, 1)
+    assert campaign.annotations == before and campaign.labels_spent == 0 and dm.n_labelled == 1

@@ -30,10 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,6 +45,7 @@ from trinity_lightning.active.batch import PoolQueryStrategy
 from trinity_lightning.active.callback import ActiveLearning
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.strategies import LOGITS, QueryStrategy, register_heuristic
+from trinity_lightning.data.atomic import atomic_write_json
 from trinity_lightning.rounds.inference import broadcast
 from trinity_lightning.rounds.oracle import Answers, Oracle, Query
 from trinity_lightning.rounds.schedule import StoppingCriterion
@@ -591,6 +594,12 @@ class ActiveRelabelling(ActiveLearning):
             raise ValueError("oracle: ActiveRelabelling needs the answers' labels (use CrowdOracle or FileOracle)")
         labelled = set(dm.labelled_indices)
         workers = answers.workers or [None] * len(answers.indices)
+        for index, label, worker in zip(answers.indices, answers.labels, workers):  # all checked before any change
+            if dm.num_classes is not None and not 0 <= int(label) < dm.num_classes:
+                raise ValueError(
+                    f"labels: label {label!r} of index {int(index)} (worker {worker!r}) is out of range "
+                    f"[0, {dm.num_classes})"
+                )
         new: list[int] = []
         for index, label, worker in zip(answers.indices, answers.labels, workers):
             index = int(index)
@@ -610,6 +619,7 @@ class ActiveRelabelling(ActiveLearning):
         dm._overrides.update({i: item_consensus(self.annotations[i]) for i in relabelled})
         if relabelled and dm.labels_path is not None:
             dm.save_labels(dm.labels_path)
+        self._save_annotations(dm)
         self.round, self.waiting, self.epochs_in_round = next_round, False, 0
         self.steps_at_round_start = trainer.global_step
         if self.reset_weights and self.initial_weights is not None:
@@ -617,6 +627,32 @@ class ActiveRelabelling(ActiveLearning):
             for optimizer in trainer.optimizers:
                 optimizer.state = defaultdict(dict)
         return True
+
+    @staticmethod
+    def annotations_path(dm: ActiveLearningDataModule) -> Path | None:
+        """Where every worker's answer is kept: ``<labels_path>.annotations.json`` (``None`` without a
+        ``labels_path``). Rewritten atomically after each round's answers, so no label a person gave is lost on a
+        crash, and read back by a fresh ``fit`` (no checkpoint) when the DataModule resumes its labels file."""
+        return None if dm.labels_path is None else dm.labels_path.with_name(dm.labels_path.name + ".annotations.json")
+
+    def _save_annotations(self, dm: ActiveLearningDataModule) -> None:
+        path = self.annotations_path(dm)
+        if path is not None:
+            atomic_write_json(path, {str(k): [list(a) for a in v] for k, v in self.annotations.items()})
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        dm = self._datamodule(trainer)
+        path = self.annotations_path(dm)
+        if path is not None and path.exists() and self.labels_spent == 0 and dm.resume_labels:
+            try:
+                on_file = {int(k): [(str(w), int(y)) for w, y in v] for k, v in json.loads(path.read_text()).items()}
+            except (ValueError, TypeError, AttributeError) as err:
+                raise ValueError(
+                    f"labels_path: {path} is not an annotations file written by ActiveRelabelling ({err})"
+                ) from None
+            for index, given in on_file.items():
+                self.annotations[index] = given  # the file holds every answer collected so far
+        super().on_fit_start(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
