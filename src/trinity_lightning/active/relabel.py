@@ -34,21 +34,30 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from trinity_lightning.active.batch import PoolQueryStrategy
 from trinity_lightning.active.callback import ActiveLearning
 from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.strategies import LOGITS, QueryStrategy, register_heuristic
+from trinity_lightning.crowd.quality import (  # CROWDLAB's estimator lives with the crowd quality tables
+    CrowdlabResult,
+    _long_form,
+    _probs,
+    best_temperature,
+    crowdlab_consensus,
+    majority_vote,
+    temperature_scale,
+)
 from trinity_lightning.data.atomic import atomic_write_json
 from trinity_lightning.rounds.inference import broadcast
 from trinity_lightning.rounds.oracle import Answers, Oracle, Query
 from trinity_lightning.rounds.schedule import StoppingCriterion
+
+ActiveLabResult = CrowdlabResult  # the name before it moved to trinity_lightning.crowd.quality
 
 Annotations = dict[int, list[tuple[str, int]]]
 """Labels per item (dataset index): ``[(worker, class id), ...]`` in the order they came."""
@@ -60,227 +69,11 @@ __all__ = [
     "CrowdOracle",
     "activelab_scores",
     "activelab_select",
+    "best_temperature",
     "crowdlab_consensus",
     "majority_vote",
+    "temperature_scale",
 ]
-
-_CLIP = 1e-6  # cleanlab's CLIPPING_LOWER_BOUND
-_SMALL = 1e-30  # cleanlab's SMALL_CONST
-_COARSE_TEMPERATURES = (0.1, 0.2, 0.5, 0.8, 1.0, 2.0, 3.0, 5.0, 8.0)
-_FINE = 4
-
-
-def _long_form(labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
-    """``(items, workers, labels, N, M)`` from an ``(N, M)`` matrix whose missing entries are NaN or negative."""
-    matrix = torch.as_tensor(np.asarray(labels, dtype=np.float64) if not isinstance(labels, torch.Tensor) else labels)
-    if matrix.ndim != 2:
-        raise ValueError(f"labels: expected an (items, annotators) matrix, got shape {tuple(matrix.shape)}")
-    matrix = matrix.to(torch.float64)
-    present = ~torch.isnan(matrix) & (matrix >= 0)
-    items, workers = present.nonzero(as_tuple=True)
-    values = matrix[items, workers]
-    if (values != values.round()).any():
-        raise ValueError("labels: class ids must be whole numbers")
-    return items, workers, values.long(), int(matrix.shape[0]), int(matrix.shape[1])
-
-
-def _probs(value: Any, name: str, k: int | None = None) -> torch.Tensor:
-    probs = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value).to(torch.float64)
-    if probs.ndim != 2 or (k is not None and probs.shape[1] != k):
-        expected = "(N, K)" if k is None else f"(N, {k})"
-        raise ValueError(f"{name}: expected shape {expected}, got {tuple(probs.shape)}")
-    if not torch.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError(f"{name}: probabilities must be finite and non-negative (pass softmax outputs)")
-    return probs
-
-
-def _softmax_no_shift(x: torch.Tensor, temperature: float) -> torch.Tensor:
-    e = torch.exp(x / max(temperature, 1e-12))
-    return e / e.sum(dim=-1, keepdim=True)
-
-
-def temperature_scale(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``softmax(log p / T)`` of probabilities clipped at 1e-30 and renormalized (cleanlab's scaling)."""
-    probs = probs.clamp_min(_SMALL)
-    probs = probs / probs.sum(dim=1, keepdim=True)
-    scaled = _softmax_no_shift(torch.log(probs), temperature)
-    return scaled / scaled.sum(dim=1, keepdim=True)
-
-
-def best_temperature(counts: torch.Tensor, probs: torch.Tensor, compat: bool = False) -> float:
-    """The temperature minimizing the soft cross-entropy between the label distributions and the prediction
-    (a coarse grid, then a finer one around its best point: cleanlab's search).
-
-    ``compat``: reproduce cleanlab 2.x, whose label counts (of float labels) put the counts of the classes an
-    item received in the first columns (an item labelled ``[1, 1]`` of 3 classes counts as ``[2, 0, 0]``).
-    """
-    k = probs.shape[1]
-    if compat:
-        present = counts > 0
-        column = (present.cumsum(dim=1) - 1).clamp_min(0)
-        packed = torch.zeros_like(counts).scatter_add_(1, column, counts * present)
-        counts = torch.where(present.all(dim=1, keepdim=True), counts, packed)
-    empirical = counts / counts.sum(dim=1, keepdim=True)
-    log_probs = torch.where(probs > 0, torch.log(probs.clamp_min(1e-300)), torch.full_like(probs, -math.inf))
-
-    def losses(temperatures: Sequence[float]) -> torch.Tensor:
-        out = []
-        for t in temperatures:
-            scaled = _softmax_no_shift(log_probs, t).clamp_min(_SMALL)
-            out.append((-(empirical * torch.log(scaled)).sum(dim=1) / math.log(k)).mean())
-        return torch.stack(out)
-
-    coarse = list(_COARSE_TEMPERATURES)
-    best = int(losses(coarse).argmin())
-    fine: list[float] = []
-    if best != 0:
-        fine += np.linspace(coarse[best - 1], coarse[best], _FINE, endpoint=False).tolist()
-    if best != len(coarse) - 1:
-        fine += np.linspace(coarse[best], coarse[best + 1], _FINE + 1, endpoint=True).tolist()
-    return float(fine[int(losses(fine).argmin())])
-
-
-def _counts(items: torch.Tensor, labels: torch.Tensor, n: int, k: int) -> torch.Tensor:
-    counts = torch.zeros(n, k, dtype=torch.float64)
-    return counts.index_put_((items, labels), torch.ones(len(items), dtype=torch.float64), accumulate=True)
-
-
-def majority_vote(
-    items: torch.Tensor,
-    workers: torch.Tensor,
-    labels: torch.Tensor,
-    num_items: int,
-    num_classes: int,
-    probs: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Majority vote per item; ties go to the model's most probable class (``probs``), then the rarer class
-    overall, then the class whose annotators agree most with the untied majority, then the smallest class.
-
-    Example:
-        >>> majority_vote(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]), torch.tensor([1, 0, 1]), 2, 2,
-        ...               torch.tensor([[0.3, 0.7], [0.5, 0.5]])).tolist()
-        [1, 1]
-    """
-    counts = _counts(items, labels, num_items, num_classes)
-    modes = counts == counts.amax(dim=1, keepdim=True)
-    untied = modes.sum(dim=1) == 1
-    candidates = modes
-    if probs is not None:
-        masked = probs.masked_fill(~candidates, -math.inf)
-        candidates = candidates & (masked == masked.amax(dim=1, keepdim=True))
-    frequency = counts.sum(dim=0).expand_as(counts)
-    masked = frequency.masked_fill(~candidates, math.inf)
-    candidates = candidates & (masked == masked.amin(dim=1, keepdim=True))
-    if bool((candidates.sum(dim=1) > 1).any()):
-        vote = counts.argmax(dim=1)
-        on_untied = untied[items]
-        num_workers = int(workers.max()) + 1 if len(workers) else 0
-        hits = torch.zeros(num_workers, dtype=torch.float64).index_add_(
-            0, workers[on_untied], (labels[on_untied] == vote[items[on_untied]]).to(torch.float64)
-        )
-        seen = torch.zeros(num_workers, dtype=torch.float64).index_add_(
-            0, workers[on_untied], torch.ones(int(on_untied.sum()), dtype=torch.float64)
-        )
-        agreement = hits / seen
-        agreement = torch.where(seen > 0, agreement, agreement[seen > 0].mean())
-        summed = torch.zeros_like(counts).index_put_((items, labels), agreement[workers], accumulate=True)
-        score = (summed / counts.clamp_min(1)).masked_fill(~candidates, -math.inf)
-        candidates = candidates & (score == score.amax(dim=1, keepdim=True))
-    return candidates.to(torch.int8).argmax(dim=1)
-
-
-@dataclass
-class ActiveLabResult:
-    """What :func:`crowdlab_consensus` estimates: consensus labels and their quality, the weights and the
-    temperature of the model's probabilities."""
-
-    consensus: torch.Tensor
-    quality: torch.Tensor
-    model_weight: float
-    annotator_weight: torch.Tensor
-    temperature: float
-    item_weight: torch.Tensor  # sum of the weights of each item's annotators
-
-
-def _stats(
-    items: torch.Tensor,
-    workers: torch.Tensor,
-    labels: torch.Tensor,
-    counts: torch.Tensor,
-    probs: torch.Tensor,
-    consensus: torch.Tensor,
-    num_workers: int,
-) -> tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]:
-    """CROWDLAB's posterior ``(N, K)``, model weight, annotator weights and per-item annotator weight sum."""
-    n, k = counts.shape
-    per_item = counts.sum(dim=1)
-    multi = per_item != 1
-    agreement = counts[torch.arange(n), consensus] / per_item
-    likely = agreement[multi].mean()
-    unlikely = (1 - likely) / (k - 1)
-    subset = consensus[multi]
-    majority = torch.bincount(subset, minlength=k).argmax()
-    class_error = max(float((subset != majority).to(torch.float64).mean()), _CLIP)
-    # each annotator's agreement with the other annotators of the items they labelled
-    extra = per_item[items] - 1
-    same = counts[items, labels] - 1
-    num = torch.zeros(num_workers, dtype=torch.float64).index_add_(0, workers, same)
-    den = torch.zeros(num_workers, dtype=torch.float64).index_add_(0, workers, extra)
-    with_overlap = den > 0
-    peer = torch.where(with_overlap, num / den.clamp_min(1), (num / den.clamp_min(1))[with_overlap].mean())
-    weight = (1 - (1 - peer) / class_error).clamp_min(_CLIP)
-    model_error = float((probs[multi].argmax(dim=1) != subset).to(torch.float64).mean())
-    model_weight = max(1 - model_error / class_error, _CLIP) * math.sqrt(float(per_item.mean()))
-    item_weight = torch.zeros(n, dtype=torch.float64).index_add_(0, items, weight[workers])
-    post = probs * model_weight + (item_weight * unlikely)[:, None]
-    post = post.index_put_((items, labels), weight[workers] * (likely - unlikely), accumulate=True)
-    return post / (item_weight + model_weight)[:, None], model_weight, weight, item_weight
-
-
-def crowdlab_consensus(
-    items: torch.Tensor,
-    workers: torch.Tensor,
-    labels: torch.Tensor,
-    probs: torch.Tensor,
-    num_workers: int | None = None,
-    calibrate: bool = True,
-    compat: bool = False,
-) -> ActiveLabResult:
-    """CROWDLAB's consensus (``best_quality``) and its quality for labelled items, from long-form annotations
-    (``items``, ``workers``, ``labels``: one entry per label, ids from 0) and the model's ``probs`` ``(N, K)``.
-
-    With ``calibrate`` (ActiveLab's use), the model's probabilities are first temperature-scaled to the labels
-    (``compat``: with cleanlab's label counts, see :func:`best_temperature`).
-    When every item has one label there is nothing to estimate: the consensus is that label, its quality the
-    model's probability of it, and every weight is 1.
-
-    Example:
-        >>> out = crowdlab_consensus(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1]),
-        ...                          torch.tensor([1, 1, 0, 1]), torch.tensor([[0.2, 0.8], [0.6, 0.4]]))
-        >>> out.consensus.tolist()
-        [1, 0]
-    """
-    probs = probs.to(torch.float64)
-    n, k = probs.shape
-    m = int(num_workers if num_workers is not None else (int(workers.max()) + 1 if len(workers) else 0))
-    counts = _counts(items, labels, n, k)
-    per_item = counts.sum(dim=1)
-    if (per_item == 0).any():
-        raise ValueError(f"labels: items {(per_item == 0).nonzero().flatten()[:5].tolist()} have no label")
-    if bool((per_item == 1).all()):
-        consensus = majority_vote(items, workers, labels, n, k, probs)
-        ones = torch.ones(m, dtype=torch.float64)
-        return ActiveLabResult(consensus, probs[torch.arange(n), consensus], 1.0, ones, 1.0, per_item.clone())
-    temperature = best_temperature(counts, probs, compat) if calibrate else 1.0
-    if calibrate:
-        probs = temperature_scale(probs, temperature)
-    vote = majority_vote(items, workers, labels, n, k, probs)
-    post, *_ = _stats(items, workers, labels, counts, probs, vote, m)
-    top = post == post.amax(dim=1, keepdim=True)
-    consensus = torch.where(top.sum(dim=1) == 1, post.argmax(dim=1), vote)
-    post, model_weight, weight, item_weight = _stats(items, workers, labels, counts, probs, consensus, m)
-    quality = post[torch.arange(n), consensus]
-    return ActiveLabResult(consensus, quality, model_weight, weight, temperature, item_weight)
 
 
 def activelab_scores(

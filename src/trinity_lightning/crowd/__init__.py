@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from trinity_lightning.crowd.majority_vote import MajorityVote
     from trinity_lightning.crowd.mbem import MBEM
     from trinity_lightning.crowd.mmsr import MMSR
-    from trinity_lightning.crowd.quality import annotator_quality, consensus_quality
+    from trinity_lightning.crowd.quality import LabelQuality, annotator_quality, consensus_quality, label_quality
     from trinity_lightning.crowd.simulate import hammer_spammer_confusions, random_confusions, simulate_annotations
     from trinity_lightning.crowd.skills import GoldMajorityVote, Wawa, ZeroBasedSkill
     from trinity_lightning.crowd.table import AnnotationTable
@@ -45,6 +45,8 @@ _LAZY = {
     "KOS": "trinity_lightning.crowd.kos",
     "consensus_quality": "trinity_lightning.crowd.quality",
     "annotator_quality": "trinity_lightning.crowd.quality",
+    "label_quality": "trinity_lightning.crowd.quality",
+    "LabelQuality": "trinity_lightning.crowd.quality",
     "GoldMajorityVote": "trinity_lightning.crowd.skills",
     "Wawa": "trinity_lightning.crowd.skills",
     "ZeroBasedSkill": "trinity_lightning.crowd.skills",
@@ -75,6 +77,7 @@ __all__ = [
     "DawidSkene",
     "EpochSeededSampler",
     "GoldMajorityVote",
+    "LabelQuality",
     "MajorityVote",
     "OneCoinDawidSkene",
     "SimulatedCrowdDataModule",
@@ -83,6 +86,7 @@ __all__ = [
     "annotator_quality",
     "consensus_quality",
     "hammer_spammer_confusions",
+    "label_quality",
     "random_confusions",
     "simulate_annotations",
     "soft_target_cross_entropy",
