@@ -37,7 +37,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from trinity_lightning.active.batch import PoolQueryStrategy
 from trinity_lightning.active.callback import ActiveLearning
@@ -45,10 +47,12 @@ from trinity_lightning.active.datamodule import ActiveLearningDataModule
 from trinity_lightning.active.strategies import LOGITS, QueryStrategy, register_heuristic
 from trinity_lightning.crowd.quality import (  # CROWDLAB's estimator lives with the crowd quality tables
     CrowdlabResult,
+    LabelQuality,
     _long_form,
     _probs,
     best_temperature,
     crowdlab_consensus,
+    label_quality,
     majority_vote,
     temperature_scale,
 )
@@ -175,6 +179,8 @@ class ActiveLab(PoolQueryStrategy):
         self.annotations: dict[int, list[tuple[str, int]]] = {}  # item -> [(worker, label)]
         self.max_labels: int | None = None
         self.blocked: set[int] = set()  # labelled items that can take no further label
+        self.last_rows: list[int] = []  # the candidates of the latest select (dataset indices) ...
+        self.last_probs: torch.Tensor | None = None  # ... and the model's probabilities of them
 
     def select(
         self, pool: dict[str, torch.Tensor], k: int, labelled: dict[str, torch.Tensor] | None = None
@@ -183,6 +189,7 @@ class ActiveLab(PoolQueryStrategy):
         rows = list(range(len(probs))) if self.candidates is None else self.candidates
         if len(rows) != len(probs):
             raise ValueError(f"candidates: {len(rows)} candidates for {len(probs)} rows of logits")
+        self.last_rows, self.last_probs = [int(r) for r in rows], probs.detach().cpu()
         done = [p for p, item in enumerate(rows) if self.annotations.get(int(item))]
         new = [p for p, item in enumerate(rows) if not self.annotations.get(int(item))]
         if not done:
@@ -413,6 +420,7 @@ class ActiveRelabelling(ActiveLearning):
         if relabelled and dm.labels_path is not None:
             dm.save_labels(dm.labels_path)
         self._save_annotations(dm)
+        self._save_quality(trainer, dm)
         self.round, self.waiting, self.epochs_in_round = next_round, False, 0
         self.steps_at_round_start = trainer.global_step
         if self.reset_weights and self.initial_weights is not None:
@@ -427,6 +435,55 @@ class ActiveRelabelling(ActiveLearning):
         ``labels_path``). Rewritten atomically after each round's answers, so no label a person gave is lost on a
         crash, and read back by a fresh ``fit`` (no checkpoint) when the DataModule resumes its labels file."""
         return None if dm.labels_path is None else dm.labels_path.with_name(dm.labels_path.name + ".annotations.json")
+
+    @staticmethod
+    def quality_path(dm: ActiveLearningDataModule) -> Path | None:
+        """Where CROWDLAB's tables (:meth:`label_quality`) are written after each round's answers:
+        ``<labels_path>.quality.csv`` (items) and ``<labels_path>.quality.annotators.csv`` (``None`` without a
+        ``labels_path``)."""
+        return None if dm.labels_path is None else dm.labels_path.with_name(dm.labels_path.name + ".quality.csv")
+
+    def label_quality(self, **kwargs: Any) -> LabelQuality:
+        """CROWDLAB's quality tables (:func:`~trinity_lightning.crowd.quality.label_quality`) of every answer
+        collected so far (:attr:`annotations`), with the model's probabilities from the latest round's scoring as
+        ``pred_probs``: per item (dataset index) the consensus label and ``consensus_quality_score``, per worker
+        ``annotator_quality``, ``agreement_with_consensus`` and ``worst_class``. Items the latest round did not
+        score (none, unless :attr:`annotations` was edited since) are left out.
+
+        Example:
+            >>> ActiveRelabelling(query_size=2).label_quality()
+            Traceback (most recent call last):
+            ...
+            RuntimeError: ActiveRelabelling.label_quality: no round has scored the items yet (no model predictions)
+        """
+        assert isinstance(self.strategy, ActiveLab)
+        probs = self.strategy.last_probs
+        if probs is None:
+            raise RuntimeError(
+                "ActiveRelabelling.label_quality: no round has scored the items yet (no model predictions)"
+            )
+        row = {item: p for p, item in enumerate(self.strategy.last_rows)}
+        items = [i for i in sorted(self.annotations) if self.annotations[i] and i in row]
+        if not items:
+            raise RuntimeError("ActiveRelabelling.label_quality: no labelled item was scored by the latest round")
+        frame = pd.DataFrame(
+            [(i, w, int(y)) for i in items for w, y in self.annotations[i]], columns=["item", "worker", "label"]
+        )
+        model = pd.DataFrame(probs[[row[i] for i in items]].numpy(), index=items)
+        return label_quality(frame, model, item="item", classes=list(range(probs.shape[1])), **kwargs)
+
+    def _save_quality(self, trainer: Any, dm: ActiveLearningDataModule) -> None:
+        path = self.quality_path(dm)
+        if path is None or not trainer.is_global_zero or not isinstance(self.strategy, ActiveLab):
+            return
+        if self.strategy.last_probs is None:
+            return
+        try:
+            tables = self.label_quality()
+        except (RuntimeError, ValueError) as err:  # a report must not stop the campaign
+            rank_zero_warn(f"ActiveRelabelling: quality tables not written to {path}: {err}", category=UserWarning)
+            return
+        tables.save(path)
 
     def _save_annotations(self, dm: ActiveLearningDataModule) -> None:
         path = self.annotations_path(dm)

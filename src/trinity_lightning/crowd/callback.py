@@ -17,6 +17,7 @@ from trinity_lightning.crowd.heldout import (
 )
 from trinity_lightning.crowd.majority_vote import MajorityVote
 from trinity_lightning.crowd.mbem import MBEM, PRIORS
+from trinity_lightning.crowd.quality import LabelQuality, label_quality
 from trinity_lightning.crowd.table import AnnotationTable
 from trinity_lightning.rounds.curve import log_round, write_curve
 from trinity_lightning.rounds.engine import RoundCallback
@@ -83,6 +84,8 @@ class CrowdEM(RoundCallback):
             (see above); ``False`` always takes the model's posteriors.
         guard_folds: folds of the held-out likelihood.
         curve_path: also write the per-round numbers (the ``history``) as a CSV, atomically, after every round.
+        quality_path: also write CROWDLAB's quality tables (:meth:`label_quality`) after every round, atomically:
+            the items to this CSV, the annotators beside it (``quality.csv`` -> ``quality.annotators.csv``).
 
     Metrics it reads: none of the module's (it needs only ``forward`` returning logits); its own are logged as
     ``crowd/<name>`` like every round callback's (``active/...``, ``alpf/...``). It is a policy on the round
@@ -95,6 +98,7 @@ class CrowdEM(RoundCallback):
         posteriors: the latest ``(num_items, K)`` posteriors (``None`` before the first round).
         confusions: the latest ``(num_workers, K, K)`` worker confusions.
         history: one dict of plain numbers per round (also in the checkpoint).
+        predictions: the model's ``(num_items, K)`` probabilities of the latest round (also in the checkpoint).
 
     Example:
         >>> cb = CrowdEM(epochs_per_round=2)
@@ -114,6 +118,7 @@ class CrowdEM(RoundCallback):
         guard_folds: int = 5,
         em_iter: int | None = None,
         curve_path: str | None = None,
+        quality_path: str | None = None,
     ) -> None:
         super().__init__()
         if em_iter is not None:
@@ -132,7 +137,9 @@ class CrowdEM(RoundCallback):
             raise ValueError(f"guard_folds: expected at least 2, got {guard_folds}")
         self.hard, self.prior, self.smoothing, self.n_iter = hard, prior, smoothing, n_iter
         self.guard, self.guard_folds = guard, guard_folds
-        self.curve_path = curve_path
+        self.curve_path, self.quality_path = curve_path, quality_path
+        self.predictions: torch.Tensor | None = None
+        self.table: AnnotationTable | None = None  # the annotations of the latest round
         self.baseline_ll: float | None = None  # the gold-free baseline of the guard (annotations only: fixed)
         self.round = 0
         self.posteriors: torch.Tensor | None = None
@@ -164,6 +171,8 @@ class CrowdEM(RoundCallback):
         self.restore_rng_states(trainer)
         if self.posteriors is not None:  # resumed: the restored posteriors replace the initial targets
             self._datamodule(trainer).set_targets(self.posteriors)
+        if self.predictions is not None:
+            self.table = self._datamodule(trainer).annotation_table
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the labels drawn for this epoch; the sampler does it too, but not under DDP (Lightning wraps it)
@@ -196,6 +205,7 @@ class CrowdEM(RoundCallback):
         dm = self._datamodule(trainer)
         table = dm.annotation_table
         predictions = self.predict(trainer, pl_module)
+        self.predictions, self.table = predictions.detach().to("cpu", torch.float32), table
         previous = dm.targets.argmax(dim=1) if getattr(dm, "targets", None) is not None else None
         mbem = MBEM(n_iter=self.n_iter, hard=self.hard, prior=self.prior, smoothing=self.smoothing)
         mbem.fit(table, predictions)
@@ -234,7 +244,33 @@ class CrowdEM(RoundCallback):
         log_round(trainer, pl_module, "crowd", {k: v for k, v in record.items() if k != "epoch"})
         if self.curve_path is not None and trainer.is_global_zero:
             write_curve(self.curve_path, self.history)
+        if self.quality_path is not None and trainer.is_global_zero:
+            self.label_quality().save(self.quality_path)
         return record
+
+    def label_quality(self, annotations: Any = None, **kwargs: Any) -> LabelQuality:
+        """CROWDLAB's quality tables (:func:`~trinity_lightning.crowd.quality.label_quality`) of the annotations,
+        with the model's predictions of the latest round as ``pred_probs``: each item's consensus label and
+        ``consensus_quality_score``, each annotator's ``annotator_quality``, ``agreement_with_consensus`` and
+        ``worst_class``, as DataFrames indexed by the item and annotator ids of the annotation table.
+
+        The model was trained on these items, so its predictions are in-sample (CROWDLAB prefers out-of-sample
+        ones): its weight against the annotators may come out higher than a held-out model's would.
+
+        Args:
+            annotations: the annotation table (default: the one of the latest round, i.e. the DataModule's).
+            **kwargs: passed to :func:`~trinity_lightning.crowd.quality.label_quality` (``calibrate=True``, ...).
+
+        Example:
+            >>> CrowdEM().label_quality()
+            Traceback (most recent call last):
+            ...
+            RuntimeError: CrowdEM.label_quality: no round has run yet (no model predictions); fit first
+        """
+        table = annotations if annotations is not None else self.table
+        if self.predictions is None or table is None:
+            raise RuntimeError("CrowdEM.label_quality: no round has run yet (no model predictions); fit first")
+        return label_quality(table, self.predictions.to(torch.float64), **kwargs)
 
     def _guard(self, table: AnnotationTable, predictions: torch.Tensor, aggregator: Any) -> dict[str, float]:
         """The gold-free check of a round: held-out log-likelihood of the model vs the baselines."""
@@ -269,6 +305,7 @@ class CrowdEM(RoundCallback):
             "confusions": self.confusions,
             "priors": self.priors,
             "history": [dict(h) for h in self.history],
+            "predictions": self.predictions,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -277,4 +314,5 @@ class CrowdEM(RoundCallback):
         self.priors = state_dict.get("priors")
         self.baseline_ll = state_dict.get("baseline_ll")
         self.history = [dict(h) for h in state_dict.get("history", [])]
+        self.predictions = state_dict.get("predictions")
         self.load_rng(state_dict)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +40,7 @@ __all__ = [
     "CrowdlabResult",
     "LabelQuality",
     "annotator_quality",
+    "annotators_path",
     "best_temperature",
     "consensus_quality",
     "crowdlab_consensus",
@@ -407,6 +409,28 @@ class LabelQuality:
         frame.columns.name = None
         return frame
 
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write the item table to ``path`` and the annotator table beside it (:func:`annotators_path`), each CSV
+        atomically (temp file, fsync, rename: a reader never sees half a file). Returns both paths.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> out = pathlib.Path(tempfile.mkdtemp()) / "quality.csv"
+            >>> answers = {"task": [1, 1, 2, 2], "worker": ["a", "b", "a", "b"], "label": [0, 1, 1, 1]}
+            >>> [p.name for p in label_quality(answers, [[0.4, 0.6], [0.2, 0.8]]).save(out)]
+            ['quality.csv', 'quality.annotators.csv']
+            >>> out.read_text().splitlines()[0]
+            'item,consensus_label,consensus_quality_score,annotator_agreement,num_annotations'
+        """
+        from trinity_lightning.data.atomic import atomic_open
+
+        items, workers = Path(path), annotators_path(path)
+        with atomic_open(items) as handle:
+            self.label_quality.to_csv(handle)
+        with atomic_open(workers) as handle:
+            self.annotator_stats.to_csv(handle)
+        return items, workers
+
     def __getitem__(self, key: str) -> Any:
         if key == "detailed_label_quality":
             return self.detailed_label_quality()
@@ -416,6 +440,17 @@ class LabelQuality:
             f"{key!r}: expected one of 'label_quality', 'annotator_stats', 'detailed_label_quality', "
             "'model_weight', 'annotator_weight'"
         )
+
+
+def annotators_path(path: str | Path) -> Path:
+    """Where :meth:`LabelQuality.save` puts the annotator table: ``quality.csv`` -> ``quality.annotators.csv``.
+
+    Example:
+        >>> annotators_path("out/labels.csv.quality.csv").as_posix()
+        'out/labels.csv.quality.annotators.csv'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.annotators{path.suffix or '.csv'}")
 
 
 def _wide_table(labels: Any, num_classes: int | None) -> tuple[AnnotationTable, np.ndarray]:
