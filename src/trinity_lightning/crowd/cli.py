@@ -1,7 +1,13 @@
-"""``trinity crowd``: aggregate crowd labels from the command line.
+"""``trinity crowd``: aggregate crowd labels and score their quality from the command line.
 
 ``trinity crowd aggregate annotations.csv --method dawid_skene --out labels.csv`` writes one row per item
 (``item, label, confidence, p_<class>...``) and prints a table of the least reliable annotators.
+
+``trinity crowd quality annotations.csv --pred-probs probs.npy --out quality.csv`` writes CROWDLAB's tables
+(:func:`~trinity_lightning.crowd.quality.label_quality`): one row per item (``item, consensus_label,
+consensus_quality_score, annotator_agreement, num_annotations``) and, beside it (``quality.annotators.csv``), one
+row per annotator (``worker, annotator_quality, agreement_with_consensus, worst_class, num_examples_labeled``),
+and prints the items to review and the annotators to check first.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported only once the arguments are parsed (``--help`` stays instant)
+    import pandas as pd
+
     from trinity_lightning.crowd.base import Aggregator
 
 from trinity_lightning.crowd.registry import ANNOTATION_ONLY, NEEDS_GOLD, get_aggregator
@@ -85,7 +93,53 @@ def _parser() -> argparse.ArgumentParser:
         help="list only annotators with at least this many annotations (default: 5)",
     )
     agg.add_argument("--no-probabilities", action="store_true", help="omit the p_<class> columns")
+    _quality_parser(commands)
     return parser
+
+
+ITEM_COLUMNS = ("consensus_label", "consensus_quality_score", "annotator_agreement", "num_annotations")
+ANNOTATOR_COLUMNS = ("annotator_quality", "agreement_with_consensus", "worst_class", "num_examples_labeled")
+
+
+def _quality_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    quality = commands.add_parser(
+        "quality",
+        help="CROWDLAB consensus, per-item consensus quality and per-annotator quality (cleanlab's tables)",
+        description="CROWDLAB's consensus label and quality score per item and quality per annotator, with a "
+        "model's predicted probabilities or, without one, an aggregator's posterior in the model's place.",
+    )
+    quality.add_argument("annotations", help="CSV/TSV/JSONL/Parquet file with one row per (item, worker, label)")
+    quality.add_argument(
+        "--pred-probs",
+        default=None,
+        help="the model's probabilities: a .npy (num_items, K) array, rows in sorted item order, columns in class "
+        "order; or a CSV whose first column is the item id and the others the classes' probabilities",
+    )
+    quality.add_argument("--out", default=None, help="item table CSV (and <stem>.annotators.csv beside it)")
+    quality.add_argument("--annotators-out", default=None, help="annotator table CSV (default: beside --out)")
+    quality.add_argument(
+        "--sort",
+        default=None,
+        choices=ITEM_COLUMNS + ANNOTATOR_COLUMNS,
+        help="sort the table that has this column by it (default: consensus_quality_score and annotator_quality, "
+        "lowest first)",
+    )
+    quality.add_argument("--descending", action="store_true", help="sort by --sort highest first")
+    quality.add_argument(
+        "--aggregator",
+        default="dawid_skene",
+        help="without --pred-probs: the aggregator whose posterior plays the model (default: dawid_skene), or "
+        "'frequencies' for each item's label frequencies",
+    )
+    quality.add_argument("--calibrate", action="store_true", help="temperature-scale the probabilities first")
+    quality.add_argument("--item", default="task", help="item column (default: task)")
+    quality.add_argument("--worker", default="worker", help="worker column (default: worker)")
+    quality.add_argument("--label", default="label", help="label column (default: label)")
+    quality.add_argument("--classes", default=None, help="every class, comma-separated (default: the labels found)")
+    quality.add_argument(
+        "--duplicates", default="error", choices=["error", "keep_last", "keep_all"], help="repeated (item, worker)"
+    )
+    quality.add_argument("--show", type=int, default=10, help="rows of each table to print (0: none)")
 
 
 def _classes(text: str | None) -> list[str] | None:
@@ -190,6 +244,83 @@ def _report(model: Aggregator, args: argparse.Namespace, seconds: float) -> None
     console.print(view)
 
 
+def _read_probabilities(path: str) -> object:
+    """``--pred-probs``: a ``.npy`` array (rows in the table's item order) or a CSV indexed by item id."""
+    import numpy as np
+    import pandas as pd
+
+    if path.endswith(".npy"):
+        return np.load(path)
+    return pd.read_csv(path, index_col=0)
+
+
+def _print_quality(tables: Sequence[tuple[pd.DataFrame, str, str]], show: int) -> None:
+    """Print the first ``show`` rows of each ``(frame, title, sorted by)``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for frame, title, by in tables:
+        head = frame.head(show)
+        view = Table(title=f"{title} ({len(head)} of {len(frame)}, by {by})")
+        view.add_column(str(frame.index.name))
+        for column in head.columns:
+            view.add_column(column, justify="right")
+        for key, *row in head.itertuples(name=None):
+            view.add_row(str(key), *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        console.print(view)
+
+
+def quality(args: argparse.Namespace) -> int:
+    """``trinity crowd quality``: CROWDLAB's tables of an annotation file (exit code 0 ok, 2 bad input)."""
+    from trinity_lightning.crowd.quality import annotators_path, label_quality
+    from trinity_lightning.data import DataFormatError, atomic_open
+
+    try:
+        if args.show < 0:
+            raise ValueError(f"--show: expected a number >= 0, got {args.show}")
+        if args.annotators_out is not None and args.out is None:
+            raise ValueError("--annotators-out: give --out too (the item table)")
+        try:
+            probs = _read_probabilities(args.pred_probs) if args.pred_probs is not None else None
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--pred-probs: cannot read {args.pred_probs} ({err})") from None
+        tables = label_quality(
+            args.annotations,
+            probs,
+            aggregator=None if args.aggregator == "frequencies" else args.aggregator,
+            calibrate=args.calibrate,
+            item=args.item,
+            worker=args.worker,
+            label=args.label,
+            classes=_classes(args.classes),
+            duplicates=args.duplicates,
+        )
+    except (DataFormatError, FileNotFoundError, ValueError, FloatingPointError, OSError) as err:
+        message = str(err).replace("pred_probs:", "--pred-probs:").replace("aggregator:", "--aggregator:")
+        print(f"trinity crowd quality: {message}", file=sys.stderr)
+        return 2
+    items_by = args.sort if args.sort in ITEM_COLUMNS else "consensus_quality_score"
+    workers_by = args.sort if args.sort in ANNOTATOR_COLUMNS else "annotator_quality"
+    down = {args.sort} if args.descending else set()
+    items = tables.label_quality.sort_values(items_by, ascending=items_by not in down, kind="stable")
+    workers = tables.annotator_stats.sort_values(workers_by, ascending=workers_by not in down, kind="stable")
+    if args.out is not None:
+        for frame, path in ((items, args.out), (workers, args.annotators_out or annotators_path(args.out))):
+            with atomic_open(path, "w") as handle:
+                frame.to_csv(handle)
+    if args.show:
+        first = {True: "highest first", False: "lowest first"}
+        _print_quality(
+            [
+                (items, f"Items, {first[items_by in down]}", items_by),
+                (workers, f"Annotators, {first[workers_by in down]}", workers_by),
+            ],
+            args.show,
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trinity crowd ...``; returns the exit code (0 ok, 2 bad input).
 
@@ -197,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["--help"])  # doctest: +SKIP
     """
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command == "quality":
+        return quality(args)
     from trinity_lightning.crowd.table import AnnotationTable
     from trinity_lightning.data import DataFormatError, atomic_open
 
