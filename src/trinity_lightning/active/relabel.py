@@ -57,7 +57,7 @@ from trinity_lightning.crowd.quality import (  # CROWDLAB's estimator lives with
     temperature_scale,
 )
 from trinity_lightning.data.atomic import atomic_write_json
-from trinity_lightning.rounds.inference import broadcast
+from trinity_lightning.rounds.inference import barrier, broadcast
 from trinity_lightning.rounds.oracle import Answers, Oracle, Query
 from trinity_lightning.rounds.schedule import StoppingCriterion
 
@@ -214,6 +214,17 @@ class ActiveLab(PoolQueryStrategy):
         both = torch.cat([scored.masked_fill(~allowed, math.inf), fresh])
         order = torch.sort(both, stable=True).indices[:k].tolist()  # lowest first, relabels and new items mixed
         return [done[i] if i < len(done) else new[i - len(done)] for i in order]
+
+
+_ANONYMOUS = "anonymous-"  # the name of an answer without a worker: anonymous-0, anonymous-1, ...
+
+
+def _anonymous(given: Sequence[tuple[str, int]]) -> str:
+    """A name for an answer without a worker that no earlier answer of the item has (never replaces one)."""
+    used, n = {w for w, _ in given}, len(given)
+    while f"{_ANONYMOUS}{n}" in used:
+        n += 1
+    return f"{_ANONYMOUS}{n}"
 
 
 def item_consensus(annotations: Sequence[tuple[str, int]]) -> int:
@@ -381,6 +392,27 @@ class ActiveRelabelling(ActiveLearning):
         finally:
             self._query_units = units
 
+    def _ask(self, trainer: Any, dm: ActiveLearningDataModule, round_: int, indices: Sequence[int]) -> None:
+        """As :meth:`ActiveLearning._ask`, a relabel marked as such: a :class:`Query` with ``relabel=True`` and
+        ``answered_by`` (the workers who labelled the item already), so a file or web oracle asks someone else."""
+        labelled = set(dm.labelled_indices)
+        render = getattr(self.oracle, "render", None)  # file oracles show the example; others need none
+        kind = "tags" if getattr(dm, "tag_names", None) else "class"
+        items: list[Query | int] = []
+        for index in (int(i) for i in indices):
+            given = self.annotations.get(index)
+            if not given or index not in labelled:
+                items.append(index)
+                continue
+            example = render(dm, index) if render is not None else None
+            named = [w for w, _ in given if not w.startswith(_ANONYMOUS)]
+            items.append(Query(index, kind, example, relabel=True, answered_by=named))
+        if trainer.is_global_zero:
+            self.oracle.query(round_, items, dm)
+        barrier(trainer, "active-query")
+        if not trainer.is_global_zero:
+            self.oracle.query(round_, items, dm)
+
     @property
     def budget_labels(self) -> int | None:
         """The budget in labels (``None``: none)."""
@@ -404,8 +436,8 @@ class ActiveRelabelling(ActiveLearning):
         for index, label, worker in zip(answers.indices, answers.labels, workers):
             index = int(index)
             given = self.annotations.setdefault(index, [])
-            name = worker if worker is not None else f"anonymous-{len(given)}"
-            given[:] = [(w, lab) for w, lab in given if w != name]  # a worker's latest answer replaces theirs
+            name = worker if worker is not None else _anonymous(given)
+            given[:] = [(w, lab) for w, lab in given if w != name]  # a worker's latest answer replaces only theirs
             given.append((name, int(label)))
             self.labels_spent += 1
             if index in labelled:

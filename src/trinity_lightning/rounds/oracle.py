@@ -14,6 +14,8 @@ and **yes/no** to a question ("Is this a dog?"). :class:`FileOracle` writes ``ro
     {"round": 1, "index": 40, "kind": "tags", "example": {"tokens": ["EU", "rejects"]}, "choices": ["O", ...]}
     {"round": 1, "index": 7, "kind": "yesno", "question": "Is this a dog?", "question_id": 3,
      "choices": ["no", "yes"], "example": {...}}
+    {"round": 2, "index": 12, "kind": "class", "example": {...}, "choices": ["cat", "dog"],
+     "relabel": true, "answered_by": ["ann"]}           # a further label of an item ann already labelled
 
 and reads ``round_NNNN.answers.jsonl`` (append-only; the last answer of an index wins)::
 
@@ -21,7 +23,11 @@ and reads ``round_NNNN.answers.jsonl`` (append-only; the last answer of an index
     {"index": 40, "label": ["B-ORG", "O"]}                  # or "B-ORG O", or ids
     {"index": 7, "label": "yes"}                            # yes/no/y/n/true/false
 
-``worker`` is optional (crowd sources). Every answer is validated when it is read (:func:`validate_answer`:
+``worker`` is optional (crowd sources). A **relabel** query (from
+:class:`~trinity_lightning.active.ActiveRelabelling`) asks for one more label of an item that already has some:
+it carries ``"relabel": true`` and ``answered_by``, the workers who labelled it already, so a tool asks someone
+else (the web labeller refuses their answers); if one of them answers anyway, their new answer replaces their own
+earlier one, never another worker's. Every answer is validated when it is read (:func:`validate_answer`:
 class in the choices, one tag per token, tags in the tag set, BIO order, yes/no); an invalid line is
 reported as ``file:line: reason`` and skipped, the other lines are kept, and only valid answers ever reach
 a labels file. ``trinity label`` answers all three kinds in the terminal; any other tool (a web page, Label
@@ -73,6 +79,8 @@ class Query:
         choices: class or tag names (``["no", "yes"]`` for yes/no).
         question: the question text (yes/no).
         question_id: the question's id (yes/no), echoed back by :meth:`FileOracle.collect`.
+        relabel: ``True`` for a further label of an item that is labelled already (``None``: a new item).
+        answered_by: with ``relabel``: the workers who labelled the item already (ask someone else).
     """
 
     index: int
@@ -81,12 +89,20 @@ class Query:
     choices: list[str] | None = None
     question: str | None = None
     question_id: int | None = None
+    relabel: bool | None = None
+    answered_by: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {self.kind!r}")
         if self.kind == "yesno" and self.choices is None:
             self.choices = list(YES_NO)
+        if self.relabel is not None and not isinstance(self.relabel, bool):
+            raise ValueError(f'"relabel" must be true or false, got {self.relabel!r}')
+        if self.answered_by is not None and (
+            not isinstance(self.answered_by, list) or not all(isinstance(w, str) for w in self.answered_by)
+        ):
+            raise ValueError(f'"answered_by" must be a list of worker names, got {self.answered_by!r}')
 
     @property
     def tokens(self) -> list[str] | None:
@@ -109,6 +125,8 @@ class Query:
             choices=record.get("choices"),
             question=record.get("question"),
             question_id=record.get("question_id"),
+            relabel=record.get("relabel"),
+            answered_by=record.get("answered_by"),
         )
 
 

@@ -242,7 +242,8 @@ class LabelStore:
 
         Raises:
             RejectedAnswerError: a stale round (409), an index not queried in this round (404), an invalid label
-                (400), or an item that already has its ``k`` answers from other people (409).
+                (400), an item that already has its ``k`` answers from other people (409), or a relabel query
+                answered by a worker in its ``answered_by`` (409: they labelled the item in an earlier round).
         """
         worker = check_worker(worker)
         with self._lock:
@@ -258,6 +259,11 @@ class LabelStore:
                 written = as_written(validate_answer(label, query), query)
             except ValueError as err:
                 raise RejectedAnswerError(f"index {index}: {err}") from None
+            if query.relabel and worker in (query.answered_by or []):
+                raise RejectedAnswerError(
+                    f"index {index} is a relabel: {worker!r} labelled it in an earlier round (someone else answers)",
+                    409,
+                )
             others = [w for w in rnd.answers.get(index, {}) if w != worker]
             if len(others) >= self.k:
                 raise RejectedAnswerError(
@@ -400,7 +406,9 @@ class CrowdFileOracle(FileOracle):
             return None
         chosen = self._aggregate(queries, votes)
         labels = [validate_answer(chosen[q.index], q) for q in queries]
-        return Answers([q.index for q in queries], labels, [None] * len(queries))
+        # the answer of one named person carries their name (ActiveRelabelling keeps it); an aggregate has none
+        workers = [next(iter(votes[q.index])) if len(votes[q.index]) == 1 else None for q in queries]
+        return Answers([q.index for q in queries], labels, [None if w == ANONYMOUS else w for w in workers])
 
     def _aggregate(self, queries: Sequence[Query], votes: dict[int, dict[str, Any]]) -> dict[int, Any]:
         chosen = {}
