@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import require_dataset
-from trinity_lightning.crowd import DawidSkene, label_quality
+from trinity_lightning.crowd import DawidSkene, MajorityVote, label_quality
 from trinity_lightning.data import data_root
 
 
@@ -144,6 +144,10 @@ def test_a_fitted_aggregator_is_reused_and_single_labels_are_scored_by_the_model
     assert single.label_quality["consensus_label"].tolist() == [0, 1]
     np.testing.assert_allclose(single.label_quality["consensus_quality_score"], [0.3, 0.9])
     assert single.annotator_stats["annotator_quality"].isna().all()
+    # an aggregator instance is fitted on the annotations and its posterior plays the model
+    assert label_quality(frame, aggregator=MajorityVote()).probabilities_from == "MajorityVote"
+    with pytest.raises(TypeError, match="aggregator: expected a name, an Aggregator or None, got int"):
+        label_quality(frame, aggregator=3)  # type: ignore[arg-type]
 
 
 def test_worst_class_ties_follow_cleanlab():
