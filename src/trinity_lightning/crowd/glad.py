@@ -190,7 +190,10 @@ class GLAD(Aggregator):
         n, K = self._n, self._K
         log_post = torch.zeros(n * K, dtype=self.dtype, device=self.device)
         log_post.index_add_(0, self._i * K + self._y, right - wrong)
-        log_post = log_post.view(n, K) + self._per_item(wrong[:, None])
+        log_post = log_post.view(n, K)
+        log_post.index_add_(0, self._i, wrong[:, None].expand(-1, K))
+        if self._split is not None:
+            self._split.complete(log_post)  # the items other ranks hold too
         log_post += self._log_prior
         evidence = torch.logsumexp(log_post, dim=1)
         prior_beta = -0.5 * ((beta - self.beta_prior_mean) ** 2 + _LOG_2PI)
