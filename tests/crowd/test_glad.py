@@ -129,3 +129,11 @@ def test_glad_on_real_data_reaches_a_higher_log_posterior_than_crowdkit():
     assert np.abs(probas - ours.probas_.numpy()).max() < 0.05
     labels = pd.Series(table.decode_labels(ours.labels_), index=table.item_ids)
     assert (labels == theirs.labels_.reindex(labels.index)).all()
+
+
+def test_glad_float32_converges_to_the_float64_answer():
+    frame = _frame(2)
+    double, single = GLAD().fit(frame), GLAD(dtype="float32").fit(frame)
+    assert single.m_step_tol == 1e-3 and single.n_iter_ < 60  # stops: float32 cannot resolve 1e-8 gradients
+    assert (single.labels_ == double.labels_).all()
+    assert (single.alphas_.double() - double.alphas_).abs().max() < 1e-3

@@ -51,7 +51,8 @@ class GLAD(Aggregator):
         m_step_max_iter: Newton iterations per block (abilities, then difficulties) in each M-step
             (``crowdkit_compat=True``: conjugate-gradient iterations per M-step, as crowd-kit).
         m_step_tol: a block's Newton iterations stop when every coordinate's gradient is below this
-            (``crowdkit_compat=True``: SciPy CG's ``tol``). ``None``: ``1e-8``, or crowd-kit's ``1e-2`` in compat mode.
+            (``crowdkit_compat=True``: SciPy CG's ``tol``). ``None``: ``1e-8`` (``1e-3`` in float32), or crowd-kit's
+            ``1e-2`` in compat mode.
         alpha_prior_mean: mean of the Gaussian prior on abilities.
         beta_prior_mean: mean of the Gaussian prior on log-difficulties.
         crowdkit_compat: crowd-kit 1.4.2's algorithm: SciPy CG M-step (``m_step_max_iter`` iterations) and its
@@ -100,7 +101,10 @@ class GLAD(Aggregator):
         if m_step_tol is not None and not m_step_tol >= 0:
             raise ValueError(f"m_step_tol: expected a non-negative number or None, got {m_step_tol}")
         self.n_iter, self.tol, self.m_step_max_iter = n_iter, tol, m_step_max_iter
-        self.m_step_tol = m_step_tol if m_step_tol is not None else 1e-2 if crowdkit_compat else 1e-8
+        if m_step_tol is None:  # float32 sums cannot resolve a gradient of 1e-8
+            m_step_tol = 1e-2 if crowdkit_compat else 1e-8 if self.dtype == torch.float64 else 1e-3
+        self.m_step_tol = m_step_tol
+        self._slack = max(1e-12, 100 * torch.finfo(self.dtype).eps)  # rounding a step may "lose" and still be taken
         self.alpha_prior_mean, self.beta_prior_mean = alpha_prior_mean, beta_prior_mean
         self.crowdkit_compat = crowdkit_compat
 
@@ -223,7 +227,7 @@ class GLAD(Aggregator):
             for _ in range(30):
                 candidate = x + step
                 # not worse, up to rounding (near the optimum a step gains less than the sums' last bits); NaN is worse
-                worse = ~(value(candidate) >= before - 1e-12 * (1 + before.abs()))
+                worse = ~(value(candidate) >= before - self._slack * (1 + before.abs()))
                 if not self._any(bool(worse.any())):
                     break
                 step = torch.where(worse, step / 2, step)
