@@ -1,4 +1,4 @@
-"""Worker of the 2-process (gloo) sharded Dawid-Skene test; runs in a spawned process."""
+"""Worker of the 2-process (gloo) sharded EM test (Dawid-Skene, one-coin, MACE, GLAD); runs in a spawned process."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from trinity_lightning.crowd import MACE, DawidSkene, OneCoinDawidSkene
+from trinity_lightning.crowd import GLAD, MACE, DawidSkene, OneCoinDawidSkene
 
 CLASSES = ["a", "b", "c"]
 
@@ -25,12 +25,15 @@ VARIANTS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "one_coin": (OneCoinDawidSkene, {"dtype": torch.float64, "n_iter": 30}, {}),
     "mace_vb": (MACE, {"n_iter": 20}, {}),
     "mace_em": (MACE, {"n_iter": 20, "method": "em"}, {}),
+    "glad": (GLAD, {}, {}),  # defaults: stops on its own (tol), so the ranks also agree on when
 }
 
 # fitted attributes compared with the single-process fit
 ATTRIBUTES = {"DawidSkene": ("errors_", "priors_", "log_likelihood_", "n_iter_")}
 ATTRIBUTES["OneCoinDawidSkene"] = (*ATTRIBUTES["DawidSkene"], "skills_")
 ATTRIBUTES["MACE"] = ("spamming_", "thetas_", "skills_", "log_marginal_likelihood_")
+ATTRIBUTES["GLAD"] = ("alphas_", "log_posterior_", "loss_history_", "n_iter_")
+PER_ITEM = {"GLAD": ("betas_",)}  # this rank's items, like probas_
 
 
 def frame() -> pd.DataFrame:
@@ -68,7 +71,7 @@ def fit_worker(rank: int, world: int, port: int, out: str) -> None:
             "workers": list(model.table_.worker_ids),
             "probas_": model.probas_,
             "worker_accuracy_": model.worker_accuracy_,
-            **{key: getattr(model, key) for key in ATTRIBUTES[cls.__name__]},
+            **{key: getattr(model, key) for key in (*ATTRIBUTES[cls.__name__], *PER_ITEM.get(cls.__name__, ()))},
         }
     try:
         DawidSkene().fit(shard, classes=CLASSES if rank == 0 else ["a", "b", "c", "d"], process_group=True)

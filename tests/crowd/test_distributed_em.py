@@ -1,4 +1,4 @@
-"""Sharded Dawid-Skene, one-coin DS and MACE over 2 gloo processes equal the single-process fit to 1e-10."""
+"""Sharded Dawid-Skene, one-coin DS, MACE and GLAD over 2 gloo processes equal the single-process fit to 1e-10."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from tests.crowd import _distributed_em_workers as dw
 from tests.distributed import _workers as w
-from trinity_lightning.crowd import MACE, DawidSkene
+from trinity_lightning.crowd import GLAD, MACE, DawidSkene
 
 pytestmark = pytest.mark.distributed
 
@@ -46,6 +46,8 @@ def test_sharded_fit_equals_single_process(reports, name):
                 assert value == pytest.approx(expected, rel=1e-12), key
         rows = torch.tensor([items.index(item) for item in got["items"]])
         assert (got["probas_"] - single.probas_[rows]).abs().max() < 1e-10
+        for key in dw.PER_ITEM.get(cls.__name__, ()):
+            assert (got[key] - getattr(single, key)[rows]).abs().max() < 1e-10, key
     assert sorted(set(reports[0][name]["items"]) | set(reports[1][name]["items"])) == items
     assert getattr(single, "n_iter_", 20) > 3  # EM really iterated
 
@@ -93,6 +95,8 @@ def test_what_the_sharded_fit_refuses(one_rank):
         DawidSkene().fit(frame, init_posteriors=torch.full((260, 3), 1 / 3), process_group=True)
     with pytest.raises(ValueError, match=r"rank 0: random_state=None \(every rank must draw the same start\)"):
         MACE(random_state=None).fit(frame, process_group=True)
+    with pytest.raises(ValueError, match=r"rank 0: crowdkit_compat=True \(SciPy CG takes per-rank line-search steps\)"):
+        GLAD(crowdkit_compat=True).fit(frame, process_group=True)
     with pytest.raises(ValueError, match=r"rank 0: DataFormatError: .*field 'label': missing column") as caught:
         DawidSkene().fit(frame.drop(columns="label"), process_group=True)
     assert type(caught.value.__cause__).__name__ == "DataFormatError"  # the rank's own error is chained

@@ -23,6 +23,11 @@ merged (sorted, like one process's table), so ``errors_``, ``priors_`` and ``wor
 identical on every rank, indexed by the merged ``table_.worker_ids``. ``probas_``/``labels_`` are this rank's
 items (``table_.item_ids``); a split item has the same posterior on each rank that holds it.
 
+:class:`~trinity_lightning.crowd.OneCoinDawidSkene`, :class:`~trinity_lightning.crowd.MACE` and
+:class:`~trinity_lightning.crowd.GLAD` use the same pieces (:func:`start_sharded`, :class:`SplitItems`,
+:func:`all_reduce`): GLAD's Newton M-step all-reduces its per-worker derivative sums, completes the split items'
+per-item sums, and decides every branch (Newton stop, step halving, EM stop) on all-reduced values.
+
 All collectives run on the calling thread (no ``Future`` callbacks). The single-process fit is unchanged (the
 same code with the plain :class:`~trinity_lightning.crowd._incidence.Incidence`).
 
