@@ -12,6 +12,7 @@ Both steps are one sparse-dense product (see ``_incidence.py``); nothing loops o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,12 +269,14 @@ class _EMAggregator(Aggregator):
         history: list[float] = []
         previous = -float("inf")
         used = params
+        floor = _log_floor(self.dtype, table.num_classes)
         for iteration in range(1, self.n_iter + 1):
             # E-step, in place on the one (items, K) buffer the product allocates: posteriors and log-likelihood
             post = inc.gather_sum(params.log_conf_t)
             post += params.log_prior
             top = post.amax(dim=1, keepdim=True)
             post -= top
+            post.clamp_min_(floor)  # no subnormal results: they slow exp_ and the M-step product ~10x on CPU
             post.exp_()
             total = post.sum(dim=1, keepdim=True)
             post /= total
@@ -329,6 +332,20 @@ def auto_threads() -> int:
         idle = (os.cpu_count() or 1) - os.getloadavg()[0]
         threads = min(threads, max(1, int(idle + 0.5)))
     return max(1, threads)
+
+
+def _log_floor(dtype: torch.dtype, num_classes: int) -> float:
+    """Lowest log-posterior (relative to the item's best class) the E-step keeps: ``exp`` of it, divided by up to
+    ``num_classes``, is still a normal number of ``dtype``. Posteriors below it are raised to about ``1e-36``
+    (float32) or ``1e-305`` (float64) instead of a subnormal or 0, far below anything the fit resolves (the
+    confusions are floored at ``eps``), while subnormal arithmetic costs 10-40x on x86 CPUs (measured: float32
+    ``exp_`` of 1M such values 14 ms, 0.5 ms clamped; the whole 1M-annotation fit 25% less CPU time).
+
+    Example:
+        >>> round(_log_floor(torch.float32, 10), 1)
+        -84.0
+    """
+    return math.log(torch.finfo(dtype).tiny) + math.log(num_classes) + 1.0
 
 
 def _divide_rows(rows: torch.Tensor, denom: torch.Tensor, row_worker: torch.Tensor, block: int = 16384) -> None:
