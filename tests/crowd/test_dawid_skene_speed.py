@@ -38,3 +38,27 @@ def test_log_floor_stays_normal_after_normalising():
             floor = ds_module._log_floor(dtype, classes)
             value = torch.tensor(floor, dtype=dtype).exp() / classes
             assert float(value) >= torch.finfo(dtype).tiny
+
+
+def test_cpu_incidence_products_equal_the_dense_matrix_with_int32_indices():
+    from trinity_lightning.crowd._incidence import Incidence
+
+    g = torch.Generator().manual_seed(0)
+    n, W, K, N = 40, 7, 4, 300  # repeated (item, worker, label) triples: counted twice, as keep_all asks
+    items, workers, labels = (torch.randint(0, m, (N,), generator=g) for m in (n, W, K))
+    items[0] = n - 1  # not sorted by item: the operator sorts
+    inc = Incidence(items, workers, labels, n, W, K, torch.float64)
+    assert inc._a.crow_indices().dtype == torch.int32 and inc._at.col_indices().dtype == torch.int32
+    pair_row = torch.cumsum(inc.observed.flatten(), 0)[workers * K + labels] - 1
+    dense = torch.zeros(n, inc.rows, dtype=torch.float64).index_put_(
+        (items, pair_row), torch.ones(N, dtype=torch.float64), accumulate=True
+    )
+    values = torch.randn(inc.rows, K, dtype=torch.float64, generator=g)
+    post = torch.rand(n, K, dtype=torch.float64, generator=g)
+    torch.testing.assert_close(inc.gather_sum(values), dense @ values, atol=1e-12, rtol=0)
+    torch.testing.assert_close(inc.scatter(post), dense.T @ post, atol=1e-12, rtol=0)
+    expected_votes = torch.zeros(n, K, dtype=torch.float64).index_put_(
+        (items, labels), torch.ones(N, dtype=torch.float64), accumulate=True
+    )
+    assert torch.equal(inc.votes(), expected_votes)
+    assert torch.equal(inc.per_item, torch.bincount(items, minlength=n).double())

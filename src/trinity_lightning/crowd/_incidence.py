@@ -52,6 +52,36 @@ def _csr(
     return matrix, counts
 
 
+def _cpu_pair(
+    items: torch.Tensor, row: torch.Tensor, num_items: int, rows: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``A`` and ``A.T`` as CSR on CPU from annotations sorted by item, and the per-item counts.
+
+    ``A.T`` comes from SciPy's CSR -> CSC conversion, a counting sort in C++ (O(N + R), 21 ms at 1M annotations
+    where the radix argsort and gather took 47 ms); its items stay in order within each row, so every product
+    sums in the same order as before. Indices are ``int32`` when everything fits (MKL's products then take
+    25-30% less time: measured 6.5 vs 9.2 ms for the M-step product, 4.2 vs 5.5 ms for the E-step's).
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    per_item = torch.bincount(items, minlength=num_items)
+    index = torch.int32 if max(len(items), num_items, rows) < 2**31 - 1 else torch.int64
+    crow = torch.zeros(num_items + 1, dtype=index)
+    crow[1:] = torch.cumsum(per_item, 0)
+    col = row.to(index)
+    shape = (num_items, rows)
+    transpose = sp.csr_matrix((np.ones(len(col), dtype=np.int8), col.numpy(), crow.numpy()), shape=shape).tocsc()
+    t_crow = torch.from_numpy(transpose.indptr).to(index)
+    t_col = torch.from_numpy(transpose.indices).to(index)
+    ones = torch.ones(len(col), dtype=dtype)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the products we use are stable
+        warnings.simplefilter("ignore", UserWarning)
+        a = torch.sparse_csr_tensor(crow, col, ones, shape, check_invariants=False)
+        at = torch.sparse_csr_tensor(t_crow, t_col, ones, (rows, num_items), check_invariants=False)
+    return a, at, per_item
+
+
 class Incidence:
     """The sparse ``(items, R)`` incidence matrix of one annotation table and its transpose.
 
@@ -111,18 +141,18 @@ class Incidence:
         order = stable_argsort(items, num_items)
         if order is not None:
             items, row = items[order], row[order]
-        self._a, per_item = _csr(items, row, num_items, self.rows, dtype)
-        self._at, _ = _csr(row, items, self.rows, num_items, dtype)
+        if items.device.type == "cpu":
+            self._a, self._at, per_item = _cpu_pair(items, row, num_items, self.rows, dtype)
+        else:
+            self._a, per_item = _csr(items, row, num_items, self.rows, dtype)
+            self._at, _ = _csr(row, items, self.rows, num_items, dtype)
         self.per_item = per_item.to(dtype)
         self.per_worker = torch.bincount(workers, minlength=num_workers).to(dtype)
 
     def votes(self) -> torch.Tensor:
-        """``(items, K)`` count of each label per item (the E-step product with one-hot rows)."""
-        K = self.num_classes
-        items = torch.repeat_interleave(torch.arange(self.num_items, device=self._a.device), self.per_item.long())
-        flat = items * K + self.row_label[self._a.col_indices()]
-        votes = torch.zeros(self.num_items * K, dtype=self.dtype, device=self._a.device)
-        return votes.index_add_(0, flat, torch.ones(len(flat), dtype=self.dtype, device=flat.device)).view(-1, K)
+        """``(items, K)`` count of each label per item: the E-step product with one-hot rows (exact: sums of ones)."""
+        one_hot = torch.nn.functional.one_hot(self.row_label, self.num_classes).to(self.dtype)
+        return self._a @ one_hot
 
     def gather_sum(self, row_values: torch.Tensor) -> torch.Tensor:
         """E-step sum ``(items, K)``: for each item, the sum of its annotations' rows of ``(R, K)``."""
