@@ -168,3 +168,28 @@ def test_a_model_class_named_dropout_is_not_switched_to_training_mode():
         mc_logits(model, x, 3)
     assert torch.equal(model.net[2].running_mean, torch.full((4,), 0.5))  # running stats untouched
     assert scoring.is_dropout(model.net[0]) and not scoring.is_dropout(model)
+
+
+def test_a_forward_that_views_after_a_convolution_falls_back_to_its_own_layout():
+    class ViewNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop, self.conv, self.out = nn.Dropout(0.2), nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 3)
+            self.forwards = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.forwards += 1
+            h = self.conv(self.drop(x))
+            return self.out(h.view(h.shape[0], -1))  # fails on a channels-last tensor
+
+    model = ViewNet().eval()
+    x = torch.randn(4, 3, 8, 8)
+    with pytest.raises(RuntimeError, match="view"):  # what the channels-last call meets
+        model.to(memory_format=torch.channels_last)(x)
+    model.to(memory_format=torch.contiguous_format)
+    model.forwards = 0
+    with torch.inference_mode():
+        logits, _ = mc_logits(model, x, 3)
+        assert logits.shape == (3, 4, 3) and model.forwards == 2  # one failed channels-last try, then one call
+        mc_logits(model, x, 3)
+    assert model.forwards == 3  # not tried again

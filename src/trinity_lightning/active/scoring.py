@@ -27,6 +27,7 @@ order under DDP, and the labelled set's when they require ``"labelled"`` (:func:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -171,9 +172,13 @@ measured on the input-dropout SmallCNN (``benchmarks/active_vs_baal.py``, 1 CPU 
 1.7-2.9x the CPU time of ten calls of 256 (its activations, 100 KB a row, no longer fit the caches)."""
 
 
+_NO_CHANNELS_LAST: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models whose forward failed in channels-last
+
+
 def _channels_last_parameters(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
-    """Channels-last copies of the 4-D (conv) weights, for images on CPU; ``None`` when there are none."""
-    if x.ndim != 4 or x.device.type != "cpu":
+    """Channels-last copies of the 4-D (conv) weights, for images on CPU; ``None`` when there are none (or the
+    model's forward cannot take that layout, e.g. a ``.view`` after a convolution)."""
+    if x.ndim != 4 or x.device.type != "cpu" or model in _NO_CHANNELS_LAST:
         return None
     params = {
         name: p.contiguous(memory_format=torch.channels_last) for name, p in model.named_parameters() if p.ndim == 4
@@ -188,7 +193,9 @@ def sampled_passes(model: nn.Module, x: torch.Tensor, n_samples: int) -> tuple[t
     The batch is replicated into calls of about :data:`ROWS_PER_CALL` rows; images on CPU go through the conv
     weights and the input in channels-last memory format (oneDNN's fast layout; with the row limit, measured 1.8x
     less CPU time than one NCHW call on the input-dropout SmallCNN). The model is not modified: the channels-last
-    weights enter through :func:`torch.func.functional_call`. With one sample per call (batches of
+    weights enter through :func:`torch.func.functional_call`; a forward that cannot take that layout (a
+    ``.view`` after a convolution) is rerun in the model's own layout, and that model is not tried again.
+    With one sample per call (batches of
     ``ROWS_PER_CALL`` items or more) this is exactly ``n_samples`` separate forward passes: the same random
     masks as a loop over the samples.
 
@@ -206,10 +213,15 @@ def sampled_passes(model: nn.Module, x: torch.Tensor, n_samples: int) -> tuple[t
     for start in range(0, n_samples, per_call):
         count = min(per_call, n_samples - start)
         inputs = x if count == 1 else x.repeat(count, *([1] * (x.ndim - 1)))
+        out = None
         if params is not None:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-            out = torch.func.functional_call(model, params, (inputs,), strict=False)
-        else:
+            try:
+                cl_inputs = inputs.contiguous(memory_format=torch.channels_last)
+                out = torch.func.functional_call(model, params, (cl_inputs,), strict=False)
+            except RuntimeError:  # e.g. "view size is not compatible with input tensor's size and stride"
+                _NO_CHANNELS_LAST.add(model)  # not tried again for this model; its own layout from here on
+                params = None
+        if out is None:
             out = model(inputs)
         logits, piece_mask = _split(out)
         pieces.append(logits)
