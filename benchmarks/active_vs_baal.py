@@ -34,7 +34,8 @@ only the dropout + linear head 10 times (baal replicates the input 10x through t
 pool is fetched by tensor indexing (no per-example ``__getitem__``/collate); inference mode.
 
 Usage: ``python benchmarks/active_vs_baal.py`` (about 3 minutes on 2 busy cores);
-``python benchmarks/active_vs_baal.py --only input_dropout --pool 2000`` (about 1-2 minutes on an idle machine).
+``python benchmarks/active_vs_baal.py --only input_dropout --pool 2000`` (about 4 minutes on an idle machine: 5
+repeats of ours fp32, ours bf16 and baal, after 150 training steps).
 """
 
 from __future__ import annotations
