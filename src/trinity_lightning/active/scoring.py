@@ -7,12 +7,12 @@ taken, in order of preference, from:
   token logits and padding mask), else ``model(x)`` with ``x`` the batch's first element;
 * for stochastic strategies, ``model.mc_logits(batch, n_samples)`` -> ``(S, N, ...)`` logits (and mask);
   else, when the network reads as ``features -> head`` or as an ``nn.Sequential``, the part before the
-  first dropout runs **once** per batch and only the rest is sampled ``n_samples`` times in one batched
-  call (this is what makes BALD cheap: the deterministic trunk is the expensive part); else the whole
-  network runs on the input replicated ``n_samples`` times in one batch, in inference mode (BALD for any
-  architecture; run it under ``torch.autocast(dtype=torch.bfloat16)``, e.g. the trainer's ``bf16-mixed``
-  precision, where the CPU has bf16 units: ``benchmarks/active_vs_baal.py`` reports its speed and its top-k
-  agreement with float32);
+  first dropout runs **once** per batch and only the rest is sampled ``n_samples`` times (this is what makes
+  BALD cheap: the deterministic trunk is the expensive part); else the whole network is sampled (BALD for any
+  architecture, e.g. dropout on the input). Either way the samples run in inference mode, in calls of about
+  :data:`ROWS_PER_CALL` rows (the batch replicated) with conv weights in channels-last format on CPU
+  (:func:`sampled_passes`); ``torch.autocast(dtype=torch.bfloat16)`` (the trainer's ``bf16-mixed``) also
+  applies: ``benchmarks/active_vs_baal.py`` reports its speed and its top-k agreement with float32;
 * for heuristics that need embeddings (``"embeddings"`` in ``requires``): ``model.pool_embeddings(batch)`` ->
   ``(N, D)``, else the *input* of the layer named by the heuristic's or the module's ``embedding_layer``
   attribute (a ``get_submodule`` path, e.g. ``"model.head.2"`` for the last linear layer of a
@@ -27,6 +27,7 @@ order under DDP, and the labelled set's when they require ``"labelled"`` (:func:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "model_logits",
     "outputs_forward",
     "pool_outputs",
+    "sampled_passes",
     "score_forward",
     "score_pool",
     "select_by_budget",
@@ -56,6 +58,21 @@ __all__ = [
 ]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def is_dropout(module: nn.Module) -> bool:
+    """A dropout layer: a torch dropout class, or a leaf module whose class name says Dropout (baal's, HF's).
+
+    A container is never one, whatever its name: switching a model class called ``InputDropoutCNN`` to training
+    mode for MC dropout would also put its batch norm in training mode (batch statistics, running stats changed).
+
+    Example:
+        >>> is_dropout(nn.Dropout(0.1)), is_dropout(nn.Sequential(nn.Dropout(0.1)))
+        (True, False)
+    """
+    if isinstance(module, _DROPOUT):
+        return True
+    return "Dropout" in type(module).__name__ and next(module.children(), None) is None
 
 
 def _split(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -95,7 +112,7 @@ def find_mc_split(model: nn.Module) -> tuple[Callable[[Any], Any], nn.Module] | 
     net = _network(model)
     if isinstance(net, nn.Sequential):
         cut = _first_dropout(list(net))
-        if cut is None:
+        if not cut:  # no dropout, or dropout on the input: nothing deterministic to run once
             return None
         return nn.Sequential(*list(net)[:cut]), nn.Sequential(*list(net)[cut:])
     features, head = getattr(net, "features", None), getattr(net, "head", None)
@@ -116,7 +133,7 @@ class _DropoutOn:
     """Put only the dropout layers of a module in training mode (batch norm stays in eval)."""
 
     def __init__(self, module: nn.Module, argument: str = "strategy") -> None:
-        self.layers = [m for m in module.modules() if isinstance(m, _DROPOUT) or "Dropout" in type(m).__name__]
+        self.layers = [m for m in module.modules() if is_dropout(m)]
         if not self.layers:
             raise ValueError(
                 f"{argument}: a stochastic strategy (MC dropout) needs dropout layers, but "
@@ -142,15 +159,76 @@ def mc_logits(model: nn.Module, batch: Any, n_samples: int) -> tuple[torch.Tenso
     split = find_mc_split(model)
     with _DropoutOn(model):
         x = batch_input(batch)
-        if split is not None:
-            trunk, rest = split
-            features = trunk(x)
-            repeated = features.repeat(n_samples, *([1] * (features.ndim - 1)))
-            out = rest(repeated)
-        else:
-            out = model(x.repeat(n_samples, *([1] * (x.ndim - 1))))
-    logits, mask = _split(out)
-    return logits.reshape(n_samples, -1, *logits.shape[1:]), mask
+        if split is None:
+            return sampled_passes(model, x, n_samples)
+        trunk, rest = split
+        return sampled_passes(rest, trunk(x), n_samples)
+
+
+ROWS_PER_CALL = 256
+"""Rows (items x samples) per forward call when the whole network is sampled (no trunk to share): as many samples
+of a batch go into one call as make about this many rows, at least one. Bigger calls only add memory traffic:
+measured on the input-dropout SmallCNN (``benchmarks/active_vs_baal.py``, 1 CPU thread), 2560 rows in one call took
+1.7-2.9x the CPU time of ten calls of 256 (its activations, 100 KB a row, no longer fit the caches)."""
+
+
+_NO_CHANNELS_LAST: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models whose forward failed in channels-last
+
+
+def _channels_last_parameters(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """Channels-last copies of the 4-D (conv) weights, for images on CPU; ``None`` when there are none (or the
+    model's forward cannot take that layout, e.g. a ``.view`` after a convolution)."""
+    if x.ndim != 4 or x.device.type != "cpu" or model in _NO_CHANNELS_LAST:
+        return None
+    params = {
+        name: p.contiguous(memory_format=torch.channels_last) for name, p in model.named_parameters() if p.ndim == 4
+    }
+    return params or None
+
+
+def sampled_passes(model: nn.Module, x: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, Any]:
+    """``n_samples`` stochastic passes of ``model`` (its dropout already on) over ``x``: logits ``(S, N, ...)``
+    and the padding mask of the first pass, if the model returns one.
+
+    The batch is replicated into calls of about :data:`ROWS_PER_CALL` rows; images on CPU go through the conv
+    weights and the input in channels-last memory format (oneDNN's fast layout; with the row limit, measured 1.8x
+    less CPU time than one NCHW call on the input-dropout SmallCNN). The model is not modified: the channels-last
+    weights enter through :func:`torch.func.functional_call`; a forward that cannot take that layout (a
+    ``.view`` after a convolution) is rerun in the model's own layout, and that model is not tried again.
+    With one sample per call (batches of
+    ``ROWS_PER_CALL`` items or more) this is exactly ``n_samples`` separate forward passes: the same random
+    masks as a loop over the samples.
+
+    Example:
+        >>> net = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 2)).train()
+        >>> logits, mask = sampled_passes(net, torch.randn(4, 3), 5)
+        >>> logits.shape, mask
+        (torch.Size([5, 4, 2]), None)
+    """
+    n = len(x)
+    per_call = max(1, -(-ROWS_PER_CALL // max(n, 1)))
+    params = _channels_last_parameters(model, x)
+    pieces: list[torch.Tensor] = []
+    mask: Any = None
+    for start in range(0, n_samples, per_call):
+        count = min(per_call, n_samples - start)
+        inputs = x if count == 1 else x.repeat(count, *([1] * (x.ndim - 1)))
+        out = None
+        if params is not None:
+            try:
+                cl_inputs = inputs.contiguous(memory_format=torch.channels_last)
+                out = torch.func.functional_call(model, params, (cl_inputs,), strict=False)
+            except RuntimeError:  # e.g. "view size is not compatible with input tensor's size and stride"
+                _NO_CHANNELS_LAST.add(model)  # not tried again for this model; its own layout from here on
+                params = None
+        if out is None:
+            out = model(inputs)
+        logits, piece_mask = _split(out)
+        pieces.append(logits)
+        if mask is None and piece_mask is not None:
+            mask = piece_mask[:n]
+    logits = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    return logits.reshape(n_samples, n, *logits.shape[1:]).contiguous(), mask
 
 
 def is_pool_strategy(strategy: QueryStrategy) -> bool:
@@ -195,7 +273,7 @@ def check_outputs(model: nn.Module, strategy: QueryStrategy, argument: str = "st
         MC_LOGITS in required
         and not callable(getattr(model, "mc_logits", None))
         and find_mc_split(model) is None
-        and not any("Dropout" in type(m).__name__ for m in model.modules())
+        and not any(is_dropout(m) for m in model.modules())
     ):
         raise ValueError(
             f"{argument}: {name} samples MC dropout, but {type(model).__name__} has no dropout layer and no "

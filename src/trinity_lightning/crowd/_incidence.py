@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from trinity_lightning.crowd._sorting import radix_argsort
@@ -50,6 +52,33 @@ def _csr(
         warnings.simplefilter("ignore", UserWarning)
         matrix = torch.sparse_csr_tensor(crow, col, data, (num_rows, num_cols), check_invariants=False)
     return matrix, counts
+
+
+def _cpu_pair(
+    items: torch.Tensor, row: torch.Tensor, num_items: int, rows: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``A`` and ``A.T`` as CSR on CPU from annotations sorted by item, and the per-item counts.
+
+    ``A.T`` comes from SciPy's CSR -> CSC conversion, a counting sort in C++ (O(N + R), 21 ms at 1M annotations
+    where the radix argsort and gather took 47 ms); its items stay in order within each row, so every product
+    sums in the same order as before. Indices are ``int32`` when everything fits (MKL's products then take
+    25-30% less time: measured 6.5 vs 9.2 ms for the M-step product, 4.2 vs 5.5 ms for the E-step's).
+    """
+    per_item = torch.bincount(items, minlength=num_items)
+    index = torch.int32 if max(len(items), num_items, rows) < 2**31 - 1 else torch.int64
+    crow = torch.zeros(num_items + 1, dtype=index)
+    crow[1:] = torch.cumsum(per_item, 0)
+    col = row.to(index)
+    shape = (num_items, rows)
+    transpose = sp.csr_matrix((np.ones(len(col), dtype=np.int8), col.numpy(), crow.numpy()), shape=shape).tocsc()
+    t_crow = torch.from_numpy(transpose.indptr).to(index)
+    t_col = torch.from_numpy(transpose.indices).to(index)
+    ones = torch.ones(len(col), dtype=dtype)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the products we use are stable
+        warnings.simplefilter("ignore", UserWarning)
+        a = torch.sparse_csr_tensor(crow, col, ones, shape, check_invariants=False)
+        at = torch.sparse_csr_tensor(t_crow, t_col, ones, (rows, num_items), check_invariants=False)
+    return a, at, per_item
 
 
 class Incidence:
@@ -111,18 +140,24 @@ class Incidence:
         order = stable_argsort(items, num_items)
         if order is not None:
             items, row = items[order], row[order]
-        self._a, per_item = _csr(items, row, num_items, self.rows, dtype)
-        self._at, _ = _csr(row, items, self.rows, num_items, dtype)
+        if items.device.type == "cpu":
+            self._a, self._at, per_item = _cpu_pair(items, row, num_items, self.rows, dtype)
+        else:
+            self._a, per_item = _csr(items, row, num_items, self.rows, dtype)
+            self._at, _ = _csr(row, items, self.rows, num_items, dtype)
         self.per_item = per_item.to(dtype)
         self.per_worker = torch.bincount(workers, minlength=num_workers).to(dtype)
 
     def votes(self) -> torch.Tensor:
-        """``(items, K)`` count of each label per item (the E-step product with one-hot rows)."""
-        K = self.num_classes
-        items = torch.repeat_interleave(torch.arange(self.num_items, device=self._a.device), self.per_item.long())
-        flat = items * K + self.row_label[self._a.col_indices()]
-        votes = torch.zeros(self.num_items * K, dtype=self.dtype, device=self._a.device)
-        return votes.index_add_(0, flat, torch.ones(len(flat), dtype=self.dtype, device=flat.device)).view(-1, K)
+        """``(items, K)`` count of each label per item (exact: sums of ones)."""
+        K, device = self.num_classes, self._a.device
+        if self.rows <= self.num_items:  # the E-step product with one-hot rows: no larger than the result, 4x faster
+            one_hot = torch.zeros(self.rows, K, dtype=self.dtype, device=device)
+            return self._a @ one_hot.scatter_(1, self.row_label[:, None], 1.0)
+        items = torch.repeat_interleave(torch.arange(self.num_items, device=device), self.per_item.long())
+        flat = items * K + self.row_label[self._a.col_indices().long()]
+        votes = torch.zeros(self.num_items * K, dtype=self.dtype, device=device)
+        return votes.index_add_(0, flat, torch.ones(len(flat), dtype=self.dtype, device=device)).view(-1, K)
 
     def gather_sum(self, row_values: torch.Tensor) -> torch.Tensor:
         """E-step sum ``(items, K)``: for each item, the sum of its annotations' rows of ``(R, K)``."""

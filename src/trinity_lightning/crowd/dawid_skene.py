@@ -12,6 +12,7 @@ Both steps are one sparse-dense product (see ``_incidence.py``); nothing loops o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,11 +273,7 @@ class _EMAggregator(Aggregator):
             # E-step, in place on the one (items, K) buffer the product allocates: posteriors and log-likelihood
             post = inc.gather_sum(params.log_conf_t)
             post += params.log_prior
-            top = post.amax(dim=1, keepdim=True)
-            post -= top
-            post.exp_()
-            total = post.sum(dim=1, keepdim=True)
-            post /= total
+            top, total = _normalise_(post)
             log_likelihood = float(inc.total(top + total.log(), torch.float64))
             if not np.isfinite(log_likelihood):
                 raise FloatingPointError(
@@ -329,6 +326,31 @@ def auto_threads() -> int:
         idle = (os.cpu_count() or 1) - os.getloadavg()[0]
         threads = min(threads, max(1, int(idle + 0.5)))
     return max(1, threads)
+
+
+def _normalise_(log_post: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of log-values to probabilities, in place: returns each row's max and the sum of ``exp(value - max)``.
+
+    Values more than ``log(tiny) + 2`` below their row's max (-85.3 in float32, -706 in float64) become exactly 0,
+    where plain ``exp`` gives a number below ``e**2 * tiny`` (``8.7e-38`` in float32): a subnormal one or 0 for
+    most of them. Subnormal arithmetic costs ~30x on x86 CPUs (float32 ``exp_`` of 1M values spread down to -230:
+    21 ms plain, 0.6 ms this way; the M-step product slowed likewise), and a Dawid-Skene E-step sends most wrong
+    classes there. Every other value is exactly what ``exp`` gives.
+
+    Example:
+        >>> p = torch.tensor([[0.0, -1e3, 0.0]])
+        >>> _normalise_(p)[1], p
+        (tensor([[2.]]), tensor([[0.5000, 0.0000, 0.5000]]))
+    """
+    top = log_post.amax(dim=1, keepdim=True)
+    log_post -= top
+    floor = math.log(torch.finfo(log_post.dtype).tiny) + 1.0  # exp at floor itself takes the slow path too
+    log_post.clamp_min_(floor)
+    log_post.exp_()
+    torch.nn.functional.threshold_(log_post, math.exp(floor + 1.0), 0.0)  # the clamped values (and up to e x) -> 0
+    total = log_post.sum(dim=1, keepdim=True)
+    log_post /= total
+    return top, total
 
 
 def _divide_rows(rows: torch.Tensor, denom: torch.Tensor, row_worker: torch.Tensor, block: int = 16384) -> None:

@@ -382,9 +382,11 @@ class AnnotationTable:
                 stacklevel=2,
             )
         rows = order[keep] if dropped else order
+        # items and workers from the sorted pair codes (sequential), not two more random gathers of N rows
+        sorted_items, sorted_workers = np.divmod(pair[keep] if dropped else pair, num_workers)
         return cls(
-            torch.from_numpy(item_codes[rows]),
-            torch.from_numpy(worker_codes[rows]),
+            torch.from_numpy(sorted_items),
+            torch.from_numpy(sorted_workers),
             torch.from_numpy(label_codes[rows]),
             item_ids,
             worker_ids,
