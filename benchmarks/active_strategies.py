@@ -60,6 +60,7 @@ KWARGS: dict[str, dict[str, Any]] = {
     "epig": {"n_samples": 20, "n_targets": 100},
 }
 PAPER = "repeated_mnist_paper"  # the BatchBALD paper's protocol at a larger budget: the claim's source when present
+DIAGNOSTIC = "repeated_mnist_paper_independent_masks"  # PAPER with per-example dropout masks (the library before)
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img" / "active_strategies.png"
 
 
@@ -130,13 +131,51 @@ def initial(y: torch.Tensor, per_class: int, seed: int) -> list[int]:
     return sorted(chosen)
 
 
+def copies(queried: list[list[int]], start: list[int], base: int) -> list[dict[str, int]]:
+    """Per round of a Repeated MNIST campaign (pool index ``i`` is a noisy copy of base image ``i % base``): how
+    many picks repeat a base image picked earlier in the same query (``in_batch``), and how many are copies of
+    an image already labelled before the round (``of_labelled``). The paper's point: top-k BALD spends its query
+    on copies, BatchBALD does not."""
+    seen = {i % base for i in start}
+    out = []
+    for picks in queried:
+        bases = [i % base for i in picks]
+        out.append({"in_batch": len(bases) - len(set(bases)), "of_labelled": sum(b in seen for b in bases)})
+        seen |= set(bases)
+    return out
+
+
+class _IndependentMasks:
+    """The diagnostic's 'before' state: MC dropout masks drawn per example (the library before consistent masks)."""
+
+    def __enter__(self) -> None:
+        from trinity_lightning.active import scoring
+
+        self.saved = scoring._ConsistentMasks.__enter__, scoring._ConsistentMasks.__exit__
+        scoring._ConsistentMasks.__enter__ = lambda self: None  # type: ignore[assignment,method-assign]
+        scoring._ConsistentMasks.__exit__ = lambda self, *exc: None  # type: ignore[assignment,method-assign]
+
+    def __exit__(self, *exc: object) -> None:
+        from trinity_lightning.active import scoring
+
+        scoring._ConsistentMasks.__enter__, scoring._ConsistentMasks.__exit__ = self.saved  # type: ignore[method-assign]
+
+
 def campaign(
-    data: tuple[torch.Tensor, ...], name: str, seed: int, per_class: int, query: int, rounds: int, steps: int
+    data: tuple[torch.Tensor, ...],
+    name: str,
+    seed: int,
+    per_class: int,
+    query: int,
+    rounds: int,
+    steps: int,
+    base: int | None = None,
 ) -> dict[str, Any]:
     x, y, tx, ty = data
     labelled = initial(y, per_class, seed)
+    start_set = list(labelled)
     strategy = get_heuristic(name, **KWARGS.get(name, {}))
-    curve, times = [], []
+    curve, times, queried = [], [], []
     for r in range(rounds + 1):
         net = make_model(x.shape[1], x.shape[-1], seed)
         train(net, x[labelled], y[labelled], steps, seed * 100 + r)
@@ -150,30 +189,40 @@ def campaign(
         loader = lambda idx: [x[idx[i : i + 500]] for i in range(0, len(idx), 500)]  # noqa: E731
         chosen = select_pool(net, pool, loader, strategy, query, labelled_indices=labelled).indices
         times.append(time.process_time() - start)
+        queried.append([int(i) for i in chosen])
         labelled = sorted(labelled + chosen)
-    return {"curve": curve, "select_cpu_s": round(sum(times), 2)}
+    out: dict[str, Any] = {"curve": curve, "select_cpu_s": round(sum(times), 2), "queried": queried}
+    if base is not None:
+        out["copies"] = copies(queried, start_set, base)
+    return out
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
     steps = args.steps
+    base: int | None = args.base
     if dataset == "repeated_mnist":
         data = repeated_mnist(args.base)
         per_class, query, rounds = 2, 10, args.rounds
-    elif dataset == PAPER:
+    elif dataset in (PAPER, DIAGNOSTIC):
         data = repeated_mnist(args.base)
         per_class, query, rounds, steps = 2, 10, args.paper_rounds, args.paper_steps
     else:
         data = cifar(args.cifar_pool)
-        per_class, query, rounds = 4, 20, args.cifar_rounds
+        per_class, query, rounds, base = 4, 20, args.cifar_rounds, None
     results = out.setdefault(dataset, {})
     seeds = [int(v) for v in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
     for seed in seeds:
         for name in args.strategies:
             started = time.process_time()
-            run = campaign(data, name, seed, per_class, query, rounds, steps)
+            if dataset == DIAGNOSTIC:
+                with _IndependentMasks():
+                    run = campaign(data, name, seed, per_class, query, rounds, steps, base)
+            else:
+                run = campaign(data, name, seed, per_class, query, rounds, steps, base)
             run["cpu_s"] = round(time.process_time() - started, 1)
             results.setdefault(name, {})[str(seed)] = run
-            print(f"{dataset} seed {seed} {name}: {run['curve'][-1]} cpu {run['cpu_s']}s", flush=True)
+            dup = [c["in_batch"] + c["of_labelled"] for c in run.get("copies", [])]
+            print(f"{dataset} seed {seed} {name}: {run['curve'][-1]} cpu {run['cpu_s']}s copies {dup}", flush=True)
             if args.partial:
                 Path(args.partial).write_text(json.dumps(out))
 
@@ -261,7 +310,7 @@ def main() -> None:
     parser.add_argument("--seed-list", default=None, help="run these seeds only (e.g. 1,2)")
     parser.add_argument("--base", type=int, default=1000, help="MNIST images before the 3x repetition")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--paper-rounds", type=int, default=16, help=f"rounds of the {PAPER} dataset")
+    parser.add_argument("--paper-rounds", type=int, default=13, help=f"rounds of the {PAPER} dataset")
     parser.add_argument("--paper-steps", type=int, default=200, help=f"training steps per round ({PAPER})")
     parser.add_argument("--cifar-pool", type=int, default=2000)
     parser.add_argument("--cifar-rounds", type=int, default=4)
