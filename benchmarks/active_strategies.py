@@ -361,8 +361,11 @@ def main() -> None:
             {
                 PAPER: f"BatchBALD paper protocol (Kirsch et al. 2019, Repeated MNIST): {args.base} MNIST images x3 "
                 f"(+N(0, 0.1) noise), 20 labelled at start (2 per class), acquisition size 10, {args.paper_rounds} "
-                f"rounds, MC dropout (20 samples, BatchBALD {KWARGS['batchbald']['max_configurations']} sampled "
-                f"configurations), retrained from scratch each round for {args.paper_steps} steps of 32",
+                f"rounds, consistent MC dropout (20 samples, the same 20 dropout masks for every pool example in a round; "
+                f"BatchBALD {KWARGS['batchbald']['max_configurations']} sampled configurations), retrained from "
+                f"scratch each round for {args.paper_steps} steps of 32",
+                DIAGNOSTIC: f"{PAPER} with MC dropout masks drawn per example (the library before consistent masks; "
+                "seeds 0-3 are the runs of the earlier claim)",
                 "cifar10": f"{args.cifar_pool} CIFAR-10 images, 40 labelled at start, query 20, {args.cifar_rounds} rounds",
                 "model": "SmallCNN(channels=(16, 32), dropout 0.5), retrained from scratch each round, Adam 1e-3, "
                 f"{args.steps} steps of 32",
@@ -371,10 +374,13 @@ def main() -> None:
             }
         )
         details["plot"] = plot(runs)
-        for key in ("repeated_mnist", PAPER):
+        for key in ("repeated_mnist", PAPER, DIAGNOSTIC):
             paired = _paired_final(runs.get(key, {}))
             if paired is not None:
                 details[f"final_accuracy_{key}"] = paired
+            copied = _copies_summary(runs.get(key, {}))
+            if copied:
+                details[f"copies_{key}"] = copied
         source = PAPER if f"final_accuracy_{PAPER}" in details else "repeated_mnist"
         paired = details.get(f"final_accuracy_{source}")
         if paired is not None:
@@ -419,6 +425,25 @@ def _paired_final(per_strategy: dict[str, Any]) -> dict[str, Any] | None:
         done = [per_strategy[name][s]["curve"][-1]["accuracy"] for s in seeds if s in per_strategy[name]]
         if done:
             out[f"{name}_mean_over_{len(done)}_seeds"] = round(statistics.mean(done), 3)
+    return out
+
+
+def _copies_summary(per_strategy: dict[str, Any]) -> dict[str, Any]:
+    """Per strategy, over the seeds that recorded them: the picks per round that copy an image already picked in
+    the same query or already labelled (mean over seeds), and each seed's total over the campaign."""
+    out: dict[str, Any] = {}
+    for name, by_seed in per_strategy.items():
+        recorded = {s: run["copies"] for s, run in by_seed.items() if "copies" in run}
+        if not recorded:
+            continue
+        per_round = np.array([[c["in_batch"] + c["of_labelled"] for c in rounds] for rounds in recorded.values()])
+        out[name] = {
+            "seeds": sorted(recorded, key=int),
+            "per_round_mean": per_round.mean(0).round(2).tolist(),
+            "in_batch_total_per_seed": [sum(c["in_batch"] for c in r) for r in recorded.values()],
+            "of_labelled_total_per_seed": [sum(c["of_labelled"] for c in r) for r in recorded.values()],
+            "picks_per_seed": int(per_round.shape[1] * 10),
+        }
     return out
 
 
