@@ -307,12 +307,19 @@ def plot_conll_live(live: dict[str, Any], path: Path = STOP_IMG) -> str | None:
             continue
         short = name.split("(")[0] + ("" if "(" not in name else f" ({name.split('reduce=')[1].split(',')[0]})")
         left.axvline(summary["labelled"], color=f"C{i}", ls="--", alpha=0.8)
-        left.plot([summary["labelled"]], [summary["metric"]], "o", color=f"C{i}", label=f"{short} stops")
+        left.plot(  # shrinking markers: criteria that stop at the same round stay visible
+            [summary["labelled"]],
+            [summary["metric"]],
+            "o",
+            ms=14 - 2 * i,
+            color=f"C{i}",
+            label=f"{short} stops at {summary['labelled']:,}",
+        )
     left.set_xlabel(f"labelled words (of {live['words']})")
     left.set_ylabel("entity F1 (%)")
     left.set_title(f"CoNLL-2003 live campaign ({live['train_sentences']} sentences, MNLP)")
     left.grid(alpha=0.3)
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="lower right")
     for column, label in (
         ("stop/uncertainty", "least confidence per token (stop <= 0.05)"),
         ("stop/uncertainty_max", "max over the sentence (stop <= 0.2)"),
