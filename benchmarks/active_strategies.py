@@ -242,9 +242,15 @@ def plot(accuracy_runs: dict[str, Any]) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         return None
-    fig, axes = plt.subplots(1, len(accuracy_runs), figsize=(6 * len(accuracy_runs), 4.2))
-    axes = np.atleast_1d(axes)
-    for ax, (dataset, per_strategy) in zip(axes, accuracy_runs.items()):
+    order = [k for k in (PAPER, DIAGNOSTIC, "repeated_mnist", "cifar10") if k in accuracy_runs]
+    order += [k for k in accuracy_runs if k not in order]
+    cols = min(2, len(order))
+    rows = (len(order) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(order) :]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, order):
+        per_strategy = accuracy_runs[dataset]
         for name, runs in per_strategy.items():
             xs, mean, std = _mean_curve(runs)
             ax.plot(xs, mean, marker="o", ms=3, label=f"{name} ({len(runs)} seeds)")
@@ -258,6 +264,30 @@ def plot(accuracy_runs: dict[str, Any]) -> str | None:
     IMG.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(IMG, dpi=110)
     return str(IMG.relative_to(IMG.parents[2]))
+
+
+def copies_vs_samples(args: argparse.Namespace) -> dict[str, Any]:
+    """One acquisition of 10 from the paper protocol's first model (20 labels, ``--paper-steps`` steps) per seed:
+    the copies BALD and BatchBALD pick with 20 and with 100 MC samples (consistent masks), and BatchBALD's
+    estimate of the batch's mutual information, which cannot exceed log(S) nats (S sampled networks)."""
+    x, y, _, _ = repeated_mnist(args.base)
+    out: dict[str, Any] = {}
+    for seed in [int(v) for v in (args.seed_list or "0,1,2").split(",")]:
+        labelled = initial(y, 2, seed)
+        net = make_model(1, 28, seed)
+        train(net, x[labelled], y[labelled], args.paper_steps, seed * 100)
+        pool = [i for i in range(len(x)) if i not in set(labelled)]
+        loader = lambda idx: [x[idx[i : i + 500]] for i in range(0, len(idx), 500)]  # noqa: E731
+        for samples in (20, 100):
+            for name in ("bald", "batchbald"):
+                kwargs = {**KWARGS[name], "n_samples": samples}
+                strategy = get_heuristic(name, **kwargs)
+                strategy.begin(seed * 1_000_003)
+                chosen = select_pool(net, pool, loader, strategy, 10, labelled_indices=labelled).indices
+                c = copies([chosen], labelled, args.base)[0]
+                out.setdefault(str(seed), {})[f"{name}_S{samples}"] = c
+                print(f"copies_vs_samples seed {seed} {name} S={samples}: {c}", flush=True)
+    return out
 
 
 def timing(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,6 +346,9 @@ def main() -> None:
     parser.add_argument("--cifar-rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--timing", action="store_true", help="only the timing claim (merged into the results)")
+    parser.add_argument(
+        "--copies-vs-samples", action="store_true", help="only the one-round copies diagnostic at 20 and 100 MC samples"
+    )
     parser.add_argument("--timing-pool", type=int, default=600)
     parser.add_argument("--timing-query", type=int, default=10)
     parser.add_argument("--timing-configurations", type=int, default=500)
@@ -331,7 +364,12 @@ def main() -> None:
     details: dict[str, Any] = dict(previous.get("details", {}))
     claims = {c["id"]: c for c in previous.get("claims", [])}
     details["threads"] = args.threads
-    if args.timing:
+    if args.copies_vs_samples:
+        details["copies_vs_samples"] = copies_vs_samples(args)
+        if args.partial:
+            Path(args.partial).write_text(json.dumps(details["copies_vs_samples"]))
+            return
+    elif args.timing:
         t = timing(args)
         details["timing"] = t
         claims["batchbald_scoring_speed_vs_baal"] = claim(
