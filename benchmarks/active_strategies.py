@@ -471,7 +471,7 @@ def _copies_summary(per_strategy: dict[str, Any]) -> dict[str, Any]:
     the same query or already labelled (mean over seeds), and each seed's total over the campaign."""
     out: dict[str, Any] = {}
     for name, by_seed in per_strategy.items():
-        recorded = {s: run["copies"] for s, run in by_seed.items() if "copies" in run}
+        recorded = {s: by_seed[s]["copies"] for s in sorted(by_seed, key=int) if "copies" in by_seed[s]}
         if not recorded:
             continue
         per_round = np.array([[c["in_batch"] + c["of_labelled"] for c in rounds] for rounds in recorded.values()])
