@@ -251,10 +251,12 @@ def plot(accuracy_runs: dict[str, Any]) -> str | None:
         ax.set_visible(False)
     for ax, dataset in zip(axes.flat, order):
         per_strategy = accuracy_runs[dataset]
-        for name, runs in per_strategy.items():
+        for name in sorted(per_strategy, key=lambda n: STRATEGIES.index(n) if n in STRATEGIES else len(STRATEGIES)):
+            runs = per_strategy[name]
+            color = f"C{STRATEGIES.index(name)}" if name in STRATEGIES else None  # one colour per strategy
             xs, mean, std = _mean_curve(runs)
-            ax.plot(xs, mean, marker="o", ms=3, label=f"{name} ({len(runs)} seeds)")
-            ax.fill_between(xs, np.array(mean) - std, np.array(mean) + std, alpha=0.12)
+            ax.plot(xs, mean, marker="o", ms=3, color=color, label=f"{name} ({len(runs)} seeds)")
+            ax.fill_between(xs, np.array(mean) - std, np.array(mean) + std, color=color, alpha=0.12)
         ax.set_title(dataset.replace("_", " "))
         ax.set_xlabel("labelled examples")
         ax.set_ylabel("test accuracy (%)")
