@@ -285,6 +285,61 @@ def summarise_conll_curve(path: Path, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+STOP_IMG = Path(__file__).resolve().parents[1] / "docs" / "img" / "active_stopping_conll.png"
+
+
+def plot_conll_live(live: dict[str, Any], path: Path = STOP_IMG) -> str | None:
+    """F1 against the labelled share of the words, a marker where each criterion stops (left), and the measured
+    stopping quantities with their thresholds (right)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return None
+    curve = live["curve"]
+    words = [row["labelled_tokens"] for row in curve]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    left.plot(words, [100.0 * row["val_f1"] for row in curve], marker="o", ms=3, color="k", label="entity F1")
+    for i, (name, summary) in enumerate(live["criteria"].items()):
+        if summary["labelled"] is None:
+            continue
+        short = name.split("(")[0] + ("" if "(" not in name else f" ({name.split('reduce=')[1].split(',')[0]})")
+        left.axvline(summary["labelled"], color=f"C{i}", ls="--", alpha=0.8)
+        left.plot(  # shrinking markers: criteria that stop at the same round stay visible
+            [summary["labelled"]],
+            [summary["metric"]],
+            "o",
+            ms=14 - 2 * i,
+            color=f"C{i}",
+            label=f"{short} stops at {summary['labelled']:,}",
+        )
+    left.set_xlabel(f"labelled words (of {live['words']})")
+    left.set_ylabel("entity F1 (%)")
+    left.set_title(f"CoNLL-2003 live campaign ({live['train_sentences']} sentences, MNLP)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower right")
+    for column, label in (
+        ("stop/uncertainty", "least confidence per token (stop <= 0.05)"),
+        ("stop/uncertainty_max", "max over the sentence (stop <= 0.2)"),
+        ("stop/uncertainty_mnlp", "MNLP-normalised (stop <= 0.05)"),
+        ("stop/kappa", "kappa between rounds (stop >= 0.99 x3)"),
+    ):
+        values = [row.get(column) for row in curve]
+        if any(v is not None for v in values):
+            right.plot(words, [v if v is not None else np.nan for v in values], marker=".", label=label)
+    right.set_xlabel("labelled words")
+    right.set_title("what the criteria measure")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path.relative_to(path.parents[2]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--digits-pool", type=int, default=5000)
@@ -322,6 +377,7 @@ def main() -> None:
         else:
             details["conll_live"] = run_conll_live(args)
         details["conll_live"]["command"] = " ".join(["python benchmarks/active_stopping.py", *sys.argv[1:]])
+        details["conll_live"]["plot"] = plot_conll_live(details["conll_live"])
         details["conll_live"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         print("conll live", json.dumps(details["conll_live"]["criteria"], indent=1), flush=True)
         print(write_results(name, [], details, command=stored.get("command"), results_dir=args.results_dir))

@@ -60,6 +60,7 @@ KWARGS: dict[str, dict[str, Any]] = {
     "epig": {"n_samples": 20, "n_targets": 100},
 }
 PAPER = "repeated_mnist_paper"  # the BatchBALD paper's protocol at a larger budget: the claim's source when present
+DIAGNOSTIC = "repeated_mnist_paper_independent_masks"  # PAPER with per-example dropout masks (the library before)
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img" / "active_strategies.png"
 
 
@@ -130,13 +131,51 @@ def initial(y: torch.Tensor, per_class: int, seed: int) -> list[int]:
     return sorted(chosen)
 
 
+def copies(queried: list[list[int]], start: list[int], base: int) -> list[dict[str, int]]:
+    """Per round of a Repeated MNIST campaign (pool index ``i`` is a noisy copy of base image ``i % base``): how
+    many picks repeat a base image picked earlier in the same query (``in_batch``), and how many are copies of
+    an image already labelled before the round (``of_labelled``). The paper's point: top-k BALD spends its query
+    on copies, BatchBALD does not."""
+    seen = {i % base for i in start}
+    out = []
+    for picks in queried:
+        bases = [i % base for i in picks]
+        out.append({"in_batch": len(bases) - len(set(bases)), "of_labelled": sum(b in seen for b in bases)})
+        seen |= set(bases)
+    return out
+
+
+class _IndependentMasks:
+    """The diagnostic's 'before' state: MC dropout masks drawn per example (the library before consistent masks)."""
+
+    def __enter__(self) -> None:
+        from trinity_lightning.active import scoring
+
+        self.saved = scoring._ConsistentMasks.__enter__, scoring._ConsistentMasks.__exit__
+        scoring._ConsistentMasks.__enter__ = lambda self: None  # type: ignore[assignment,method-assign]
+        scoring._ConsistentMasks.__exit__ = lambda self, *exc: None  # type: ignore[assignment,method-assign]
+
+    def __exit__(self, *exc: object) -> None:
+        from trinity_lightning.active import scoring
+
+        scoring._ConsistentMasks.__enter__, scoring._ConsistentMasks.__exit__ = self.saved  # type: ignore[method-assign]
+
+
 def campaign(
-    data: tuple[torch.Tensor, ...], name: str, seed: int, per_class: int, query: int, rounds: int, steps: int
+    data: tuple[torch.Tensor, ...],
+    name: str,
+    seed: int,
+    per_class: int,
+    query: int,
+    rounds: int,
+    steps: int,
+    base: int | None = None,
 ) -> dict[str, Any]:
     x, y, tx, ty = data
     labelled = initial(y, per_class, seed)
+    start_set = list(labelled)
     strategy = get_heuristic(name, **KWARGS.get(name, {}))
-    curve, times = [], []
+    curve, times, queried = [], [], []
     for r in range(rounds + 1):
         net = make_model(x.shape[1], x.shape[-1], seed)
         train(net, x[labelled], y[labelled], steps, seed * 100 + r)
@@ -150,30 +189,40 @@ def campaign(
         loader = lambda idx: [x[idx[i : i + 500]] for i in range(0, len(idx), 500)]  # noqa: E731
         chosen = select_pool(net, pool, loader, strategy, query, labelled_indices=labelled).indices
         times.append(time.process_time() - start)
+        queried.append([int(i) for i in chosen])
         labelled = sorted(labelled + chosen)
-    return {"curve": curve, "select_cpu_s": round(sum(times), 2)}
+    out: dict[str, Any] = {"curve": curve, "select_cpu_s": round(sum(times), 2), "queried": queried}
+    if base is not None:
+        out["copies"] = copies(queried, start_set, base)
+    return out
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
     steps = args.steps
+    base: int | None = args.base
     if dataset == "repeated_mnist":
         data = repeated_mnist(args.base)
         per_class, query, rounds = 2, 10, args.rounds
-    elif dataset == PAPER:
+    elif dataset in (PAPER, DIAGNOSTIC):
         data = repeated_mnist(args.base)
         per_class, query, rounds, steps = 2, 10, args.paper_rounds, args.paper_steps
     else:
         data = cifar(args.cifar_pool)
-        per_class, query, rounds = 4, 20, args.cifar_rounds
+        per_class, query, rounds, base = 4, 20, args.cifar_rounds, None
     results = out.setdefault(dataset, {})
     seeds = [int(v) for v in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
     for seed in seeds:
         for name in args.strategies:
             started = time.process_time()
-            run = campaign(data, name, seed, per_class, query, rounds, steps)
+            if dataset == DIAGNOSTIC:
+                with _IndependentMasks():
+                    run = campaign(data, name, seed, per_class, query, rounds, steps, base)
+            else:
+                run = campaign(data, name, seed, per_class, query, rounds, steps, base)
             run["cpu_s"] = round(time.process_time() - started, 1)
             results.setdefault(name, {})[str(seed)] = run
-            print(f"{dataset} seed {seed} {name}: {run['curve'][-1]} cpu {run['cpu_s']}s", flush=True)
+            dup = [c["in_batch"] + c["of_labelled"] for c in run.get("copies", [])]
+            print(f"{dataset} seed {seed} {name}: {run['curve'][-1]} cpu {run['cpu_s']}s copies {dup}", flush=True)
             if args.partial:
                 Path(args.partial).write_text(json.dumps(out))
 
@@ -193,13 +242,21 @@ def plot(accuracy_runs: dict[str, Any]) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         return None
-    fig, axes = plt.subplots(1, len(accuracy_runs), figsize=(6 * len(accuracy_runs), 4.2))
-    axes = np.atleast_1d(axes)
-    for ax, (dataset, per_strategy) in zip(axes, accuracy_runs.items()):
-        for name, runs in per_strategy.items():
+    order = [k for k in (PAPER, DIAGNOSTIC, "repeated_mnist", "cifar10") if k in accuracy_runs]
+    order += [k for k in accuracy_runs if k not in order]
+    cols = min(2, len(order))
+    rows = (len(order) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(order) :]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, order):
+        per_strategy = accuracy_runs[dataset]
+        for name in sorted(per_strategy, key=lambda n: STRATEGIES.index(n) if n in STRATEGIES else len(STRATEGIES)):
+            runs = per_strategy[name]
+            color = f"C{STRATEGIES.index(name)}" if name in STRATEGIES else None  # one colour per strategy
             xs, mean, std = _mean_curve(runs)
-            ax.plot(xs, mean, marker="o", ms=3, label=f"{name} ({len(runs)} seeds)")
-            ax.fill_between(xs, np.array(mean) - std, np.array(mean) + std, alpha=0.12)
+            ax.plot(xs, mean, marker="o", ms=3, color=color, label=f"{name} ({len(runs)} seeds)")
+            ax.fill_between(xs, np.array(mean) - std, np.array(mean) + std, color=color, alpha=0.12)
         ax.set_title(dataset.replace("_", " "))
         ax.set_xlabel("labelled examples")
         ax.set_ylabel("test accuracy (%)")
@@ -209,6 +266,30 @@ def plot(accuracy_runs: dict[str, Any]) -> str | None:
     IMG.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(IMG, dpi=110)
     return str(IMG.relative_to(IMG.parents[2]))
+
+
+def copies_vs_samples(args: argparse.Namespace) -> dict[str, Any]:
+    """One acquisition of 10 from the paper protocol's first model (20 labels, ``--paper-steps`` steps) per seed:
+    the copies BALD and BatchBALD pick with 20 and with 100 MC samples (consistent masks), and BatchBALD's
+    estimate of the batch's mutual information, which cannot exceed log(S) nats (S sampled networks)."""
+    x, y, _, _ = repeated_mnist(args.base)
+    out: dict[str, Any] = {}
+    for seed in [int(v) for v in (args.seed_list or "0,1,2").split(",")]:
+        labelled = initial(y, 2, seed)
+        net = make_model(1, 28, seed)
+        train(net, x[labelled], y[labelled], args.paper_steps, seed * 100)
+        pool = [i for i in range(len(x)) if i not in set(labelled)]
+        loader = lambda idx: [x[idx[i : i + 500]] for i in range(0, len(idx), 500)]  # noqa: E731
+        for samples in (20, 100):
+            for name in ("bald", "batchbald"):
+                kwargs = {**KWARGS[name], "n_samples": samples}
+                strategy = get_heuristic(name, **kwargs)
+                strategy.begin(seed * 1_000_003)
+                chosen = select_pool(net, pool, loader, strategy, 10, labelled_indices=labelled).indices
+                c = copies([chosen], labelled, args.base)[0]
+                out.setdefault(str(seed), {})[f"{name}_S{samples}"] = c
+                print(f"copies_vs_samples seed {seed} {name} S={samples}: {c}", flush=True)
+    return out
 
 
 def timing(args: argparse.Namespace) -> dict[str, Any]:
@@ -261,12 +342,15 @@ def main() -> None:
     parser.add_argument("--seed-list", default=None, help="run these seeds only (e.g. 1,2)")
     parser.add_argument("--base", type=int, default=1000, help="MNIST images before the 3x repetition")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--paper-rounds", type=int, default=16, help=f"rounds of the {PAPER} dataset")
+    parser.add_argument("--paper-rounds", type=int, default=13, help=f"rounds of the {PAPER} dataset")
     parser.add_argument("--paper-steps", type=int, default=200, help=f"training steps per round ({PAPER})")
     parser.add_argument("--cifar-pool", type=int, default=2000)
     parser.add_argument("--cifar-rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--timing", action="store_true", help="only the timing claim (merged into the results)")
+    parser.add_argument(
+        "--copies-vs-samples", action="store_true", help="only the one-round copies diagnostic at 20 and 100 MC samples"
+    )
     parser.add_argument("--timing-pool", type=int, default=600)
     parser.add_argument("--timing-query", type=int, default=10)
     parser.add_argument("--timing-configurations", type=int, default=500)
@@ -282,7 +366,12 @@ def main() -> None:
     details: dict[str, Any] = dict(previous.get("details", {}))
     claims = {c["id"]: c for c in previous.get("claims", [])}
     details["threads"] = args.threads
-    if args.timing:
+    if args.copies_vs_samples:
+        details["copies_vs_samples"] = copies_vs_samples(args)
+        if args.partial:
+            Path(args.partial).write_text(json.dumps(details["copies_vs_samples"]))
+            return
+    elif args.timing:
         t = timing(args)
         details["timing"] = t
         claims["batchbald_scoring_speed_vs_baal"] = claim(
@@ -312,8 +401,11 @@ def main() -> None:
             {
                 PAPER: f"BatchBALD paper protocol (Kirsch et al. 2019, Repeated MNIST): {args.base} MNIST images x3 "
                 f"(+N(0, 0.1) noise), 20 labelled at start (2 per class), acquisition size 10, {args.paper_rounds} "
-                f"rounds, MC dropout (20 samples, BatchBALD {KWARGS['batchbald']['max_configurations']} sampled "
-                f"configurations), retrained from scratch each round for {args.paper_steps} steps of 32",
+                f"rounds, consistent MC dropout (20 samples, the same 20 dropout masks for every pool example in a round; "
+                f"BatchBALD {KWARGS['batchbald']['max_configurations']} sampled configurations), retrained from "
+                f"scratch each round for {args.paper_steps} steps of 32",
+                DIAGNOSTIC: f"{PAPER} with MC dropout masks drawn per example (the library before consistent masks; "
+                "seeds 0-3 are the runs of the earlier claim)",
                 "cifar10": f"{args.cifar_pool} CIFAR-10 images, 40 labelled at start, query 20, {args.cifar_rounds} rounds",
                 "model": "SmallCNN(channels=(16, 32), dropout 0.5), retrained from scratch each round, Adam 1e-3, "
                 f"{args.steps} steps of 32",
@@ -322,10 +414,13 @@ def main() -> None:
             }
         )
         details["plot"] = plot(runs)
-        for key in ("repeated_mnist", PAPER):
+        for key in ("repeated_mnist", PAPER, DIAGNOSTIC):
             paired = _paired_final(runs.get(key, {}))
             if paired is not None:
                 details[f"final_accuracy_{key}"] = paired
+            copied = _copies_summary(runs.get(key, {}))
+            if copied:
+                details[f"copies_{key}"] = copied
         source = PAPER if f"final_accuracy_{PAPER}" in details else "repeated_mnist"
         paired = details.get(f"final_accuracy_{source}")
         if paired is not None:
@@ -370,6 +465,25 @@ def _paired_final(per_strategy: dict[str, Any]) -> dict[str, Any] | None:
         done = [per_strategy[name][s]["curve"][-1]["accuracy"] for s in seeds if s in per_strategy[name]]
         if done:
             out[f"{name}_mean_over_{len(done)}_seeds"] = round(statistics.mean(done), 3)
+    return out
+
+
+def _copies_summary(per_strategy: dict[str, Any]) -> dict[str, Any]:
+    """Per strategy, over the seeds that recorded them: the picks per round that copy an image already picked in
+    the same query or already labelled (mean over seeds), and each seed's total over the campaign."""
+    out: dict[str, Any] = {}
+    for name, by_seed in per_strategy.items():
+        recorded = {s: by_seed[s]["copies"] for s in sorted(by_seed, key=int) if "copies" in by_seed[s]}
+        if not recorded:
+            continue
+        per_round = np.array([[c["in_batch"] + c["of_labelled"] for c in rounds] for rounds in recorded.values()])
+        out[name] = {
+            "seeds": sorted(recorded, key=int),
+            "per_round_mean": per_round.mean(0).round(2).tolist(),
+            "in_batch_total_per_seed": [sum(c["in_batch"] for c in r) for r in recorded.values()],
+            "of_labelled_total_per_seed": [sum(c["of_labelled"] for c in r) for r in recorded.values()],
+            "picks_per_seed": int(per_round.shape[1] * 10),
+        }
     return out
 
 

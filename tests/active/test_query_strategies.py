@@ -372,3 +372,50 @@ def test_campaign_with_a_batch_aware_heuristic(tmp_path, name):
         )
     trainer.fit(model, datamodule=dm)
     assert dm.n_labelled == 32 and al.round == 2 and len(set(al.last_query)) == 10
+
+
+class _Recorder(BatchBALD):
+    """Keeps the pool outputs select_pool hands over (to check what a joint heuristic sees)."""
+
+    def select(self, pool, k, labelled=None):
+        self.seen = pool
+        return list(range(k))
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)),  # trunk split
+        nn.Sequential(nn.Dropout(0.2), nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)),  # no trunk
+    ],
+)
+def test_mc_dropout_masks_are_consistent_across_the_pool(net):
+    # Copies of one input in different batches must get the same S samples: BatchBALD's joint entropy and EPIG
+    # compare examples sample by sample. Per-example masks (before) made copies look independent.
+    torch.manual_seed(0)
+    x = torch.randn(3, 4)
+    data = torch.cat([x, x, x])  # items i, i + 3, i + 6 are copies; batches of 4 split them
+    loader = lambda idx: [data[idx[i : i + 4]] for i in range(0, len(idx), 4)]  # noqa: E731
+    recorder = _Recorder(n_samples=16)
+    recorder.begin(7)
+    select_pool(net, range(9), loader, recorder, k=2)
+    mc = recorder.seen["mc_logits"]  # (S, N, C)
+    assert mc.shape == (16, 9, 3)
+    for i in range(3):
+        assert torch.allclose(mc[:, i], mc[:, i + 3], atol=1e-5) and torch.allclose(mc[:, i], mc[:, i + 6], atol=1e-5)
+    assert not torch.allclose(mc[0], mc[1])  # still 16 different networks
+    bald = score_pool(net, loader(list(range(9))), BALD(n_samples=16), k=9, indices=range(9))
+    by_index = dict(zip(bald.indices, bald.scores))
+    assert all(abs(by_index[i] - by_index[i + 3]) < 1e-5 for i in range(3))  # copies score the same
+
+
+def test_consistent_channel_dropout_and_fallbacks():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    x = torch.randn(1, 1, 6, 6).repeat(3, 1, 1, 1)
+    from trinity_lightning.active.scoring import mc_logits
+
+    out = mc_logits(net, x, n_samples=5, seed=3)[0]
+    assert torch.allclose(out, out[:, :1].expand_as(out), atol=1e-5)
+    assert torch.allclose(mc_logits(net, x, n_samples=5, seed=3)[0], out)  # same seed, same networks
+    assert not torch.allclose(mc_logits(net, x, n_samples=5, seed=4)[0], out)
+    assert type(net[1]).forward is net[1].forward.__func__  # the layer's own forward restored afterwards

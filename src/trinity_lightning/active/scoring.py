@@ -151,13 +151,67 @@ class _DropoutOn:
             m.train(mode)
 
 
-def mc_logits(model: nn.Module, batch: Any, n_samples: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n_samples`` MC-dropout logits ``(S, N, ...)`` of a batch (see the module docstring for the paths)."""
+class _ConsistentMasks:
+    """Consistent MC dropout (Kirsch et al. 2019): sample ``s`` of *every* example uses the same dropout masks,
+    drawn from ``seed``, so the ``S`` samples are ``S`` networks. Joint heuristics need it: BatchBALD's joint
+    entropy and EPIG's pool-target dependence are computed across examples sample by sample; with masks drawn
+    per example, two copies of an image look independent and BatchBALD picks both. Applies to ``nn.Dropout``
+    and the channel dropouts on an input whose first dimension is ``S * N`` (samples first, as the replicated
+    batch is laid out); any other input keeps the layer's own dropout."""
+
+    def __init__(self, layers: Sequence[nn.Module], n_samples: int, seed: int) -> None:
+        self.layers = [m for m in layers if type(m) in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)]
+        self.n_samples, self.seed = n_samples, seed
+
+    def _forward(self, layer: nn.Module, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        original, p, s = layer.forward, float(layer.p), self.n_samples  # type: ignore[arg-type]
+        channel = not isinstance(layer, nn.Dropout)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if not layer.training or p == 0.0 or x.shape[0] % s or (channel and x.ndim < 3):
+                return original(x)
+            shape = (s, 1, *(x.shape[1:2] + (1,) * (x.ndim - 2) if channel else x.shape[1:]))
+            g = torch.Generator().manual_seed(self.seed * 1009 + index)
+            keep = (torch.rand(shape, generator=g) >= p).to(x.device, x.dtype) / (1.0 - p)
+            return (x.reshape(s, -1, *x.shape[1:]) * keep).reshape(x.shape)
+
+        return forward
+
+    def __enter__(self) -> None:
+        for i, layer in enumerate(self.layers):
+            layer.forward = self._forward(layer, i)  # type: ignore[method-assign]
+
+    def __exit__(self, *exc: object) -> None:
+        for layer in self.layers:
+            del layer.forward
+
+
+def mc_logits(
+    model: nn.Module, batch: Any, n_samples: int, seed: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n_samples`` MC-dropout logits ``(S, N, ...)`` of a batch (see the module docstring for the paths).
+
+    The dropout masks are *consistent*: sample ``s`` of every example in the batch sees the same network, and
+    every call with the same ``seed`` draws the same ``S`` networks (one pool pass passes one seed to all its
+    batches; ``None``: a fresh seed from torch's global generator). A module's own ``mc_logits`` is used as is.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+        >>> x = torch.randn(1, 3).repeat(4, 1)                  # one input four times
+        >>> out = mc_logits(net, x, n_samples=6, seed=0)[0]      # (6, 4, 2)
+        >>> torch.allclose(out, out[:, :1].expand_as(out))        # each sample: the same network for all four
+        True
+        >>> torch.allclose(mc_logits(net, x[:2], n_samples=6, seed=0)[0], out[:, :2])  # and across batches
+        True
+    """
     custom = getattr(model, "mc_logits", None)
     if callable(custom):
         return _split(custom(batch, n_samples))
     split = find_mc_split(model)
-    with _DropoutOn(model):
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+    dropout = _DropoutOn(model)
+    with dropout, _ConsistentMasks(dropout.layers, n_samples, seed):
         x = batch_input(batch)
         if split is None:
             return sampled_passes(model, x, n_samples)
@@ -309,9 +363,12 @@ def embeddings_and_logits(
     return captured[-1].float().flatten(1), logits, mask
 
 
-def pool_outputs(model: nn.Module, batch: Any, strategy: QueryStrategy) -> dict[str, torch.Tensor]:
+def pool_outputs(
+    model: nn.Module, batch: Any, strategy: QueryStrategy, mc_seed: int | None = None
+) -> dict[str, torch.Tensor]:
     """The outputs ``strategy`` requires for one batch, in the heuristics' shapes (``mc_logits`` ``(S, N, ...)``;
-    ``"mask"`` added for token outputs). Only what is required is computed."""
+    ``"mask"`` added for token outputs). Only what is required is computed. ``mc_seed``: the dropout masks'
+    seed (:func:`mc_logits`), the same for every batch of one pool pass."""
     required = strategy.required_outputs()
     out: dict[str, torch.Tensor] = {}
     mask: torch.Tensor | None = None
@@ -323,32 +380,34 @@ def pool_outputs(model: nn.Module, batch: Any, strategy: QueryStrategy) -> dict[
     elif LOGITS in required:
         out[LOGITS], mask = model_logits(model, batch)
     if MC_LOGITS in required:
-        out[MC_LOGITS], mc_mask = mc_logits(model, batch, strategy.n_samples)
+        out[MC_LOGITS], mc_mask = mc_logits(model, batch, strategy.n_samples, mc_seed)
         mask = mask if mask is not None else mc_mask
     if mask is not None:
         out["mask"] = mask
     return out
 
 
-def score_forward(strategy: QueryStrategy) -> Callable[[nn.Module, Any], torch.Tensor]:
+def score_forward(strategy: QueryStrategy, mc_seed: int | None = None) -> Callable[[nn.Module, Any], torch.Tensor]:
     """The ``forward`` that :func:`~trinity_lightning.rounds.predict_pool` runs for a per-example query heuristic:
     one score per item (no forward pass at all for model-free heuristics such as ``random``)."""
 
     def forward(model: nn.Module, batch: Any) -> torch.Tensor:
         if not strategy.required_outputs():
             return strategy.score(torch.zeros(batch_size(batch), 1), None)
-        return strategy.score_outputs(pool_outputs(model, batch, strategy))
+        return strategy.score_outputs(pool_outputs(model, batch, strategy, mc_seed))
 
     return forward
 
 
-def outputs_forward(strategy: QueryStrategy, labelled: bool = False) -> Callable[[nn.Module, Any], Any]:
+def outputs_forward(
+    strategy: QueryStrategy, labelled: bool = False, mc_seed: int | None = None
+) -> Callable[[nn.Module, Any], Any]:
     """The ``forward`` collecting a batch-aware heuristic's outputs, one row per item (``mc_logits`` as
     ``(N, S, C)``; :func:`select_pool` moves the samples back in front). ``labelled``: only the outputs the
     labelled set needs (the embeddings)."""
 
     def forward(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-        out = pool_outputs(model, batch, strategy)
+        out = pool_outputs(model, batch, strategy, mc_seed)
         if labelled:
             out = {key: value for key, value in out.items() if key == EMBEDDINGS}
         if "mask" in out:
@@ -417,21 +476,31 @@ def select_pool(
         raise ValueError(f"query_size: {k} examples asked but the pool holds only {len(order)}")
     check_outputs(model, strategy)
     common = {"trainer": trainer, "shard": shard, "to_device": to_device, "forward_context": forward_context}
+    seed = _mc_seed(strategy)  # one set of dropout masks for the whole pool (consistent MC dropout)
     if not is_pool_strategy(strategy):
-        result = predict_pool(model, order, loader, score_forward(strategy), top_k=k, **common)
+        result = predict_pool(model, order, loader, score_forward(strategy, seed), top_k=k, **common)
         assert isinstance(result, Selection)
         return result
-    pool = _restore(predict_pool(model, order, loader, outputs_forward(strategy), **common))
+    pool = _restore(predict_pool(model, order, loader, outputs_forward(strategy, mc_seed=seed), **common))
     labelled: dict[str, torch.Tensor] | None = None
     if LABELLED in strategy.required_outputs() and labelled_indices:
         source = labelled_loader if labelled_loader is not None else loader
         if not callable(source):
             raise ValueError("labelled_loader: pass the labelled set's batches (or a callable loader)")
-        labelled = predict_pool(model, list(labelled_indices), source, outputs_forward(strategy, True), **common)
+        labelled = predict_pool(model, list(labelled_indices), source, outputs_forward(strategy, True, seed), **common)
     positions = strategy.select(pool, k, labelled)  # type: ignore[attr-defined]
     if len(set(positions)) != len(positions):
         raise RuntimeError(f"{type(strategy).__name__}.select returned a position twice: {positions}")
     return Selection([order[p] for p in positions], [float(k - r) for r in range(len(positions))])
+
+
+def _mc_seed(strategy: QueryStrategy) -> int:
+    """The dropout masks' seed of one pool pass: the round's seed of a heuristic that keeps one (``begin``; the
+    same on every rank), else one draw from torch's global generator."""
+    generator = getattr(strategy, "_generator", None)
+    if isinstance(generator, torch.Generator):
+        return int(generator.initial_seed() % (2**31 - 1))
+    return int(torch.randint(0, 2**31 - 1, (1,)))
 
 
 def score_pool(
