@@ -17,9 +17,15 @@ Two measurements, each with our hook and the anchors interleaved in one run:
 The hook's CPU time per step (``time.process_time``, every thread of the process) is recorded beside its wall
 time, and the bytes are converted to the payload's time on a 1 Gbit/s wire (``wire_ms_at_1gbit``).
 
+* cpu profile: the hook's CPU time per stage (sign packing with the momentum update, send frame, vote, unpack)
+  in one process with one thread (``time.thread_time``), the frames of 4 voters, so other processes on the
+  cores do not inflate it (``hook_cpu_stages_ms``); ``--cpu-profile`` runs only this, and with
+  ``--baseline-ref REF`` alternates with the package of a git commit (``signsgd_hook_cpu.json``).
+
     python benchmarks/signsgd_comm.py --layers 2 --width 1024 --steps 30   # the issue's 8.4M parameters
     python benchmarks/signsgd_comm.py            # everything, 25.2M parameters (about 12 minutes on 2 cores)
     python benchmarks/signsgd_comm.py --quick    # smaller model, fewer steps (a smoke test)
+    python benchmarks/signsgd_comm.py --cpu-profile --layers 2 --width 1024 --steps 20 --baseline-ref 3e366cc
 """
 
 from __future__ import annotations
@@ -632,6 +638,9 @@ def main() -> None:
             details["bytes"][f"w{world}"] = res["bytes_sent"]
             details["params"] = res["params"]
             print(f"bytes w{world}:", {k: f"{v / 1e6:.2f} MB" for k, v in res["bytes_sent"].items()}, flush=True)
+    stages = cpu_profile(args)  # the hook's CPU per stage, one process (no other worker on the cores)
+    details["hook_cpu_stages_ms"] = {"median_ms": stages["median_ms"], "method": stages["method"]}
+    print("hook CPU per stage, ms:", json.dumps(stages["median_ms"]), flush=True)
     loop = _launch(4, args.steps, args.layers, args.width)
     details["time_ms"]["loopback_w4"] = loop["median_ms"]
     details["hook_cpu_ms"] = {"loopback_w4": loop["cpu_median_ms"]}

@@ -403,16 +403,19 @@ def _local_signs(
         error = state._flat_buffer("error", bucket)
         error.add_(source)  # p = m + e, held in the error buffer
         segments = state._segments(bucket)
-        magnitude = error.abs()
+        # mean|p| per parameter tensor: one pass each, no |p| buffer
         scales = torch.stack(
             [
-                magnitude[offset : offset + numel].mean() if numel else magnitude.new_zeros(())
+                torch.linalg.vector_norm(error[offset : offset + numel], 1) / numel if numel else error.new_zeros(())
                 for offset, numel in segments
             ]
         )
         bits = pack_signs(error, state.step, out=out, dither=dither)
-        # e = p - scale * sign(p), one scale per parameter tensor
-        error.sub_(_scale_segments(unpack_signs(bits, error.numel(), dtype=error.dtype), segments, scales))
+        # e = p - scale * sign(p), one scale per parameter tensor; the bucket buffer is free until the vote fills
+        # it, so the signs are unpacked there (no gradient-sized temporary)
+        signs = unpack_signs(bits, error.numel(), out=grad)
+        for i, (offset, numel) in enumerate(segments):
+            error[offset : offset + numel].addcmul_(signs[offset : offset + numel], scales[i], value=-1)
     if state.flip_signs:
         out.bitwise_not_()
     return valid, scales
