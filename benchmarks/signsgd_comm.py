@@ -425,6 +425,8 @@ def cpu_profile(args: argparse.Namespace, baseline_ref: str = "", rounds: int = 
         for config, by_label in samples.items()
     }
     details["samples_ms"] = samples
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    details["loaded"] = load > (os.cpu_count() or 1)  # CPU times inflate too (memory bandwidth, caches): re-run idle
     details["method"] = (
         "one process, one thread, time.thread_time around each stage of the hook's own functions (_local_signs, "
         f"send frame, _vote_frames on {args.world} voters' frames, _unpack into the bucket), {rounds} alternating "
