@@ -17,9 +17,15 @@ Two measurements, each with our hook and the anchors interleaved in one run:
 The hook's CPU time per step (``time.process_time``, every thread of the process) is recorded beside its wall
 time, and the bytes are converted to the payload's time on a 1 Gbit/s wire (``wire_ms_at_1gbit``).
 
+* cpu profile: the hook's CPU time per stage (sign packing with the momentum update, send frame, vote, unpack)
+  in one process with one thread (``time.thread_time``), the frames of 4 voters, so other processes on the
+  cores do not inflate it (``hook_cpu_stages_ms``); ``--cpu-profile`` runs only this, and with
+  ``--baseline-ref REF`` alternates with the package of a git commit (``signsgd_hook_cpu.json``).
+
     python benchmarks/signsgd_comm.py --layers 2 --width 1024 --steps 30   # the issue's 8.4M parameters
     python benchmarks/signsgd_comm.py            # everything, 25.2M parameters (about 12 minutes on 2 cores)
     python benchmarks/signsgd_comm.py --quick    # smaller model, fewer steps (a smoke test)
+    python benchmarks/signsgd_comm.py --cpu-profile --layers 2 --width 1024 --steps 20 --baseline-ref 3e366cc
 """
 
 from __future__ import annotations
@@ -243,6 +249,83 @@ def ddp_step_worker(args: argparse.Namespace) -> None:
     dist.destroy_process_group()
 
 
+STAGES = ("signs", "frame", "vote", "unpack")
+
+
+def profile_worker(args: argparse.Namespace) -> None:
+    """CPU time of each stage of the hook, in one process: the hook's own functions on an 8.4M-parameter bucket
+    (with the default sizes) and the frames of ``--world`` voters, ``time.thread_time`` per stage (one thread).
+
+    Stages: ``signs`` (finite check, momentum update, sign packing: ``_local_signs``), ``frame`` (the shards and
+    the valid flag copied into the send frame), ``vote`` (``_vote_frames`` on the ``W`` received frames of this
+    rank's shard), ``unpack`` (``_unpack`` of the ``W`` gathered voted shards into the bucket buffer). The
+    collectives themselves are left out (they run on the backend's threads).
+    """
+    import dataclasses
+
+    from trinity_lightning.distributed import SignSGDState
+    from trinity_lightning.distributed import hook as signsgd
+    from trinity_lightning.distributed.packing import packed_size
+
+    torch.set_num_threads(args.threads)
+    shapes: list[tuple[int, ...]] = []
+    for _ in range(args.layers):
+        shapes += [(args.width, 4 * args.width), (args.width,)]
+    bucket = FakeBucket(shapes)
+    generator = torch.Generator().manual_seed(0)
+    grad = torch.randn(bucket.buffer().numel(), generator=generator)
+    world, n = args.world, grad.numel()
+    state = SignSGDState(momentum=0.9, error_feedback=args.error_feedback)
+    nbytes = packed_size(n)
+    shard = -(-nbytes // world)
+    shard += -shard % 8
+    segments = state._segments(bucket) if args.error_feedback else []
+    header = signsgd._header_size(len(segments))
+    dither = state._dither_mask(bucket, shard * world)
+    bits = torch.zeros(shard * world, dtype=torch.uint8)
+    send = torch.zeros(world, header + shard, dtype=torch.uint8)
+    received = torch.randint(0, 256, (world, header + shard), dtype=torch.uint8, generator=generator)
+    received[:, :header] = 0
+    received[:, 0] = 1  # every voter valid
+    if segments:
+        received[:, signsgd._FLAG : signsgd._FLAG + 4 * len(segments)] = (
+            torch.ones(world, len(segments)).view(torch.uint8).view(world, -1)
+        )
+    gathered = torch.randint(0, 256, (world * shard,), dtype=torch.uint8, generator=generator)
+    fields = {f.name for f in dataclasses.fields(signsgd._Vote)}
+    samples: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    for rep in range(2 + args.steps):
+        bucket.buffer().copy_(grad)
+        t0 = time.thread_time()
+        valid, scales = signsgd._local_signs(state, bucket, 0, dither, bits[:nbytes])
+        t1 = time.thread_time()
+        send[:, header:] = bits.view(world, shard)
+        send[:, 0] = valid
+        if scales is not None:
+            send[:, signsgd._FLAG : signsgd._FLAG + 4 * len(segments)] = scales.to(torch.float32).view(torch.uint8)
+        t2 = time.thread_time()
+        received[0].copy_(send[0])  # this rank's own shard, as all_to_all delivers it (not timed)
+        values = dict(
+            index=0, step=state.step, rank=0, world=world, alltoall=True, deferred=False, work=None,
+            received=received.view(-1), dither=dither[:shard], header=header, shard=shard, grad=bucket.buffer(),
+            segments=segments, future=torch.futures.Future(),
+        )  # fmt: skip
+        vote = signsgd._Vote(**{k: v for k, v in values.items() if k in fields})
+        t3 = time.thread_time()
+        _, _, voted_scales, any_valid = signsgd._vote_frames(vote)
+        t4 = time.thread_time()
+        signsgd._unpack(vote, gathered, voted_scales, any_valid)
+        t5 = time.thread_time()
+        state.step += 1
+        if rep >= 2:
+            for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t4 - t3, t5 - t4), strict=True):
+                samples[stage].append(1000 * seconds)
+            samples["total"].append(1000 * (t2 - t0 + t5 - t3))
+    from _results import write_json
+
+    write_json(Path(args.out), {"params": n, "world": world, "samples_ms": samples}, indent=None)
+
+
 # ---------------------------------------------------------------------------------------------- driver side
 def _free_port() -> int:
     import socket
@@ -298,6 +381,58 @@ def _launch(
     if any(codes):
         raise RuntimeError(f"benchmark workers failed with exit codes {codes}")
     return json.loads(out.read_text())
+
+
+def _source_tree(ref: str) -> tuple[Path, str]:
+    """``src/`` of the git ``ref`` of this repository, extracted to a temporary folder, and the commit's hash."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True, text=True
+    )
+    if commit.returncode:
+        raise SystemExit(f"--baseline-ref: {ref!r} is not a commit of {root}: {commit.stderr.strip()}")
+    folder = Path(tempfile.mkdtemp(prefix="signsgd_baseline_"))
+    archive = subprocess.run(["git", "-C", str(root), "archive", commit.stdout.strip(), "src"], capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / "src", commit.stdout.strip()
+
+
+def cpu_profile(args: argparse.Namespace, baseline_ref: str = "", rounds: int = 1) -> dict[str, Any]:
+    """Per-stage CPU ms of the hook (:func:`profile_worker`), momentum (Signum) and error feedback, ours and, with
+    ``baseline_ref``, the package of that git commit, in alternating subprocesses (``rounds`` each)."""
+    sources = {"ours": Path(__file__).resolve().parent.parent / "src"}
+    details: dict[str, Any] = {}
+    if baseline_ref:
+        sources["baseline"], details["baseline_commit"] = _source_tree(baseline_ref)
+        details["baseline_ref"] = baseline_ref
+    configs = {"momentum": (), "error_feedback": ("--error-feedback",)}
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {c: {label: {} for label in sources} for c in configs}
+    for _ in range(rounds):
+        for config, flags in configs.items():
+            for label, src in sources.items():
+                out = Path(tempfile.mkdtemp(prefix="signsgd_profile_")) / "profile.json"
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+                env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [os.environ.get("PYTHONPATH")])])
+                cmd = [sys.executable, __file__, "--profile-worker", "--out", str(out), "--steps", str(args.steps)]
+                cmd += ["--layers", str(args.layers), "--width", str(args.width), "--world", str(args.world)]
+                subprocess.run([*cmd, "--threads", str(args.threads), *flags], env=env, check=True)
+                result = json.loads(out.read_text())
+                details["params"], details["world"] = result["params"], result["world"]
+                for stage, values in result["samples_ms"].items():
+                    samples[config][label].setdefault(stage, []).extend(values)
+    details["median_ms"] = {
+        config: {label: {k: statistics.median(v) for k, v in stages.items()} for label, stages in by_label.items()}
+        for config, by_label in samples.items()
+    }
+    details["samples_ms"] = samples
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    details["loaded"] = load > (os.cpu_count() or 1)  # CPU times inflate too (memory bandwidth, caches): re-run idle
+    details["method"] = (
+        "one process, one thread, time.thread_time around each stage of the hook's own functions (_local_signs, "
+        f"send frame, _vote_frames on {args.world} voters' frames, _unpack into the bucket), {rounds} alternating "
+        f"round(s) of {args.steps} steps after 2 warm-up steps; collectives left out"
+    )
+    return details
 
 
 def _sh(*cmd: str, check: bool = True) -> None:
@@ -458,7 +593,17 @@ def main() -> None:
     parser.add_argument("--skip-netns", action="store_true")
     parser.add_argument("--skip-bytes", action="store_true", help="reuse the byte counts of the last results file")
     parser.add_argument("--nccl-smoke", action="store_true", help="one-GPU NCCL smoke test (world size 1)")
+    parser.add_argument(
+        "--cpu-profile", action="store_true", help="only the hook's CPU per stage, one process (signsgd_hook_cpu.json)"
+    )
+    parser.add_argument("--baseline-ref", default="", help="with --cpu-profile: also profile src/ of this git ref")
+    parser.add_argument("--rounds", type=int, default=3, help="with --cpu-profile: alternating rounds")
+    parser.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--error-feedback", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile_worker:
+        profile_worker(args)
+        return
     if args.worker:
         ddp_step_worker(args) if args.ddp_step else worker(args)
         return
@@ -467,6 +612,11 @@ def main() -> None:
         return
     from _results import claim, write_results
 
+    if args.cpu_profile:
+        profile = cpu_profile(args, args.baseline_ref, args.rounds)
+        print(json.dumps(profile["median_ms"], indent=1))
+        print(f"wrote {write_results('signsgd_hook_cpu', [], {'command_line': ' '.join(sys.argv[1:]), **profile})}")
+        return
     if args.quick:
         args.steps, args.layers, args.width = 5, 2, 512
         args.step_steps, args.step_layers, args.step_width = 5, 2, 256
@@ -490,6 +640,9 @@ def main() -> None:
             details["bytes"][f"w{world}"] = res["bytes_sent"]
             details["params"] = res["params"]
             print(f"bytes w{world}:", {k: f"{v / 1e6:.2f} MB" for k, v in res["bytes_sent"].items()}, flush=True)
+    stages = cpu_profile(args)  # the hook's CPU per stage, one process (no other worker on the cores)
+    details["hook_cpu_stages_ms"] = {"median_ms": stages["median_ms"], "method": stages["method"]}
+    print("hook CPU per stage, ms:", json.dumps(stages["median_ms"]), flush=True)
     loop = _launch(4, args.steps, args.layers, args.width)
     details["time_ms"]["loopback_w4"] = loop["median_ms"]
     details["hook_cpu_ms"] = {"loopback_w4": loop["cpu_median_ms"]}

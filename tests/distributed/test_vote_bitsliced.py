@@ -199,3 +199,17 @@ def test_hook_completes_bucket_i_from_the_call_of_bucket_i_plus_2_on_its_own_thr
     assert all(f.done() for f in futures) and state._pending is None and state._gathering is None
     for future, v in zip(futures, values):
         assert torch.equal(future.wait(), torch.sign(v))
+
+
+def test_error_feedback_residual_is_p_minus_mean_abs_p_times_sign_without_temporaries(single_process_group):
+    gen = torch.Generator().manual_seed(5)
+    grad = torch.randn(1001, generator=gen)
+    grad[::7] = 0.0  # zeros take the dither bit, and so does their residual's sign
+    state = SignSGDState(momentum=0.5, error_feedback=True)
+    bucket = FakeBucket(0, True, grad)
+    result = signsgd_hook(state, bucket).wait()
+    p = 0.5 * grad  # momentum from zero: m = (1 - beta) g; e starts at zero
+    scale = p.abs().mean()
+    signs = reference_signs(p, 0)
+    torch.testing.assert_close(state._flat[("error", 0)][1], p - scale * signs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(result, scale * signs)  # one worker: the vote is its own signs, scaled

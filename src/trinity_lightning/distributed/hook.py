@@ -3,8 +3,10 @@
 Per bucket and step, every worker
 
 1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` and packs the signs of ``m`` 8 to a byte in the
-   same pass over memory (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); with error
-   feedback it forms ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter;
+   same pass over memory, reading the sign bits without comparisons
+   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); with error feedback it forms
+   ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter (the signs are
+   unpacked into the bucket buffer, which the vote overwrites later: no gradient-sized temporary);
 2. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
    (valid flag; with error feedback, one float32 scale per parameter of the bucket), written on the device;
 3. votes on its own shard with bit-sliced full adders on 64-bit words
@@ -403,16 +405,19 @@ def _local_signs(
         error = state._flat_buffer("error", bucket)
         error.add_(source)  # p = m + e, held in the error buffer
         segments = state._segments(bucket)
-        magnitude = error.abs()
+        # mean|p| per parameter tensor: one pass each, no |p| buffer
         scales = torch.stack(
             [
-                magnitude[offset : offset + numel].mean() if numel else magnitude.new_zeros(())
+                torch.linalg.vector_norm(error[offset : offset + numel], 1) / numel if numel else error.new_zeros(())
                 for offset, numel in segments
             ]
         )
         bits = pack_signs(error, state.step, out=out, dither=dither)
-        # e = p - scale * sign(p), one scale per parameter tensor
-        error.sub_(_scale_segments(unpack_signs(bits, error.numel(), dtype=error.dtype), segments, scales))
+        # e = p - scale * sign(p), one scale per parameter tensor; the bucket buffer is free until the vote fills
+        # it, so the signs are unpacked there (no gradient-sized temporary)
+        signs = unpack_signs(bits, error.numel(), out=grad)
+        for i, (offset, numel) in enumerate(segments):
+            error[offset : offset + numel].addcmul_(signs[offset : offset + numel], scales[i], value=-1)
     if state.flip_signs:
         out.bitwise_not_()
     return valid, scales
