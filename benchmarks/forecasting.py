@@ -835,7 +835,9 @@ def main() -> None:
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--plot", default=str(PLOT))
     parser.add_argument(
-        "--merge", default=None, help="another forecasting.json whose sections (from a parallel run) are merged in"
+        "--merge",
+        default=None,
+        help="comma-separated forecasting.json files of parallel / partial runs whose sections are merged in",
     )
     args = parser.parse_args()
     quiet()
@@ -879,11 +881,14 @@ def main() -> None:
             k: {m: {str(h): v for h, v in hv.items()} for m, hv in d.items()} for k, d in PUBLISHED.items()
         }
         details["plot"] = os.path.relpath(args.plot, ROOT) if Path(args.plot).is_absolute() else args.plot
-        write_results("forecasting", claims, details=details, results_dir=results_dir)
+        # a merge's inputs are temporary partial runs: record the command's shape, not their paths
+        command = "python benchmarks/forecasting.py --only none --merge RUN.json[,RUN.json...]" if args.merge else None
+        write_results("forecasting", claims, details=details, results_dir=results_dir, command=command)
 
-    if args.merge:
-        other = json.loads(Path(args.merge).read_text())["details"]
-        details.setdefault("timing", {}).update(other.get("timing", {}))
+    for merged in args.merge.split(",") if args.merge else []:
+        other = json.loads(Path(merged).read_text())["details"]
+        runs = details.setdefault("timing", {}).setdefault("merged_runs", [])
+        runs.append({"sections": sorted(other.get("sections", {})), **other.get("timing", {})})
         for name, cfg in other.get("config", {}).items():  # a partial run's config is kept beside the section's
             details.setdefault("config", {}).setdefault(name, {}).setdefault("runs", []).append(cfg)
         for name, section in other.get("sections", {}).items():
