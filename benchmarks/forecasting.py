@@ -303,7 +303,7 @@ def run_throughput(quick: bool) -> dict[str, Any]:
     }
     out["load_average_before"] = [round(v, 2) for v in os.getloadavg()]
     n_windows = 512 if quick else len(windows)
-    models = {"dlinear": lambda: DLinear(dm.n_targets, 96, 96)}
+    models: dict[str, Any] = {"dlinear": lambda: DLinear(dm.n_targets, 96, 96)}
     models["tlstm"] = lambda: RecurrentForecastNet(dm.n_targets, 0, "tlstm", 16, rank=4)
     budget = {"dlinear": n_windows, "tlstm": 128 if quick else 256}
     passes = {"dlinear": 3 if quick else 7, "tlstm": 2 if quick else 3}
@@ -587,8 +587,8 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
             lin.windows("test", stride=eval_stride), batch_size=512, collate_fn=collate_windows, drop_last=False
         )
         ridge = RidgeLast(lin.n_targets, cfg["linear_history"], longest, alpha=1.0).fit(lin.train_dataloader())
-        for label, net in (("repeat_subset", Repeat(lin.n_targets)), ("ridge_subset", ridge)):
-            curve = curves_of(net, sub, longest)
+        for label, baseline in (("repeat_subset", Repeat(lin.n_targets)), ("ridge_subset", ridge)):
+            curve = curves_of(baseline, sub, longest)
             result["models"][label] = {
                 h: {**summarize_curve(curve, h), "per_seed": [summarize_curve(curve, h)["mse"]]}
                 for h in horizons
