@@ -693,7 +693,15 @@ def plot(sections: dict[str, Any], path: Path) -> None:
     for ax, name in zip(axes, names):
         for model, curve in sections[name]["curves"].items():
             steps = range(1, len(curve["mse"]) + 1)
-            ax.plot(steps, curve["mse"], label=model, lw=1.8 if model == "tlstm" else 1.0, color=COLORS.get(model))
+            base, _, old = model.partition("_")  # "<model>_stop13": an earlier recipe's curve, dashed
+            ax.plot(
+                steps,
+                curve["mse"],
+                label=model,
+                lw=1.8 if model == "tlstm" else 1.0,
+                color=COLORS.get(base),
+                ls="--" if old else "-",
+            )
         ax.set_title(name)
         ax.set_xlabel("forecast step")
         ax.set_ylabel("MSE (normalized)")
