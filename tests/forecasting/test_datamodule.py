@@ -218,3 +218,17 @@ def test_datamodule_loaders_gather_batches_and_keep_memory_o_series():
         dm.train_dataset.gather([0, 205])
     with pytest.raises(IndexError, match="out of range"):
         dm.train_dataset.gather([-1])
+
+
+def test_lightning_can_inject_a_distributed_sampler_into_the_window_loader():
+    """Lightning re-creates a DataLoader subclass around a DistributedSampler; the gathered path then yields exactly
+    that rank's windows, in the sampler's order."""
+    from lightning.pytorch.utilities.data import _update_dataloader
+
+    windows = SlidingWindows(torch.randn(100, 2), 1, history=8, horizon=4)
+    loader = WindowLoader(windows, batch_size=10, shuffle=True, collate_fn=collate_windows)
+    sampler = torch.utils.data.DistributedSampler(windows, num_replicas=2, rank=1, shuffle=True, seed=3)
+    injected = _update_dataloader(loader, sampler)
+    assert isinstance(injected, WindowLoader) and injected.batch_size == 10 and len(injected) == 5
+    got = torch.cat([batch[0] for batch in injected])
+    assert torch.equal(got, torch.stack([windows[i][0] for i in list(sampler)]))

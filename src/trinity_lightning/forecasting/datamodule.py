@@ -4,7 +4,9 @@ normalization and lazy sliding windows.
 A window is ``(history, future_covariates, target)``: ``history`` is ``(history, n_targets + n_covariates)`` (the
 targets first, then the exogenous covariates), ``future_covariates`` is ``(horizon, n_covariates)`` (known future
 inputs such as a temperature forecast) and ``target`` is ``(horizon, n_targets)``. Each is a *view* of the one
-normalized series tensor, so the windows cost no memory of their own: memory stays O(series), not O(windows).
+normalized series tensor, so the windows cost no memory of their own: memory stays O(series), not O(windows). The
+loaders (:class:`WindowLoader`) gather a whole batch with one ``index_select`` per part
+(:meth:`SlidingWindows.gather`) and yield the batches a plain ``DataLoader`` with the same arguments would.
 
 Example:
     >>> import numpy as np
