@@ -11,7 +11,15 @@ import torch
 
 from tests.conftest import require_dataset
 from trinity_lightning.data import DataFormatError
-from trinity_lightning.forecasting import Repeat, SlidingWindows, TimeSeriesDataModule, evaluate, split_borders
+from trinity_lightning.forecasting import (
+    Repeat,
+    SlidingWindows,
+    TimeSeriesDataModule,
+    WindowLoader,
+    collate_windows,
+    evaluate,
+    split_borders,
+)
 
 
 def _repeat_mse_mae(dm: TimeSeriesDataModule) -> tuple[float, float]:
@@ -153,3 +161,74 @@ def test_hugging_face_dataset_source():
     )
     dm.setup("fit")
     assert dm.n_targets == 1 and len(dm.train_dataset) == 72 - 18 + 1
+
+
+def _stacked(windows: SlidingWindows, index: list[int]) -> tuple[torch.Tensor, ...]:
+    """The reference batch: every window taken on its own (``__getitem__``, views) and stacked."""
+    return tuple(torch.stack(part) for part in zip(*(windows[i] for i in index)))
+
+
+@pytest.mark.parametrize(
+    ("shuffle", "drop_last", "stride", "workers"),
+    [(True, False, 1, 0), (False, False, 1, 0), (True, True, 3, 0), (False, True, 2, 0), (True, False, 1, 1)],
+    ids=["shuffle", "ordered", "drop-last-stride", "ordered-drop-last", "worker"],
+)
+def test_window_loader_yields_the_batches_of_a_plain_dataloader(shuffle, drop_last, stride, workers):
+    """Same seed, same windows in the same batches, same values as a stock DataLoader that stacks single windows;
+    every part contiguous (the layout of a pre-materialised windows tensor), covariates included."""
+    series = torch.randn(200, 3)
+    windows = SlidingWindows(series, n_targets=2, history=12, horizon=5, start=7, stop=190, stride=stride)
+    kwargs = {"batch_size": 16, "shuffle": shuffle, "drop_last": drop_last}
+    torch.manual_seed(0)
+    plain = [tuple(part) for part in torch.utils.data.DataLoader(range(len(windows)), **kwargs)]
+    torch.manual_seed(0)
+    loader = WindowLoader(windows, collate_fn=collate_windows, num_workers=workers, **kwargs)
+    batches = list(loader)
+    assert len(batches) == len(plain) == len(loader)
+    for batch, index in zip(batches, plain):
+        expected = _stacked(windows, [int(i) for i in index])
+        assert len(batch) == 3
+        for got, want in zip(batch, expected):
+            assert torch.equal(got, want) and got.is_contiguous()
+    assert batches[0][1].shape == (16, 5, 1) and batches[0][2].shape == (16, 5, 2)
+
+
+def test_datamodule_loaders_gather_batches_and_keep_memory_o_series():
+    dm = TimeSeriesDataModule(
+        _frame(400), targets=["y"], covariates=["x"], history=24, horizon=12, split=[0.6, 0.2, 0.2], batch_size=7
+    )
+    dm.setup("fit")
+    assert dm.values is not None
+    for loader, dataset in ((dm.train_dataloader(), dm.train_dataset), (dm.test_dataloader(), dm.test_dataset)):
+        assert isinstance(loader, WindowLoader)
+        # no tensor of the dataset owns memory of its own: every one is a view of the one series
+        tensors = [v for v in vars(dataset).values() if isinstance(v, torch.Tensor)]
+        assert len(tensors) >= 4
+        assert {t.untyped_storage().data_ptr() for t in tensors} == {dm.values.untyped_storage().data_ptr()}
+        seen = torch.cat([batch[0][:, 0, 0] for batch in loader])
+        assert len(seen) == len(dataset)  # drop_last=False: every window, the last partial batch too
+    torch.manual_seed(1)
+    history, covariates, target = next(iter(dm.train_dataloader()))
+    torch.manual_seed(1)
+    index = next(iter(torch.utils.data.DataLoader(range(len(dm.train_dataset)), batch_size=7, shuffle=True)))
+    assert torch.equal(history, _stacked(dm.train_dataset, index.tolist())[0])  # the batch a plain loader draws
+    assert covariates.shape == (7, 12, 1) and target.shape == (7, 12, 1)
+    assert len(dm.train_dataset) == 240 - 36 + 1
+    with pytest.raises(IndexError, match=r"window index out of range \[0, 205\)"):
+        dm.train_dataset.gather([0, 205])
+    with pytest.raises(IndexError, match="out of range"):
+        dm.train_dataset.gather([-1])
+
+
+def test_lightning_can_inject_a_distributed_sampler_into_the_window_loader():
+    """Lightning re-creates a DataLoader subclass around a DistributedSampler; the gathered path then yields exactly
+    that rank's windows, in the sampler's order."""
+    from lightning.pytorch.utilities.data import _update_dataloader
+
+    windows = SlidingWindows(torch.randn(100, 2), 1, history=8, horizon=4)
+    loader = WindowLoader(windows, batch_size=10, shuffle=True, collate_fn=collate_windows)
+    sampler = torch.utils.data.DistributedSampler(windows, num_replicas=2, rank=1, shuffle=True, seed=3)
+    injected = _update_dataloader(loader, sampler)
+    assert isinstance(injected, WindowLoader) and injected.batch_size == 10 and len(injected) == 5
+    got = torch.cat([batch[0] for batch in injected])
+    assert torch.equal(got, torch.stack([windows[i][0] for i in list(sampler)]))

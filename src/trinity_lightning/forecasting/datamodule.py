@@ -4,7 +4,9 @@ normalization and lazy sliding windows.
 A window is ``(history, future_covariates, target)``: ``history`` is ``(history, n_targets + n_covariates)`` (the
 targets first, then the exogenous covariates), ``future_covariates`` is ``(horizon, n_covariates)`` (known future
 inputs such as a temperature forecast) and ``target`` is ``(horizon, n_targets)``. Each is a *view* of the one
-normalized series tensor, so the windows cost no memory of their own: memory stays O(series), not O(windows).
+normalized series tensor, so the windows cost no memory of their own: memory stays O(series), not O(windows). The
+loaders (:class:`WindowLoader`) gather a whole batch with one ``index_select`` per part
+(:meth:`SlidingWindows.gather`) and yield the batches a plain ``DataLoader`` with the same arguments would.
 
 Example:
     >>> import numpy as np
@@ -21,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from trinity_lightning.data import DataFormatError, data_root, read_table
 
@@ -39,6 +41,7 @@ __all__ = [
     "SlidingWindows",
     "TimeSeries",
     "TimeSeriesDataModule",
+    "WindowLoader",
     "collate_windows",
     "read_series",
     "split_borders",
@@ -323,21 +326,43 @@ class SlidingWindows(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         self.stride = stride
         span = self.stop - self.start - history - horizon
         self._count = max(0, span // stride + 1) if span >= 0 else 0
+        # Every window at once as strided views of the series (no copy): window i of ``_history`` is rows
+        # ``start + i*stride ...`` and its rows stay contiguous, so a batch is one ``index_select`` per part whose
+        # result has the layout of a pre-materialised windows tensor (contiguous ``(batch, steps, columns)``).
+        row, column = series.stride()
+        size = (self._count, history, series.shape[1])
+        first = series.storage_offset() + self.start * row
+        self._history = series.as_strided(size, (stride * row, row, column), first)
+        future = series.as_strided(
+            (self._count, horizon, series.shape[1]), (stride * row, row, column), first + history * row
+        )
+        self._future_covariates = future[:, :, n_targets:]
+        self._target = future[:, :, :n_targets]
 
     def __len__(self) -> int:
         return self._count
 
+    def gather(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The windows ``indices`` stacked: ``(batch, history, columns)``, ``(batch, horizon, n_covariates)``,
+        ``(batch, horizon, n_targets)``, the same values as stacking ``self[i]`` for every ``i``.
+
+        Each part is one ``index_select`` over strided views of the series: contiguous, and the only copy made is
+        the batch itself (memory stays O(series) + O(batch)).
+        """
+        index = torch.as_tensor(indices, dtype=torch.long)
+        try:  # index_select refuses negative and too-large indices: no separate range check on the hot path
+            return (
+                self._history.index_select(0, index),
+                self._future_covariates.index_select(0, index),
+                self._target.index_select(0, index),
+            )
+        except (IndexError, RuntimeError) as err:
+            raise IndexError(f"window index out of range [0, {self._count}): {err}") from None
+
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """A batch in one gather: the DataLoader calls this with a batch's indices and gets one stacked item
-        (``collate`` of a one-item list), instead of stacking ``batch_size`` small views one by one."""
-        index = torch.as_tensor(list(indices), dtype=torch.long)
-        if len(index) and (int(index.min()) < 0 or int(index.max()) >= self._count):
-            raise IndexError(f"window index out of range [0, {self._count})")
-        starts = self.start + index * self.stride
-        # unfold gives (T - w + 1, columns, w) views; indexing copies only the batch
-        history = self.series.unfold(0, self.history, 1)[starts].transpose(1, 2)
-        future = self.series[self.history :].unfold(0, self.horizon, 1)[starts].transpose(1, 2)
-        return [(history, future[:, :, self.n_targets :], future[:, :, : self.n_targets])]
+        (``collate_windows`` of a one-item list), instead of stacking ``batch_size`` small views one by one."""
+        return [self.gather(indices)]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if index < 0:
@@ -353,6 +378,45 @@ class SlidingWindows(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         """Every window as three stacked tensors (copies): the pre-materialised layout the benchmark compares with."""
         items = [self[i] for i in range(len(self))]
         return tuple(torch.stack(part) for part in zip(*items))  # type: ignore[return-value]
+
+
+class WindowLoader(DataLoader):
+    """A :class:`~torch.utils.data.DataLoader` over :class:`SlidingWindows` that yields the same batches as a plain
+    ``DataLoader`` with the same arguments (same sampler, same random draws, same ``drop_last``), faster.
+
+    In the main process (``num_workers=0``, no pinned memory, the default batch sampler) it draws the epoch's
+    order from the sampler once, splits it into index tensors and gathers each batch with
+    :meth:`SlidingWindows.gather`: no per-batch DataLoader bookkeeping and no Python list of indices per batch.
+    Otherwise (workers, pinning, a custom or Lightning-wrapped batch sampler) it is the plain ``DataLoader``.
+    Lightning re-creates it like any ``DataLoader`` subclass (e.g. to inject a ``DistributedSampler``).
+
+    Example:
+        >>> windows = SlidingWindows(torch.arange(40.0).reshape(20, 2), n_targets=2, history=4, horizon=2)
+        >>> loader = WindowLoader(windows, batch_size=8, collate_fn=collate_windows)
+        >>> [tuple(batch[0].shape) for batch in loader]
+        [(8, 4, 2), (7, 4, 2)]
+    """
+
+    def __iter__(self) -> Any:
+        plain = (
+            self.num_workers > 0
+            or self.pin_memory
+            or not isinstance(self.dataset, SlidingWindows)
+            or type(self.batch_sampler) is not BatchSampler
+        )
+        return super().__iter__() if plain else self._gathered()
+
+    def _gathered(self) -> Iterator[Any]:
+        sampler = self.batch_sampler
+        assert isinstance(sampler, BatchSampler) and isinstance(self.dataset, SlidingWindows)
+        # the random draws of a plain DataLoader iterator, in its order: its base seed, then the sampler's order
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        order = torch.as_tensor(list(sampler.sampler), dtype=torch.long)
+        batches = order.split(sampler.batch_size)
+        if sampler.drop_last and batches and len(batches[-1]) < sampler.batch_size:
+            batches = batches[:-1]
+        for index in batches:
+            yield self.collate_fn([self.dataset.gather(index)])
 
 
 class TimeSeriesDataModule(pl.LightningDataModule):
@@ -531,7 +595,7 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.test_dataset = self.windows("test")
 
     def _loader(self, dataset: SlidingWindows, train: bool) -> DataLoader:
-        return DataLoader(
+        return WindowLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train and self.shuffle,
