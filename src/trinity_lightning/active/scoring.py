@@ -162,18 +162,26 @@ class _ConsistentMasks:
     def __init__(self, layers: Sequence[nn.Module], n_samples: int, seed: int) -> None:
         self.layers = [m for m in layers if type(m) in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)]
         self.n_samples, self.seed = n_samples, seed
+        self.start, self.count = 0, n_samples  # the samples the current call carries (see ``select``)
+
+    def select(self, start: int, count: int) -> None:
+        """The next forward call carries samples ``start .. start + count - 1`` (``sampled_passes`` splits the
+        ``S`` samples over calls of about ``ROWS_PER_CALL`` rows): those samples' masks, so a sample sees the same
+        network whichever call it lands in."""
+        self.start, self.count = start, count
 
     def _forward(self, layer: nn.Module, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
         original, p, s = layer.forward, float(layer.p), self.n_samples  # type: ignore[arg-type]
         channel = not isinstance(layer, nn.Dropout)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            if not layer.training or p == 0.0 or x.shape[0] % s or (channel and x.ndim < 3):
+            start, count = self.start, self.count
+            if not layer.training or p == 0.0 or x.shape[0] % count or (channel and x.ndim < 3):
                 return original(x)
             shape = (s, 1, *(x.shape[1:2] + (1,) * (x.ndim - 2) if channel else x.shape[1:]))
             g = torch.Generator().manual_seed(self.seed * 1009 + index)
-            keep = (torch.rand(shape, generator=g) >= p).to(x.device, x.dtype) / (1.0 - p)
-            return (x.reshape(s, -1, *x.shape[1:]) * keep).reshape(x.shape)
+            keep = (torch.rand(shape, generator=g)[start : start + count] >= p).to(x.device, x.dtype) / (1.0 - p)
+            return (x.reshape(count, -1, *x.shape[1:]) * keep).reshape(x.shape)
 
         return forward
 
@@ -211,12 +219,13 @@ def mc_logits(
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
     dropout = _DropoutOn(model)
-    with dropout, _ConsistentMasks(dropout.layers, n_samples, seed):
+    masks = _ConsistentMasks(dropout.layers, n_samples, seed)
+    with dropout, masks:
         x = batch_input(batch)
         if split is None:
-            return sampled_passes(model, x, n_samples)
+            return sampled_passes(model, x, n_samples, on_call=masks.select)
         trunk, rest = split
-        return sampled_passes(rest, trunk(x), n_samples)
+        return sampled_passes(rest, trunk(x), n_samples, on_call=masks.select)
 
 
 ROWS_PER_CALL = 256
@@ -240,7 +249,9 @@ def _channels_last_parameters(model: nn.Module, x: torch.Tensor) -> dict[str, to
     return params or None
 
 
-def sampled_passes(model: nn.Module, x: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, Any]:
+def sampled_passes(
+    model: nn.Module, x: torch.Tensor, n_samples: int, on_call: Callable[[int, int], None] | None = None
+) -> tuple[torch.Tensor, Any]:
     """``n_samples`` stochastic passes of ``model`` (its dropout already on) over ``x``: logits ``(S, N, ...)``
     and the padding mask of the first pass, if the model returns one.
 
@@ -251,7 +262,8 @@ def sampled_passes(model: nn.Module, x: torch.Tensor, n_samples: int) -> tuple[t
     ``.view`` after a convolution) is rerun in the model's own layout, and that model is not tried again.
     With one sample per call (batches of
     ``ROWS_PER_CALL`` items or more) this is exactly ``n_samples`` separate forward passes: the same random
-    masks as a loop over the samples.
+    masks as a loop over the samples. ``on_call(start, count)`` is told which samples each call carries before
+    it runs (:func:`mc_logits` uses it to keep every sample's dropout masks the same in whichever call it lands).
 
     Example:
         >>> net = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 2)).train()
@@ -266,6 +278,8 @@ def sampled_passes(model: nn.Module, x: torch.Tensor, n_samples: int) -> tuple[t
     mask: Any = None
     for start in range(0, n_samples, per_call):
         count = min(per_call, n_samples - start)
+        if on_call is not None:
+            on_call(start, count)
         inputs = x if count == 1 else x.repeat(count, *([1] * (x.ndim - 1)))
         out = None
         if params is not None:
