@@ -347,7 +347,7 @@ def _normalise_(log_post: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     floor = math.log(torch.finfo(log_post.dtype).tiny) + 1.0  # exp at floor itself takes the slow path too
     log_post.clamp_min_(floor)
     log_post.exp_()
-    torch.nn.functional.threshold_(log_post, math.exp(floor + 1.0), 0.0)  # the clamped values (and up to e x) -> 0
+    torch.nn.functional.threshold_(log_post, math.exp(floor + 1.0), 0.0)  # type: ignore[attr-defined] # the clamped values (and up to e x) -> 0
     total = log_post.sum(dim=1, keepdim=True)
     log_post /= total
     return top, total
