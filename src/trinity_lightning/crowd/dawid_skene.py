@@ -21,7 +21,8 @@ import torch
 
 from trinity_lightning.crowd._gold import STRATEGIES, InitialErrorStrategy, apply_gold, gold_tensor, initial_counts
 from trinity_lightning.crowd._incidence import Incidence
-from trinity_lightning.crowd.base import Aggregator, deprecated_alias
+from trinity_lightning.crowd.base import deprecated_alias
+from trinity_lightning.crowd.distributed import ShardedAggregator, ShardedIncidence
 from trinity_lightning.crowd.table import AnnotationTable
 
 
@@ -34,7 +35,7 @@ class _Params:
     unobserved: torch.Tensor | float = 0.0  # P(said l | true k) of pairs nobody used: a number or (workers, K)
 
 
-class _EMAggregator(Aggregator):
+class _EMAggregator(ShardedAggregator):
     """The EM loop shared by :class:`DawidSkene`, :class:`OneCoinDawidSkene` and :class:`MBEM`.
 
     Example:
@@ -86,7 +87,6 @@ class _EMAggregator(Aggregator):
         self._true_labels: Any = None
         self._initial_error: Any = None
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # initial (R, K) counts, (workers, K) extra
-        self._group: Any = None  # the process group of a sharded fit (only during fit)
 
     # fitted attributes
     priors_: torch.Tensor
@@ -157,20 +157,15 @@ class _EMAggregator(Aggregator):
             )
         self._init = torch.as_tensor(init_posteriors) if init_posteriors is not None else None
         self._true_labels, self._initial_error = true_labels, initial_error
-        if process_group is not None and process_group is not False:
-            from trinity_lightning.crowd.distributed import start_sharded
-
-            unsupported = {"initial_error": initial_error, "init_posteriors": init_posteriors}
-            self._group, annotations, read_kwargs = start_sharded(
-                annotations, process_group, type(self).__name__, unsupported, read_kwargs
-            )
+        unsupported = {"initial_error": initial_error, "init_posteriors": init_posteriors}
         previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads if self.threads is not None else auto_threads())
         try:
-            return super().fit(annotations, **read_kwargs)  # type: ignore[return-value]
+            with self._sharded(annotations, process_group, unsupported, read_kwargs) as (annotations, read_kwargs):
+                torch.set_num_threads(self.threads if self.threads is not None else auto_threads())
+                return super().fit(annotations, **read_kwargs)  # type: ignore[return-value]
         finally:
             torch.set_num_threads(previous)
-            self._true_labels = self._initial_error = self._group = None
+            self._true_labels = self._initial_error = None
 
     def _fit_empty(self) -> None:
         super()._fit_empty()
@@ -250,8 +245,6 @@ class _EMAggregator(Aggregator):
             )
         dev = self.device
         if self._group is not None:
-            from trinity_lightning.crowd.distributed import ShardedIncidence
-
             inc: Incidence = ShardedIncidence(table, self._group, dev, self.dtype)
         else:
             inc = Incidence(
@@ -301,13 +294,6 @@ class _EMAggregator(Aggregator):
         self.n_iter_ = len(history)
         self.probas_ = post
         self._incidence = inc
-
-    def _finish(self) -> None:
-        super()._finish()
-        if self._group is not None:  # every rank's annotations count in every worker's accuracy
-            from trinity_lightning.crowd.distributed import global_worker_accuracy
-
-            self.worker_accuracy_ = global_worker_accuracy(self.table_, self.probas_, self._group)
 
 
 def auto_threads() -> int:

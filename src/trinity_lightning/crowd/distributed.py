@@ -23,10 +23,16 @@ merged (sorted, like one process's table), so ``errors_``, ``priors_`` and ``wor
 identical on every rank, indexed by the merged ``table_.worker_ids``. ``probas_``/``labels_`` are this rank's
 items (``table_.item_ids``); a split item has the same posterior on each rank that holds it.
 
-:class:`~trinity_lightning.crowd.OneCoinDawidSkene`, :class:`~trinity_lightning.crowd.MACE` and
-:class:`~trinity_lightning.crowd.GLAD` use the same pieces (:func:`start_sharded`, :class:`SplitItems`,
-:func:`all_reduce`): GLAD's Newton M-step all-reduces its per-worker derivative sums, completes the split items'
-per-item sums, and decides every branch (Newton stop, step halving, EM stop) on all-reduced values.
+Every sharded aggregator (:class:`~trinity_lightning.crowd.DawidSkene`,
+:class:`~trinity_lightning.crowd.OneCoinDawidSkene`, :class:`~trinity_lightning.crowd.MBEM`,
+:class:`~trinity_lightning.crowd.MACE`, :class:`~trinity_lightning.crowd.GLAD`) derives from
+:class:`ShardedAggregator`, which owns the steps they share: ``fit(..., process_group=...)`` reads and checks the
+shard and merges the vocabularies (:meth:`ShardedAggregator._sharded`), finds the split items
+(:meth:`ShardedAggregator._open_split`), all-reduces sums, completes split items' sums and agrees on branches
+(``_reduce``, ``_complete``, ``_item_total``, ``_any``), and makes ``worker_accuracy_`` global (``_finish``). Each
+aggregator keeps only its model-specific sums: GLAD's Newton M-step all-reduces its per-worker derivative sums,
+completes the split items' per-item sums, and decides every branch (Newton stop, step halving, EM stop) on
+all-reduced values; MACE all-reduces its expected counts; Dawid-Skene's sums live in :class:`ShardedIncidence`.
 
 All collectives run on the calling thread (no ``Future`` callbacks). The single-process fit is unchanged (the
 same code with the plain :class:`~trinity_lightning.crowd._incidence.Incidence`).
@@ -45,6 +51,8 @@ Example (two processes, ``torchrun --nproc-per-node 2 fit.py``)::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -53,7 +61,7 @@ import torch
 import torch.distributed as dist
 
 from trinity_lightning.crowd._incidence import Incidence
-from trinity_lightning.crowd.base import is_empty
+from trinity_lightning.crowd.base import Aggregator, is_empty
 from trinity_lightning.crowd.table import AnnotationTable, as_table
 
 
@@ -289,3 +297,78 @@ def global_worker_accuracy(table: AnnotationTable, posteriors: torch.Tensor, gro
     sums[1].index_add_(0, workers, torch.ones_like(agree))
     all_reduce(sums, group)
     return sums[0] / sums[1].clamp_min(1)
+
+
+class ShardedAggregator(Aggregator):
+    """An aggregator whose ``fit`` can run sharded across ranks: the steps every sharded fit shares.
+
+    A subclass's ``fit`` wraps the plain fit in :meth:`_sharded`; its ``_fit`` calls :meth:`_open_split` once the
+    table is known and then uses :meth:`_reduce` (sums over annotations), :meth:`_complete` (per-item sums of
+    split items), :meth:`_item_total` (sums over items, each once) and :meth:`_any` (one branch on every rank).
+    Without a process group every helper is the identity (or the plain sum), so the single-process fit runs the
+    same code. ``worker_accuracy_`` counts every rank's annotations (:meth:`_finish`).
+
+    Example:
+        >>> class Votes(ShardedAggregator):
+        ...     def fit(self, annotations, *, process_group=None, **read_kwargs):
+        ...         with self._sharded(annotations, process_group, {}, read_kwargs) as (annotations, read_kwargs):
+        ...             return super().fit(annotations, **read_kwargs)
+        ...
+        ...     def _fit(self, table):
+        ...         self._open_split(table)
+        ...         votes = torch.zeros(table.num_items, table.num_classes, dtype=self.dtype)
+        ...         votes.index_put_((table.items, table.labels), torch.ones(len(table), dtype=self.dtype), True)
+        ...         self.probas_ = self._complete(votes) / votes.sum(1, keepdim=True)
+        >>> Votes().fit({"task": [1, 1, 2], "worker": ["a", "b", "a"], "label": [0, 1, 1]}).labels_.tolist()
+        [0, 1]
+    """
+
+    _group: Any = None  # the process group of a sharded fit (only during fit)
+    _split: SplitItems | None = None  # its split items (from _open_split, only during fit)
+
+    @contextmanager
+    def _sharded(
+        self, annotations: Any, process_group: Any, unsupported: dict[str, Any], read_kwargs: dict[str, Any]
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """``(annotations, read_kwargs)`` for the plain fit: unchanged without a group, else this rank's checked
+        shard with the merged worker vocabulary (:func:`start_sharded`; ``unsupported`` names the arguments the
+        sharded fit refuses, a value other than ``None`` meaning given); the group is forgotten afterwards."""
+        self._group, annotations, read_kwargs = start_sharded(
+            annotations, process_group, type(self).__name__, unsupported, read_kwargs
+        )
+        try:
+            yield annotations, read_kwargs
+        finally:
+            self._group = self._split = None
+
+    def _open_split(self, table: AnnotationTable) -> SplitItems | None:
+        """Find the items other ranks hold too (sharded fit only; ``None`` without a group)."""
+        if self._group is not None:
+            self._split = SplitItems(table.item_ids, self._group, self.device)
+        return self._split
+
+    def _reduce(self, *tensors: torch.Tensor, op: Any = None) -> None:
+        """All-reduce each tensor in place (SUM unless ``op``) over the ranks; nothing without a group."""
+        if self._group is not None:
+            for tensor in tensors:
+                all_reduce(tensor, self._group, op)
+
+    def _complete(self, sums: torch.Tensor) -> torch.Tensor:
+        """Per-item ``(items, C)`` sums with the split items' other-rank parts added (in place)."""
+        return sums if self._split is None else self._split.complete(sums)
+
+    def _item_total(self, values: torch.Tensor) -> float:
+        """Sum of per-item values over every rank's items, each item once."""
+        return float(values.sum() if self._split is None else self._split.total(values))
+
+    def _any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any (the ranks take the same branch)."""
+        if self._group is None:
+            return flag
+        vote = torch.tensor([int(flag)], dtype=torch.int32, device=self.device)
+        return bool(all_reduce(vote, self._group, dist.ReduceOp.MAX).item())
+
+    def _finish(self) -> None:
+        super()._finish()
+        if self._group is not None:  # every rank's annotations count in every worker's accuracy
+            self.worker_accuracy_ = global_worker_accuracy(self.table_, self.probas_, self._group)

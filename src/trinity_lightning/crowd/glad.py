@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch.nn.functional import softplus
 
-from trinity_lightning.crowd.base import Aggregator
+from trinity_lightning.crowd.distributed import ShardedAggregator
 from trinity_lightning.crowd.table import AnnotationTable
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
-class GLAD(Aggregator):
+class GLAD(ShardedAggregator):
     """GLAD: worker abilities ``alphas_`` and item difficulties ``betas_`` by EM.
 
     Args:
@@ -75,9 +75,6 @@ class GLAD(Aggregator):
         >>> GLAD().fit(frame).labels_.tolist()
         [0, 1, 0]
     """
-
-    _group: Any = None  # the process group of a sharded fit (only during fit)
-    _split: Any = None  # its SplitItems
 
     def __init__(
         self,
@@ -128,26 +125,9 @@ class GLAD(Aggregator):
         Returns:
             self.
         """
-        if process_group is not None and process_group is not False:
-            from trinity_lightning.crowd.distributed import start_sharded
-
-            unsupported = {
-                "crowdkit_compat=True (SciPy CG takes per-rank line-search steps)": self.crowdkit_compat or None
-            }
-            self._group, annotations, read_kwargs = start_sharded(
-                annotations, process_group, "GLAD", unsupported, read_kwargs
-            )
-        try:
+        unsupported = {"crowdkit_compat=True (SciPy CG takes per-rank line-search steps)": self.crowdkit_compat or None}
+        with self._sharded(annotations, process_group, unsupported, read_kwargs) as (annotations, read_kwargs):
             return super().fit(annotations, **read_kwargs)
-        finally:
-            self._group = self._split = None
-
-    def _finish(self) -> None:
-        super()._finish()
-        if self._group is not None:
-            from trinity_lightning.crowd.distributed import global_worker_accuracy
-
-            self.worker_accuracy_ = global_worker_accuracy(self.table_, self.probas_, self._group)
 
     # ---- sums over the annotations, completed across ranks in a sharded fit -------------------------------------
 
@@ -155,32 +135,14 @@ class GLAD(Aggregator):
         """``(W, C)`` sums over each worker's annotations of the ``(N, C)`` values (all ranks)."""
         out = torch.zeros(self._W, values.shape[1], dtype=values.dtype, device=values.device)
         out.index_add_(0, self._w, values)
-        if self._group is not None:
-            from trinity_lightning.crowd.distributed import all_reduce
-
-            all_reduce(out, self._group)
+        self._reduce(out)
         return out
 
     def _per_item(self, values: torch.Tensor) -> torch.Tensor:
         """``(n, C)`` sums over each item's annotations of the ``(N, C)`` values (split items completed)."""
         out = torch.zeros(self._n, values.shape[1], dtype=values.dtype, device=values.device)
         out.index_add_(0, self._i, values)
-        return out if self._split is None else self._split.complete(out)
-
-    def _item_total(self, values: torch.Tensor) -> float:
-        """Sum of per-item values over every rank's items, each item once."""
-        return float(values.sum() if self._split is None else self._split.total(values))
-
-    def _any(self, flag: bool) -> bool:
-        """True on every rank if it is true on any (the ranks take the same branch)."""
-        if self._group is None:
-            return flag
-        import torch.distributed as dist
-
-        from trinity_lightning.crowd.distributed import all_reduce
-
-        vote = torch.tensor([int(flag)], dtype=torch.int32, device=self.device)
-        return bool(all_reduce(vote, self._group, dist.ReduceOp.MAX).item())
+        return self._complete(out)
 
     # ---- the model ----------------------------------------------------------------------------------------------
 
@@ -196,8 +158,7 @@ class GLAD(Aggregator):
         log_post.index_add_(0, self._i * K + self._y, right - wrong)
         log_post = log_post.view(n, K)
         log_post.index_add_(0, self._i, wrong[:, None].expand(-1, K))
-        if self._split is not None:
-            self._split.complete(log_post)  # the items other ranks hold too
+        self._complete(log_post)  # the items other ranks hold too (sharded fit)
         log_post += self._log_prior
         evidence = torch.logsumexp(log_post, dim=1)
         prior_beta = -0.5 * ((beta - self.beta_prior_mean) ** 2 + _LOG_2PI)
@@ -335,12 +296,8 @@ class GLAD(Aggregator):
         used = torch.zeros(self._K, dtype=torch.int32, device=dev)
         used[self._y] = 1
         annotations = torch.tensor([float(len(table))], dtype=torch.float64, device=dev)
-        if self._group is not None:
-            from trinity_lightning.crowd.distributed import SplitItems, all_reduce
-
-            self._split = SplitItems(table.item_ids, self._group, dev)
-            all_reduce(used, self._group)
-            all_reduce(annotations, self._group)
+        self._open_split(table)
+        self._reduce(used, annotations)
         prior = (used > 0).to(self.dtype)  # crowd-kit's prior: uniform over the labels used
         self._log_prior = (prior / prior.sum()).clamp_min(1e-300).log()
         self._log_wrong = float(np.log(self._K - 1))

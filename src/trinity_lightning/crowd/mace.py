@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from trinity_lightning.crowd.base import Aggregator
+from trinity_lightning.crowd.distributed import ShardedAggregator, all_reduce, row_offset
 from trinity_lightning.crowd.table import AnnotationTable
 
 
@@ -26,13 +26,11 @@ def _first_seen_order(ids: torch.Tensor, count: int, group: Any = None, offset: 
     first = np.full(count, np.iinfo(np.int64).max)
     np.minimum.at(first, ids.numpy(), np.arange(len(ids)) + offset)
     if group is not None:
-        from trinity_lightning.crowd.distributed import all_reduce
-
         first = all_reduce(torch.from_numpy(first), group, torch.distributed.ReduceOp.MIN).numpy()
     return np.argsort(first, kind="stable")
 
 
-class MACE(Aggregator):
+class MACE(ShardedAggregator):
     """MACE: per-worker competence (knowing vs spamming) and spamming label distributions.
 
     Args:
@@ -60,9 +58,6 @@ class MACE(Aggregator):
         >>> MACE().fit(frame).labels_.tolist()
         [0, 1, 0]
     """
-
-    _group: Any = None  # the process group of a sharded fit (only during fit)
-    _split: Any = None  # its SplitItems
 
     def __init__(
         self,
@@ -109,26 +104,9 @@ class MACE(Aggregator):
         Returns:
             self.
         """
-        if process_group is not None and process_group is not False:
-            from trinity_lightning.crowd.distributed import start_sharded
-
-            seedless = {
-                "random_state=None (every rank must draw the same start)": True if self.random_state is None else None
-            }
-            self._group, annotations, read_kwargs = start_sharded(
-                annotations, process_group, "MACE", seedless, read_kwargs
-            )
-        try:
+        seedless = {"random_state=None (every rank must draw the same start)": self.random_state is None or None}
+        with self._sharded(annotations, process_group, seedless, read_kwargs) as (annotations, read_kwargs):
             return super().fit(annotations, **read_kwargs)
-        finally:
-            self._group = self._split = None
-
-    def _finish(self) -> None:
-        super()._finish()
-        if self._group is not None:
-            from trinity_lightning.crowd.distributed import global_worker_accuracy
-
-            self.worker_accuracy_ = global_worker_accuracy(self.table_, self.probas_, self._group)
 
     def _start(self, table: AnnotationTable, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """crowd-kit's start: uniform draws in first-appearance order of workers and labels, normalised."""
@@ -157,14 +135,12 @@ class MACE(Aggregator):
         g = spam_part[:, None].expand(-1, K).clone()
         g[torch.arange(len(labels), device=g.device), labels] += know
         log_joint = torch.zeros(n, K, dtype=self.dtype, device=self.device).index_add_(0, items, g.log())
-        split = self._split
-        if split is not None:
-            split.complete(log_joint)  # the items other ranks hold too
+        self._complete(log_joint)  # the items other ranks hold too (sharded fit)
         log_joint -= float(np.log(K))
         top = log_joint.amax(dim=1, keepdim=True)
         post = (log_joint - top).exp()
         total = post.sum(dim=1, keepdim=True)
-        log_marginal = float((top + total.log()).sum() if split is None else split.total(top + total.log()))
+        log_marginal = self._item_total(top + total.log())
         post /= total
         p = post[items]  # (N, K)
         spamming = (p * spam_part[:, None] / g).sum(dim=1)  # P(this annotation was spam)
@@ -174,11 +150,7 @@ class MACE(Aggregator):
         counts = torch.zeros(table.num_workers, 2, dtype=self.dtype, device=self.device)
         counts[:, 0].index_add_(0, workers, spamming)
         counts[:, 1].index_add_(0, workers, knowing)
-        if split is not None:
-            from trinity_lightning.crowd.distributed import all_reduce
-
-            all_reduce(strategy, self._group)
-            all_reduce(counts, self._group)
+        self._reduce(strategy, counts)
         return log_marginal, post, strategy.view(-1, K), counts
 
     def _m_step(self, strategy: torch.Tensor, counts: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,12 +168,7 @@ class MACE(Aggregator):
         dev = self.device
         self._items, self._workers, self._labels_t = (t.to(dev) for t in (table.items, table.workers, table.labels))
         K = table.num_classes
-        self._offset = 0
-        if self._group is not None:
-            from trinity_lightning.crowd.distributed import SplitItems, row_offset
-
-            self._split = SplitItems(table.item_ids, self._group, dev)
-            self._offset = row_offset(len(table), self._group)
+        self._offset = 0 if self._open_split(table) is None else row_offset(len(table), self._group)
         restarts = 1 if self.random_state is not None else self.n_restarts  # a fixed seed: identical restarts
         best: tuple[float, torch.Tensor, torch.Tensor] | None = None
         for _ in range(restarts):
