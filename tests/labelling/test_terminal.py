@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 
 import pytest
@@ -95,3 +96,43 @@ def test_span_shorthand_errors(raw, match):
 
 def test_plain_tag_sets_take_spans_too():
     assert parse_spans("0-1 PER", ["a", "b", "c"], ["O", "PER"]) == ["PER", "PER", "O"]
+
+
+def test_relabel_queries_are_marked_with_who_answered_before(tmp_path, monkeypatch, capsys):
+    choices = ["cat", "dog"]
+    q = write_queries(
+        tmp_path,
+        1,
+        [
+            {"index": 1, "kind": "class", "example": {"text": "new"}, "choices": choices},
+            {"index": 2, "kind": "class", "example": {"text": "again"}, "choices": choices,
+             "relabel": True, "answered_by": ["bo", "[red]cy"]},
+            {"index": 3, "kind": "class", "example": {"text": "unknown"}, "choices": choices, "relabel": True},
+        ],
+    )  # fmt: skip
+    _feed(monkeypatch, "cat\ndog\ncat\n")
+    assert label_main([str(q), "--worker", "ann"]) == 0
+    out = capsys.readouterr().out
+    items = re.split(r"item \d/3", out)[1:]  # one chunk per item (its rule line says "item N/3")
+    assert "RELABEL" not in items[0]
+    assert "RELABEL another label of an item that is labelled already; answered before by bo, [red]cy" in items[1]
+    assert "answered it before" not in items[1]  # ann did not
+    assert "RELABEL another label of an item that is labelled already; earlier annotators not recorded" in items[2]
+    assert [r["label"] for r in _lines(tmp_path)] == ["cat", "dog", "cat"]
+
+
+def test_relabel_warns_a_worker_who_answered_the_item_before(tmp_path, monkeypatch, capsys):
+    from rich.text import Text
+
+    from trinity_lightning.active.cli import relabel_note
+    from trinity_lightning.rounds import Query
+
+    query = {"index": 2, "kind": "class", "choices": ["cat", "dog"], "relabel": True, "answered_by": ["bo"]}
+    q = write_queries(tmp_path, 1, [query])
+    _feed(monkeypatch, "q\n")
+    assert label_main([str(q), "--worker", "bo"]) == 0
+    assert "you (bo) answered it before: someone else should" in capsys.readouterr().out
+    note = relabel_note(Query.from_json(query), "bo")
+    assert isinstance(note, Text) and note.plain.startswith("RELABEL ")
+    styles = {note.plain[span.start : span.end]: str(span.style) for span in note.spans}
+    assert styles["RELABEL"] == "bold black on yellow" and styles["bo"] == "bold"

@@ -15,8 +15,10 @@ Answers, by the query's kind:
 
 ``s`` skips an item, ``u`` goes back to your previous answer to change it (the new answer wins), ``q`` or
 Ctrl-C quits (every answer given so far is saved). Tokens are shown as text, never as rich markup. The arrow
-keys edit the line (readline). ``--worker NAME`` records who answered (the ``worker`` field). ``trinity label
---web QUERIES`` serves the same queries as a web page instead.
+keys edit the line (readline). ``--worker NAME`` records who answered (the ``worker`` field). A relabel query
+(``"relabel": true``, from :class:`~trinity_lightning.active.ActiveRelabelling`) is marked with a ``RELABEL`` badge
+and the workers who answered the item before (``answered_by``), with a warning when ``--worker`` is one of them.
+``trinity label --web QUERIES`` serves the same queries as a web page instead.
 """
 
 from __future__ import annotations
@@ -36,12 +38,49 @@ from rich.text import Text
 
 from trinity_lightning.rounds.oracle import Query, append_answer, read_answer_file, read_query_file, validate_answer
 
-__all__ = ["label_main"]
+__all__ = ["label_main", "relabel_note"]
 
 
-def _show(console: Console, query: Query, position: int, total: int, previous: Any = None) -> None:
+def relabel_note(query: Query, worker: str | None = None) -> Text | None:
+    """The mark of a relabel query (``None`` for a new item): a badge, who answered the item before (names as
+    plain text, never markup) and, when ``worker`` is one of them, a warning.
+
+    Example:
+        >>> note = relabel_note(Query(3, relabel=True, answered_by=["ann", "[b]bo"]), "ann")
+        >>> note.plain.split("; ")[1:]  # doctest: +NORMALIZE_WHITESPACE
+        ['answered before by ann, [b]bo',
+         'you (ann) answered it before: someone else should (your new answer would replace yours)']
+        >>> relabel_note(Query(3, relabel=True)).plain
+        'RELABEL another label of an item that is labelled already; earlier annotators not recorded'
+        >>> relabel_note(Query(3)) is None
+        True
+    """
+    if not query.relabel:
+        return None
+    note = Text()
+    note.append("RELABEL", style="bold black on yellow")
+    note.append(" another label of an item that is labelled already; ")
+    if query.answered_by:
+        note.append("answered before by ")
+        note.append(", ".join(query.answered_by), style="bold")
+    else:
+        note.append("earlier annotators not recorded", style="dim")
+    if worker is not None and worker in (query.answered_by or []):
+        note.append(
+            f"; you ({worker}) answered it before: someone else should (your new answer would replace yours)",
+            style="bold red",
+        )
+    return note
+
+
+def _show(
+    console: Console, query: Query, position: int, total: int, previous: Any = None, worker: str | None = None
+) -> None:
     example = query.example or {}
     console.rule(f"[bold]item {position}/{total}[/bold]  (index {query.index}, {escape(query.kind)})")
+    note = relabel_note(query, worker)
+    if note is not None:
+        console.print(note)
     tokens = query.tokens
     if tokens is not None:  # wrapped at the terminal's width, every token as plain text (no markup)
         line = Text()
@@ -192,7 +231,7 @@ def label_main(argv: Sequence[str] | None = None) -> int:
     try:
         while position < len(todo):
             query = todo[position]
-            _show(console, query, position + 1, len(todo), given.get(query.index))
+            _show(console, query, position + 1, len(todo), given.get(query.index), args.worker)
             while True:
                 try:
                     raw = console.input("[bold]answer[/bold] (s: skip, u: undo, q: quit)> ")
