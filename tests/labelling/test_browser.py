@@ -236,3 +236,51 @@ def test_a_new_round_is_announced_while_items_are_open(tmp_path, serve_dir, brow
     _keys(browser, "n")
     _wait(browser, lambda d: d.find_element(By.ID, "done").is_displayed())
     assert _answers(tmp_path, 2) == [{"index": 7, "label": "no", "worker": "ann"}]
+
+
+def test_relabel_items_carry_a_badge_and_skip_their_earlier_annotators(tmp_path, serve_dir, browser):
+    from selenium.webdriver.common.by import By
+
+    choices = ["cat", "dog"]
+    write_queries(
+        tmp_path,
+        1,
+        [
+            {"index": 1, "kind": "class", "example": {"text": "new"}, "choices": choices},
+            {"index": 2, "kind": "class", "example": {"text": "again"}, "choices": choices,
+             "relabel": True, "answered_by": ["bo", "<b>cy</b>"]},
+            {"index": 3, "kind": "class", "example": {"text": "ann's"}, "choices": choices,
+             "relabel": True, "answered_by": ["ann"]},
+            {"index": 4, "kind": "class", "example": {"text": "who?"}, "choices": choices, "relabel": True},
+        ],
+    )  # fmt: skip
+    server = Server(tmp_path).start()
+    serve_dir.append(server)
+    _sign_in(browser, server.url, "ann")
+    badge = browser.find_element(By.ID, "relabel")
+    assert _item(browser) == "1" and not badge.is_displayed()  # a new item: no badge
+    _keys(browser, "1")
+    _wait(browser, lambda d: _item(d) == "2")
+    assert badge.is_displayed()
+    assert browser.find_element(By.CSS_SELECTOR, "#relabel .badge").text.lower() == "relabel"
+    assert "answered before by bo, <b>cy</b>" in badge.text  # names as text, never HTML
+    assert not browser.find_elements(By.CSS_SELECTOR, "#relabel b")
+    _shot(browser, tmp_path, "relabel")
+    _keys(browser, "2")
+    _wait(browser, lambda d: _item(d) == "4")  # item 3 is ann's own earlier label: someone else answers it
+    assert "earlier annotators not recorded" in badge.text
+    _keys(browser, "1")
+    _wait(browser, lambda d: d.find_element(By.ID, "done").is_displayed())
+
+    browser.find_element(By.ID, "change-name").click()  # bo takes over the same page
+    field = browser.find_element(By.ID, "name-input")
+    field.clear()
+    field.send_keys("bo")
+    browser.find_element(By.ID, "name-ok").click()
+    _wait(browser, lambda d: _item(d) == "3")  # 1, 2 and 4 have their one answer; 3 was ann's before
+    assert "answered before by ann" in badge.text and "you answered it before" not in badge.text
+    _keys(browser, "2")
+    _wait(browser, lambda d: d.find_element(By.ID, "done").is_displayed())
+    assert [(a["index"], a["label"], a["worker"]) for a in _answers(tmp_path)] == [
+        (1, "cat", "ann"), (2, "dog", "ann"), (4, "cat", "ann"), (3, "dog", "bo"),
+    ]  # fmt: skip

@@ -71,7 +71,9 @@
     progress(); history();
   }
 
-  function todo(q) { return !S.mine.has(q.index) && (S.counts[q.index] || 0) < S.k; }
+  // a relabel query is not for the people who labelled the item before (the server answers them 409)
+  function answeredBefore(q) { return Boolean(q.relabel) && (q.answered_by || []).includes(S.worker); }
+  function todo(q) { return !S.mine.has(q.index) && (S.counts[q.index] || 0) < S.k && !answeredBefore(q); }
 
   function progress() {
     const total = S.queries.length, mine = S.mine.size;
@@ -125,6 +127,7 @@
     $("item-id").textContent = `item ${position} of ${S.queries.length} · pool index ${index} · ${q.kind}` +
       (answered ? " · answered: change it or skip" : "");
     for (const id of ["question", "path", "example", "tokens", "choices", "candidates", "help"]) clear($(id));
+    relabelBadge(q);
     $("accept").hidden = q.kind !== "tags"; $("tokens").hidden = q.kind !== "tags";
     const example = q.example;
     if (q.kind === "yesno") {
@@ -148,6 +151,17 @@
       $("help").textContent = "number keys or click: choose · s: skip · u: undo";
     }
     progress();
+  }
+
+  function relabelBadge(q) {
+    // a further label of an item labelled already: a badge, and who answered it before (as text, never HTML)
+    const box = $("relabel"); clear(box); box.hidden = !q.relabel;
+    if (!q.relabel) return;
+    box.appendChild(el("span", "relabel", "badge"));
+    const who = q.answered_by || [];
+    box.appendChild(el("span", "another label of an item that is labelled already · " +
+      (who.length ? "answered before by " + who.map(String).join(", ") : "earlier annotators not recorded"), "who"));
+    if (answeredBefore(q)) box.appendChild(el("span", " · you answered it before: someone else should", "mine"));
   }
 
   function questionWords(text) {
