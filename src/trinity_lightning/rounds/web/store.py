@@ -9,6 +9,7 @@ against its query. :func:`crowd_table` reads a round's answers as the crowd tabl
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -28,7 +29,15 @@ from trinity_lightning.rounds.oracle import (
     validate_answer,
 )
 
-__all__ = ["ANONYMOUS", "CrowdFileOracle", "LabelStore", "RejectedAnswerError", "crowd_table", "read_worker_answers"]
+__all__ = [
+    "ANONYMOUS",
+    "CrowdFileOracle",
+    "LabelStore",
+    "RejectedAnswerError",
+    "crowd_table",
+    "name_anonymous",
+    "read_worker_answers",
+]
 
 ANONYMOUS = "anonymous"
 _ROUND_FILE = re.compile(r"^round_(\d{4,})\.queries\.jsonl$")
@@ -69,7 +78,9 @@ def read_worker_answers(
     """Valid answer lines of ``path`` from byte ``start``: ``[(index, worker, written label)]``, problems, end.
 
     Only whole lines are read (a line still being written is left for the next call); ``end`` is the byte
-    offset to continue from. Lines are validated like :func:`~trinity_lightning.rounds.oracle.read_answer_file`.
+    offset to continue from. Lines are validated like :func:`~trinity_lightning.rounds.oracle.read_answer_file`
+    (a problem reads ``file:line: reason``). A worker name loses surrounding spaces; a line without one (or with
+    an empty one) is :data:`ANONYMOUS` (:func:`name_anonymous` tells such answers apart).
     """
     by_index = {q.index: q for q in queries}
     rows: list[tuple[int, str, Any]] = []
@@ -80,7 +91,8 @@ def read_worker_answers(
         handle.seek(start)
         data = handle.read()
     cut = data.rfind(b"\n") + 1
-    for text in data[:cut].decode("utf-8", errors="replace").splitlines():
+    first_line: int | None = None  # line number of byte `start`, counted only when a line has a problem
+    for number, text in enumerate(data[:cut].decode("utf-8", errors="replace").split("\n")[:-1]):
         if not text.strip():
             continue
         try:
@@ -90,19 +102,56 @@ def read_worker_answers(
             query = by_index.get(record["index"]) if isinstance(record["index"], int) else None
             if query is None:
                 raise ValueError(f"index {record['index']!r} was not asked in this round")
-            worker = record.get("worker") or ANONYMOUS
-            if not isinstance(worker, str):
+            worker = record.get("worker")
+            if worker is not None and not isinstance(worker, str):
                 raise ValueError(f'"worker" must be a string, got {worker!r}')
+            worker = (worker or "").strip() or ANONYMOUS
             rows.append((query.index, worker, as_written(validate_answer(record["label"], query), query)))
         except ValueError as err:  # json.JSONDecodeError is a ValueError
-            problems.append(f"{path}: {err}")
+            if first_line is None:
+                with path.open("rb") as handle:
+                    first_line = 1 + handle.read(start).count(b"\n")
+            problems.append(f"{path}:{first_line + number}: {err}")
     return rows, problems, start + cut
+
+
+def name_anonymous(rows: Sequence[tuple[int, str, Any]]) -> list[tuple[int, str, Any]]:
+    """The answers with every :data:`ANONYMOUS` one named ``anonymous-1``, ``anonymous-2``, ...: the j-th answer
+    without a worker to an item, in file order.
+
+    The names are stable (an answers file is append-only, so every read gives the same ones), and an answer
+    without a worker never replaces another (nobody can tell a correction from a new person). Aggregators see the
+    j-th anonymous answers of all items as one pseudo-worker: they cannot tell the people apart, so write a
+    ``worker`` with every answer to get per-person confusions.
+
+    Example:
+        >>> name_anonymous([(3, "anonymous", "cat"), (3, "ann", "dog"), (3, "anonymous", "dog"), (4, "anonymous", 0)])
+        [(3, 'anonymous-1', 'cat'), (3, 'ann', 'dog'), (3, 'anonymous-2', 'dog'), (4, 'anonymous-1', 0)]
+    """
+    seen: Counter[int] = Counter()
+    named = []
+    for index, worker, label in rows:
+        if worker == ANONYMOUS:
+            seen[index] += 1
+            worker = f"{ANONYMOUS}-{seen[index]}"
+        named.append((index, worker, label))
+    return named
+
+
+def _last_answers(rows: Sequence[tuple[int, str, Any]]) -> dict[tuple[int, str], Any]:
+    """``{(index, worker): label}``, the last answer of each worker to each item, in the order of those answers."""
+    last: dict[tuple[int, str], Any] = {}
+    for index, worker, label in name_anonymous(rows):
+        last.pop((index, worker), None)  # keep the order of the last answer
+        last[(index, worker)] = label
+    return last
 
 
 def crowd_table(queries_path: str | Path, answers_path: str | Path | None = None) -> Any:
     """A round's answers as a crowd table (pandas): ``task, worker, label``, one row per item and worker.
 
-    The last answer of each worker to each item wins; invalid lines are skipped. The table goes straight into
+    The last answer of each worker to each item wins; answers without a worker are ``anonymous-1``,
+    ``anonymous-2``, ... (:func:`name_anonymous`); invalid lines are skipped. The table goes straight into
     :class:`~trinity_lightning.crowd.DawidSkene` or :class:`~trinity_lightning.crowd.MajorityVote` (class and
     yes/no rounds; a tag round's label is its tag list joined by spaces).
 
@@ -121,12 +170,12 @@ def crowd_table(queries_path: str | Path, answers_path: str | Path | None = None
     queries = read_query_file(queries_path)
     answers = Path(answers_path) if answers_path else _answers_path(queries_path)
     rows, _, _ = read_worker_answers(answers, queries)
-    last: dict[tuple[int, str], Any] = {}
-    for index, worker, label in rows:
-        last.pop((index, worker), None)  # keep the order of the last answer
-        last[(index, worker)] = " ".join(label) if isinstance(label, list) else label
     return pd.DataFrame(
-        [(index, worker, label) for (index, worker), label in last.items()], columns=["task", "worker", "label"]
+        [
+            (index, worker, " ".join(label) if isinstance(label, list) else label)
+            for (index, worker), label in _last_answers(rows).items()
+        ],
+        columns=["task", "worker", "label"],
     )
 
 
@@ -351,16 +400,30 @@ def _file_round(path: Path) -> int:
 
 class CrowdFileOracle(FileOracle):
     """A :class:`~trinity_lightning.rounds.FileOracle` whose round is complete once ``k`` different people
-    answered every item; the answers are aggregated (majority vote, or Dawid-Skene across the round's workers).
+    answered every item; the answers are aggregated (majority vote, or any crowd aggregator over the round's
+    workers: Dawid-Skene, GLAD, MACE, ...).
 
-    Use it with ``trinity label --web DIR --answers-per-item k``. Class and yes/no items are aggregated by the
-    chosen aggregator; a tag sequence by majority over whole sequences (ties: the first given).
+    Use it with ``trinity label --web DIR --answers-per-item k`` (or any tool that appends answer lines). Every
+    answer keeps its worker: the file's ``worker`` field (surrounding spaces dropped; the last answer of a worker
+    to an item wins), and for an answer without one a stable generated id, ``anonymous-j`` for the j-th such
+    answer to the item (:func:`name_anonymous`), so ``k`` worker-less answers also complete an item. The
+    aggregators that model workers (``"dawid_skene"``, ``"glad"``, ``"mace"``, ...) are fitted on that table
+    (:meth:`annotations`); the fitted one is kept in ``aggregator_``. Class and yes/no items are aggregated by the
+    chosen aggregator, one fit per set of choices (each declared in full, so a class nobody chose is still a
+    class); a tag sequence by majority over whole sequences (ties: the first given). Invalid answer lines are
+    skipped and listed in ``problems`` (``file:line: reason``).
 
     Args:
         directory: the folder of the round files.
         answers_per_item: ``k``.
-        aggregator: ``"majority"`` or ``"dawid_skene"``.
+        aggregator: ``"majority"`` (per item; ties: the first given), the name of an aggregator that needs only
+            the annotations (:data:`~trinity_lightning.crowd.registry.ANNOTATION_ONLY`: ``"dawid_skene"``,
+            ``"glad"``, ``"mace"``, ``"wawa"``, ...) or an :class:`~trinity_lightning.crowd.base.Aggregator`.
         **options: ``wait``, ``poll_seconds``, ``timeout``, ``choices``, ``render`` as for ``FileOracle``.
+
+    Attributes:
+        aggregator_: the aggregator fitted on the last complete round's class/yes-no answers (``None`` for
+            ``"majority"``, or when the round had none); with several sets of choices, the last one's.
 
     Example:
         >>> import tempfile
@@ -371,14 +434,28 @@ class CrowdFileOracle(FileOracle):
         True
         >>> _ = store.answer(1, 4, "dog", "bo"); oracle.collect(1)
         Answers(indices=[4], labels=[1])
+        >>> oracle.annotations(1).values.tolist()
+        [[4, 'ann', 'dog'], [4, 'bo', 'dog']]
     """
 
-    def __init__(self, directory: str, answers_per_item: int = 2, aggregator: str = "majority", **options: Any) -> None:
+    aggregator_: Any = None
+
+    def __init__(
+        self, directory: str, answers_per_item: int = 2, aggregator: str | Any = "majority", **options: Any
+    ) -> None:
         super().__init__(directory, **options)
         if answers_per_item < 1:
             raise ValueError(f"answers_per_item: expected at least 1, got {answers_per_item}")
-        if aggregator not in ("majority", "dawid_skene"):
-            raise ValueError(f"aggregator: expected 'majority' or 'dawid_skene', got {aggregator!r}")
+        if isinstance(aggregator, str) and aggregator != "majority":
+            from trinity_lightning.crowd.registry import ANNOTATION_ONLY
+
+            if aggregator not in ANNOTATION_ONLY:
+                raise ValueError(
+                    f"aggregator: expected 'majority' or one of {list(ANNOTATION_ONLY)} (aggregators that need only "
+                    f"the annotations) or an Aggregator, got {aggregator!r}"
+                )
+        elif not isinstance(aggregator, str) and not callable(getattr(aggregator, "fit", None)):
+            raise ValueError(f"aggregator: expected a name or an Aggregator (with fit), got {aggregator!r}")
         self.k, self.aggregator = answers_per_item, aggregator
 
     def collect(self, round: int) -> Answers | None:
@@ -391,7 +468,8 @@ class CrowdFileOracle(FileOracle):
                 return None
             time.sleep(self.poll_seconds)
 
-    def _complete(self, round: int) -> Answers | None:
+    def _votes(self, round: int) -> tuple[list[Query], dict[int, dict[str, Any]]]:
+        """The round's queries and ``{index: {worker: label}}`` (named as :meth:`annotations` says)."""
         queries = self.pending(round)
         if queries is None:
             raise KeyError(f"round: no query file {self.queries_path(round)}")
@@ -400,30 +478,63 @@ class CrowdFileOracle(FileOracle):
                 q.choices = list(self.choices)
         rows, self.problems, _ = read_worker_answers(self.answers_path(round), queries)
         votes: dict[int, dict[str, Any]] = {}
-        for index, worker, label in rows:
+        for (index, worker), label in _last_answers(rows).items():
             votes.setdefault(index, {})[worker] = label
+        return queries, votes
+
+    def annotations(self, round: int) -> Any:
+        """Every valid answer of ``round`` so far as a crowd table (pandas): ``task, worker, label``, one row per
+        item and worker (the last answer of a worker wins; ``anonymous-j``: the j-th answer without a worker to
+        the item). Feed it to any aggregator, e.g. ``GLAD().fit(oracle.annotations(1))``."""
+        import pandas as pd
+
+        _, votes = self._votes(round)
+        rows = [(i, w, " ".join(v) if isinstance(v, list) else v) for i, by in votes.items() for w, v in by.items()]
+        return pd.DataFrame(rows, columns=["task", "worker", "label"])
+
+    def _complete(self, round: int) -> Answers | None:
+        queries, votes = self._votes(round)
         if any(len(votes.get(q.index, {})) < self.k for q in queries):
             return None
         chosen = self._aggregate(queries, votes)
         labels = [validate_answer(chosen[q.index], q) for q in queries]
         # the answer of one named person carries their name (ActiveRelabelling keeps it); an aggregate has none
         workers = [next(iter(votes[q.index])) if len(votes[q.index]) == 1 else None for q in queries]
-        return Answers([q.index for q in queries], labels, [None if w == ANONYMOUS else w for w in workers])
+        return Answers([q.index for q in queries], labels, [None if w is None or _unnamed(w) else w for w in workers])
 
     def _aggregate(self, queries: Sequence[Query], votes: dict[int, dict[str, Any]]) -> dict[int, Any]:
         chosen = {}
         for q in queries:
             counted = Counter(json.dumps(v) for v in votes[q.index].values())
             chosen[q.index] = json.loads(counted.most_common(1)[0][0])
-        flat = [q for q in queries if q.kind != "tags"]
-        if self.aggregator == "dawid_skene" and flat:
+        self.aggregator_ = None
+        if self.aggregator == "majority":
+            return chosen
+        groups: dict[tuple[str, ...] | None, list[Query]] = {}  # one fit per set of choices
+        for q in queries:
+            if q.kind != "tags":
+                groups.setdefault(tuple(q.choices) if q.choices else None, []).append(q)
+        for choices, flat in groups.items():
             import pandas as pd
-
-            from trinity_lightning.crowd import DawidSkene
 
             frame = pd.DataFrame(
                 [(q.index, w, v) for q in flat for w, v in votes[q.index].items()], columns=["task", "worker", "label"]
             )
-            result = DawidSkene().fit(frame).to_frame(probabilities=False)
-            chosen.update(dict(zip(result["item"].tolist(), result["label"].tolist())))
+            model = self._new_aggregator()
+            model.fit(frame, **({"classes": list(choices)} if choices else {}))
+            result = model.to_frame(probabilities=False)
+            chosen.update(dict(zip(result["item"].tolist(), result["label"].tolist(), strict=True)))
+            self.aggregator_ = model
         return chosen
+
+    def _new_aggregator(self) -> Any:
+        if not isinstance(self.aggregator, str):
+            return copy.deepcopy(self.aggregator)  # a fresh copy per fit: the given one stays unfitted
+        from trinity_lightning.crowd.registry import get_aggregator
+
+        return get_aggregator(self.aggregator, "aggregator")
+
+
+def _unnamed(worker: str) -> bool:
+    """An answer without a worker (``anonymous``, or ``anonymous-j`` from :func:`name_anonymous`)."""
+    return re.fullmatch(rf"{ANONYMOUS}(-\d+)?", worker) is not None
