@@ -83,3 +83,26 @@ def test_the_web_store_asks_someone_else_for_a_relabel_and_passes_on_who_answere
     store.answer(1, 4, "cat", "bo")
     answers = oracle.collect(1)
     assert answers is not None and answers.labels == [0, 0] and answers.workers == ["bo", "ann"]
+
+
+def test_several_answers_per_item_are_kept_person_by_person(tmp_path):
+    oracle = CrowdFileOracle(
+        str(tmp_path / "rounds"), answers_per_item=2, aggregator="dawid_skene", wait=False, choices=["neg", "pos"]
+    )
+    annotations = {0: [("ann", 1)]}
+    campaign, dm, trainer = _campaign(tmp_path, annotations, oracle)
+    campaign._ask(trainer, dm, 1, [0, 5])
+    for record in (
+        {"index": 0, "label": "neg", "worker": "bo"},
+        {"index": 0, "label": "pos"},  # no worker: kept beside the others under a fresh anonymous name
+        {"index": 5, "label": "pos", "worker": "carl"},
+        {"index": 5, "label": "pos", "worker": "dee"},
+    ):
+        append_answer(oracle.answers_path(1), record)
+    answers = oracle.collect(1)
+    assert answers is not None and answers.annotations == [[("bo", 0), (None, 1)], [("carl", 1), ("dee", 1)]]
+    assert campaign._collect(trainer, Net(), dm, 1)
+    on_disk = json.loads(ActiveRelabelling.annotations_path(dm).read_text())
+    assert on_disk["0"] == [["ann", 1], ["bo", 0], ["anonymous-2", 1]]
+    assert on_disk["5"] == [["carl", 1], ["dee", 1]]  # both people, not one anonymous aggregate
+    assert campaign.labels_spent == 4 and campaign.relabels == 2  # every person's label counts against the budget

@@ -426,23 +426,27 @@ class ActiveRelabelling(ActiveLearning):
             raise ValueError("oracle: ActiveRelabelling needs the answers' labels (use CrowdOracle or FileOracle)")
         labelled = set(dm.labelled_indices)
         workers = answers.workers or [None] * len(answers.indices)
-        for index, label, worker in zip(answers.indices, answers.labels, workers):  # all checked before any change
-            if dm.num_classes is not None and not 0 <= int(label) < dm.num_classes:
-                raise ValueError(
-                    f"labels: label {label!r} of index {int(index)} (worker {worker!r}) is out of range "
-                    f"[0, {dm.num_classes})"
-                )
+        # every person's answer (several per item from e.g. CrowdFileOracle), else the one answer per item
+        per_item = answers.annotations or [[(w, lab)] for w, lab in zip(workers, answers.labels, strict=True)]
+        for index, pairs in zip(answers.indices, per_item, strict=True):  # all checked before any change
+            for worker, label in pairs:
+                if dm.num_classes is not None and not 0 <= int(label) < dm.num_classes:
+                    raise ValueError(
+                        f"labels: label {label!r} of index {int(index)} (worker {worker!r}) is out of range "
+                        f"[0, {dm.num_classes})"
+                    )
         new: list[int] = []
-        for index, label, worker in zip(answers.indices, answers.labels, workers):
+        for index, pairs in zip(answers.indices, per_item, strict=True):
             index = int(index)
             given = self.annotations.setdefault(index, [])
-            name = worker if worker is not None else _anonymous(given)
-            given[:] = [(w, lab) for w, lab in given if w != name]  # a worker's latest answer replaces only theirs
-            given.append((name, int(label)))
-            self.labels_spent += 1
-            if index in labelled:
-                self.relabels += 1
-            else:
+            for worker, label in pairs:
+                name = worker if worker is not None else _anonymous(given)
+                given[:] = [(w, lab) for w, lab in given if w != name]  # a worker's latest answer replaces only theirs
+                given.append((name, int(label)))
+                self.labels_spent += 1
+                if index in labelled:
+                    self.relabels += 1
+            if index not in labelled:
                 new.append(index)
         if new:
             dm.label(new, [item_consensus(self.annotations[i]) for i in new])

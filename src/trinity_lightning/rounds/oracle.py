@@ -135,12 +135,16 @@ class Answers:
     """The answers of one round, in the order the items were queried.
 
     ``labels`` is ``None`` when the dataset's own (held-back) labels apply (a simulation); else class ids,
-    tag-id lists or booleans. ``workers`` names who answered each item, when known.
+    tag-id lists or booleans. ``workers`` names who answered each item, when known. ``annotations``: with several
+    answers per item (:class:`~trinity_lightning.rounds.web.CrowdFileOracle`), every person's answer to each item,
+    ``[(worker, label), ...]`` per item (``worker`` ``None`` for an answer without one; labels as in ``labels``);
+    ``labels`` is then their aggregate.
     """
 
     indices: list[int]
     labels: list[Any] | None = None
     workers: list[str | None] | None = field(default=None, repr=False, compare=False)
+    annotations: list[list[tuple[str | None, Any]]] | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------------- labels

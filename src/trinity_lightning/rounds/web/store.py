@@ -411,7 +411,9 @@ class CrowdFileOracle(FileOracle):
     (:meth:`annotations`); the fitted one is kept in ``aggregator_``. Class and yes/no items are aggregated by the
     chosen aggregator, one fit per set of choices (each declared in full, so a class nobody chose is still a
     class); a tag sequence by majority over whole sequences (ties: the first given). Invalid answer lines are
-    skipped and listed in ``problems`` (``file:line: reason``).
+    skipped and listed in ``problems`` (``file:line: reason``). With ``k > 1`` the :class:`Answers` also carry
+    ``annotations``, every person's answer to each item (``None`` for a worker-less one), so a campaign such as
+    :class:`~trinity_lightning.active.ActiveRelabelling` keeps each of them, not just their aggregate.
 
     Args:
         directory: the folder of the round files.
@@ -500,7 +502,15 @@ class CrowdFileOracle(FileOracle):
         labels = [validate_answer(chosen[q.index], q) for q in queries]
         # the answer of one named person carries their name (ActiveRelabelling keeps it); an aggregate has none
         workers = [next(iter(votes[q.index])) if len(votes[q.index]) == 1 else None for q in queries]
-        return Answers([q.index for q in queries], labels, [None if w is None or _unnamed(w) else w for w in workers])
+        everyone = [
+            [(None if _unnamed(w) else w, validate_answer(v, q)) for w, v in votes[q.index].items()] for q in queries
+        ]
+        return Answers(
+            [q.index for q in queries],
+            labels,
+            [None if w is None or _unnamed(w) else w for w in workers],
+            everyone if self.k > 1 else None,
+        )
 
     def _aggregate(self, queries: Sequence[Query], votes: dict[int, dict[str, Any]]) -> dict[int, Any]:
         chosen = {}
