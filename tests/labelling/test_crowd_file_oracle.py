@@ -118,3 +118,19 @@ def test_one_class_round_an_aggregator_object_and_bad_names(tmp_path):
         CrowdFileOracle(str(tmp_path), aggregator="gold_mv")
     with pytest.raises(ValueError, match=r"aggregator: expected a name or an Aggregator"):
         CrowdFileOracle(str(tmp_path), aggregator=3)
+
+
+def test_the_labelling_server_counts_answers_without_workers_one_by_one(tmp_path):
+    from trinity_lightning.rounds.oracle import append_answer
+    from trinity_lightning.rounds.web import LabelStore, RejectedAnswerError
+
+    write_queries(tmp_path, 1, [{"index": i, "kind": "class", "choices": CLASSES} for i in (3, 4)])
+    store = LabelStore(tmp_path, answers_per_item=2)
+    path = tmp_path / "round_0001.answers.jsonl"
+    append_answer(path, {"index": 3, "label": "cat"})  # another tool, no worker names
+    assert store.answer(1, 4, "dog", "ann")["worker"] == "ann"  # the store has read the first line
+    append_answer(path, {"index": 3, "label": "dog"})  # read incrementally: still a second person
+    with pytest.raises(RejectedAnswerError, match=r"index 3 already has 2 answer\(s\) from other people") as err:
+        store.answer(1, 3, "cat", "cy")
+    assert err.value.status == 409
+    assert store.state("ann")["counts"] == {"3": 2, "4": 1}

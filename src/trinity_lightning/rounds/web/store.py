@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,20 +115,23 @@ def read_worker_answers(
     return rows, problems, start + cut
 
 
-def name_anonymous(rows: Sequence[tuple[int, str, Any]]) -> list[tuple[int, str, Any]]:
+def name_anonymous(
+    rows: Sequence[tuple[int, str, Any]], seen: Counter[int] | None = None
+) -> list[tuple[int, str, Any]]:
     """The answers with every :data:`ANONYMOUS` one named ``anonymous-1``, ``anonymous-2``, ...: the j-th answer
     without a worker to an item, in file order.
 
     The names are stable (an answers file is append-only, so every read gives the same ones), and an answer
     without a worker never replaces another (nobody can tell a correction from a new person). Aggregators see the
     j-th anonymous answers of all items as one pseudo-worker: they cannot tell the people apart, so write a
-    ``worker`` with every answer to get per-person confusions.
+    ``worker`` with every answer to get per-person confusions. ``seen`` (updated in place) continues the numbering
+    of an earlier read of the same file (the labelling server reads it incrementally).
 
     Example:
         >>> name_anonymous([(3, "anonymous", "cat"), (3, "ann", "dog"), (3, "anonymous", "dog"), (4, "anonymous", 0)])
         [(3, 'anonymous-1', 'cat'), (3, 'ann', 'dog'), (3, 'anonymous-2', 'dog'), (4, 'anonymous-1', 0)]
     """
-    seen: Counter[int] = Counter()
+    seen = Counter() if seen is None else seen
     named = []
     for index, worker, label in rows:
         if worker == ANONYMOUS:
@@ -195,6 +198,7 @@ class _Round:
     order: dict[str, list[int]]  # worker -> indices in the order of their last answer
     offset: int = 0
     size: int = -1
+    unnamed: Counter[int] = field(default_factory=Counter)  # index -> answers without a worker so far
 
 
 class LabelStore:
@@ -268,10 +272,10 @@ class LabelStore:
         if size == rnd.size:
             return
         if size < rnd.offset:  # replaced or truncated by someone: read it again
-            rnd.answers, rnd.order, rnd.offset = {}, {}, 0
+            rnd.answers, rnd.order, rnd.offset, rnd.unnamed = {}, {}, 0, Counter()
         rows, problems, rnd.offset = read_worker_answers(rnd.answers_path, rnd.queries, rnd.offset)
         self.problems.extend(problems)
-        for index, worker, label in rows:
+        for index, worker, label in name_anonymous(rows, rnd.unnamed):  # k counts worker-less answers one by one
             self._remember(rnd, index, worker, label)
         rnd.size = size
 
