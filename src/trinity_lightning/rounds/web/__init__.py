@@ -19,6 +19,7 @@ _LAZY = {
     "CrowdFileOracle": "store",
     "LabelStore": "store",
     "crowd_table": "store",
+    "name_anonymous": "store",
     "read_worker_answers": "store",
     "create_app": "app",
     "serve": "app",
