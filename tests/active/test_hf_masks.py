@@ -225,3 +225,38 @@ def test_batchbald_on_a_token_classifier_says_it_needs_classification_outputs(tm
     items = _items("Token", SHORT)
     with pytest.raises(ValueError, match=r"classification outputs \(N, C\) only"):
         scoring.select_pool(model, [0, 1], lambda idx: [HFCollator(0)([items[i] for i in idx])], BatchBALD(4), 1)
+
+
+def _other(name):
+    torch.manual_seed(0)
+    if name == "bart":  # dropout as float rates read by F.dropout(training=self.training), and LayerDrop
+        config = transformers.BartConfig(
+            vocab_size=20, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32,
+            dropout=0.3, attention_dropout=0.3, activation_dropout=0.3, encoder_layerdrop=0.5, num_labels=3,
+            pad_token_id=1, eos_token_id=2, bos_token_id=0, init_std=0.3,
+        )  # fmt: skip
+        return transformers.BartForSequenceClassification(config), 1
+    config = transformers.DistilBertConfig(
+        vocab_size=20, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=32, dropout=0.3,
+        attention_dropout=0.3, num_labels=3, initializer_range=0.3,
+    )  # fmt: skip
+    return transformers.DistilBertForSequenceClassification(config), 0
+
+
+@pytest.mark.parametrize("name", ["bart", "distilbert"])
+def test_other_architectures_get_consistent_samples(name):
+    net, pad = _other(name)
+    model = HFSequenceClassifier(net).eval()
+    ids = [torch.tensor([0, 5, 6, 7, 2]), torch.tensor([0, 8, 9, 10, 11, 12, 13, 14, 2]), torch.tensor([0, 9, 2])]
+    items = [{"input_ids": i, "attention_mask": torch.ones_like(i)} for i in ids]
+    with torch.inference_mode():
+        together = scoring.mc_logits(model, HFCollator(pad)(items), 5, 3)[0]
+        alone = scoring.mc_logits(model, HFCollator(pad)(items[:1]), 5, 3)[0]
+        reversed_ = scoring.mc_logits(model, HFCollator(pad)(items[::-1]), 5, 3)[0]
+    assert torch.allclose(together[:, 0], alone[:, 0], atol=ATOL)
+    assert torch.allclose(together, reversed_.flip(1), atol=ATOL)
+    assert (together[0] - together[1]).abs().max() > 1e-2
+    assert not any(m.training for m in model.modules())
+    if name == "bart":
+        assert model.model.model.encoder.layerdrop == 0.5  # held at 0 for the passes, restored after

@@ -10,6 +10,12 @@ runs in :class:`~trinity_lightning.active.ActiveLearning` with every heuristic, 
   sub-tokens (the usual ``-100`` on the other sub-tokens, :func:`align_labels`), and predictions come back per
   word (:meth:`HFTokenClassifier.decode`, :func:`word_predictions`).
 
+MC dropout is *consistent* (:class:`ConsistentDropout`): in one pool pass, sample ``s`` is one fixed network for
+every example, whichever batch or split call it lands in and however much padding follows it, and every DDP rank
+draws the same networks, which BatchBALD's joint entropy, EPIG and committee heuristics need. Every dropout of the
+model is sampled (embeddings, hidden, classifier, and the attention probabilities of ``eager`` and ``sdpa``
+attention); the deterministic path (``pool_logits``, eval mode) is untouched.
+
 Data: :class:`HFTextDataset` (texts and class ids) and :class:`HFTaggedDataset` (word lists and word tag ids)
 tokenize once with the user's tokenizer (a *fast* tokenizer: it must give ``word_ids()``); the label field is
 ``"labels"`` (a class id) or ``"tags"`` (word tag ids, what a person labels); :class:`HFCollator` pads a batch.
@@ -36,12 +42,14 @@ from torch.utils.data import Dataset
 from trinity_lightning.active.scoring import _DropoutOn, is_dropout, sampled_passes
 
 __all__ = [
+    "ConsistentDropout",
     "HFCollator",
     "HFSequenceClassifier",
     "HFTaggedDataset",
     "HFTextDataset",
     "HFTokenClassifier",
     "align_labels",
+    "consistent_keep",
     "word_predictions",
 ]
 
@@ -290,11 +298,13 @@ class ConsistentDropout(TorchFunctionMode):
                 "attention probabilities; load the model with attn_implementation='sdpa' (or 'eager')"
             )
         self.flags = [(m, m.training) for m in _dropout_flag_modules(self.model)]
-        self.layerdrop = [(m, m.layerdrop) for m in self.model.modules() if _positive(getattr(m, "layerdrop", 0))]
+        self.layerdrop: list[tuple[Any, float]] = [
+            (m, m.layerdrop) for m in self.model.modules() if _positive(getattr(m, "layerdrop", 0))
+        ]
         for m, _ in self.flags:
             m.training = True
         for m, _ in self.layerdrop:
-            setattr(m, "layerdrop", 0.0)
+            m.layerdrop = 0.0
         try:
             super().__enter__()
         except BaseException:
@@ -312,7 +322,7 @@ class ConsistentDropout(TorchFunctionMode):
         for m, mode in self.flags:
             m.training = mode
         for m, rate in self.layerdrop:
-            setattr(m, "layerdrop", rate)
+            m.layerdrop = rate
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
