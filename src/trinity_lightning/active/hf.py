@@ -299,7 +299,9 @@ class ConsistentDropout(TorchFunctionMode):
             )
         self.flags = [(m, m.training) for m in _dropout_flag_modules(self.model)]
         self.layerdrop: list[tuple[Any, float]] = [
-            (m, m.layerdrop) for m in self.model.modules() if _positive(getattr(m, "layerdrop", 0))
+            (m, float(getattr(m, "layerdrop", 0)))
+            for m in self.model.modules()
+            if _positive(getattr(m, "layerdrop", 0))
         ]
         for m, _ in self.flags:
             m.training = True
