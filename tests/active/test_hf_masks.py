@@ -1,6 +1,8 @@
 """Consistent MC dropout for the Hugging Face adapters (issue 23): sample ``s`` is one network for every example,
 whatever the batch, the padding and the split calls; tiny randomly initialized BERTs built from a config."""
 
+import json
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -260,3 +262,48 @@ def test_other_architectures_get_consistent_samples(name):
     assert not any(m.training for m in model.modules())
     if name == "bart":
         assert model.model.model.encoder.layerdrop == 0.5  # held at 0 for the passes, restored after
+
+
+class _SameAlone(pl.Callback):
+    """After each query, redo it on one process (the whole pool, other batches) with the round's seed."""
+
+    def __init__(self, al, root, data):
+        self.al, self.root, self.data = al, root, data
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        al, dm = self.al, trainer.datamodule
+        if al.epochs_in_round != 0 or al.round == 0 or al.finished:
+            return
+        candidates = sorted(dm.pool_indices + al.last_query)
+        strategy = BatchBALD(n_samples=al.strategy.n_samples)
+        strategy.begin(al.strategy._generator.initial_seed())
+        loader = lambda idx: [HFCollator(0)([self.data[i] for i in idx[j : j + 7]])  # noqa: E731
+                              for j in range(0, len(idx), 7)]  # fmt: skip
+        alone = scoring.select_pool(pl_module, candidates, loader, strategy, len(al.last_query), shard=False)
+        record = {"rank": trainer.global_rank, "query": sorted(al.last_query), "alone": sorted(alone.indices)}
+        (self.root / f"rank{trainer.global_rank}_round{al.round}.json").write_text(json.dumps(record))
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_ranks_sample_the_same_networks(tmp_path):
+    """BatchBALD on an HF model under DDP (each rank scores its shard of the pool, in batches of 4) picks what one
+    process picks from the whole pool in batches of 7: every rank drew the same networks."""
+    sentences, _ = _sentences(30, 3)
+    labels = [int("berlin" in s or "paris" in s) for s in sentences]
+    data = HFTextDataset([" ".join(s) for s in sentences], labels, _tokenizer())
+    dm = ActiveLearningDataModule(
+        data, val=torch.utils.data.Subset(data, range(6)), collate_fn=HFCollator(0), label_field="labels",
+        initial_labelled=6, batch_size=6, pool_batch_size=4, seed=0,
+    )  # fmt: skip
+    al = ActiveLearning("batchbald", query_size=4, budget=14, strategy_kwargs={"n_samples": 6}, seed=2)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=-1, logger=False, default_root_dir=tmp_path,
+        callbacks=[al, _SameAlone(al, tmp_path, data)], enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.fit(HFSequenceClassifier(_bert("Sequence", num_labels=2), lr=3e-3), datamodule=dm)
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*_round*.json"))]
+    assert len(records) == 4  # 2 ranks x 2 queries
+    for r in records:
+        assert r["query"] == r["alone"] and len(r["query"]) == 4
