@@ -201,7 +201,7 @@ def _campaign(tmp_path, kind, heuristic, kwargs):
     [
         ("Sequence", "batchbald"),
         pytest.param("Sequence", "epig", marks=pytest.mark.slow),
-        ("Token", "bald"),
+        pytest.param("Token", "bald", marks=pytest.mark.slow),
         pytest.param("Token", "vote_entropy", marks=pytest.mark.slow),
     ],
 )
@@ -307,3 +307,13 @@ def test_ddp_ranks_sample_the_same_networks(tmp_path):
     assert len(records) == 4  # 2 ranks x 2 queries
     for r in records:
         assert r["query"] == r["alone"] and len(r["query"]) == 4
+
+
+def test_a_model_without_dropout_is_refused_with_the_fix():
+    model = HFSequenceClassifier(_bert("Sequence", hidden=0.0, attention=0.0))
+    for m in model.modules():  # no dropout layer at all
+        for name, child in list(m.named_children()):
+            if isinstance(child, nn.Dropout):
+                setattr(m, name, nn.Identity())
+    with pytest.raises(ValueError, match="needs dropout layers"):
+        model.mc_logits(HFCollator(0)(_items("Sequence", SHORT)), 2, seed=0)

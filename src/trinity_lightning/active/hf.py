@@ -438,11 +438,12 @@ class _HFModule(pl.LightningModule):
         """
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        _DropoutOn(self.model)  # a clear error when the model has no dropout at all
+        if not _dropout_flag_modules(self.model):
+            _DropoutOn(self.model)  # its error: the model has no dropout at all
         keys = [k for k in _MODEL_INPUTS if k in batch]
         if "input_ids" not in keys:
             raise ValueError(f"batch: expected a dict with ['input_ids'] (use HFCollator), got keys {sorted(batch)}")
-        x = torch.stack([batch[k] for k in keys], 1)
+        x = torch.stack([batch[k].long() for k in keys], 1)
         with ConsistentDropout(self.model, seed, len(x)) as masks:
             logits, _ = sampled_passes(_Stacked(self, keys), x, n_samples, on_call=masks.select)
         out = self._from_subtokens(logits, batch)
