@@ -27,6 +27,7 @@ order under DDP, and the labelled set's when they require ``"labelled"`` (:func:
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -201,7 +202,8 @@ def mc_logits(
 
     The dropout masks are *consistent*: sample ``s`` of every example in the batch sees the same network, and
     every call with the same ``seed`` draws the same ``S`` networks (one pool pass passes one seed to all its
-    batches; ``None``: a fresh seed from torch's global generator). A module's own ``mc_logits`` is used as is.
+    batches; ``None``: a fresh seed from torch's global generator). A module's own ``mc_logits`` is used as is
+    (given ``seed=`` when it takes one, as the Hugging Face adapters do).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 2))
@@ -214,6 +216,8 @@ def mc_logits(
     """
     custom = getattr(model, "mc_logits", None)
     if callable(custom):
+        if seed is not None and "seed" in inspect.signature(custom).parameters:  # it keeps its masks consistent too
+            return _split(custom(batch, n_samples, seed=seed))
         return _split(custom(batch, n_samples))
     split = find_mc_split(model)
     if seed is None:
