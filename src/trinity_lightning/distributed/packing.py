@@ -228,6 +228,13 @@ def _pack_chunks(
     ``x = +-0`` (IEEE: ``-0 + 0 = +0``), so ``signbit(q) xor d`` is 1 for ``x > 0``, 0 for ``x < 0`` and ``d``
     for a zero: the rule of the module docs. The sign bits are read as the top byte of each value (one shift),
     gathered 8 to a byte with one multiply per 64-bit word, and xor-ed with the packed dither bits.
+
+    On the CPU a block of values is first packed from the values' own sign bits (``not signbit(x)``, which is the
+    rule for every ``x != 0``), skipping the multiply: the top byte holds the sign and the 7 highest exponent bits,
+    and where none of the block's top bytes has those 7 bits all zero or all one, the block holds no zero (nor a
+    denormal or a float32 below ``2^-125``) and no infinity or NaN, so the bits are final. A block that has one is
+    packed again with the rule above, bit for bit as before (one host read of the block's smallest and largest
+    exponent bits; on an accelerator every block takes the rule, with no host read).
     """
     n = flat.numel()
     if n == 0:
@@ -241,27 +248,53 @@ def _pack_chunks(
     scratch = torch.empty(chunk, dtype=flat.dtype, device=flat.device)
     top = torch.empty(block, dtype=torch.uint8, device=flat.device)
     words = top.view(torch.int64)
+    low = torch.empty(words.numel(), dtype=torch.int64, device=flat.device) if on_cpu else None
     shift = 8 * flat.element_size() - 8
     mask = _dither(step, None if dither is None else dither.reshape(-1), result)  # validates the mask first
     odd = [] if dither is None else _odd_phase_ranges(dither, n)
     sign = 1 if step % 2 == 0 else -1
+    ruled: list[tuple[int, int]] = []  # (first byte, bytes) of the blocks packed with the dither rule
     for first_value in range(0, n, block):
         block_size = min(block, n - first_value)
+        count = packed_size(block_size)
+        first_byte = first_value // 8
+        update = grad is not None
+        if low is not None:
+            for start in range(first_value, first_value + block_size, chunk):
+                size = min(chunk, n - start)
+                part = flat[start : start + size]
+                if grad is not None:
+                    part.lerp_(grad[start : start + size], weight)
+                offset = start - first_value
+                shifted = torch.bitwise_right_shift(part.view(signed), shift, out=scratch[:size].view(signed))
+                top[offset : offset + size].copy_(shifted)
+            update = False  # the values are updated; a second pass only reads them
+            exponents = torch.bitwise_and(words[:count], ~_TOP_BITS, out=low[:count])  # the 7 bits under each sign
+            smallest, largest = torch.aminmax(exponents.view(torch.uint8)[:block_size])
+            if int(smallest) and int(largest) < 0x7F:  # no zero, tiny, huge, infinite or NaN value: not signbit(x)
+                gathered = words[:count].bitwise_xor_(exponents).mul_(_GATHER).bitwise_right_shift_(56)
+                result[first_byte : first_byte + count].copy_(gathered).bitwise_not_()
+                continue
         for start in range(first_value, first_value + block_size, chunk):
             size = min(chunk, n - start)
             part = flat[start : start + size]
-            if grad is not None:
-                part.lerp_(grad[start : start + size], weight)
+            if update:
+                part.lerp_(grad[start : start + size], weight)  # type: ignore[index]
             q = scratch[:size]
             for begin, end, flipped in _pieces(start, size, odd):
                 torch.addcmul(zero, part[begin:end], alt[begin:end], value=-sign if flipped else sign, out=q[begin:end])
             offset = start - first_value
             # the byte holding the sign bit (in place, then narrowed: a shift into uint8 is ~3x slower)
             top[offset : offset + size].copy_(q.view(signed).bitwise_right_shift_(shift))
-        count = packed_size(block_size)
         gathered = words[:count].bitwise_and_(_TOP_BITS).mul_(_GATHER).bitwise_right_shift_(56)
-        result[first_value // 8 : first_value // 8 + count].copy_(gathered)  # stale bytes reach only padding bits
-    result.bitwise_xor_(mask)
+        result[first_byte : first_byte + count].copy_(gathered)  # stale bytes reach only padding bits
+        ruled.append((first_byte, count))
+    if len(ruled) == -(-n // block):  # every block: one pass
+        result.bitwise_xor_(mask)
+    else:
+        for first_byte, count in ruled:
+            piece = result[first_byte : first_byte + count]
+            piece.bitwise_xor_(mask if isinstance(mask, int) else mask[first_byte : first_byte + count])
     if n % 8:
         result[-1:].bitwise_and_((1 << (n % 8)) - 1)  # padding bits stay 0
     return result
