@@ -119,7 +119,7 @@ def _pack_bool(bits: torch.Tensor) -> torch.Tensor:
 
 
 _CHUNK = 1 << 16  # values per pass on the CPU: the scratch stays in L2 (2^16 measured best, 2^19 ~1.3x slower)
-_BLOCK = 1 << 20  # values whose sign bytes are gathered into bits together (fewer small word operations)
+_BLOCK = 1 << 18  # values whose sign bytes are gathered into bits together (2^18..2^20 measured within 5%)
 _DEVICE_CHUNK = 1 << 22  # on an accelerator: few large kernels
 # (b & 0x8080...) * _GATHER >> 56 moves the top bit of byte k of b to bit k: bit 8j+7 times 2^(49-7k) lands on bit
 # 56 + k + 8(j-k), so no two partial products share a bit (no carries) and only j = k reaches the top byte.
@@ -406,7 +406,7 @@ def unpack_signs(
     if isinstance(scale, torch.Tensor) or scale != 1.0:  # a tensor scale stays on the device (no host read)
         table = table * scale
     whole = numel // 8
-    codes = packed.reshape(-1)[: packed_size(numel)].long()
+    codes = packed.reshape(-1)[: packed_size(numel)].int()  # int32 indices: a quarter of int64's conversion
     if whole:
         torch.index_select(table, 0, codes[:whole], out=flat_out[: whole * 8].view(whole, 8))
     tail = numel - whole * 8
