@@ -35,6 +35,7 @@ __all__ = [
     "dither_mask",
     "majority_vote_packed",
     "momentum_pack_signs",
+    "pack_finite_signs",
     "pack_signs",
     "packed_size",
     "unpack_signs",
@@ -219,6 +220,7 @@ def _pack_chunks(
     dither: torch.Tensor | None,
     grad: torch.Tensor | None = None,
     weight: float = 0.0,
+    finite: list[bool] | None = None,
 ) -> torch.Tensor:
     """Pack the signs of ``flat`` chunk by chunk into ``result``; with ``grad``, first ``flat.lerp_(grad, weight)``
     on the same chunk, so the momentum update and the packing share one pass over memory.
@@ -234,7 +236,8 @@ def _pack_chunks(
     and where none of the block's top bytes has those 7 bits all zero or all one, the block holds no zero (nor a
     denormal or a float32 below ``2^-125``) and no infinity or NaN, so the bits are final. A block that has one is
     packed again with the rule above, bit for bit as before (one host read of the block's smallest and largest
-    exponent bits; on an accelerator every block takes the rule, with no host read).
+    exponent bits; on an accelerator every block takes the rule, with no host read). ``finite``, if given, gets
+    one entry per block: True where no value of the block can be infinite or NaN (its top bytes prove it).
     """
     n = flat.numel()
     if n == 0:
@@ -249,6 +252,8 @@ def _pack_chunks(
     top = torch.empty(block, dtype=torch.uint8, device=flat.device)
     words = top.view(torch.int64)
     low = torch.empty(words.numel(), dtype=torch.int64, device=flat.device) if on_cpu else None
+    # the top byte's 7 bits under the sign of an infinity or NaN: all set (float16: the 5 exponent bits set)
+    limit = 0x7C if flat.dtype == torch.float16 else 0x7F
     shift = 8 * flat.element_size() - 8
     mask = _dither(step, None if dither is None else dither.reshape(-1), result)  # validates the mask first
     odd = [] if dither is None else _odd_phase_ranges(dither, n)
@@ -270,11 +275,15 @@ def _pack_chunks(
                 top[offset : offset + size].copy_(shifted)
             update = False  # the values are updated; a second pass only reads them
             exponents = torch.bitwise_and(words[:count], ~_TOP_BITS, out=low[:count])  # the 7 bits under each sign
-            smallest, largest = torch.aminmax(exponents.view(torch.uint8)[:block_size])
-            if int(smallest) and int(largest) < 0x7F:  # no zero, tiny, huge, infinite or NaN value: not signbit(x)
+            smallest, largest = (int(v) for v in torch.aminmax(exponents.view(torch.uint8)[:block_size]))
+            if finite is not None:
+                finite.append(largest < limit)
+            if smallest and largest < limit:  # no zero, tiny, huge, infinite or NaN value: not signbit(x)
                 gathered = words[:count].bitwise_xor_(exponents).mul_(_GATHER).bitwise_right_shift_(56)
                 result[first_byte : first_byte + count].copy_(gathered).bitwise_not_()
                 continue
+        elif finite is not None:
+            finite.append(False)  # not examined (no host read on an accelerator)
         for start in range(first_value, first_value + block_size, chunk):
             size = min(chunk, n - start)
             part = flat[start : start + size]
@@ -323,12 +332,32 @@ def pack_signs(
         >>> pack_signs(torch.tensor([1.0, -2.0, 3.0, 0.0, 0.0, -1.0, 1.0, 1.0, -5.0]), step=0).tolist()
         [205, 0]
     """
+    return pack_finite_signs(values, step, out=out, dither=dither)[0]
+
+
+def pack_finite_signs(
+    values: torch.Tensor, step: int = 0, *, out: torch.Tensor | None = None, dither: torch.Tensor | None = None
+) -> tuple[torch.Tensor, bool]:
+    """:func:`pack_signs`, and whether the pass proved every value finite (no separate finiteness pass).
+
+    ``True`` means no value is infinite or NaN. ``False`` means some may be (a float32 at or above ``2^127`` gives
+    ``False`` too, and so does every input on an accelerator, which is never read back): check exactly then, for
+    example with ``torch.isfinite(values).all()``.
+
+    Example:
+        >>> pack_finite_signs(torch.tensor([1.0, -2.0]))
+        (tensor([1], dtype=torch.uint8), True)
+        >>> pack_finite_signs(torch.tensor([1.0, float("inf")]))[1]
+        False
+    """
     if not values.is_floating_point():
         raise TypeError(f"values: expected a floating tensor, got dtype {values.dtype}")
     flat = values.reshape(-1)
     if flat.element_size() not in _SIGNED:  # 8-bit floats: their signs are read from float32
         flat = flat.float()
-    return _pack_chunks(flat, _check_out(out, packed_size(flat.numel()), flat.device), step, dither)
+    blocks: list[bool] = []
+    bits = _pack_chunks(flat, _check_out(out, packed_size(flat.numel()), flat.device), step, dither, finite=blocks)
+    return bits, all(blocks)
 
 
 def momentum_pack_signs(
