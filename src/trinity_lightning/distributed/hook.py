@@ -4,11 +4,9 @@ Per bucket and step, every worker
 
 1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` and packs the signs of ``m`` 8 to a byte in the
    same pass over memory, reading the sign bits without comparisons
-   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); without momentum that packing pass also
-   proves the bucket finite (:func:`~trinity_lightning.distributed.packing.pack_finite_signs`), with momentum a
-   ``sum`` checks it first (the momentum of an abstaining worker must stay unchanged); with error feedback it forms
-   ``p = m + e``, each parameter's ``sum|p|`` and the signs of ``p`` in one chunked pass and keeps
-   ``e <- p - mean|p| * sign(p)`` in a second (the signs unpacked chunk by chunk into a cache-sized scratch);
+   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); with error feedback it forms
+   ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter (the signs are
+   unpacked into the bucket buffer, which the vote overwrites later: no gradient-sized temporary);
 2. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
    (valid flag; with error feedback, one float32 scale per parameter of the bucket), written on the device;
 3. votes on its own shard with bit-sliced full adders on 64-bit words
@@ -32,7 +30,6 @@ and a process group's shutdown that joins those threads while the GIL is held.
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import sys
@@ -51,7 +48,6 @@ from trinity_lightning.distributed.packing import (
     momentum_pack_signs,
     pack_finite_signs,
     pack_signs,
-    pack_updated_signs,
     packed_size,
     unpack_signs,
     vote_words,
@@ -59,7 +55,6 @@ from trinity_lightning.distributed.packing import (
 
 __all__ = ["SignSGDState", "WorkerFailureError", "register_signsgd_hook", "signsgd_hook"]
 
-_EF_CHUNK = 1 << 16  # values per chunk of error feedback's second pass on the CPU (a multiple of 8)
 _FLAG = 8  # header bytes before the scales: [valid flag, 7 pad]; then one float32 per parameter (error feedback)
 _ALL_TO_ALL_BACKENDS = {"gloo", "nccl", "mpi", "ucc"}
 
@@ -406,69 +401,29 @@ def _local_signs(
                 state._flat_buffer("momentum", bucket), grad, state.momentum, state.step, out=out, dither=dither
             )
     else:
-        scales = _error_feedback_signs(state, bucket, out, dither)
+        source = grad
+        if state.momentum > 0:
+            source = state._flat_buffer("momentum", bucket)
+            source.lerp_(grad, 1.0 - state.momentum)  # m = beta * m + (1 - beta) * g in one pass
+        error = state._flat_buffer("error", bucket)
+        error.add_(source)  # p = m + e, held in the error buffer
+        segments = state._segments(bucket)
+        # mean|p| per parameter tensor: one pass each, no |p| buffer
+        scales = torch.stack(
+            [
+                torch.linalg.vector_norm(error[offset : offset + numel], 1) / numel if numel else error.new_zeros(())
+                for offset, numel in segments
+            ]
+        )
+        bits = pack_signs(error, state.step, out=out, dither=dither)
+        # e = p - scale * sign(p), one scale per parameter tensor; the bucket buffer is free until the vote fills
+        # it, so the signs are unpacked there (no gradient-sized temporary)
+        signs = unpack_signs(bits, error.numel(), out=grad)
+        for i, (offset, numel) in enumerate(segments):
+            error[offset : offset + numel].addcmul_(signs[offset : offset + numel], scales[i], value=-1)
     if state.flip_signs:
         out.bitwise_not_()
     return valid, scales
-
-
-def _crossing(spans: list[tuple[int, int, int]], starts: list[int], start: int, end: int) -> list[tuple[int, int, int]]:
-    """``(segment, first, stop)`` of the (sorted, disjoint) ``spans`` that overlap ``[start, end)``, clipped."""
-    found = []
-    k = max(bisect.bisect_right(starts, start) - 1, 0)
-    while k < len(spans) and spans[k][0] < end:
-        first, stop, i = spans[k]
-        if stop > start:
-            found.append((i, max(first, start), min(stop, end)))
-        k += 1
-    return found
-
-
-def _error_feedback_signs(
-    state: SignSGDState, bucket: dist.GradBucket, out: torch.Tensor, dither: torch.Tensor
-) -> torch.Tensor:
-    """EF-signSGD's local step in two passes over cache-sized chunks; returns the per-parameter ``mean|p|``.
-
-    Pass 1, per chunk: ``m <- lerp(m, g, 1 - beta)``, ``p = e + m`` (kept in the error buffer), the chunk's part of
-    each parameter's ``sum|p|``, and the signs of ``p`` packed into ``out``. Pass 2, per chunk: the signs unpacked
-    into a cache-sized scratch and ``e <- p - mean|p| * sign(p)``. The gradient is read once, the error buffer
-    read and written twice, nothing gradient-sized is allocated.
-    """
-    grad = bucket.buffer()
-    error = state._flat_buffer("error", bucket)
-    momentum = state._flat_buffer("momentum", bucket) if state.momentum > 0 else None
-    weight = 1.0 - state.momentum
-    segments = state._segments(bucket)
-    spans = sorted((offset, offset + numel, i) for i, (offset, numel) in enumerate(segments) if numel)
-    starts = [span[0] for span in spans]
-    partial: list[list[torch.Tensor]] = [[] for _ in segments]
-
-    def update(part: torch.Tensor, start: int) -> None:
-        end = start + part.numel()
-        if momentum is not None:
-            part.add_(momentum[start:end].lerp_(grad[start:end], weight))  # m = beta m + (1 - beta) g; p = e + m
-        else:
-            part.add_(grad[start:end])
-        for i, first, stop in _crossing(spans, starts, start, end):
-            partial[i].append(torch.linalg.vector_norm(part[first - start : stop - start], 1))
-
-    bits = pack_updated_signs(error, update, state.step, out=out, dither=dither)
-    scales = torch.stack(
-        [
-            torch.stack(parts).sum() / numel if parts else error.new_zeros(())
-            for parts, (_, numel) in zip(partial, segments)
-        ]
-    )
-    n = error.numel()
-    # on the CPU a reused cache-sized scratch; on an accelerator one pass through the bucket buffer (free until
-    # the vote fills it)
-    chunk, scratch = (_EF_CHUNK, error.new_empty(min(_EF_CHUNK, n))) if error.device.type == "cpu" else (n, grad)
-    for start in range(0, n, chunk):
-        end = min(n, start + chunk)
-        signs = unpack_signs(bits[start // 8 :], end - start, out=scratch[: end - start])
-        for i, first, stop in _crossing(spans, starts, start, end):
-            error[first:stop].addcmul_(signs[first - start : stop - start], scales[i], value=-1)
-    return scales
 
 
 @dataclass

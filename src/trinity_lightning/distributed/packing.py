@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Callable
 
 import torch
 
@@ -38,7 +37,6 @@ __all__ = [
     "momentum_pack_signs",
     "pack_finite_signs",
     "pack_signs",
-    "pack_updated_signs",
     "packed_size",
     "unpack_signs",
     "vote_words",
@@ -220,12 +218,12 @@ def _pack_chunks(
     result: torch.Tensor,
     step: int,
     dither: torch.Tensor | None,
-    prepare: Callable[[torch.Tensor, int], object] | None = None,
+    grad: torch.Tensor | None = None,
+    weight: float = 0.0,
     finite: list[bool] | None = None,
 ) -> torch.Tensor:
-    """Pack the signs of ``flat`` chunk by chunk into ``result``; with ``prepare``, first ``prepare(chunk, start)``
-    on each chunk (an in-place update such as ``chunk.lerp_(grad[start:], weight)``, called once per chunk, in
-    order), so the update and the packing share one pass over memory.
+    """Pack the signs of ``flat`` chunk by chunk into ``result``; with ``grad``, first ``flat.lerp_(grad, weight)``
+    on the same chunk, so the momentum update and the packing share one pass over memory.
 
     No comparisons (a float compare into bools costs ~6 arithmetic passes on CPU). With ``s = 2 d - 1`` for the
     dither bit ``d``, ``q = s * x + 0`` has the sign bit ``sign(x) xor (s < 0)`` for ``x != 0`` and is ``+0`` for
@@ -265,13 +263,13 @@ def _pack_chunks(
         block_size = min(block, n - first_value)
         count = packed_size(block_size)
         first_byte = first_value // 8
-        update = prepare is not None
+        update = grad is not None
         if low is not None:
             for start in range(first_value, first_value + block_size, chunk):
                 size = min(chunk, n - start)
                 part = flat[start : start + size]
-                if prepare is not None:
-                    prepare(part, start)
+                if grad is not None:
+                    part.lerp_(grad[start : start + size], weight)
                 offset = start - first_value
                 shifted = torch.bitwise_right_shift(part.view(signed), shift, out=scratch[:size].view(signed))
                 top[offset : offset + size].copy_(shifted)
@@ -290,7 +288,7 @@ def _pack_chunks(
             size = min(chunk, n - start)
             part = flat[start : start + size]
             if update:
-                prepare(part, start)  # type: ignore[misc]
+                part.lerp_(grad[start : start + size], weight)  # type: ignore[index]
             q = scratch[:size]
             for begin, end, flipped in _pieces(start, size, odd):
                 torch.addcmul(zero, part[begin:end], alt[begin:end], value=-sign if flipped else sign, out=q[begin:end])
@@ -319,9 +317,7 @@ def pack_signs(
     Bit 1 means positive, bit 0 negative; an exact zero (``+0`` or ``-0``) gets the dither bit of ``step`` (see the
     module docs). No comparisons: the bit is the sign bit of ``s * x + 0`` (``s = 2 d - 1`` for the dither bit
     ``d``) xor ``d``, read as the top byte of each value and gathered 8 to a byte by one multiply per 64-bit word,
-    in cache-sized chunks (about 2.5x less CPU than two comparisons and two packs). On the CPU a block whose values
-    are all nonzero, finite and not tiny or huge (its top bytes show it) skips the multiply: its bits are
-    ``not signbit(x)``, the same bits.
+    in cache-sized chunks (about 2.5x less CPU than two comparisons and two packs).
 
     Args:
         values: a floating tensor; a NaN's bit is unspecified, so check ``isfinite`` first.
@@ -364,31 +360,6 @@ def pack_finite_signs(
     return bits, all(blocks)
 
 
-def pack_updated_signs(
-    values: torch.Tensor,
-    update: Callable[[torch.Tensor, int], object],
-    step: int = 0,
-    *,
-    out: torch.Tensor | None = None,
-    dither: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Update ``values`` in place chunk by chunk and :func:`pack_signs` of the result, in one pass over memory.
-
-    ``update(chunk, start)`` gets each cache-sized chunk ``values[start : start + len(chunk)]`` once, in order,
-    right before its signs are read, and must change it in place (for example add another buffer's chunk, or
-    accumulate a statistic of it); the signs are those of the updated values.
-
-    Example:
-        >>> x = torch.tensor([1.0, -1.0, 2.0])
-        >>> pack_updated_signs(x, lambda chunk, start: chunk.sub_(1.5)).tolist(), x.tolist()
-        ([4], [-0.5, -2.5, 0.5])
-    """
-    if not (values.is_floating_point() and values.is_contiguous() and values.element_size() in _SIGNED):
-        raise TypeError(f"values: expected a contiguous 16/32/64-bit floating tensor, got {values.dtype}")
-    flat = values.view(-1)
-    return _pack_chunks(flat, _check_out(out, packed_size(flat.numel()), flat.device), step, dither, update)
-
-
 def momentum_pack_signs(
     momentum: torch.Tensor,
     grad: torch.Tensor,
@@ -412,12 +383,9 @@ def momentum_pack_signs(
         raise TypeError(f"momentum: expected a contiguous 16/32/64-bit floating tensor, got {momentum.dtype}")
     if grad.numel() != momentum.numel():
         raise ValueError(f"grad: expected {momentum.numel()} elements like momentum, got {grad.numel()}")
-    source, weight = grad.reshape(-1), 1.0 - beta
-
-    def update(part: torch.Tensor, start: int) -> None:
-        part.lerp_(source[start : start + part.numel()], weight)
-
-    return pack_updated_signs(momentum, update, step, out=out, dither=dither)
+    flat = momentum.view(-1)
+    result = _check_out(out, packed_size(flat.numel()), flat.device)
+    return _pack_chunks(flat, result, step, dither, grad.reshape(-1), 1.0 - beta)
 
 
 def _lut(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
