@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 import trinity_lightning.distributed.packing as packing
 from tests.distributed.test_packing import reference_signs
-from tests.distributed.test_packing_signbit import adversarial, reference_pack
+from tests.distributed.test_packing_signbit import reference_pack
 from tests.distributed.test_vote_bitsliced import FakeBucket
 from trinity_lightning.distributed import SignSGDState, signsgd_hook
 from trinity_lightning.distributed.packing import (
@@ -150,9 +150,7 @@ def single_process_group():
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_signsgd_without_momentum_abstains_on_a_non_finite_bucket_found_by_the_packing_pass(
-    single_process_group, bad
-):
+def test_signsgd_without_momentum_abstains_on_a_non_finite_bucket_found_by_the_packing_pass(single_process_group, bad):
     state = SignSGDState(momentum=0.0)
     values = torch.randn(300, generator=torch.Generator().manual_seed(0))
     assert torch.equal(signsgd_hook(state, FakeBucket(0, True, values)).wait(), reference_signs(values, 0))
@@ -174,3 +172,60 @@ def test_signsgd_without_momentum_votes_on_huge_finite_values(single_process_gro
         result = signsgd_hook(state, FakeBucket(0, True, values)).wait()
     assert torch.equal(result, reference_signs(values, 0))
     assert state.abstained == []
+
+
+class ManyParamBucket:
+    """A one-bucket stand-in with several parameters laid end to end (as DDP lays them out)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], values: torch.Tensor) -> None:
+        self._params, self._buffer = params, values.clone()
+
+    def buffer(self) -> torch.Tensor:
+        return self._buffer
+
+    def gradients(self) -> list[torch.Tensor]:
+        views, offset = [], 0
+        for p in self._params:
+            views.append(self._buffer[offset : offset + p.numel()])
+            offset += p.numel()
+        return views
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return self._params
+
+    def index(self) -> int:
+        return 0
+
+    def is_last(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_error_feedback_equals_the_reference_across_chunk_block_and_parameter_edges(
+    single_process_group, monkeypatch, momentum
+):
+    monkeypatch.setattr(packing, "_CHUNK", 64)  # parameters cross chunk and block edges; fast and rule blocks
+    monkeypatch.setattr(packing, "_BLOCK", 128)
+    sizes = [5, 0, 130, 1, 64, 300, 77]  # an empty parameter, one of a single value, odd offsets
+    params = [torch.nn.Parameter(torch.zeros(n)) for n in sizes]
+    index = torch.cat([torch.arange(n) for n in sizes])
+    state = SignSGDState(momentum=momentum, error_feedback=True)
+    gen = torch.Generator().manual_seed(2)
+    m = torch.zeros(sum(sizes), dtype=torch.float64)
+    e = torch.zeros(sum(sizes), dtype=torch.float64)
+    for step in range(3):
+        grad = torch.randn(sum(sizes), generator=gen)
+        grad[::11] = 0.0
+        result = signsgd_hook(state, ManyParamBucket(params, grad)).wait()
+        m = momentum * m + (1 - momentum) * grad.double() if momentum else grad.double()
+        p = m + e
+        signs = reference_signs(p, step, index)
+        scales = torch.cat(
+            [torch.full((n,), float(part.abs().mean()) if n else 0.0) for part, n in zip(p.split(sizes), sizes)]
+        ).double()
+        e = p - scales * signs
+        torch.testing.assert_close(state._flat[("error", 0)][1].double(), e, rtol=0, atol=1e-5)
+        torch.testing.assert_close(result.double(), scales * signs, rtol=1e-6, atol=0)  # one worker: its own signs
+        e = state._flat[("error", 0)][1].double()  # follow the float32 state (no drift from rounding)
+        if momentum:
+            m = state._flat[("momentum", 0)][1].double()

@@ -4,7 +4,9 @@ Per bucket and step, every worker
 
 1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` and packs the signs of ``m`` 8 to a byte in the
    same pass over memory, reading the sign bits without comparisons
-   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); with error feedback it forms
+   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); without momentum that packing pass also
+   proves the bucket finite (:func:`~trinity_lightning.distributed.packing.pack_finite_signs`), with momentum a
+   ``sum`` checks it first (an abstaining worker's momentum must stay unchanged); with error feedback it forms
    ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter (the signs are
    unpacked into the bucket buffer, which the vote overwrites later: no gradient-sized temporary);
 2. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
