@@ -276,7 +276,7 @@ def profile_worker(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(0)
     grad = torch.randn(bucket.buffer().numel(), generator=generator)
     world, n = args.world, grad.numel()
-    state = SignSGDState(momentum=0.9, error_feedback=args.error_feedback)
+    state = SignSGDState(momentum=args.profile_momentum, error_feedback=args.error_feedback)
     nbytes = packed_size(n)
     shard = -(-nbytes // world)
     shard += -shard % 8
@@ -399,18 +399,24 @@ def _source_tree(ref: str) -> tuple[Path, str]:
 
 
 def cpu_profile(args: argparse.Namespace, baseline_ref: str = "", rounds: int = 1) -> dict[str, Any]:
-    """Per-stage CPU ms of the hook (:func:`profile_worker`), momentum (Signum) and error feedback, ours and, with
-    ``baseline_ref``, the package of that git commit, in alternating subprocesses (``rounds`` each)."""
+    """Per-stage CPU ms of the hook (:func:`profile_worker`), momentum (Signum), error feedback and no momentum
+    (signSGD), ours and, with ``baseline_ref``, the package of that git commit, in alternating subprocesses
+    (``rounds`` each)."""
     sources = {"ours": Path(__file__).resolve().parent.parent / "src"}
     details: dict[str, Any] = {}
     if baseline_ref:
         sources["baseline"], details["baseline_commit"] = _source_tree(baseline_ref)
         details["baseline_ref"] = baseline_ref
-    configs = {"momentum": (), "error_feedback": ("--error-feedback",)}
+    configs = {
+        "momentum": (),
+        "error_feedback": ("--error-feedback",),
+        "no_momentum": ("--profile-momentum", "0"),  # signSGD: the packing pass also proves the bucket finite
+    }
     samples: dict[str, dict[str, dict[str, list[float]]]] = {c: {label: {} for label in sources} for c in configs}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for config, flags in configs.items():
-            for label, src in sources.items():
+            order = list(sources.items())
+            for label, src in order[::-1] if round_ % 2 else order:  # ABBA: a load that drifts favours neither
                 out = Path(tempfile.mkdtemp(prefix="signsgd_profile_")) / "profile.json"
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
                 env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -431,7 +437,7 @@ def cpu_profile(args: argparse.Namespace, baseline_ref: str = "", rounds: int = 
     details["method"] = (
         "one process, one thread, time.thread_time around each stage of the hook's own functions (_local_signs, "
         f"send frame, _vote_frames on {args.world} voters' frames, _unpack into the bucket), {rounds} alternating "
-        f"round(s) of {args.steps} steps after 2 warm-up steps; collectives left out"
+        f"round(s) (ABBA order) of {args.steps} steps after 2 warm-up steps; collectives left out"
     )
     return details
 
@@ -628,6 +634,7 @@ def main() -> None:
     )
     parser.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--error-feedback", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-momentum", type=float, default=0.9, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile_worker:
         profile_worker(args)
