@@ -26,6 +26,7 @@ time, and the bytes are converted to the payload's time on a 1 Gbit/s wire (``wi
     python benchmarks/signsgd_comm.py            # everything, 25.2M parameters (about 12 minutes on 2 cores)
     python benchmarks/signsgd_comm.py --quick    # smaller model, fewer steps (a smoke test)
     python benchmarks/signsgd_comm.py --cpu-profile --layers 2 --width 1024 --steps 20 --baseline-ref 3e366cc
+    python benchmarks/signsgd_comm.py --cpu-profile --layers 2 --width 1024 --steps 20 --merge  # into the results
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def profile_worker(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(0)
     grad = torch.randn(bucket.buffer().numel(), generator=generator)
     world, n = args.world, grad.numel()
-    state = SignSGDState(momentum=0.9, error_feedback=args.error_feedback)
+    state = SignSGDState(momentum=args.profile_momentum, error_feedback=args.error_feedback)
     nbytes = packed_size(n)
     shard = -(-nbytes // world)
     shard += -shard % 8
@@ -398,18 +399,24 @@ def _source_tree(ref: str) -> tuple[Path, str]:
 
 
 def cpu_profile(args: argparse.Namespace, baseline_ref: str = "", rounds: int = 1) -> dict[str, Any]:
-    """Per-stage CPU ms of the hook (:func:`profile_worker`), momentum (Signum) and error feedback, ours and, with
-    ``baseline_ref``, the package of that git commit, in alternating subprocesses (``rounds`` each)."""
+    """Per-stage CPU ms of the hook (:func:`profile_worker`), momentum (Signum), error feedback and no momentum
+    (signSGD), ours and, with ``baseline_ref``, the package of that git commit, in alternating subprocesses
+    (``rounds`` each)."""
     sources = {"ours": Path(__file__).resolve().parent.parent / "src"}
     details: dict[str, Any] = {}
     if baseline_ref:
         sources["baseline"], details["baseline_commit"] = _source_tree(baseline_ref)
         details["baseline_ref"] = baseline_ref
-    configs = {"momentum": (), "error_feedback": ("--error-feedback",)}
+    configs = {
+        "momentum": (),
+        "error_feedback": ("--error-feedback",),
+        "no_momentum": ("--profile-momentum", "0"),  # signSGD: the packing pass also proves the bucket finite
+    }
     samples: dict[str, dict[str, dict[str, list[float]]]] = {c: {label: {} for label in sources} for c in configs}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for config, flags in configs.items():
-            for label, src in sources.items():
+            order = list(sources.items())
+            for label, src in order[::-1] if round_ % 2 else order:  # ABBA: a load that drifts favours neither
                 out = Path(tempfile.mkdtemp(prefix="signsgd_profile_")) / "profile.json"
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
                 env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -430,9 +437,30 @@ def cpu_profile(args: argparse.Namespace, baseline_ref: str = "", rounds: int = 
     details["method"] = (
         "one process, one thread, time.thread_time around each stage of the hook's own functions (_local_signs, "
         f"send frame, _vote_frames on {args.world} voters' frames, _unpack into the bucket), {rounds} alternating "
-        f"round(s) of {args.steps} steps after 2 warm-up steps; collectives left out"
+        f"round(s) (ABBA order) of {args.steps} steps after 2 warm-up steps; collectives left out"
     )
     return details
+
+
+def merge_hook_cpu(args: argparse.Namespace, profile: dict[str, Any]) -> None:
+    """Put a fresh CPU profile and the hook's CPU per call in the 4-process loopback run (``process_time``, all
+    threads) into ``signsgd_comm.json``, keeping its claims and wall times (those need an idle machine)."""
+    from _results import machine, read_results, write_json
+
+    results = read_results("signsgd_comm")
+    when = {"date": time.strftime("%Y-%m-%d"), "load_average": machine().get("load_average")}
+    details = results["details"]
+    details["hook_cpu_stages_ms"] = {"median_ms": profile["median_ms"], "method": profile["method"], **when}
+    loop = _launch(4, args.steps, args.layers, args.width)
+    details.setdefault("hook_cpu_ms", {})["loopback_w4"] = loop["cpu_median_ms"]
+    details["hook_cpu_ms"]["merged"] = {
+        "command_line": " ".join(sys.argv[1:]),
+        "steps": args.steps,
+        "note": "loopback_w4 from this merge, 1gbit_w4 from the run that wrote the claims",
+        **when,
+    }
+    print("hook CPU per call, loopback w4, ms:", loop["cpu_median_ms"], flush=True)
+    print(f"merged into {write_json(RESULTS / 'signsgd_comm.json', results)}")
 
 
 def _sh(*cmd: str, check: bool = True) -> None:
@@ -598,8 +626,15 @@ def main() -> None:
     )
     parser.add_argument("--baseline-ref", default="", help="with --cpu-profile: also profile src/ of this git ref")
     parser.add_argument("--rounds", type=int, default=3, help="with --cpu-profile: alternating rounds")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --cpu-profile: also time the hook's CPU in the 4-process loopback run and put both into "
+        "signsgd_comm.json's details (hook_cpu_stages_ms, hook_cpu_ms.loopback_w4); its claims are kept",
+    )
     parser.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--error-feedback", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-momentum", type=float, default=0.9, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile_worker:
         profile_worker(args)
@@ -616,6 +651,8 @@ def main() -> None:
         profile = cpu_profile(args, args.baseline_ref, args.rounds)
         print(json.dumps(profile["median_ms"], indent=1))
         print(f"wrote {write_results('signsgd_hook_cpu', [], {'command_line': ' '.join(sys.argv[1:]), **profile})}")
+        if args.merge:
+            merge_hook_cpu(args, profile)
         return
     if args.quick:
         args.steps, args.layers, args.width = 5, 2, 512

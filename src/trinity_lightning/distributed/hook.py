@@ -4,7 +4,9 @@ Per bucket and step, every worker
 
 1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` and packs the signs of ``m`` 8 to a byte in the
    same pass over memory, reading the sign bits without comparisons
-   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); with error feedback it forms
+   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); without momentum that packing pass also
+   proves the bucket finite (:func:`~trinity_lightning.distributed.packing.pack_finite_signs`), with momentum a
+   ``sum`` checks it first (an abstaining worker's momentum must stay unchanged); with error feedback it forms
    ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter (the signs are
    unpacked into the bucket buffer, which the vote overwrites later: no gradient-sized temporary);
 2. sends shard ``r`` of its packed bits to rank ``r`` (one ``all_to_all_single``), each shard led by a header
@@ -46,6 +48,7 @@ from torch import nn
 from trinity_lightning.distributed.packing import (
     dither_mask,
     momentum_pack_signs,
+    pack_finite_signs,
     pack_signs,
     packed_size,
     unpack_signs,
@@ -361,9 +364,8 @@ def _local_signs(
     """Update momentum / error feedback and pack the signs into ``out``; return the valid flag (a 0-dim device
     tensor) and, with error feedback, the per-parameter scales ``mean|p|`` (a device tensor)."""
     grad = bucket.buffer()
-    total = grad.sum()  # a sum is ~20x cheaper than isfinite(grad).all() and is non-finite whenever an element is
     if _deferred(state, grad) and not state.error_feedback and state.nonfinite == "abstain":
-        valid = torch.isfinite(total)  # stays on the device; the abstention is reported when the flags are read
+        valid = torch.isfinite(grad.sum())  # stays on the device; the abstention is reported when the flags are read
         if state.momentum > 0:
             momentum = state._flat_buffer("momentum", bucket)
             # an abstaining worker's momentum must stay unchanged: lerp towards itself
@@ -375,7 +377,12 @@ def _local_signs(
         if state.flip_signs:
             out.bitwise_not_()
         return valid, None
-    if not (math.isfinite(float(total)) or bool(torch.isfinite(grad).all())):
+    packed = not state.error_feedback and state.momentum == 0
+    if packed:  # signSGD: the packing pass proves the bucket finite (or not), no pass of its own
+        finite = pack_finite_signs(grad, state.step, out=out, dither=dither)[1]
+    else:  # momentum and error feedback change the state: check first (a sum is ~20x cheaper than isfinite().all()
+        finite = math.isfinite(float(grad.sum()))  # and is non-finite whenever an element is)
+    if not (finite or bool(torch.isfinite(grad).all())):
         message = (
             f"signSGD: rank {rank} has non-finite (NaN/inf) gradient values in bucket {bucket.index()} at "
             f"step {state.step}"
@@ -391,12 +398,10 @@ def _local_signs(
     valid = torch.ones((), dtype=torch.bool, device=grad.device)
     scales = None
     if not state.error_feedback:
-        if state.momentum > 0:
+        if not packed:
             momentum_pack_signs(
                 state._flat_buffer("momentum", bucket), grad, state.momentum, state.step, out=out, dither=dither
             )
-        else:
-            pack_signs(grad, state.step, out=out, dither=dither)
     else:
         source = grad
         if state.momentum > 0:
