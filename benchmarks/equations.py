@@ -41,7 +41,12 @@ import torch
 
 from _harness import quiet, trainer
 from _results import RESULTS_DIR, claim, machine, median, read_results, write_results
-from trinity_lightning.equations.generator import EquationGenerator, restricted_domain_equations
+from trinity_lightning.equations.generator import (
+    EquationGenerator,
+    read_jsonl,
+    restricted_domain_equations,
+    write_jsonl,
+)
 from trinity_lightning.equations.grammar import Equation, numeric_check, to_sympy
 from trinity_lightning.equations.module import EquationVerifier
 from trinity_lightning.equations.treelstm import TreeLSTM
@@ -63,6 +68,8 @@ NEURAL = {
     "treelstm_sym": {"encoder": "treelstm"},
     "treelstm_symnum": {"encoder": "treelstm"},
 }
+VALUE_WEIGHT = 0.5  # the symbolic + numeric TreeLSTM's recipe (set on validation runs: docs/equations.md)
+OWN_NUMBER_SYMBOLS = 0
 WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
 
@@ -73,6 +80,30 @@ def make_data(per_depth: int, deep: int, functions: int, seed: int = 0) -> tuple
         per_depth={1: per_depth, 2: per_depth, 3: per_depth, 4: per_depth, 5: deep, 6: deep}, functions=functions
     )
     return eqs, dict(gen.report)
+
+
+def load_data(path: Path, functions: int) -> tuple[list[Equation], dict[str, int]]:
+    """Equations written by ``--write-data`` (generation takes ~15 CPU-minutes at the default sizes): every symbolic
+    one, and the first ``functions // 2`` true and ``functions - functions // 2`` false function evaluations in
+    file order."""
+    eqs = read_jsonl(path)
+    want = {True: functions - functions // 2, False: functions // 2}
+    out = []
+    for e in eqs:
+        if e.kind == "function":
+            if want[e.label] <= 0:
+                continue
+            want[e.label] -= 1
+        out.append(e)
+    if any(want.values()):
+        raise ValueError(f"{path}: fewer function evaluations than --functions {functions} asks for")
+    report = {
+        "read_from_file": 1,
+        "symbolic": sum(e.kind == "symbolic" for e in out),
+        "function_true": sum(e.kind == "function" and e.label for e in out),
+        "function_false": sum(e.kind == "function" and not e.label for e in out),
+    }
+    return out, report
 
 
 def protocols(eqs: list[Equation], seed: int = 0) -> dict[str, dict[str, list[Equation]]]:
@@ -152,7 +183,12 @@ def train_network(name: str, train: list[Equation], seed: int, args: argparse.Na
     from torch.utils.data import DataLoader
 
     pl.seed_everything(seed, verbose=False)
-    model = EquationVerifier(**NEURAL[name], hidden_size=args.hidden, lr=args.lr)
+    numeric = (
+        {"value_weight": args.value_weight, "own_number_symbols": args.own_number_symbols}
+        if name == "treelstm_symnum"
+        else {}
+    )
+    model = EquationVerifier(**NEURAL[name], **numeric, hidden_size=args.hidden, lr=args.lr)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
     trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
     return model
@@ -184,7 +220,10 @@ def accuracy(pred: np.ndarray, test: list[Equation], mask: np.ndarray | None = N
 def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     t0 = time.process_time()
     w0 = time.time()
-    eqs, report = make_data(args.per_depth, args.deep, args.functions)
+    if args.data is not None:
+        eqs, report = load_data(args.data, args.functions)
+    else:
+        eqs, report = make_data(args.per_depth, args.deep, args.functions)
     gen_time = time.time() - w0
     print(f"generated {len(eqs)} equations in {gen_time:.0f} s: {report}", flush=True)
     splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
@@ -305,6 +344,13 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "symnum_value_weight": args.value_weight,
+            "symnum_own_number_symbols": args.own_number_symbols,
+            "data": (
+                f"{os.path.relpath(args.data, ROOT)} (written by --write-data; see load_data)"
+                if args.data is not None
+                else "generated in the run (make_data)"
+            ),
             "restricted_per_depth": args.restricted,
             "threads": torch.get_num_threads(),
         },
@@ -590,6 +636,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--value-weight", type=float, default=VALUE_WEIGHT, help="symbolic + numeric TreeLSTM: value-regression weight"
+    )
+    parser.add_argument(
+        "--own-number-symbols",
+        type=int,
+        choices=(0, 1),
+        default=OWN_NUMBER_SYMBOLS,
+        help="symbolic + numeric TreeLSTM: decimal trees with their own operator cells and digit leaves",
+    )
+    parser.add_argument("--data", type=Path, help="read the equations from this JSONL file (see --write-data)")
+    parser.add_argument(
+        "--write-data",
+        type=Path,
+        help="generate the data set (--per-depth, --deep, --functions), write it to this JSONL file, and stop",
+    )
     parser.add_argument("--simplify-n", type=int, default=80, help="sympy simplify: equations per protocol")
     parser.add_argument("--simplify-limit", type=float, default=2.0, help="sympy simplify: seconds per equation")
     parser.add_argument("--throughput-hidden", type=int, default=64)
@@ -607,6 +669,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet()
+    if args.write_data is not None:
+        eqs, report = make_data(args.per_depth, args.deep, args.functions)
+        write_jsonl(eqs, args.write_data)
+        print(f"wrote {len(eqs)} equations to {args.write_data}: {report}")
+        return {"claims": [], "details": {"generator_report": report}}
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     if args.merge:
