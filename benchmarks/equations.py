@@ -68,8 +68,8 @@ NEURAL = {
     "treelstm_sym": {"encoder": "treelstm"},
     "treelstm_symnum": {"encoder": "treelstm"},
 }
-VALUE_WEIGHT = 0.5  # the symbolic + numeric TreeLSTM's recipe (set on validation runs: docs/equations.md)
-OWN_NUMBER_SYMBOLS = 0
+VALUE_WEIGHT = 0.0  # the symbolic + numeric TreeLSTM's recipe, set on validation runs at depths 1-3 (docs/equations.md)
+OWN_NUMBER_SYMBOLS = 1
 WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
 
@@ -366,6 +366,57 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
 
 
+ABLATION = {  # symbolic + numeric variants compared on validation equations of the training depths (never depth 4)
+    "symbolic": None,
+    "numeric_shared_value0.5": {"own_number_symbols": False, "value_weight": 0.5},
+    "numeric_shared_value0": {"own_number_symbols": False, "value_weight": 0.0},
+    "numeric_own_value0.5": {"own_number_symbols": True, "value_weight": 0.5},
+    "numeric_own_value0": {"own_number_symbols": True, "value_weight": 0.0},
+}
+
+
+def run_numeric_ablation(args: argparse.Namespace) -> dict[str, Any]:
+    """Why function evaluations hurt, measured at the training depths only: the symbolic equations of depths 1-3 are
+    shuffled (``random.Random(0)``), 80 % kept as in the accuracy protocol's training part, 10 % of those held out as
+    validation (``random.Random(123)``); each variant of :data:`ABLATION` trains a TreeLSTM (same settings as the
+    accuracy runs) on the rest (+ the function evaluations), scored on the validation equations and, where the data
+    file holds more function evaluations than ``--functions``, on up to 600 unseen ones."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    if args.data is None:
+        raise SystemExit("--only numeric_ablation needs --data (see --write-data)")
+    every = read_jsonl(args.data)
+    eqs, _ = load_data(args.data, args.functions)
+    shallow = [e for e in eqs if e.kind == "symbolic" and e.depth <= 3]
+    random.Random(0).shuffle(shallow)
+    train = shallow[: int(0.8 * len(shallow))]
+    random.Random(123).shuffle(train)
+    val, train = train[: len(train) // 10], train[len(train) // 10 :]
+    functions = [e for e in eqs if e.kind == "function"]
+    ids = {e.key() for e in functions}
+    unseen = [e for e in every if e.kind == "function" and e.key() not in ids][:600]
+    out: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "n_functions": len(functions)}
+    for name, numeric in ABLATION.items():
+        for seed in args.seeds:
+            pl.seed_everything(seed, verbose=False)
+            model = EquationVerifier(**(numeric or {}), hidden_size=args.hidden, lr=args.lr)
+            data = train + (functions if numeric else [])
+            loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
+            trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
+            pred = (model.predict_proba(val) > 0.5).numpy()
+            depths = np.array([e.depth for e in val])
+            record: dict[str, Any] = {
+                "val": accuracy(pred, val),
+                "val_by_depth": {d: accuracy(pred, val, depths == d) for d in (1, 2, 3)},
+            }
+            if unseen:
+                record["unseen_functions_acc"] = accuracy((model.predict_proba(unseen) > 0.5).numpy(), unseen)
+            out.setdefault(name, {})[seed] = record
+            print(f"ablation {name} seed {seed}: {record}", flush=True)
+    return out
+
+
 def summarise(per_seed: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Mean, spread and per-depth accuracy over seeds of every (protocol, model)."""
     summary: dict[str, dict[str, Any]] = {}
@@ -622,7 +673,7 @@ def run_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("all", "accuracy", "throughput"), default="all")
+    parser.add_argument("--only", choices=("all", "accuracy", "throughput", "numeric_ablation"), default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--protocols", nargs="+", choices=("same_depth", "extrapolation"), default=["same_depth", "extrapolation"]
@@ -680,6 +731,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         c, d = merge_seed_runs(args.merge, args)
         claims += c
         details.update(d)
+    elif args.only == "numeric_ablation":
+        details["numeric_ablation_validation"] = run_numeric_ablation(args)
     elif args.only in ("all", "accuracy"):
         c, d = run_accuracy(args)
         claims += c
