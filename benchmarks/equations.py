@@ -486,6 +486,10 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
                 per_seed.setdefault(pname, {}).setdefault(model, {}).update(seeds)
     summary = summarise(per_seed)
     details: dict[str, Any] = {**runs[0], "accuracy": summary, "per_seed": per_seed}
+    for run in runs[1:]:  # keys only another run has (another protocol's settings, sizes, CPU time)
+        for key, value in run.items():
+            details.setdefault(key, value)
+        details["sizes"] = {**run.get("sizes", {}), **details.get("sizes", {})}
     for pname in summary:
         done = [
             r["accuracy"][pname]["sympy_simplify"]
