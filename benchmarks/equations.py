@@ -491,12 +491,9 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
             details.setdefault(key, value)
         details["sizes"] = {**run.get("sizes", {}), **details.get("sizes", {})}
     for pname in summary:
-        done = [
-            r["accuracy"][pname]["sympy_simplify"]
-            for r in runs
-            if r["accuracy"][pname]["sympy_simplify"]["subsample"]["n"]
-        ]
-        summary[pname]["sympy_simplify"] = done[0] if done else runs[0]["accuracy"][pname]["sympy_simplify"]
+        mine = [r["accuracy"][pname]["sympy_simplify"] for r in runs if pname in r["accuracy"]]
+        done = [m for m in mine if m["subsample"]["n"]]
+        summary[pname]["sympy_simplify"] = done[0] if done else mine[0]
         for key in ("accuracy_cpu_s", "accuracy_wall_s"):
             values = [r[f"{key}_{pname}"] for r in runs if f"{key}_{pname}" in r]
             details[f"{key}_{pname}"] = round(sum(values) if "cpu" in key else max(values), 1)
