@@ -62,7 +62,7 @@ PAPER = {  # the paper's poster (ICLR 2018): same depths 1-4 / train 1-3, test 4
     "treelstm_sym": (95.18, 93.27),
     "treelstm_symnum": (97.11, 96.17),
 }
-NEURAL = {
+NEURAL: dict[str, dict[str, Any]] = {
     "bilstm": {"encoder": "bilstm"},
     "treenn": {"encoder": "treenn"},
     "treelstm_sym": {"encoder": "treelstm"},
@@ -183,13 +183,13 @@ def train_network(name: str, train: list[Equation], seed: int, args: argparse.Na
     from torch.utils.data import DataLoader
 
     pl.seed_everything(seed, verbose=False)
-    numeric = (
+    numeric: dict[str, Any] = (
         {"value_weight": args.value_weight, "own_number_symbols": args.own_number_symbols}
         if name == "treelstm_symnum"
         else {}
     )
     model = EquationVerifier(**NEURAL[name], **numeric, hidden_size=args.hidden, lr=args.lr)
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
+    loader: DataLoader[Any] = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
     trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
     return model
 
@@ -227,7 +227,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     gen_time = time.time() - w0
     print(f"generated {len(eqs)} equations in {gen_time:.0f} s: {report}", flush=True)
     splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
-    per_seed: dict[str, dict[str, dict[str, Any]]] = {p: defaultdict(dict) for p in splits}
+    per_seed: dict[str, dict[str, dict[int, Any]]] = {p: defaultdict(dict) for p in splits}
     simplify_info: dict[str, Any] = {}
     restricted: list[Equation] = []
     restricted_report: dict[str, Any] = {}
@@ -366,7 +366,9 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
 
 
-ABLATION = {  # symbolic + numeric variants compared on validation equations of the training depths (never depth 4)
+ABLATION: dict[
+    str, dict[str, Any] | None
+] = {  # symbolic + numeric variants compared on validation equations of the training depths (never depth 4)
     "symbolic": None,
     "numeric_shared_value0.5": {"own_number_symbols": False, "value_weight": 0.5},
     "numeric_shared_value0": {"own_number_symbols": False, "value_weight": 0.0},
@@ -400,9 +402,10 @@ def run_numeric_ablation(args: argparse.Namespace) -> dict[str, Any]:
     for name, numeric in ABLATION.items():
         for seed in args.seeds:
             pl.seed_everything(seed, verbose=False)
-            model = EquationVerifier(**(numeric or {}), hidden_size=args.hidden, lr=args.lr)
+            variant: dict[str, Any] = numeric or {}
+            model = EquationVerifier(**variant, hidden_size=args.hidden, lr=args.lr)
             data = train + (functions if numeric else [])
-            loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
+            loader: DataLoader[Any] = DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
             trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
             pred = (model.predict_proba(val) > 0.5).numpy()
             depths = np.array([e.depth for e in val])
@@ -756,8 +759,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
     path = write_results(NAME, claims, details, results_dir=args.results_dir)
     print(f"wrote {path}")
-    for c in claims:
-        print(c["id"], {k: c.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})
+    for entry in claims:
+        print(entry["id"], {k: entry.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})
     return {"claims": claims, "details": details}
 
 
