@@ -517,7 +517,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
     ext = summary["extrapolation"]
     for model in (
         "numeric_check",
@@ -537,7 +537,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("verification accuracy (%)")
     ax.set_title("Trained on depths 1-3 (mean of seeds)")
     ax.set_ylim(40, 101)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: no line hidden
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
