@@ -161,10 +161,8 @@ def test_numeric_ablation_scores_every_variant_on_training_depths(tmp_path):
     path = write_jsonl(
         EquationGenerator(seed=0, max_depth=3).generate(per_depth=30, functions=24), tmp_path / "d.jsonl"
     )
-    out = bench.main(
-        ["--only", "numeric_ablation", "--data", str(path), "--functions", "16", "--seeds", "0", "--epochs", "1"]
-        + ["--results-dir", str(tmp_path)]
-    )
+    args = ["--only", "numeric_ablation", "--data", str(path), "--functions", "16", "--seeds", "0", "--epochs", "1"]
+    out = bench.main([*args, "--results-dir", str(tmp_path)])
     ablation = out["details"]["numeric_ablation_validation"]
     assert set(bench.ABLATION) <= set(ablation) and ablation["n_functions"] == 16
     record = ablation["numeric_own_value0"][0]
