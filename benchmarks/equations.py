@@ -41,7 +41,12 @@ import torch
 
 from _harness import quiet, trainer
 from _results import RESULTS_DIR, claim, machine, median, read_results, write_results
-from trinity_lightning.equations.generator import EquationGenerator, restricted_domain_equations
+from trinity_lightning.equations.generator import (
+    EquationGenerator,
+    read_jsonl,
+    restricted_domain_equations,
+    write_jsonl,
+)
 from trinity_lightning.equations.grammar import Equation, numeric_check, to_sympy
 from trinity_lightning.equations.module import EquationVerifier
 from trinity_lightning.equations.treelstm import TreeLSTM
@@ -57,12 +62,14 @@ PAPER = {  # the paper's poster (ICLR 2018): same depths 1-4 / train 1-3, test 4
     "treelstm_sym": (95.18, 93.27),
     "treelstm_symnum": (97.11, 96.17),
 }
-NEURAL = {
+NEURAL: dict[str, dict[str, Any]] = {
     "bilstm": {"encoder": "bilstm"},
     "treenn": {"encoder": "treenn"},
     "treelstm_sym": {"encoder": "treelstm"},
     "treelstm_symnum": {"encoder": "treelstm"},
 }
+VALUE_WEIGHT = 0.0  # the symbolic + numeric TreeLSTM's recipe, set on validation runs at depths 1-3 (docs/equations.md)
+OWN_NUMBER_SYMBOLS = 1
 WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
 
@@ -73,6 +80,30 @@ def make_data(per_depth: int, deep: int, functions: int, seed: int = 0) -> tuple
         per_depth={1: per_depth, 2: per_depth, 3: per_depth, 4: per_depth, 5: deep, 6: deep}, functions=functions
     )
     return eqs, dict(gen.report)
+
+
+def load_data(path: Path, functions: int) -> tuple[list[Equation], dict[str, int]]:
+    """Equations written by ``--write-data`` (generation takes ~15 CPU-minutes at the default sizes): every symbolic
+    one, and the first ``functions // 2`` true and ``functions - functions // 2`` false function evaluations in
+    file order."""
+    eqs = read_jsonl(path)
+    want = {True: functions - functions // 2, False: functions // 2}
+    out = []
+    for e in eqs:
+        if e.kind == "function":
+            if want[e.label] <= 0:
+                continue
+            want[e.label] -= 1
+        out.append(e)
+    if any(want.values()):
+        raise ValueError(f"{path}: fewer function evaluations than --functions {functions} asks for")
+    report = {
+        "read_from_file": 1,
+        "symbolic": sum(e.kind == "symbolic" for e in out),
+        "function_true": sum(e.kind == "function" and e.label for e in out),
+        "function_false": sum(e.kind == "function" and not e.label for e in out),
+    }
+    return out, report
 
 
 def protocols(eqs: list[Equation], seed: int = 0) -> dict[str, dict[str, list[Equation]]]:
@@ -152,8 +183,13 @@ def train_network(name: str, train: list[Equation], seed: int, args: argparse.Na
     from torch.utils.data import DataLoader
 
     pl.seed_everything(seed, verbose=False)
-    model = EquationVerifier(**NEURAL[name], hidden_size=args.hidden, lr=args.lr)
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
+    numeric: dict[str, Any] = (
+        {"value_weight": args.value_weight, "own_number_symbols": args.own_number_symbols}
+        if name == "treelstm_symnum"
+        else {}
+    )
+    model = EquationVerifier(**NEURAL[name], **numeric, hidden_size=args.hidden, lr=args.lr)
+    loader: DataLoader[Any] = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
     trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
     return model
 
@@ -184,11 +220,14 @@ def accuracy(pred: np.ndarray, test: list[Equation], mask: np.ndarray | None = N
 def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     t0 = time.process_time()
     w0 = time.time()
-    eqs, report = make_data(args.per_depth, args.deep, args.functions)
+    if args.data is not None:
+        eqs, report = load_data(args.data, args.functions)
+    else:
+        eqs, report = make_data(args.per_depth, args.deep, args.functions)
     gen_time = time.time() - w0
     print(f"generated {len(eqs)} equations in {gen_time:.0f} s: {report}", flush=True)
     splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
-    per_seed: dict[str, dict[str, dict[str, Any]]] = {p: defaultdict(dict) for p in splits}
+    per_seed: dict[str, dict[str, dict[int, Any]]] = {p: defaultdict(dict) for p in splits}
     simplify_info: dict[str, Any] = {}
     restricted: list[Equation] = []
     restricted_report: dict[str, Any] = {}
@@ -305,6 +344,13 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "symnum_value_weight": args.value_weight,
+            "symnum_own_number_symbols": args.own_number_symbols,
+            "data": (
+                f"{os.path.relpath(args.data, ROOT)} (written by --write-data; see load_data)"
+                if args.data is not None
+                else "generated in the run (make_data)"
+            ),
             "restricted_per_depth": args.restricted,
             "threads": torch.get_num_threads(),
         },
@@ -318,6 +364,60 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         return [], details
     plot(summary, args.plot)
     return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
+
+
+ABLATION: dict[
+    str, dict[str, Any] | None
+] = {  # symbolic + numeric variants compared on validation equations of the training depths (never depth 4)
+    "symbolic": None,
+    "numeric_shared_value0.5": {"own_number_symbols": False, "value_weight": 0.5},
+    "numeric_shared_value0": {"own_number_symbols": False, "value_weight": 0.0},
+    "numeric_own_value0.5": {"own_number_symbols": True, "value_weight": 0.5},
+    "numeric_own_value0": {"own_number_symbols": True, "value_weight": 0.0},
+}
+
+
+def run_numeric_ablation(args: argparse.Namespace) -> dict[str, Any]:
+    """Why function evaluations hurt, measured at the training depths only: the symbolic equations of depths 1-3 are
+    shuffled (``random.Random(0)``), 80 % kept as in the accuracy protocol's training part, 10 % of those held out as
+    validation (``random.Random(123)``); each variant of :data:`ABLATION` trains a TreeLSTM (same settings as the
+    accuracy runs) on the rest (+ the function evaluations), scored on the validation equations and, where the data
+    file holds more function evaluations than ``--functions``, on up to 600 unseen ones."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    if args.data is None:
+        raise SystemExit("--only numeric_ablation needs --data (see --write-data)")
+    every = read_jsonl(args.data)
+    eqs, _ = load_data(args.data, args.functions)
+    shallow = [e for e in eqs if e.kind == "symbolic" and e.depth <= 3]
+    random.Random(0).shuffle(shallow)
+    train = shallow[: int(0.8 * len(shallow))]
+    random.Random(123).shuffle(train)
+    val, train = train[: len(train) // 10], train[len(train) // 10 :]
+    functions = [e for e in eqs if e.kind == "function"]
+    ids = {e.key() for e in functions}
+    unseen = [e for e in every if e.kind == "function" and e.key() not in ids][:600]
+    out: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "n_functions": len(functions)}
+    for name, numeric in ABLATION.items():
+        for seed in args.seeds:
+            pl.seed_everything(seed, verbose=False)
+            variant: dict[str, Any] = numeric or {}
+            model = EquationVerifier(**variant, hidden_size=args.hidden, lr=args.lr)
+            data = train + (functions if numeric else [])
+            loader: DataLoader[Any] = DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
+            trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
+            pred = (model.predict_proba(val) > 0.5).numpy()
+            depths = np.array([e.depth for e in val])
+            record: dict[str, Any] = {
+                "val": accuracy(pred, val),
+                "val_by_depth": {d: accuracy(pred, val, depths == d) for d in (1, 2, 3)},
+            }
+            if unseen:
+                record["unseen_functions_acc"] = accuracy((model.predict_proba(unseen) > 0.5).numpy(), unseen)
+            out.setdefault(name, {})[seed] = record
+            print(f"ablation {name} seed {seed}: {record}", flush=True)
+    return out
 
 
 def summarise(per_seed: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -389,13 +489,14 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
                 per_seed.setdefault(pname, {}).setdefault(model, {}).update(seeds)
     summary = summarise(per_seed)
     details: dict[str, Any] = {**runs[0], "accuracy": summary, "per_seed": per_seed}
+    for run in runs[1:]:  # keys only another run has (another protocol's settings, sizes, CPU time)
+        for key, value in run.items():
+            details.setdefault(key, value)
+        details["sizes"] = {**run.get("sizes", {}), **details.get("sizes", {})}
     for pname in summary:
-        done = [
-            r["accuracy"][pname]["sympy_simplify"]
-            for r in runs
-            if r["accuracy"][pname]["sympy_simplify"]["subsample"]["n"]
-        ]
-        summary[pname]["sympy_simplify"] = done[0] if done else runs[0]["accuracy"][pname]["sympy_simplify"]
+        mine = [r["accuracy"][pname]["sympy_simplify"] for r in runs if pname in r["accuracy"]]
+        done = [m for m in mine if m["subsample"]["n"]]
+        summary[pname]["sympy_simplify"] = done[0] if done else mine[0]
         for key in ("accuracy_cpu_s", "accuracy_wall_s"):
             values = [r[f"{key}_{pname}"] for r in runs if f"{key}_{pname}" in r]
             details[f"{key}_{pname}"] = round(sum(values) if "cpu" in key else max(values), 1)
@@ -416,7 +517,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
     ext = summary["extrapolation"]
     for model in (
         "numeric_check",
@@ -436,7 +537,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("verification accuracy (%)")
     ax.set_title("Trained on depths 1-3 (mean of seeds)")
     ax.set_ylim(40, 101)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: no line hidden
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -576,7 +677,7 @@ def run_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("all", "accuracy", "throughput"), default="all")
+    parser.add_argument("--only", choices=("all", "accuracy", "throughput", "numeric_ablation"), default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--protocols", nargs="+", choices=("same_depth", "extrapolation"), default=["same_depth", "extrapolation"]
@@ -590,6 +691,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--value-weight", type=float, default=VALUE_WEIGHT, help="symbolic + numeric TreeLSTM: value-regression weight"
+    )
+    parser.add_argument(
+        "--own-number-symbols",
+        type=int,
+        choices=(0, 1),
+        default=OWN_NUMBER_SYMBOLS,
+        help="symbolic + numeric TreeLSTM: decimal trees with their own operator cells and digit leaves",
+    )
+    parser.add_argument("--data", type=Path, help="read the equations from this JSONL file (see --write-data)")
+    parser.add_argument(
+        "--write-data",
+        type=Path,
+        help="generate the data set (--per-depth, --deep, --functions), write it to this JSONL file, and stop",
+    )
     parser.add_argument("--simplify-n", type=int, default=80, help="sympy simplify: equations per protocol")
     parser.add_argument("--simplify-limit", type=float, default=2.0, help="sympy simplify: seconds per equation")
     parser.add_argument("--throughput-hidden", type=int, default=64)
@@ -607,12 +724,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet()
+    if args.write_data is not None:
+        eqs, report = make_data(args.per_depth, args.deep, args.functions)
+        write_jsonl(eqs, args.write_data)
+        print(f"wrote {len(eqs)} equations to {args.write_data}: {report}")
+        return {"claims": [], "details": {"generator_report": report}}
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     if args.merge:
         c, d = merge_seed_runs(args.merge, args)
         claims += c
         details.update(d)
+    elif args.only == "numeric_ablation":
+        details["numeric_ablation_validation"] = run_numeric_ablation(args)
     elif args.only in ("all", "accuracy"):
         c, d = run_accuracy(args)
         claims += c
@@ -635,8 +759,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
     path = write_results(NAME, claims, details, results_dir=args.results_dir)
     print(f"wrote {path}")
-    for c in claims:
-        print(c["id"], {k: c.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})
+    for entry in claims:
+        print(entry["id"], {k: entry.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})
     return {"claims": claims, "details": details}
 
 

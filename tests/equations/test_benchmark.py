@@ -135,3 +135,35 @@ def test_seed_runs_merge_into_one_result(tmp_path):
     assert "restricted_domain" in ext["treelstm_sym"] and out["details"]["settings_extrapolation"]["seeds"] == [0, 1]
     claims = {c["id"]: c for c in out["claims"]}
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_sym"]["mean"])
+
+
+@pytest.mark.slow
+def test_data_file_round_trip_keeps_the_symbolic_equations_and_balances_the_functions(tmp_path):
+    """``--write-data FILE`` once, ``--data FILE --functions N`` per seed process: every symbolic equation, and the
+    first N/2 true and N/2 false function evaluations."""
+    bench = _bench()
+    path = tmp_path / "data.jsonl"
+    out = bench.main(["--write-data", str(path), "--per-depth", "6", "--deep", "2", "--functions", "12"])
+    assert out["claims"] == [] and path.is_file()
+    written, _ = bench.load_data(path, 12)
+    eqs, report = bench.load_data(path, 6)
+    assert report["function_true"] == report["function_false"] == 3
+    assert [e.key() for e in eqs if e.kind == "symbolic"] == [e.key() for e in written if e.kind == "symbolic"]
+    with pytest.raises(ValueError, match="fewer function evaluations than --functions 14"):
+        bench.load_data(path, 14)
+
+
+@pytest.mark.slow
+def test_numeric_ablation_scores_every_variant_on_training_depths(tmp_path):
+    from trinity_lightning.equations.generator import EquationGenerator, write_jsonl
+
+    bench = _bench()
+    path = write_jsonl(
+        EquationGenerator(seed=0, max_depth=3).generate(per_depth=30, functions=24), tmp_path / "d.jsonl"
+    )
+    args = ["--only", "numeric_ablation", "--data", str(path), "--functions", "16", "--seeds", "0", "--epochs", "1"]
+    out = bench.main([*args, "--results-dir", str(tmp_path)])
+    ablation = out["details"]["numeric_ablation_validation"]
+    assert set(bench.ABLATION) <= set(ablation) and ablation["n_functions"] == 16
+    record = ablation["numeric_own_value0"][0]
+    assert set(record["val_by_depth"]) == {1, 2, 3} and 0 <= record["unseen_functions_acc"] <= 100

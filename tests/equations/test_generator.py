@@ -138,6 +138,20 @@ def test_decimal_tree_encoder():
         enc.encode(float("nan"))
 
 
+def test_decimal_tree_encoder_with_its_own_symbols():
+    enc = DecimalTreeEncoder(decimals=2, max_exponent=1, own_symbols=True)
+    assert enc.encode(-0.05).sexpr() == "(num_mul #-1 (num_mul #5 10^-2))"
+    assert enc.encode(0.0).sexpr() == "#0"
+    for value in (2.5, -13.07, 0.84, 99.99, 10.0):
+        assert enc.decode(enc.encode(value)) == value
+    labels = {node.label for _, node in enc.encode(-12.34).subtrees()}
+    assert labels <= set(enc.vocabulary()) and not labels & {"add", "mul", "1", "2", "3", "4", "-1"}
+    # small integers of the symbols (x**2) stay the grammar's leaves; only numbers become decimal trees
+    assert enc.expand(Tree.from_sexpr("(pow (sin 2.5) 2)")).sexpr() == (
+        "(pow (sin (num_add (num_mul #2 10^0) (num_mul #5 10^-1))) 2)"
+    )
+
+
 def test_jsonl_round_trip(tmp_path):
     eqs = EquationGenerator(seed=0, max_depth=2).generate(per_depth=6, functions=4)
     path = write_jsonl(eqs, tmp_path / "eq.jsonl")

@@ -81,6 +81,24 @@ def test_value_head_and_decimal_trees():
         model.collate([parse_equation("x = 12345")])
 
 
+def test_own_number_symbols_give_decimal_trees_their_own_cells():
+    shared = EquationVerifier(hidden_size=8)
+    own = EquationVerifier(hidden_size=8, own_number_symbols=True)
+    eqs = [parse_equation("sin(2.5) = 0.6", kind="function"), parse_equation("x*1 + 2 = x + 2")]
+    names = {i: label for label, i in own.vocab.items()}
+    labels = [names[i] for i in own.collate(eqs).trees.labels.tolist()]
+    assert {"num_add", "num_mul", "#6", "#2", "add", "mul", "2"} <= set(labels)
+    cell = own.cell_of
+    assert len({int(cell[own.vocab[s]]) for s in ("num_add", "num_mul", "add", "mul")}) == 4
+    assert own.tree is not None and shared.tree is not None
+    assert own.tree.node_types == shared.tree.node_types + 2
+    # the algebra's add/mul cells see no number: with shared symbols the decimal tree of 2.5 uses "add"
+    shared_names = {i: label for label, i in shared.vocab.items()}
+    assert "add" in [shared_names[i] for i in shared.collate(eqs[:1]).trees.labels.tolist()]
+    assert "add" not in [names[i] for i in own.collate(eqs[:1]).trees.labels.tolist()]
+    assert own.predict_proba(eqs).shape == (2,)
+
+
 def test_unknown_variable_names_the_side():
     model = EquationVerifier(hidden_size=8)
     with pytest.raises(ValueError, match="equation side 0: unknown label 'w'"):

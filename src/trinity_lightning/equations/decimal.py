@@ -31,23 +31,34 @@ class DecimalTreeEncoder:
             ``ValueError``.
         keep_integers: integers with ``|n| <= keep_integers`` stay single leaves in :meth:`expand` (``-1``, ``2``
             in ``x**2``); set ``-1`` to expand every number.
+        own_symbols: build the trees from their own labels (``"num_add"``, ``"num_mul"``, digits ``"#0"``..``"#9"``
+            and ``"#-1"``) instead of the grammar's ``add``/``mul`` and integer leaves, so that a model with one cell
+            per symbol reads numbers with cells and embeddings of their own (place values ``10^e`` are always
+            their own labels).
 
     Example:
         >>> DecimalTreeEncoder().expand(Tree.from_sexpr("(sin 0.5)")).sexpr()
         '(sin (mul 5 10^-1))'
+        >>> DecimalTreeEncoder(own_symbols=True).encode(-0.6).sexpr()
+        '(num_mul #-1 (num_mul #6 10^-1))'
     """
 
-    def __init__(self, decimals: int = 2, max_exponent: int = 2, keep_integers: int = 9) -> None:
+    def __init__(
+        self, decimals: int = 2, max_exponent: int = 2, keep_integers: int = 9, own_symbols: bool = False
+    ) -> None:
         if decimals < 0 or max_exponent < 0:
             raise ValueError(
                 f"DecimalTreeEncoder: decimals and max_exponent must be >= 0, got {decimals}, {max_exponent}"
             )
         self.decimals, self.max_exponent, self.keep_integers = decimals, max_exponent, keep_integers
+        self.own_symbols = own_symbols
+        self.add, self.mul = ("num_add", "num_mul") if own_symbols else ("add", "mul")
+        self._digit = "#" if own_symbols else ""
 
     def vocabulary(self) -> list[str]:
         """Every label :meth:`encode` can emit."""
         places = [f"10^{e}" for e in range(-self.decimals, self.max_exponent + 1)]
-        return ["add", "mul", "-1", *(str(d) for d in range(10)), *places]
+        return [self.add, self.mul, *(self._digit + str(d) for d in range(-1, 10)), *places]
 
     def encode(self, value: float) -> Tree:
         """The decimal tree of ``value``; raises ``ValueError`` outside the range or beyond ``decimals`` digits."""
@@ -66,17 +77,17 @@ class DecimalTreeEncoder:
                 f"DecimalTreeEncoder: {value!r} has more than {self.decimals} decimals; round it or raise decimals"
             )
         if q == 0:
-            return Tree("0")
+            return Tree(self._digit + "0")
         digits = str(q).zfill(self.decimals + 1)
         terms = []
         for k, ch in enumerate(digits):
             exponent = len(digits) - 1 - k - self.decimals
             if ch != "0":
-                terms.append(Tree("mul", [Tree(ch), Tree(f"10^{exponent}")]))
+                terms.append(Tree(self.mul, [Tree(self._digit + ch), Tree(f"10^{exponent}")]))
         tree = terms[0]
         for term in terms[1:]:
-            tree = Tree("add", [tree, term])
-        return Tree("mul", [Tree("-1"), tree]) if value < 0 else tree
+            tree = Tree(self.add, [tree, term])
+        return Tree(self.mul, [Tree(self._digit + "-1"), tree]) if value < 0 else tree
 
     def decode(self, tree: Tree) -> float:
         """The number a decimal tree stands for (inverse of :meth:`encode`)."""
@@ -84,13 +95,14 @@ class DecimalTreeEncoder:
         if not tree.children:
             if label.startswith("10^"):
                 return float(10.0 ** int(label[3:]))
-            if is_number(label):
-                return float(label)
+            digit = label.removeprefix(self._digit)
+            if is_number(digit):
+                return float(digit)
             raise TreeError(f"DecimalTreeEncoder.decode: unexpected leaf {label!r}")
         a, b = (self.decode(c) for c in tree.children)
-        if label == "add":
+        if label == self.add:
             return round(a + b, self.decimals)
-        if label == "mul":
+        if label == self.mul:
             return round(a * b, self.decimals)
         raise TreeError(f"DecimalTreeEncoder.decode: unexpected node {label!r}")
 

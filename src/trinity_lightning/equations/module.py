@@ -35,16 +35,26 @@ __all__ = ["EquationBatch", "EquationVerifier", "equation_vocabulary"]
 Encoder = Literal["treelstm", "treenn", "bilstm"]
 
 
-def equation_vocabulary(variables: Sequence[str], decimals: int = 2, max_exponent: int = 2) -> list[str]:
+NUMBER_OPS = ("num_add", "num_mul")  # a decimal tree's own operators (``own_number_symbols=True``)
+
+
+def equation_vocabulary(
+    variables: Sequence[str], decimals: int = 2, max_exponent: int = 2, own_number_symbols: bool = False
+) -> list[str]:
     """Every label an equation tree can hold once its numbers are decimal trees.
+
+    ``own_number_symbols`` adds the decimal trees' own operators and digits (:class:`~.decimal.DecimalTreeEncoder`).
 
     Example:
         >>> voc = equation_vocabulary(["x"], decimals=1, max_exponent=0)
         >>> voc[:3], "10^-1" in voc, len(voc)
         (['<pad>', 'add', 'cos'], True, 35)
+        >>> len(equation_vocabulary(["x"], decimals=1, max_exponent=0, own_number_symbols=True))
+        48
     """
     places = [f"10^{e}" for e in range(-decimals, max_exponent + 1)]
-    return ["<pad>", *sorted(FUNCTIONS), "pi", *(str(i) for i in range(-9, 10)), *places, *variables]
+    own = [*NUMBER_OPS, *(f"#{d}" for d in range(-1, 10))] if own_number_symbols else []
+    return ["<pad>", *sorted(FUNCTIONS), "pi", *(str(i) for i in range(-9, 10)), *places, *variables, *own]
 
 
 @dataclass
@@ -86,6 +96,9 @@ class EquationVerifier(pl.LightningModule):
         variables: the variable names the vocabulary holds.
         decimals, max_exponent: the decimal-tree encoder's range.
         value_weight: weight of the value-regression loss.
+        own_number_symbols: decimal trees get their own operators and digit leaves (with ``per_type_cells``, one
+            cell each for ``num_add`` and ``num_mul``) instead of sharing the algebra's ``add``/``mul`` cells and the
+            integer leaves' embeddings.
         lr, weight_decay: Adam.
     """
 
@@ -99,6 +112,7 @@ class EquationVerifier(pl.LightningModule):
         decimals: int = 2,
         max_exponent: int = 2,
         value_weight: float = 0.5,
+        own_number_symbols: bool = False,
         lr: float = 2e-3,
         weight_decay: float = 0.0,
     ) -> None:
@@ -106,11 +120,12 @@ class EquationVerifier(pl.LightningModule):
         if encoder not in ("treelstm", "treenn", "bilstm"):
             raise ValueError(f"EquationVerifier: encoder={encoder!r}; expected 'treelstm', 'treenn' or 'bilstm'")
         self.save_hyperparameters()
-        self.vocab = {label: i for i, label in enumerate(equation_vocabulary(list(variables), decimals, max_exponent))}
-        self.decimal = DecimalTreeEncoder(decimals=decimals, max_exponent=max_exponent)
+        vocabulary = equation_vocabulary(list(variables), decimals, max_exponent, own_number_symbols)
+        self.vocab = {label: i for i, label in enumerate(vocabulary)}
+        self.decimal = DecimalTreeEncoder(decimals=decimals, max_exponent=max_exponent, own_symbols=own_number_symbols)
         H = hidden_size
         self.embed = nn.Embedding(len(self.vocab), H, padding_idx=0)
-        functions = sorted(FUNCTIONS)
+        functions = sorted(FUNCTIONS) + (list(NUMBER_OPS) if own_number_symbols else [])
         cell_of = torch.zeros(len(self.vocab), dtype=torch.long)  # leaves: cell 0; function f: its own cell
         if per_type_cells:
             for k, name in enumerate(functions, start=1):
