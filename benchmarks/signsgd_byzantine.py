@@ -109,8 +109,8 @@ class SimulatedWorkers(pl.LightningModule):
         total_steps: int,
         *,
         workers: int = WORKERS,
-        signum_lr: float = 2e-3,
-        signum_wd: float = 0.01,
+        signum_lr: float = 1e-3,
+        signum_wd: float = 0.0,
         sgd_lr: float = 0.1,
         magnitude: float = 10.0,
         momentum: float = 0.9,
@@ -129,6 +129,9 @@ class SimulatedWorkers(pl.LightningModule):
         self.numel = sum(p.numel() for p in self.params)
         self.worker_momentum = torch.zeros(workers, self.numel)  # each worker's own Signum momentum
         self.flips = torch.Generator().manual_seed(flip_seed)
+        self.eval_at: set[int] = set()  # global steps after which the test subset is scored (the curve)
+        self.eval_data: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.curve: list[tuple[int, float]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -178,6 +181,8 @@ class SimulatedWorkers(pl.LightningModule):
             offset += p.numel()
         optimizer.step()
         optimizer.zero_grad()
+        if self.eval_data is not None and step + 1 in self.eval_at:
+            self.curve.append((step + 1, 100.0 * accuracy(self, *self.eval_data, batch_size=500)))
 
 
 def cifar_subsets(train_size: int, test_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -214,8 +219,17 @@ def run_one(
     total = len(loader) * args.epochs
     torch.manual_seed(seed)
     module = SimulatedWorkers(
-        CifarResNet(depth=8, width=8), method, adversaries, total, magnitude=args.magnitude, flip_seed=seed
+        CifarResNet(depth=8, width=8),
+        method,
+        adversaries,
+        total,
+        magnitude=args.magnitude,
+        flip_seed=seed,
+        signum_lr=args.lr,
+        signum_wd=args.wd,
     )
+    module.eval_data = (x_test, y_test)
+    module.eval_at = {max(1, round(total * k / args.points)) for k in range(1, args.points)}
     tick, cpu = time.perf_counter(), time.process_time()
     trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, limit_val_batches=0).fit(module, loader)
     final = 100.0 * accuracy(module, x_test, y_test, batch_size=500)
@@ -225,6 +239,7 @@ def run_one(
         "seed": seed,
         "final": final,
         "steps": total,
+        "curve": [[s, a] for s, a in module.curve] + [[total, final]],
         "seconds": time.perf_counter() - tick,
         "cpu_seconds": time.process_time() - cpu,
     }
@@ -239,7 +254,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=64, help="per worker")
     parser.add_argument("--magnitude", type=float, default=10.0, help="M of the SGD attacker's -M*g")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Signum learning rate (the paper's 1e-3)")
+    parser.add_argument("--wd", type=float, default=0.0, help="Signum decoupled weight decay (paper: off)")
+    parser.add_argument("--points", type=int, default=8, help="test evaluations along training (the curve)")
+    parser.add_argument("--runs", nargs="+", default=None, help="subset of RUNS as method:adversaries, e.g. vote:1")
     parser.add_argument("--out", default="signsgd_byzantine")
+    parser.add_argument("--part", default="", help="suffix of this process's partial file (several processes)")
+    parser.add_argument("--merge", nargs="*", default=[], help="partial files of other processes to add")
     parser.add_argument("--summarize-only", action="store_true")
     args = parser.parse_args()
     for key, value in SCALES[args.scale].items():
@@ -247,12 +268,15 @@ def main() -> None:
             setattr(args, key, value)
     quiet()
     torch.set_num_threads(1)
-    partial = RESULTS_DIR / f"{args.out}.partial.json"
+    partial = RESULTS_DIR / f"{args.out}{args.part}.partial.json"
     runs: list[dict[str, Any]] = json.loads(partial.read_text()) if partial.is_file() else []
+    for extra in args.merge:
+        runs += [r for r in json.loads(Path(extra).read_text()) if r not in runs]
+    todo = [(m, int(a)) for m, a in (r.split(":") for r in args.runs)] if args.runs else RUNS
     if not args.summarize_only:
         data = cifar_subsets(args.train_size, args.test_size)
         for seed in args.seeds:
-            for method, adversaries in RUNS:
+            for method, adversaries in todo:
                 if any(r["method"] == method and r["adversaries"] == adversaries and r["seed"] == seed for r in runs):
                     continue
                 run = run_one(method, adversaries, seed, data, args)
@@ -260,6 +284,43 @@ def main() -> None:
                 print(json.dumps(run), flush=True)
                 write_json(partial, runs, indent=1)
     summarize(runs, args)
+
+
+def curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean test accuracy per evaluated step for each (method, adversaries), and each vote's gap to the clean vote
+    at the same step (paired over the seeds that have both)."""
+    out: dict[str, Any] = {}
+    for method, adversaries in RUNS:
+        mine = [r for r in runs if (r["method"], r["adversaries"]) == (method, adversaries) and "curve" in r]
+        if not mine:
+            continue
+        steps = sorted({s for r in mine for s, _ in r["curve"]})
+        by_step = {s: [a for r in mine for t, a in r["curve"] if t == s] for s in steps}
+        entry: dict[str, Any] = {"steps": steps, "mean": [statistics.mean(by_step[s]) for s in steps]}
+        if method == "vote" and adversaries:
+            clean = {
+                r["seed"]: dict(map(tuple, r["curve"])) for r in runs if (r["method"], r["adversaries"]) == ("vote", 0)
+            }
+            gaps = []
+            for s in steps:
+                diffs = [a - clean[r["seed"]][s] for r in mine if r["seed"] in clean for t, a in r["curve"] if t == s]
+                diffs = [d for d in diffs if not math.isnan(d)]
+                gaps.append(statistics.mean(diffs) if diffs else float("nan"))
+            entry["gap_to_clean"] = gaps
+        out[f"{method}_{adversaries}_adversaries"] = entry
+    return out
+
+
+# the claims under the first protocol (kept for the docs' old-vs-new table)
+PREVIOUS = {
+    "command": "python benchmarks/signsgd_byzantine.py --scale cpu --epochs 2 --batch 32 --train-size 7000 "
+    "--test-size 2000 --seeds 0 1 2 (Signum lr 2e-3, weight decay 0.01: 62 steps)",
+    "vote_0_adversaries": 36.38,
+    "byzantine_1_of_7_accuracy_delta": -3.18,
+    "byzantine_2_of_7_accuracy_delta": -5.08,
+    "byzantine_3_of_7_accuracy_delta": -11.97,
+    "vote_vs_sgd_magnitude_attack_1_of_7": 22.73,
+}
 
 
 def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -337,6 +398,8 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         pass
     details = {
         "accuracy": table,
+        "curves": curves(runs),
+        "previous_protocol": PREVIOUS,
         "runs": runs,
         "seeds": seeds,
         "byzantine_1_of_3_reported_row": one_of_three,
@@ -351,8 +414,9 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
             "epochs": args.epochs,
             "batch_per_worker": args.batch,
             "model": "CifarResNet(depth=8, width=8)",
-            "vote": "Signum, each worker's own momentum 0.9, packed signs, majority_vote_packed, lr 2e-3 cosine, "
-            "decoupled weight decay 0.01",
+            "vote": f"Signum, each worker's own momentum 0.9, packed signs, majority_vote_packed, lr {args.lr:g} "
+            f"(the paper's) cosine to 0, decoupled weight decay {args.wd:g} (the paper's robustness runs: off)",
+            "steps": sorted({r["steps"] for r in runs}),
             "sgd": "SGD momentum 0.9, lr 0.1 cosine, weight decay 5e-4, averaged gradient",
             "adversary_vote": "the last k workers pack the opposite of their momentum's signs every step",
             "adversary_sgd": f"the last worker sends -{args.magnitude:g} x its gradient every step",
@@ -363,6 +427,7 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "docstring": __doc__.strip(),
     }
     command = f"python benchmarks/signsgd_byzantine.py --scale {args.scale} --epochs {args.epochs} --batch {args.batch}"
+    command += f" --lr {args.lr:g} --wd {args.wd:g}"
     command += f" --train-size {args.train_size} --test-size {args.test_size} --seeds {' '.join(map(str, args.seeds))}"
     print(write_results(args.out, claims, details, command=command))
     for c in claims:
