@@ -27,8 +27,8 @@ accuracy) and ``details.curves`` (means, and each vote's gap to the clean vote a
 Scales: ``cpu`` (default) trains 18 runs (vote with 0, 1, 2, 3 adversaries and SGD clean / attacked, 3 seeds) of
 10 epochs on a 7,000-image subset (1,000 per worker, 15 steps per epoch): about 90 CPU seconds a run, 27 min of one
 idle core in all. Several processes (``--seeds S --part _sS``, then ``--summarize-only --merge`` their partial files)
-split it. ``paper`` is the full training split with the full test split for 30 epochs: about 140x that per run on a
-CPU, minutes on a GPU.
+split it. ``paper`` is the full training split with the full test split for 30 epochs: about 20x that per run on a
+CPU (7x the images, 3x the epochs), minutes on a GPU.
 """
 
 from __future__ import annotations
