@@ -100,19 +100,21 @@ def _recording_crowdem(epochs_per_round: int, max_rounds: int, prior: str) -> An
     from trinity_lightning.crowd import CrowdEM
 
     class RecordingCrowdEM(CrowdEM):
+        rounds: list[dict[str, Any]]
+
         def run_round(self, trainer: Any, pl_module: Any) -> dict[str, float]:
             record = super().run_round(trainer, pl_module)
             assert self.predictions is not None and self.priors is not None
             counts = torch.bincount(self.predictions.argmax(1), minlength=self.predictions.shape[1])
-            self.history[-1] = {
-                **record,
-                "q": [round(float(v), 4) for v in self.priors],
-                "predicted_class_counts": counts.tolist(),
-            }
+            self.rounds.append(
+                {**record, "q": [round(float(v), 4) for v in self.priors], "predicted_class_counts": counts.tolist()}
+            )
             return record
 
     # guard=False: the paper's MBEM, every round taken (the guard is a user-facing safety net)
-    return RecordingCrowdEM(epochs_per_round=epochs_per_round, max_rounds=max_rounds, prior=prior, guard=False)  # type: ignore[arg-type]
+    callback = RecordingCrowdEM(epochs_per_round=epochs_per_round, max_rounds=max_rounds, prior=prior, guard=False)  # type: ignore[arg-type]
+    callback.rounds = []
+    return callback
 
 
 def train_once(
@@ -157,7 +159,8 @@ def train_once(
     fit = trainer(max_epochs=epochs, callbacks=callbacks)
     fit.fit(model, dm)
     acc = fit.test(model, dm, verbose=False)[0]["test_acc"]
-    rounds = [dict(h) for cb in callbacks for h in getattr(cb, "history", [])]
+    rounds = [dict(h) for cb in callbacks for h in getattr(cb, "rounds", getattr(cb, "history", []))]
+    assert dm.targets is not None
     return {"test_acc": float(acc), "targets": dm.targets.argmax(1), "rounds": rounds}
 
 

@@ -174,9 +174,10 @@ class SimulatedWorkers(pl.LightningModule):
             grads[honest:] *= -self.magnitude
             update = grads.mean(0)
         optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)
         factor = 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
         base = self.signum_lr if self.method == "vote" else self.sgd_lr
-        for group in optimizer.param_groups:  # type: ignore[union-attr]
+        for group in optimizer.param_groups:
             group["lr"] = base * factor
         offset = 0
         for p in self.params:
