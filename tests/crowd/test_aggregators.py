@@ -206,6 +206,38 @@ def test_mbem_priors_class_none_and_model():
         CrowdEM(prior="uniform")  # type: ignore[arg-type]
 
 
+def test_mbem_class_prior_is_the_paper_q_once_and_uniform_on_balanced_predictions():
+    """prior="class" is Algorithm 1's q: the (smoothed) class frequencies of the model's hard predictions, applied
+    once, along the class axis. Balanced predictions give a uniform q, hence exactly prior="none"'s posteriors; a
+    model that under-predicts a class gives that class a small q (the measured cause of the class prior's loss in
+    benchmarks/crowd_label_once.py: q is skewed on balanced data, not mis-computed)."""
+    rng = np.random.default_rng(3)
+    K, n = 5, 2000
+    truth = torch.from_numpy(rng.integers(0, K, n))
+    conf = random_confusions(40, K, seed=4)
+    table = simulate_annotations(truth, conf, labels_per_item=1, seed=5)
+    balanced = torch.arange(n) % K  # every class predicted n / K times (and mostly wrong: q must not care)
+    cls = MBEM(prior="class").fit(table, balanced)
+    none = MBEM(prior="none").fit(table, balanced)
+    np.testing.assert_allclose(cls.priors_.numpy(), np.full(K, 1 / K), atol=1e-6)
+    np.testing.assert_allclose(cls.probas_.numpy(), none.probas_.numpy(), atol=1e-5)
+    # soft predictions: q follows the argmax (hard=True, the official code), not the mean probability
+    soft = torch.full((n, K), 0.1)
+    soft[torch.arange(n), balanced] = 0.6
+    soft[:, 0] += 0.05  # a constant lean towards class 0 that never changes an argmax
+    np.testing.assert_allclose(MBEM(prior="class").fit(table, soft).priors_.numpy(), np.full(K, 1 / K), atol=1e-6)
+    # skewed predictions: q_k = (count_k + s) / (n + K s), and the posterior is likelihood x q (not q squared)
+    skewed = torch.where(balanced == 1, torch.zeros_like(balanced), balanced)  # class 1 never predicted
+    s = 0.1
+    cls = MBEM(prior="class", smoothing=s).fit(table, skewed)
+    none = MBEM(prior="none", smoothing=s).fit(table, skewed)
+    counts = torch.bincount(skewed, minlength=K).double()
+    np.testing.assert_allclose(cls.priors_.double().numpy(), ((counts + s) / (n + K * s)).numpy(), rtol=1e-5)
+    joint = none.probas_.double() * cls.priors_.double()
+    np.testing.assert_allclose(cls.probas_.double().numpy(), (joint / joint.sum(1, keepdim=True)).numpy(), atol=1e-5)
+    assert float(cls.probas_[:, 1].mean()) < 0.01 < float(none.probas_[:, 1].mean())
+
+
 def test_to_frame_and_worker_frame(toy):
     ds = DawidSkene().fit(toy)
     frame = ds.to_frame()

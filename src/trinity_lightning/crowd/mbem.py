@@ -31,7 +31,8 @@ class MBEM(DawidSkene):
     2. computes ``q_i(k) ∝ p_i(k) prod_a pi_a[k, y_ia]`` (one E-step), where the prior ``p_i`` is the
        model's own predicted distribution for item ``i`` (``prior="model"``, the default: the model as an
        informative prior on each item's truth, as in Raykar et al., "Learning From Crowds", JMLR 2010),
-       the class prior of ``t`` (``prior="class"``, the paper's choice) or the uniform distribution
+       the class prior of ``t`` (``prior="class"``, the paper's choice: ``q_k = (#{i: t_i = k} + smoothing) /
+       (n + K smoothing)``, from the hard predictions when ``hard``, applied once) or the uniform distribution
        (``prior="none"``: the workers' likelihood alone, as the official code computes the posterior).
 
     With few epochs behind it a model's predictions are often biased towards a few classes; the class

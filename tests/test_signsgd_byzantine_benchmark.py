@@ -1,0 +1,45 @@
+"""``benchmarks/signsgd_byzantine.py``: the accuracy-vs-step curve each run records and the paired gap to the clean
+vote that the docs' convergence table reads."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import signsgd_byzantine as byz  # noqa: E402
+from _harness import trainer  # noqa: E402
+
+
+def test_curves_average_per_step_and_pair_each_vote_with_the_clean_vote_of_its_seed() -> None:
+    runs = [
+        {"method": "vote", "adversaries": 0, "seed": 0, "curve": [[10, 40.0], [20, 50.0]]},
+        {"method": "vote", "adversaries": 0, "seed": 1, "curve": [[10, 44.0], [20, 54.0]]},
+        {"method": "vote", "adversaries": 1, "seed": 0, "curve": [[10, 30.0], [20, 49.0]]},
+        {"method": "vote", "adversaries": 1, "seed": 1, "curve": [[10, 40.0], [20, 53.0]]},
+        {"method": "sgd", "adversaries": 1, "seed": 0, "curve": [[10, 10.0], [20, 10.0]]},
+    ]
+    out = byz.curves(runs)
+    assert out["vote_0_adversaries"] == {"steps": [10, 20], "mean": [42.0, 52.0]}
+    assert out["vote_1_adversaries"]["mean"] == [35.0, 51.0]
+    assert out["vote_1_adversaries"]["gap_to_clean"] == [-7.0, -1.0]  # (30-40 + 40-44) / 2, (49-50 + 53-54) / 2
+    assert "gap_to_clean" not in out["sgd_1_adversaries"] and "vote_2_adversaries" not in out
+
+
+def test_simulated_workers_score_the_test_subset_at_the_requested_steps() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(7 * 8, 3, 4, 4), torch.randint(0, 10, (7 * 8,))
+    shards = byz.WorkerShards(x, y, workers=7, seed=0)
+    loader = DataLoader(shards, batch_size=2, shuffle=False, drop_last=True)  # 4 steps per epoch
+    module = byz.SimulatedWorkers(nn.Sequential(nn.Flatten(), nn.Linear(48, 10)), "vote", 3, total_steps=4)
+    module.eval_data, module.eval_at = (x[:20], y[:20]), {2, 4}
+    trainer(max_epochs=1, accelerator="cpu", devices=1, limit_val_batches=0).fit(module, loader)
+    assert [step for step, _ in module.curve] == [2, 4]
+    assert all(0.0 <= acc <= 100.0 for _, acc in module.curve)
+    assert module.signum_lr == 1e-3 and module.signum_wd == 0.0  # the paper's Signum settings are the defaults
