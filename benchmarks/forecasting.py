@@ -912,7 +912,7 @@ def markdown_tables(details: dict[str, Any]) -> str:
         "lstm_stop13": "LSTM, previous recipe",
         "mlstm_stop13": "MLSTM, previous recipe",
         "tlstm_stop14": "TLSTM, stop-14 recipe (no instance normalisation)",
-        "tlstm_revin": "TLSTM, RevIN instance normalisation (stop 16; not chosen: worse on validation)",
+        "tlstm_revin": "TLSTM, RevIN instance normalisation (stop 16)",
         "lstm_revin": "LSTM, RevIN instance normalisation (stop 16)",
     }
     lines: list[str] = []
