@@ -52,7 +52,8 @@ from _results import RESULTS_DIR, claim, median, read_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "img" / "forecasting.png"
-SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput")
+SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput", "diagnosis")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # "diagnosis" (train vs validation curves, stop 16) runs only when asked
 RECURRENT = ("tlstm", "lstm", "mlstm")
 COLORS = {
     "repeat": "tab:gray",
@@ -117,6 +118,7 @@ FULL: dict[str, dict[str, Any]] = {
         "val_every": 25,
         "patience": 4,
         "val_stride": 32,
+        "train_probe_stride": 64,
         "dlinear": DLINEAR_ETTH1,
     },
     "exchange": {
@@ -405,6 +407,29 @@ class BestWeights(pl.Callback):
             pl_module.load_state_dict(self.state)
 
 
+class TrainProbe(pl.Callback):
+    """At every validation, the free-running MSE of the model on a fixed set of *training* windows (eval mode, the
+    same forecast the validation scores) and the mean training-batch loss since the previous validation: the
+    train-vs-validation curves that tell over-fitting from a shift between the splits."""
+
+    def __init__(self, loader: Any, horizon: int) -> None:
+        self.loader, self.horizon = loader, horizon
+        self.curve: list[tuple[int, float, float]] = []
+        self._losses: list[float] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._losses.append(float(loss))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from trinity_lightning.forecasting import evaluate
+
+        probe = evaluate(pl_module.network, self.loader, self.horizon).summary()["mse"]  # type: ignore[arg-type]
+        batches = sum(self._losses) / len(self._losses) if self._losses else math.nan
+        self.curve.append((int(trainer.global_step), probe, batches))
+        self._losses = []
+
+
 def fit_forecaster(
     dm: Any,
     network: Any,
@@ -418,6 +443,8 @@ def fit_forecaster(
     batch_size: int | None = None,
     lr_decay: float = 1.0,
     teacher_forcing: float = 0.0,
+    instance_norm: str | None = None,
+    train_probe_stride: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
     """Train ``network`` on ``dm``'s training windows (Adam, gradient norm clipped to 1) for at most ``max_steps``
     steps, scoring ``val_mse`` (the free-running forecast, the test's) on every ``val_stride``-th validation window
@@ -426,6 +453,9 @@ def fit_forecaster(
     Teacher forcing is off by default: with it (p = 0.5, then 0.25) one ETTh1 seed of the previous run learned a
     per-step increment bias it never paid for in training, and its free-running 720-step forecast drifted (squared
     mean error 4.9 of the last step's MSE 5.5); the same seed trained free-running scored 1.11 (docs/forecasting.md).
+    ``instance_norm`` wraps the network (``Forecaster(instance_norm=...)``); ``train_probe_stride > 0`` also
+    records the free-running MSE on every ``train_probe_stride``-th training window at each validation and the mean
+    training-batch loss (``train_curve``: step, probe MSE, batch loss).
     Returns the model and the training record (val curve, steps, best step, CPU seconds).
     """
     from lightning.pytorch.callbacks import EarlyStopping
@@ -439,6 +469,7 @@ def fit_forecaster(
         lr_decay=lr_decay,
         teacher_forcing=teacher_forcing,
         teacher_forcing_epochs=1 if teacher_forcing else 0,
+        instance_norm=instance_norm,
     )
     model.hparams.update(horizon=dm.horizon)
     train = torch.utils.data.DataLoader(
@@ -454,6 +485,13 @@ def fit_forecaster(
     every = min(val_every, len(train))
     best = BestWeights()
     stop = EarlyStopping("val_mse", patience=patience, mode="min", check_finite=True)
+    callbacks: list[pl.Callback] = [best, stop]
+    if train_probe_stride:
+        probe_loader = torch.utils.data.DataLoader(
+            dm.windows("train", stride=train_probe_stride), batch_size=512, collate_fn=collate_windows
+        )
+        probe = TrainProbe(probe_loader, dm.horizon)
+        callbacks.insert(0, probe)
     t0 = time.process_time()
     trainer(
         max_steps=max_steps,
@@ -462,7 +500,7 @@ def fit_forecaster(
         check_val_every_n_epoch=None if every < len(train) else 1,
         gradient_clip_val=1.0,
         accelerator="cpu",
-        callbacks=[best, stop],
+        callbacks=callbacks,
     ).fit(model, train_dataloaders=train, val_dataloaders=val)
     best.restore(model)
     record = {
@@ -473,6 +511,8 @@ def fit_forecaster(
         "cpu_s": round(time.process_time() - t0, 1),
         "stopped_early": bool(stop.stopped_epoch) or model.global_step < max_steps,
     }
+    if train_probe_stride:
+        record["train_curve"] = [[s, round(p, 5), round(b, 5)] for s, p, b in probe.curve]
     return model, record
 
 
@@ -580,6 +620,8 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
         dm.windows("test", stride=eval_stride), batch_size=512, collate_fn=collate_windows, drop_last=False
     )
     result["eval_stride_recurrent"] = eval_stride
+    if [c for c in RECURRENT if c in models]:
+        result["instance_norm_recurrent"] = cfg.get("instance_norm")
     if eval_stride > 1 and models & {"repeat", "ridge"}:
         # the linear baselines on the same subset of test windows (same target rows), for the ratio claims
         lin = datamodule(cfg["linear_history"], longest)
@@ -609,6 +651,8 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
                 val_every=cfg["val_every"],
                 patience=cfg["patience"],
                 val_stride=cfg["val_stride"],
+                instance_norm=cfg.get("instance_norm"),
+                train_probe_stride=int(cfg.get("train_probe_stride", 0)),
             )
             result.setdefault("training", {}).setdefault(cell, {})[seed] = record
             runs.append(curves_of(model.network, test, longest))
@@ -618,6 +662,92 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
     result["train_windows_recurrent"] = len(dm.train_dataset)
     result["test_windows_recurrent"] = len(test.dataset)  # type: ignore[arg-type]
     return result
+
+
+def run_diagnosis(cfg: dict[str, Any], seeds: list[int], models: set[str], norms: list[str]) -> dict[str, Any]:
+    """ETTh1 at the recurrent horizon: train vs validation curves of the recurrent models with each instance
+    normalisation in ``norms`` (``none``, ``revin``, ``last``), beside Repeat and the closed-form ridge scored on
+    the same training-probe / validation / test windows, so that a gap between the splits can be told from
+    over-fitting: the probe is every ``train_probe_stride``-th training window (a subset of the windows trained on)."""
+    from trinity_lightning.forecasting import (
+        InstanceNorm,
+        RecurrentForecastNet,
+        Repeat,
+        RidgeLast,
+        TimeSeriesDataModule,
+    )
+    from trinity_lightning.forecasting import collate_windows as collate
+
+    class Zero(torch.nn.Module):
+        def forward(self, history: torch.Tensor, future_covariates: torch.Tensor, horizon: int) -> torch.Tensor:
+            n_targets = history.shape[-1] - future_covariates.shape[-1]
+            return history.new_zeros(history.shape[0], horizon, n_targets)
+
+    horizon = cfg.get("recurrent_horizon", cfg["horizons"][-1])
+    dm = TimeSeriesDataModule(
+        cfg["source"],
+        history=cfg["history"],
+        horizon=horizon,
+        split=cfg["split"],
+        batch_size=cfg["batch"],
+        train_stride=cfg["stride"],
+    )
+    dm.setup("fit")
+    probe_stride = int(cfg.get("train_probe_stride", 64))
+    loaders = {
+        "train_probe": dm.windows("train", stride=probe_stride),
+        "val": dm.windows("val", stride=cfg["val_stride"]),
+        "test": dm.windows("test", stride=int(cfg.get("eval_stride", 1))),
+    }
+    loaders = {k: torch.utils.data.DataLoader(v, batch_size=512, collate_fn=collate) for k, v in loaders.items()}
+    result: dict[str, Any] = {"horizon": horizon, "windows": {k: len(v.dataset) for k, v in loaders.items()}}
+    ridge = RidgeLast(dm.n_targets, cfg["history"], horizon, alpha=1.0).fit(dm.train_dataloader())
+    window_mean = InstanceNorm(Zero(), "revin")  # forecasts each window's own mean
+    for label, baseline in (
+        ("repeat", Repeat(dm.n_targets)),
+        (f"ridge_last_{cfg['history']}", ridge),
+        ("window_mean", window_mean),
+    ):
+        result[label] = {k: evaluate_mse(baseline, v, horizon) for k, v in loaders.items()}
+    # each split's per-channel mean and std in the train-fitted normalised units (train: 0 and 1)
+    values, borders = dm.values, (0, *dm.borders)
+    result["split_statistics"] = {
+        name: {
+            "mean": [round(float(x), 3) for x in values[a:b].mean(0)],
+            "std": [round(float(x), 3) for x in values[a:b].std(0)],
+        }
+        for name, a, b in zip(("train", "val", "test"), borders[:-1], borders[1:])
+    }
+    tl_params = count_parameters(RecurrentForecastNet(dm.n_targets, 0, "tlstm", cfg["hidden"], rank=cfg["rank"]))
+    runs = result.setdefault("runs", {})
+    for cell in [c for c in RECURRENT if c in models]:
+        hidden = cfg["hidden"] if cell == "tlstm" else matched_hidden(cell, dm.n_targets, 0, tl_params)
+        for norm in norms:
+            for seed in seeds:
+                torch.manual_seed(seed)
+                net = RecurrentForecastNet(dm.n_targets, 0, cell, hidden, rank=cfg["rank"])
+                model, record = fit_forecaster(
+                    dm,
+                    net,
+                    seed,
+                    lr=cfg["lr"],
+                    max_steps=cfg["max_steps"],
+                    val_every=cfg["val_every"],
+                    patience=cfg["patience"],
+                    val_stride=cfg["val_stride"],
+                    instance_norm=None if norm == "none" else norm,
+                    train_probe_stride=probe_stride,
+                )
+                record["best_weights"] = {k: evaluate_mse(model.network, v, horizon) for k, v in loaders.items()}
+                runs[f"{cell}/{norm}/{seed}"] = record
+                print(f"[forecasting] diagnosis {cell} {norm} seed {seed}: {record}", flush=True)
+    return result
+
+
+def evaluate_mse(network: Any, loader: Any, horizon: int) -> float:
+    from trinity_lightning.forecasting import evaluate
+
+    return round(evaluate(network, loader, horizon).summary()["mse"], 5)
 
 
 def summarize_seeds(result: dict[str, Any], cell: str, horizons: list[int], longest: int) -> None:
@@ -737,11 +867,13 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
         last = sections["etth1"]["recurrent_horizon"]
         n_test = sections["etth1"].get("test_windows_recurrent")
         scope = f"standard split, every {sections['etth1'].get('eval_stride_recurrent', 1)}th test window ({n_test})"
+        norm = sections["etth1"].get("instance_norm_recurrent")
+        recipe = f"{norm} instance normalisation, " if norm else ""
         claims.append(
             claim(
                 "tlstm_vs_lstm_long_horizon_etth1",
                 f"ETTh1 MSE at horizon {last} ({scope}), LSTM / TLSTM at matched parameter counts, free-running "
-                "decoders, 3 seeds, CPU-scaled training (see details.config)",
+                f"decoders, {recipe}3 seeds, CPU-scaled training (see details.config)",
                 ours=m["tlstm"][last]["mse"],
                 anchor=m["lstm"][last]["mse"],
                 unit="MSE (normalized)",
@@ -753,7 +885,7 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
             claim(
                 "tlstm_vs_ridge_etth1_720",
                 f"ETTh1 MSE at horizon {last} ({scope}): closed-form channel-shared ridge on the last 336 values "
-                "/ TLSTM (mean of 3 seeds)",
+                f"/ TLSTM ({recipe}mean of 3 seeds)",
                 ours=m["tlstm"][last]["mse"],
                 anchor=m.get("ridge_subset", m["ridge"])[last]["mse"],
                 unit="MSE (normalized)",
@@ -779,6 +911,9 @@ def markdown_tables(details: dict[str, Any]) -> str:
         "tlstm_stop13": "TLSTM, previous recipe (2 epochs, teacher forcing, no validation)",
         "lstm_stop13": "LSTM, previous recipe",
         "mlstm_stop13": "MLSTM, previous recipe",
+        "tlstm_stop14": "TLSTM, stop-14 recipe (no instance normalisation)",
+        "tlstm_revin": "TLSTM, RevIN instance normalisation (stop 16)",
+        "lstm_revin": "LSTM, RevIN instance normalisation (stop 16)",
     }
     lines: list[str] = []
     for name, label in (("etth1", "ETTh1"), ("exchange", "Exchange rate"), ("elecdemand", "Electricity demand")):
@@ -823,7 +958,7 @@ def markdown_tables(details: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed-list", default=None, help="comma-separated seeds (instead of 0..seeds-1)")
     parser.add_argument("--quick", action="store_true", help="toy sizes (a smoke run)")
@@ -839,6 +974,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--val-stride", type=int, default=None, help="score every n-th validation window (recurrent; overrides)"
+    )
+    parser.add_argument(
+        "--norms", default="none,revin", help="diagnosis: instance normalisations to compare (none, revin, last)"
+    )
+    parser.add_argument(
+        "--instance-norm",
+        default=None,
+        help="the recurrent models' per-window normalisation (revin or last; overrides the section's)",
     )
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--plot", default=str(PLOT))
@@ -866,6 +1009,8 @@ def main() -> None:
             cfg["recurrent_horizon"] = args.recurrent_horizon
         if args.val_stride and "val_stride" in cfg:
             cfg["val_stride"] = args.val_stride
+        if args.instance_norm and "horizons" in cfg:
+            cfg["instance_norm"] = None if args.instance_norm == "none" else args.instance_norm
     models = {m for m in args.models.split(",") if m}
     results_dir = Path(args.results_dir)
     try:
@@ -929,11 +1074,13 @@ def main() -> None:
             details["sections"]["memory"] = run_memory(args.quick)
         elif section == "throughput":
             details["sections"]["throughput"] = run_throughput(args.quick)
+        elif section == "diagnosis":
+            details["sections"]["diagnosis"] = run_diagnosis(configs["etth1"], seeds, models, args.norms.split(","))
         elif section == "genz":
             details["sections"]["genz"] = run_genz(configs["genz"], seeds)
         else:
             details["sections"][section] = run_series(section, configs[section], seeds, models)
-        if section not in ("memory", "throughput"):
+        if section not in ("memory", "throughput", "diagnosis"):
             details.setdefault("config", {})[section] = configs[section]
         details["timing"][section] = {
             "wall_s": round(time.perf_counter() - t0, 1),

@@ -164,3 +164,52 @@ def test_genz_dynamics_and_bad_arguments():
         Forecaster(cell="gru", horizon=3, n_targets=1)
     with pytest.raises(ValueError, match="decoder='direct' needs horizon"):
         RecurrentForecastNet(1, decoder="direct")
+
+
+@pytest.mark.parametrize("mode", ["revin", "last"])
+def test_instance_norm_makes_any_network_shift_equivariant_and_denormalises(mode):
+    from trinity_lightning.forecasting import InstanceNorm
+
+    torch.manual_seed(0)
+    net = RecurrentForecastNet(2, 1, "tlstm", 4, rank=2)
+    torch.nn.init.normal_(net.head.weight, std=0.5)
+    wrapped = InstanceNorm(net, mode)
+    history, future, target = torch.randn(3, 12, 3), torch.randn(3, 5, 1), torch.randn(3, 5, 2)
+    shift, scale = torch.tensor([5.0, -3.0, 20.0]), torch.tensor([2.0, 0.5, 3.0]) if mode == "revin" else 1.0
+    out = wrapped(history, future, 5)
+    moved = wrapped(history * scale + shift, future * scale[2:] + shift[2:] if mode == "revin" else future + 20, 5)
+    # a level shift (and, with revin, a scale) of the window moves the forecast with it; the bare network does not
+    assert torch.allclose(moved, out * scale[:2] + shift[:2] if mode == "revin" else out + shift[:2], atol=1e-4)
+    assert not torch.allclose(net(history + shift, future + 20, 5), net(history, future, 5) + shift[:2], atol=1e-2)
+    # the target fed back for teacher forcing is normalised like the history's targets
+    forced = wrapped(history, future, 5, target=target, teacher_forcing=1.0)
+    forced_moved = wrapped(history + shift, future + shift[2:], 5, target=target + shift[:2], teacher_forcing=1.0)
+    assert torch.allclose(forced_moved, forced + shift[:2], atol=1e-4)
+    # an untrained recurrent forecaster (zero head) stays the Repeat forecast in the caller's units
+    torch.nn.init.zeros_(net.head.weight)
+    assert torch.allclose(wrapped(history, future, 5), history[:, -1:, :2].expand(-1, 5, -1), atol=1e-5)
+
+
+def test_forecaster_instance_norm_option_wraps_built_and_given_networks():
+    import lightning.pytorch as pl
+
+    from trinity_lightning.forecasting import InstanceNorm
+
+    built = Forecaster(cell="lstm", hidden_size=4, horizon=6, n_targets=1, instance_norm="revin")
+    assert isinstance(built.network, InstanceNorm) and isinstance(built.network.network, RecurrentForecastNet)
+    given = Forecaster(network=DLinear(1, 16, 8), instance_norm="last")
+    assert isinstance(given.network, InstanceNorm) and given.network.mode == "last"
+    assert not isinstance(Forecaster(network=DLinear(1, 16, 8)).network, InstanceNorm)  # off by default
+    with pytest.raises(ValueError, match="instance_norm"):
+        Forecaster(cell="lstm", instance_norm="batch")
+    # it trains through Lightning (the recurrent decoder receives the normalised target) and predicts original units
+    pl.seed_everything(0, verbose=False)
+    dm = _sine_datamodule(history=16, horizon=8, batch_size=32)
+    model = Forecaster(cell="tlstm", hidden_size=4, rank=2, instance_norm="revin", teacher_forcing=0.5)
+    trainer = pl.Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(model, datamodule=dm)
+    assert isinstance(model.network, InstanceNorm)
+    preds = torch.cat(trainer.predict(model, datamodule=dm))
+    assert preds.shape == (len(dm.test_dataset), 8, 1) and 6.0 < float(preds.mean()) < 14.0

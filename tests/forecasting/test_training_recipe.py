@@ -91,3 +91,27 @@ def test_forecaster_lr_decay_halves_the_rate_each_epoch():
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5**3)
     assert Forecaster(network=DLinear(2, 24, 6)).configure_optimizers().__class__.__name__ == "Adam"
+
+
+def test_fit_records_train_vs_validation_curves_and_applies_instance_norm():
+    from trinity_lightning.forecasting import InstanceNorm
+
+    dm = _dm(_frame("walk", 400), history=24, horizon=12)
+    model, record = bench.fit_forecaster(
+        dm,
+        RecurrentForecastNet(2, 0, "lstm", 4),
+        seed=0,
+        lr=1e-2,
+        max_steps=8,
+        val_every=4,
+        patience=5,
+        instance_norm="revin",
+        train_probe_stride=4,
+    )
+    assert isinstance(model.network, InstanceNorm) and model.network.mode == "revin"
+    # one (step, probe MSE on training windows, mean batch loss since the last validation) per validation
+    assert [s for s, _, _ in record["train_curve"]] == [s for s, _ in record["val_curve"]] == [4, 8]
+    assert all(p > 0 and b > 0 for _, p, b in record["train_curve"])
+    probe = torch.utils.data.DataLoader(dm.windows("train", stride=4), batch_size=512, collate_fn=collate_windows)
+    if record["best_step"] == 8:  # the probe at the last validation scored the weights that are kept
+        assert evaluate(model.network, probe, 12).summary()["mse"] == pytest.approx(record["train_curve"][-1][1], 1e-4)

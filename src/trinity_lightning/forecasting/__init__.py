@@ -37,6 +37,7 @@ _EXPORTS = {
     "genz_function": "trinity_lightning.forecasting.genz",
     "Forecaster": "trinity_lightning.forecasting.module",
     "HorizonMetrics": "trinity_lightning.forecasting.module",
+    "InstanceNorm": "trinity_lightning.forecasting.module",
     "RecurrentForecastNet": "trinity_lightning.forecasting.module",
     "evaluate": "trinity_lightning.forecasting.module",
     "make_cell": "trinity_lightning.forecasting.module",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from trinity_lightning.forecasting.module import (
         Forecaster,
         HorizonMetrics,
+        InstanceNorm,
         RecurrentForecastNet,
         evaluate,
         make_cell,
