@@ -1036,7 +1036,9 @@ def main() -> None:
         details["plot"] = os.path.relpath(args.plot, ROOT) if Path(args.plot).is_absolute() else args.plot
         # a merge's inputs are temporary partial runs: record the command's shape, not their paths
         command = "python benchmarks/forecasting.py --only none --merge RUN.json[,RUN.json...]" if args.merge else None
-        write_results("forecasting", claims, details=details, results_dir=results_dir, command=command)
+        write_results(
+            "forecasting", claims, details=details, results_dir=results_dir, command=command, inline_number_lists=True
+        )
 
     for merged in args.merge.split(",") if args.merge else []:
         other = json.loads(Path(merged).read_text())["details"]

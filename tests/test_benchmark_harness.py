@@ -29,6 +29,25 @@ def test_write_json_replaces_the_file_atomically_and_keeps_the_old_one_on_failur
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.json"]  # no temporary file left behind
 
 
+def test_write_json_puts_number_lists_on_one_line_and_keeps_every_value(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    payload = {
+        "what": "a string that looks like a list: [1,\n 2]",
+        "curve": [1, -2.5e-07, 3.0, 1e300],
+        "nested": [[1, 2], [3]],
+        "mixed": ["x", 1],
+        "empty": [],
+        "odd": [float("inf"), float("-inf")],
+    }
+    _results.write_json(target, payload, inline_number_lists=True)
+    text = target.read_text()
+    assert '"curve": [1, -2.5e-07, 3.0, 1e+300],' in text
+    assert "[1, 2]" in text and '"x",\n' in text  # a list with a string keeps one item per line
+    assert json.loads(text) == payload  # values and strings unchanged
+    _results.write_json(target, payload)
+    assert '"curve": [\n' in target.read_text()  # off by default
+
+
 def test_write_results_records_threads_and_load_average(tmp_path: Path) -> None:
     path = _results.write_results("demo", [], {"k": 1}, command="python x.py", results_dir=tmp_path)
     payload = json.loads(path.read_text())
