@@ -430,6 +430,25 @@ class TrainProbe(pl.Callback):
         self._losses = []
 
 
+def fit_with_config(
+    dm: Any, network: Any, seed: int, cfg: dict[str, Any], instance_norm: str | None, train_probe_stride: int
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`fit_forecaster` with a section's recurrent recipe ``cfg`` (lr, max_steps, val_every, patience,
+    val_stride)."""
+    return fit_forecaster(
+        dm,
+        network,
+        seed,
+        lr=cfg["lr"],
+        max_steps=cfg["max_steps"],
+        val_every=cfg["val_every"],
+        patience=cfg["patience"],
+        val_stride=cfg["val_stride"],
+        instance_norm=instance_norm,
+        train_probe_stride=train_probe_stride,
+    )
+
+
 def fit_forecaster(
     dm: Any,
     network: Any,
@@ -642,17 +661,8 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
             torch.manual_seed(seed)
             net = RecurrentForecastNet(n_t, n_c, cell, sizes[cell], rank=cfg["rank"])
             result["parameters"][cell] = {"hidden": sizes[cell], "count": count_parameters(net)}
-            model, record = fit_forecaster(
-                dm,
-                net,
-                seed,
-                lr=cfg["lr"],
-                max_steps=cfg["max_steps"],
-                val_every=cfg["val_every"],
-                patience=cfg["patience"],
-                val_stride=cfg["val_stride"],
-                instance_norm=cfg.get("instance_norm"),
-                train_probe_stride=int(cfg.get("train_probe_stride", 0)),
+            model, record = fit_with_config(
+                dm, net, seed, cfg, cfg.get("instance_norm"), int(cfg.get("train_probe_stride", 0))
             )
             result.setdefault("training", {}).setdefault(cell, {})[seed] = record
             runs.append(curves_of(model.network, test, longest))
@@ -726,18 +736,8 @@ def run_diagnosis(cfg: dict[str, Any], seeds: list[int], models: set[str], norms
             for seed in seeds:
                 torch.manual_seed(seed)
                 net = RecurrentForecastNet(dm.n_targets, 0, cell, hidden, rank=cfg["rank"])
-                model, record = fit_forecaster(
-                    dm,
-                    net,
-                    seed,
-                    lr=cfg["lr"],
-                    max_steps=cfg["max_steps"],
-                    val_every=cfg["val_every"],
-                    patience=cfg["patience"],
-                    val_stride=cfg["val_stride"],
-                    instance_norm=None if norm == "none" else norm,
-                    train_probe_stride=probe_stride,
-                )
+                norm_option = None if norm == "none" else norm
+                model, record = fit_with_config(dm, net, seed, cfg, norm_option, probe_stride)
                 record["best_weights"] = {k: evaluate_mse(model.network, v, horizon) for k, v in loaders.items()}
                 runs[f"{cell}/{norm}/{seed}"] = record
                 print(f"[forecasting] diagnosis {cell} {norm} seed {seed}: {record}", flush=True)
