@@ -103,6 +103,8 @@ def test_several_answers_per_item_are_kept_person_by_person(tmp_path):
     assert answers is not None and answers.annotations == [[("bo", 0), (None, 1)], [("carl", 1), ("dee", 1)]]
     assert campaign._collect(trainer, Net(), dm, 1)
     on_disk = json.loads(ActiveRelabelling.annotations_path(dm).read_text())
-    assert on_disk["0"] == [["ann", 1], ["bo", 0], ["anonymous-2", 1]]
+    # the first answer without a worker to item 0: the same id the store and CrowdFileOracle give it
+    assert on_disk["0"] == [["ann", 1], ["bo", 0], ["anonymous-1", 1]]
+    assert oracle.annotations(1)[oracle.annotations(1)["task"] == 0]["worker"].tolist() == ["bo", "anonymous-1"]
     assert on_disk["5"] == [["carl", 1], ["dee", 1]]  # both people, not one anonymous aggregate
     assert campaign.labels_spent == 4 and campaign.relabels == 2  # every person's label counts against the budget

@@ -216,15 +216,17 @@ class ActiveLab(PoolQueryStrategy):
         return [done[i] if i < len(done) else new[i - len(done)] for i in order]
 
 
-_ANONYMOUS = "anonymous-"  # the name of an answer without a worker: anonymous-0, anonymous-1, ...
+_ANONYMOUS = "anonymous-"  # the name of an answer without a worker: anonymous-1, anonymous-2, ...
 
 
 def _anonymous(given: Sequence[tuple[str, int]]) -> str:
-    """A name for an answer without a worker that no earlier answer of the item has (never replaces one)."""
-    used, n = {w for w, _ in given}, len(given)
-    while f"{_ANONYMOUS}{n}" in used:
-        n += 1
-    return f"{_ANONYMOUS}{n}"
+    """``anonymous-j`` for the j-th answer without a worker to an item, the ids the labelling store and
+    ``CrowdFileOracle`` give (never one an earlier answer of the item has: it never replaces one)."""
+    used = {w for w, _ in given}
+    j = 1 + sum(w.startswith(_ANONYMOUS) and w[len(_ANONYMOUS) :].isdigit() for w in used)
+    while f"{_ANONYMOUS}{j}" in used:
+        j += 1
+    return f"{_ANONYMOUS}{j}"
 
 
 def item_consensus(annotations: Sequence[tuple[str, int]]) -> int:
