@@ -149,3 +149,15 @@ def test_momentum_bucket_with_a_non_finite_value_in_the_first_or_last_chunk_abst
     grad[0 if where == "first" else 1000] = 0.25
     result = signsgd_hook(state, FakeBucket(0, True, grad, param)).wait()  # the next step votes again
     assert torch.equal(result, reference_signs(momentum.lerp_(grad, 0.5), 2))
+
+
+def test_cpu_packer_reads_strided_negated_and_grad_requiring_tensors(small_chunks):
+    x = adversarial(1000, seed=4)
+    x[::7] = 0.0
+    strided = x[::3]  # a 1-D view with stride 3: packed through numpy's strided views
+    assert torch.equal(pack_signs(strided, 1), reference_pack(strided.contiguous(), 1))
+    assert torch.equal(pack_signs(x.to(torch.bfloat16)[::3], 0), reference_pack(x.to(torch.bfloat16)[::3], 0))
+    assert torch.equal(pack_signs(x._neg_view(), 1), reference_pack(-x, 1))  # the lazily negated values
+    leaf = x.clone().requires_grad_()
+    assert torch.equal(pack_signs(leaf, 0), reference_pack(x, 0))
+    assert torch.equal(pack_signs(x.view(40, 25).t(), 0), reference_pack(x.view(40, 25).t().reshape(-1), 0))

@@ -394,7 +394,7 @@ def pack_finite_signs(
     """
     if not values.is_floating_point():
         raise TypeError(f"values: expected a floating tensor, got dtype {values.dtype}")
-    flat = values.reshape(-1)
+    flat = values.reshape(-1).resolve_neg()  # a lazily negated view: its values, not its storage
     if flat.element_size() not in _SIGNED:  # 8-bit floats: their signs are read from float32
         flat = flat.float()
     blocks: list[bool] = []
