@@ -85,8 +85,8 @@ def test_blocks_with_a_zero_tiny_huge_or_infinite_value_take_the_rule_the_others
     expected = reference_pack(x, step, lengths)
     assert torch.equal(pack_signs(x, step, dither=dither_mask(lengths)), expected)
     assert torch.equal(pack_signs(x, step), reference_pack(x, step))
-    # blocks 1, 4, 7 (2 + 2 + 2 chunks of 64) took the rule; 0, 2, 3, 5, 6 the fast path
-    assert 0 < len(multiplies) < 2 * 16
+    # stop 17: the CPU packer compares (numpy) and merges the dither bits for zeros: no multiply in any block
+    assert not multiplies
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

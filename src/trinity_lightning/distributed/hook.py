@@ -3,8 +3,9 @@
 Per bucket and step, every worker
 
 1. updates its local momentum ``m <- beta * m + (1 - beta) * g`` and packs the signs of ``m`` 8 to a byte in the
-   same pass over memory, reading the sign bits without comparisons
-   (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`); without momentum that packing pass also
+   same pass over memory, chunk by chunk (:func:`~trinity_lightning.distributed.packing.momentum_pack_signs`: on
+   the CPU numpy's vectorised ``m > 0`` / ``m < 0`` and ``packbits`` while the chunk is in cache, on an accelerator
+   the comparison-free sign-bit packer); without momentum that packing pass also
    proves the bucket finite (:func:`~trinity_lightning.distributed.packing.pack_finite_signs`), with momentum a
    ``sum`` checks it first (an abstaining worker's momentum must stay unchanged); with error feedback it forms
    ``p = m + e`` and keeps ``e <- p - mean|p| * sign(p)``, the mean taken over each parameter (the signs are

@@ -17,9 +17,8 @@ bucket, keeps the rule independent of how DDP groups parameters into buckets (it
 step and again after a resume). For one tensor the dither bit of coordinate ``8 * j + k`` is ``(k + t) mod 2``
 (one constant byte per step); for a bucket of several parameters :func:`dither_mask` gives the bits.
 
-The bits are read from the floats' sign bits, without comparisons (see :func:`pack_signs`), so a NaN gets an
-unspecified bit (with the default, positive NaN: the dither bit): callers must check for non-finite values first
-(the DDP hook does, and makes that worker abstain).
+A NaN's bit is unspecified (the CPU packer gives it the dither bit, the accelerator's comparison-free packer reads
+its sign bit): callers must check for non-finite values first (the DDP hook does, and makes that worker abstain).
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from __future__ import annotations
 import bisect
 import weakref
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -119,8 +119,8 @@ def _pack_bool(bits: torch.Tensor) -> torch.Tensor:
     return words.to(torch.uint8)
 
 
-_CHUNK = 1 << 16  # values per pass on the CPU: the scratch stays in L2 (2^16 measured best, 2^19 ~1.3x slower)
-_BLOCK = 1 << 18  # values whose sign bytes are gathered into bits together (2^18..2^20 measured within 5%)
+_CHUNK = 1 << 16  # values per pass on the CPU: the chunk stays in L2 between the update and the comparisons
+_BLOCK = 1 << 18  # values whose sign bytes the rule path gathers into bits together (on the CPU, in tests)
 _DEVICE_CHUNK = 1 << 22  # on an accelerator: few large kernels
 # (b & 0x8080...) * _GATHER >> 56 moves the top bit of byte k of b to bit k: bit 8j+7 times 2^(49-7k) lands on bit
 # 56 + k + 8(j-k), so no two partial products share a bit (no carries) and only j = k reaches the top byte.
@@ -213,6 +213,65 @@ def _pieces(start: int, size: int, odd: list[tuple[int, int]]) -> list[tuple[int
     return pieces
 
 
+def _pack_cpu(
+    flat: torch.Tensor,
+    result: torch.Tensor,
+    step: int,
+    dither: torch.Tensor | None,
+    grad: torch.Tensor | None = None,
+    weight: float = 0.0,
+    finite: list[bool] | None = None,
+) -> torch.Tensor:
+    """The CPU packer: :func:`_pack_chunks`'s contract with two comparisons per value and numpy's ``packbits``
+    (vectorised loops), chunk by chunk, so the momentum update (``flat.lerp_(grad, weight)``), both comparisons and
+    the finiteness proof read each chunk while it is in cache (one pass over memory).
+
+    ``x > 0`` is packed straight into ``result`` and ``x < 0`` into a scratch; a value in neither set is a zero of
+    either sign (or a NaN) and gets the dither bit, merged in one pass over the packed bytes:
+    ``result |= ~(positive | negative) & dither`` (bfloat16 chunks are compared as float32, exactly). ``finite``,
+    if given, gets one entry per chunk: True where the largest magnitude's top byte does not have the 7 bits under
+    the sign all set (float32 and bfloat16: below ``2^127``; float16: below the infinity), the accelerator path's
+    bound, read from the bits viewed as integers: a proof that no value is infinite or NaN.
+    """
+    n = flat.numel()
+    width = flat.element_size()
+    dither_bits = _dither(step, None if dither is None else dither.reshape(-1), result)  # validates the mask first
+    bits = flat.detach().view(_SIGNED[width])
+    ints = bits.numpy()
+    uints = ints.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[width])
+    sign = 1 << (8 * width - 1)  # the bits of -0 viewed as unsigned
+    bound = (0x7C if flat.dtype == torch.float16 else 0x7F) << (8 * width - 8)
+    chunk = max(64, min(_CHUNK, -(-n // 64) * 64))
+    widened = torch.empty(chunk) if flat.dtype == torch.bfloat16 else None
+    values = flat.detach().numpy() if widened is None else widened.numpy()
+    positive = result.numpy()
+    negative_bits = torch.empty(packed_size(n), dtype=torch.uint8)
+    negative = negative_bits.numpy()
+    scratch = np.empty(chunk, dtype=np.bool_)
+    for start in range(0, n, chunk):
+        end = min(start + chunk, n)
+        if grad is not None:
+            flat[start:end].lerp_(grad[start:end], weight)
+        if widened is None:
+            part = values[start:end]
+        else:
+            part = values[: end - start]
+            widened[: end - start].copy_(flat[start:end])
+        mask = scratch[: end - start]
+        first, last = start // 8, packed_size(end)
+        positive[first:last] = np.packbits(np.greater(part, 0, out=mask), bitorder="little")
+        negative[first:last] = np.packbits(np.less(part, 0, out=mask), bitorder="little")
+        if finite is not None:
+            largest = int(np.maximum.reduce(ints[start:end]))  # over the positive values' bits
+            largest_negative = int(np.maximum.reduce(uints[start:end]))  # over the negative values' bits
+            finite.append(largest < bound and largest_negative < sign + bound)
+    zeros = negative_bits.bitwise_or_(result).bitwise_not_().bitwise_and_(dither_bits)  # zeros (and NaNs)
+    result.bitwise_or_(zeros)
+    if n % 8:
+        result[-1:].bitwise_and_((1 << (n % 8)) - 1)  # padding bits stay 0
+    return result
+
+
 def _pack_chunks(
     flat: torch.Tensor,
     result: torch.Tensor,
@@ -222,26 +281,37 @@ def _pack_chunks(
     weight: float = 0.0,
     finite: list[bool] | None = None,
 ) -> torch.Tensor:
-    """Pack the signs of ``flat`` chunk by chunk into ``result``; with ``grad``, first ``flat.lerp_(grad, weight)``
-    on the same chunk, so the momentum update and the packing share one pass over memory.
+    """Pack the signs of ``flat`` into ``result``; with ``grad``, first ``flat.lerp_(grad, weight)`` on the same
+    chunk, so the momentum update and the packing share one pass over memory. On the CPU :func:`_pack_cpu`
+    (comparisons and numpy's ``packbits``), on an accelerator :func:`_pack_rule` (no comparison, no host read).
+    ``finite``, if given, gets one entry per chunk or block: True where no value can be infinite or NaN (always
+    False on an accelerator, which is never read back)."""
+    if flat.numel() == 0:
+        return result
+    if flat.device.type == "cpu":
+        return _pack_cpu(flat, result, step, dither, grad, weight, finite)
+    if finite is not None:
+        finite.append(False)  # not examined (no host read on an accelerator)
+    return _pack_rule(flat, result, step, dither, grad, weight)
 
-    No comparisons (a float compare into bools costs ~6 arithmetic passes on CPU). With ``s = 2 d - 1`` for the
-    dither bit ``d``, ``q = s * x + 0`` has the sign bit ``sign(x) xor (s < 0)`` for ``x != 0`` and is ``+0`` for
-    ``x = +-0`` (IEEE: ``-0 + 0 = +0``), so ``signbit(q) xor d`` is 1 for ``x > 0``, 0 for ``x < 0`` and ``d``
-    for a zero: the rule of the module docs. The sign bits are read as the top byte of each value (one shift),
-    gathered 8 to a byte with one multiply per 64-bit word, and xor-ed with the packed dither bits.
 
-    On the CPU a block of values is first packed from the values' own sign bits (``not signbit(x)``, which is the
-    rule for every ``x != 0``), skipping the multiply: the top byte holds the sign and the 7 highest exponent bits,
-    and where none of the block's top bytes has those 7 bits all zero or all one, the block holds no zero (nor a
-    denormal or a float32 below ``2^-125``) and no infinity or NaN, so the bits are final. A block that has one is
-    packed again with the rule above, bit for bit as before (one host read of the block's smallest and largest
-    exponent bits; on an accelerator every block takes the rule, with no host read). ``finite``, if given, gets
-    one entry per block: True where no value of the block can be infinite or NaN (its top bytes prove it).
+def _pack_rule(
+    flat: torch.Tensor,
+    result: torch.Tensor,
+    step: int,
+    dither: torch.Tensor | None,
+    grad: torch.Tensor | None = None,
+    weight: float = 0.0,
+) -> torch.Tensor:
+    """The accelerator packer (it runs on the CPU too, for tests): few large kernels, no comparison, no host read.
+
+    A float compare into bools costs several arithmetic passes in torch. With ``s = 2 d - 1`` for the dither bit
+    ``d``, ``q = s * x + 0`` has the sign bit ``sign(x) xor (s < 0)`` for ``x != 0`` and is ``+0`` for ``x = +-0``
+    (IEEE: ``-0 + 0 = +0``), so ``signbit(q) xor d`` is 1 for ``x > 0``, 0 for ``x < 0`` and ``d`` for a zero: the
+    rule of the module docs. The sign bits are read as the top byte of each value (one shift), gathered 8 to a byte
+    with one multiply per 64-bit word, and xor-ed with the packed dither bits.
     """
     n = flat.numel()
-    if n == 0:
-        return result
     signed = _SIGNED[flat.element_size()]
     on_cpu = flat.device.type == "cpu"
     chunk = min(_CHUNK if on_cpu else _DEVICE_CHUNK, -(-n // 64) * 64)
@@ -251,44 +321,19 @@ def _pack_chunks(
     scratch = torch.empty(chunk, dtype=flat.dtype, device=flat.device)
     top = torch.empty(block, dtype=torch.uint8, device=flat.device)
     words = top.view(torch.int64)
-    low = torch.empty(words.numel(), dtype=torch.int64, device=flat.device) if on_cpu else None
-    # the top byte's 7 bits under the sign of an infinity or NaN: all set (float16: the 5 exponent bits set)
-    limit = 0x7C if flat.dtype == torch.float16 else 0x7F
     shift = 8 * flat.element_size() - 8
     mask = _dither(step, None if dither is None else dither.reshape(-1), result)  # validates the mask first
     odd = [] if dither is None else _odd_phase_ranges(dither, n)
     sign = 1 if step % 2 == 0 else -1
-    ruled: list[tuple[int, int]] = []  # (first byte, bytes) of the blocks packed with the dither rule
     for first_value in range(0, n, block):
         block_size = min(block, n - first_value)
         count = packed_size(block_size)
         first_byte = first_value // 8
-        update = grad is not None
-        if low is not None:
-            for start in range(first_value, first_value + block_size, chunk):
-                size = min(chunk, n - start)
-                part = flat[start : start + size]
-                if grad is not None:
-                    part.lerp_(grad[start : start + size], weight)
-                offset = start - first_value
-                shifted = torch.bitwise_right_shift(part.view(signed), shift, out=scratch[:size].view(signed))
-                top[offset : offset + size].copy_(shifted)
-            update = False  # the values are updated; a second pass only reads them
-            exponents = torch.bitwise_and(words[:count], ~_TOP_BITS, out=low[:count])  # the 7 bits under each sign
-            smallest, largest = (int(v) for v in torch.aminmax(exponents.view(torch.uint8)[:block_size]))
-            if finite is not None:
-                finite.append(largest < limit)
-            if smallest and largest < limit:  # no zero, tiny, huge, infinite or NaN value: not signbit(x)
-                gathered = words[:count].bitwise_xor_(exponents).mul_(_GATHER).bitwise_right_shift_(56)
-                result[first_byte : first_byte + count].copy_(gathered).bitwise_not_()
-                continue
-        elif finite is not None:
-            finite.append(False)  # not examined (no host read on an accelerator)
         for start in range(first_value, first_value + block_size, chunk):
             size = min(chunk, n - start)
             part = flat[start : start + size]
-            if update:
-                part.lerp_(grad[start : start + size], weight)  # type: ignore[index]
+            if grad is not None:
+                part.lerp_(grad[start : start + size], weight)
             q = scratch[:size]
             for begin, end, flipped in _pieces(start, size, odd):
                 torch.addcmul(zero, part[begin:end], alt[begin:end], value=-sign if flipped else sign, out=q[begin:end])
@@ -297,13 +342,7 @@ def _pack_chunks(
             top[offset : offset + size].copy_(q.view(signed).bitwise_right_shift_(shift))
         gathered = words[:count].bitwise_and_(_TOP_BITS).mul_(_GATHER).bitwise_right_shift_(56)
         result[first_byte : first_byte + count].copy_(gathered)  # stale bytes reach only padding bits
-        ruled.append((first_byte, count))
-    if len(ruled) == -(-n // block):  # every block: one pass
-        result.bitwise_xor_(mask)
-    else:
-        for first_byte, count in ruled:
-            piece = result[first_byte : first_byte + count]
-            piece.bitwise_xor_(mask if isinstance(mask, int) else mask[first_byte : first_byte + count])
+    result.bitwise_xor_(mask)
     if n % 8:
         result[-1:].bitwise_and_((1 << (n % 8)) - 1)  # padding bits stay 0
     return result
@@ -315,11 +354,11 @@ def pack_signs(
     """Pack the signs of ``values`` (flattened) into ``packed_size(values.numel())`` bytes.
 
     Bit 1 means positive, bit 0 negative; an exact zero (``+0`` or ``-0``) gets the dither bit of ``step`` (see the
-    module docs). No comparisons: the bit is the sign bit of ``s * x + 0`` (``s = 2 d - 1`` for the dither bit
-    ``d``) xor ``d``, read as the top byte of each value and gathered 8 to a byte by one multiply per 64-bit word,
-    in cache-sized chunks (about 2.5x less CPU than two comparisons and two packs). On the CPU a block whose values
-    are all nonzero, finite and not tiny or huge (its top bytes show it) skips the multiply: its bits are
-    ``not signbit(x)``, the same bits.
+    module docs). On the CPU, per cache-sized chunk, numpy's vectorised ``x > 0`` and ``x < 0`` are packed 8 to a
+    byte by ``packbits`` and the dither bits are merged where neither holds (about 2.5x less CPU than the
+    comparison-free packer there). On an accelerator no comparison: the bit is the sign bit of ``s * x + 0``
+    (``s = 2 d - 1`` for the dither bit ``d``) xor ``d``, read as the top byte of each value and gathered 8 to a
+    byte by one multiply per 64-bit word. Both give the same bits.
 
     Args:
         values: a floating tensor; a NaN's bit is unspecified, so check ``isfinite`` first.
@@ -342,7 +381,8 @@ def pack_finite_signs(
 ) -> tuple[torch.Tensor, bool]:
     """:func:`pack_signs`, and whether the pass proved every value finite (no separate finiteness pass).
 
-    ``True`` means no value is infinite or NaN. ``False`` means some may be (a float32 at or above ``2^127`` gives
+    ``True`` means no value is infinite or NaN (on the CPU the chunk's largest magnitudes, read from the bits as
+    integers in the packing pass, prove it). ``False`` means some may be (a float32 at or above ``2^127`` gives
     ``False`` too, and so does every input on an accelerator, which is never read back): check exactly then, for
     example with ``torch.isfinite(values).all()``.
 
@@ -354,7 +394,7 @@ def pack_finite_signs(
     """
     if not values.is_floating_point():
         raise TypeError(f"values: expected a floating tensor, got dtype {values.dtype}")
-    flat = values.reshape(-1)
+    flat = values.reshape(-1).resolve_neg()  # a lazily negated view: its values, not its storage
     if flat.element_size() not in _SIGNED:  # 8-bit floats: their signs are read from float32
         flat = flat.float()
     blocks: list[bool] = []
