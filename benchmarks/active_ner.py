@@ -534,10 +534,43 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "cpu_seconds_total": cpu,
         "plot": _relative(Path(args.plot)),
     }
-    write_results("active_ner", claims, details, results_dir=Path(args.results_dir) if args.results_dir else None)
+    done = {f"{r['strategy']}_{r['seed']}" for r in results}
+    details["jobs_finished"] = sorted(done)
+    details["jobs_not_finished"] = [name for name in _job_names(args) if name not in done]
+    write_results(
+        "active_ner",
+        claims,
+        details,
+        command=_command(),
+        results_dir=Path(args.results_dir) if args.results_dir else None,
+        inline_number_lists=True,
+    )
     _plot(curves, full_f1, Path(args.plot))
     for c in claims:
         print(json.dumps(c))
+
+
+def _job_names(args: argparse.Namespace) -> list[str]:
+    """Every job of the run, in the order they start: one reference and seed 0 of every strategy, then the other
+    references (every reference seed sets the 99% bar), then the other strategy seeds."""
+    names = ["full_0"] if args.full_seeds else []
+    names += [f"{st}_0" for st in args.strategies if args.seeds]
+    names += [f"full_{s}" for s in range(1, args.full_seeds)]
+    names += [f"{st}_{s}" for s in range(1, args.seeds) for st in args.strategies]
+    return names
+
+
+def _command() -> str:
+    """This run's command without the machine-local paths (``--work``, ``--snapshot``, ``--results-dir``, ``--plot``)
+    and the process split (``--only``, ``--summarize-only``): the command that reproduces the results file."""
+    out, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip and not arg.startswith("--"):
+            continue
+        skip = arg in ("--work", "--snapshot", "--results-dir", "--plot", "--only")
+        if not skip and arg != "--summarize-only":
+            out.append(arg)
+    return " ".join(["python benchmarks/active_ner.py", *out])
 
 
 def _relative(path: Path) -> str:
@@ -639,17 +672,13 @@ def main() -> None:
         args.patience, args.max_epochs = min(args.patience, 1), 3
         args.start = 0.01
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    # one reference and seed 0 of every strategy first, then the other references (every reference seed is
-    # needed for the 99% bar), then the other strategy seeds: a run cut short loses strategy seeds first
-    jobs = [(args, "full", 0)] if args.full_seeds else []
-    jobs += [(args, st, 0) for st in args.strategies if args.seeds]
-    jobs += [(args, "full", s) for s in range(1, args.full_seeds)]
-    jobs += [(args, st, s) for s in range(1, args.seeds) for st in args.strategies]
+    names = _job_names(args)  # a run cut short loses strategy seeds first, reference seeds last
     if args.only:
-        unknown = set(args.only) - {f"{j[1]}_{j[2]}" for j in jobs}
+        unknown = sorted(set(args.only) - set(names))
         if unknown:
-            raise SystemExit(f"--only: no such job {sorted(unknown)}; jobs are STRATEGY_SEED or full_SEED")
-        jobs = [j for j in jobs if f"{j[1]}_{j[2]}" in args.only]
+            raise SystemExit(f"--only: no such job {unknown}; the jobs are {names}")
+        names = [n for n in names if n in args.only]
+    jobs = [(args, n.rsplit("_", 1)[0], int(n.rsplit("_", 1)[1])) for n in names]
     if not args.summarize_only:
         todo = [j for j in jobs if not Path(args.work, f"{j[1]}_{j[2]}.json").exists()]
         started = time.perf_counter()

@@ -88,3 +88,77 @@ def test_recorder_scores_test_once_per_point_with_the_best_dev_weights_and_resto
     chosen = active_ner._selected(record.rows)
     assert [(r["words"], r["epoch"], r["test_f1"]) for r in chosen] == [(10, 1, 2.0), (25, 3, 4.0)]
     assert [r["test_f1"] for r in record.rows] == [None, 2.0, None, 4.0]
+
+
+def test_job_order_and_the_recorded_command_leave_out_machine_local_paths(monkeypatch) -> None:
+    args = SimpleNamespace(full_seeds=3, seeds=2, strategies=["mnlp", "random"])
+    assert active_ner._job_names(args) == ["full_0", "mnlp_0", "random_0", "full_1", "full_2", "mnlp_1", "random_1"]
+    argv = ["active_ner.py", "--step", "0.15", "--work", "/tmp/x", "--only", "full_2", "mnlp_1", "--workers", "4"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--summarize-only", "--plot", "/tmp/p.png"])
+    assert active_ner._command() == "python benchmarks/active_ner.py --step 0.15 --workers 4"
+
+
+def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference(tmp_path) -> None:
+    import json
+
+    full = [
+        {"strategy": "full", "seed": s, "test_f1": f1, "best_dev_epoch": 9, "epoch_dev_f1": [], "seconds": 1.0}
+        for s, f1 in ((0, 69.0), (1, 71.0))
+    ]  # mean 70.0: the 99% bar is 69.3
+
+    def campaign(strategy: str, seed: int, f1: list[float]) -> dict:
+        return {
+            "strategy": strategy,
+            "seed": seed,
+            "seconds": 1.0,
+            "cpu_seconds": 1.0,
+            "total_words": 1000,
+            "fraction": [0.01, 0.31, 0.61],
+            "f1": f1,
+            "dev_f1": f1,
+            "chosen_epoch": [0, 1, 2],
+            "labelled": [1, 30, 60],
+            "tokens": [10, 310, 610],
+            "query_seconds": [0.0, 0.1, 0.1],
+        }
+
+    results = [
+        *full,
+        campaign("mnlp", 0, [10.0, 59.3, 79.3]),  # crosses 69.3 half way: 0.46
+        campaign("mnlp", 1, [10.0, 69.3, 70.0]),  # at 0.31
+        campaign("random", 0, [10.0, 50.0, 60.0]),  # never: the cap
+    ]
+    args = SimpleNamespace(
+        start=0.01,
+        step=0.3,
+        stop=0.61,
+        train_limit=1000,
+        eval_limit=500,
+        scale=1.0,
+        strategies=["mnlp", "random"],
+        seeds=2,
+        full_seeds=2,
+        results_dir=str(tmp_path),
+        plot=str(tmp_path / "p.png"),
+        patience=3,
+        max_epochs=20,
+        min_steps=30,
+        epochs=3,
+        full_epochs=15,
+        mc_samples=10,
+        bald_pool=0.25,
+        batch_size=32,
+        lr=1e-3,
+        device="cpu",
+        threads=1,
+    )
+    active_ner.summarize(args, results)
+    out = json.loads((tmp_path / "active_ner.json").read_text())
+    claims = {c["id"]: c for c in out["claims"]}
+    spread = out["details"]["curves"]["mnlp"]["fraction_to_99pct_full_per_seed"]
+    assert spread["per_seed"] == pytest.approx([0.46, 0.31]) and spread["mean"] == pytest.approx(0.385)
+    assert claims["mnlp_words_to_full_f1"]["ours"] == pytest.approx(0.385)
+    assert claims["mnlp_words_to_full_f1"]["reached"] is True
+    vs_random = claims["mnlp_vs_random_words_to_99pct_full_f1"]
+    assert vs_random["anchor"] == 0.61 and vs_random["random_reached"] is False  # a lower bound on the ratio
+    assert out["details"]["jobs_not_finished"] == ["random_1"] and "/tmp" not in out["command"]
