@@ -545,7 +545,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         results_dir=Path(args.results_dir) if args.results_dir else None,
         inline_number_lists=True,
     )
-    _plot(curves, full_f1, Path(args.plot))
+    _plot(curves, full_f1, Path(args.plot), [r["test_f1"] for r in full])
     for c in claims:
         print(json.dumps(c))
 
@@ -580,7 +580,7 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
 
 
-def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path) -> None:
+def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path, full_seeds: list[float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -593,9 +593,11 @@ def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path) -> None
     if not math.isnan(full_f1):
         ax.axhline(full_f1, color="k", ls="--", lw=1, label=f"full data ({full_f1:.1f})")
         ax.axhline(0.99 * full_f1, color="gray", ls=":", lw=1, label="99% of full data")
+    if full_seeds and len(full_seeds) > 1:
+        ax.axhspan(min(full_seeds), max(full_seeds), color="k", alpha=0.08, label="full data, seed range")
     ax.set_xlabel("% of training words labelled")
     ax.set_ylabel("entity F1, CoNLL-2003 test (dev-chosen epoch)")
-    ax.set_title("Active learning for NER, CNN-CNN-LSTM tagger (mean of seeds, dev-chosen epochs)")
+    ax.set_title("Active learning for NER, CNN-CNN-LSTM tagger\n(mean of seeds, epochs chosen on dev)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
