@@ -3,12 +3,14 @@
 Protocol (issue 20, item 2): the CNN-CNN-LSTM tagger (:class:`trinity_lightning.models.Tagger`, random
 embeddings), pool = the training split. Each campaign starts from a random 1% of the training *words*, then
 queries ``--step`` of the words per round (warm start: the model keeps training, as in the paper) up to
-``--stop`` (60%). Every round trains ``--epochs`` epochs (at least ``--min-steps`` steps): the same budget rule
-for every strategy. **Epochs are chosen on the dev split (testa)**: after every epoch the tagger is scored on
-dev; the round's learning-curve point is the test (testb) F1 of the round's best dev epoch (test is read, never
-used to choose). The full-data reference is the same tagger on 100% of the words for ``--full-epochs`` epochs,
-its test F1 at its best dev epoch: the same rule. Crossing points (the words at which a curve reaches 99% of
-the full-data F1) are interpolated linearly per seed; the spread over seeds is reported.
+``--stop`` (61%). **One budget rule for every point** (each round of every strategy, and the full-data
+reference): train until the dev F1 (testa) has not improved for ``--patience`` epochs, at least ``--min-steps``
+optimizer steps, at most ``--max-epochs`` epochs (:func:`patience_due`). **Epochs are chosen on dev**: the
+weights of the point's best dev epoch are kept and scored on test (testb) once, when the point ends; test never
+chooses anything. The full-data reference is the same tagger trained from scratch on 100% of the words under
+the same rule. ``--patience 0`` restores the earlier fixed rule (``--epochs`` per round, ``--full-epochs`` for
+the reference). Crossing points (the words at which a curve reaches 99% of the full-data F1) are interpolated
+linearly per seed; the spread over seeds is reported.
 
 ``--scale S`` keeps the first ``S`` of the training sentences as the pool and the first ``S`` of dev and test
 (``--scale 1`` = the paper's data: 14,041 / 3,250 / 3,453 sentences).
@@ -19,7 +21,8 @@ over a :class:`~trinity_lightning.active.ner.ConllDataModule`: the library's own
 Usage::
 
     python benchmarks/active_ner.py --scale 1 --step 0.02 --workers 6 --device gpu   # the full protocol
-    python benchmarks/active_ner.py --scale 0.2 --workers 1                          # the scaled CPU run
+    # the stored CPU run (the first 1,000 training sentences, the first 500 of dev and test):
+    python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500 --step 0.15 --min-steps 30 --workers 9
     python benchmarks/active_ner.py --tiny                                           # a quick check
 """
 
@@ -93,8 +96,9 @@ def _trainer(args: argparse.Namespace, callbacks: list[Any], max_epochs: int) ->
 
 
 def _dev_test_recorder(dm: Any) -> Any:
-    """A callback that, after every validation (dev), notes ``(labelled words, epoch, dev F1)`` and, when dev F1
-    is the best so far at this labelled set, the test F1 of the same weights (test never chooses anything)."""
+    """A callback that, after every validation (dev), notes ``(labelled words, epoch, dev F1)`` and keeps a copy of
+    the weights of the best dev epoch of the labelled set in use; when that point ends (the labelled set grows, or
+    the fit ends) it scores those weights on test once (test never chooses anything)."""
     import torch
     from lightning.pytorch.callbacks import Callback
 
@@ -103,6 +107,8 @@ def _dev_test_recorder(dm: Any) -> Any:
     class DevTest(Callback):
         def __init__(self) -> None:
             self.rows: list[dict[str, Any]] = []
+            self.best_state: dict[str, Any] | None = None
+            self.best_row: dict[str, Any] | None = None
 
         def _test_f1(self, pl_module: Any) -> float:
             metric = EntityF1(dm.tag_names)
@@ -115,14 +121,105 @@ def _dev_test_recorder(dm: Any) -> Any:
             pl_module.train(was_training)
             return 100 * float(metric.compute())
 
+        def _score_best(self, pl_module: Any) -> None:
+            """Test F1 of the kept best-dev weights of the point that just ended; the current weights restored."""
+            if self.best_row is None or self.best_state is None:
+                return
+            current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            pl_module.load_state_dict(self.best_state)
+            self.best_row["test_f1"] = self._test_f1(pl_module)
+            pl_module.load_state_dict(current)
+            self.best_row, self.best_state = None, None
+
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
             words = int(dm.labelled_cost)
+            if self.best_row is not None and self.best_row["words"] != words:
+                self._score_best(pl_module)  # the previous point ended: its test F1, read once
             dev = 100 * float(trainer.callback_metrics["val_f1"])
-            best = max((r["dev_f1"] for r in self.rows if r["words"] == words), default=-1.0)
-            test = self._test_f1(pl_module) if dev > best else None
-            self.rows.append({"words": words, "epoch": trainer.current_epoch, "dev_f1": dev, "test_f1": test})
+            row = {
+                "words": words,
+                "epoch": trainer.current_epoch,
+                "dev_f1": dev,
+                "test_f1": None,
+                "cpu_seconds": round(time.process_time(), 2),
+            }
+            if self.best_row is None or dev > self.best_row["dev_f1"]:
+                self.best_row = row
+                self.best_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            self.rows.append(row)
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            self._score_best(pl_module)
 
     return DevTest()
+
+
+def patience_due(dev: list[float], steps: int, patience: int, max_epochs: int, min_steps: int) -> bool:
+    """The budget rule of every point (an active-learning round, or the full-data reference): stop when
+    ``steps >= min_steps`` and either the dev F1 has not improved for ``patience`` epochs (strictly better than the
+    best so far; ``dev`` lists this point's epochs in order) or ``max_epochs`` epochs ran.
+
+    Example:
+        >>> patience_due([50.0, 60.0, 59.0, 60.0], steps=99, patience=2, max_epochs=30, min_steps=50)
+        True
+        >>> patience_due([50.0, 60.0, 59.0], steps=99, patience=2, max_epochs=30, min_steps=50)
+        False
+        >>> patience_due([50.0, 60.0, 59.0, 58.0], steps=40, patience=2, max_epochs=30, min_steps=50)
+        False
+    """
+    if steps < min_steps or not dev:
+        return False
+    if len(dev) >= max_epochs:
+        return True
+    return len(dev) - 1 - int(np.argmax(dev)) >= patience
+
+
+class DevPatience:
+    """:func:`patience_due` over the dev F1 the recorder (:func:`_dev_test_recorder`) noted for the labelled set
+    now in use; ``due(epochs, steps)`` is the interface of the round engine's ``Schedule``, so it replaces
+    ``ActiveLearning.schedule`` (a round ends when it is due) and, through :meth:`callback`, stops the full-data
+    run at the same point: one rule for both sides.
+
+    Example:
+        >>> class R: rows = [{"words": 5, "dev_f1": 1.0}, {"words": 9, "dev_f1": 3.0}, {"words": 9, "dev_f1": 2.0}]
+        >>> DevPatience(R(), patience=1, max_epochs=10, min_steps=0).due(epochs=2, steps=10)
+        True
+    """
+
+    def __init__(self, recorder: Any, patience: int, max_epochs: int, min_steps: int) -> None:
+        if patience < 1 or max_epochs < 1 or min_steps < 0:
+            raise ValueError(
+                f"patience / max_epochs / min_steps: expected >= 1, >= 1, >= 0, got {patience}, {max_epochs}, "
+                f"{min_steps}"
+            )
+        self.recorder, self.patience, self.max_epochs, self.min_steps = recorder, patience, max_epochs, min_steps
+
+    def due(self, epochs: int, steps: int) -> bool:
+        rows = self.recorder.rows
+        if not rows:
+            return False
+        words = rows[-1]["words"]
+        dev = [r["dev_f1"] for r in rows if r["words"] == words]
+        return patience_due(dev, steps, self.patience, self.max_epochs, self.min_steps)
+
+    def callback(self) -> Any:
+        """A callback that stops ``trainer.fit`` when the rule is due (for the full-data reference)."""
+        from lightning.pytorch.callbacks import Callback
+
+        rule = self
+
+        class StopWhenDue(Callback):
+            def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+                if rule.due(trainer.current_epoch + 1, trainer.global_step):
+                    trainer.should_stop = True
+
+        return StopWhenDue()
+
+
+def _rule(args: argparse.Namespace, record: Any) -> DevPatience | None:
+    """The dev-patience rule of ``--patience``/``--max-epochs``/``--min-steps``; ``None`` for the fixed rule
+    (``--patience 0``: ``--epochs`` per round, ``--full-epochs`` for the reference)."""
+    return DevPatience(record, args.patience, args.max_epochs, args.min_steps) if args.patience else None
 
 
 def _selected(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,9 +263,13 @@ def run_campaign(args: argparse.Namespace, strategy: str, seed: int) -> dict[str
         **kwargs,
     )
     record = _dev_test_recorder(dm)
+    rule = _rule(args, record)
+    if rule is not None:
+        al.schedule = rule  # type: ignore[assignment]  # a round ends when the dev-patience rule is due
     started, cpu = time.perf_counter(), time.process_time()
     _trainer(args, [al, record], -1).fit(Tagger(lr=args.lr), datamodule=dm)
     chosen = _selected(record.rows)
+    epochs_per_point = [sum(1 for r in record.rows if r["words"] == c["words"]) for c in chosen]
     rows = al.curve
     return {
         "strategy": strategy,
@@ -180,6 +281,8 @@ def run_campaign(args: argparse.Namespace, strategy: str, seed: int) -> dict[str
         "f1": [r["test_f1"] for r in chosen],
         "dev_f1": [r["dev_f1"] for r in chosen],
         "chosen_epoch": [r["epoch"] for r in chosen],
+        "epochs_per_point": epochs_per_point,
+        "steps": int(al.curve[-1]["step"]) if al.curve else None,
         "epochs": record.rows,
         "labelled": [r["labelled"] for r in rows],
         "tokens": [r["labelled_tokens"] for r in rows],
@@ -202,8 +305,11 @@ def run_full(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     dm = _datamodule(args)
     dm.label(dm.pool_indices, advance_round=False)
     record = _dev_test_recorder(dm)
+    rule = _rule(args, record)
+    callbacks = [record] if rule is None else [record, rule.callback()]
     started, cpu = time.perf_counter(), time.process_time()
-    _trainer(args, [record], args.full_epochs).fit(Tagger(lr=args.lr), datamodule=dm)
+    trainer = _trainer(args, callbacks, args.full_epochs if rule is None else args.max_epochs)
+    trainer.fit(Tagger(lr=args.lr), datamodule=dm)
     best = _selected(record.rows)[0]
     return {
         "strategy": "full",
@@ -212,6 +318,8 @@ def run_full(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "cpu_seconds": time.process_time() - cpu,
         "epoch_dev_f1": [r["dev_f1"] for r in record.rows],
         "best_dev_epoch": best["epoch"],
+        "epochs_run": len(record.rows),
+        "steps": int(trainer.global_step),
         "test_f1": best["test_f1"],
     }
 
@@ -280,6 +388,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                     "test_f1": r["f1"],
                     "dev_f1": r["dev_f1"],
                     "chosen_epoch": r["chosen_epoch"],
+                    "epochs_per_point": r.get("epochs_per_point"),
+                    "steps": r.get("steps"),
                 }
                 for r in runs
             },
@@ -370,6 +480,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 "stop",
                 "epochs",
                 "min_steps",
+                "patience",
+                "max_epochs",
                 "full_epochs",
                 "mc_samples",
                 "bald_pool",
@@ -388,6 +500,15 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             "every epoch is scored on dev (testa); each round's point (and the full-data reference) is the test "
             "(testb) F1 of the best dev epoch of that round; test never chooses anything"
         ),
+        "budget_rule": (
+            f"every point trains until its dev F1 has not improved for {args.patience} epochs (at least "
+            f"{args.min_steps} optimizer steps, at most {args.max_epochs} epochs): each active-learning round warm "
+            "(the model keeps training, as in the paper), the full-data reference from scratch; the same rule for "
+            "the reference and every strategy"
+            if args.patience
+            else f"fixed: {args.epochs} warm-start epochs per round (at least {args.min_steps} steps), the reference "
+            f"{args.full_epochs} epochs from scratch"
+        ),
         "scaled": (
             f"scaled run: the pool is the first {train_limit} of 14,041 training sentences, dev/test the first "
             f"{eval_limit} sentences; the full protocol is --scale 1"
@@ -402,6 +523,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 "seed": r["seed"],
                 "test_f1": r["test_f1"],
                 "best_dev_epoch": r["best_dev_epoch"],
+                "epochs_run": r.get("epochs_run"),
+                "steps": r.get("steps"),
                 "epoch_dev_f1": r["epoch_dev_f1"],
                 "seconds": r["seconds"],
             }
@@ -411,10 +534,43 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "cpu_seconds_total": cpu,
         "plot": _relative(Path(args.plot)),
     }
-    write_results("active_ner", claims, details, results_dir=Path(args.results_dir) if args.results_dir else None)
-    _plot(curves, full_f1, Path(args.plot))
+    done = {f"{r['strategy']}_{r['seed']}" for r in results}
+    details["jobs_finished"] = sorted(done)
+    details["jobs_not_finished"] = [name for name in _job_names(args) if name not in done]
+    write_results(
+        "active_ner",
+        claims,
+        details,
+        command=_command(),
+        results_dir=Path(args.results_dir) if args.results_dir else None,
+        inline_number_lists=True,
+    )
+    _plot(curves, full_f1, Path(args.plot), [r["test_f1"] for r in full])
     for c in claims:
         print(json.dumps(c))
+
+
+def _job_names(args: argparse.Namespace) -> list[str]:
+    """Every job of the run, in the order they start: one reference and seed 0 of every strategy, then the other
+    references (every reference seed sets the 99% bar), then the other strategy seeds."""
+    names = ["full_0"] if args.full_seeds else []
+    names += [f"{st}_0" for st in args.strategies if args.seeds]
+    names += [f"full_{s}" for s in range(1, args.full_seeds)]
+    names += [f"{st}_{s}" for s in range(1, args.seeds) for st in args.strategies]
+    return names
+
+
+def _command() -> str:
+    """This run's command without the machine-local paths (``--work``, ``--snapshot``, ``--results-dir``, ``--plot``)
+    and the process split (``--only``, ``--summarize-only``): the command that reproduces the results file."""
+    out, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip and not arg.startswith("--"):
+            continue
+        skip = arg in ("--work", "--snapshot", "--results-dir", "--plot", "--only")
+        if not skip and arg != "--summarize-only":
+            out.append(arg)
+    return " ".join(["python benchmarks/active_ner.py", *out])
 
 
 def _relative(path: Path) -> str:
@@ -424,7 +580,7 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
 
 
-def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path) -> None:
+def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path, full_seeds: list[float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -437,9 +593,11 @@ def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path) -> None
     if not math.isnan(full_f1):
         ax.axhline(full_f1, color="k", ls="--", lw=1, label=f"full data ({full_f1:.1f})")
         ax.axhline(0.99 * full_f1, color="gray", ls=":", lw=1, label="99% of full data")
+    if full_seeds and len(full_seeds) > 1:
+        ax.axhspan(min(full_seeds), max(full_seeds), color="k", alpha=0.08, label="full data, seed range")
     ax.set_xlabel("% of training words labelled")
     ax.set_ylabel("entity F1, CoNLL-2003 test (dev-chosen epoch)")
-    ax.set_title("Active learning for NER, CNN-CNN-LSTM tagger (mean of seeds, dev-chosen epochs)")
+    ax.set_title("Active learning for NER, CNN-CNN-LSTM tagger\n(mean of seeds, epochs chosen on dev)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -476,7 +634,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="share of the pool and of dev/test kept (1 = all)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--min-steps", type=int, default=50)
-    parser.add_argument("--full-epochs", type=int, default=15)
+    parser.add_argument("--full-epochs", type=int, default=15, help="the reference's epochs under --patience 0")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="every point (each round and the full-data reference) trains until its dev F1 has not improved for "
+        "this many epochs (0: the fixed rule, --epochs per round and --full-epochs for the reference)",
+    )
+    parser.add_argument("--max-epochs", type=int, default=20, help="at most this many epochs per point (--patience)")
     parser.add_argument("--full-seeds", type=int, default=3)
     parser.add_argument("--mc-samples", type=int, default=10)
     parser.add_argument("--bald-pool", type=float, default=0.25)
@@ -493,18 +659,28 @@ def main() -> None:
         "--plot", default=str(Path(__file__).resolve().parents[1] / "docs/img/active_ner_paper_protocol.png")
     )
     parser.add_argument("--snapshot", default=None, help="folder refreshed with a summary after every job")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="run only these jobs (e.g. full_2 mnlp_1), to split one run over processes sharing --work",
+    )
     parser.add_argument("--summarize-only", action="store_true", help="rebuild the JSON from finished jobs")
     parser.add_argument("--tiny", action="store_true", help="a quick CPU check of the script (not a result)")
     args = parser.parse_args()
     if args.tiny:
         args.train_limit, args.eval_limit, args.seeds, args.full_epochs = 600, 200, 1, 2
         args.epochs, args.min_steps, args.step, args.stop, args.mc_samples = 1, 5, 0.1, 0.21, 3
+        args.patience, args.max_epochs = min(args.patience, 1), 3
         args.start = 0.01
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    # the longest-lived first: one reference, then every strategy seed by seed, then the other references
-    jobs = [(args, "full", 0)] if args.full_seeds else []
-    jobs += [(args, st, s) for s in range(args.seeds) for st in args.strategies]
-    jobs += [(args, "full", s) for s in range(1, args.full_seeds)]
+    names = _job_names(args)  # a run cut short loses strategy seeds first, reference seeds last
+    if args.only:
+        unknown = sorted(set(args.only) - set(names))
+        if unknown:
+            raise SystemExit(f"--only: no such job {unknown}; the jobs are {names}")
+        names = [n for n in names if n in args.only]
+    jobs = [(args, n.rsplit("_", 1)[0], int(n.rsplit("_", 1)[1])) for n in names]
     if not args.summarize_only:
         todo = [j for j in jobs if not Path(args.work, f"{j[1]}_{j[2]}.json").exists()]
         started = time.perf_counter()
