@@ -427,6 +427,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 unit="fraction of words",
                 target=0.5,
                 reached=reached,
+                seeds=curves["mnlp"]["seeds"],
                 scaled=_limits(args)[0] is not None,
             )
         )
@@ -452,6 +453,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 target=1.4,
                 mnlp_reached=reached_m,
                 random_reached=reached_r,
+                seeds={"mnlp": curves["mnlp"]["seeds"], "random": curves["random"]["seeds"]},
                 scaled=_limits(args)[0] is not None,
             )
         )
@@ -466,6 +468,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 better="higher",
                 unit="F1 points",
                 target_delta=1.0,
+                seeds={"mnlp": curves["mnlp"]["seeds"], "random": curves["random"]["seeds"]},
             )
         )
     train_limit, eval_limit = _limits(args)
