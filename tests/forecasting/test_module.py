@@ -308,3 +308,31 @@ def test_forecaster_highway_option_wraps_built_and_given_networks_inside_instanc
     dm.setup("fit")
     trainer.fit(model, datamodule=dm)
     assert isinstance(model.network, Highway) and model.network.linear.weight.abs().sum() > 0
+
+
+def test_forecaster_highway_lr_freezes_or_slows_the_map():
+    import lightning.pytorch as pl
+
+    from trinity_lightning.forecasting import Highway
+
+    dm = _sine_datamodule(history=16, horizon=8, batch_size=32)
+    dm.setup("fit")
+    maps = {}
+    for highway_lr in (0.0, 1e-3, None):
+        pl.seed_everything(0, verbose=False)
+        model = Forecaster(cell="lstm", hidden_size=4, highway=16, highway_lr=highway_lr, lr=1e-2)
+        trainer = pl.Trainer(
+            max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+        )
+        trainer.fit(model, datamodule=dm)
+        assert isinstance(model.network, Highway)
+        groups = trainer.optimizers[0].param_groups
+        maps[highway_lr] = model.network.linear.weight.detach().abs().max().item()
+        # the recurrent part trains in every case
+        assert model.network.network.head.weight.abs().sum() > 0
+        if highway_lr == 1e-3:
+            assert [g["lr"] for g in groups] == [1e-2, 1e-3]
+    assert maps[0.0] == 0.0  # frozen at its (zero) start
+    assert 0 < maps[1e-3] < maps[None]  # a smaller step than the network's lr
+    with pytest.raises(ValueError, match="highway_lr"):
+        Forecaster(cell="lstm", highway=4, highway_lr=-1.0)

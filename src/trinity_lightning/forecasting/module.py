@@ -391,6 +391,8 @@ class Forecaster(pl.LightningModule):
             linear forecast. Applied inside ``instance_norm`` (the map reads the normalised window).
             :meth:`fit_highway` sets the map to a closed-form ridge fit before training. A given ``network`` needs
             ``horizon``.
+        highway_lr: the highway's learning rate (``None``: ``lr``; ``0``: frozen, e.g. at its ridge fit, so the
+            network learns the residual of a fixed linear forecast).
 
     Example:
         >>> model = Forecaster(cell="tlstm", hidden_size=8, rank=2, horizon=6, n_targets=1)
@@ -419,10 +421,13 @@ class Forecaster(pl.LightningModule):
         report_horizons: list[int] | None = None,
         instance_norm: str | None = None,
         highway: int | None = None,
+        highway_lr: float | None = None,
     ) -> None:
         super().__init__()
         if highway is not None and network is not None and horizon is None:
             raise ValueError("highway: a given network needs horizon=... (the highway's output length)")
+        if highway_lr is not None and highway_lr < 0:
+            raise ValueError(f"highway_lr: expected a learning rate >= 0, got {highway_lr}")
         if instance_norm is not None and instance_norm not in INSTANCE_NORMS:
             raise ValueError(f"instance_norm: got {instance_norm!r}; expected one of {INSTANCE_NORMS} or None")
         if not 0.0 <= teacher_forcing <= 1.0:
@@ -587,9 +592,17 @@ class Forecaster(pl.LightningModule):
         return preds
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
-        )
+        params: Any = self.parameters()
+        highway, highway_lr = self.highway_module, self.hparams.get("highway_lr")
+        if highway is not None and highway_lr is not None:
+            own = {id(p) for p in highway.linear.parameters()}
+            rest = [p for p in self.parameters() if id(p) not in own]
+            params = [{"params": rest}]
+            if highway_lr > 0:
+                params.append({"params": list(highway.linear.parameters()), "lr": highway_lr})
+            else:
+                highway.linear.requires_grad_(False)
+        optimizer = torch.optim.Adam(params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
         decay = float(self.hparams.get("lr_decay", 1.0))
         if decay == 1.0:
             return optimizer
