@@ -448,6 +448,8 @@ class Forecaster(pl.LightningModule):
             return network
         window, horizon = self.hparams.get("highway"), self.hparams.get("horizon")
         if window is not None and not isinstance(network, Highway):
+            if horizon is None:
+                raise ValueError("highway: a given network needs horizon=... (the highway's output length)")
             network = Highway(network, int(window), int(horizon))
         mode = self.hparams.get("instance_norm")
         return network if mode is None else InstanceNorm(network, mode)
