@@ -782,10 +782,12 @@ def run_selection(
     result["validation_mse"] = {
         spec: {cell: sum(v) / len(v) for cell, v in by_cell.items()} for spec, by_cell in table.items()
     }
-    scored = {spec: sum(v.values()) / len(v) for spec, v in result["validation_mse"].items() if len(v) > 1}
+    scored = {spec: sum(v.values()) / len(v) for spec, v in result["validation_mse"].items()}
     if scored:
         result["chosen"] = min(scored, key=scored.__getitem__)
-        result["chosen_by"] = "lowest mean over the recurrent models of their best validation MSE (no test window read)"
+        result["chosen_by"] = (
+            "lowest best validation MSE, averaged over the recurrent models and seeds run (no test window read)"
+        )
     return result
 
 
