@@ -1031,7 +1031,8 @@ def markdown_tables(details: dict[str, Any]) -> str:
         "tlstm_stop13": "TLSTM, previous recipe (2 epochs, teacher forcing, no validation)",
         "lstm_stop13": "LSTM, previous recipe",
         "mlstm_stop13": "MLSTM, previous recipe",
-        "tlstm_stop14": "TLSTM, stop-14 recipe (no instance normalisation)",
+        "tlstm_stop14": "TLSTM, stop-14 recipe (no highway, no instance normalisation)",
+        "lstm_stop14": "LSTM, stop-14 recipe (no highway, no instance normalisation)",
         "tlstm_revin": "TLSTM, RevIN instance normalisation (stop 16)",
         "lstm_revin": "LSTM, RevIN instance normalisation (stop 16)",
     }
@@ -1074,6 +1075,17 @@ def markdown_tables(details: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def significant(value: Any, digits: int = 6) -> Any:
+    """``value`` with every float in its (nested) lists and dicts rounded to ``digits`` significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, list):
+        return [significant(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: significant(v, digits) for k, v in value.items()}
+    return value
 
 
 def main() -> None:
@@ -1169,6 +1181,10 @@ def main() -> None:
 
     def save() -> None:
         sections = details["sections"]
+        for section in sections.values():  # per-step curves to 6 significant digits: the file stays < 1.5 MB
+            for key in ("curves", "seed_curves"):
+                if isinstance(section.get(key), dict):
+                    section[key] = significant(section[key])
         claims = []
         if "memory" in sections:
             claims.append(sections["memory"]["claim"])
