@@ -390,7 +390,8 @@ class Forecaster(pl.LightningModule):
             values of each target (LSTNet's autoregressive highway); the network then models the residual of a
             linear forecast. Applied inside ``instance_norm`` (the map reads the normalised window).
             :meth:`fit_highway` sets the map to a closed-form ridge fit before training. A given ``network`` needs
-            ``horizon``.
+            ``horizon``. Measured on ETTh1 at horizon 720 (docs/forecasting.md, stop 17; chosen on validation,
+            w = 96, ridge warm start, trained along): test MSE TLSTM 1.21 -> 0.75, LSTM 1.12 -> 0.83.
         highway_lr: the highway's learning rate (``None``: ``lr``; ``0``: frozen, e.g. at its ridge fit, so the
             network learns the residual of a fixed linear forecast).
 
