@@ -52,8 +52,10 @@ from _results import RESULTS_DIR, claim, median, read_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "img" / "forecasting.png"
-SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput", "diagnosis")
-DEFAULT_SECTIONS = SECTIONS[:-1]  # "diagnosis" (train vs validation curves, stop 16) runs only when asked
+SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput", "diagnosis", "selection")
+# "diagnosis" (train vs validation curves, stop 16) and "selection" (validation-only recipe search, stop 17) run only
+# when asked
+DEFAULT_SECTIONS = SECTIONS[:-2]
 RECURRENT = ("tlstm", "lstm", "mlstm")
 COLORS = {
     "repeat": "tab:gray",
@@ -434,7 +436,7 @@ def fit_with_config(
     dm: Any, network: Any, seed: int, cfg: dict[str, Any], instance_norm: str | None, train_probe_stride: int
 ) -> tuple[Any, dict[str, Any]]:
     """:func:`fit_forecaster` with a section's recurrent recipe ``cfg`` (lr, max_steps, val_every, patience,
-    val_stride)."""
+    val_stride, highway, highway_init, highway_alpha)."""
     return fit_forecaster(
         dm,
         network,
@@ -446,6 +448,10 @@ def fit_with_config(
         val_stride=cfg["val_stride"],
         instance_norm=instance_norm,
         train_probe_stride=train_probe_stride,
+        highway=cfg.get("highway"),
+        highway_init=cfg.get("highway_init", "ridge"),
+        highway_alpha=float(cfg.get("highway_alpha", 1.0)),
+        highway_lr=cfg.get("highway_lr"),
     )
 
 
@@ -464,6 +470,10 @@ def fit_forecaster(
     teacher_forcing: float = 0.0,
     instance_norm: str | None = None,
     train_probe_stride: int = 0,
+    highway: int | None = None,
+    highway_init: str = "ridge",
+    highway_alpha: float = 1.0,
+    highway_lr: float | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train ``network`` on ``dm``'s training windows (Adam, gradient norm clipped to 1) for at most ``max_steps``
     steps, scoring ``val_mse`` (the free-running forecast, the test's) on every ``val_stride``-th validation window
@@ -474,7 +484,11 @@ def fit_forecaster(
     mean error 4.9 of the last step's MSE 5.5); the same seed trained free-running scored 1.11 (docs/forecasting.md).
     ``instance_norm`` wraps the network (``Forecaster(instance_norm=...)``); ``train_probe_stride > 0`` also
     records the free-running MSE on every ``train_probe_stride``-th training window at each validation and the mean
-    training-batch loss (``train_curve``: step, probe MSE, batch loss).
+    training-batch loss (``train_curve``: step, probe MSE, batch loss). ``highway=w`` adds the linear
+    autoregressive highway (``Forecaster(highway=w)``), set before training to the closed-form ridge fit of what the
+    untrained network leaves over on the training windows (``highway_init="ridge"``, penalty ``highway_alpha``) or
+    left at zero (``"zeros"``), trained at ``highway_lr`` (``None``: ``lr``; 0: frozen); the record then holds the validation MSE of that starting point
+    (``start_val_mse``).
     Returns the model and the training record (val curve, steps, best step, CPU seconds).
     """
     from lightning.pytorch.callbacks import EarlyStopping
@@ -489,8 +503,10 @@ def fit_forecaster(
         teacher_forcing=teacher_forcing,
         teacher_forcing_epochs=1 if teacher_forcing else 0,
         instance_norm=instance_norm,
+        highway=highway,
+        highway_lr=highway_lr,
+        horizon=dm.horizon,
     )
-    model.hparams.update(horizon=dm.horizon)
     train = torch.utils.data.DataLoader(
         dm.windows("train"),
         batch_size=batch_size or dm.batch_size,
@@ -502,6 +518,14 @@ def fit_forecaster(
         dm.windows("val", stride=val_stride), batch_size=512, collate_fn=collate_windows, drop_last=False
     )
     every = min(val_every, len(train))
+    t0 = time.process_time()
+    start: dict[str, Any] = {}
+    if highway:
+        if highway_init == "ridge":
+            model.fit_highway(train, alpha=highway_alpha)
+        elif highway_init != "zeros":
+            raise ValueError(f"highway_init: got {highway_init!r}; expected 'ridge' or 'zeros'")
+        start["start_val_mse"] = evaluate_mse(model.network, val, dm.horizon)
     best = BestWeights()
     stop = EarlyStopping("val_mse", patience=patience, mode="min", check_finite=True)
     callbacks: list[pl.Callback] = [best, stop]
@@ -511,7 +535,6 @@ def fit_forecaster(
         )
         probe = TrainProbe(probe_loader, dm.horizon)
         callbacks.insert(0, probe)
-    t0 = time.process_time()
     trainer(
         max_steps=max_steps,
         max_epochs=-1,
@@ -529,6 +552,7 @@ def fit_forecaster(
         "steps": int(model.global_step),
         "cpu_s": round(time.process_time() - t0, 1),
         "stopped_early": bool(stop.stopped_epoch) or model.global_step < max_steps,
+        **start,
     }
     if train_probe_stride:
         record["train_curve"] = [[s, round(p, 5), round(b, 5)] for s, p, b in probe.curve]
@@ -641,6 +665,11 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
     result["eval_stride_recurrent"] = eval_stride
     if [c for c in RECURRENT if c in models]:
         result["instance_norm_recurrent"] = cfg.get("instance_norm")
+        result["highway_recurrent"] = cfg.get("highway")
+        result["highway_lr_recurrent"] = cfg.get("highway_lr")
+        result["history_recurrent"] = cfg["history"]
+        if cfg.get("highway"):
+            result["highway_parameters"] = (int(cfg["highway"]) + 1) * longest
     if eval_stride > 1 and models & {"repeat", "ridge"}:
         # the linear baselines on the same subset of test windows (same target rows), for the ratio claims
         lin = datamodule(cfg["linear_history"], longest)
@@ -671,6 +700,94 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
         summarize_seeds(result, cell, horizons, longest)
     result["train_windows_recurrent"] = len(dm.train_dataset)
     result["test_windows_recurrent"] = len(test.dataset)  # type: ignore[arg-type]
+    return result
+
+
+def parse_candidate(spec: str) -> dict[str, Any]:
+    """A selection candidate: ``base`` or ``+``-joined ``key=value`` overrides of the section's recurrent recipe,
+    keys ``norm`` (none / revin / last), ``hw`` (highway window, 0: off), ``init`` (ridge / zeros), ``hist``
+    (history), ``hidden`` (TLSTM hidden size; the others are matched), ``rank``, ``steps``, ``stride``, ``hwlr``
+    (the highway's learning rate; 0: frozen)."""
+    keys = {"norm": "instance_norm", "hw": "highway", "init": "highway_init", "hist": "history", "hidden": "hidden"}
+    keys.update(rank="rank", steps="max_steps", stride="stride", hwlr="highway_lr")
+    out: dict[str, Any] = {}
+    for token in [t for t in spec.split("+") if t and t != "base"]:
+        key, _, value = token.partition("=")
+        if key not in keys or not value:
+            raise ValueError(f"candidate {spec!r}: unknown override {token!r}; expected key=value, keys {sorted(keys)}")
+        if key in ("norm", "init"):
+            out[keys[key]] = None if value == "none" else value
+        elif key == "hwlr":
+            out[keys[key]] = float(value)
+        else:
+            out[keys[key]] = int(value) or None
+    return out
+
+
+def run_selection(
+    cfg: dict[str, Any],
+    seeds: list[int],
+    models: set[str],
+    candidates: list[str],
+    stored: dict[str, Any],
+    reused: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """ETTh1 at the recurrent horizon: each candidate recipe (:func:`parse_candidate`) trained for every recurrent
+    model in ``models`` and seed, scored on the validation windows only (best validation MSE, its curve, the
+    highway's starting point); no test window is read. Runs already in ``stored`` (same candidate, model and seed)
+    are kept, so a selection can be extended; ``reused`` (``{cell: {seed: record}}``, the etth1 section's training
+    records) stands in for the ``base`` candidate when its recipe is the section's."""
+    from trinity_lightning.forecasting import RecurrentForecastNet, TimeSeriesDataModule
+
+    horizon = cfg.get("recurrent_horizon", cfg["horizons"][-1])
+    reused = {c: v for c, v in (reused or {}).items() if c in RECURRENT}
+    runs: dict[str, Any] = dict(stored.get("runs", {}))
+    for cell, by_seed in reused.items():  # the stored section's runs at the section's own recipe ("base")
+        for seed, record in by_seed.items():
+            if "base" in candidates and int(seed) in seeds and cell in models:
+                runs.setdefault(f"base/{cell}/{seed}", {**record, "reused_from": "the etth1 section's stored run"})
+    result: dict[str, Any] = {"horizon": horizon, "candidates": {}, "runs": runs}
+    for spec in candidates:
+        recipe = {**cfg, **parse_candidate(spec)}
+        result["candidates"][spec] = {k: recipe.get(k) for k in ("instance_norm", "highway", "history", "hidden")}
+        result["candidates"][spec].update({k: recipe.get(k) for k in ("rank", "max_steps", "stride", "highway_lr")})
+        todo = [(c, s) for c in RECURRENT if c in models for s in seeds if f"{spec}/{c}/{s}" not in runs]
+        if not todo:
+            continue
+        dm = TimeSeriesDataModule(
+            recipe["source"],
+            history=recipe["history"],
+            horizon=horizon,
+            split=recipe["split"],
+            batch_size=recipe["batch"],
+            train_stride=recipe["stride"],
+        )
+        dm.setup("fit")
+        tl_params = count_parameters(
+            RecurrentForecastNet(dm.n_targets, 0, "tlstm", recipe["hidden"], rank=recipe["rank"])
+        )
+        for cell, seed in todo:
+            hidden = recipe["hidden"] if cell == "tlstm" else matched_hidden(cell, dm.n_targets, 0, tl_params)
+            torch.manual_seed(seed)
+            net = RecurrentForecastNet(dm.n_targets, 0, cell, hidden, rank=recipe["rank"])
+            count = count_parameters(net)
+            _, record = fit_with_config(dm, net, seed, recipe, recipe.get("instance_norm"), 0)
+            record.update(hidden=hidden, parameters=count)
+            runs[f"{spec}/{cell}/{seed}"] = record
+            print(f"[forecasting] selection {spec} {cell} seed {seed}: {record}", flush=True)
+    table: dict[str, dict[str, float]] = {}
+    for key, record in runs.items():
+        spec, cell, _ = key.rsplit("/", 2)
+        table.setdefault(spec, {}).setdefault(cell, []).append(record["best_val_mse"])  # type: ignore[attr-defined]
+    result["validation_mse"] = {
+        spec: {cell: sum(v) / len(v) for cell, v in by_cell.items()} for spec, by_cell in table.items()
+    }
+    scored = {spec: sum(v.values()) / len(v) for spec, v in result["validation_mse"].items()}
+    if scored:
+        result["chosen"] = min(scored, key=scored.__getitem__)
+        result["chosen_by"] = (
+            "lowest best validation MSE, averaged over the recurrent models and seeds run (no test window read)"
+        )
     return result
 
 
@@ -869,6 +986,9 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
         scope = f"standard split, every {sections['etth1'].get('eval_stride_recurrent', 1)}th test window ({n_test})"
         norm = sections["etth1"].get("instance_norm_recurrent")
         recipe = f"{norm} instance normalisation, " if norm else ""
+        if sections["etth1"].get("highway_recurrent"):
+            window = sections["etth1"]["highway_recurrent"]
+            recipe += f"a linear highway on the last {window} values (ridge warm start), "
         claims.append(
             claim(
                 "tlstm_vs_lstm_long_horizon_etth1",
@@ -911,7 +1031,8 @@ def markdown_tables(details: dict[str, Any]) -> str:
         "tlstm_stop13": "TLSTM, previous recipe (2 epochs, teacher forcing, no validation)",
         "lstm_stop13": "LSTM, previous recipe",
         "mlstm_stop13": "MLSTM, previous recipe",
-        "tlstm_stop14": "TLSTM, stop-14 recipe (no instance normalisation)",
+        "tlstm_stop14": "TLSTM, stop-14 recipe (no highway, no instance normalisation)",
+        "lstm_stop14": "LSTM, stop-14 recipe (no highway, no instance normalisation)",
         "tlstm_revin": "TLSTM, RevIN instance normalisation (stop 16)",
         "lstm_revin": "LSTM, RevIN instance normalisation (stop 16)",
     }
@@ -956,6 +1077,17 @@ def markdown_tables(details: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def significant(value: Any, digits: int = 6) -> Any:
+    """``value`` with every float in its (nested) lists and dicts rounded to ``digits`` significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, list):
+        return [significant(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: significant(v, digits) for k, v in value.items()}
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"comma-separated subset of {SECTIONS}")
@@ -982,6 +1114,24 @@ def main() -> None:
         "--instance-norm",
         default=None,
         help="the recurrent models' per-window normalisation (revin or last; overrides the section's)",
+    )
+    parser.add_argument(
+        "--highway", type=int, default=None, help="the recurrent models' linear highway window (0: off; overrides)"
+    )
+    parser.add_argument("--highway-init", default=None, help="ridge (closed-form warm start, default) or zeros")
+    parser.add_argument("--highway-lr", type=float, default=None, help="the highway's learning rate (0: frozen)")
+    parser.add_argument("--history", type=int, default=None, help="the recurrent models' history (overrides)")
+    parser.add_argument("--stride", type=int, default=None, help="the recurrent models' training-window stride")
+    parser.add_argument("--hidden", type=int, default=None, help="TLSTM hidden size (others matched; overrides)")
+    parser.add_argument(
+        "--candidates",
+        default="base,norm=last,hw=96,hw=96+norm=last",
+        help="selection: comma-separated recipes, each 'base' or '+'-joined key=value overrides (parse_candidate)",
+    )
+    parser.add_argument(
+        "--reuse-base",
+        action="store_true",
+        help="selection: the stored etth1 runs stand in for the 'base' candidate (when run at the same recipe)",
     )
     parser.add_argument("--results-dir", default=str(RESULTS_DIR))
     parser.add_argument("--plot", default=str(PLOT))
@@ -1011,6 +1161,13 @@ def main() -> None:
             cfg["val_stride"] = args.val_stride
         if args.instance_norm and "horizons" in cfg:
             cfg["instance_norm"] = None if args.instance_norm == "none" else args.instance_norm
+        for option, key in (("highway", "highway"), ("history", "history"), ("stride", "stride"), ("hidden", "hidden")):
+            if getattr(args, option) is not None and "horizons" in cfg:
+                cfg[key] = getattr(args, option) or None
+        if args.highway_lr is not None and "horizons" in cfg:
+            cfg["highway_lr"] = args.highway_lr
+        if args.highway_init and "horizons" in cfg:
+            cfg["highway_init"] = args.highway_init
     models = {m for m in args.models.split(",") if m}
     results_dir = Path(args.results_dir)
     try:
@@ -1024,6 +1181,10 @@ def main() -> None:
 
     def save() -> None:
         sections = details["sections"]
+        for section in sections.values():  # per-step curves to 6 significant digits: the file stays < 1.5 MB
+            for key in ("curves", "seed_curves"):
+                if isinstance(section.get(key), dict):
+                    section[key] = significant(section[key])
         claims = []
         if "memory" in sections:
             claims.append(sections["memory"]["claim"])
@@ -1076,13 +1237,23 @@ def main() -> None:
             details["sections"]["memory"] = run_memory(args.quick)
         elif section == "throughput":
             details["sections"]["throughput"] = run_throughput(args.quick)
+        elif section == "selection":
+            stored_selection = details["sections"].get("selection", {})
+            details["sections"]["selection"] = run_selection(
+                configs["etth1"],
+                seeds[:1] if not args.seed_list else seeds,
+                models,
+                args.candidates.split(","),
+                stored_selection,
+                details["sections"].get("etth1", {}).get("training") if args.reuse_base else None,
+            )
         elif section == "diagnosis":
             details["sections"]["diagnosis"] = run_diagnosis(configs["etth1"], seeds, models, args.norms.split(","))
         elif section == "genz":
             details["sections"]["genz"] = run_genz(configs["genz"], seeds)
         else:
             details["sections"][section] = run_series(section, configs[section], seeds, models)
-        if section not in ("memory", "throughput", "diagnosis"):
+        if section not in ("memory", "throughput", "diagnosis", "selection"):
             details.setdefault("config", {})[section] = configs[section]
         details["timing"][section] = {
             "wall_s": round(time.perf_counter() - t0, 1),

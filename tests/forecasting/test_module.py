@@ -213,3 +213,126 @@ def test_forecaster_instance_norm_option_wraps_built_and_given_networks():
     assert isinstance(model.network, InstanceNorm)
     preds = torch.cat(trainer.predict(model, datamodule=dm))
     assert preds.shape == (len(dm.test_dataset), 8, 1) and 6.0 < float(preds.mean()) < 14.0
+
+
+class _Zero(torch.nn.Module):
+    """A network whose forecast is zero (the recurrent output switched off)."""
+
+    def forward(self, history, future_covariates, horizon, *args, **kwargs):
+        n_targets = history.shape[-1] - future_covariates.shape[-1]
+        return history.new_zeros(history.shape[0], horizon, n_targets)
+
+
+def test_highway_adds_a_channel_shared_linear_map_of_the_last_window():
+    from trinity_lightning.forecasting import Highway
+
+    torch.manual_seed(0)
+    history, future = torch.randn(3, 10, 3), torch.randn(3, 5, 1)  # 2 targets, 1 covariate
+    net = RecurrentForecastNet(2, 1, "tlstm", 4, rank=2)
+    torch.nn.init.normal_(net.head.weight, std=0.5)
+    highway = Highway(net, window=4, horizon=5)
+    # the map starts at zero: the forecast is the network's own
+    assert torch.allclose(highway(history, future, 5), net(history, future, 5))
+    torch.nn.init.normal_(highway.linear.weight)
+    torch.nn.init.normal_(highway.linear.bias)
+    # with the recurrent output zeroed the forecast equals the linear map of each target's last 4 values
+    zeroed = Highway(_Zero(), window=4, horizon=5)
+    zeroed.linear.load_state_dict(highway.linear.state_dict())
+    w, b = highway.linear.weight, highway.linear.bias
+    expected = torch.einsum("btc,ht->bhc", history[:, -4:, :2], w) + b.view(1, 5, 1)
+    assert torch.allclose(zeroed(history, future, 5), expected, atol=1e-5)
+    assert torch.allclose(zeroed(history, future, 3), expected[:, :3], atol=1e-5)  # shorter horizons: the first steps
+    # with the recurrent output on, the network's forecast plus the same map; teacher-forcing arguments pass through
+    assert torch.allclose(highway(history, future, 5), net(history, future, 5) + expected, atol=1e-5)
+    target = torch.randn(3, 5, 2)
+    forced = highway(history, future, 5, target=target, teacher_forcing=1.0)
+    assert torch.allclose(forced, net(history, future, 5, target=target, teacher_forcing=1.0) + expected, atol=1e-5)
+    with pytest.raises(ValueError, match="window=12"):
+        Highway(net, window=12, horizon=5)(history, future, 5)
+    with pytest.raises(ValueError, match="longer than the highway"):
+        highway(history, torch.randn(3, 6, 1), 6)
+    with pytest.raises(ValueError, match="at least 1"):
+        Highway(net, window=0, horizon=5)
+
+
+def test_highway_fit_ridge_is_the_closed_form_ridge_of_the_residual():
+    from trinity_lightning.forecasting import Highway, Repeat
+
+    t = torch.arange(60.0)
+    windows = [(t[i : i + 8].view(1, 8, 1), t[:0].view(1, 0, 0), t[i + 8 : i + 12].view(1, 4, 1)) for i in range(40)]
+    # a linear trend: around Repeat the residual is exactly (1, 2, 3, 4) for every window; around zero it is a linear
+    # function of the last values, which the ridge recovers (tiny penalty)
+    for base in (Repeat(1), _Zero()):
+        highway = Highway(base, window=4, horizon=4).fit_ridge(windows, alpha=1e-6)
+        forecast = highway(t[50:58].view(1, 8, 1), t[:0].view(1, 0, 0), 4).flatten()
+        assert torch.allclose(forecast, torch.tensor([58.0, 59.0, 60.0, 61.0]), atol=1e-2)
+    # the same windows as RidgeLast around Repeat, and the same forecast at the same penalty
+    around_repeat = Highway(Repeat(1), window=4, horizon=4).fit_ridge(windows, alpha=1e-6)
+    ridge = RidgeLast(1, lags=4, horizon=4, alpha=1e-6).fit(windows)
+    probe = (torch.randn(2, 8, 1), torch.zeros(2, 4, 0))
+    assert torch.allclose(around_repeat(*probe, 4), ridge(*probe, 4), atol=1e-3)
+    with pytest.raises(ValueError, match="no training windows"):
+        Highway(Repeat(1), window=4, horizon=4).fit_ridge([])
+
+
+def test_forecaster_highway_option_wraps_built_and_given_networks_inside_instance_norm():
+    import lightning.pytorch as pl
+
+    from trinity_lightning.forecasting import Highway, InstanceNorm, Repeat
+
+    built = Forecaster(cell="lstm", hidden_size=4, horizon=6, n_targets=1, highway=8)
+    assert isinstance(built.network, Highway) and isinstance(built.network.network, RecurrentForecastNet)
+    assert built.highway_module is built.network and built.network.linear.out_features == 6
+    given = Forecaster(network=Repeat(1), horizon=6, highway=8, instance_norm="last")
+    assert isinstance(given.network, InstanceNorm) and isinstance(given.network.network, Highway)
+    assert isinstance(given.highway_module.network, Repeat)
+    assert Forecaster(network=Repeat(1), horizon=6).highway_module is None  # off by default
+    with pytest.raises(ValueError, match="needs horizon"):
+        Forecaster(network=Repeat(1), highway=8)
+    with pytest.raises(ValueError, match="no highway"):
+        Forecaster(network=Repeat(1), horizon=6).fit_highway([])
+    # fit_highway in the instance-normalised units: around Repeat on a trend, the forecast continues it whatever
+    # the window's level
+    t = torch.arange(200.0)
+    windows = [(t[i : i + 8].view(1, 8, 1), t[:0].view(1, 0, 0), t[i + 8 : i + 14].view(1, 6, 1)) for i in range(30)]
+    given.fit_highway(windows, alpha=1e-6)
+    far = given(t[150:158].view(1, 8, 1), t[:0].view(1, 0, 0), 6).flatten()
+    assert torch.allclose(far, t[158:164], atol=1e-2)
+    # a built recurrent network with a highway trains through Lightning (teacher forcing reaches the cell)
+    pl.seed_everything(0, verbose=False)
+    dm = _sine_datamodule(history=16, horizon=8, batch_size=32)
+    model = Forecaster(cell="tlstm", hidden_size=4, rank=2, highway=16, teacher_forcing=0.5)
+    trainer = pl.Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    dm.setup("fit")
+    trainer.fit(model, datamodule=dm)
+    assert isinstance(model.network, Highway) and model.network.linear.weight.abs().sum() > 0
+
+
+def test_forecaster_highway_lr_freezes_or_slows_the_map():
+    import lightning.pytorch as pl
+
+    from trinity_lightning.forecasting import Highway
+
+    dm = _sine_datamodule(history=16, horizon=8, batch_size=32)
+    dm.setup("fit")
+    maps = {}
+    for highway_lr in (0.0, 1e-3, None):
+        pl.seed_everything(0, verbose=False)
+        model = Forecaster(cell="lstm", hidden_size=4, highway=16, highway_lr=highway_lr, lr=1e-2)
+        trainer = pl.Trainer(
+            max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+        )
+        trainer.fit(model, datamodule=dm)
+        assert isinstance(model.network, Highway)
+        groups = trainer.optimizers[0].param_groups
+        maps[highway_lr] = model.network.linear.weight.detach().abs().max().item()
+        # the recurrent part trains in every case
+        assert model.network.network.head.weight.abs().sum() > 0
+        if highway_lr == 1e-3:
+            assert [g["lr"] for g in groups] == [1e-2, 1e-3]
+    assert maps[0.0] == 0.0  # frozen at its (zero) start
+    assert 0 < maps[1e-3] < maps[None]  # a smaller step than the network's lr
+    with pytest.raises(ValueError, match="highway_lr"):
+        Forecaster(cell="lstm", highway=4, highway_lr=-1.0)

@@ -115,3 +115,53 @@ def test_fit_records_train_vs_validation_curves_and_applies_instance_norm():
     probe = torch.utils.data.DataLoader(dm.windows("train", stride=4), batch_size=512, collate_fn=collate_windows)
     if record["best_step"] == 8:  # the probe at the last validation scored the weights that are kept
         assert evaluate(model.network, probe, 12).summary()["mse"] == pytest.approx(record["train_curve"][-1][1], 1e-4)
+
+
+def test_fit_with_a_ridge_warm_started_highway_records_its_starting_validation_mse():
+    from trinity_lightning.forecasting import Highway, RidgeLast
+
+    dm = _dm(_frame("sine", 400), history=24, horizon=12)
+    model, record = bench.fit_forecaster(
+        dm, RecurrentForecastNet(2, 0, "lstm", 4), seed=0, lr=1e-2, max_steps=4, val_every=2, patience=5, highway=24
+    )
+    assert isinstance(model.network, Highway) and model.network.window == 24
+    # the start is the ridge fit of the residual around the untrained network (Repeat: its head starts at zero) on
+    # the training windows; on raw values, so unlike RidgeLast (values relative to the last one) it can use the level
+    val = torch.utils.data.DataLoader(dm.windows("val"), batch_size=512, collate_fn=collate_windows)
+    train = torch.utils.data.DataLoader(dm.windows("train"), batch_size=512, collate_fn=collate_windows)
+    around_repeat = Highway(Repeat(2), 24, 12).fit_ridge(train)
+    assert record["start_val_mse"] == pytest.approx(evaluate(around_repeat, val, 12).summary()["mse"], rel=1e-3)
+    relative = evaluate(RidgeLast(2, 24, 12, alpha=1.0).fit(train), val, 12).summary()["mse"]
+    assert record["start_val_mse"] < relative  # this sine has a fixed level: the raw values' ridge uses it
+    assert record["start_val_mse"] < evaluate(Repeat(2), val, 12).summary()["mse"] / 2
+    frozen, _ = bench.fit_forecaster(
+        dm,
+        RecurrentForecastNet(2, 0, "lstm", 4),
+        0,
+        1e-2,
+        max_steps=2,
+        val_every=2,
+        patience=5,
+        highway=24,
+        highway_lr=0.0,
+    )
+    assert torch.allclose(
+        frozen.network.linear.weight, around_repeat.linear.weight, atol=1e-4
+    )  # frozen at the ridge fit
+
+
+def test_selection_candidates_and_compact_curves():
+    assert bench.parse_candidate("base") == {}
+    assert bench.parse_candidate("hw=96+hwlr=0+norm=last+hist=336") == {
+        "highway": 96,
+        "highway_lr": 0.0,
+        "instance_norm": "last",
+        "history": 336,
+    }
+    assert bench.parse_candidate("norm=none+hw=0") == {"instance_norm": None, "highway": None}
+    with pytest.raises(ValueError, match="unknown override 'lr=1'"):
+        bench.parse_candidate("hw=96+lr=1")
+    assert bench.significant({"a": [1.23456789, 2], "b": {"c": [0.000123456789]}}) == {
+        "a": [1.23457, 2],
+        "b": {"c": [0.000123457]},
+    }

@@ -36,6 +36,7 @@ _EXPORTS = {
     "genz_dynamics": "trinity_lightning.forecasting.genz",
     "genz_function": "trinity_lightning.forecasting.genz",
     "Forecaster": "trinity_lightning.forecasting.module",
+    "Highway": "trinity_lightning.forecasting.module",
     "HorizonMetrics": "trinity_lightning.forecasting.module",
     "InstanceNorm": "trinity_lightning.forecasting.module",
     "RecurrentForecastNet": "trinity_lightning.forecasting.module",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from trinity_lightning.forecasting.genz import GenzDataModule, genz_dynamics, genz_function
     from trinity_lightning.forecasting.module import (
         Forecaster,
+        Highway,
         HorizonMetrics,
         InstanceNorm,
         RecurrentForecastNet,
