@@ -422,15 +422,44 @@ def reported_runs(old: dict[str, Any] | None, protocol: dict[str, Any]) -> dict[
     if all(before.get(k) == protocol.get(k) for k in PROTOCOL_KEYS):
         return out
     steps = "_".join(map(str, before.get("steps", []))) or "unknown"
-    keep = ("id", "what", "ours", "anchor", "delta", "target_delta", "met", "per_seed_delta", "seeds")
     entry = {
         "command": old.get("command"),
         "date": old.get("date"),
         "load_average": old.get("machine", {}).get("load_average"),
-        "claims_as_reported_rows": [{k: c[k] for k in keep if k in c} for c in old.get("claims", [])],
+        "claims_as_reported_rows": list(old.get("claims", [])),
     }
     entry.update({k: v for k, v in details.items() if k not in ("reported", "docstring", "previous_protocol")})
     out[f"batch_{before.get('batch_per_worker', 'unknown')}_{steps}_steps"] = entry
+    return out
+
+
+def complete_claims(claims: list[dict[str, Any]], seeds: list[int], reported: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each claim as measured when it has every seed of ``seeds``; otherwise the same claim of the newest reported
+    run (the last entry of ``reported`` holding it, i.e. the run this one replaced), marked ``from_reported`` and
+    carrying this run's incomplete measurement as ``incomplete_run``. A claim no reported run holds stays as it is.
+    Which claims are complete depends only on which runs finished, never on their accuracy.
+
+    Example::
+
+        complete_claims([{"id": "byzantine_3_of_7_accuracy_delta", "seeds": [0], ...}], [0, 1, 2], reported)
+    """
+    out = []
+    for c in claims:
+        if sorted(c.get("seeds", [])) == sorted(seeds):
+            out.append(c)
+            continue
+        earlier = [
+            (key, row)
+            for key, run in reported.items()
+            for row in run.get("claims_as_reported_rows", [])
+            if row.get("id") == c["id"] and sorted(row.get("seeds", [])) == sorted(seeds)
+        ]
+        if not earlier:
+            out.append(c)
+            continue
+        key, row = earlier[-1]
+        partial = {k: c[k] for k in ("ours", "anchor", "delta", "per_seed_delta", "seeds") if k in c}
+        out.append({**row, "from_reported": key, "incomplete_run": partial})
     return out
 
 
@@ -546,6 +575,7 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         except FileNotFoundError:
             old = None
         details["reported"] = reported_runs(old, details["protocol"])
+        claims = complete_claims(claims, list(args.seeds), details["reported"])
     command = f"python benchmarks/signsgd_byzantine.py --scale {args.scale} --epochs {args.epochs} --batch {args.batch}"
     command += f" --lr {args.lr:g} --wd {args.wd:g}"
     command += f" --train-size {args.train_size} --test-size {args.test_size} --seeds {' '.join(map(str, args.seeds))}"

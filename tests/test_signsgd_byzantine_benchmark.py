@@ -80,3 +80,15 @@ def test_reported_runs_rerunning_the_same_protocol_replaces_it_and_keeps_the_rep
     old = _results(128, -0.5, reported={"batch_64_150_steps": {"command": "b64"}})
     assert byz.reported_runs(old, old["details"]["protocol"]) == {"batch_64_150_steps": {"command": "b64"}}
     assert byz.reported_runs(None, old["details"]["protocol"]) == {}
+
+
+def test_complete_claims_take_a_claim_this_run_has_not_every_seed_of_from_the_run_it_replaced() -> None:
+    full = {"id": "byzantine_3_of_7_accuracy_delta", "delta": -9.0, "seeds": [0, 1, 2], "unit": "points"}
+    reported = {"batch_64_150_steps": {"claims_as_reported_rows": [full]}}
+    partial = {"id": "byzantine_3_of_7_accuracy_delta", "delta": -4.0, "seeds": [0], "per_seed_delta": [-4.0]}
+    done = {"id": "byzantine_1_of_7_accuracy_delta", "delta": -0.5, "seeds": [2, 0, 1]}
+    unknown = {"id": "new_claim", "delta": float("nan"), "seeds": []}
+    out = byz.complete_claims([done, partial, unknown], [0, 1, 2], reported)
+    assert out[0] is done and out[2] is unknown  # complete (any seed order), or nothing to fall back on
+    assert out[1]["delta"] == -9.0 and out[1]["unit"] == "points" and out[1]["from_reported"] == "batch_64_150_steps"
+    assert out[1]["incomplete_run"] == {"delta": -4.0, "per_seed_delta": [-4.0], "seeds": [0]}
