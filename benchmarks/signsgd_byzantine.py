@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -283,6 +284,12 @@ def main() -> None:
     parser.add_argument("--merge", nargs="*", default=[], help="partial files of other processes to add")
     parser.add_argument("--summarize-only", action="store_true")
     parser.add_argument(
+        "--attach-to",
+        default="",
+        help="add these runs as a reported run (details.reported) to this results file, keeping its claims",
+    )
+    parser.add_argument("--load-note", default="", help="the machine's load while the runs ran (details.load)")
+    parser.add_argument(
         "--keep-previous",
         action="store_true",
         help="keep the results file being replaced (if its protocol differs) in details.reported, with its "
@@ -337,9 +344,16 @@ def curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _plot(curve_table: dict[str, Any], args: argparse.Namespace, reported: dict[str, Any] | None = None) -> None:
+def _plot(
+    curve_table: dict[str, Any],
+    args: argparse.Namespace,
+    reported: dict[str, Any] | None = None,
+    gap_table: dict[str, Any] | None = None,
+    gap_label: str = "",
+) -> None:
     """``docs/img/<out>.png``: mean test accuracy against the step for each configuration (left), and each vote's
-    paired gap to the clean vote against the step (right), with the ``reported`` runs' gaps dashed beside it."""
+    paired gap to the clean vote against the step (right; from ``gap_table`` if given, e.g. the seeds a reported
+    run has), with the ``reported`` runs' gaps dotted beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,9 +367,12 @@ def _plot(curve_table: dict[str, Any], args: argparse.Namespace, reported: dict[
         (line,) = ax.plot(
             entry["steps"], entry["mean"], marker="o", label=label, linestyle="-" if method == "vote" else "--"
         )
+        colours[int(adversaries) if method == "vote" else -1] = line.get_color()
+    for name, entry in (gap_table or curve_table).items():
         if "gap_to_clean" in entry:
-            colours[int(adversaries)] = line.get_color()
-            gap_ax.plot(entry["steps"], entry["gap_to_clean"], marker="o", color=line.get_color(), label=label)
+            adversaries = int(name.split("_")[1])
+            label = f"{adversaries} of {WORKERS}, batch {args.batch}{gap_label}"
+            gap_ax.plot(entry["steps"], entry["gap_to_clean"], marker="o", color=colours.get(adversaries), label=label)
     for key, run in (reported or {}).items():
         batch = run.get("protocol", {}).get("batch_per_worker", "?")
         for name, entry in run.get("curves", {}).items():
@@ -375,7 +392,7 @@ def _plot(curve_table: dict[str, Any], args: argparse.Namespace, reported: dict[
     gap_ax.axhline(0.0, color="black", linewidth=0.8)
     gap_ax.set_xlabel("step")
     gap_ax.set_ylabel("vote with k inverters - clean vote (points)")
-    gap_ax.set_title(f"paired gap to the clean vote: batch {args.batch} (solid) vs reported runs (dotted)", fontsize=9)
+    gap_ax.set_title(f"paired gap to the clean vote{gap_label}: solid batch {args.batch}, dotted reported", fontsize=9)
     for axis in (ax, gap_ax):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
@@ -564,7 +581,8 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
             "each worker's gradient on its own batch from its own shard",
             "note": "scaled for a shared 2-core CPU unless scale is 'paper'",
         },
-        "protocol_choice": PROTOCOL_CHOICE,
+        "protocol_choice": None if args.attach_to else PROTOCOL_CHOICE,
+        "load": args.load_note or None,
         "docstring": __doc__.strip(),
     }
     if args.keep_previous:
@@ -579,10 +597,42 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     command = f"python benchmarks/signsgd_byzantine.py --scale {args.scale} --epochs {args.epochs} --batch {args.batch}"
     command += f" --lr {args.lr:g} --wd {args.wd:g}"
     command += f" --train-size {args.train_size} --test-size {args.test_size} --seeds {' '.join(map(str, args.seeds))}"
+    if args.attach_to:
+        _attach(args.attach_to, claims, details, command, args)
+        return
     print(write_results(args.out, claims, details, command=command, inline_number_lists=True))
     _plot(details["curves"], args, details.get("reported", {}))
     for c in claims:
         print(c["id"], round(c["delta"], 2), c["met"])
+
+
+def reported_key(protocol: dict[str, Any], seeds: list[int]) -> str:
+    """``details.reported``'s key for an attached run: ``batch_128_150_steps_seed_0`` (seeds: ``seeds_0_1``)."""
+    steps = "_".join(map(str, protocol.get("steps", []))) or "unknown"
+    label = "seed" if len(seeds) == 1 else "seeds"
+    return f"batch_{protocol.get('batch_per_worker', 'unknown')}_{steps}_steps_{label}_{'_'.join(map(str, seeds))}"
+
+
+def _attach(name: str, claims: list[dict[str, Any]], details: dict[str, Any], command: str, args: Any) -> None:
+    """Add this summary to ``details.reported`` of the results file ``name`` (its claims, command, date and
+    machine unchanged; the plot redrawn with this run's gaps beside the file's own)."""
+    from _results import read_results
+
+    results = read_results(name)
+    entry = {
+        "command": command,
+        "claims_as_reported_rows": claims,
+        "attached": "a reported run beside the file's claims (--attach-to), not the claims' run",
+    }
+    entry.update({k: v for k, v in details.items() if k not in ("docstring", "reported", "previous_protocol")})
+    entry["load_average_at_summary"] = list(os.getloadavg())
+    reported = results["details"].setdefault("reported", {})
+    reported[reported_key(details["protocol"], details["seeds"])] = entry
+    print(write_json(RESULTS_DIR / f"{name}.json", results, inline_number_lists=True))
+    own = argparse.Namespace(**{**vars(args), "batch": results["details"]["protocol"]["batch_per_worker"], "out": name})
+    same_seeds = curves([r for r in results["details"]["runs"] if r["seed"] in details["seeds"]])
+    label = f", seed{'s' if len(details['seeds']) > 1 else ''} {', '.join(map(str, details['seeds']))}"
+    _plot(results["details"]["curves"], own, reported, gap_table=same_seeds, gap_label=label)
 
 
 if __name__ == "__main__":

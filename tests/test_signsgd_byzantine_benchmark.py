@@ -92,3 +92,9 @@ def test_complete_claims_take_a_claim_this_run_has_not_every_seed_of_from_the_ru
     assert out[0] is done and out[2] is unknown  # complete (any seed order), or nothing to fall back on
     assert out[1]["delta"] == -9.0 and out[1]["unit"] == "points" and out[1]["from_reported"] == "batch_64_150_steps"
     assert out[1]["incomplete_run"] == {"delta": -4.0, "per_seed_delta": [-4.0], "seeds": [0]}
+
+
+def test_reported_key_names_the_batch_steps_and_seeds_of_an_attached_run() -> None:
+    protocol = {"batch_per_worker": 128, "steps": [150]}
+    assert byz.reported_key(protocol, [0]) == "batch_128_150_steps_seed_0"
+    assert byz.reported_key(protocol, [0, 1]) == "batch_128_150_steps_seeds_0_1"
