@@ -615,7 +615,8 @@ def reported_key(protocol: dict[str, Any], seeds: list[int]) -> str:
 
 def _attach(name: str, claims: list[dict[str, Any]], details: dict[str, Any], command: str, args: Any) -> None:
     """Add this summary to ``details.reported`` of the results file ``name`` (its claims, command, date and
-    machine unchanged; the plot redrawn with this run's gaps beside the file's own)."""
+    machine unchanged; the plot redrawn with this run's gaps beside the file's own on the same (configuration,
+    seed) pairs)."""
     from _results import read_results
 
     results = read_results(name)
@@ -630,7 +631,8 @@ def _attach(name: str, claims: list[dict[str, Any]], details: dict[str, Any], co
     reported[reported_key(details["protocol"], details["seeds"])] = entry
     print(write_json(RESULTS_DIR / f"{name}.json", results, inline_number_lists=True))
     own = argparse.Namespace(**{**vars(args), "batch": results["details"]["protocol"]["batch_per_worker"], "out": name})
-    same_seeds = curves([r for r in results["details"]["runs"] if r["seed"] in details["seeds"]])
+    ran = {(r["method"], r["adversaries"], r["seed"]) for r in details["runs"]}  # the gaps on the same seeds
+    same_seeds = curves([r for r in results["details"]["runs"] if (r["method"], r["adversaries"], r["seed"]) in ran])
     label = f", seed{'s' if len(details['seeds']) > 1 else ''} {', '.join(map(str, details['seeds']))}"
     _plot(results["details"]["curves"], own, reported, gap_table=same_seeds, gap_label=label)
 
