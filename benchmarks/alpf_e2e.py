@@ -29,7 +29,21 @@ the per-round step budget are the public hooks of ``alpf.py`` (``Rounds``, ``Ste
 full 50,000-image pool, the 10,000-image test set and 2,000 steps per round (estimated, not run: a few GPU-hours
 on one GPU for 3 seeds, the learners' rounds to 30% and ALPF-ERC's to full annotation; days on a 2-core CPU).
 
-Run: ``python benchmarks/alpf_e2e.py --scale 0.04`` (the stored CPU run), ``--quick`` for a smoke run.
+- ``--schedule cosine``: the learning rate decays from ``--lr`` to 0 by a cosine within every round (restarting
+  at each round's fresh initialization); ``constant`` (default) keeps ``--lr``.
+
+Each work folder (``--work``) is one protocol: its ``settings.json`` is written by the first job and a job with
+other settings is refused, so every row of a folder is paired (same seeded pool, test set, warm start and
+initializations). Jobs of different seeds may run in parallel on one folder; a learner's rounds are also kept in
+``progress_s<seed>_<learner>.json`` as they finish (a run stopped on its way to full annotation keeps them).
+``--merge --protocols A B`` writes ``alpf_e2e.json`` from several folders under the claim rule
+(:data:`CLAIM_RULE`, fixed in advance: the first *complete* protocol gives the contract ids, the others are written
+beside with their tag as the ids' suffix).
+
+Run (the stored CPU runs): ``python benchmarks/alpf_e2e.py --scale 0.04 --steps 120 --work outputs/alpf_e2e/p2000``
+and ``python benchmarks/alpf_e2e.py --scale 0.1 --steps 200 --schedule cosine --work outputs/alpf_e2e/p5000``
+(``--seeds S`` per process), then ``python benchmarks/alpf_e2e.py --merge --protocols outputs/alpf_e2e/p5000
+outputs/alpf_e2e/p2000``; ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
