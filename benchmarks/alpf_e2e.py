@@ -483,8 +483,8 @@ def merge(args: argparse.Namespace) -> None:
         results_dir=out_dir,
         inline_number_lists=True,
     )
-    for c in claims:
-        print(json.dumps(c))
+    for row in claims:
+        print(json.dumps(row))
 
 
 def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: Path) -> None:
