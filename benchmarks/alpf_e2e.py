@@ -29,7 +29,21 @@ the per-round step budget are the public hooks of ``alpf.py`` (``Rounds``, ``Ste
 full 50,000-image pool, the 10,000-image test set and 2,000 steps per round (estimated, not run: a few GPU-hours
 on one GPU for 3 seeds, the learners' rounds to 30% and ALPF-ERC's to full annotation; days on a 2-core CPU).
 
-Run: ``python benchmarks/alpf_e2e.py --scale 0.04`` (the stored CPU run), ``--quick`` for a smoke run.
+- ``--schedule cosine``: the learning rate decays from ``--lr`` to 0 by a cosine within every round (restarting
+  at each round's fresh initialization); ``constant`` (default) keeps ``--lr``.
+
+Each work folder (``--work``) is one protocol: its ``settings.json`` is written by the first job and a job with
+other settings is refused, so every row of a folder is paired (same seeded pool, test set, warm start and
+initializations). Jobs of different seeds may run in parallel on one folder; a learner's rounds are also kept in
+``progress_s<seed>_<learner>.json`` as they finish (a run stopped on its way to full annotation keeps them).
+``--merge --protocols A B`` writes ``alpf_e2e.json`` from several folders under the claim rule
+(:data:`CLAIM_RULE`, fixed in advance: the first *complete* protocol gives the contract ids, the others are written
+beside with their tag as the ids' suffix).
+
+Run (the stored CPU runs): ``python benchmarks/alpf_e2e.py --scale 0.04 --steps 120 --work outputs/alpf_e2e/p2000``
+and ``python benchmarks/alpf_e2e.py --scale 0.1 --steps 200 --schedule cosine --work outputs/alpf_e2e/p5000``
+(``--seeds S`` per process), then ``python benchmarks/alpf_e2e.py --merge --protocols outputs/alpf_e2e/p5000
+outputs/alpf_e2e/p2000``; ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
@@ -106,6 +121,32 @@ class OnePerPick(QuestionStrategy):
         return self.inner.select(ctx, min(budget, 1))
 
 
+def round_cosine(steps: int) -> functools.partial[float]:
+    """``step -> factor``: a cosine decay from 1 to 0 over each round's ``steps`` batches, restarting every round
+    (``Supervised``'s scheduler counts steps across rounds; every round trains exactly ``steps`` batches).
+
+    >>> f = round_cosine(4)
+    >>> [round(f(k), 3) for k in range(6)]
+    [1.0, 0.854, 0.5, 0.146, 1.0, 0.854]
+    """
+    return functools.partial(_round_cosine, steps)
+
+
+def _round_cosine(steps: int, step: int) -> float:
+    return 0.5 * (1 + float(np.cos(np.pi * (step % steps) / steps)))
+
+
+class Progress(pl.Callback):
+    """After every round's evaluation, the curve so far goes to ``path`` (listed after ``Rounds``): a run stopped
+    before it finishes (ALPF-ERC on its way to full annotation) keeps the rounds it measured."""
+
+    def __init__(self, path: Path, rounds: Rounds) -> None:
+        self.path, self.rounds = path, rounds
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        write_json(self.path, {"curve": self.rounds.curve}, indent=None)
+
+
 def _strategy(name: str, session: str) -> QuestionStrategy:
     inner = get_question_strategy(name)
     return OnePerPick(inner) if session == "rescore" and name in PAIR else inner
@@ -152,6 +193,7 @@ def campaign(
         lambda params: torch.optim.Adam(params, lr=args.lr, weight_decay=5e-4),
         loss=partial_label_loss,
         augment=augment,
+        lr_factor=round_cosine(args.steps) if args.schedule == "cosine" else None,
     )
     round_q = round(args.round * naive)
     total = round((3.0 if to_full else args.until) * naive)
@@ -163,7 +205,7 @@ def campaign(
         devices=1,
         max_epochs=epochs,
         reload_dataloaders_every_n_epochs=1,
-        callbacks=[callback, rounds],
+        callbacks=[callback, rounds, Progress(Path(args.work) / f"progress_s{seed}_{name}.json", rounds)],
     ).fit(module, datamodule=dm)
     state = dm.partial
     assert state is not None
@@ -206,7 +248,12 @@ def run_seed(
     }
     path = Path(args.work) / f"alpf_e2e_s{seed}.json"
     if path.exists():
-        out = json.loads(path.read_text())
+        stored = json.loads(path.read_text())
+        if (stored["naive_cost"], stored["warm"], stored["pool"]) != (naive, n_warm, len(yp)):
+            raise SystemExit(
+                f"{path}: seed {seed}'s pool differs from the stored one's (not paired); use another --work"
+            )
+        out = stored
     for name in strategies:
         if name in out["runs"]:
             continue
@@ -229,16 +276,81 @@ def accuracy_at(curve: list[dict[str, float]], budget: float) -> float:
     return float(np.interp(budget, xs, [r["accuracy"] for r in curve]))
 
 
-def merge(args: argparse.Namespace) -> None:
-    """Write ``alpf_e2e.json``: every comparison with Uniform is paired on the seeds both learners finished."""
-    jobs = [json.loads(p.read_text()) for p in sorted(Path(args.work).glob("alpf_e2e_s*.json"))]
-    jobs = [j for j in jobs if j["seed"] in args.seeds]
+SETTINGS = ("scale", "pool", "test", "steps", "round", "until", "warm", "width", "lr", "schedule", "session")
+REQUIRED = ("uniform", "alpf_erc", "eig")  # the learners the accuracy claims need on every planned seed
+CLAIM_RULE = (
+    "fixed before any result of the second protocol was seen: the protocols are listed in order of preference "
+    "(--protocols, the larger, better-trained one first); the accuracy claims come from the first protocol whose "
+    "Uniform, ALPF-ERC and ALPF-EIG finished the 30% point on every planned seed, the full-annotation claim from "
+    "the first whose ALPF-ERC reached full annotation on every planned seed; if none is complete, the first "
+    "protocol that has the rows. Every other protocol's rows are written beside, under ids with its tag as suffix. "
+    "Nothing is chosen on test accuracy."
+)
+
+
+def protocol_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings that define a protocol (the same for every job of its work folder)."""
+    return {k: getattr(args, k) for k in SETTINGS}
+
+
+def check_settings(work: Path, args: argparse.Namespace) -> None:
+    """Write ``work/settings.json`` on the first job; a later job with other settings is refused (its rows would
+    not be paired with the stored ones)."""
+    path, mine = work / "settings.json", protocol_settings(args)
+    if not path.exists():
+        write_json(path, {**mine, "how_it_ran": args.note})
+        return
+    stored = json.loads(path.read_text())
+    differ = {k: (stored.get(k), v) for k, v in mine.items() if stored.get(k) != v}
+    if differ:
+        raise SystemExit(f"{path}: these settings differ from the stored protocol's (stored, given): {differ}")
+
+
+def protocol_tag(settings: dict[str, Any]) -> str:
+    """``pool2000_steps120`` (``_cosine`` with the per-round cosine schedule): the suffix of a beside protocol's ids."""
+    tag = f"pool{settings['pool']}_steps{settings['steps']}"
+    return tag + ("_cosine" if settings.get("schedule", "constant") == "cosine" else "")
+
+
+def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A protocol's settings and job files; a run stopped before it finished (ALPF-ERC on its way to full
+    annotation) counts with the rounds its progress file kept when they reach ``until``."""
+    settings = json.loads((work / "settings.json").read_text())
+    jobs = [json.loads(p.read_text()) for p in sorted(work.glob("alpf_e2e_s*.json"))]
+    jobs = [j for j in jobs if j["seed"] in seeds]
+    for job in jobs:
+        for name in STRATEGIES:
+            progress = work / f"progress_s{job['seed']}_{name}.json"
+            if name in job["runs"] or not progress.exists():
+                continue
+            curve = json.loads(progress.read_text())["curve"]
+            if curve and curve[-1]["budget"] >= settings["until"] - 0.01:
+                job["runs"][name] = {"curve": curve, "questions_to_full": None, "unfinished": True, "cpu_seconds": 0.0}
+    return settings, jobs
+
+
+def complete(jobs: list[dict[str, Any]], seeds: list[int], names: tuple[str, ...], to_full: bool = False) -> bool:
+    """Whether every planned seed finished ``names`` (with ``to_full``: reached full annotation)."""
+    by_seed = {j["seed"]: j["runs"] for j in jobs}
+    if to_full:
+        return all(by_seed.get(s, {}).get(n, {}).get("questions_to_full") for s in seeds for n in names)
+    return all(n in by_seed.get(s, {}) for s in seeds for n in names)
+
+
+def protocol_claims(
+    jobs: list[dict[str, Any]], settings: dict[str, Any], accuracy_suffix: str, full_suffix: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One protocol's claims (every comparison with Uniform paired on the seeds both learners finished) and
+    details; ids carry the given suffixes."""
+    until = settings["until"]
+    size = f"pool {settings['pool']:,}, {settings['steps']} steps of 64 per round" + (
+        ", per-round cosine learning rate" if settings.get("schedule", "constant") == "cosine" else ""
+    )
     acc = {
-        s: {j["seed"]: 100 * accuracy_at(j["runs"][s]["curve"], args.until) for j in jobs if s in j["runs"]}
+        s: {j["seed"]: 100 * accuracy_at(j["runs"][s]["curve"], until) for j in jobs if s in j["runs"]}
         for s in STRATEGIES
     }
     acc = {s: v for s, v in acc.items() if v}
-    mean = {s: float(np.mean(list(v.values()))) for s, v in acc.items()}
     claims: list[dict[str, Any]] = []
 
     def paired(s: str) -> tuple[float, float, list[int]]:
@@ -246,16 +358,16 @@ def merge(args: argparse.Namespace) -> None:
         return float(np.mean([acc[s][k] for k in seeds])), float(np.mean([acc["uniform"][k] for k in seeds])), seeds
 
     if "uniform" in acc:
-        pair = [s for s in ("alpf_erc", "eig", "edc") if s in acc]
+        pair = [s for s in PAIR if s in acc]
         if pair:
             best = max(pair, key=lambda s: paired(s)[0] - paired(s)[1])
             ours, anchor, seeds = paired(best)
             claims.append(
                 claim(
-                    "alpf_best_vs_uniform_at_30pct",
-                    f"CIFAR-10 (WordNet tree), test accuracy (%) at {args.until:.0%} of the naive question budget, "
+                    "alpf_best_vs_uniform_at_30pct" + accuracy_suffix,
+                    f"CIFAR-10 (WordNet tree), test accuracy (%) at {until:.0%} of the naive question budget, "
                     f"the best ALPF learner ({LABELS[best]}) vs Uniform, mean of seeds {seeds}; small CNN trained "
-                    "end to end from scratch every round, 5% free warm start (scaled run, see details)",
+                    f"end to end from scratch every round ({size}), 5% free warm start (scaled run, see details)",
                     ours=ours,
                     anchor=anchor,
                     better="higher",
@@ -272,9 +384,9 @@ def merge(args: argparse.Namespace) -> None:
             cid = "alpf_erc_vs_uniform_at_30pct" if s == "alpf_erc" else f"alpf_e2e_{s}_vs_uniform_at_30pct"
             claims.append(
                 claim(
-                    cid,
-                    f"CIFAR-10 (WordNet tree), test accuracy (%) at {args.until:.0%} of the naive budget, "
-                    f"{LABELS[s]} vs Uniform, mean of seeds {seeds} (end-to-end CNN, scaled run)",
+                    cid + accuracy_suffix,
+                    f"CIFAR-10 (WordNet tree), test accuracy (%) at {until:.0%} of the naive budget, "
+                    f"{LABELS[s]} vs Uniform, mean of seeds {seeds} (end-to-end CNN, {size}, scaled run)",
                     ours=ours,
                     anchor=anchor,
                     better="higher",
@@ -284,52 +396,35 @@ def merge(args: argparse.Namespace) -> None:
                 )
             )
     full = [
-        (j["runs"]["alpf_erc"]["questions_to_full"], j["naive_cost_non_warm"])
+        (j["seed"], j["runs"]["alpf_erc"]["questions_to_full"], j["naive_cost_non_warm"])
         for j in jobs
         if "alpf_erc" in j["runs"] and j["runs"]["alpf_erc"]["questions_to_full"]
     ]
     if full:
         claims.append(
             claim(
-                "questions_to_full_annotation_vs_uniform",
+                "questions_to_full_annotation_vs_uniform" + full_suffix,
                 "binary questions to fully label the pool's non-warm examples: Uniform (binary search down the "
-                f"binarized WordNet tree = the naive cost) / ALPF-ERC, mean of {len(full)} seeds (end-to-end CNN "
-                "retrained every round, scaled run)",
-                ours=float(np.mean([q for q, _ in full])),
-                anchor=float(np.mean([n for _, n in full])),
+                f"binarized WordNet tree = the naive cost) / ALPF-ERC, mean of seeds {[s for s, _, _ in full]} "
+                f"(end-to-end CNN retrained every round, {size}, scaled run)",
+                ours=float(np.mean([q for _, q, _ in full])),
+                anchor=float(np.mean([n for _, _, n in full])),
                 better="lower",
                 unit="questions",
                 target=1.6,
-                per_seed=[{"alpf_erc": q, "naive": n, "ratio": n / q} for q, n in full],
+                per_seed=[{"seed": s, "alpf_erc": q, "naive": n, "ratio": n / q} for s, q, n in full],
             )
         )
-    cpu = sum(r["cpu_seconds"] for j in jobs for r in j["runs"].values())
     details = {
-        "protocol": __doc__,
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "scale",
-                "pool",
-                "test",
-                "steps",
-                "round",
-                "until",
-                "warm",
-                "width",
-                "lr",
-                "session",
-                "strategies",
-                "to_full",
-                "seeds",
-            )
+        "settings": {k: v for k, v in settings.items() if k != "how_it_ran"},
+        "how_it_ran": settings.get("how_it_ran", ""),
+        "cpu_seconds": sum(r["cpu_seconds"] for j in jobs for r in j["runs"].values()),
+        "cpu_seconds_per_run": {
+            s: {j["seed"]: j["runs"][s]["cpu_seconds"] for j in jobs if s in j["runs"]} for s in STRATEGIES
         },
-        "scaled": args.scale < 1,
-        "how_it_ran": args.note,
-        "cpu_seconds_total": cpu,
-        "load_note": "2-core CPU shared by 8 processes (load average 6-9): wall time is about 3-4x the CPU time",
+        "unfinished_runs": [f"{s} seed {j['seed']}" for j in jobs for s, r in j["runs"].items() if r.get("unfinished")],
         "accuracy_at_until_per_seed": acc,
-        "accuracy_at_until_mean": mean,
+        "accuracy_at_until_mean": {s: float(np.mean(list(v.values()))) for s, v in acc.items()},
         "accuracy_at_until_std": {s: float(np.std(list(v.values()))) for s, v in acc.items()},
         "naive_cost": {j["seed"]: j["naive_cost"] for j in jobs},
         "naive_cost_non_warm": {j["seed"]: j["naive_cost_non_warm"] for j in jobs},
@@ -338,6 +433,40 @@ def merge(args: argparse.Namespace) -> None:
         "questions_to_full": {
             s: {j["seed"]: j["runs"][s]["questions_to_full"] for j in jobs if s in j["runs"]} for s in STRATEGIES
         },
+    }
+    return claims, details
+
+
+def merge(args: argparse.Namespace) -> None:
+    """Write ``alpf_e2e.json`` from the protocols' work folders (``--protocols``, in order of preference; see
+    :data:`CLAIM_RULE`) and the plot (one panel per protocol)."""
+    works = [Path(w) for w in (args.protocols or [args.work])]
+    loaded = [(w, *load_protocol(w, args.seeds)) for w in works]
+    loaded = [(w, st, jobs) for w, st, jobs in loaded if jobs]
+
+    def pick(ok: Any) -> int:
+        return next((i for i, (_, _, jobs) in enumerate(loaded) if ok(jobs)), 0)
+
+    accuracy_from = pick(lambda jobs: complete(jobs, args.seeds, REQUIRED))
+    full_from = pick(lambda jobs: complete(jobs, args.seeds, ("alpf_erc",), to_full=True))
+    claims: list[dict[str, Any]] = []
+    protocols: dict[str, Any] = {}
+    for i, (_, settings, jobs) in enumerate(loaded):
+        tag = protocol_tag(settings)
+        c, d = protocol_claims(
+            jobs, settings, "" if i == accuracy_from else f"_{tag}", "" if i == full_from else f"_{tag}"
+        )
+        claims += c
+        protocols[tag] = d
+    tags = list(protocols)
+    details = {
+        "protocol": __doc__,
+        "claim_rule": CLAIM_RULE,
+        "claim_protocol": {"accuracy": tags[accuracy_from], "questions_to_full": tags[full_from]},
+        "planned_seeds": args.seeds,
+        "cpu_seconds_total": sum(d["cpu_seconds"] for d in protocols.values()),
+        "load_note": args.load_note,
+        "protocols": protocols,
         "hundred_class_hierarchy": (
             "none offline: /work/shared/data has no image set with >= 100 classes (CIFAR-100, Tiny ImageNet are "
             "listed under 'Wanted but not found' in its README); the paper's +8 points on 200 classes stays the "
@@ -345,52 +474,60 @@ def merge(args: argparse.Namespace) -> None:
         ),
         "plot": "docs/img/alpf_e2e.png",
     }
-    plot(details["curves"], REPO / "docs" / "img" / "alpf_e2e.png" if not args.quick else Path(args.work) / "p.png")
+    out_dir = Path(args.out_dir) if not args.quick else works[0]
+    plot({tag: d["curves"] for tag, d in protocols.items()}, Path(args.plot) if not args.quick else out_dir / "p.png")
     write_results(
         "alpf_e2e" if not args.quick else "alpf_e2e_quick",
         claims,
         details,
-        results_dir=Path(args.out_dir) if not args.quick else Path(args.work),
+        results_dir=out_dir,
+        inline_number_lists=True,
     )
-    for c in claims:
-        print(json.dumps(c))
+    for row in claims:
+        print(json.dumps(row))
 
 
-def plot(curves: dict[str, dict[int, list[dict[str, float]]]], path: Path) -> None:
+def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: Path) -> None:
+    """One panel per protocol: mean ± std over seeds of test accuracy against the question budget."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for s, runs in curves.items():
-        if not runs:
-            continue
-        grid = sorted({round(r["budget"], 3) for run in runs.values() for r in run if r["budget"] <= 1.0})
-        # a seed counts at a budget only when its curve reaches it (ALPF-ERC runs on to full on some seeds only)
-        ys = np.array(
-            [[accuracy_at(run, g) if g <= run[-1]["budget"] + 1e-3 else np.nan for g in grid] for run in runs.values()]
-        )
-        ax.errorbar(
-            np.array(grid) * 100,
-            100 * np.nanmean(ys, 0),
-            yerr=100 * np.nanstd(ys, 0),
-            label=LABELS[s],
-            marker="o",
-            ms=3,
-            capsize=2,
-        )
-    ax.set_xlabel("questions, % of the binary-search cost of the pool")
-    ax.set_ylabel("test accuracy, %")
-    ax.set_title("ALPF on CIFAR-10, CNN trained end to end each round (scaled)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False, sharey=True)
+    for ax, (tag, curves) in zip(axes[0], panels.items()):
+        for s, runs in curves.items():
+            if not runs:
+                continue
+            grid = sorted({round(r["budget"], 3) for run in runs.values() for r in run if r["budget"] <= 1.0})
+            # a seed counts at a budget only when its curve reaches it (ALPF-ERC runs on to full on some seeds only)
+            ys = np.array(
+                [
+                    [accuracy_at(run, g) if g <= run[-1]["budget"] + 1e-3 else np.nan for g in grid]
+                    for run in runs.values()
+                ]
+            )
+            ax.errorbar(
+                np.array(grid) * 100,
+                100 * np.nanmean(ys, 0),
+                yerr=100 * np.nanstd(ys, 0),
+                label=f"{LABELS[s]} ({len(runs)} seeds)",
+                marker="o",
+                ms=3,
+                capsize=2,
+            )
+        ax.set_xlabel("questions, % of the binary-search cost of the pool")
+        ax.set_title(f"CIFAR-10, CNN retrained each round: {tag}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("test accuracy, %")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the sizes ``--scale`` implies filled in."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=0.04, help="pool = scale x 50k, test = scale x 10k (x2.5)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
@@ -404,6 +541,9 @@ def main() -> None:
     parser.add_argument("--warm", type=float, default=0.05)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--schedule", choices=("constant", "cosine"), default="constant", help="learning rate within each round"
+    )
     parser.add_argument("--session", choices=("rescore", "batch"), default="rescore")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -411,17 +551,28 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--note", default="", help="how the jobs ran (recorded in details)")
     parser.add_argument("--merge", action="store_true", help="only merge the finished seeds into alpf_e2e.json")
+    parser.add_argument(
+        "--protocols", nargs="*", default=None, help="work folders to merge, in order of preference (default --work)"
+    )
+    parser.add_argument("--plot", default=str(REPO / "docs" / "img" / "alpf_e2e.png"), help="the merged plot")
+    parser.add_argument("--load-note", default="", help="how loaded the machine was (recorded in details)")
     parser.add_argument("--quick", action="store_true", help="smoke run (not a result)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.seeds, args.strategies, args.steps = 0.01, [0], ["uniform", "alpf_erc"], 20
     args.pool = args.pool or round(args.scale * 50_000)
     args.test = args.test or min(10_000, round(2.5 * args.scale * 10_000))
     args.steps = args.steps or round(2000 * args.scale**0.5)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     quiet()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     if not args.merge:
+        check_settings(Path(args.work), args)
         run_all(args)
     merge(args)
 

@@ -1,0 +1,111 @@
+"""``benchmarks/alpf_e2e.py``'s options: the per-round cosine learning rate, the stored-protocol check and the
+merge's claim rule over two protocols (which one gives the contract ids, decided by completeness, never by
+accuracy)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import alpf_e2e  # noqa: E402
+
+
+def test_round_cosine_decays_to_zero_within_a_round_and_restarts() -> None:
+    f = alpf_e2e.round_cosine(10)
+    values = [f(k) for k in range(21)]
+    assert values[0] == values[10] == values[20] == 1.0  # every round starts at the base rate
+    assert values[5] == pytest.approx(0.5)
+    assert all(a > b for a, b in itertools.pairwise(values[:10]))  # decreasing within the round
+    assert values[9] == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))
+
+
+def _job(seed: int, runs: dict[str, tuple[float, int | None]]) -> dict:
+    """A job file: each learner's curve ends at 30% with the given accuracy; the tuple's second item is its
+    questions to full annotation."""
+
+    def curve(acc: float) -> list[dict]:
+        return [{"questions": q, "budget": b, "accuracy": a} for q, b, a in ((0, 0.0, 0.2), (30, 0.3, acc))]
+
+    return {
+        "seed": seed,
+        "pool": 100,
+        "test": 50,
+        "warm": 5,
+        "naive_cost": 100,
+        "naive_cost_non_warm": 95,
+        "questions_per_image": 3.4,
+        "runs": {n: {"curve": curve(a), "questions_to_full": q, "cpu_seconds": 1.0} for n, (a, q) in runs.items()},
+    }
+
+
+def _protocol(work: Path, steps: int, jobs: list[dict]) -> Path:
+    work.mkdir()
+    settings = vars(alpf_e2e.parse_args(["--steps", str(steps), "--work", str(work)]))
+    settings = {k: settings[k] for k in alpf_e2e.SETTINGS} | {"how_it_ran": "test"}
+    (work / "settings.json").write_text(json.dumps(settings))
+    for job in jobs:
+        (work / f"alpf_e2e_s{job['seed']}.json").write_text(json.dumps(job))
+    return work
+
+
+def _merge(tmp_path: Path, works: list[Path]) -> dict:
+    args = alpf_e2e.parse_args(
+        [
+            *("--merge", "--seeds", "0", "1", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "p.png")),
+            *("--protocols", *map(str, works)),
+        ]
+    )
+    alpf_e2e.merge(args)
+    assert (tmp_path / "p.png").exists()
+    return json.loads((tmp_path / "alpf_e2e.json").read_text())
+
+
+def test_merge_takes_the_claims_from_the_first_complete_protocol_and_suffixes_the_other(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    big = _protocol(tmp_path / "big", 200, [_job(0, full), _job(1, full)])
+    small = _protocol(tmp_path / "small", 120, [_job(0, full | {"eig": (0.40, None)}), _job(1, full)])
+    claims = {c["id"]: c for c in _merge(tmp_path, [big, small])["claims"]}
+    best = claims["alpf_best_vs_uniform_at_30pct"]
+    assert (best["best"], best["delta"]) == ("eig", pytest.approx(6.0))  # the big protocol's EIG, paired means
+    assert claims["alpf_erc_vs_uniform_at_30pct"]["delta"] == pytest.approx(2.0)
+    assert claims["questions_to_full_annotation_vs_uniform"]["ratio"] == pytest.approx(95 / 80)
+    beside = claims["alpf_best_vs_uniform_at_30pct_pool2000_steps120"]
+    assert (beside["best"], beside["delta"]) == ("alpf_erc", pytest.approx(2.0))  # EIG there: (40 + 56) / 2 - 50
+
+
+def test_an_incomplete_protocol_leaves_the_contract_ids_to_the_next_and_keeps_a_stopped_runs_rounds(
+    tmp_path: Path,
+) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    # the big protocol: seed 1's ALPF-ERC was stopped on its way to full annotation after its 30% round
+    big = _protocol(tmp_path / "big", 200, [_job(0, full), _job(1, {"uniform": (0.5, None), "eig": (0.5, None)})])
+    (big / "progress_s1_alpf_erc.json").write_text(json.dumps({"curve": _job(1, full)["runs"]["alpf_erc"]["curve"]}))
+    small = _protocol(tmp_path / "small", 120, [_job(0, full), _job(1, full)])
+    result = _merge(tmp_path, [big, small])
+    claims = {c["id"]: c for c in result["claims"]}
+    # accuracy rows complete in the big protocol (the stopped run reached 30%): its rows are the contract ids
+    assert result["details"]["claim_protocol"] == {
+        "accuracy": "pool2000_steps200",
+        "questions_to_full": "pool2000_steps120",
+    }
+    assert claims["alpf_erc_vs_uniform_at_30pct"]["seeds"] == [0, 1]
+    assert result["details"]["protocols"]["pool2000_steps200"]["unfinished_runs"] == ["alpf_erc seed 1"]
+    assert claims["questions_to_full_annotation_vs_uniform_pool2000_steps200"]["per_seed"][0]["seed"] == 0
+    assert "questions_to_full_annotation_vs_uniform" in claims  # from the small protocol, both seeds
+    assert len(claims["questions_to_full_annotation_vs_uniform"]["per_seed"]) == 2
+
+
+def test_a_job_with_other_settings_is_refused(tmp_path: Path) -> None:
+    args = alpf_e2e.parse_args(["--steps", "120", "--work", str(tmp_path)])
+    alpf_e2e.check_settings(tmp_path, args)
+    alpf_e2e.check_settings(tmp_path, args)  # the same protocol: accepted
+    with pytest.raises(SystemExit, match="steps"):
+        alpf_e2e.check_settings(tmp_path, alpf_e2e.parse_args(["--steps", "200", "--work", str(tmp_path)]))
