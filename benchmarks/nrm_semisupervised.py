@@ -202,7 +202,8 @@ def split_repeats(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
         (1, 1)
     """
     seen: set[tuple[str, str, int]] = set()
-    primary, repeats = [], []
+    primary: list[dict[str, Any]] = []
+    repeats: list[dict[str, Any]] = []
     for r in records:
         key = (r["dataset"], r["method"], int(r["seed"]))
         (repeats if key in seen else primary).append(r)
@@ -403,12 +404,47 @@ def subsample_cifar10(out_dir: Path, per_class: int = 2000, seed: int = 0) -> Pa
     return target
 
 
-def figures(weights: Path, results: Path, img_dir: Path) -> list[Path]:
-    """``docs/img/nrm_samples.png`` (renderings of the saved MNIST model) and ``nrm_semisupervised.png``."""
+def figures(weights: Path | None, results: Path, img_dir: Path) -> list[Path]:
+    """``docs/img/nrm_samples.png`` (renderings of the saved MNIST model; skipped without ``weights``) and
+    ``nrm_semisupervised.png`` (accuracy per method from ``results``: bars the mean, filled dots GPU-trained
+    seeds, open dots CPU-trained ones)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    out = [] if weights is None else [samples_figure(weights, img_dir)]
+    summary = json.loads(results.read_text())["details"]["accuracy_percent"]
+    names = {
+        "ce": "CE (labelled only)",
+        "two_path_ce": "two-path CE",
+        "nrm": "NRM",
+        "maxmin_nrm_no_rpn": "Max-Min NRM, no RPN",
+        "maxmin_nrm": "Max-Min NRM",
+    }
+    fig, axes = plt.subplots(1, len(summary), figsize=(5.5 * len(summary), 3.4))
+    for ax, (dataset, methods) in zip(np.atleast_1d(axes), sorted(summary.items(), key=lambda kv: kv[0] != "mnist")):
+        keys = [k for k in names if k in methods]
+        means = [methods[k]["mean"] for k in keys]
+        ax.bar(range(len(keys)), means, yerr=[methods[k]["std"] for k in keys], color="#888", capsize=4)
+        for i, k in enumerate(keys):
+            on = methods[k].get("trained_on", {})
+            for seed, acc in methods[k]["per_seed"].items():
+                gpu = on.get(seed, "gpu") == "gpu"
+                ax.scatter([i], [acc], s=14, zorder=3, color="k" if gpu else "none", edgecolors="k")
+        ax.set_xticks(range(len(keys)), [names[k] for k in keys], rotation=15, fontsize=8)
+        ax.set_ylim(min(means) - 6, max(means) + 3)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title({"mnist": "MNIST, 100 labels", "cifar10": "CIFAR-10, 4,000 labels (short)"}[dataset])
+    fig.tight_layout()
+    path = img_dir / "nrm_semisupervised.png"
+    fig.savefig(path, dpi=110)
+    out.append(path)
+    return out
+
+
+def samples_figure(weights: Path, img_dir: Path) -> Path:
+    """``docs/img/nrm_samples.png``: renderings of the saved MNIST model."""
     import torch
 
     from trinity_lightning.data import load_mnist
@@ -422,41 +458,14 @@ def figures(weights: Path, results: Path, img_dir: Path) -> list[Path]:
     pick = [int((test.labels == c).nonzero()[0][0]) for c in range(0, 10, 1)][:8]
     references = (torch.from_numpy(test.images[pick]).float().div(255.0).unsqueeze(1) - mean) / std
     grid = render_grid(model, references, random_columns=2, seed=0)
-    out = [
-        save_grid(
-            grid,
-            img_dir / "nrm_samples.png",
-            references=references,
-            row_labels=[f"y={c}" for c in range(10)],
-            title="Max-Min NRM (MNIST, 100 labels): class y rendered through the latents of each top image;"
-            " last 2 columns: random latents",
-        )
-    ]
-    summary = json.loads(results.read_text())["details"]["accuracy_percent"]
-    names = {
-        "ce": "CE (labelled only)",
-        "nrm": "NRM",
-        "maxmin_nrm_no_rpn": "Max-Min NRM, no RPN",
-        "maxmin_nrm": "Max-Min NRM",
-    }
-    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.2))
-    for ax, (dataset, methods) in zip(np.atleast_1d(axes), sorted(summary.items(), key=lambda kv: kv[0] != "mnist")):
-        keys = [k for k in names if k in methods]
-        means = [methods[k]["mean"] for k in keys]
-        ax.bar(range(len(keys)), means, yerr=[methods[k]["std"] for k in keys], color="#888", capsize=4)
-        for i, k in enumerate(keys):
-            ax.scatter(
-                [i] * len(methods[k]["per_seed"]), list(methods[k]["per_seed"].values()), color="k", s=10, zorder=3
-            )
-        ax.set_xticks(range(len(keys)), [names[k] for k in keys], rotation=15, fontsize=8)
-        ax.set_ylim(min(means) - 6, max(means) + 3)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title({"mnist": "MNIST, 100 labels", "cifar10": "CIFAR-10, 4,000 labels (short)"}[dataset])
-    fig.tight_layout()
-    path = img_dir / "nrm_semisupervised.png"
-    fig.savefig(path, dpi=110)
-    out.append(path)
-    return out
+    return save_grid(
+        grid,
+        img_dir / "nrm_samples.png",
+        references=references,
+        row_labels=[f"y={c}" for c in range(10)],
+        title="Max-Min NRM (MNIST, 100 labels): class y rendered through the latents of each top image;"
+        " last 2 columns: random latents",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,7 +492,15 @@ def main(argv: list[str] | None = None) -> int:
         help="only rebuild the results from these run records (runs.jsonl files and/or results files)",
     )
     parser.add_argument("--note", default="")
-    parser.add_argument("--figures", type=Path, default=None, help="only draw the docs figures from these weights")
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        nargs="?",
+        const=Path(),
+        default=None,
+        metavar="WEIGHTS",
+        help="only draw the docs figures (nrm_samples.png needs WEIGHTS; without it only nrm_semisupervised.png)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny wiring check (MNIST, 30 steps, 1 seed)")
     parser.add_argument(
         "--subsample-cifar10",
@@ -502,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         print(subsample_cifar10(args.subsample_cifar10))
         return 0
     if args.figures:
-        for path in figures(args.figures, RESULTS, ROOT / "docs" / "img"):
+        for path in figures(None if args.figures == Path() else args.figures, RESULTS, ROOT / "docs" / "img"):
             print(path)
         return 0
     if args.aggregate:
