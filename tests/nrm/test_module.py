@@ -242,3 +242,15 @@ def test_save_grid_names_its_extra_when_matplotlib_is_missing(monkeypatch, tmp_p
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(ImportError, match=r"trinity-lightning\[nrm\]"):
         save_grid(torch.rand(1, 1, 1, 4, 4), tmp_path / "g.png")
+
+
+def test_method_is_a_config_option():
+    """A YAML/CLI config selects the matched baseline by name (``--model.method two_path_ce``)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(NRM, "model")
+    config = parser.parse_args(["--model.method", "two_path_ce", "--model.image_size", "8", "--model.layers", "[4]"])
+    model = parser.instantiate_classes(config).model
+    assert model.hparams["method"] == "two_path_ce" and model.hparams["max_min"] is True
+    assert model.hparams["alpha_recon"] == model.hparams["alpha_rpn"] == 0.0
