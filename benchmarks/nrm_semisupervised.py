@@ -70,6 +70,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 LABELLED_BATCH, UNLABELLED_RATIO = 50, 4.0
 RESULTS = ROOT / "benchmarks" / "results" / "nrm_semisupervised.json"
+AGGREGATED = ("protocol", "accuracy_percent", "repeats", "runs")  # the details aggregate() writes itself
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {"datasets": ["mnist", "cifar10"], "methods": list(METHODS), "seeds": [0, 1, 2, 3, 4], "steps": {}},
     "cpu": {
@@ -177,7 +178,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Run records from a ``runs.jsonl`` file, or from a results file's ``details.runs``.
+    """Run records from a ``runs.jsonl`` file, or from a results file's ``details.runs`` and ``details.repeats``.
 
     A results file's records without ``trained_on`` get it from the file's machine (``"gpu"`` when it names a
     GPU: the first runs of this benchmark were written before records said where they trained).
@@ -186,7 +187,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".json":
         payload = json.loads(text)
         on = "gpu" if payload.get("machine", {}).get("gpu") else "cpu"
-        return [{"trained_on": on, **r} for r in payload["details"]["runs"]]
+        details = payload["details"]
+        runs = details["runs"] + [r["run"] for r in details.get("repeats", [])]
+        return [{"trained_on": on, **r} for r in runs]
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -524,7 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.aggregate:
         records = [r for path in args.aggregate for r in read_records(path)]
-        print(aggregate(records, note=args.note))
+        note: str | dict[str, str] = args.note
+        extra: dict[str, Any] = {}
+        for path in args.aggregate:  # a results file's notes and extra details carry over
+            if path.suffix == ".json":
+                details = json.loads(path.read_text())["details"]
+                note = note or details.get("protocol", {}).get("note", "")
+                extra.update({k: v for k, v in details.items() if k not in AGGREGATED})
+        print(aggregate(records, note=note, extra_details=extra))
         return 0
     if args.quick:
         args.unlabelled_limit, args.test_limit = 2000, 1000

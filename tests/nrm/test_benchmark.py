@@ -50,6 +50,9 @@ def test_paired_claims_use_common_seeds_and_repeats_are_reported_not_averaged(tm
     (repeat,) = out["details"]["repeats"]
     assert repeat["test_acc_percent"] == [80.0, 80.5] and repeat["difference_points"] == 0.5
     assert repeat["trained_on"] == ["gpu", "cpu"]
+    # the results file alone rebuilds itself: its runs and repeats read back, the same claims come out
+    again = bench.aggregate(bench.read_records(path), command="test", note="n", results_dir=tmp_path / "again")
+    assert json.loads(again.read_text())["claims"] == out["claims"]
 
 
 def test_interval_needs_two_pairs_and_widens_with_spread() -> None:
