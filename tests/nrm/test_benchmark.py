@@ -41,7 +41,14 @@ def test_paired_claims_use_common_seeds_and_repeats_are_reported_not_averaged(tm
     assert vs_ce["delta"] == pytest.approx(8 / 3, abs=1e-3)
     low, high = bench.paired_interval([3.0, 2.0, 3.0])
     assert vs_ce["interval95"] == [round(low, 3), round(high, 3)] and low > 0
-    assert vs_ce["met"] is True  # delta >= 2 and the interval above 0
+    assert vs_ce["met"] is False and vs_ce["seeds_required"] == 5  # delta >= 2, interval above 0, but 3 seeds
+    five = [
+        _run(m, s, a + (0.03 if m == "maxmin_nrm" else 0))
+        for m in ("ce", "maxmin_nrm")
+        for s, a in enumerate([0.8, 0.81, 0.79, 0.8, 0.82])
+    ]
+    five_out = json.loads(bench.aggregate(five, command="t", results_dir=tmp_path / "five").read_text())
+    assert five_out["claims"][0]["pairs"] == 5 and five_out["claims"][0]["met"] is True
     vs_two = claims["maxmin_nrm_vs_two_path_ce"]
     assert vs_two["seeds"] == [0, 1, 2] and vs_two["anchor"] == pytest.approx(83.667, abs=1e-3)  # seed 3 left out
     assert vs_two["per_seed_delta"] == [1.0, 1.0, 1.0] and vs_two["met"] is True
