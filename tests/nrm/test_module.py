@@ -7,10 +7,11 @@ import statistics
 import lightning.pytorch as pl
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from trinity_lightning.data import ArrayDataset
-from trinity_lightning.nrm import NRM, SemiSupervisedDataModule
+from trinity_lightning.nrm import METHODS, NRM, SemiSupervisedDataModule
 
 TRAINER = {
     "logger": False,
@@ -90,6 +91,52 @@ def test_labelled_only_batches_and_baseline_ignore_unlabelled():
     plain = baseline.losses((x, y))
     with_pool = baseline.losses({"labelled": (x, y), "unlabelled": torch.full((50, 1, 8, 8), float("nan"))})
     assert plain["loss"].item() == pytest.approx(with_pool["loss"].item())  # the pool is never touched
+
+
+def test_two_path_ce_is_both_paths_cross_entropy_averaged_logits_and_nothing_else():
+    """``method="two_path_ce"``: CE on the Max and the Min path (summed, as Max-Min NRM weighs them), prediction the
+    mean of the two paths' logits, no reconstruction, no RPN, the unlabelled images never used."""
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    model = NRM(num_classes=3, image_size=8, layers=[4, "M", 8], method="two_path_ce")
+    assert model.hparams["max_min"] is True and model.hparams["method"] == "two_path_ce"
+    assert model.hparams["alpha_recon"] == model.hparams["alpha_rpn"] == 0.0 and not model.uses_unlabelled
+    poison = torch.full((20, 1, 8, 8), float("nan"))  # any use of the unlabelled images would show as nan
+    out = model.losses({"labelled": (x, y), "unlabelled": poison})
+    max_logits, min_logits = model.net.infer(x, "max").logits, model.net.infer(x, "min").logits
+    expected = F.cross_entropy(max_logits, y) + F.cross_entropy(min_logits, y)
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6) and out["ce"].item() == out["loss"].item()
+    assert out["recon"].item() == 0.0 and out["rpn"].item() == 0.0
+    model.eval()
+    mean_logits = (model.net.infer(x, "max").logits + model.net.infer(x, "min").logits) / 2
+    torch.testing.assert_close(model(x), mean_logits, rtol=0, atol=0)
+    assert not torch.allclose(model.net.infer(x, "max").logits, mean_logits)  # the Min path does contribute
+
+
+def test_named_methods_equal_their_explicit_switches_and_conflicts_are_named():
+    torch.manual_seed(0)
+    batch = {
+        "labelled": (torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])),
+        "unlabelled": torch.randn(6, 1, 8, 8),
+    }
+    for method, switches in METHODS.items():
+        torch.manual_seed(1)
+        named = NRM(num_classes=3, image_size=8, layers=[4, "M"], method=method)
+        torch.manual_seed(1)
+        explicit = NRM(num_classes=3, image_size=8, layers=[4, "M"], **switches)
+        assert {k: named.hparams[k] for k in switches} == switches
+        assert all(torch.equal(v, explicit.state_dict()[k]) for k, v in named.state_dict().items())
+        assert named.losses(batch)["loss"].item() == explicit.losses(batch)["loss"].item(), method
+    default = NRM()
+    assert default.hparams["method"] is None
+    assert {k: default.hparams[k] for k in METHODS["maxmin_nrm"]} == METHODS["maxmin_nrm"]
+    assert NRM(method="two_path_ce", alpha_recon=0, max_min=True).hparams["alpha_recon"] == 0.0  # agreeing is fine
+    with pytest.raises(ValueError, match=r"alpha_recon: method 'two_path_ce' sets it to 0\.0, got 0\.5"):
+        NRM(method="two_path_ce", alpha_recon=0.5)
+    with pytest.raises(ValueError, match="max_min"):
+        NRM(method="ce", max_min=True)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        NRM(method="two_path")
 
 
 def test_soft_pseudo_labels_send_gradient_to_the_classifier_from_unlabelled_data():
@@ -195,3 +242,15 @@ def test_save_grid_names_its_extra_when_matplotlib_is_missing(monkeypatch, tmp_p
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(ImportError, match=r"trinity-lightning\[nrm\]"):
         save_grid(torch.rand(1, 1, 1, 4, 4), tmp_path / "g.png")
+
+
+def test_method_is_a_config_option():
+    """A YAML/CLI config selects the matched baseline by name (``--model.method two_path_ce``)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(NRM, "model")
+    config = parser.parse_args(["--model.method", "two_path_ce", "--model.image_size", "8", "--model.layers", "[4]"])
+    model = parser.instantiate_classes(config).model
+    assert model.hparams["method"] == "two_path_ce" and model.hparams["max_min"] is True
+    assert model.hparams["alpha_recon"] == model.hparams["alpha_rpn"] == 0.0

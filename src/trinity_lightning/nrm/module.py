@@ -15,6 +15,55 @@ from trinity_lightning.nrm.network import InferencePath, Latents, RenderingCNN
 
 PSEUDO_LABELS = ("hard", "soft")
 SCHEDULES = ("constant", "cosine")
+METHODS: dict[str, dict[str, Any]] = {
+    "ce": {"max_min": False, "alpha_recon": 0.0, "alpha_rpn": 0.0},
+    "two_path_ce": {"max_min": True, "alpha_recon": 0.0, "alpha_rpn": 0.0},
+    "nrm": {"max_min": False, "alpha_recon": 0.5, "alpha_rpn": 0.1},
+    "maxmin_nrm": {"max_min": True, "alpha_recon": 0.5, "alpha_rpn": 0.1},
+    "maxmin_nrm_no_rpn": {"max_min": True, "alpha_recon": 0.5, "alpha_rpn": 0.0},
+}
+"""The named methods of :class:`NRM` (its ``method`` argument): the switches each one fixes.
+
+``ce`` is the supervised single-path baseline; ``two_path_ce`` the matched baseline of Max-Min NRM (the same Max
+and Min paths, cross-entropy on both, the prediction the mean of their logits, labelled data only);
+``maxmin_nrm`` the full model (the default settings); ``nrm`` and ``maxmin_nrm_no_rpn`` its ablations.
+"""
+
+
+def resolve_method(
+    method: str | None,
+    *,
+    max_min: bool | None = None,
+    alpha_recon: float | None = None,
+    alpha_rpn: float | None = None,
+) -> dict[str, Any]:
+    """The ``max_min`` / ``alpha_recon`` / ``alpha_rpn`` of :class:`NRM` from a named method and explicit values.
+
+    An explicit value (not ``None``) wins when ``method`` is ``None`` and must agree with the method otherwise;
+    unset values come from ``method`` (``"maxmin_nrm"`` when ``None``).
+
+    Example:
+        >>> resolve_method("two_path_ce")
+        {'max_min': True, 'alpha_recon': 0.0, 'alpha_rpn': 0.0}
+        >>> resolve_method(None, max_min=False)["max_min"], resolve_method(None)["alpha_recon"]
+        (False, 0.5)
+    """
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method: expected one of {sorted(METHODS)} or None, got {method!r}")
+    preset = METHODS[method or "maxmin_nrm"]
+    given = {"max_min": max_min, "alpha_recon": alpha_recon, "alpha_rpn": alpha_rpn}
+    out = {}
+    for name, value in given.items():
+        if value is None:
+            out[name] = preset[name]
+        elif method is not None and value != preset[name]:
+            raise ValueError(
+                f"{name}: method {method!r} sets it to {preset[name]!r}, got {value!r} "
+                f"(leave it unset, or pass method=None)"
+            )
+        else:
+            out[name] = type(preset[name])(value)
+    return out
 
 
 class NRM(pl.LightningModule):
@@ -29,9 +78,12 @@ class NRM(pl.LightningModule):
         + alpha_rpn * RPN(y, z)                                          on labelled and unlabelled examples
 
     where ``y`` is the label, or the predicted class for an unlabelled example. With ``max_min=False`` and
-    ``alpha_recon = alpha_rpn = 0`` it is a plain supervised CNN (the baseline). Predictions average the Max and
-    Min scores. Batches are ``(x, y)`` (labelled only) or ``{"labelled": (x, y), "unlabelled": x}`` as
-    yielded by :class:`~trinity_lightning.nrm.datamodule.SemiSupervisedDataModule`.
+    ``alpha_recon = alpha_rpn = 0`` (``method="ce"``) it is a plain supervised CNN (the baseline); with
+    ``max_min=True`` and ``alpha_recon = alpha_rpn = 0`` (``method="two_path_ce"``) it is the matched baseline
+    of Max-Min NRM: both paths trained with cross-entropy on the labelled examples only, predictions averaged,
+    no reconstruction, no RPN. Predictions average the Max and Min scores. Batches are ``(x, y)`` (labelled
+    only) or ``{"labelled": (x, y), "unlabelled": x}`` as yielded by
+    :class:`~trinity_lightning.nrm.datamodule.SemiSupervisedDataModule`.
 
     Logs ``train_loss``, ``train_ce``, ``train_recon``, ``train_rpn``, ``val_loss``, ``val_acc``, ``test_acc``.
 
@@ -47,11 +99,15 @@ class NRM(pl.LightningModule):
         slope: leaky ReLU slope.
         batch_norm: BatchNorm after each conv.
         head: ``"flatten"`` or ``"avgpool"``.
-        max_min: add the Min network (shared weights) and its cross-entropy.
+        method: one of :data:`METHODS` (``"ce"``, ``"two_path_ce"``, ``"nrm"``, ``"maxmin_nrm"``,
+            ``"maxmin_nrm_no_rpn"``): sets ``max_min``, ``alpha_recon`` and ``alpha_rpn``; passing one of those
+            as well with a different value is an error. ``None``: each of them as given, else as in
+            ``"maxmin_nrm"``.
+        max_min: add the Min network (shared weights) and its cross-entropy (``None``: from ``method``).
         alpha_max: weight of the Max cross-entropy.
         alpha_min: weight of the Min cross-entropy (used when ``max_min``).
-        alpha_recon: weight of the reconstruction loss (0: off).
-        alpha_rpn: weight of rendering path normalization (0: off).
+        alpha_recon: weight of the reconstruction loss (0: off; ``None``: from ``method``).
+        alpha_rpn: weight of rendering path normalization (0: off; ``None``: from ``method``).
         pseudo_label: class an unlabelled example is rendered from: ``"hard"`` (the predicted class, as in the
             paper) or ``"soft"`` (the predicted class probabilities, differentiable).
         lr: Adam learning rate.
@@ -64,6 +120,9 @@ class NRM(pl.LightningModule):
         ...          "unlabelled": torch.randn(6, 1, 8, 8)}
         >>> sorted(model.losses(batch))
         ['ce', 'loss', 'recon', 'rpn']
+        >>> baseline = NRM(image_size=8, layers=[8, "M"], method="two_path_ce")
+        >>> baseline.hparams["max_min"], baseline.hparams["alpha_recon"], baseline.uses_unlabelled
+        (True, 0.0, False)
     """
 
     def __init__(
@@ -77,17 +136,20 @@ class NRM(pl.LightningModule):
         slope: float = 0.1,
         batch_norm: bool = True,
         head: str = "flatten",
-        max_min: bool = True,
+        method: str | None = None,
+        max_min: bool | None = None,
         alpha_max: float = 1.0,
         alpha_min: float = 1.0,
-        alpha_recon: float = 0.5,
-        alpha_rpn: float = 0.1,
+        alpha_recon: float | None = None,
+        alpha_rpn: float | None = None,
         pseudo_label: str = "hard",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         schedule: str = "constant",
     ) -> None:
         super().__init__()
+        switches = resolve_method(method, max_min=max_min, alpha_recon=alpha_recon, alpha_rpn=alpha_rpn)
+        max_min, alpha_recon, alpha_rpn = switches["max_min"], switches["alpha_recon"], switches["alpha_rpn"]
         for name, value in (
             ("alpha_max", alpha_max),
             ("alpha_min", alpha_min),
@@ -103,6 +165,7 @@ class NRM(pl.LightningModule):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
         self.save_hyperparameters()
+        self.hparams.update(switches)  # the resolved values, so a checkpoint rebuilds the same model
         self.net = RenderingCNN(
             in_channels, num_classes, image_size, list(layers), kernel_size, slope, batch_norm, head
         )
