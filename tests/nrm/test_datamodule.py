@@ -162,6 +162,14 @@ def test_recipe_fits_two_steps(tmp_path):
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["test_acc"]) <= 1.0
     assert cli.datamodule.num_labelled == 100
+    assert (cli.model.hparams["method"], cli.model.hparams["max_min"], cli.model.hparams["alpha_recon"]) == (
+        "maxmin_nrm", True, 0.5,
+    )  # fmt: skip
+    # the recipe names its method, so a baseline is one flag on top of it (no conflicting switches)
+    flags = ["--model.method", "two_path_ce", "--trainer.max_steps", "1"]
+    baseline = run_lightning(["fit", "--config", str(config), *flags])
+    assert (baseline.model.hparams["max_min"], baseline.model.hparams["alpha_recon"]) == (True, 0.0)
+    assert baseline.model.hparams["alpha_rpn"] == 0.0 and not baseline.model.uses_unlabelled
     # the recipe writes a sample image: 8 reference columns + 2 random, a reference row + 10 class rows of 28px
     from PIL import Image
 
