@@ -493,10 +493,16 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         f"load_average_after_{tag}": machine().get("load_average"),
         "plot": os.path.relpath(args.plot, ROOT),
     }
-    if "extrapolation" not in summary:
+    if not has_claim_models(summary):  # a run of some networks only (--networks): pooled later with --merge
         return [], details
     plot(summary, args.plot)
     return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
+
+
+def has_claim_models(summary: dict[str, Any]) -> bool:
+    """Whether the extrapolation summary holds every model the plot and the claims read."""
+    need = {"bilstm", "treenn", "treelstm_sym", "treelstm_symnum", "numeric_check", "majority", "depth_size_probe"}
+    return need <= set(summary.get("extrapolation", {}))
 
 
 ABLATION: dict[
@@ -640,7 +646,7 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
     if choice:
         details["symnum_choice"] = choice
     details["merged_from"] = [d.name for d in dirs]  # names only: the run directories are often temporary
-    if "extrapolation" not in summary:
+    if not has_claim_models(summary):
         return [], details
     plot(summary, args.plot)
     details["plot"] = os.path.relpath(args.plot, ROOT)  # not the first seed run's own plot
@@ -879,6 +885,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="combine accuracy runs made as one process per seed (their --results-dir) instead of running",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--keep-previous-as",
+        help="when a run replaces protocols of an existing results file, keep their previous summaries under this key",
+    )
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -910,13 +920,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ids = {c["id"] for c in claims}
         claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
         old = previous["details"]
+        if args.keep_previous_as and "accuracy" in details:  # the replaced protocols' summaries, for comparison
+            details[args.keep_previous_as] = {
+                p: old["accuracy"][p] for p in details["accuracy"] if p in old.get("accuracy", {})
+            }
+        for pname, summary in details.get("accuracy", {}).items():
+            simplify = summary.get("sympy_simplify")
+            before = old.get("accuracy", {}).get(pname, {}).get("sympy_simplify")
+            if simplify and not simplify["subsample"]["n"] and before and before["subsample"]["n"]:
+                # sympy does not depend on training: with the same data file and split, the previous subsample stands
+                summary["sympy_simplify"] = {
+                    **before,
+                    "note": "kept from the previous results (no run of the merge had a subsample)",
+                }
         for key in ("accuracy", "per_seed", "sizes"):
             if key in old and key in details:
                 details[key] = {**old[key], **details[key]}
         details = {**old, **details}
     details["load_average"] = machine().get("load_average")
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
-    path = write_results(NAME, claims, details, results_dir=args.results_dir)
+    path = write_results(NAME, claims, details, results_dir=args.results_dir, inline_number_lists=True)
     print(f"wrote {path}")
     for entry in claims:
         print(entry["id"], {k: entry.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})

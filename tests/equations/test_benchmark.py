@@ -247,3 +247,12 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     assert record["epochs_run"] == 4 or record["epochs_run"] == record["best_epoch"] + 1  # patience 1
     restored = 100.0 * float(((model.predict_proba(val) > 0.5).numpy() == np.array([e.label for e in val])).mean())
     assert restored == pytest.approx(record["val"], abs=0.01)
+
+
+def test_a_run_of_some_networks_has_no_claims_until_merged():
+    """``--networks`` runs (one process per group of networks) write no plot and no claims: those need every model."""
+    bench = _bench()
+    some = {"extrapolation": {m: {} for m in ("majority", "depth_size_probe", "numeric_check", "bilstm")}}
+    assert not bench.has_claim_models(some) and not bench.has_claim_models({})
+    some["extrapolation"].update({m: {} for m in ("treenn", "treelstm_sym", "treelstm_symnum")})
+    assert bench.has_claim_models(some)
