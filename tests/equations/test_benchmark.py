@@ -194,10 +194,19 @@ def test_symnum_variant_is_chosen_on_validation_only():
         }
     }
     choice = bench.choose_symnum(per_seed)
-    assert choice == {"extrapolation": {"chosen": "value_leaf", "val_mean": {"decimal_tree": 91.0, "value_leaf": 91.5}}}
+    assert choice == {
+        "extrapolation": {
+            "chosen": "value_leaf",
+            "val_mean": {"decimal_tree": 91.0, "value_leaf": 91.5},
+            "seeds_compared": [0, 1],
+        }
+    }
     chosen = per_seed["extrapolation"]["treelstm_symnum"]
     assert chosen[0] == {"acc": 60.0, "val": 92.0, "variant": "value_leaf"} and set(chosen) == {0, 1}
     assert bench.choose_symnum({"extrapolation": {"treelstm_symnum": {0: {"acc": 1.0}}}}) == {}  # nothing to choose
+    # a variant with fewer seeds: the means are over the seeds both have
+    per_seed["extrapolation"]["treelstm_symnum_decimal_tree"] = {1: {"acc": 99.0, "val": 95.0}}
+    assert bench.choose_symnum(per_seed)["extrapolation"]["chosen"] == "decimal_tree"
 
 
 def test_take_functions_balances_in_file_order():
@@ -254,5 +263,5 @@ def test_a_run_of_some_networks_has_no_claims_until_merged():
     bench = _bench()
     some = {"extrapolation": {m: {} for m in ("majority", "depth_size_probe", "numeric_check", "bilstm")}}
     assert not bench.has_claim_models(some) and not bench.has_claim_models({})
-    some["extrapolation"].update({m: {} for m in ("treenn", "treelstm_sym", "treelstm_symnum")})
+    some["extrapolation"].update({m: {} for m in ("treelstm_sym", "treelstm_symnum")})
     assert bench.has_claim_models(some)
