@@ -98,8 +98,8 @@ def number_features(values: torch.Tensor) -> torch.Tensor:
     """``[..., 2]`` inputs of the value network: ``value / 10`` and ``sign(value) * log1p(|value|)``.
 
     Example:
-        >>> number_features(torch.tensor([0.0, -2.5])).tolist()
-        [[0.0, 0.0], [-0.25, -1.252762794494629]]
+        >>> [[round(v, 3) for v in row] for row in number_features(torch.tensor([0.0, -2.5])).tolist()]
+        [[0.0, 0.0], [-0.25, -1.253]]
     """
     return torch.stack([values / 10.0, values.sign() * values.abs().log1p()], dim=-1)
 
