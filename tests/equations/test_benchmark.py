@@ -99,6 +99,8 @@ def test_benchmark_smoke_run(tmp_path):
             "2",
             "--results-dir",
             str(tmp_path),
+            "--plot",
+            str(tmp_path / "p.png"),  # not the docs' plot
         ]
     )
     ids = {c["id"] for c in out["claims"]}
