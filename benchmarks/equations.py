@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from _harness import quiet, trainer
 from _results import RESULTS_DIR, claim, machine, median, read_results, write_results
@@ -70,6 +71,14 @@ NEURAL: dict[str, dict[str, Any]] = {
 }
 VALUE_WEIGHT = 0.0  # the symbolic + numeric TreeLSTM's recipe, set on validation runs at depths 1-3 (docs/equations.md)
 OWN_NUMBER_SYMBOLS = 1
+SYMNUM_VARIANTS: dict[str, tuple[dict[str, Any], int | None]] = {
+    # symbolic + numeric TreeLSTM variants (--symnum-variants): model keywords, function evaluations (None: --functions).
+    # With validation (--patience > 0), "treelstm_symnum" is the variant of best mean validation accuracy.
+    "decimal_tree": ({"own_number_symbols": True, "value_weight": 0.0}, None),
+    "value_leaf": ({"number_encoding": "value_leaf", "value_weight": 0.0}, None),
+    "value_leaf_f4000": ({"number_encoding": "value_leaf", "value_weight": 0.0}, 4000),
+    "decimal_tree_f4000": ({"own_number_symbols": True, "value_weight": 0.0}, 4000),
+}
 WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
 
@@ -178,20 +187,123 @@ def simplify_baseline(test: list[Equation], limit: float) -> tuple[np.ndarray, i
     return np.array(out), timeouts
 
 
-def train_network(name: str, train: list[Equation], seed: int, args: argparse.Namespace) -> EquationVerifier:
+class BestValidation(Callback):
+    """Record ``val_acc`` after every epoch and keep a copy of the weights of the best epoch (the first of ties);
+    :meth:`restore` loads them back (early stopping's "restore best")."""
+
+    def __init__(self) -> None:
+        self.history: list[float] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        acc = float(trainer.callback_metrics["val_acc"]) * 100.0
+        if not self.history or acc > max(self.history):
+            self.best_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        self.history.append(round(acc, 2))
+
+    def restore(self, model: torch.nn.Module) -> dict[str, Any]:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        best = int(np.argmax(self.history)) if self.history else -1
+        return {
+            "val": self.history[best] if self.history else None,
+            "best_epoch": best + 1,
+            "epochs_run": len(self.history),
+            "val_history": self.history,
+        }
+
+
+def split_validation(train: list[Equation], fraction: float) -> tuple[list[Equation], list[Equation]]:
+    """``(fit, val)``: ``fraction`` of the training equations held out (``random.Random(123)``, the same for every
+    model and seed)."""
+    shuffled = list(train)
+    random.Random(123).shuffle(shuffled)
+    k = round(fraction * len(shuffled))
+    return shuffled[k:], shuffled[:k]
+
+
+def symnum_kwargs(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    if name == "treelstm_symnum":
+        return {"value_weight": args.value_weight, "own_number_symbols": bool(args.own_number_symbols)}
+    if name.startswith("treelstm_symnum_"):
+        return dict(SYMNUM_VARIANTS[name.removeprefix("treelstm_symnum_")][0])
+    return {}
+
+
+def train_network(
+    name: str, train: list[Equation], seed: int, args: argparse.Namespace, val: list[Equation] | None = None
+) -> tuple[EquationVerifier, dict[str, Any]]:
+    """Train one network. Without ``val``: ``args.epochs`` epochs. With ``val`` (the early-stopping rule, the same
+    for every model): up to ``args.max_epochs`` epochs, stopped after ``args.patience`` epochs without a better
+    validation accuracy, the best epoch's weights restored."""
     import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping
     from torch.utils.data import DataLoader
 
     pl.seed_everything(seed, verbose=False)
-    numeric: dict[str, Any] = (
-        {"value_weight": args.value_weight, "own_number_symbols": args.own_number_symbols}
-        if name == "treelstm_symnum"
-        else {}
-    )
-    model = EquationVerifier(**NEURAL[name], **numeric, hidden_size=args.hidden, lr=args.lr)
+    base = "treelstm_symnum" if name.startswith("treelstm_symnum") else name
+    model = EquationVerifier(**NEURAL[base], **symnum_kwargs(name, args), hidden_size=args.hidden, lr=args.lr)
     loader: DataLoader[Any] = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
-    trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
-    return model
+    if val is None:
+        trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
+        return model, {}
+    val_loader: DataLoader[Any] = DataLoader(val, batch_size=256, collate_fn=list)  # type: ignore[arg-type]
+    best = BestValidation()
+    stop = EarlyStopping(monitor="val_acc", mode="max", patience=args.patience, min_delta=0.0)
+    trainer(max_epochs=args.max_epochs, accelerator="cpu", devices=1, callbacks=[stop, best]).fit(
+        model, loader, val_loader
+    )
+    return model, best.restore(model)
+
+
+def neural_models(args: argparse.Namespace) -> list[str]:
+    """The networks a run trains: the symbolic + numeric TreeLSTM once per ``--symnum-variants`` entry (else once,
+    from ``--value-weight`` / ``--own-number-symbols``)."""
+    names = [n for n in NEURAL if n != "treelstm_symnum"]
+    names += [f"treelstm_symnum_{v}" for v in args.symnum_variants] if args.symnum_variants else ["treelstm_symnum"]
+    if args.networks is not None:  # one process per group of networks (pooled with --merge)
+        names = [
+            n
+            for n in names
+            if n in args.networks or (n.startswith("treelstm_symnum") and "treelstm_symnum" in args.networks)
+        ]
+    return names
+
+
+def take_functions(functions: list[Equation], n: int) -> list[Equation]:
+    """The first ``n // 2`` false and ``n - n // 2`` true function evaluations, in order (as :func:`load_data`)."""
+    want = {True: n - n // 2, False: n // 2}
+    out = []
+    for e in functions:
+        if want[e.label] > 0:
+            want[e.label] -= 1
+            out.append(e)
+    return out
+
+
+def choose_symnum(per_seed: dict[str, dict[str, dict[int, Any]]]) -> dict[str, Any]:
+    """Per protocol, the symbolic + numeric variant of best mean validation accuracy (over its seeds) becomes
+    ``treelstm_symnum`` (its records copied, ``"variant"`` added). Only validation accuracy chooses; test accuracy
+    is never read. Returns the choice and every variant's validation mean."""
+    out: dict[str, Any] = {}
+    for pname, models in per_seed.items():
+        variants = {
+            m.removeprefix("treelstm_symnum_"): seeds
+            for m, seeds in models.items()
+            if m.startswith("treelstm_symnum_") and seeds and all(s.get("val") is not None for s in seeds.values())
+        }
+        if not variants:
+            continue
+        common = set.intersection(*(set(seeds) for seeds in variants.values()))  # compare on the same seeds
+        means = {v: float(np.mean([seeds[k]["val"] for k in sorted(common)])) for v, seeds in variants.items()}
+        chosen = max(means, key=lambda v: (means[v], -list(means).index(v)))
+        models["treelstm_symnum"] = {k: {**r, "variant": chosen} for k, r in variants[chosen].items()}
+        out[pname] = {
+            "chosen": chosen,
+            "val_mean": {v: round(m, 2) for v, m in means.items()},
+            "seeds_compared": sorted(common),
+        }
+    return out
 
 
 def restricted_split(train: list[Equation], args: argparse.Namespace) -> tuple[list[Equation], dict[str, Any]]:
@@ -220,8 +332,9 @@ def accuracy(pred: np.ndarray, test: list[Equation], mask: np.ndarray | None = N
 def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     t0 = time.process_time()
     w0 = time.time()
+    most = max([args.functions] + [SYMNUM_VARIANTS[v][1] or 0 for v in args.symnum_variants or []])
     if args.data is not None:
-        eqs, report = load_data(args.data, args.functions)
+        eqs, report = load_data(args.data, most)
     else:
         eqs, report = make_data(args.per_depth, args.deep, args.functions)
     gen_time = time.time() - w0
@@ -233,6 +346,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     restricted_report: dict[str, Any] = {}
     for pname, split in splits.items():
         train, test = split["train"], split["test"]
+        fit, val = split_validation(train, args.val_fraction) if args.patience > 0 else (train, None)
         if pname == "extrapolation" and args.restricted > 0:
             w = time.time()
             restricted, restricted_report = restricted_split(train, args)
@@ -288,22 +402,29 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 per_seed[pname]["numeric_check_64"][seed]["restricted_domain"] = restricted_scores(
                     numeric_baseline(restricted, seed, points=64), restricted
                 )
-            for name in NEURAL:
-                data = train + split["functions"] if name == "treelstm_symnum" else train
-                w = time.time()
-                model = train_network(name, data, seed, args)
+            for name in neural_models(args):
+                numeric = name.startswith("treelstm_symnum")
+                variant = SYMNUM_VARIANTS.get(name.removeprefix("treelstm_symnum_"), ({}, None))
+                functions = take_functions(split["functions"], variant[1] or args.functions) if numeric else []
+                w, c = time.time(), time.process_time()
+                model, validation = train_network(name, fit + functions, seed, args, val)
                 pred = (model.predict_proba(test) > 0.5).numpy()
                 record(name, seed, pred)
+                per_seed[pname][name][seed].update(validation)
                 per_seed[pname][name][seed]["train_wall_s"] = round(time.time() - w, 1)
+                per_seed[pname][name][seed]["train_cpu_s"] = round(time.process_time() - c, 1)
+                if numeric:
+                    per_seed[pname][name][seed]["functions"] = len(functions)
                 if on_restricted:
                     per_seed[pname][name][seed]["restricted_domain"] = restricted_scores(
                         (model.predict_proba(restricted) > 0.5).numpy(), restricted
                     )
-                if name == "treelstm_symnum":
-                    fun = [e for e in split["functions"] if e.label][:200]
+                if numeric:
+                    fun = [e for e in functions if e.label][:200]
                     values = model.predict_value([e.lhs for e in fun]).numpy()
                     truth = np.array([float(e.rhs.label) for e in fun])
                     per_seed[pname][name][seed]["value_mae_train_functions"] = float(np.abs(values - truth).mean())
+    choice = choose_symnum(per_seed)
     summary = summarise(per_seed)
     for pname in summary:
         summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
@@ -315,6 +436,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     details = {
         "accuracy": summary,
         "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
+        **({"symnum_choice": choice} if choice else {}),
         "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
         "sizes": n,
         "generator_report": report,
@@ -354,16 +476,37 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             "restricted_per_depth": args.restricted,
             "threads": torch.get_num_threads(),
         },
-        f"settings_{tag}": {"seeds": list(args.seeds), "per_depth": args.per_depth, "epochs": args.epochs},
+        f"settings_{tag}": {
+            "seeds": list(args.seeds),
+            "per_depth": args.per_depth,
+            **(
+                {
+                    "epochs_rule": f"early stopping on validation accuracy: max {args.max_epochs} epochs, patience "
+                    f"{args.patience}, best epoch restored; validation = {args.val_fraction:.0%} of the training "
+                    "equations (random.Random(123)), the same for every model and seed",
+                    "max_epochs": args.max_epochs,
+                    "patience": args.patience,
+                    "val_fraction": args.val_fraction,
+                    "symnum_variants": {v: SYMNUM_VARIANTS[v] for v in args.symnum_variants or []},
+                }
+                if args.patience > 0
+                else {"epochs": args.epochs}
+            ),
+        },
         f"accuracy_cpu_s_{tag}": round(time.process_time() - t0, 1),
         f"accuracy_wall_s_{tag}": round(time.time() - w0, 1),
         f"load_average_after_{tag}": machine().get("load_average"),
         "plot": os.path.relpath(args.plot, ROOT),
     }
-    if "extrapolation" not in summary:
+    if not has_claim_models(summary):  # a run of some networks only (--networks): pooled later with --merge
         return [], details
     plot(summary, args.plot)
     return accuracy_claims(summary["extrapolation"], len(args.seeds)), details
+
+
+def has_claim_models(summary: dict[str, Any]) -> bool:
+    """Whether the extrapolation summary holds the models the claims read."""
+    return {"bilstm", "treelstm_sym", "treelstm_symnum"} <= set(summary.get("extrapolation", {}))
 
 
 ABLATION: dict[
@@ -487,6 +630,7 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
         for pname, models in _int_keys(run["per_seed"]).items():
             for model, seeds in models.items():
                 per_seed.setdefault(pname, {}).setdefault(model, {}).update(seeds)
+    choice = choose_symnum(per_seed)
     summary = summarise(per_seed)
     details: dict[str, Any] = {**runs[0], "accuracy": summary, "per_seed": per_seed}
     for run in runs[1:]:  # keys only another run has (another protocol's settings, sizes, CPU time)
@@ -503,8 +647,10 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
     seeds = sorted({s for models in per_seed.values() for m in models.values() for s in m})
     for key in [k for k in details if k.startswith("settings")]:
         details[key] = {**details[key], "seeds": seeds}
-    details["merged_from"] = [str(d) for d in dirs]
-    if "extrapolation" not in summary:
+    if choice:
+        details["symnum_choice"] = choice
+    details["merged_from"] = [d.name for d in dirs]  # names only: the run directories are often temporary
+    if not has_claim_models(summary):
         return [], details
     plot(summary, args.plot)
     details["plot"] = os.path.relpath(args.plot, ROOT)  # not the first seed run's own plot
@@ -528,6 +674,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         "depth_size_probe",
         "majority",
     ):
+        if model not in ext:
+            continue
         by_depth = ext[model]["by_depth"]
         depths = sorted(by_depth)
         ax.plot(depths, [by_depth[d] for d in depths], marker="o", label=model)
@@ -701,6 +849,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=OWN_NUMBER_SYMBOLS,
         help="symbolic + numeric TreeLSTM: decimal trees with their own operator cells and digit leaves",
     )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="> 0: every network trains with early stopping on a validation split (--val-fraction of the training "
+        "equations), up to --max-epochs, this many epochs without improvement; 0: --epochs epochs",
+    )
+    parser.add_argument("--max-epochs", type=int, default=15)
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        choices=list(NEURAL),
+        help="train only these networks (treelstm_symnum: every --symnum-variants entry); the runs of one seed made "
+        "as several processes pool with --merge",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--symnum-variants",
+        nargs="+",
+        choices=sorted(SYMNUM_VARIANTS),
+        help="train the symbolic + numeric TreeLSTM once per variant; with --patience, the best on validation is "
+        "treelstm_symnum",
+    )
     parser.add_argument("--data", type=Path, help="read the equations from this JSONL file (see --write-data)")
     parser.add_argument(
         "--write-data",
@@ -720,6 +891,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="combine accuracy runs made as one process per seed (their --results-dir) instead of running",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--keep-previous-as",
+        help="when a run replaces protocols of an existing results file, keep their previous summaries under this key",
+    )
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -751,13 +926,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ids = {c["id"] for c in claims}
         claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
         old = previous["details"]
+        if args.keep_previous_as and "accuracy" in details:  # the replaced protocols' summaries, for comparison
+            details[args.keep_previous_as] = {
+                p: old["accuracy"][p] for p in details["accuracy"] if p in old.get("accuracy", {})
+            }
+        for pname, summary in details.get("accuracy", {}).items():
+            simplify = summary.get("sympy_simplify")
+            before = old.get("accuracy", {}).get(pname, {}).get("sympy_simplify")
+            if simplify and not simplify["subsample"]["n"] and before and before["subsample"]["n"]:
+                # sympy does not depend on training: with the same data file and split, the previous subsample stands
+                summary["sympy_simplify"] = {
+                    **before,
+                    "note": "kept from the previous results (no run of the merge had a subsample)",
+                }
         for key in ("accuracy", "per_seed", "sizes"):
             if key in old and key in details:
                 details[key] = {**old[key], **details[key]}
         details = {**old, **details}
     details["load_average"] = machine().get("load_average")
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
-    path = write_results(NAME, claims, details, results_dir=args.results_dir)
+    path = write_results(NAME, claims, details, results_dir=args.results_dir, inline_number_lists=True)
     print(f"wrote {path}")
     for entry in claims:
         print(entry["id"], {k: entry.get(k) for k in ("ours", "anchor", "ratio", "delta", "met")})

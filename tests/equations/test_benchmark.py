@@ -47,13 +47,22 @@ def test_results_file_has_the_named_claims_and_every_baseline():
         assert c["met"] == (c["ratio"] >= target)
     details = data["details"]
     assert set(details["accuracy"]["same_depth"]) == MODELS
-    assert set(details["accuracy"]["extrapolation"]) == MODELS | {"numeric_check_64"}
     ext = details["accuracy"]["extrapolation"]
+    assert MODELS - {"treenn"} <= set(ext)  # the early-stopping run (docs/equations.md: TreeNN from its logs only)
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == ext["treelstm_sym"]["mean"]
+    assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == ext["treelstm_symnum"]["mean"]
     assert details["settings_extrapolation"]["seeds"] == [0, 1, 2] and "load_average" in details
-    # the restricted-domain split: every network and the numeric checks are scored on it
+    assert details["settings_extrapolation"]["patience"] == 3  # the same early-stopping rule for every network
+    choice = details["symnum_choice"]["extrapolation"]
+    assert choice["chosen"] == max(choice["val_mean"], key=choice["val_mean"].get)  # chosen on validation
+    assert {s["variant"] for s in details["per_seed"]["extrapolation"]["treelstm_symnum"].values()} == {
+        choice["chosen"]
+    }
+    # the restricted-domain split: every network and the numeric checks were scored on it (the fixed-epoch run)
     split = details["restricted_domain_split"]
     assert split["n"] >= 300 and split["true"] * 2 == split["n"] and "restricted_domain_equations" in split["recipe"]
+    fixed = details["accuracy_fixed_epochs"]["extrapolation"]
+    assert set(fixed) == MODELS | {"numeric_check_64"}
     for model in (
         "majority",
         "numeric_check",
@@ -63,7 +72,7 @@ def test_results_file_has_the_named_claims_and_every_baseline():
         "treelstm_sym",
         "treelstm_symnum",
     ):
-        assert 0 <= ext[model]["restricted_domain"]["mean"] <= 100
+        assert 0 <= fixed[model]["restricted_domain"]["mean"] <= 100
     assert (ROOT / details["plot"]).is_file()
 
 
@@ -90,6 +99,8 @@ def test_benchmark_smoke_run(tmp_path):
             "2",
             "--results-dir",
             str(tmp_path),
+            "--plot",
+            str(tmp_path / "p.png"),  # not the docs' plot
         ]
     )
     ids = {c["id"] for c in out["claims"]}
@@ -167,3 +178,101 @@ def test_numeric_ablation_scores_every_variant_on_training_depths(tmp_path):
     assert set(bench.ABLATION) <= set(ablation) and ablation["n_functions"] == 16
     record = ablation["numeric_own_value0"][0]
     assert set(record["val_by_depth"]) == {1, 2, 3} and 0 <= record["unseen_functions_acc"] <= 100
+
+
+def _eqs(n: int, kind: str = "symbolic"):
+    from trinity_lightning.equations.grammar import parse_equation
+
+    return [parse_equation(f"x + {i % 9} = {i % 9} + x", label=i % 2 == 0, kind=kind) for i in range(n)]  # type: ignore[arg-type]
+
+
+def test_validation_split_is_fixed_disjoint_and_a_tenth():
+    bench = _bench()
+    train = list(range(50))
+    fit, val = bench.split_validation(train, 0.1)
+    assert len(val) == 5 and len(fit) == 45 and sorted(fit + val) == train
+    assert bench.split_validation(train, 0.1) == (fit, val)  # the same for every model and seed
+
+
+def test_symnum_variant_is_chosen_on_validation_only():
+    """The variant of best mean validation accuracy becomes ``treelstm_symnum``, whatever its test accuracy."""
+    bench = _bench()
+    per_seed = {
+        "extrapolation": {
+            "treelstm_sym": {0: {"acc": 70.0, "val": 90.0}},
+            "treelstm_symnum_decimal_tree": {0: {"acc": 99.0, "val": 91.0}, 1: {"acc": 99.0, "val": 91.0}},
+            "treelstm_symnum_value_leaf": {0: {"acc": 60.0, "val": 92.0}, 1: {"acc": 60.0, "val": 91.0}},
+        }
+    }
+    choice = bench.choose_symnum(per_seed)
+    assert choice == {
+        "extrapolation": {
+            "chosen": "value_leaf",
+            "val_mean": {"decimal_tree": 91.0, "value_leaf": 91.5},
+            "seeds_compared": [0, 1],
+        }
+    }
+    chosen = per_seed["extrapolation"]["treelstm_symnum"]
+    assert chosen[0] == {"acc": 60.0, "val": 92.0, "variant": "value_leaf"} and set(chosen) == {0, 1}
+    assert bench.choose_symnum({"extrapolation": {"treelstm_symnum": {0: {"acc": 1.0}}}}) == {}  # nothing to choose
+    # a variant with fewer seeds: the means are over the seeds both have
+    per_seed["extrapolation"]["treelstm_symnum_decimal_tree"] = {1: {"acc": 99.0, "val": 95.0}}
+    assert bench.choose_symnum(per_seed)["extrapolation"]["chosen"] == "decimal_tree"
+
+
+def test_take_functions_balances_in_file_order():
+    bench = _bench()
+    funs = _eqs(20, "function")
+    got = bench.take_functions(funs, 6)
+    assert [e.label for e in got].count(True) == 3 and [e.label for e in got].count(False) == 3
+    chosen = {id(e) for e in got}
+    assert [id(e) for e in got] == [id(e) for e in funs if id(e) in chosen] and got[:2] == funs[:2]
+
+
+def test_networks_option_selects_the_trained_models():
+    bench = _bench()
+    parse = bench.argparse.ArgumentParser()
+    args = parse.parse_args([])
+    args.symnum_variants, args.networks = ["decimal_tree", "value_leaf"], None
+    assert bench.neural_models(args) == [
+        "bilstm",
+        "treenn",
+        "treelstm_sym",
+        "treelstm_symnum_decimal_tree",
+        "treelstm_symnum_value_leaf",
+    ]
+    args.networks = ["treelstm_symnum"]
+    assert bench.neural_models(args) == ["treelstm_symnum_decimal_tree", "treelstm_symnum_value_leaf"]
+    args.symnum_variants, args.networks = None, ["bilstm", "treelstm_symnum"]
+    assert bench.neural_models(args) == ["bilstm", "treelstm_symnum"]
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    """``--patience``: validation accuracy after every epoch, training stops ``patience`` epochs after the best one,
+    and the returned model carries the best epoch's weights (its validation accuracy equals the best recorded)."""
+    import argparse
+
+    import numpy as np
+
+    bench = _bench()
+    from trinity_lightning.equations.generator import EquationGenerator
+
+    eqs = EquationGenerator(seed=0, max_depth=2).generate(per_depth=40)
+    fit, val = bench.split_validation(eqs, 0.25)
+    args = argparse.Namespace(hidden=8, lr=0.01, batch_size=16, patience=1, max_epochs=4, epochs=1)
+    model, record = bench.train_network("treelstm_sym", fit, 0, args, val)
+    history = record["val_history"]
+    assert 1 <= record["epochs_run"] == len(history) <= 4 and record["val"] == max(history)
+    assert record["best_epoch"] == int(np.argmax(history)) + 1
+    assert record["epochs_run"] == 4 or record["epochs_run"] == record["best_epoch"] + 1  # patience 1
+    restored = 100.0 * float(((model.predict_proba(val) > 0.5).numpy() == np.array([e.label for e in val])).mean())
+    assert restored == pytest.approx(record["val"], abs=0.01)
+
+
+def test_a_run_of_some_networks_has_no_claims_until_merged():
+    """``--networks`` runs (one process per group of networks) write no plot and no claims: those need every model."""
+    bench = _bench()
+    some = {"extrapolation": {m: {} for m in ("majority", "depth_size_probe", "numeric_check", "bilstm")}}
+    assert not bench.has_claim_models(some) and not bench.has_claim_models({})
+    some["extrapolation"].update({m: {} for m in ("treelstm_sym", "treelstm_symnum")})
+    assert bench.has_claim_models(some)

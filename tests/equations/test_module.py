@@ -119,3 +119,71 @@ def test_recipe_runs_through_the_cli_at_tiny_size(tmp_path):
     cli = run_lightning(["fit", "--config", str(config)])
     assert isinstance(cli.model, EquationVerifier)
     assert "val_acc" in cli.trainer.callback_metrics
+
+
+def test_value_leaf_numbers_are_single_leaves_embedded_by_their_value():
+    """``number_encoding="value_leaf"`` (the official code's): a number outside -9..9 is one ``<num>`` leaf whose
+    embedding is the value network's output for its value; small integers keep their symbol; no range limit."""
+    from trinity_lightning.equations.module import NUMBER_LEAF, number_features
+
+    torch.manual_seed(0)
+    model = EquationVerifier(hidden_size=8, number_encoding="value_leaf")
+    eqs = [parse_equation("sin(2.5) = 0.6", kind="function"), parse_equation("x + 2 = 12345.5")]
+    batch = model.collate(eqs)
+    names = {i: label for label, i in model.vocab.base.items()}  # type: ignore[attr-defined]
+    labels = [names[i] for i in batch.trees.labels.tolist()]
+    assert labels.count(NUMBER_LEAF) == 3 and "2" in labels and "10^-1" not in labels  # no decimal tree
+    assert batch.trees.num_nodes == 2 + 1 + 3 + 1  # sin(2.5), 0.6, x + 2, 12345.5
+    num = batch.trees.labels == model.vocab[NUMBER_LEAF]
+    assert sorted(batch.trees.values[num].tolist()) == pytest.approx([0.6, 2.5, 12345.5])
+    x = model.embed_labels(batch.trees.labels, batch.trees.values)
+    assert model.number_net is not None
+    expected = model.number_net(number_features(batch.trees.values[num]))
+    assert torch.allclose(x[num], expected)
+    assert torch.equal(x[~num], model.embed(batch.trees.labels[~num]))  # symbols: their embeddings
+    # the verdict depends on the value: same shape, other number, other encoding
+    other = model.collate([parse_equation("sin(2.5) = 0.7", kind="function")])
+    assert not torch.allclose(model.encode(batch)[2], model.encode(other)[1])  # the right sides differ
+    logits, _ = model(batch)
+    logits.sum().backward()
+    assert model.number_net[0].weight.grad is not None and model.number_net[0].weight.grad.abs().sum() > 0
+
+
+def test_value_leaf_works_for_the_sequence_baseline_and_rejects_bad_settings():
+    model = EquationVerifier(encoder="bilstm", hidden_size=8, number_encoding="value_leaf")
+    batch = model.collate([parse_equation("cos(150.25) = -0.6", kind="function")])
+    assert batch.token_values is not None
+    assert batch.token_values[0, 1].item() == pytest.approx(150.25) and batch.token_values[0, 0].isnan()
+    assert model.predict_proba([parse_equation("cos(150.25) = -0.6", kind="function")]).shape == (1,)
+    with pytest.raises(ValueError, match="number_encoding='tree'; expected 'decimal_tree' or 'value_leaf'"):
+        EquationVerifier(number_encoding="tree")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="own_number_symbols applies to decimal trees"):
+        EquationVerifier(number_encoding="value_leaf", own_number_symbols=True)
+    with pytest.raises(ValueError, match="unknown label 'w'"):
+        model.collate([parse_equation("w = 2.5")])  # only numbers fall back to <num>
+
+
+def test_number_leaf_vocabulary():
+    from trinity_lightning.equations.module import NumberLeafVocabulary
+
+    voc = NumberLeafVocabulary({"<pad>": 0, "2": 1, "<num>": 2})
+    assert (voc["2"], voc["2.5"], voc["-13"], len(voc), list(voc)) == (1, 2, 2, 3, ["<pad>", "2", "<num>"])
+    assert "pi" not in voc and 3 not in voc
+    with pytest.raises(KeyError):
+        voc["pi"]
+    with pytest.raises(ValueError, match="'<num>' is not in the base vocabulary"):
+        NumberLeafVocabulary({"x": 0})
+
+
+@pytest.mark.slow
+def test_verifier_with_value_leaves_learns_function_values(tmp_path):
+    """Function evaluations only (``f(a) = b``, half false): the value network must read the numbers to fit them."""
+    pl.seed_everything(0)
+    dm = EquationDataModule(per_depth=0, functions=120, max_depth=1, train_depths=[1], test_depths=[1], batch_size=16)
+    dm.setup("fit")
+    model = EquationVerifier(hidden_size=16, lr=0.01, number_encoding="value_leaf", value_weight=0.0)
+    _trainer(tmp_path, max_epochs=12).fit(model, dm)
+    train = [e for e in dm.train if e.kind == "function"]
+    probs = model.predict_proba(train)
+    labels = torch.tensor([float(e.label) for e in train])
+    assert ((probs > 0.5).float() == labels).float().mean() > 0.7

@@ -2,8 +2,9 @@
 
 Each side of ``lhs = rhs`` is encoded (a TreeLSTM with one cell per function symbol, a TreeNN, or a BiLSTM over the
 prefix form, for comparison); the two encodings are compared (``[l * r, |l - r|]`` -> MLP -> logit). Numbers are
-decimal trees (:class:`~.decimal.DecimalTreeEncoder`). A value head reads the left side of a function evaluation
-(``sin(2.5)``) and regresses its value, trained on the true ones.
+decimal trees (:class:`~.decimal.DecimalTreeEncoder`, the default) or, with ``number_encoding="value_leaf"`` (the
+official code's encoding), single ``<num>`` leaves embedded by a small feed-forward network of their value. A value
+head reads the left side of a function evaluation (``sin(2.5)``) and regresses its value, trained on the true ones.
 
 Example:
     >>> from trinity_lightning.equations.grammar import parse_equation
@@ -16,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,13 +27,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from trinity_lightning.equations.decimal import DecimalTreeEncoder
-from trinity_lightning.equations.grammar import FUNCTIONS, Equation
+from trinity_lightning.equations.grammar import FUNCTIONS, Equation, is_number
 from trinity_lightning.equations.treelstm import TreeLSTM
 from trinity_lightning.equations.trees import Tree, TreeBatch, collate_trees
 
-__all__ = ["EquationBatch", "EquationVerifier", "equation_vocabulary"]
+__all__ = ["NUMBER_LEAF", "EquationBatch", "EquationVerifier", "NumberLeafVocabulary", "equation_vocabulary"]
 
 Encoder = Literal["treelstm", "treenn", "bilstm"]
+NumberEncoding = Literal["decimal_tree", "value_leaf"]
+NUMBER_LEAF = "<num>"  # the label every number outside the vocabulary gets with ``number_encoding="value_leaf"``
 
 
 NUMBER_OPS = ("num_add", "num_mul")  # a decimal tree's own operators (``own_number_symbols=True``)
@@ -57,6 +60,50 @@ def equation_vocabulary(
     return ["<pad>", *sorted(FUNCTIONS), "pi", *(str(i) for i in range(-9, 10)), *places, *variables, *own]
 
 
+class NumberLeafVocabulary(Mapping[str, int]):
+    """A vocabulary that sends every number it does not hold itself (``2.5``, ``-0.6``, ``15``) to one id.
+
+    Small integers of the grammar (``-9``..``9``) keep their own ids; the value of a number leaf travels beside the
+    label (``TreeBatch.values``), so a model can embed it by value (``number_encoding="value_leaf"``).
+
+    Example:
+        >>> voc = NumberLeafVocabulary({"<pad>": 0, "x": 1, "2": 2, "<num>": 3})
+        >>> voc["x"], voc["2"], voc["2.5"], voc["-0.6"], "y" in voc
+        (1, 2, 3, 3, False)
+    """
+
+    def __init__(self, base: Mapping[str, int], number_label: str = NUMBER_LEAF) -> None:
+        if number_label not in base:
+            raise ValueError(f"NumberLeafVocabulary: {number_label!r} is not in the base vocabulary")
+        self.base, self.number_id = dict(base), base[number_label]
+
+    def __getitem__(self, label: str) -> int:
+        if label in self.base:
+            return self.base[label]
+        if is_number(label):
+            return self.number_id
+        raise KeyError(label)
+
+    def __contains__(self, label: object) -> bool:
+        return isinstance(label, str) and (label in self.base or is_number(label))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+def number_features(values: torch.Tensor) -> torch.Tensor:
+    """``[..., 2]`` inputs of the value network: ``value / 10`` and ``sign(value) * log1p(|value|)``.
+
+    Example:
+        >>> [[round(v, 3) for v in row] for row in number_features(torch.tensor([0.0, -2.5])).tolist()]
+        [[0.0, 0.0], [-0.25, -1.253]]
+    """
+    return torch.stack([values / 10.0, values.sign() * values.abs().log1p()], dim=-1)
+
+
 @dataclass
 class EquationBatch:
     """A collated batch: both sides of ``B`` equations as ``2B`` trees (left sides first) and as prefix tokens."""
@@ -68,6 +115,7 @@ class EquationBatch:
     values: torch.Tensor  # [B] value of a true function evaluation, NaN otherwise
     is_function: torch.Tensor  # [B] bool
     depths: torch.Tensor  # [B]
+    token_values: torch.Tensor | None = None  # [2B, L] value of each prefix token read as a number, NaN otherwise
 
     def to(self, device: torch.device | str) -> EquationBatch:
         return EquationBatch(
@@ -78,6 +126,7 @@ class EquationBatch:
             self.values.to(device),
             self.is_function.to(device),
             self.depths.to(device),
+            None if self.token_values is None else self.token_values.to(device),
         )
 
     def __len__(self) -> int:
@@ -98,8 +147,18 @@ class EquationVerifier(pl.LightningModule):
         value_weight: weight of the value-regression loss.
         own_number_symbols: decimal trees get their own operators and digit leaves (with ``per_type_cells``, one
             cell each for ``num_add`` and ``num_mul``) instead of sharing the algebra's ``add``/``mul`` cells and the
-            integer leaves' embeddings.
+            integer leaves' embeddings (``number_encoding="decimal_tree"`` only).
+        number_encoding: ``"decimal_tree"`` (numbers outside ``-9..9`` become decimal trees, the paper's text) or
+            ``"value_leaf"`` (the official code's: each such number is one ``<num>`` leaf whose embedding is a small
+            feed-forward network of its value, :func:`number_features` -> ``Linear`` -> ``tanh`` -> ``Linear``; no
+            range limit). Integers ``-9..9`` keep their symbol embeddings either way.
         lr, weight_decay: Adam.
+
+    Example:
+        >>> from trinity_lightning.equations.grammar import parse_equation
+        >>> model = EquationVerifier(hidden_size=8, number_encoding="value_leaf")
+        >>> model.collate([parse_equation("sin(2.5) = 0.6", kind="function")]).trees.num_nodes
+        3
     """
 
     def __init__(
@@ -113,15 +172,30 @@ class EquationVerifier(pl.LightningModule):
         max_exponent: int = 2,
         value_weight: float = 0.5,
         own_number_symbols: bool = False,
+        number_encoding: NumberEncoding = "decimal_tree",
         lr: float = 2e-3,
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
         if encoder not in ("treelstm", "treenn", "bilstm"):
             raise ValueError(f"EquationVerifier: encoder={encoder!r}; expected 'treelstm', 'treenn' or 'bilstm'")
+        if number_encoding not in ("decimal_tree", "value_leaf"):
+            raise ValueError(
+                f"EquationVerifier: number_encoding={number_encoding!r}; expected 'decimal_tree' or 'value_leaf'"
+            )
+        if number_encoding == "value_leaf" and own_number_symbols:
+            raise ValueError(
+                "EquationVerifier: own_number_symbols applies to decimal trees; with number_encoding='value_leaf' "
+                "numbers are value leaves (set own_number_symbols=False)"
+            )
         self.save_hyperparameters()
         vocabulary = equation_vocabulary(list(variables), decimals, max_exponent, own_number_symbols)
-        self.vocab = {label: i for i, label in enumerate(vocabulary)}
+        if number_encoding == "value_leaf":
+            vocabulary.append(NUMBER_LEAF)
+        self.vocab: Mapping[str, int] = {label: i for i, label in enumerate(vocabulary)}
+        self.value_leaf = number_encoding == "value_leaf"
+        if self.value_leaf:
+            self.vocab = NumberLeafVocabulary(self.vocab)
         self.decimal = DecimalTreeEncoder(decimals=decimals, max_exponent=max_exponent, own_symbols=own_number_symbols)
         H = hidden_size
         self.embed = nn.Embedding(len(self.vocab), H, padding_idx=0)
@@ -142,18 +216,27 @@ class EquationVerifier(pl.LightningModule):
             self.tree = TreeLSTM(H, H, cell=kind, arity=2, node_types=n_types)
         self.compare = nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, 1))
         self.value_head = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, 1))
+        self.number_net = nn.Sequential(nn.Linear(2, H), nn.Tanh(), nn.Linear(H, H)) if self.value_leaf else None
 
     # -- data -------------------------------------------------------------------------------------------------------
     def collate(self, equations: Sequence[Equation]) -> EquationBatch:
-        """Collate equations (numbers expanded to decimal trees) into an :class:`EquationBatch`."""
-        sides: list[Tree] = [self.decimal.expand(e.lhs) for e in equations]
-        sides += [self.decimal.expand(e.rhs) for e in equations]
+        """Collate equations (numbers expanded to decimal trees, or kept as value leaves) into an
+        :class:`EquationBatch`."""
+        expand = (lambda t: t) if self.value_leaf else self.decimal.expand
+        sides: list[Tree] = [expand(e.lhs) for e in equations]
+        sides += [expand(e.rhs) for e in equations]
         trees = collate_trees(sides, self.vocab, max_children=2, source="equation side")
-        prefixes = [[self.vocab[label] for label in side.prefix()] for side in sides]
+        prefix_labels = [side.prefix() for side in sides]
+        prefixes = [[self.vocab[label] for label in labels] for labels in prefix_labels]
         width = max(len(p) for p in prefixes)
         tokens = torch.zeros(len(prefixes), width, dtype=torch.long)
+        token_values = torch.full((len(prefixes), width), math.nan) if self.value_leaf else None
         for i, p in enumerate(prefixes):
             tokens[i, : len(p)] = torch.tensor(p)
+            if token_values is not None:
+                token_values[i, : len(p)] = torch.tensor(
+                    [float(label) if is_number(label) else math.nan for label in prefix_labels[i]]
+                )
         values = [
             float(e.rhs.label) if e.kind == "function" and e.label and not e.rhs.children else math.nan
             for e in equations
@@ -166,6 +249,7 @@ class EquationVerifier(pl.LightningModule):
             values=torch.tensor(values, dtype=torch.float32),
             is_function=torch.tensor([e.kind == "function" for e in equations]),
             depths=torch.tensor([e.depth for e in equations]),
+            token_values=token_values,
         )
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -179,16 +263,29 @@ class EquationVerifier(pl.LightningModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     # -- model ------------------------------------------------------------------------------------------------------
+    def embed_labels(self, ids: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
+        """Label embeddings; with ``number_encoding="value_leaf"`` every ``<num>`` leaf is embedded by the value
+        network of its value instead."""
+        x = self.embed(ids)
+        if self.number_net is None or values is None:
+            return x
+        is_num = ids == self.vocab[NUMBER_LEAF]
+        if not bool(is_num.any()):
+            return x
+        x = x.clone()
+        x[is_num] = self.number_net(number_features(values[is_num])).to(x.dtype)
+        return x
+
     def encode(self, batch: EquationBatch) -> torch.Tensor:
         """``[2B, H]``: the encoding of every side (left sides first)."""
         if self.lstm is not None:
-            x = self.embed(batch.tokens)
+            x = self.embed_labels(batch.tokens, batch.token_values)
             packed = nn.utils.rnn.pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True, enforce_sorted=False)
             _, (h, _) = self.lstm(packed)
             return torch.tanh(self.project(torch.cat([h[0], h[1]], dim=1)))
         assert self.tree is not None
         trees = batch.trees
-        x = self.embed(trees.labels)
+        x = self.embed_labels(trees.labels, trees.values)
         cell_of: torch.Tensor = self.cell_of  # type: ignore[assignment]
         types = cell_of[trees.labels] if self.tree.node_types > 1 else None
         h, _ = self.tree(trees, x, types)
