@@ -336,3 +336,9 @@ def test_forecaster_highway_lr_freezes_or_slows_the_map():
     assert 0 < maps[1e-3] < maps[None]  # a smaller step than the network's lr
     with pytest.raises(ValueError, match="highway_lr"):
         Forecaster(cell="lstm", highway=4, highway_lr=-1.0)
+
+
+@pytest.mark.parametrize("window", [0, -3, 2.5, True])
+def test_forecaster_rejects_a_highway_window_that_is_not_a_positive_int_at_construction(window):
+    with pytest.raises(ValueError, match=r"highway: expected None or a window of at least 1 step"):
+        Forecaster(highway=window)

@@ -427,6 +427,8 @@ class Forecaster(pl.LightningModule):
         super().__init__()
         if highway is not None and network is not None and horizon is None:
             raise ValueError("highway: a given network needs horizon=... (the highway's output length)")
+        if highway is not None and (isinstance(highway, bool) or not isinstance(highway, int) or highway < 1):
+            raise ValueError(f"highway: expected None or a window of at least 1 step, got {highway!r}")
         if highway_lr is not None and highway_lr < 0:
             raise ValueError(f"highway_lr: expected a learning rate >= 0, got {highway_lr}")
         if instance_norm is not None and instance_norm not in INSTANCE_NORMS:
