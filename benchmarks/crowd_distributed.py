@@ -2,7 +2,7 @@
 
     python benchmarks/crowd_distributed.py                        # 10M annotations, 20 EM iterations (CPU)
     python benchmarks/crowd_distributed.py --annotations 1000000  # smoke run
-    python benchmarks/crowd_distributed.py --annotations 100000000 --device cuda --backend nccl   # a GPU box
+    python benchmarks/crowd_distributed.py --annotations 100000000 --single-gpu   # one lent GPU (see below)
 
 Data: ``annotations / 10`` items x 10 labels each from 1,000 workers, 5 classes; worker accuracy ~ Beta(4, 2),
 wrong labels uniform. Rows are generated in blocks of 100k items from per-block seeds, so every run (one process or
@@ -17,14 +17,22 @@ their build time is in ``details``), one repeat per configuration: 1 process x 1
 ``--world`` processes x 1 thread. The sharded result is compared with the single-process one (max |difference| of
 ``errors_`` and ``priors_``; tests/crowd/test_distributed_em.py asks for 1e-10 on a small table). Wall times on a shared machine depend on its load: ``details`` records the load average before and
 after and each run's CPU time.
+
+``--single-gpu`` (one GPU, e.g. the lent H200): NCCL cannot put two ranks on one GPU, so this mode times, on the
+same table built once (blocks generated in parallel processes): the fit on the CPU with every core (the anchor),
+the fit on the GPU (float64, after one warm-up fit), and the fit through the sharded code path over a world-size-1
+NCCL group (every statistic all-reduced through NCCL), and checks that the three agree. It writes
+``benchmarks/results/<--out>_gpu.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -60,10 +68,20 @@ def _block(b: int, num_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return items, workers.reshape(-1), labels.reshape(-1)
 
 
-def rows(first: int, last: int, num_items: int) -> AnnotationTable:
-    """Annotation rows ``[first, last)`` of the synthetic table, as a table of their items."""
+def _block_star(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _block(*job)
+
+
+def rows(first: int, last: int, num_items: int, processes: int = 1) -> AnnotationTable:
+    """Annotation rows ``[first, last)`` of the synthetic table, as a table of their items (blocks generated in
+    ``processes`` forked processes when more than 1; the rows do not depend on it)."""
     lo, hi = first // LABELS_PER_ITEM // BLOCK, (last - 1) // LABELS_PER_ITEM // BLOCK
-    parts = [_block(b, num_items) for b in range(lo, hi + 1)]
+    jobs = [(b, num_items) for b in range(lo, hi + 1)]
+    if processes > 1:
+        with mp.get_context("fork").Pool(processes) as pool:
+            parts = pool.map(_block_star, jobs, chunksize=1)
+    else:
+        parts = [_block(*job) for job in jobs]
     offset = lo * BLOCK * LABELS_PER_ITEM
     items, workers, labels = (np.concatenate(p)[first - offset : last - offset] for p in zip(*parts, strict=True))
     local = items - items[0]
@@ -123,6 +141,106 @@ def sharded(args: argparse.Namespace) -> list[dict[str, Any]]:
         return [torch.load(Path(out) / f"rank{r}.pt", weights_only=False) for r in range(args.world)]
 
 
+def _timed_fit(model: DawidSkene, table: AnnotationTable, **kwargs: Any) -> tuple[DawidSkene, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.fit(table, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return model, time.perf_counter() - start
+
+
+def single_gpu(args: argparse.Namespace) -> None:
+    """CPU (every core) vs GPU vs world-size-1 NCCL sharded fit of one table (see the module docstring)."""
+    load_before = list(os.getloadavg())
+    cores = os.cpu_count() or 1
+    total = args.annotations
+    start = time.perf_counter()
+    table = rows(0, total, total // LABELS_PER_ITEM, processes=cores)
+    build = time.perf_counter() - start
+    print(f"table of {total:,} rows built in {build:.1f} s on {cores} processes", flush=True)
+    report: dict[str, Any] = {}
+    cpu_threads = torch.get_num_threads()
+    cpu_model, cpu_s = _timed_fit(
+        DawidSkene(n_iter=args.iters, tol=0.0, threads=cpu_threads, device="cpu", dtype=args.dtype), table
+    )
+    report["cpu"] = {"fit_s": cpu_s, "threads": cpu_threads, "n_iter": cpu_model.n_iter_}
+    print(f"CPU fit ({cpu_threads} threads): {cpu_s:.2f} s", flush=True)
+
+    # without a GPU (a wiring check here) the same steps run on the CPU over gloo
+    device, backend = ("cuda", "nccl") if torch.cuda.is_available() else ("cpu", "gloo")
+
+    def gpu_model() -> DawidSkene:
+        return DawidSkene(n_iter=args.iters, tol=0.0, device=device, dtype=args.dtype)
+
+    gpu_times = []
+    for _ in range(3):  # the first includes CUDA start-up and the host-to-device copy's first allocation
+        model, seconds = _timed_fit(gpu_model(), table)
+        gpu_times.append(seconds)
+    report["gpu"] = {
+        "fit_s_each": gpu_times,
+        "fit_s": statistics.median(gpu_times[1:]),
+        "n_iter": model.n_iter_,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+    }
+    print(f"GPU fits: {gpu_times}", flush=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]))
+    if device == "cuda":
+        torch.cuda.set_device(0)
+    dist.init_process_group(backend, rank=0, world_size=1, timeout=timedelta(minutes=20))
+    sharded_model, sharded_s = _timed_fit(gpu_model(), table, process_group=True)
+    dist.destroy_process_group()
+    report["nccl_world1_sharded"] = {"fit_s": sharded_s, "n_iter": sharded_model.n_iter_}
+    print(f"{backend} world-1 sharded fit: {sharded_s:.2f} s", flush=True)
+
+    def diff(a: DawidSkene, b: DawidSkene) -> dict[str, float]:
+        return {
+            "errors": float((a.errors_.cpu() - b.errors_.cpu()).abs().max()),
+            "priors": float((a.priors_.cpu() - b.priors_.cpu()).abs().max()),
+        }
+
+    gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else "none: CPU wiring check"
+    what = f"Dawid-Skene fit, {total:,} annotations ({total // LABELS_PER_ITEM:,} items, {WORKERS:,} workers, "
+    what += f"{CLASSES} classes), {args.iters} EM iterations, {args.dtype}"
+    claims = [
+        claim(
+            "ds_fit_100m_gpu_vs_cpu" if total == 100_000_000 else f"ds_fit_gpu_vs_cpu_{total}",
+            f"{what}: one GPU ({gpu_name}, median of fits 2-3) vs the CPU with "
+            f"{cpu_threads} threads on the same machine",
+            ours=report["gpu"]["fit_s"],
+            anchor=cpu_s,
+            unit="s",
+            better="lower",
+        )
+    ]
+    details = {
+        "annotations": total,
+        "items": total // LABELS_PER_ITEM,
+        "workers": WORKERS,
+        "classes": CLASSES,
+        "em_iterations": args.iters,
+        "dtype": args.dtype,
+        "device": gpu_name,
+        "torch": torch.__version__,
+        "cpu_cores": cores,
+        "table_build_s": build,
+        "fits": report,
+        "max_abs_diff_gpu_vs_cpu": diff(model, cpu_model),
+        "max_abs_diff_nccl_sharded_vs_gpu": diff(sharded_model, model),
+        "same_iterations": len({cpu_model.n_iter_, model.n_iter_, sharded_model.n_iter_}) == 1,
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "note": "NCCL refuses two ranks on one GPU, so the sharded path runs over a world-size-1 NCCL group "
+        "(every sufficient statistic still goes through NCCL all-reduce); several GPUs were not lent",
+    }
+    print(json.dumps(details, indent=1), flush=True)
+    path = write_results(f"{args.out}_gpu", claims, details, results_dir=args.results_dir)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotations", type=int, default=10_000_000)
@@ -132,7 +250,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--out", default="crowd_distributed", help="results name (benchmarks/results/<out>.json)")
+    parser.add_argument("--single-gpu", action="store_true", help="CPU vs GPU vs world-1 NCCL on one GPU")
+    parser.add_argument("--results-dir", type=Path, default=None, help="where the results file goes")
     args = parser.parse_args()
+    if args.single_gpu:
+        single_gpu(args)
+        return
     load_before = list(os.getloadavg())
     total = args.annotations
     start = time.perf_counter()
