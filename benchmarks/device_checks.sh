@@ -5,6 +5,7 @@
 #   2. Dawid-Skene on 100M synthetic annotations: the CPU with every core vs the GPU vs the sharded path over a
 #      world-size-1 NCCL group (benchmarks/crowd_distributed.py --single-gpu) -> $OUT/crowd_distributed_gpu.json
 #   3. NRM runs (benchmarks/nrm_semisupervised.py; NRM_ARGS picks datasets / methods / seeds) -> $OUT/nrm_runs.jsonl
+#   4. torch.profiler tables of the signSGD hook over NCCL, world size 1 -> $OUT/signsgd_nccl_profile.txt
 # Before (here, once; .device_data/ is git-ignored): cp -r ../shared/data/mnist .device_data/
 # Then: run(command="bash benchmarks/device_checks.sh", carry=[".device_data"], timeout_s=...)
 # Back here: python benchmarks/nrm_semisupervised.py --aggregate benchmarks/results/nrm_semisupervised.json <runs>
@@ -30,6 +31,7 @@ for step in $STEPS; do
     3) TRINITY_DATA=.device_data timeout "${NRM_TIMEOUT:-330}" "$PY" benchmarks/nrm_semisupervised.py \
         --runs "$OUT/nrm_runs.jsonl" ${NRM_ARGS:---datasets mnist --methods maxmin_nrm nrm maxmin_nrm_no_rpn --seeds 3 4 --workers 6} \
         2>&1 | grep -v "Warning\|warn" | tail -40 | tee -a "$OUT/device.log" ;;
+    4) timeout 120 "$PY" benchmarks/signsgd_comm.py --nccl-profile --out "$OUT" 2>&1 | tail -80 | tee -a "$OUT/device.log" ;;
     esac
     rc=${PIPESTATUS[0]}
     echo "=== step $step rc $rc $(date +%T)" | tee -a "$OUT/device.log"

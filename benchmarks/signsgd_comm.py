@@ -544,6 +544,55 @@ def lightning_smoke(accelerator: str, steps: int = 30) -> tuple[list[float], Any
     return losses, run.strategy
 
 
+def nccl_profile(args: argparse.Namespace) -> None:
+    """World size 1 on one GPU: ``torch.profiler`` tables of the hook (momentum 0.9) over NCCL, by GPU time and by
+    host time, so the GPU path's cost can be attributed (kernels, host synchronisations, Python)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from trinity_lightning.distributed import SignSGDState, signsgd_hook
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    on_gpu = torch.cuda.is_available()  # without a GPU: the same steps on gloo (a wiring check)
+    dist.init_process_group("nccl" if on_gpu else "gloo", rank=0, world_size=1)
+    device = torch.device("cuda", 0) if on_gpu else torch.device("cpu")
+    if on_gpu:
+        torch.cuda.set_device(device)
+    shapes: list[tuple[int, ...]] = []
+    for _ in range(args.layers):
+        shapes += [(args.width, 4 * args.width), (args.width,)]
+    bucket = FakeBucket(shapes)
+    bucket._buffer = bucket._buffer.to(device)
+    bucket._views = [v.to(device) for v in bucket._views]
+    bucket._params = [torch.nn.Parameter(p.to(device)) for p in bucket._params]
+    grad = torch.randn(bucket.buffer().numel(), device=device)
+    state = SignSGDState(momentum=0.9)
+    for _ in range(5):
+        bucket.buffer().copy_(grad)
+        signsgd_hook(state, bucket).wait()
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    sync()
+    steps = 10
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            bucket.buffer().copy_(grad)
+            signsgd_hook(state, bucket).wait()
+        sync()
+        wall = (time.perf_counter() - start) / steps
+    dist.destroy_process_group()
+    events = prof.key_averages()
+    text = f"hook over NCCL, world 1, {grad.numel():,} parameters, {steps} calls, {1000 * wall:.3f} ms per call "
+    text += "(profiled)\n\n"
+    if on_gpu:
+        text += events.table(sort_by="cuda_time_total", row_limit=30) + "\n\n"
+    text += events.table(sort_by="cpu_time_total", row_limit=30)
+    print(text)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "signsgd_nccl_profile.txt").write_text(text)
+
+
 def nccl_smoke(args: argparse.Namespace) -> None:
     """World size 1 on one GPU: the hook over NCCL (timing vs the fp32 all-reduce hook), then 30 training steps
     through ``Trainer(strategy="ddp_signsgd")`` (:func:`lightning_smoke`)."""
@@ -621,6 +670,7 @@ def main() -> None:
     parser.add_argument("--skip-netns", action="store_true")
     parser.add_argument("--skip-bytes", action="store_true", help="reuse the byte counts of the last results file")
     parser.add_argument("--nccl-smoke", action="store_true", help="one-GPU NCCL smoke test (world size 1)")
+    parser.add_argument("--nccl-profile", action="store_true", help="one-GPU torch.profiler tables of the hook")
     parser.add_argument(
         "--cpu-profile", action="store_true", help="only the hook's CPU per stage, one process (signsgd_hook_cpu.json)"
     )
@@ -641,6 +691,9 @@ def main() -> None:
         return
     if args.worker:
         ddp_step_worker(args) if args.ddp_step else worker(args)
+        return
+    if args.nccl_profile:
+        nccl_profile(args)
         return
     if args.nccl_smoke:
         nccl_smoke(args)
