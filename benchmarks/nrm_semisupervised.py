@@ -412,7 +412,7 @@ def aggregate(
                 )
             )
     settings = {  # the steps the runs were given (``--steps`` overrides the defaults)
-        dataset: {**SETTINGS[dataset], "steps": max(r["steps_planned"] for r in records if r["dataset"] == dataset)}
+        dataset: {**SETTINGS[dataset], "steps": max(r["steps_planned"] for r in records if group(r) == dataset)}
         for dataset in plain
     }
     for dataset in summary:
