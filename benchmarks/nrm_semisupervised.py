@@ -16,9 +16,18 @@ seeds, with the paired 95% t-interval of the per-seed differences in ``interval9
 with the interval above 0), ``maxmin_nrm_vs_two_path_ce`` (Max-Min NRM minus the two-path CE: what the NRM terms
 add beyond the two-path ensemble) and ``rpn_ablation_delta``.
 
+Augmented CIFAR-10 (``--augment``, issue 20 section 4): the same CIFAR-10 protocol with a longer schedule and the
+standard augmentation of every training batch, labelled and unlabelled (a random 32x32 crop of the image padded
+by 4 pixels with reflection + a random horizontal flip, on the device: ``SemiSupervisedDataModule(augment=True)``;
+never on validation or test images). Its runs are summarised as ``cifar10_aug``, apart from the plain CIFAR-10
+runs, and reported (``details.reported``: mean +- std per method, Max-Min NRM minus CE / minus two-path CE with
+paired 95% t-intervals), not claimed; the claims stay on the plain runs.
+
 Scales: ``--scale paper`` as above (15 runs of 1,500 MNIST steps, about 1 GPU-minute each); ``--scale cpu``: MNIST
 only, 400 steps, 10,000 unlabelled images, 5,000 test images, 5 seeds of ce / two_path_ce / maxmin_nrm (about
-1.5 h of one idle CPU core); ``--scale smoke`` (= ``--quick``): 30 steps, 1 seed.
+1.5 h of one idle CPU core); ``--scale smoke`` (= ``--quick``): 30 steps, 1 seed; ``--scale cifar_aug``: augmented
+CIFAR-10, 2,500 steps, ce / two_path_ce / maxmin_nrm, seeds 0-2 (9 runs, one GPU call of about 4 minutes; on a
+CPU a Max-Min NRM step costs about 5 CPU-seconds, so about 3.5 CPU-hours per Max-Min NRM run).
 
 Usage::
 
@@ -27,6 +36,10 @@ Usage::
     python benchmarks/nrm_semisupervised.py --aggregate runs.jsonl  # rebuild the results file from run records
     python benchmarks/nrm_semisupervised.py --figures weights.pt    # docs/img/nrm_*.png from saved weights
     python benchmarks/nrm_semisupervised.py --subsample-cifar10 .device_data  # the 20k CIFAR-10 subsample
+    TRINITY_DATA=.device_data python benchmarks/nrm_semisupervised.py --datasets cifar10 --augment \
+        --steps '{"cifar10": 2500}' --methods ce two_path_ce maxmin_nrm --seeds 0 1 2 --workers 9 \
+        --max-time 00:00:03:50 --runs $OUT/nrm_cifar_aug.jsonl --results-dir $OUT   # augmented CIFAR-10 (GPU)
+    python benchmarks/nrm_semisupervised.py --step-time --datasets cifar10 --methods ce maxmin_nrm --augment
 """
 
 from __future__ import annotations
@@ -69,9 +82,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
 }
 LABELLED_BATCH, UNLABELLED_RATIO = 50, 4.0
+# ``--augment``: standard CIFAR augmentation of every training batch (labelled and unlabelled), on the device
+AUGMENT: dict[str, Any] = {"crop_padding": 4, "padding_mode": "reflect", "flip": True}
+AUGMENTED_SUFFIX = "_aug"  # augmented runs are summarised under "<dataset>_aug", apart from the plain runs
 RESULTS = ROOT / "benchmarks" / "results" / "nrm_semisupervised.json"
 SEEDS_REQUIRED = 5  # maxmin_nrm_vs_ce_semisup asks for 5 paired seeds (issue 20, section 4)
-AGGREGATED = ("protocol", "accuracy_percent", "repeats", "runs")  # the details aggregate() writes itself
+AGGREGATED = ("protocol", "accuracy_percent", "reported", "repeats", "runs")  # the details aggregate() writes itself
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {"datasets": ["mnist", "cifar10"], "methods": list(METHODS), "seeds": [0, 1, 2, 3, 4], "steps": {}},
     "cpu": {
@@ -83,6 +99,14 @@ SCALES: dict[str, dict[str, Any]] = {
         "test_limit": 5000,
     },
     "smoke": {"datasets": ["mnist"], "methods": list(METHODS), "seeds": [0], "steps": {"mnist": 30}},
+    # issue 20 section 4: CIFAR-10 with 4,000 labels, a longer schedule, standard augmentation (one GPU call)
+    "cifar_aug": {
+        "datasets": ["cifar10"],
+        "methods": ["ce", "two_path_ce", "maxmin_nrm"],
+        "seeds": [0, 1, 2],
+        "steps": {"cifar10": 2500},
+        "augment": True,
+    },
 }
 
 
@@ -116,6 +140,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_float32_matmul_precision("high")
     setting, seed = SETTINGS[job["dataset"]], job["seed"]
     pl.seed_everything(seed, verbose=False)
+    augment = bool(job.get("augment", False))
     dm = SemiSupervisedDataModule(
         job["dataset"],
         labels_per_class=setting["labels_per_class"],
@@ -125,6 +150,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         unlabelled_limit=job.get("unlabelled_limit"),
         test_limit=job.get("test_limit"),
         seed=seed,
+        augment=augment,
+        **(AUGMENT if augment else {}),
     )
     model = NRM(
         num_classes=10,
@@ -154,6 +181,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "test_acc": test_acc,
         "steps": steps_done,
         "steps_planned": job["steps"],
+        "augment": augment,
+        **({"augment_settings": AUGMENT} if augment else {}),
         "fit_seconds": round(fit_seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
         "threads": job.get("threads", 1),
@@ -194,8 +223,21 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def group(record: dict[str, Any]) -> str:
+    """The summary key of a run: its dataset, with ``_aug`` appended for an augmented run.
+
+    Augmented runs are a different protocol: they are summarised, paired and checked for repeats apart from
+    the plain runs of the same dataset (records written before ``--augment`` existed read as plain).
+
+    Example:
+        >>> group({"dataset": "cifar10"}), group({"dataset": "cifar10", "augment": True})
+        ('cifar10', 'cifar10_aug')
+    """
+    return record["dataset"] + (AUGMENTED_SUFFIX if record.get("augment") else "")
+
+
 def split_repeats(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(primary, repeats)``: the first record of each (dataset, method, seed) and the later ones.
+    """``(primary, repeats)``: the first record of each (:func:`group`, method, seed) and the later ones.
 
     A repeat is the same configuration run again (e.g. a GPU run re-run on the CPU to measure how much the two
     devices' numerics move a result); it is reported beside its primary, never averaged in.
@@ -209,10 +251,43 @@ def split_repeats(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     primary: list[dict[str, Any]] = []
     repeats: list[dict[str, Any]] = []
     for r in records:
-        key = (r["dataset"], r["method"], int(r["seed"]))
+        key = (group(r), r["method"], int(r["seed"]))
         (repeats if key in seen else primary).append(r)
         seen.add(key)
     return primary, repeats
+
+
+PAIRS_REPORTED = (  # (name, method, anchor) of the paired differences reported for an augmented protocol
+    ("maxmin_nrm_minus_ce", "maxmin_nrm", "ce"),
+    ("maxmin_nrm_minus_two_path_ce", "maxmin_nrm", "two_path_ce"),
+    ("two_path_ce_minus_ce", "two_path_ce", "ce"),
+)
+
+
+def reported_summary(methods: dict[str, dict[str, Any]], paired: Any) -> dict[str, Any]:
+    """A reported (not claimed) result: each method's mean +- std over seeds and the paired differences.
+
+    ``methods`` is one dataset's summary (method -> ``mean``, ``std``, ``per_seed``, ``steps`` ...); ``paired``
+    maps ``(method, anchor)`` to the paired statistics of :func:`aggregate` (``ours``, ``anchor``, ``seeds``,
+    ``per_seed_delta``, ``interval95``, ``pairs``). A difference is ``delta = ours - anchor`` over the seeds
+    both methods have.
+
+    Example:
+        >>> methods = {"ce": {"mean": 60.0, "std": 1.0, "per_seed": {"0": 59.0, "1": 61.0}, "steps": [5]}}
+        >>> reported_summary(methods, None)["methods"]["ce"]
+        {'mean': 60.0, 'std': 1.0, 'seeds': 2, 'steps': [5]}
+    """
+    out: dict[str, Any] = {
+        "methods": {
+            method: {"mean": m["mean"], "std": m["std"], "seeds": len(m["per_seed"]), "steps": m["steps"]}
+            for method, m in methods.items()
+        }
+    }
+    for name, method, anchor in PAIRS_REPORTED:
+        if method in methods and anchor in methods:
+            stats = paired(method, anchor)
+            out[name] = {"delta": round(stats["ours"] - stats["anchor"], 3), **stats}
+    return out
 
 
 def aggregate(
@@ -227,13 +302,18 @@ def aggregate(
     Paired claims compare two methods on the seeds both have (``ours`` and ``anchor`` are the means over those
     seeds, ``per_seed_delta`` and ``interval95`` their paired differences). Repeats of a configuration (see
     :func:`split_repeats`) go to ``details.repeats`` with their difference from the primary run.
+
+    Claims come from the plain (non-augmented) runs only, at their lowest label count. Augmented runs (records
+    with ``augment: true``, summarised under ``"<dataset>_aug"``) are reported, not claimed: ``details.reported``
+    holds, per augmented dataset, each method's mean and std over seeds and the paired differences (Max-Min NRM
+    minus CE, minus two-path CE, two-path CE minus CE) with their paired 95% t-intervals.
     """
     from _results import claim, write_results
 
     records, repeats = split_repeats(records)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for r in records:
-        table.setdefault(r["dataset"], {}).setdefault(r["method"], {})[str(r["seed"])] = r
+        table.setdefault(group(r), {}).setdefault(r["method"], {})[str(r["seed"])] = r
     summary: dict[str, Any] = {}
     for dataset, methods in table.items():
         summary[dataset] = {}
@@ -247,12 +327,13 @@ def aggregate(
                 "fit_seconds": [runs[s]["fit_seconds"] for s in sorted(runs)],
                 "trained_on": {s: runs[s].get("trained_on", "unknown") for s in sorted(runs)},
             }
-    claims = []
-    # the claims are made at the lowest label count (MNIST's 100 labels in the full protocol)
-    labelled = {r["dataset"]: r["num_labelled"] for r in records}
-    lowest = min(summary, key=lambda dataset: labelled[dataset])
-    s = summary[lowest]
-    labels = {"mnist": "MNIST 100 labels", "cifar10": "CIFAR-10 4,000 labels"}[lowest]
+    claims: list[dict[str, Any]] = []
+    # the claims are made at the lowest label count (MNIST's 100 labels in the full protocol), plain runs only
+    labelled = {group(r): r["num_labelled"] for r in records}
+    plain = [dataset for dataset in summary if not dataset.endswith(AUGMENTED_SUFFIX)]
+    lowest = min(plain, key=lambda dataset: labelled[dataset]) if plain else ""
+    s = summary.get(lowest, {})
+    labels = {"mnist": "MNIST 100 labels", "cifar10": "CIFAR-10 4,000 labels"}.get(lowest, lowest)
 
     def paired(method: str, anchor: str, dataset: str) -> dict[str, Any]:
         """ours / anchor: means over the seeds both methods have; the paired differences and their t-interval."""
@@ -327,7 +408,7 @@ def aggregate(
                 target_delta=0.0,
             )
         )
-    for dataset in summary:
+    for dataset in plain:
         if dataset == lowest:
             continue
         d = summary[dataset]
@@ -344,20 +425,35 @@ def aggregate(
                 )
             )
     settings = {  # the steps the runs were given (``--steps`` overrides the defaults)
-        dataset: {**SETTINGS[dataset], "steps": max(r["steps_planned"] for r in records if r["dataset"] == dataset)}
-        for dataset in summary
+        dataset: {**SETTINGS[dataset], "steps": max(r["steps_planned"] for r in records if group(r) == dataset)}
+        for dataset in plain
     }
-    primary = {(r["dataset"], r["method"], int(r["seed"])): r for r in records}
+    for dataset in summary:
+        if dataset not in settings:  # an augmented protocol: the dataset's settings, its steps and augmentation
+            runs = [r for r in records if group(r) == dataset]
+            base = SETTINGS[runs[0]["dataset"]]
+            settings[dataset] = {
+                **base,
+                "steps": max(r["steps_planned"] for r in runs),
+                "augment": runs[0].get("augment_settings", AUGMENT),
+            }
+    reported = {
+        dataset: reported_summary(summary[dataset], lambda method, anchor, d=dataset: paired(method, anchor, d))
+        for dataset in summary
+        if dataset.endswith(AUGMENTED_SUFFIX)
+    }
+    primary = {(group(r), r["method"], int(r["seed"])): r for r in records}
     repeated = [
         {
             **{k: r[k] for k in ("dataset", "method", "seed")},
+            **({"augment": True} if r.get("augment") else {}),
             "trained_on": [primary[key].get("trained_on", "unknown"), r.get("trained_on", "unknown")],
             "test_acc_percent": [round(100 * primary[key]["test_acc"], 3), round(100 * r["test_acc"], 3)],
             "difference_points": round(100 * (r["test_acc"] - primary[key]["test_acc"]), 3),
             "run": r,
         }
         for r in repeats
-        for key in [(r["dataset"], r["method"], int(r["seed"]))]
+        for key in [(group(r), r["method"], int(r["seed"]))]
     ]
     details = {
         "protocol": {
@@ -370,12 +466,73 @@ def aggregate(
         },
         **(extra_details or {}),
         "accuracy_percent": summary,
+        **({"reported": reported} if reported else {}),
         "repeats": repeated,
         "runs": records,
     }
     return write_results(
         "nrm_semisupervised", claims, details, command=command, results_dir=results_dir, inline_number_lists=True
     )
+
+
+def step_seconds(
+    dataset: str, methods: list[str], augment: bool = False, steps: int = 10, warmup: int = 2
+) -> dict[str, Any]:
+    """Seconds per training step of each method on ``dataset``'s shapes, on this machine's CPU, 1 thread.
+
+    A step is what ``fit`` does per batch: (with ``augment``) the crop + flip of the labelled and unlabelled
+    images, ``NRM.losses``, backward and AdamW, on random images (``LABELLED_BATCH`` labelled + the
+    unlabelled share). ``cpu`` is ``time.process_time``, ``wall`` ``time.perf_counter``, each the mean of
+    ``steps`` steps after ``warmup``; the 1-minute load average before and after is recorded with them.
+    """
+    import torch
+
+    from trinity_lightning.nrm import NRM
+    from trinity_lightning.nrm.augment import random_crop_flip
+
+    torch.set_num_threads(1)
+    setting = SETTINGS[dataset]
+    shape = (setting["in_channels"], setting["image_size"], setting["image_size"])
+    generator = torch.Generator().manual_seed(0)
+    x_l = torch.randn(LABELLED_BATCH, *shape, generator=generator)
+    y_l = torch.randint(0, 10, (LABELLED_BATCH,), generator=generator)
+    x_u = torch.randn(round(LABELLED_BATCH * UNLABELLED_RATIO), *shape, generator=generator)
+    out: dict[str, Any] = {"dataset": dataset, "augment": augment, "steps": steps, "threads": 1, "methods": {}}
+    out["load_average_before"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    for method in methods:
+        torch.manual_seed(0)
+        model = NRM(
+            num_classes=10,
+            in_channels=setting["in_channels"],
+            image_size=setting["image_size"],
+            layers=setting["layers"],
+            lr=setting["lr"],
+            method=method,
+        )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=setting["lr"], weight_decay=1e-4)
+        cpu = wall = 0.0
+        for step in range(warmup + steps):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            batch: dict[str, Any] = {"labelled": (x_l, y_l), "unlabelled": x_u}
+            if augment:
+                batch = {
+                    "labelled": (random_crop_flip(x_l, **AUGMENT, generator=generator), y_l),
+                    "unlabelled": random_crop_flip(x_u, **AUGMENT, generator=generator),
+                }
+            optimizer.zero_grad()
+            model.losses(batch)["loss"].backward()
+            optimizer.step()
+            if step >= warmup:
+                cpu += time.process_time() - cpu_start
+                wall += time.perf_counter() - start
+        out["methods"][method] = {"cpu": round(cpu / steps, 3), "wall": round(wall / steps, 3)}
+    if augment:  # the augmentation alone, 250 images
+        start = time.process_time()
+        for _ in range(20):
+            random_crop_flip(x_l, **AUGMENT, generator=generator), random_crop_flip(x_u, **AUGMENT, generator=generator)
+        out["augment_cpu"] = round((time.process_time() - start) / 20, 4)
+    out["load_average_after"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return out
 
 
 def subsample_cifar10(out_dir: Path, per_class: int = 2000, seed: int = 0) -> Path:
@@ -441,7 +598,12 @@ def figures(weights: Path | None, results: Path, img_dir: Path) -> list[Path]:
         ax.set_xticks(range(len(keys)), [names[k] for k in keys], rotation=15, fontsize=8)
         ax.set_ylim(min(means) - 6, max(means) + 3)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title({"mnist": "MNIST, 100 labels", "cifar10": "CIFAR-10, 4,000 labels (short)"}[dataset])
+        titles = {
+            "mnist": "MNIST, 100 labels",
+            "cifar10": "CIFAR-10, 4,000 labels (short)",
+            "cifar10_aug": "CIFAR-10, 4,000 labels, augmented",
+        }
+        ax.set_title(titles.get(dataset, dataset))
     fig.tight_layout()
     path = img_dir / "nrm_semisupervised.png"
     fig.savefig(path, dpi=110)
@@ -483,12 +645,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--steps", type=json.loads, default=None, help="per dataset, e.g. '{\"mnist\": 500}'")
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        default=None,
+        help="random crop (4-pixel reflect padding) + horizontal flip of every training batch, on the device; "
+        "summarised as '<dataset>_aug', apart from the plain runs",
+    )
     parser.add_argument("--unlabelled-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--max-time", default=None, help="per run, Lightning's DD:HH:MM:SS")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/nrm_runs.jsonl"), help="run records (appended)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="write nrm_semisupervised.json here (default benchmarks/results; with --aggregate too)",
+    )
+    parser.add_argument(
+        "--step-time",
+        action="store_true",
+        help="only measure CPU seconds per training step of --methods on the first of --datasets (with --augment)",
+    )
     parser.add_argument("--weights", type=Path, default=None, help="save the MNIST Max-Min NRM seed-0 weights here")
     parser.add_argument(
         "--aggregate",
@@ -521,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in SCALES[args.scale].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    args.augment = bool(args.augment)
+    if args.step_time:
+        print(json.dumps(step_seconds(args.datasets[0], args.methods, args.augment, steps=10)))
+        return 0
     if args.subsample_cifar10:
         print(subsample_cifar10(args.subsample_cifar10))
         return 0
@@ -537,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
                 details = json.loads(path.read_text())["details"]
                 note = note or details.get("protocol", {}).get("note", "")
                 extra.update({k: v for k, v in details.items() if k not in AGGREGATED})
-        print(aggregate(records, note=note, extra_details=extra))
+        print(aggregate(records, note=note, extra_details=extra, results_dir=args.results_dir))
         return 0
     if args.quick:
         args.unlabelled_limit, args.test_limit = 2000, 1000
@@ -562,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
                         "test_limit": args.test_limit,
                         "max_time": args.max_time,
                         "accelerator": args.accelerator,
+                        "augment": args.augment,
                         "save_weights": save,
                     }
                 )
@@ -581,14 +766,14 @@ def main(argv: list[str] | None = None) -> int:
             with args.runs.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             print(
-                f"[{time.perf_counter() - start:6.1f}s] {record['dataset']:8s} {record['method']:18s} "
+                f"[{time.perf_counter() - start:6.1f}s] {group(record):11s} {record['method']:18s} "
                 f"seed {record['seed']} acc {100 * record['test_acc']:.2f} steps {record['steps']} "
                 f"({record['fit_seconds']}s)",
                 flush=True,
             )
     if records and not args.quick:
         note = f"--scale {args.scale}" + (f"; {args.note}" if args.note else "")
-        print(aggregate(records, note=note))
+        print(aggregate(records, note=note, results_dir=args.results_dir))
     return 0 if len(records) == len(jobs) else 1
 
 

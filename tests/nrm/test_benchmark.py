@@ -75,3 +75,103 @@ def test_records_read_from_a_results_file_say_where_they_trained(tmp_path: Path)
     runs.write_text(json.dumps({"seed": 1, "trained_on": "cpu"}) + "\n")
     assert bench.read_records(results) == [{"trained_on": "gpu", "seed": 0}]
     assert bench.read_records(runs) == [{"seed": 1, "trained_on": "cpu"}]
+
+
+def _cifar(method: str, seed: int, acc: float, augment: bool) -> dict:
+    run = {**_run(method, seed, acc), "dataset": "cifar10", "num_labelled": 4000, "steps": 2500, "steps_planned": 2500}
+    return (
+        {**run, "augment": True, "augment_settings": bench.AUGMENT}
+        if augment
+        else {**run, "steps": 1000, "steps_planned": 1000}
+    )
+
+
+def test_augmented_runs_are_reported_apart_and_leave_the_claims_alone(tmp_path: Path) -> None:
+    plain = [_run(m, s, a + d) for m, d in (("ce", 0), ("maxmin_nrm", 0.02)) for s, a in enumerate([0.8, 0.82, 0.84])]
+    plain += [_cifar(m, s, 0.6 + d, False) for m, d in (("ce", 0.02), ("maxmin_nrm", 0)) for s in range(3)]
+    augmented = [
+        _cifar(m, s, a + d, True)
+        for m, d in (("ce", 0.0), ("two_path_ce", -0.01), ("maxmin_nrm", 0.03))
+        for s, a in enumerate([0.70, 0.72, 0.71])
+    ]
+    without = json.loads(bench.aggregate(plain, command="t", results_dir=tmp_path / "plain").read_text())
+    out = json.loads(bench.aggregate(plain + augmented, command="t", results_dir=tmp_path / "both").read_text())
+    assert out["claims"] == without["claims"]  # the MNIST claims and the plain CIFAR-10 extra, unchanged
+    assert not any("aug" in c["id"] for c in out["claims"])
+    summary = out["details"]["accuracy_percent"]
+    assert summary["cifar10"]["ce"]["per_seed"] == {"0": 62.0, "1": 62.0, "2": 62.0}  # not the augmented runs
+    assert summary["cifar10_aug"]["maxmin_nrm"]["per_seed"] == {"0": 73.0, "1": 75.0, "2": 74.0}
+    assert out["details"]["repeats"] == []  # the augmented seed-s run is not a repeat of the plain one
+    reported = out["details"]["reported"]["cifar10_aug"]
+    assert reported["methods"]["ce"] == {"mean": 71.0, "std": 1.0, "seeds": 3, "steps": [2500]}
+    vs_ce = reported["maxmin_nrm_minus_ce"]
+    assert vs_ce["delta"] == pytest.approx(3.0) and vs_ce["per_seed_delta"] == [3.0, 3.0, 3.0]
+    assert vs_ce["interval95"] == [3.0, 3.0] and vs_ce["pairs"] == 3
+    assert reported["two_path_ce_minus_ce"]["delta"] == pytest.approx(-1.0)
+    assert reported["maxmin_nrm_minus_two_path_ce"]["delta"] == pytest.approx(4.0)
+    settings = out["details"]["protocol"]["settings"]
+    assert settings["cifar10"]["steps"] == 1000 and "augment" not in settings["cifar10"]
+    assert settings["cifar10_aug"]["steps"] == 2500 and settings["cifar10_aug"]["augment"]["crop_padding"] == 4
+    # the augmented runs alone (what one device call writes): no claim, the report only
+    alone = json.loads(bench.aggregate(augmented, command="t", results_dir=tmp_path / "alone").read_text())
+    assert alone["claims"] == [] and set(alone["details"]["reported"]) == {"cifar10_aug"}
+    # a results file rebuilds itself with its augmented runs
+    again = bench.aggregate(
+        bench.read_records(tmp_path / "both" / "nrm_semisupervised.json"), command="t", results_dir=tmp_path / "again"
+    )
+    assert json.loads(again.read_text())["details"]["reported"] == out["details"]["reported"]
+
+
+def test_the_committed_results_file_re_aggregates_unchanged(tmp_path: Path) -> None:
+    results = ROOT / "benchmarks" / "results" / "nrm_semisupervised.json"
+    saved = json.loads(results.read_text())
+    extra = {k: v for k, v in saved["details"].items() if k not in bench.AGGREGATED}
+    note = saved["details"]["protocol"]["note"]
+    path = bench.aggregate(
+        bench.read_records(results), command="t", note=note, extra_details=extra, results_dir=tmp_path
+    )
+    again = json.loads(path.read_text())
+    assert again["claims"] == saved["claims"] and again["details"] == saved["details"]
+
+
+def test_the_cifar_aug_preset_and_options_reach_the_jobs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    jobs: list[dict] = []
+
+    class Pool:  # runs nothing: records the jobs main() submits
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args) -> None:
+            pass
+
+        def submit(self, fn, job):
+            jobs.append(job)
+            return len(jobs)
+
+    monkeypatch.setattr(bench, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(bench, "as_completed", lambda futures: [])
+    monkeypatch.setattr("trinity_lightning.data.load_cifar10", lambda split: None)  # no CIFAR decode
+    bench.main(["--scale", "cifar_aug", "--runs", str(tmp_path / "r.jsonl")])
+    assert {(j["dataset"], j["method"], j["seed"]) for j in jobs} == {
+        ("cifar10", m, s) for m in ("ce", "two_path_ce", "maxmin_nrm") for s in (0, 1, 2)
+    }
+    assert all(j["augment"] is True and j["steps"] == bench.SCALES["cifar_aug"]["steps"]["cifar10"] for j in jobs)
+    jobs.clear()
+    bench.main(
+        [
+            "--datasets",
+            "cifar10",
+            "--methods",
+            "ce",
+            "--seeds",
+            "0",
+            "--steps",
+            '{"cifar10": 7}',
+            "--runs",
+            str(tmp_path / "r.jsonl"),
+        ]
+    )
+    assert jobs == [{**jobs[0], "augment": False, "steps": 7}]

@@ -15,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from trinity_lightning.data import ArrayDataset, ImageArrays, load_cifar10, load_fashion_mnist, load_mnist
 from trinity_lightning.data.datamodules import has_split, image_tensor, image_tensors, open_images
+from trinity_lightning.nrm.augment import check_augment, random_crop_flip
 
 SHARED = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
@@ -129,6 +130,16 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     channel with statistics of the training set. The labelled/validation split is saved in checkpoints and
     restored on resume.
 
+    With ``augment=True`` every training batch, labelled and unlabelled images alike, gets the standard CIFAR
+    augmentation after it reaches the device (``on_after_batch_transfer``, one gather for the whole batch, see
+    :func:`~trinity_lightning.nrm.augment.random_crop_flip`): a random crop of the image size from the image
+    padded by ``crop_padding`` pixels (``padding_mode``: ``"reflect"``, as FixMatch/MixMatch code, or ``"zeros"``;
+    images are standardized first, so zeros pad with the channel mean) and, with ``flip``, a left-right flip with
+    probability 0.5. Validation, test and predict batches are never augmented. The crops and flips come from a
+    generator seeded by ``seed`` alone, re-seeded per training batch from the count of augmented batches (kept in
+    checkpoints): the same seed gives the same augmented images on every device and for every model, and the
+    global random state is neither read nor moved. Off by default (batches are then untouched).
+
     Args:
         dataset: training data: a shared dataset name (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), a user's
             images named by a string as a YAML recipe would (``my.csv`` or another table file, an image folder, a
@@ -149,6 +160,10 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         normalize: standardize each channel with the training set's mean and standard deviation.
         seed: seed of the split and of the shuffling.
         num_workers: DataLoader workers.
+        augment: random crop + horizontal flip on the training batches (see above).
+        crop_padding: pixels of padding on every side before the random crop (0: no crop).
+        padding_mode: ``"reflect"`` or ``"zeros"``.
+        flip: random left-right flips (with ``augment``).
 
     Example:
         >>> from trinity_lightning.data import ArrayDataset
@@ -158,6 +173,10 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         >>> dm.setup("fit"); batch, _, _ = next(iter(dm.train_dataloader()))  # (batch, index, loader index)
         >>> dm.num_labelled, tuple(batch["labelled"][0].shape), tuple(batch["unlabelled"].shape)
         (6, (2, 1, 4, 4), (8, 1, 4, 4))
+
+        With augmentation (CIFAR-10 style; the crops and flips happen on the device, training batches only)::
+
+            SemiSupervisedDataModule("cifar10", labels_per_class=400, labelled_batch_size=50, augment=True)
     """
 
     def __init__(
@@ -176,6 +195,10 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         normalize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        augment: bool = False,
+        crop_padding: int = 4,
+        padding_mode: str = "reflect",
+        flip: bool = True,
     ) -> None:
         super().__init__()
         if labels_per_class < 1:
@@ -186,6 +209,9 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
             raise ValueError(f"unlabelled_ratio: expected a non-negative number, got {unlabelled_ratio}")
         if val_size < 0:
             raise ValueError(f"val_size: expected a non-negative integer, got {val_size}")
+        if not isinstance(augment, bool):
+            raise TypeError(f"augment: expected a bool, got {type(augment).__name__}")
+        check_augment(crop_padding, padding_mode, flip)
         self.dataset, self.test = dataset, test
         self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
         self.unlabelled_ratio, self.val_size = unlabelled_ratio, val_size
@@ -193,6 +219,8 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         self.image_field, self.label_field, self.normalize = image_field, label_field, normalize
         self.image_shape = image_shape
         self.seed, self.num_workers = seed, num_workers
+        self.augment, self.crop_padding, self.padding_mode, self.flip = augment, crop_padding, padding_mode, flip
+        self.augmented_batches = 0  # training batches augmented so far: the augmentation stream's position
         self.labelled_indices: np.ndarray | None = None
         self.val_indices: np.ndarray | None = None
         self.unlabelled_indices: np.ndarray | None = None
@@ -325,6 +353,49 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
+    # ------------------------------------------------------------------ augmentation
+    def augment_batch(self, batch: Any) -> Any:
+        """The training batch with its images (labelled and unlabelled) randomly cropped and flipped.
+
+        Each call re-seeds a CPU generator from ``seed`` and the number of batches augmented before, so the
+        ``k``-th training batch of a seed is augmented the same way in every run and on every device.
+        """
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.augmented_batches)
+        self.augmented_batches += 1
+
+        def apply(x: torch.Tensor) -> torch.Tensor:
+            return random_crop_flip(x, self.crop_padding, self.flip, self.padding_mode, generator)
+
+        if isinstance(batch, dict):
+            out = dict(batch)
+            if "labelled" in out:
+                x, y = out["labelled"]
+                out["labelled"] = (apply(x), y)
+            if isinstance(out.get("unlabelled"), torch.Tensor):
+                out["unlabelled"] = apply(out["unlabelled"])
+            return out
+        if isinstance(batch, (list, tuple)) and len(batch) == 2:
+            x, y = batch
+            return [apply(x), y] if isinstance(batch, list) else (apply(x), y)
+        raise ValueError("batch: expected (x, y) or {'labelled': (x, y), 'unlabelled': x} to augment")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches on the device (``augment=True``); then the model's own hook, if it has one.
+
+        Lightning calls a DataModule's ``on_after_batch_transfer`` instead of the LightningModule's, so the
+        module's override (if any) is called here, after the augmentation.
+        """
+        trainer = self.trainer
+        if self.augment and trainer is not None and trainer.training:
+            batch = self.augment_batch(batch)
+        module = trainer.lightning_module if trainer is not None else None
+        if (
+            module is not None
+            and type(module).on_after_batch_transfer is not pl.LightningModule.on_after_batch_transfer
+        ):
+            batch = module.on_after_batch_transfer(batch, dataloader_idx)
+        return batch
+
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
         """The split (plain lists, so checkpoints load with ``weights_only=True``)."""
@@ -333,10 +404,12 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
             "val_indices": None if self.val_indices is None else self.val_indices.tolist(),
             "labels_per_class": self.labels_per_class,
             "seed": self.seed,
+            "augmented_batches": self.augmented_batches,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the saved split (it wins over a re-drawn one, with a warning if they differ)."""
+        self.augmented_batches = int(state_dict.get("augmented_batches", 0))
         labelled = state_dict.get("labelled_indices")
         if labelled is None:
             return
