@@ -31,6 +31,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,86 @@ def train_network(
     return model, best.restore(model)
 
 
+@dataclass
+class NeuralJob:
+    """One network training of an accuracy run: ``name`` (a :func:`neural_models` entry) with model seed ``seed``
+    on ``fit`` (+ ``functions``), early stopping on ``val`` (``None``: ``--epochs`` epochs), scored on ``test`` and,
+    when not empty, on the restricted-domain split ``restricted``."""
+
+    name: str
+    seed: int
+    fit: list[Equation]
+    val: list[Equation] | None
+    test: list[Equation]
+    restricted: list[Equation]
+    functions: list[Equation]
+
+
+def neural_functions(name: str, split: dict[str, list[Equation]], args: argparse.Namespace) -> list[Equation]:
+    """The function evaluations a network trains on: none for the symbolic models, ``--functions`` (or the
+    variant's own count) for the symbolic + numeric TreeLSTM."""
+    if not name.startswith("treelstm_symnum"):
+        return []
+    variant = SYMNUM_VARIANTS.get(name.removeprefix("treelstm_symnum_"), ({}, None))
+    return take_functions(split["functions"], variant[1] or args.functions)
+
+
+def train_job(job: NeuralJob, args: argparse.Namespace) -> dict[str, Any]:
+    """Train and score one :class:`NeuralJob`: test predictions (``pred``), restricted-domain predictions
+    (``restricted_pred``, ``None`` without that split), the validation record of :meth:`BestValidation.restore`
+    with the budget (``max_epochs``, ``patience``), training wall and CPU seconds (this process), and for the
+    symbolic + numeric TreeLSTM the number of function evaluations and the value error on 200 true ones."""
+    torch.set_num_threads(args.threads)
+    w, c = time.time(), time.process_time()
+    model, validation = train_network(job.name, job.fit + job.functions, job.seed, args, job.val)
+    out: dict[str, Any] = {"pred": (model.predict_proba(job.test) > 0.5).numpy(), **validation}
+    if job.val is not None:
+        out.update(max_epochs=args.max_epochs, patience=args.patience)
+    out["train_wall_s"] = round(time.time() - w, 1)
+    out["train_cpu_s"] = round(time.process_time() - c, 1)
+    out["restricted_pred"] = (model.predict_proba(job.restricted) > 0.5).numpy() if job.restricted else None
+    if job.name.startswith("treelstm_symnum"):
+        out["functions"] = len(job.functions)
+        fun = [e for e in job.functions if e.label][:200]
+        values = model.predict_value([e.lhs for e in fun]).numpy()
+        truth = np.array([float(e.rhs.label) for e in fun])
+        out["value_mae_train_functions"] = float(np.abs(values - truth).mean())
+    return out
+
+
+def _train_job_quietly(job: NeuralJob, args: argparse.Namespace) -> dict[str, Any]:
+    quiet()
+    return train_job(job, args)
+
+
+def run_jobs(jobs: list[NeuralJob], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Results of :func:`train_job` for every job, in job order: in this process (``--workers 1``) or in
+    ``--workers`` forked processes, one job each at a time (``--threads`` threads each). Every training seeds its
+    own generators (``seed_everything``), so the records do not depend on the number of workers (tested)."""
+    workers = max(1, min(args.workers, len(jobs)))
+    if workers == 1:
+        results = []
+        for job in jobs:
+            results.append(train_job(job, args))
+            _log_job(job, results[-1])
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_train_job_quietly, job, args) for job in jobs]
+        results = []
+        for job, future in zip(jobs, futures, strict=True):
+            results.append(future.result())
+            _log_job(job, results[-1])
+        return results
+
+
+def _log_job(job: NeuralJob, result: dict[str, Any]) -> None:
+    best = f", best epoch {result['best_epoch']}/{result['epochs_run']}" if "best_epoch" in result else ""
+    print(f"trained {job.name} seed {job.seed}: {result['train_cpu_s']} CPU-s{best}", flush=True)
+
+
 def neural_models(args: argparse.Namespace) -> list[str]:
     """The networks a run trains: the symbolic + numeric TreeLSTM once per ``--symnum-variants`` entry (else once,
     from ``--value-weight`` / ``--own-number-symbols``)."""
@@ -332,6 +413,7 @@ def accuracy(pred: np.ndarray, test: list[Equation], mask: np.ndarray | None = N
 def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     t0 = time.process_time()
     w0 = time.time()
+    worker_cpu_s = 0.0
     most = max([args.functions] + [SYMNUM_VARIANTS[v][1] or 0 for v in args.symnum_variants or []])
     if args.data is not None:
         eqs, report = load_data(args.data, most)
@@ -402,28 +484,24 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 per_seed[pname]["numeric_check_64"][seed]["restricted_domain"] = restricted_scores(
                     numeric_baseline(restricted, seed, points=64), restricted
                 )
-            for name in neural_models(args):
-                numeric = name.startswith("treelstm_symnum")
-                variant = SYMNUM_VARIANTS.get(name.removeprefix("treelstm_symnum_"), ({}, None))
-                functions = take_functions(split["functions"], variant[1] or args.functions) if numeric else []
-                w, c = time.time(), time.process_time()
-                model, validation = train_network(name, fit + functions, seed, args, val)
-                pred = (model.predict_proba(test) > 0.5).numpy()
-                record(name, seed, pred)
-                per_seed[pname][name][seed].update(validation)
-                per_seed[pname][name][seed]["train_wall_s"] = round(time.time() - w, 1)
-                per_seed[pname][name][seed]["train_cpu_s"] = round(time.process_time() - c, 1)
-                if numeric:
-                    per_seed[pname][name][seed]["functions"] = len(functions)
-                if on_restricted:
-                    per_seed[pname][name][seed]["restricted_domain"] = restricted_scores(
-                        (model.predict_proba(restricted) > 0.5).numpy(), restricted
-                    )
-                if numeric:
-                    fun = [e for e in functions if e.label][:200]
-                    values = model.predict_value([e.lhs for e in fun]).numpy()
-                    truth = np.array([float(e.rhs.label) for e in fun])
-                    per_seed[pname][name][seed]["value_mae_train_functions"] = float(np.abs(values - truth).mean())
+        jobs = [
+            NeuralJob(
+                name, seed, fit, val, test, restricted if on_restricted else [], neural_functions(name, split, args)
+            )
+            for seed in args.seeds
+            for name in neural_models(args)
+        ]
+        results = run_jobs(jobs, args)
+        if args.workers > 1:  # the workers' CPU time is not this process's
+            worker_cpu_s += sum(r["train_cpu_s"] for r in results)
+        for job, result in zip(jobs, results, strict=True):
+            record(job.name, job.seed, result.pop("pred"))
+            restricted_pred = result.pop("restricted_pred")
+            per_seed[pname][job.name][job.seed].update(result)
+            if restricted_pred is not None:
+                per_seed[pname][job.name][job.seed]["restricted_domain"] = restricted_scores(
+                    restricted_pred, restricted
+                )
     choice = choose_symnum(per_seed)
     summary = summarise(per_seed)
     for pname in summary:
@@ -493,7 +571,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 else {"epochs": args.epochs}
             ),
         },
-        f"accuracy_cpu_s_{tag}": round(time.process_time() - t0, 1),
+        f"accuracy_cpu_s_{tag}": round(time.process_time() - t0 + worker_cpu_s, 1),
         f"accuracy_wall_s_{tag}": round(time.time() - w0, 1),
         f"load_average_after_{tag}": machine().get("load_average"),
         "plot": os.path.relpath(args.plot, ROOT),
@@ -823,6 +901,47 @@ def run_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict
     return claims, details
 
 
+def previous_run(previous: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """What a ``--networks`` run replaces in the results file, kept beside the previous summaries
+    (``--keep-previous-as KEY`` writes it as ``KEY_details``): the replaced models' per-seed records, the previous
+    claims, settings, model choice, CPU/wall seconds, load and the runs it was merged from."""
+    old = previous["details"]
+    out: dict[str, Any] = {"claims": previous["claims"], "command": previous.get("command")}
+    out["per_seed"] = {
+        p: {m: old["per_seed"][p][m] for m in models if m in old.get("per_seed", {}).get(p, {})}
+        for p, models in details["per_seed"].items()
+    }
+    for p in details["per_seed"]:
+        for key in ("settings", "accuracy_cpu_s", "accuracy_wall_s", "load_average_after"):
+            if f"{key}_{p}" in old:
+                out[f"{key}_{p}"] = old[f"{key}_{p}"]
+    for key in ("symnum_choice", "merged_from"):
+        if key in old:
+            out[key] = old[key]
+    return out
+
+
+def merge_models(old: dict[str, Any], details: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """A ``--networks`` run into an existing results file, model by model: in each protocol it ran, the models it
+    trained or scored replace the previous ones (every seed), the others are kept (listed in the protocol's
+    settings as ``models_kept_from_previous_run``); the plot is redrawn from the merged summary when this run gave
+    the claims."""
+    out = dict(details)
+    per_seed = _int_keys(old.get("per_seed", {}))
+    accuracy = _int_keys(old.get("accuracy", {}))
+    for p, models in details["per_seed"].items():
+        kept = [m for m in per_seed.get(p, {}) if m not in models]
+        per_seed[p] = {**per_seed.get(p, {}), **models}
+        accuracy[p] = {**accuracy.get(p, {}), **details["accuracy"].get(p, {})}
+        if kept:
+            out[f"settings_{p}"] = {**details[f"settings_{p}"], "models_kept_from_previous_run": kept}
+    out["per_seed"], out["accuracy"] = per_seed, accuracy
+    out["sizes"] = {**old.get("sizes", {}), **details.get("sizes", {})}
+    if has_claim_models(details["accuracy"]) and "extrapolation" in accuracy:
+        plot(accuracy, args.plot)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("all", "accuracy", "throughput", "numeric_ablation"), default="all")
@@ -863,6 +982,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=list(NEURAL),
         help="train only these networks (treelstm_symnum: every --symnum-variants entry); the runs of one seed made "
         "as several processes pool with --merge",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train the networks of this run in this many forked processes (--threads threads each); the records "
+        "are the same as with 1",
     )
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument(
@@ -927,6 +1053,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
         old = previous["details"]
         if args.keep_previous_as and "accuracy" in details:  # the replaced protocols' summaries, for comparison
+            if args.networks is not None and not args.merge and "per_seed" in details:
+                details[f"{args.keep_previous_as}_details"] = previous_run(previous, details)
             details[args.keep_previous_as] = {
                 p: old["accuracy"][p] for p in details["accuracy"] if p in old.get("accuracy", {})
             }
@@ -939,10 +1067,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     **before,
                     "note": "kept from the previous results (no run of the merge had a subsample)",
                 }
-        for key in ("accuracy", "per_seed", "sizes"):
-            if key in old and key in details:
-                details[key] = {**old[key], **details[key]}
+        if args.networks is not None and not args.merge and "per_seed" in details:
+            details = merge_models(old, details, args)
+        else:
+            for key in ("accuracy", "per_seed", "sizes"):
+                if key in old and key in details:
+                    details[key] = {**old[key], **details[key]}
         details = {**old, **details}
+        if f"{args.keep_previous_as}_details" in details and "merged_from" in details and not args.merge:
+            del details["merged_from"]  # the previous runs' names: in KEY_details (this run is one process)
     details["load_average"] = machine().get("load_average")
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
     path = write_results(NAME, claims, details, results_dir=args.results_dir, inline_number_lists=True)

@@ -276,3 +276,55 @@ def test_a_run_of_some_networks_has_no_claims_until_merged():
     assert not bench.has_claim_models(some) and not bench.has_claim_models({})
     some["extrapolation"].update({m: {} for m in ("treelstm_sym", "treelstm_symnum")})
     assert bench.has_claim_models(some)
+
+
+def _records(out, protocol="extrapolation"):
+    """Per-seed records without the timings (which differ from run to run)."""
+    drop = {"train_wall_s", "train_cpu_s"}
+    return {
+        m: {s: {k: v for k, v in r.items() if k not in drop} for s, r in seeds.items()}
+        for m, seeds in out["details"]["per_seed"][protocol].items()
+    }
+
+
+def test_workers_give_the_same_records_and_networks_merge_model_by_model(tmp_path):
+    """``--workers 2`` trains the networks in two forked processes and records exactly what one process records;
+    a ``--networks`` run into an existing results file replaces those models only (every seed), keeps the others
+    (named in the settings), and with ``--keep-previous-as`` keeps the replaced records, settings and claims."""
+    bench = _bench()
+    small = ["--only", "accuracy", "--protocols", "extrapolation", "--per-depth", "24", "--deep", "4"]
+    small += ["--functions", "10", "--restricted", "0", "--simplify-n", "0", "--seeds", "0", "1"]
+    small += ["--patience", "1", "--max-epochs", "2", "--plot", str(tmp_path / "p.png")]
+    claim_nets = ["--networks", "bilstm", "treelstm_sym", "treelstm_symnum", "--symnum-variants", "value_leaf"]
+    one = bench.main([*small, *claim_nets, "--results-dir", str(tmp_path / "one")])
+    two = bench.main([*small, *claim_nets, "--workers", "2", "--results-dir", str(tmp_path / "two")])
+    assert _records(one) == _records(two)
+    assert {c["id"]: c["delta"] for c in one["claims"]} == {c["id"]: c["delta"] for c in two["claims"]}
+    record = two["details"]["per_seed"]["extrapolation"]["treelstm_sym"][1]
+    assert record["max_epochs"] == 2 and record["patience"] == 1 and 1 <= record["best_epoch"] <= 2
+
+    # an existing results file with every network (the budget of 1 epoch), then the claim networks re-run
+    base = tmp_path / "merge"
+    first = bench.main([*small, "--max-epochs", "1", "--results-dir", str(base)])
+    assert "treenn" in first["details"]["accuracy"]["extrapolation"]
+    out = bench.main([*small, *claim_nets, "--results-dir", str(base), "--keep-previous-as", "accuracy_max1"])
+    on_disk = json.loads((base / "equations.json").read_text())["details"]
+    ext = on_disk["accuracy"]["extrapolation"]
+    assert ext["treenn"] == first["details"]["accuracy"]["extrapolation"]["treenn"] | {
+        "by_depth": ext["treenn"]["by_depth"]
+    }
+    assert ext["treelstm_sym"]["mean"] == pytest.approx(
+        one["details"]["accuracy"]["extrapolation"]["treelstm_sym"]["mean"]
+    )
+    assert on_disk["per_seed"]["extrapolation"]["bilstm"]["0"]["max_epochs"] == 2  # replaced
+    assert on_disk["per_seed"]["extrapolation"]["treenn"]["0"]["max_epochs"] == 1  # kept
+    assert on_disk["settings_extrapolation"]["models_kept_from_previous_run"] == ["treenn"]
+    kept = on_disk["accuracy_max1_details"]
+    assert kept["per_seed"]["extrapolation"]["bilstm"]["0"]["max_epochs"] == 1
+    assert kept["settings_extrapolation"]["max_epochs"] == 1
+    assert {c["id"] for c in kept["claims"]} >= set(DELTAS)
+    assert on_disk["accuracy_max1"]["extrapolation"]["treelstm_sym"] == json.loads(
+        json.dumps(first["details"]["accuracy"]["extrapolation"]["treelstm_sym"])
+    )
+    claims = {c["id"]: c for c in out["claims"]}
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_sym"]["mean"])
