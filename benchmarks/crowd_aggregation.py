@@ -569,9 +569,9 @@ def _claims(details: dict[str, Any]) -> list[dict[str, Any]]:
         )
         replay = paths[glad_worst].get("crowdkit_replay_row_orders")
         if replay is not None:
-            counts = pd.Series(replay["accuracy"]).round(4).value_counts().sort_index()
+            counts = pd.Series(replay["accuracy"]).round(5).value_counts().sort_index()
             glad_note += f", on {replay['orders']} more (replayed): " + ", ".join(
-                f"{acc:.4f} x{n}" for acc, n in counts.items()
+                f"{acc:.5f} x{n}" for acc, n in counts.items()
             )
         glad_note += " (details.glad_paths)"
     compat = all("ours_glad_compat" in accuracy[n] for n in accuracy)

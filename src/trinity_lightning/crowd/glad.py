@@ -22,7 +22,7 @@ far from its optimum (gradient max-norm 0.4 to 29 against ``m_step_tol=1e-2``), 
 compares the expected log-likelihood of two different posteriors, so EM ends after 5-10 iterations, before it
 converges. Where it ends depends on the last bits of the arithmetic: crowd-kit itself on other row orders of the
 same data (or on another machine / library build) ends elsewhere, and an item near 50/50 can land on either
-side (crowd_rte: 0.9263 on 12 of 20 row orders, 0.9250 on 8). The exact M-step has one answer per E-step, its
+side (crowd_rte over 40 row orders: 0.9263 on 20, 0.9250 on 20). The exact M-step has one answer per E-step, its
 fixed point is a stationary point of the log posterior, and every decision in it is per worker / per item or on
 a global sum, so it also runs sharded across processes (``fit(..., process_group=...)``,
 :mod:`trinity_lightning.crowd.distributed`).
