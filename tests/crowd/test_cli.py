@@ -24,6 +24,20 @@ def test_aggregate_writes_labels_and_lists_the_least_reliable_annotators(tmp_pat
     assert pd.read_csv(compat)["p_b"].iloc[-1] == pytest.approx(0.81284432, abs=1e-7)
 
 
+def test_aggregate_glad_crowdkit_compat_replays_crowdkit(tmp_path, toy):
+    """``--method glad --crowdkit-compat``: crowd-kit's GLAD on the file's rows in the file's order."""
+    from trinity_lightning.crowd import GLAD
+
+    answers, out = tmp_path / "answers.csv", tmp_path / "glad.csv"
+    shuffled = toy.sample(frac=1.0, random_state=1).reset_index(drop=True)  # not in (item, worker) order
+    shuffled.to_csv(answers, index=False)
+    args = ["aggregate", str(answers), "--method", "glad", "--crowdkit-compat", "--out", str(out), "--show", "0"]
+    assert main(args) == 0
+    expected = GLAD(crowdkit_compat=True).fit(shuffled)
+    written = pd.read_csv(out).set_index("item")[["p_a", "p_b", "p_c"]].to_numpy()
+    assert abs(written - expected.probas_.numpy()).max() < 1e-12
+
+
 def test_aggregate_majority_vote_names_its_tie_rule(tmp_path, toy, capsys):
     answers, out = tmp_path / "answers.tsv", tmp_path / "mv.csv"
     toy.to_csv(answers, sep="\t", index=False)

@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     agg.add_argument(
         "--crowdkit-compat",
         action="store_true",
-        help="EM methods: reproduce crowd-kit 1.4.2 (its clipping and stopping rule, float64)",
+        help="EM methods: reproduce crowd-kit 1.4.2 (its clipping and stopping rule, float64; glad: crowd-kit's "
+        "GLAD replayed bit for bit)",
     )
     agg.add_argument(
         "--tie-break",
@@ -175,7 +176,9 @@ def _build(args: argparse.Namespace) -> Aggregator:
         torch.set_num_threads(args.threads)
     if args.method in ("majority_vote", "mv", "wawa", "zero_based_skill", "zbs"):
         return get_aggregator(args.method, tie_break=args.tie_break, seed=args.seed, device=args.device)
-    if args.method in ("mace", "glad", "mmsr", "kos"):
+    if args.method == "glad":  # crowd-kit's GLAD replayed bit for bit with --crowdkit-compat
+        return get_aggregator(args.method, crowdkit_compat=args.crowdkit_compat, device=args.device)
+    if args.method in ("mace", "mmsr", "kos"):
         return get_aggregator(args.method, device=args.device)
     if args.method in NEEDS_GOLD:
         if args.gold is None:
@@ -343,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             label=args.label,
             classes=_classes(args.classes),
             duplicates=args.duplicates,
+            keep_source_rows=bool(args.crowdkit_compat),  # compat GLAD replays crowd-kit in the file's row order
         )
         gold = _gold(args)
         if gold is not None:

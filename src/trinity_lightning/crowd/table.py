@@ -97,6 +97,9 @@ class AnnotationTable:
         unlabelled_items: ids of the declared ``items`` that nobody labelled (excluded).
         dropped_duplicates: rows removed by ``duplicates="keep_last"``.
         source: where the table came from (for messages).
+        source_rows: ``int64`` tensor ``(N,)``, the position of each annotation among the rows read (rows are
+            stored sorted by ``(item, worker)``); kept only when :meth:`read` is asked to (``keep_source_rows``),
+            else ``None``. ``GLAD(crowdkit_compat=True)`` replays crowd-kit's arithmetic in the source order.
 
     Example:
         >>> frame = pd.DataFrame({"task": ["a", "a", "b"], "worker": ["w1", "w2", "w1"], "label": ["x", "y", "y"]})
@@ -116,6 +119,7 @@ class AnnotationTable:
     unlabelled_items: list[Any] = field(default_factory=list)
     dropped_duplicates: int = 0
     source: str = "<tensors>"
+    source_rows: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.items)
@@ -283,6 +287,7 @@ class AnnotationTable:
         duplicates: DuplicatePolicy = "error",
         split: str | None = None,
         description: str | None = None,
+        keep_source_rows: bool = False,
     ) -> AnnotationTable:
         """Read and validate a long annotation table.
 
@@ -302,6 +307,8 @@ class AnnotationTable:
                 (keep the last row of each pair) or ``"keep_all"`` (count each as a separate vote).
             split: the split of a ``DatasetDict``.
             description: how error messages name the source (default: the path or the type).
+            keep_source_rows: keep ``source_rows``, each stored annotation's row in the source (``N`` more
+                ``int64``; for a method whose arithmetic follows the row order, ``GLAD(crowdkit_compat=True)``).
 
         Raises:
             DataFormatError: a missing column, a missing (NaN) value, an unknown label, an item outside
@@ -394,6 +401,7 @@ class AnnotationTable:
             unlabelled,
             dropped,
             where,
+            torch.from_numpy(rows.astype(np.int64, copy=False)) if keep_source_rows else None,
         )
 
     @staticmethod
