@@ -11,7 +11,9 @@ Models: majority class, a depth/size-only probe (logistic regression on side hei
 check (random points into both sides: Davis, arXiv 2105.11479), sympy ``simplify(lhs - rhs) == 0`` (on a
 subsample, with a time limit per equation), BiLSTM on the prefix form, TreeNN, TreeLSTM trained on symbolic data,
 TreeLSTM trained on symbolic data + function evaluations (numbers as decimal trees). Every network is an
-``EquationVerifier`` trained through a Lightning ``Trainer`` with the same hidden size, epochs and batch size.
+``EquationVerifier`` trained through a Lightning ``Trainer`` with the same hidden size, epochs and batch size; with
+several ``--hidden`` sizes (a capacity selection), every network trains at each and the size of best mean
+validation accuracy is the one reported (``details.capacity_selection``).
 
 Throughput (``--only throughput``): trees per second, forward + backward, child-sum cell, same sizes, a mix of
 random expression trees of 3-63 nodes: our level-batched TreeLSTM vs the same model evaluated node by node, and vs
