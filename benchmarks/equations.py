@@ -11,7 +11,9 @@ Models: majority class, a depth/size-only probe (logistic regression on side hei
 check (random points into both sides: Davis, arXiv 2105.11479), sympy ``simplify(lhs - rhs) == 0`` (on a
 subsample, with a time limit per equation), BiLSTM on the prefix form, TreeNN, TreeLSTM trained on symbolic data,
 TreeLSTM trained on symbolic data + function evaluations (numbers as decimal trees). Every network is an
-``EquationVerifier`` trained through a Lightning ``Trainer`` with the same hidden size, epochs and batch size.
+``EquationVerifier`` trained through a Lightning ``Trainer`` with the same hidden size, epochs and batch size; with
+several ``--hidden`` sizes (a capacity selection), every network trains at each and the size of best mean
+validation accuracy is the one reported (``details.capacity_selection``).
 
 Throughput (``--only throughput``): trees per second, forward + backward, child-sum cell, same sizes, a mix of
 random expression trees of 3-63 nodes: our level-batched TreeLSTM vs the same model evaluated node by node, and vs
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -231,19 +234,31 @@ def symnum_kwargs(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def hidden_sizes(args: argparse.Namespace) -> list[int]:
+    """``--hidden`` as a list (one size, or the candidates of a capacity selection)."""
+    return list(args.hidden) if isinstance(args.hidden, (list, tuple)) else [int(args.hidden)]
+
+
 def train_network(
-    name: str, train: list[Equation], seed: int, args: argparse.Namespace, val: list[Equation] | None = None
+    name: str,
+    train: list[Equation],
+    seed: int,
+    args: argparse.Namespace,
+    val: list[Equation] | None = None,
+    hidden: int | None = None,
 ) -> tuple[EquationVerifier, dict[str, Any]]:
-    """Train one network. Without ``val``: ``args.epochs`` epochs. With ``val`` (the early-stopping rule, the same
-    for every model): up to ``args.max_epochs`` epochs, stopped after ``args.patience`` epochs without a better
-    validation accuracy, the best epoch's weights restored."""
+    """Train one network of hidden size ``hidden`` (``None``: the first ``--hidden``). Without ``val``:
+    ``args.epochs`` epochs. With ``val`` (the early-stopping rule, the same for every model): up to
+    ``args.max_epochs`` epochs, stopped after ``args.patience`` epochs without a better validation accuracy, the best
+    epoch's weights restored."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
     from torch.utils.data import DataLoader
 
     pl.seed_everything(seed, verbose=False)
     base = "treelstm_symnum" if name.startswith("treelstm_symnum") else name
-    model = EquationVerifier(**NEURAL[base], **symnum_kwargs(name, args), hidden_size=args.hidden, lr=args.lr)
+    size = hidden if hidden is not None else hidden_sizes(args)[0]
+    model = EquationVerifier(**NEURAL[base], **symnum_kwargs(name, args), hidden_size=size, lr=args.lr)
     loader: DataLoader[Any] = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
     if val is None:
         trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
@@ -261,7 +276,9 @@ def train_network(
 class NeuralJob:
     """One network training of an accuracy run: ``name`` (a :func:`neural_models` entry) with model seed ``seed``
     on ``fit`` (+ ``functions``), early stopping on ``val`` (``None``: ``--epochs`` epochs), scored on ``test`` and,
-    when not empty, on the restricted-domain split ``restricted``."""
+    when not empty, on the restricted-domain split ``restricted``. ``hidden``: a candidate hidden size of a capacity
+    selection (``--hidden`` with several sizes; recorded as :attr:`record_name`), ``None`` for the one ``--hidden``.
+    """
 
     name: str
     seed: int
@@ -270,6 +287,21 @@ class NeuralJob:
     test: list[Equation]
     restricted: list[Equation]
     functions: list[Equation]
+    hidden: int | None = None
+
+    @property
+    def record_name(self) -> str:
+        """The model's name in the records: ``name``, or ``name_h<hidden>`` for a capacity-selection candidate."""
+        return self.name if self.hidden is None else candidate_name(self.name, self.hidden)
+
+
+def candidate_name(name: str, hidden: int) -> str:
+    """The records' name of network ``name`` at candidate hidden size ``hidden`` (see :func:`choose_hidden`).
+
+    >>> candidate_name("bilstm", 64)
+    'bilstm_h64'
+    """
+    return f"{name}_h{hidden}"
 
 
 def neural_functions(name: str, split: dict[str, list[Equation]], args: argparse.Namespace) -> list[Equation]:
@@ -288,7 +320,7 @@ def train_job(job: NeuralJob, args: argparse.Namespace) -> dict[str, Any]:
     symbolic + numeric TreeLSTM the number of function evaluations and the value error on 200 true ones."""
     torch.set_num_threads(args.threads)
     w, c = time.time(), time.process_time()
-    model, validation = train_network(job.name, job.fit + job.functions, job.seed, args, job.val)
+    model, validation = train_network(job.name, job.fit + job.functions, job.seed, args, job.val, job.hidden)
     out: dict[str, Any] = {"pred": (model.predict_proba(job.test) > 0.5).numpy(), **validation}
     if job.val is not None:
         out.update(max_epochs=args.max_epochs, patience=args.patience)
@@ -334,7 +366,7 @@ def run_jobs(jobs: list[NeuralJob], args: argparse.Namespace) -> list[dict[str, 
 
 def _log_job(job: NeuralJob, result: dict[str, Any]) -> None:
     best = f", best epoch {result['best_epoch']}/{result['epochs_run']}" if "best_epoch" in result else ""
-    print(f"trained {job.name} seed {job.seed}: {result['train_cpu_s']} CPU-s{best}", flush=True)
+    print(f"trained {job.record_name} seed {job.seed}: {result['train_cpu_s']} CPU-s{best}", flush=True)
 
 
 def neural_models(args: argparse.Namespace) -> list[str]:
@@ -371,7 +403,10 @@ def choose_symnum(per_seed: dict[str, dict[str, dict[int, Any]]]) -> dict[str, A
         variants = {
             m.removeprefix("treelstm_symnum_"): seeds
             for m, seeds in models.items()
-            if m.startswith("treelstm_symnum_") and seeds and all(s.get("val") is not None for s in seeds.values())
+            if m.startswith("treelstm_symnum_")
+            and not CANDIDATE.match(m)  # a hidden-size candidate (choose_hidden chose among them first)
+            and seeds
+            and all(s.get("val") is not None for s in seeds.values())
         }
         if not variants:
             continue
@@ -384,6 +419,60 @@ def choose_symnum(per_seed: dict[str, dict[str, dict[int, Any]]]) -> dict[str, A
             "val_mean": {v: round(m, 2) for v, m in means.items()},
             "seeds_compared": sorted(common),
         }
+    return out
+
+
+CANDIDATE = re.compile(r"^(?P<network>.+)_h(?P<hidden>[0-9]+)$")
+HIDDEN_RULE = (
+    "per network, the candidate hidden size of best mean validation accuracy over the seeds every candidate has "
+    "(ties: the smaller size); test accuracy is recorded for every candidate but never read by the choice"
+)
+
+
+def choose_hidden(per_seed: dict[str, dict[str, dict[int, Any]]]) -> dict[str, Any]:
+    """Capacity selection: per protocol and network, the candidate records ``<network>_h<size>`` (see
+    :func:`candidate_name`) of best mean validation accuracy become ``<network>`` (records copied, ``"hidden"``
+    added); the candidates stay. Means are over the seeds every candidate of the network has; ties go to the smaller
+    size. Only validation accuracy chooses. Returns, per protocol and network, the chosen size, the seeds compared
+    and every candidate's validation and test accuracy (mean and per seed), epochs run and training CPU seconds.
+
+    >>> per_seed = {"extrapolation": {"bilstm_h32": {0: {"acc": 70.0, "val": 88.0}},
+    ...                               "bilstm_h64": {0: {"acc": 60.0, "val": 89.0}}}}
+    >>> choose_hidden(per_seed)["extrapolation"]["bilstm"]["chosen_hidden"]
+    64
+    >>> per_seed["extrapolation"]["bilstm"][0]
+    {'acc': 60.0, 'val': 89.0, 'hidden': 64}
+    """
+    out: dict[str, Any] = {}
+    for pname, models in per_seed.items():
+        networks: dict[str, dict[int, dict[int, Any]]] = defaultdict(dict)
+        for model, seeds in list(models.items()):
+            match = CANDIDATE.match(model)
+            if match and seeds and all(s.get("val") is not None for s in seeds.values()):
+                networks[match["network"]][int(match["hidden"])] = seeds
+        for network, candidates in networks.items():
+            common = sorted(set.intersection(*(set(seeds) for seeds in candidates.values())))
+            if not common:
+                raise ValueError(f"capacity selection of {network!r} ({pname}): the candidates share no seed")
+            means = {h: float(np.mean([seeds[k]["val"] for k in common])) for h, seeds in candidates.items()}
+            chosen = max(sorted(means), key=lambda h: (means[h], -h))
+            models[network] = {k: {**r, "hidden": chosen} for k, r in candidates[chosen].items()}
+            out.setdefault(pname, {})[network] = {
+                "chosen_hidden": chosen,
+                "seeds_compared": common,
+                "candidates": {
+                    h: {
+                        "val_mean": round(means[h], 4),
+                        "val_per_seed": [candidates[h][k]["val"] for k in common],
+                        "test_mean": float(np.mean([candidates[h][k]["acc"] for k in common])),
+                        "test_per_seed": [candidates[h][k]["acc"] for k in common],
+                        "epochs_run": [candidates[h][k].get("epochs_run") for k in common],
+                        "best_epoch": [candidates[h][k].get("best_epoch") for k in common],
+                        "train_cpu_s": round(sum(candidates[h][k].get("train_cpu_s", 0.0) for k in common), 1),
+                    }
+                    for h in sorted(candidates)
+                },
+            }
     return out
 
 
@@ -484,24 +573,34 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 per_seed[pname]["numeric_check_64"][seed]["restricted_domain"] = restricted_scores(
                     numeric_baseline(restricted, seed, points=64), restricted
                 )
+        sizes: list[int | None] = [*hidden_sizes(args)] if len(hidden_sizes(args)) > 1 else [None]
         jobs = [
             NeuralJob(
-                name, seed, fit, val, test, restricted if on_restricted else [], neural_functions(name, split, args)
+                name,
+                seed,
+                fit,
+                val,
+                test,
+                restricted if on_restricted else [],
+                neural_functions(name, split, args),
+                hidden,
             )
             for seed in args.seeds
             for name in neural_models(args)
+            for hidden in sizes
         ]
         results = run_jobs(jobs, args)
         if args.workers > 1:  # the workers' CPU time is not this process's
             worker_cpu_s += sum(r["train_cpu_s"] for r in results)
         for job, result in zip(jobs, results, strict=True):
-            record(job.name, job.seed, result.pop("pred"))
+            record(job.record_name, job.seed, result.pop("pred"))
             restricted_pred = result.pop("restricted_pred")
-            per_seed[pname][job.name][job.seed].update(result)
+            per_seed[pname][job.record_name][job.seed].update(result)
             if restricted_pred is not None:
-                per_seed[pname][job.name][job.seed]["restricted_domain"] = restricted_scores(
+                per_seed[pname][job.record_name][job.seed]["restricted_domain"] = restricted_scores(
                     restricted_pred, restricted
                 )
+    capacity = choose_hidden(per_seed)
     choice = choose_symnum(per_seed)
     summary = summarise(per_seed)
     for pname in summary:
@@ -515,6 +614,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         "accuracy": summary,
         "per_seed": {p: {m: dict(s) for m, s in models.items()} for p, models in per_seed.items()},
         **({"symnum_choice": choice} if choice else {}),
+        **({"capacity_selection": {"rule": HIDDEN_RULE, **capacity}} if capacity else {}),
         "paper": {k: {"same_depth": v[0], "extrapolation": v[1]} for k, v in PAPER.items()},
         "sizes": n,
         "generator_report": report,
@@ -540,7 +640,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             "per_depth": args.per_depth,
             "deep_per_depth": args.deep,
             "functions": args.functions,
-            "hidden": args.hidden,
+            "hidden": hidden_sizes(args)[0] if len(hidden_sizes(args)) == 1 else hidden_sizes(args),
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
@@ -566,6 +666,11 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                     "patience": args.patience,
                     "val_fraction": args.val_fraction,
                     "symnum_variants": {v: SYMNUM_VARIANTS[v] for v in args.symnum_variants or []},
+                    **(
+                        {"hidden_candidates": hidden_sizes(args), "hidden_rule": HIDDEN_RULE}
+                        if len(hidden_sizes(args)) > 1
+                        else {"hidden": hidden_sizes(args)[0]}
+                    ),
                 }
                 if args.patience > 0
                 else {"epochs": args.epochs}
@@ -624,7 +729,7 @@ def run_numeric_ablation(args: argparse.Namespace) -> dict[str, Any]:
         for seed in args.seeds:
             pl.seed_everything(seed, verbose=False)
             variant: dict[str, Any] = numeric or {}
-            model = EquationVerifier(**variant, hidden_size=args.hidden, lr=args.lr)
+            model = EquationVerifier(**variant, hidden_size=hidden_sizes(args)[0], lr=args.lr)
             data = train + (functions if numeric else [])
             loader: DataLoader[Any] = DataLoader(data, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
             trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
@@ -708,6 +813,7 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
         for pname, models in _int_keys(run["per_seed"]).items():
             for model, seeds in models.items():
                 per_seed.setdefault(pname, {}).setdefault(model, {}).update(seeds)
+    capacity = choose_hidden(per_seed)
     choice = choose_symnum(per_seed)
     summary = summarise(per_seed)
     details: dict[str, Any] = {**runs[0], "accuracy": summary, "per_seed": per_seed}
@@ -727,6 +833,8 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
         details[key] = {**details[key], "seeds": seeds}
     if choice:
         details["symnum_choice"] = choice
+    if capacity:
+        details["capacity_selection"] = {"rule": HIDDEN_RULE, **capacity}
     details["merged_from"] = [d.name for d in dirs]  # names only: the run directories are often temporary
     if not has_claim_models(summary):
         return [], details
@@ -954,7 +1062,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--functions", type=int, default=2000, help="function evaluations (half true)")
     parser.add_argument("--restricted", type=int, default=150, help="restricted-domain split: equations per depth 2-4")
     parser.add_argument("--restricted-seed", type=int, default=1)
-    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[32],
+        help="hidden size of every network; several sizes: each network trains at each (records <network>_h<size>) "
+        "and the size of best mean validation accuracy becomes <network> (needs --patience; details: "
+        "capacity_selection)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -1023,6 +1139,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
     args = parser.parse_args(argv)
+    if len(args.hidden) > 1 and (args.patience <= 0 or args.only not in ("all", "accuracy") or args.merge):
+        parser.error("--hidden: several sizes (a capacity selection) need --patience > 0 and an accuracy run")
+    if len(set(args.hidden)) != len(args.hidden):
+        parser.error(f"--hidden: repeated size in {args.hidden}")
     torch.set_num_threads(args.threads)
     quiet()
     if args.write_data is not None:

@@ -328,3 +328,85 @@ def test_workers_give_the_same_records_and_networks_merge_model_by_model(tmp_pat
     )
     claims = {c["id"]: c for c in out["claims"]}
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_sym"]["mean"])
+
+
+def test_hidden_size_is_chosen_per_network_on_validation_only():
+    """Capacity selection: per network, the candidate size of best mean validation accuracy (over the seeds every
+    candidate has; ties to the smaller size) becomes the network, whatever its test accuracy; every candidate's
+    validation and test numbers are reported and the candidates stay in the records."""
+    bench = _bench()
+    per_seed = {
+        "extrapolation": {
+            "majority": {0: {"acc": 50.0}, 1: {"acc": 50.0}},
+            "bilstm_h32": {0: {"acc": 90.0, "val": 80.0, "train_cpu_s": 1.0}, 1: {"acc": 90.0, "val": 82.0}},
+            "bilstm_h64": {0: {"acc": 10.0, "val": 85.0, "train_cpu_s": 2.0}, 1: {"acc": 20.0, "val": 84.0}},
+            "treelstm_sym_h32": {0: {"acc": 70.0, "val": 90.0}, 1: {"acc": 71.0, "val": 90.0}},
+            "treelstm_sym_h64": {0: {"acc": 99.0, "val": 90.0}, 1: {"acc": 99.0, "val": 90.0}},
+            # a candidate with one seed more: the means are over the seeds all candidates have
+            "treelstm_symnum_value_leaf_h32": {0: {"acc": 1.0, "val": 70.0}, 1: {"acc": 1.0, "val": 70.0}},
+            "treelstm_symnum_value_leaf_h64": {
+                0: {"acc": 2.0, "val": 60.0},
+                1: {"acc": 2.0, "val": 60.0},
+                2: {"acc": 2.0, "val": 99.0},
+            },
+        }
+    }
+    out = bench.choose_hidden(per_seed)["extrapolation"]
+    models = per_seed["extrapolation"]
+    assert out["bilstm"]["chosen_hidden"] == 64 and out["bilstm"]["seeds_compared"] == [0, 1]
+    assert out["bilstm"]["candidates"][32] == {
+        "val_mean": 81.0,
+        "val_per_seed": [80.0, 82.0],
+        "test_mean": 90.0,
+        "test_per_seed": [90.0, 90.0],
+        "epochs_run": [None, None],
+        "best_epoch": [None, None],
+        "train_cpu_s": 1.0,
+    }
+    assert out["bilstm"]["candidates"][64]["test_mean"] == 15.0 and out["bilstm"]["candidates"][64]["val_mean"] == 84.5
+    assert models["bilstm"][0] == {"acc": 10.0, "val": 85.0, "train_cpu_s": 2.0, "hidden": 64}
+    assert out["treelstm_sym"]["chosen_hidden"] == 32  # a tie: the smaller size, not the better test accuracy
+    assert models["treelstm_sym"][1]["acc"] == 71.0
+    assert out["treelstm_symnum_value_leaf"]["chosen_hidden"] == 32
+    assert out["treelstm_symnum_value_leaf"]["seeds_compared"] == [0, 1]
+    assert "bilstm_h32" in models and "majority" not in out  # candidates kept; only candidates are chosen among
+    # then the variant choice reads the chosen sizes' records
+    assert bench.choose_symnum(per_seed)["extrapolation"]["chosen"] == "value_leaf"
+    assert models["treelstm_symnum"][0]["hidden"] == 32
+    assert bench.choose_hidden({"extrapolation": {"bilstm": {0: {"acc": 1.0, "val": 2.0}}}}) == {}
+    with pytest.raises(ValueError, match="bilstm"):
+        bench.choose_hidden({"p": {"bilstm_h8": {0: {"acc": 1, "val": 1}}, "bilstm_h16": {1: {"acc": 1, "val": 1}}}})
+
+
+def test_hidden_candidates_run_selects_on_validation_and_keeps_the_records_format(tmp_path):
+    """``--hidden 8 12``: every claim network trains at both sizes (the records of ``--hidden 8`` alone, named
+    ``<network>_h8``), the size of best mean validation accuracy becomes the network, the claims read the chosen
+    networks, and ``capacity_selection`` reports every candidate."""
+    bench = _bench()
+    small = ["--only", "accuracy", "--protocols", "extrapolation", "--per-depth", "24", "--deep", "4"]
+    small += ["--functions", "10", "--restricted", "0", "--simplify-n", "0", "--seeds", "0", "1"]
+    small += ["--patience", "1", "--max-epochs", "2", "--plot", str(tmp_path / "p.png")]
+    small += ["--networks", "bilstm", "treelstm_sym", "treelstm_symnum", "--symnum-variants", "value_leaf"]
+    out = bench.main([*small, "--hidden", "8", "12", "--results-dir", str(tmp_path / "grid")])
+    alone = bench.main([*small, "--hidden", "8", "--results-dir", str(tmp_path / "h8")])
+    grid, single = _records(out), _records(alone)
+    for network in ("bilstm", "treelstm_sym", "treelstm_symnum_value_leaf"):
+        assert grid[f"{network}_h8"] == single[network]
+    selection = out["details"]["capacity_selection"]["extrapolation"]
+    assert set(selection) == {"bilstm", "treelstm_sym", "treelstm_symnum_value_leaf"}
+    for network, chosen in selection.items():
+        h = chosen["chosen_hidden"]
+        means = {size: c["val_mean"] for size, c in chosen["candidates"].items()}
+        assert set(means) == {8, 12} and means[h] == max(means.values())
+        assert grid[network] == {s: {**r, "hidden": h} for s, r in grid[f"{network}_h{h}"].items()}
+        assert chosen["candidates"][h]["test_per_seed"] == [grid[network][s]["acc"] for s in (0, 1)]
+    ext = out["details"]["accuracy"]["extrapolation"]
+    claims = {c["id"]: c for c in out["claims"]}
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_sym"]["mean"])
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["anchor"] == pytest.approx(ext["bilstm"]["mean"])
+    assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_symnum"]["mean"])
+    settings = out["details"]["settings_extrapolation"]
+    assert settings["hidden_candidates"] == [8, 12] and out["details"]["settings"]["hidden"] == [8, 12]
+    assert alone["details"]["settings_extrapolation"]["hidden"] == 8 and "capacity_selection" not in alone["details"]
+    with pytest.raises(SystemExit):  # a selection needs validation
+        bench.main(["--only", "accuracy", "--hidden", "8", "12", "--results-dir", str(tmp_path / "x")])
