@@ -14,7 +14,7 @@ Two questions, one network (``Net``, VGG-style): a conv trunk ``conv 32 - pool -
 
 2. The whole network (the compression papers train over-parameterized nets end to end): the dense net above has
    1.15M parameters. :func:`~trinity_lightning.tensor.tensorize` replaces every conv and linear layer by a Tucker
-   factorization at ``--net-rank`` (fraction of each layer's weights), either
+   factorization at each ``--net-ranks`` rank (fraction of each layer's weights), either
 
    * ``scratch``: tensorized at initialisation (the factors of the random init) and trained the full schedule, or
    * ``finetune``: the trained dense net decomposed, then fine-tuned for ``--finetune-fraction`` (>= 0.25) of the
@@ -32,9 +32,21 @@ gets the same epochs and data per seed. Scales (``--scale``):
 * ``paper``: the full CIFAR-10 training split (50,000), the full test split, 30 epochs, 3 seeds (about 8 h of one
   CPU core per seed; minutes on a GPU).
 * ``cpu``: 10,000 training images, 4,000 test images, 8 epochs, 3 seeds (about 40 min of one idle core).
+* ``device``: 20,000 training images (the 2,000-per-class subsample ``--prepare`` writes), the full test split, 20
+  epochs, 3 seeds: one call of a lent H200 (``benchmarks/tensor_compression_device.sh``).
 * ``smoke``: 1,000 images, 1 epoch, 1 seed (a wiring check).
 
+Jobs (7 per seed: ``head:dense``, which then decomposes and fine-tunes at every net rank, ``net:scratch@<rank>``
+per rank, the TRL heads, TCL + TRL, GAP + FC) run in this process or, with ``--workers N``, on N spawned processes,
+longest first, each a Lightning fit on ``--device`` with its data on that device (:class:`DeviceBatches`). Records
+are stored sorted by seed and variant: the same list for any ``--workers``. ``--budget S``: S seconds after the
+jobs start, running fits stop (``complete: false``, left out of the claims) and no job starts. The data are read
+through ``TRINITY_DATA`` (``signsgd_byzantine.cifar_subsets``).
+
     python benchmarks/tensor_compression.py --scale smoke
+    python benchmarks/tensor_compression.py --prepare .device_data/tensor_compression   # the device carry
+    TRINITY_DATA=.device_data/tensor_compression python benchmarks/tensor_compression.py --scale device \
+        --device cuda --workers 16 --budget 190 --net-ranks 0.25 0.1 --results-dir $OUT
 """
 
 from __future__ import annotations
@@ -143,10 +155,13 @@ class DeviceBatches:
 
 
 def _augment(generator: torch.Generator) -> Any:
-    """Random horizontal flips (per image) and one 4-pixel crop offset per batch, drawn on the CPU generator."""
+    """Random horizontal flips (per image) and one 4-pixel crop offset per batch, drawn on the CPU generator (the
+    same draws on every device)."""
 
     def augment(x: torch.Tensor) -> torch.Tensor:
-        flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+        flip = torch.rand(len(x), generator=generator) < 0.5
+        if x.is_cuda:  # a pinned, asynchronous copy: no host-device sync per step
+            flip = flip.pin_memory().to(x.device, non_blocking=True)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
         padded = nn.functional.pad(x, (4, 4, 4, 4))
         dx, dy = (int(v) for v in torch.randint(0, 9, (2,), generator=generator))
