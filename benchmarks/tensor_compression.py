@@ -14,7 +14,7 @@ Two questions, one network (``Net``, VGG-style): a conv trunk ``conv 32 - pool -
 
 2. The whole network (the compression papers train over-parameterized nets end to end): the dense net above has
    1.15M parameters. :func:`~trinity_lightning.tensor.tensorize` replaces every conv and linear layer by a Tucker
-   factorization at ``--net-rank`` (fraction of each layer's weights), either
+   factorization at each ``--net-ranks`` rank (fraction of each layer's weights), either
 
    * ``scratch``: tensorized at initialisation (the factors of the random init) and trained the full schedule, or
    * ``finetune``: the trained dense net decomposed, then fine-tuned for ``--finetune-fraction`` (>= 0.25) of the
@@ -32,9 +32,21 @@ gets the same epochs and data per seed. Scales (``--scale``):
 * ``paper``: the full CIFAR-10 training split (50,000), the full test split, 30 epochs, 3 seeds (about 8 h of one
   CPU core per seed; minutes on a GPU).
 * ``cpu``: 10,000 training images, 4,000 test images, 8 epochs, 3 seeds (about 40 min of one idle core).
+* ``device``: 20,000 training images (the 2,000-per-class subsample ``--prepare`` writes), the full test split, 20
+  epochs, 3 seeds: one call of a lent H200 (``benchmarks/tensor_compression_device.sh``).
 * ``smoke``: 1,000 images, 1 epoch, 1 seed (a wiring check).
 
+Jobs (7 per seed: ``head:dense``, which then decomposes and fine-tunes at every net rank, ``net:scratch@<rank>``
+per rank, the TRL heads, TCL + TRL, GAP + FC) run in this process or, with ``--workers N``, on N spawned processes,
+longest first, each a Lightning fit on ``--device`` with its data on that device (:class:`DeviceBatches`). Records
+are stored sorted by seed and variant: the same list for any ``--workers``. ``--budget S``: S seconds after the
+jobs start, running fits stop (``complete: false``, left out of the claims) and no job starts. The data are read
+through ``TRINITY_DATA`` (``signsgd_byzantine.cifar_subsets``).
+
     python benchmarks/tensor_compression.py --scale smoke
+    python benchmarks/tensor_compression.py --prepare .device_data/tensor_compression   # the device carry
+    TRINITY_DATA=.device_data/tensor_compression python benchmarks/tensor_compression.py --scale device \
+        --device cuda --workers 16 --budget 190 --net-ranks 0.25 0.1 --results-dir $OUT
 """
 
 from __future__ import annotations
@@ -45,13 +57,16 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, TimeoutError, as_completed
+from datetime import timedelta
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import Supervised, accuracy, quiet, trainer
@@ -62,6 +77,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "smoke": {"train_size": 1000, "test_size": 500, "epochs": 1, "seeds": [0]},
     "cpu": {"train_size": 10000, "test_size": 4000, "epochs": 8, "seeds": [0, 1, 2]},
     "paper": {"train_size": 50000, "test_size": 10000, "epochs": 30, "seeds": [0, 1, 2]},
+    "device": {"train_size": 20000, "test_size": 10000, "epochs": 20, "seeds": [0, 1, 2]},
 }
 FEATURES = (128, 4, 4)
 
@@ -110,9 +126,42 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+class DeviceBatches:
+    """Shuffled ``(x, y)`` batches of ``batch_size`` (last partial batch dropped) from tensors already on the device.
+
+    The permutation is drawn from a CPU generator seeded with ``seed`` (one draw per epoch), so a run on ``cuda``
+    sees the same batches as one on ``cpu``; no DataLoader, no host-to-device copy per step.
+
+    Example::
+
+        batches = DeviceBatches(torch.randn(10, 3), torch.arange(10), batch_size=4, seed=0)
+        assert len(batches) == 2 and [len(y) for _, y in batches] == [4, 4]
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+        if len(x) != len(y) or len(x) < batch_size:
+            raise ValueError(f"DeviceBatches: x ({len(x)}) and y ({len(y)}) must match and hold >= {batch_size}")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.x[index], self.y[index]
+
+
 def _augment(generator: torch.Generator) -> Any:
+    """Random horizontal flips (per image) and one 4-pixel crop offset per batch, drawn on the CPU generator (the
+    same draws on every device)."""
+
     def augment(x: torch.Tensor) -> torch.Tensor:
         flip = torch.rand(len(x), generator=generator) < 0.5
+        if x.is_cuda:  # a pinned, asynchronous copy: no host-device sync per step
+            flip = flip.pin_memory().to(x.device, non_blocking=True)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
         padded = nn.functional.pad(x, (4, 4, 4, 4))
         dx, dy = (int(v) for v in torch.randint(0, 9, (2,), generator=generator))
@@ -121,61 +170,215 @@ def _augment(generator: torch.Generator) -> Any:
     return augment
 
 
-def fit(net: nn.Module, data: tuple[torch.Tensor, ...], epochs: int, seed: int, lr: float = 2e-3) -> float:
-    """Train ``net`` end to end (AdamW, cosine to 0, flips + crops) with a Lightning Trainer; test accuracy (%)."""
+def fit(
+    net: nn.Module,
+    data: tuple[torch.Tensor, ...],
+    epochs: int,
+    seed: int,
+    lr: float = 2e-3,
+    device: str = "cpu",
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Train ``net`` end to end (AdamW, cosine to 0, flips + crops) with a Lightning Trainer on ``device``.
+
+    ``data`` is ``(x_train, y_train, x_test, y_test)``, already on ``device``. ``deadline`` (a ``time.time()``)
+    stops training early (Lightning's ``max_time``); the test accuracy is still measured and ``complete`` says
+    whether every step of the schedule ran. Returns ``test_acc`` (%), ``steps``, ``steps_done``, ``complete``.
+    """
     x_train, y_train, x_test, y_test = data
     pl.seed_everything(seed, verbose=False)
-    loader = DataLoader(
-        TensorDataset(x_train, y_train),
-        batch_size=128,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    total = max(1, len(loader) * epochs)
+    batches = DeviceBatches(x_train, y_train, batch_size=128, seed=seed)
+    total = max(1, len(batches) * epochs)
     module = Supervised(
         net,
         lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=5e-4),
         lr_factor=lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
         augment=_augment(torch.Generator().manual_seed(seed + 1000)),
     )
-    trainer(max_epochs=epochs, accelerator="cpu", devices=1, limit_val_batches=0).fit(module, loader)
-    return 100.0 * accuracy(module.net, x_test, y_test, batch_size=1000)
+    limits: dict[str, Any] = {}
+    if deadline is not None:
+        limits["max_time"] = timedelta(seconds=max(1.0, deadline - time.time()))
+    accelerator = "cuda" if device.startswith("cuda") else "cpu"
+    run = trainer(max_epochs=epochs, accelerator=accelerator, devices=1, limit_val_batches=0, **limits)
+    run.fit(module, batches)
+    return {
+        "test_acc": 100.0 * accuracy(module.net, x_test, y_test, batch_size=1000),
+        "steps": total,
+        "steps_done": int(run.global_step),
+        "complete": int(run.global_step) >= total,
+    }
 
 
-def run_variant(variant: str, seed: int, data: tuple[torch.Tensor, ...], args: argparse.Namespace) -> dict[str, Any]:
-    """One (variant, seed): ``head:<name>[@rank]``, ``net:dense``, ``net:scratch`` or ``net:finetune``."""
+def _variant_rank(name: str, default: float) -> tuple[str, float]:
+    base, _, rank = name.partition("@")
+    return base, float(rank) if rank else default
+
+
+def run_variant(
+    variant: str,
+    seed: int,
+    data: tuple[torch.Tensor, ...],
+    args: argparse.Namespace,
+    deadline: float | None = None,
+) -> list[dict[str, Any]]:
+    """One job: ``head:<name>[@rank]`` or ``net:scratch@<rank>``, one record; ``head:dense`` also fine-tunes.
+
+    With ``net`` in ``args.parts`` the ``head:dense`` job goes on, after training the dense net, to decompose a
+    copy of it at every ``args.net_ranks`` rank and fine-tune it (``net:finetune@<rank>``, one record each), so a
+    fine-tuned net never waits on another job. Every net is built after ``torch.manual_seed(seed)``, as a job of its
+    own would be.
+    """
     from trinity_lightning.tensor import tensorize
 
+    device = args.device
+    kind, _, name = variant.partition(":")
     tick, cpu = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     record: dict[str, Any] = {"variant": variant, "seed": seed}
-    kind, _, name = variant.partition(":")
+    records = [record]
     if kind == "head":
-        head, _, rank = name.partition("@")
-        net = Net(head, trl_rank=float(rank) if rank else 0.1)
+        head, rank = _variant_rank(name, 0.1)
+        net = Net(head, trl_rank=rank).to(device)
         record["head_params"] = n_params(net.head)
-        record["test_acc"] = fit(net, data, args.epochs, seed)
-        if head == "dense":
-            torch.save(net.state_dict(), args.work / f"dense_seed{seed}.pt")
-    elif name == "scratch":
+        record.update(fit(net, data, args.epochs, seed, device=device, deadline=deadline))
+    elif kind == "net" and _variant_rank(name, args.net_ranks[0])[0] == "scratch":
+        rank = _variant_rank(name, args.net_ranks[0])[1]
         net = Net("dense")
-        tensorize(net, factorization="tucker", rank=args.net_rank, progress=False)
-        record["test_acc"] = fit(net, data, args.epochs, seed)
-    elif name == "finetune":
-        net = Net("dense")
-        net.load_state_dict(torch.load(args.work / f"dense_seed{seed}.pt"))
-        tensorize(net, factorization="tucker", rank=args.net_rank, progress=False)
-        record["decomposed_acc"] = 100.0 * accuracy(net, data[2], data[3], batch_size=1000)
-        epochs = max(1, math.ceil(args.finetune_fraction * args.epochs))
-        record["finetune_epochs"] = epochs
-        record["test_acc"] = fit(net, data, epochs, seed, lr=1e-3)  # the mid-schedule learning rate
+        tensorize(net, factorization="tucker", rank=rank, progress=False)
+        net = net.to(device)
+        record.update(fit(net, data, args.epochs, seed, device=device, deadline=deadline))
     else:
-        raise ValueError(f"variant: {variant!r}")
+        raise ValueError(f"variant: expected head:<name>[@rank] or net:scratch@<rank>, got {variant!r}")
     record["net_params"] = n_params(net)
     record["seconds"] = time.perf_counter() - tick
     record["cpu_seconds"] = time.process_time() - cpu
-    return record
+    if variant == "head:dense" and "net" in args.parts:
+        parent = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        epochs = max(1, math.ceil(args.finetune_fraction * args.epochs))
+        for rank in args.net_ranks:
+            tick, cpu = time.perf_counter(), time.process_time()
+            torch.manual_seed(seed)
+            child = Net("dense")
+            child.load_state_dict(parent)
+            tensorize(child, factorization="tucker", rank=rank, progress=False)
+            child = child.to(device)
+            row: dict[str, Any] = {"variant": f"net:finetune@{rank}", "seed": seed}
+            row["decomposed_acc"] = 100.0 * accuracy(child, data[2], data[3], batch_size=1000)
+            row["finetune_epochs"] = epochs
+            # the mid-schedule learning rate, cosine to 0
+            row.update(fit(child, data, epochs, seed, lr=1e-3, device=device, deadline=deadline))
+            row["net_params"] = n_params(child)
+            row["seconds"] = time.perf_counter() - tick
+            row["cpu_seconds"] = time.process_time() - cpu
+            records.append(row)
+    return records
+
+
+_DATA: dict[tuple[int, int, str], tuple[torch.Tensor, ...]] = {}
+
+
+def _data(train_size: int, test_size: int, device: str) -> tuple[torch.Tensor, ...]:
+    """The seeded CIFAR-10 subsets (``cifar_subsets``, read through ``TRINITY_DATA``) on ``device``, once per process."""
+    key = (train_size, test_size, device)
+    if key not in _DATA:
+        _DATA[key] = tuple(t.to(device) for t in cifar_subsets(train_size, test_size))
+    return _DATA[key]
+
+
+def _job(variant: str, seed: int, args: argparse.Namespace, deadline: float | None) -> list[dict[str, Any]]:
+    """A job in a worker process (or in this one): quiet logs, 1 thread, the data on the device, one variant."""
+    if deadline is not None and time.time() >= deadline:
+        return []  # the budget is spent: not started
+    quiet()
+    torch.set_num_threads(1)
+    return run_variant(variant, seed, _data(args.train_size, args.test_size, args.device), args, deadline)
+
+
+def jobs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """``(variant, seed)`` per job, longest first: the dense job (+ its fine-tunes), the tensorized nets, heads."""
+    variants = ["head:dense"]
+    if "net" in args.parts:
+        variants += [f"net:scratch@{r}" for r in args.net_ranks]
+    if "head" in args.parts:
+        variants += [f"head:trl@{r}" for r in args.trl_ranks]
+        variants += [f"head:tcl+trl@{args.trl_ranks[0]}", "head:gap+fc"]
+    return [(v, seed) for v in variants for seed in args.seeds]
+
+
+def variant_order(args: argparse.Namespace) -> list[str]:
+    """Every record's variant in the order the records are stored (per seed)."""
+    order = ["head:dense"]
+    if "head" in args.parts:
+        order += [f"head:trl@{r}" for r in args.trl_ranks] + [f"head:tcl+trl@{args.trl_ranks[0]}", "head:gap+fc"]
+    if "net" in args.parts:
+        order += [f"net:finetune@{r}" for r in args.net_ranks] + [f"net:scratch@{r}" for r in args.net_ranks]
+    return order
+
+
+def canonical(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``runs`` sorted by seed, then variant (:func:`variant_order`): the same list for any ``--workers``."""
+    order = {v: i for i, v in enumerate(variant_order(args))}
+    return sorted(runs, key=lambda r: (r["seed"], order.get(r["variant"], len(order)), r["variant"]))
+
+
+def run_jobs(args: argparse.Namespace, runs: list[dict[str, Any]], partial: Path) -> list[dict[str, Any]]:
+    """Run every job not yet in ``runs`` on ``args.workers`` processes (1: in this process); returns all records.
+
+    Each finished job's records are added to ``partial`` at once, so a run stopped by ``--budget`` (or killed)
+    keeps what finished. ``--budget`` seconds after the start no job starts and running fits stop (``max_time``).
+    """
+    done = {(r["variant"], r["seed"]) for r in runs}
+    todo = [(v, s) for v, s in jobs(args) if (v, s) not in done]
+    deadline = time.time() + args.budget if args.budget else None
+
+    def keep(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            runs.append(record)
+            print(json.dumps(record), flush=True)
+        write_json(partial, canonical(runs, args), indent=1)
+
+    if args.workers <= 1:
+        for variant, seed in todo:
+            keep(_job(variant, seed, args, deadline))
+        return canonical(runs, args)
+    _data_on_disk(args)
+    pool = ProcessPoolExecutor(max_workers=min(args.workers, len(todo)), mp_context=get_context("spawn"))
+    futures = {pool.submit(_job, v, s, args, deadline): (v, s) for v, s in todo}
+    try:
+        grace = None if deadline is None else deadline - time.time() + 120
+        for future in as_completed(futures, timeout=grace):
+            try:
+                keep(future.result())
+            except Exception as error:  # one failed job must not lose the others
+                print(f"job {futures[future]} failed: {error!r}", file=sys.stderr, flush=True)
+    except TimeoutError:
+        print("budget + 120 s grace spent: the unfinished jobs are dropped", file=sys.stderr, flush=True)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return canonical(runs, args)
+
+
+def _data_on_disk(args: argparse.Namespace) -> None:
+    """Decode the CIFAR-10 archive once here (``load_cifar10`` caches the arrays) before the workers read it."""
+    from trinity_lightning.data import load_cifar10
+
+    load_cifar10("train"), load_cifar10("test")
+
+
+def prepare(target: Path, per_class: int = 2000) -> dict[str, Any]:
+    """The device run's carry: ``target/cifar10_jpeg/cifar10_jpeg.zip`` and ``target/wheels``.
+
+    The archive holds ``per_class`` training JPEGs of every class (seeded, the bytes copied) and all 10,000 test
+    JPEGs (``nrm_semisupervised.subsample_cifar10``; 2,000 per class: 30 MB); the wheels are the tensorly and
+    tensorly-torch versions installed here (``tensor_layers.download_wheels``; 7.5 MB), which the GPU image lacks.
+    Point ``TRINITY_DATA`` at ``target`` to read the subsample.
+    """
+    from nrm_semisupervised import subsample_cifar10
+    from tensor_layers import download_wheels
+
+    archive = subsample_cifar10(target, per_class=per_class)
+    wheels = download_wheels(target / "wheels")
+    return {"archive": str(archive), "archive_mb": archive.stat().st_size / 2**20, "wheels": wheels}
 
 
 def main() -> None:
@@ -186,54 +389,59 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--trl-ranks", type=float, nargs="+", default=[0.1, 0.03])
-    parser.add_argument("--net-rank", type=float, default=0.25)
+    parser.add_argument("--net-ranks", "--net-rank", type=float, nargs="+", default=[0.25], dest="net_ranks")
     parser.add_argument("--finetune-fraction", type=float, default=0.25)
     parser.add_argument("--parts", nargs="+", default=["head", "net"], choices=["head", "net"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every job's Trainer and data)")
+    parser.add_argument("--workers", type=int, default=1, help="jobs run at once (processes; 1: in this one)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds: then no job starts, fits stop")
     parser.add_argument("--out", default="tensor_compression")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/tensor_compression"))
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/tensor_compression"), help="(unused, kept)")
     parser.add_argument("--summarize-only", action="store_true")
+    parser.add_argument("--prepare", type=Path, default=None, help="write the device carry to this folder, exit")
+    parser.add_argument("--per-class", type=int, default=2000, help="--prepare: training images per class")
     args = parser.parse_args()
+    if args.prepare is not None:
+        print(json.dumps(prepare(args.prepare, args.per_class), indent=1))
+        return
     for key, value in SCALES[args.scale].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.finetune_fraction < 0.25:
         parser.error("--finetune-fraction: the protocol fine-tunes for at least 25% of the schedule")
+    if args.workers < 1:
+        parser.error(f"--workers: expected >= 1, got {args.workers}")
     quiet()
     torch.set_num_threads(1)
-    args.work.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS_DIR / f"{args.out}.partial.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    partial = args.results_dir / f"{args.out}.partial.json"
     runs: list[dict[str, Any]] = json.loads(partial.read_text()) if partial.is_file() else []
-    variants = ["head:dense"]
-    if "head" in args.parts:
-        variants += [f"head:trl@{r}" for r in args.trl_ranks] + [f"head:tcl+trl@{args.trl_ranks[0]}", "head:gap+fc"]
-    if "net" in args.parts:
-        variants += ["net:finetune", "net:scratch"]
+    tick = time.perf_counter()
     if not args.summarize_only:
-        data = cifar_subsets(args.train_size, args.test_size)
-        for seed in args.seeds:
-            for variant in variants:
-                if any(r["variant"] == variant and r["seed"] == seed for r in runs):
-                    continue
-                record = run_variant(variant, seed, data, args)
-                runs.append(record)
-                print(json.dumps(record), flush=True)
-                write_json(partial, runs, indent=1)
+        runs = run_jobs(args, runs, partial)
+    args.run_seconds = time.perf_counter() - tick
     summarize(runs, args)
 
 
-def _iso(runs: list[dict[str, Any]], candidates: list[str], size_key: str) -> dict[str, Any]:
-    """Mean accuracy and size per variant; the smallest variant within 1 point of the dense one's mean."""
+def _iso(runs: list[dict[str, Any]], candidates: list[str], size_key: str) -> dict[str, Any] | None:
+    """Mean accuracy and size per variant; the smallest variant within 1 point of the dense one's mean.
+
+    Only complete runs (every step of the schedule) count; ``None`` when the dense model has none.
+    """
     table: dict[str, dict[str, Any]] = {}
     for variant in ["head:dense", *candidates]:
-        rows = [r for r in runs if r["variant"] == variant]
+        rows = [r for r in runs if r["variant"] == variant and r.get("complete", True)]
         if not rows:
             continue
-        size = rows[0][size_key]
         table[variant] = {
             "mean_acc": statistics.mean(r["test_acc"] for r in rows),
             "per_seed": [r["test_acc"] for r in sorted(rows, key=lambda r: r["seed"])],
-            "params": size,
+            "seeds": sorted(r["seed"] for r in rows),
+            "params": rows[0][size_key],
         }
+    if "head:dense" not in table:
+        return None
     dense = table["head:dense"]
     at_iso = [v for v, row in table.items() if row["mean_acc"] >= dense["mean_acc"] - 1.0]
     best = min(at_iso, key=lambda v: table[v]["params"])
@@ -241,47 +449,51 @@ def _iso(runs: list[dict[str, Any]], candidates: list[str], size_key: str) -> di
 
 
 def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Write ``<results-dir>/<out>.json``: the two claims (from complete runs only) and every record."""
     seeds = sorted({r["seed"] for r in runs})
     heads = sorted({r["variant"] for r in runs if r["variant"].startswith("head:") and r["variant"] != "head:dense"})
     tensor_heads = [v for v in heads if "trl" in v]
     nets = sorted({r["variant"] for r in runs if r["variant"].startswith("net:")})
+    incomplete = [f"{r['variant']} seed {r['seed']}" for r in runs if not r.get("complete", True)]
     setting = (
         f"CIFAR-10 ({args.train_size:,} training / {args.test_size:,} test images), {args.epochs} epochs, "
         f"mean of {len(seeds)} seeds; iso-accuracy = mean test accuracy >= the dense model's mean - 1 point"
     )
     claims = []
+    details: dict[str, Any] = {}
     head = _iso(runs, tensor_heads, "head_params")
-    dense_head = head["table"]["head:dense"]
-    smallest = head["table"][head["smallest_at_iso"]]
-    claims.append(
-        claim(
-            "trl_head_param_ratio_at_iso_accuracy",
-            f"{setting}: head parameters of flatten + FC 512 + FC 10 over those of the smallest TRL / TCL+TRL head "
-            f"at iso-accuracy ({head['smallest_at_iso']}), trunk identical, trained end to end",
-            ours=smallest["params"],
-            anchor=dense_head["params"],
-            better="lower",
-            unit="parameters",
-            target=5.0,
-            variant=head["smallest_at_iso"],
-            accuracy=smallest["mean_acc"],
-            dense_accuracy=dense_head["mean_acc"],
+    if head is not None and "head" in args.parts:
+        dense_head = head["table"]["head:dense"]
+        smallest = head["table"][head["smallest_at_iso"]]
+        claims.append(
+            claim(
+                "trl_head_param_ratio_at_iso_accuracy",
+                f"{setting}: head parameters of flatten + FC 512 + FC 10 over those of the smallest TRL / TCL+TRL "
+                f"head at iso-accuracy ({head['smallest_at_iso']}), trunk identical, trained end to end",
+                ours=smallest["params"],
+                anchor=dense_head["params"],
+                better="lower",
+                unit="parameters",
+                target=5.0,
+                variant=head["smallest_at_iso"],
+                accuracy=smallest["mean_acc"],
+                dense_accuracy=dense_head["mean_acc"],
+            )
         )
-    )
-    details: dict[str, Any] = {"heads": head}
-    gap = [r["test_acc"] for r in runs if r["variant"] == "head:gap+fc"]
+        details["heads"] = head
+    gap = [r["test_acc"] for r in runs if r["variant"] == "head:gap+fc" and r.get("complete", True)]
     details["gap_fc"] = {"mean_acc": statistics.mean(gap) if gap else None, "per_seed": gap}
-    if nets:
-        net = _iso(runs, nets, "net_params")
+    net = _iso(runs, nets, "net_params") if nets else None
+    if net is not None:
         dense_net = net["table"]["head:dense"]
         best = net["table"][net["smallest_at_iso"]]
         claims.append(
             claim(
                 "tensorized_net_param_ratio_at_iso_accuracy",
                 f"{setting}: parameters of the dense VGG-style net ({dense_net['params']:,}) over those of the "
-                f"smallest Tucker-tensorized net at iso-accuracy ({net['smallest_at_iso']}; rank {args.net_rank} per "
-                f"layer, trained factorized from scratch or decomposed then fine-tuned "
-                f"{args.finetune_fraction:.0%} of the schedule)",
+                f"smallest Tucker-tensorized net at iso-accuracy ({net['smallest_at_iso']}; ranks "
+                f"{', '.join(map(str, args.net_ranks))} of every layer, trained factorized from scratch or "
+                f"decomposed then fine-tuned {args.finetune_fraction:.0%} of the schedule)",
                 ours=best["params"],
                 anchor=dense_net["params"],
                 better="lower",
@@ -294,17 +506,26 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
             )
         )
         details["net"] = net
+    expected = len(variant_order(args)) * len(args.seeds)
     details.update(
         runs=runs,
         seeds=seeds,
+        complete=len(runs) == expected and not incomplete,
+        records_expected=expected,
+        incomplete_runs=incomplete,
         cpu_minutes=sum(r["cpu_seconds"] for r in runs) / 60,
-        wall_minutes=sum(r["seconds"] for r in runs) / 60,
+        job_minutes=sum(r["seconds"] for r in runs) / 60,
+        run_seconds=getattr(args, "run_seconds", None),
         threads=1,
+        device=args.device,
+        workers=args.workers,
         scale=args.scale,
         args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         protocol=__doc__.strip(),
     )
-    print(write_results(args.out, claims, details))
+    print(write_results(args.out, claims, details, results_dir=args.results_dir))
+    if incomplete:
+        print(f"{len(incomplete)} runs stopped by --budget (not in the claims): {', '.join(incomplete)}")
     for c in claims:
         print(c["id"], round(c["ratio"], 2), c["met"], c.get("variant"))
 

@@ -209,7 +209,7 @@ def build_claims(summaries: dict[str, list[dict[str, Any]]], latency: dict[str, 
         )
         claims.append(
             iso_claim(
-                f"tensorized_net_param_ratio_at_iso_accuracy{suffix}",
+                f"tensorized_net_param_ratio_at_iso_accuracy_small_cnn{suffix}",
                 f"{ds}: whole-network params, dense CNN / tensorize()d CNN (decomposed from the trained "
                 f"dense weights, fine-tuned), most compressed of {'/'.join(f.upper() for f in facts)} x {n_ranks} "
                 f"ranks{excluded} within 1.0 pt of the dense CNN fine-tuned for the same extra epochs "

@@ -88,7 +88,10 @@ def test_results_file_claims_are_what_the_stored_summaries_give(bench):
         (c["id"], c["ours"], c["anchor"], c.get("met")) for c in stored["claims"]
     ]
     ids = {c["id"] for c in stored["claims"]}
-    assert {"trl_head_param_ratio_at_iso_accuracy_small_head", "tensorized_net_param_ratio_at_iso_accuracy"} <= ids
+    assert {
+        "trl_head_param_ratio_at_iso_accuracy_small_head",
+        "tensorized_net_param_ratio_at_iso_accuracy_small_cnn",
+    } <= ids
     assert all("reading" in c for c in stored["claims"] if "iso_accuracy" in c["id"])
 
 
@@ -248,7 +251,7 @@ def test_grid_then_report_end_to_end_in_miniature(bench, tmp_path, monkeypatch):
         for name in (
             "trl_head_param_ratio_at_iso_accuracy_small_head",
             "tcl_trl_head_param_ratio_at_iso_accuracy_small_head",
-            "tensorized_net_param_ratio_at_iso_accuracy",
+            "tensorized_net_param_ratio_at_iso_accuracy_small_cnn",
         )
     }
     assert results["command"].startswith(f"python benchmarks/tensor_layers.py grid --data {data}")
@@ -273,7 +276,7 @@ def test_report_gives_the_measured_ratio_when_a_configuration_is_within_toleranc
     out = tmp_path / "r"
     claims = {c["id"]: c for c in _report(bench, monkeypatch, out, "--grid", str(grid), "--command", "x")["claims"]}
     trl = claims["trl_head_param_ratio_at_iso_accuracy_small_head"]
-    net = claims["tensorized_net_param_ratio_at_iso_accuracy"]
+    net = claims["tensorized_net_param_ratio_at_iso_accuracy_small_cnn"]
     assert (trl["ours"], trl["anchor"], trl["met"]) == (1921, 20490, True)
     assert trl["ratio"] == pytest.approx(20490 / 1921, rel=1e-3)
     assert (net["ours"], net["met"]) == (57712, False) and net["ratio"] == pytest.approx(114186 / 57712, rel=1e-3)
