@@ -157,11 +157,22 @@ class Supervised(pl.LightningModule):
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    """``(N, C)`` softmax probabilities of ``model`` on ``x`` (on the CPU), in eval mode, training mode restored."""
+    """``(N, C)`` softmax probabilities of ``model`` on ``x`` (on the CPU), in eval mode, training mode restored.
+
+    Each batch goes to the model's device first: after ``Trainer.fit`` on a GPU, Lightning hands the model back on
+    the CPU while data kept on the GPU stays there (the 2026-12-04 device run of tensor_compression failed on it).
+    """
     was_training = model.training
+    device = next((p.device for p in model.parameters()), x.device)
     model.eval()
     try:
-        return torch.cat([model(x[s : s + batch_size]).float().softmax(-1).cpu() for s in range(0, len(x), batch_size)])
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    model(x[s : s + batch_size].to(device)).float().softmax(-1).cpu()
+                    for s in range(0, len(x), batch_size)
+                ]
+            )
     finally:
         model.train(was_training)
 
