@@ -388,7 +388,7 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--trl-ranks", type=float, nargs="+", default=[0.1, 0.03])
+    parser.add_argument("--trl-ranks", type=float, nargs="+", default=[0.4, 0.2, 0.1, 0.03])
     parser.add_argument("--net-ranks", "--net-rank", type=float, nargs="+", default=[0.25], dest="net_ranks")
     parser.add_argument("--finetune-fraction", type=float, default=0.25)
     parser.add_argument("--parts", nargs="+", default=["head", "net"], choices=["head", "net"])

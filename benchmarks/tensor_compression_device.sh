@@ -36,7 +36,7 @@ DATA=${DATA:-.device_data/tensor_compression}
 BUDGET=${BUDGET:-190}
 WORKERS=${WORKERS:-16}
 PY=${PYTHON:-python3}
-ARGS=${ARGS:---scale device --device cuda --trl-ranks 0.1 0.03 --net-ranks 0.25 0.1}
+ARGS=${ARGS:---scale device --device cuda --trl-ranks 0.4 0.1 --net-ranks 0.25 0.1}
 mkdir -p "$OUT"
 LOG="$OUT/tensor_compression.log"
 : >"$LOG"
