@@ -740,3 +740,11 @@ class Forecaster(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["hyper_parameters"] = dict(self.hparams)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Size the target-scale buffers like the checkpoint's (they are empty until a DataModule sets them), so that
+        ``Forecaster.load_from_checkpoint`` restores a model trained with a DataModule."""
+        state = checkpoint.get("state_dict", {})
+        for name in ("target_mean", "target_std"):
+            if name in state and getattr(self, name).shape != state[name].shape:
+                setattr(self, name, torch.zeros_like(state[name], device=self.device))
