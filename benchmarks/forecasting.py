@@ -26,6 +26,10 @@ Sections (``--only`` takes any of them; a partial run updates only its sections 
   windows; their figure at a shorter horizon h is the mean over steps 1..h of the same windows. The linear baselines
   are scored per horizon on the protocol's windows (same target rows; at the longest horizon both sets coincide).
 
+The recurrent recipe's options (``--instance-norm``, ``--highway``, ``--history``, ``--decoder direct``,
+``--channel-independent``: one univariate network shared by the target channels) apply to TLSTM, LSTM and MLSTM
+alike; ``details.sections.channel_independence`` holds stop 19's validation-only selection among them.
+
 What is scaled down for 2 shared CPU cores (sizes are recorded in ``details.config``): few epochs, strided training
 windows for the recurrent models, small hidden sizes; Genz 2,000 sequences, 20-step history and horizon (the
 research note: 5,000 sequences, 50 steps). The figures are therefore a CPU-budget comparison, not the paper's.

@@ -489,8 +489,11 @@ class Forecaster(pl.LightningModule):
             one shared univariate network forecasts every target channel on its own (DLinear / PatchTST / SegRNN's
             channel independence); a built recurrent network is then built for one target (its parameter count
             drops: the input and the head are one channel wide). A given ``network`` must forecast one channel.
-            Applied inside ``highway`` and ``instance_norm`` (both are per channel). Measured on ETTh1 at 720:
-            docs/forecasting.md, "Channel independence".
+            Applied inside ``highway`` and ``instance_norm`` (both are per channel). Measured on ETTh1 at 720
+            (docs/forecasting.md, "Channel independence"): its best recipe on validation (direct head, 336-value
+            highway) scores test MSE 0.653 (TLSTM); validation preferred, by 0.001, the direct head with the
+            channels mixed and a 96-value highway (test 0.651); with the recurrent decoder it did not help on
+            validation (1.33 vs 1.30).
         channel_covariates: with ``channel_independent``, ``"append"`` (default: every channel's window carries all
             covariates) or ``"drop"`` (each target from its own past alone).
 
