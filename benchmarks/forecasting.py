@@ -26,6 +26,10 @@ Sections (``--only`` takes any of them; a partial run updates only its sections 
   windows; their figure at a shorter horizon h is the mean over steps 1..h of the same windows. The linear baselines
   are scored per horizon on the protocol's windows (same target rows; at the longest horizon both sets coincide).
 
+The recurrent recipe's options (``--instance-norm``, ``--highway``, ``--history``, ``--decoder direct``,
+``--channel-independent``: one univariate network shared by the target channels) apply to TLSTM, LSTM and MLSTM
+alike; ``details.sections.channel_independence`` holds stop 19's validation-only selection among them.
+
 What is scaled down for 2 shared CPU cores (sizes are recorded in ``details.config``): few epochs, strided training
 windows for the recurrent models, small hidden sizes; Genz 2,000 sequences, 20-step history and horizon (the
 research note: 5,000 sequences, 50 steps). The figures are therefore a CPU-budget comparison, not the paper's.
@@ -377,15 +381,31 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def matched_hidden(cell: str, n_targets: int, n_covariates: int, target_params: int) -> int:
-    """The hidden size whose recurrent net has the parameter count closest to ``target_params``."""
+def matched_hidden(
+    cell: str, n_targets: int, n_covariates: int, target_params: int, cfg: dict[str, Any] | None = None
+) -> int:
+    """The hidden size whose recurrent net (built as :func:`recurrent_net` builds it for ``cfg``: channel-independent
+    or not, recurrent or direct decoder) has the parameter count closest to ``target_params``."""
+    recipe = cfg or {}
+    return min(
+        range(2, 257),
+        key=lambda h: abs(count_parameters(recurrent_net(recipe, cell, h, n_targets, n_covariates)) - target_params),
+    )
+
+
+def recurrent_net(cfg: dict[str, Any], cell: str, hidden: int, n_targets: int, n_covariates: int) -> Any:
+    """The recurrent forecaster a section's recipe ``cfg`` trains: ``decoder`` (recurrent, default, or direct at the
+    recipe's horizon) and, with ``channel_independent``, one univariate network shared by the target channels
+    (``Forecaster(channel_independent=True)`` wraps it; the covariates, if any, are appended per channel)."""
     from trinity_lightning.forecasting import RecurrentForecastNet
 
-    best = min(
-        range(2, 257),
-        key=lambda h: abs(count_parameters(RecurrentForecastNet(n_targets, n_covariates, cell, h)) - target_params),
+    decoder = cfg.get("decoder") or "recurrent"
+    horizon = cfg.get("recurrent_horizon", (cfg.get("horizons") or [None])[-1]) if decoder == "direct" else None
+    if cfg.get("channel_independent"):
+        n_targets = 1
+    return RecurrentForecastNet(
+        n_targets, n_covariates, cell, hidden, rank=int(cfg.get("rank", 4)), decoder=decoder, horizon=horizon
     )
-    return best
 
 
 class BestWeights(pl.Callback):
@@ -436,7 +456,7 @@ def fit_with_config(
     dm: Any, network: Any, seed: int, cfg: dict[str, Any], instance_norm: str | None, train_probe_stride: int
 ) -> tuple[Any, dict[str, Any]]:
     """:func:`fit_forecaster` with a section's recurrent recipe ``cfg`` (lr, max_steps, val_every, patience,
-    val_stride, highway, highway_init, highway_alpha)."""
+    val_stride, highway, highway_init, highway_alpha, highway_lr, channel_independent)."""
     return fit_forecaster(
         dm,
         network,
@@ -452,6 +472,7 @@ def fit_with_config(
         highway_init=cfg.get("highway_init", "ridge"),
         highway_alpha=float(cfg.get("highway_alpha", 1.0)),
         highway_lr=cfg.get("highway_lr"),
+        channel_independent=bool(cfg.get("channel_independent")),
     )
 
 
@@ -474,6 +495,7 @@ def fit_forecaster(
     highway_init: str = "ridge",
     highway_alpha: float = 1.0,
     highway_lr: float | None = None,
+    channel_independent: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Train ``network`` on ``dm``'s training windows (Adam, gradient norm clipped to 1) for at most ``max_steps``
     steps, scoring ``val_mse`` (the free-running forecast, the test's) on every ``val_stride``-th validation window
@@ -488,7 +510,9 @@ def fit_forecaster(
     autoregressive highway (``Forecaster(highway=w)``), set before training to the closed-form ridge fit of what the
     untrained network leaves over on the training windows (``highway_init="ridge"``, penalty ``highway_alpha``) or
     left at zero (``"zeros"``), trained at ``highway_lr`` (``None``: ``lr``; 0: frozen); the record then holds the validation MSE of that starting point
-    (``start_val_mse``).
+    (``start_val_mse``). ``channel_independent`` wraps the network (built for one target) in
+    ``ChannelIndependent`` (``Forecaster(channel_independent=True)``), inside the highway and the instance
+    normalisation.
     Returns the model and the training record (val curve, steps, best step, CPU seconds).
     """
     from lightning.pytorch.callbacks import EarlyStopping
@@ -505,6 +529,7 @@ def fit_forecaster(
         instance_norm=instance_norm,
         highway=highway,
         highway_lr=highway_lr,
+        channel_independent=channel_independent,
         horizon=dm.horizon,
     )
     train = torch.utils.data.DataLoader(
@@ -586,7 +611,6 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
     """Every model on one real series; returns per-model, per-horizon MSE/MAE (mean and per seed)."""
     from trinity_lightning.forecasting import (
         DLinear,
-        RecurrentForecastNet,
         Repeat,
         RidgeLast,
         TimeSeriesDataModule,
@@ -654,9 +678,10 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
     # recurrent models, trained once at the longest horizon with the free-running decoder
     dm = datamodule(cfg["history"], longest, cfg["stride"])
     n_t, n_c = dm.n_targets, dm.n_covariates
-    tl_params = count_parameters(RecurrentForecastNet(n_t, n_c, "tlstm", cfg["hidden"], rank=cfg["rank"]))
+    rcfg = {**cfg, "recurrent_horizon": longest}
+    tl_params = count_parameters(recurrent_net(rcfg, "tlstm", cfg["hidden"], n_t, n_c))
     sizes = {"tlstm": cfg["hidden"]}
-    sizes.update({c: matched_hidden(c, n_t, n_c, tl_params) for c in ("lstm", "mlstm")})
+    sizes.update({c: matched_hidden(c, n_t, n_c, tl_params, rcfg) for c in ("lstm", "mlstm")})
     result["parameters"] = {}
     eval_stride = int(cfg.get("eval_stride", 1))
     test = torch.utils.data.DataLoader(
@@ -668,6 +693,8 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
         result["highway_recurrent"] = cfg.get("highway")
         result["highway_lr_recurrent"] = cfg.get("highway_lr")
         result["history_recurrent"] = cfg["history"]
+        result["channel_independent_recurrent"] = bool(cfg.get("channel_independent"))
+        result["decoder_recurrent"] = cfg.get("decoder") or "recurrent"
         if cfg.get("highway"):
             result["highway_parameters"] = (int(cfg["highway"]) + 1) * longest
     if eval_stride > 1 and models & {"repeat", "ridge"}:
@@ -688,7 +715,7 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
         runs = []
         for seed in seeds:
             torch.manual_seed(seed)
-            net = RecurrentForecastNet(n_t, n_c, cell, sizes[cell], rank=cfg["rank"])
+            net = recurrent_net(rcfg, cell, sizes[cell], n_t, n_c)
             result["parameters"][cell] = {"hidden": sizes[cell], "count": count_parameters(net)}
             model, record = fit_with_config(
                 dm, net, seed, cfg, cfg.get("instance_norm"), int(cfg.get("train_probe_stride", 0))
@@ -707,9 +734,11 @@ def parse_candidate(spec: str) -> dict[str, Any]:
     """A selection candidate: ``base`` or ``+``-joined ``key=value`` overrides of the section's recurrent recipe,
     keys ``norm`` (none / revin / last), ``hw`` (highway window, 0: off), ``init`` (ridge / zeros), ``hist``
     (history), ``hidden`` (TLSTM hidden size; the others are matched), ``rank``, ``steps``, ``stride``, ``hwlr``
-    (the highway's learning rate; 0: frozen)."""
+    (the highway's learning rate; 0: frozen), ``ci`` (channel independence: 1 on, 0 off), ``dec`` (decoder:
+    recurrent / direct)."""
     keys = {"norm": "instance_norm", "hw": "highway", "init": "highway_init", "hist": "history", "hidden": "hidden"}
-    keys.update(rank="rank", steps="max_steps", stride="stride", hwlr="highway_lr")
+    keys.update(rank="rank", steps="max_steps", stride="stride", hwlr="highway_lr", ci="channel_independent")
+    keys.update(dec="decoder")
     out: dict[str, Any] = {}
     for token in [t for t in spec.split("+") if t and t != "base"]:
         key, _, value = token.partition("=")
@@ -717,6 +746,12 @@ def parse_candidate(spec: str) -> dict[str, Any]:
             raise ValueError(f"candidate {spec!r}: unknown override {token!r}; expected key=value, keys {sorted(keys)}")
         if key in ("norm", "init"):
             out[keys[key]] = None if value == "none" else value
+        elif key == "dec":
+            if value not in ("recurrent", "direct"):
+                raise ValueError(f"candidate {spec!r}: dec={value!r}; expected recurrent or direct")
+            out[keys[key]] = value
+        elif key == "ci":
+            out[keys[key]] = bool(int(value))
         elif key == "hwlr":
             out[keys[key]] = float(value)
         else:
@@ -737,7 +772,7 @@ def run_selection(
     highway's starting point); no test window is read. Runs already in ``stored`` (same candidate, model and seed)
     are kept, so a selection can be extended; ``reused`` (``{cell: {seed: record}}``, the etth1 section's training
     records) stands in for the ``base`` candidate when its recipe is the section's."""
-    from trinity_lightning.forecasting import RecurrentForecastNet, TimeSeriesDataModule
+    from trinity_lightning.forecasting import TimeSeriesDataModule
 
     horizon = cfg.get("recurrent_horizon", cfg["horizons"][-1])
     reused = {c: v for c, v in (reused or {}).items() if c in RECURRENT}
@@ -751,6 +786,9 @@ def run_selection(
         recipe = {**cfg, **parse_candidate(spec)}
         result["candidates"][spec] = {k: recipe.get(k) for k in ("instance_norm", "highway", "history", "hidden")}
         result["candidates"][spec].update({k: recipe.get(k) for k in ("rank", "max_steps", "stride", "highway_lr")})
+        result["candidates"][spec].update(
+            channel_independent=bool(recipe.get("channel_independent")), decoder=recipe.get("decoder") or "recurrent"
+        )
         todo = [(c, s) for c in RECURRENT if c in models for s in seeds if f"{spec}/{c}/{s}" not in runs]
         if not todo:
             continue
@@ -763,13 +801,12 @@ def run_selection(
             train_stride=recipe["stride"],
         )
         dm.setup("fit")
-        tl_params = count_parameters(
-            RecurrentForecastNet(dm.n_targets, 0, "tlstm", recipe["hidden"], rank=recipe["rank"])
-        )
+        rcfg = {**recipe, "recurrent_horizon": horizon}
+        tl_params = count_parameters(recurrent_net(rcfg, "tlstm", recipe["hidden"], dm.n_targets, 0))
         for cell, seed in todo:
-            hidden = recipe["hidden"] if cell == "tlstm" else matched_hidden(cell, dm.n_targets, 0, tl_params)
+            hidden = recipe["hidden"] if cell == "tlstm" else matched_hidden(cell, dm.n_targets, 0, tl_params, rcfg)
             torch.manual_seed(seed)
-            net = RecurrentForecastNet(dm.n_targets, 0, cell, hidden, rank=recipe["rank"])
+            net = recurrent_net(rcfg, cell, hidden, dm.n_targets, 0)
             count = count_parameters(net)
             _, record = fit_with_config(dm, net, seed, recipe, recipe.get("instance_norm"), 0)
             record.update(hidden=hidden, parameters=count)
@@ -986,14 +1023,21 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
         scope = f"standard split, every {sections['etth1'].get('eval_stride_recurrent', 1)}th test window ({n_test})"
         norm = sections["etth1"].get("instance_norm_recurrent")
         recipe = f"{norm} instance normalisation, " if norm else ""
+        if sections["etth1"].get("channel_independent_recurrent"):
+            recipe = "channel-independent (one univariate network shared by the 7 channels), " + recipe
+        decoder = sections["etth1"].get("decoder_recurrent", "recurrent")
+        decoders = "free-running decoders" if decoder == "recurrent" else f"{decoder} multi-step heads"
+        history = sections["etth1"].get("history_recurrent", 96)
+        if history != 96:
+            recipe += f"{history}-step history, "
         if sections["etth1"].get("highway_recurrent"):
             window = sections["etth1"]["highway_recurrent"]
             recipe += f"a linear highway on the last {window} values (ridge warm start), "
         claims.append(
             claim(
                 "tlstm_vs_lstm_long_horizon_etth1",
-                f"ETTh1 MSE at horizon {last} ({scope}), LSTM / TLSTM at matched parameter counts, free-running "
-                f"decoders, {recipe}3 seeds, CPU-scaled training (see details.config)",
+                f"ETTh1 MSE at horizon {last} ({scope}), LSTM / TLSTM at matched parameter counts, {decoders}, "
+                f"{recipe}3 seeds, CPU-scaled training (see details.config)",
                 ours=m["tlstm"][last]["mse"],
                 anchor=m["lstm"][last]["mse"],
                 unit="MSE (normalized)",
@@ -1005,7 +1049,7 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
             claim(
                 "tlstm_vs_ridge_etth1_720",
                 f"ETTh1 MSE at horizon {last} ({scope}): closed-form channel-shared ridge on the last 336 values "
-                f"/ TLSTM ({recipe}mean of 3 seeds)",
+                f"/ TLSTM ({decoders}, {recipe}mean of 3 seeds)",
                 ours=m["tlstm"][last]["mse"],
                 anchor=m.get("ridge_subset", m["ridge"])[last]["mse"],
                 unit="MSE (normalized)",
@@ -1035,6 +1079,13 @@ def markdown_tables(details: dict[str, Any]) -> str:
         "lstm_stop14": "LSTM, stop-14 recipe (no highway, no instance normalisation)",
         "tlstm_revin": "TLSTM, RevIN instance normalisation (stop 16)",
         "lstm_revin": "LSTM, RevIN instance normalisation (stop 16)",
+        "tlstm_stop17": "TLSTM, linear highway on 96 values, recurrent decoder (stop 17; previous claims)",
+        "lstm_stop17": "LSTM, linear highway on 96 values, recurrent decoder (stop 17; previous claims)",
+        "mlstm_stop17": "MLSTM, linear highway on 96 values, recurrent decoder (stop 18)",
+        "tlstm_ci": "TLSTM, channel-independent, 336-step history, highway on 336, direct head (stop 19)",
+        "lstm_ci": "LSTM, channel-independent, 336-step history, highway on 336, direct head (stop 19)",
+        "tlstm_ci96": "TLSTM, channel-independent, highway on 96, direct head (stop 19)",
+        "lstm_ci96": "LSTM, channel-independent, highway on 96, direct head (stop 19)",
     }
     lines: list[str] = []
     for name, label in (("etth1", "ETTh1"), ("exchange", "Exchange rate"), ("elecdemand", "Electricity demand")):
@@ -1124,6 +1175,12 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=None, help="the recurrent models' training-window stride")
     parser.add_argument("--hidden", type=int, default=None, help="TLSTM hidden size (others matched; overrides)")
     parser.add_argument(
+        "--channel-independent",
+        action="store_true",
+        help="the recurrent models forecast every target channel with one shared univariate network",
+    )
+    parser.add_argument("--decoder", default=None, help="the recurrent models' decoder: recurrent (default) or direct")
+    parser.add_argument(
         "--candidates",
         default="base,norm=last,hw=96,hw=96+norm=last",
         help="selection: comma-separated recipes, each 'base' or '+'-joined key=value overrides (parse_candidate)",
@@ -1168,6 +1225,12 @@ def main() -> None:
             cfg["highway_lr"] = args.highway_lr
         if args.highway_init and "horizons" in cfg:
             cfg["highway_init"] = args.highway_init
+        if args.channel_independent and "horizons" in cfg:
+            cfg["channel_independent"] = True
+        if args.decoder and "horizons" in cfg:
+            if args.decoder not in ("recurrent", "direct"):
+                parser.error(f"--decoder: got {args.decoder!r}; expected recurrent or direct")
+            cfg["decoder"] = args.decoder
     models = {m for m in args.models.split(",") if m}
     results_dir = Path(args.results_dir)
     try:

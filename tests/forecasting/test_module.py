@@ -342,3 +342,160 @@ def test_forecaster_highway_lr_freezes_or_slows_the_map():
 def test_forecaster_rejects_a_highway_window_that_is_not_a_positive_int_at_construction(window):
     with pytest.raises(ValueError, match=r"highway: expected None or a window of at least 1 step"):
         Forecaster(highway=window)
+
+
+class _Wide(torch.nn.Module):
+    """A network that forecasts two channels whatever it is given (not a univariate network)."""
+
+    def forward(self, history, future_covariates, horizon, *args, **kwargs):
+        return history.new_zeros(history.shape[0], horizon, 2)
+
+
+def test_channel_independent_round_trips_shapes_and_equals_the_shared_network_run_per_channel():
+    from trinity_lightning.forecasting import ChannelIndependent
+
+    torch.manual_seed(0)
+    history, future, target = torch.randn(3, 10, 4), torch.randn(3, 5, 1), torch.randn(3, 5, 3)  # 3 targets, 1 cov
+    net = RecurrentForecastNet(1, 1, "tlstm", 4, rank=2)  # one target + the covariate, shared by the channels
+    torch.nn.init.normal_(net.head.weight, std=0.5)
+    wrapped = ChannelIndependent(net)
+    out = wrapped(history, future, 5)
+    assert out.shape == (3, 5, 3)
+    for c in range(3):  # channel c's forecast is the shared network on channel c and the covariate alone
+        alone = net(torch.cat([history[..., c : c + 1], history[..., 3:]], dim=-1), future, 5)
+        assert torch.allclose(out[..., c : c + 1], alone, atol=1e-6)
+    # permuting the target channels permutes the forecast (no channel mixes into another's)
+    perm = [2, 0, 1]
+    moved = wrapped(torch.cat([history[..., perm], history[..., 3:]], dim=-1), future, 5)
+    assert torch.allclose(moved, out[..., perm], atol=1e-6)
+    # teacher forcing: each channel's own truth is fed back (p = 1: always)
+    forced = wrapped(history, future, 5, target=target, teacher_forcing=1.0)
+    for c in range(3):
+        alone = net(
+            torch.cat([history[..., c : c + 1], history[..., 3:]], dim=-1),
+            future,
+            5,
+            target=target[..., c : c + 1],
+            teacher_forcing=1.0,
+        )
+        assert torch.allclose(forced[..., c : c + 1], alone, atol=1e-6)
+    # covariates dropped: each target from its own past alone, through a network without covariates
+    solo = RecurrentForecastNet(1, 0, "lstm", 4)
+    torch.nn.init.normal_(solo.head.weight, std=0.5)
+    dropped = ChannelIndependent(solo, covariates="drop")(history, future, 5)
+    assert torch.allclose(dropped[..., 1:2], solo(history[..., 1:2], future[..., :0], 5), atol=1e-6)
+    with pytest.raises(ValueError, match="channel_covariates: got 'mean'"):
+        ChannelIndependent(net, covariates="mean")
+    with pytest.raises(ValueError, match=r"must forecast one channel.*\(9, 5, 1\); got \(9, 5, 2\)"):
+        ChannelIndependent(_Wide())(history, future, 5)
+    with pytest.raises(ValueError, match="no target column left"):
+        wrapped(history[..., :1], torch.randn(3, 5, 1), 5)
+    with pytest.raises(ValueError, match=r"expected history \(batch, time, channels\)"):
+        wrapped(history[0], future, 5)
+
+
+def test_forecaster_channel_independent_option_nests_inside_highway_and_instance_norm():
+    from trinity_lightning.forecasting import ChannelIndependent, Highway, InstanceNorm, Repeat
+
+    built = Forecaster(cell="tlstm", hidden_size=4, rank=2, horizon=6, n_targets=3, channel_independent=True, highway=8)
+    assert isinstance(built.network, Highway) and isinstance(built.network.network, ChannelIndependent)
+    inner = built.network.network.network
+    assert isinstance(inner, RecurrentForecastNet) and (inner.n_targets, inner.n_covariates) == (1, 0)
+    assert built.channel_independent_module is built.network.network
+    # the shared network's size does not grow with the number of channels
+    seven = Forecaster(cell="tlstm", hidden_size=4, rank=2, horizon=6, n_targets=7, channel_independent=True)
+    assert (
+        seven.num_parameters()
+        == Forecaster(
+            cell="tlstm", hidden_size=4, rank=2, horizon=6, n_targets=1, channel_independent=True
+        ).num_parameters()
+    )
+    assert (
+        seven.num_parameters()
+        < Forecaster(cell="tlstm", hidden_size=4, rank=2, horizon=6, n_targets=7).num_parameters()
+    )
+    dropped = Forecaster(
+        cell="lstm",
+        hidden_size=4,
+        horizon=6,
+        n_targets=2,
+        n_covariates=3,
+        channel_independent=True,
+        channel_covariates="drop",
+    )
+    assert dropped.channel_independent_module.network.n_covariates == 0
+    kept = Forecaster(cell="lstm", hidden_size=4, horizon=6, n_targets=2, n_covariates=3, channel_independent=True)
+    assert kept.channel_independent_module.network.n_covariates == 3
+    # RevIN outside: per-channel normalisation, then channel independence; a per-channel level shift moves the
+    # forecast with it
+    revin = Forecaster(
+        cell="tlstm", hidden_size=4, rank=2, horizon=5, n_targets=3, channel_independent=True, instance_norm="revin"
+    )
+    assert isinstance(revin.network, InstanceNorm) and isinstance(revin.network.network, ChannelIndependent)
+    torch.nn.init.normal_(revin.channel_independent_module.network.head.weight, std=0.5)
+    history, shift = torch.randn(2, 10, 3), torch.tensor([4.0, -2.0, 9.0])
+    assert torch.allclose(
+        revin(history + shift, torch.zeros(2, 5, 0), 5), revin(history, torch.zeros(2, 5, 0), 5) + shift, atol=1e-4
+    )
+    given = Forecaster(network=Repeat(1), horizon=6, channel_independent=True)
+    assert isinstance(given.network, ChannelIndependent) and given.highway_module is None
+    assert Forecaster(cell="lstm", horizon=6, n_targets=2).channel_independent_module is None  # off by default
+    with pytest.raises(ValueError, match="channel_independent: expected True or False"):
+        Forecaster(cell="lstm", channel_independent="yes")
+    with pytest.raises(ValueError, match="channel_covariates: got 'sum'"):
+        Forecaster(cell="lstm", channel_independent=True, channel_covariates="sum")
+
+
+def test_channel_independent_forecaster_trains_checkpoints_and_resumes(tmp_path):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from trinity_lightning.forecasting import ChannelIndependent, InstanceNorm
+
+    t = np.arange(400, dtype=float)
+    frame = pd.DataFrame({"a": 10 + 3 * np.sin(t / 5), "b": np.cos(t / 7), "x": np.sin(t / 11)})
+    dm = TimeSeriesDataModule(
+        frame, targets=["a", "b"], covariates=["x"], split=[0.6, 0.2, 0.2], history=16, horizon=8, batch_size=32
+    )
+    pl.seed_everything(0, verbose=False)
+    model = Forecaster(
+        cell="tlstm", hidden_size=4, rank=2, channel_independent=True, instance_norm="revin", teacher_forcing=0.5
+    )
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    options = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    pl.Trainer(max_steps=3, callbacks=[ckpt], **options).fit(model, datamodule=dm)
+    assert isinstance(model.network, InstanceNorm) and isinstance(model.network.network, ChannelIndependent)
+    assert model.channel_independent_module.network.head.weight.abs().sum() > 0  # trained, teacher forcing reached
+    last = tmp_path / "last.ckpt"
+    loaded = Forecaster.load_from_checkpoint(last)
+    assert loaded.hparams["channel_independent"] and loaded.channel_independent_module is not None
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    model.eval()
+    assert torch.allclose(loaded.eval()(*batch[:2]), model(*batch[:2]), atol=1e-6)  # same weights, same wrappers
+    preds = torch.cat(pl.Trainer(**options).predict(loaded, datamodule=dm))
+    assert preds.shape == (len(dm.test_dataset), 8, 2) and 6.0 < float(preds[..., 0].mean()) < 14.0
+    # resume: the step counter continues from the checkpoint
+    resumed = Forecaster(cell="tlstm", hidden_size=4, rank=2, channel_independent=True, instance_norm="revin")
+    trainer = pl.Trainer(max_steps=5, enable_checkpointing=False, **options)
+    trainer.fit(resumed, datamodule=dm, ckpt_path=str(last))
+    assert trainer.global_step == 5 and resumed.channel_independent_module is not None
+
+
+def test_ett_recipe_exposes_channel_independence_through_the_cli(tmp_path):
+    from trinity_lightning.forecasting import ChannelIndependent
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "forecast_ett.yaml").read_text())
+    assert recipe["model"]["init_args"]["channel_independent"] is False  # documented, off by default
+    assert recipe["model"]["init_args"]["channel_covariates"] == "append"
+    t = np.arange(600, dtype=float)
+    frame = pd.DataFrame(
+        {"date": pd.date_range("2020-01-01", periods=600, freq="h"), "a": np.sin(t / 6), "OT": np.cos(t / 6)}
+    )
+    frame.to_csv(tmp_path / "tiny.csv", index=False)
+    data = {"source": str(tmp_path / "tiny.csv"), "split": [0.6, 0.2, 0.2], "history": 12, "horizon": 6}
+    config = _tiny_recipe("forecast_ett.yaml", tmp_path, data)
+    cli = run_lightning(["fit", "--config", str(config), "--model.channel_independent", "true"])
+    assert cli.model.hparams["channel_independent"] is True
+    assert isinstance(cli.model.channel_independent_module, ChannelIndependent)
+    assert torch.isfinite(cli.trainer.callback_metrics["val_mse"])

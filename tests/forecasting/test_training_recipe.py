@@ -165,3 +165,40 @@ def test_selection_candidates_and_compact_curves():
         "a": [1.23457, 2],
         "b": {"c": [0.000123457]},
     }
+
+
+def test_channel_independent_candidates_build_one_shared_univariate_network():
+    assert bench.parse_candidate("ci=1+dec=direct+norm=revin") == {
+        "channel_independent": True,
+        "decoder": "direct",
+        "instance_norm": "revin",
+    }
+    with pytest.raises(ValueError, match="dec='tree'"):
+        bench.parse_candidate("ci=1+dec=tree")
+    cfg = {"rank": 2, "horizons": [12, 24], "channel_independent": True}
+    net = bench.recurrent_net(cfg, "tlstm", 4, n_targets=7, n_covariates=0)
+    assert (net.n_targets, net.decoder) == (1, "recurrent")
+    direct = bench.recurrent_net({**cfg, "decoder": "direct"}, "lstm", 4, n_targets=7, n_covariates=0)
+    assert (direct.n_targets, direct.decoder, direct.horizon) == (1, "direct", 24)
+    # LSTM matched to the channel-independent TLSTM's (smaller) parameter count
+    target = bench.count_parameters(net)
+    hidden = bench.matched_hidden("lstm", 7, 0, target, cfg)
+    lstm = bench.count_parameters(bench.recurrent_net(cfg, "lstm", hidden, 7, 0))
+    assert abs(lstm - target) <= abs(
+        bench.count_parameters(bench.recurrent_net(cfg, "lstm", hidden + 1, 7, 0)) - target
+    )
+    # fit_forecaster wraps the univariate network; the forecast covers every channel
+    dm = _dm(_frame("sine", 300), history=16, horizon=8)
+    model, record = bench.fit_forecaster(
+        dm,
+        bench.recurrent_net({"rank": 2, "channel_independent": True}, "lstm", 4, 2, 0),
+        seed=0,
+        lr=1e-2,
+        max_steps=4,
+        val_every=2,
+        patience=2,
+        channel_independent=True,
+    )
+    assert model.channel_independent_module is not None and len(record["val_curve"]) == 2
+    val = torch.utils.data.DataLoader(dm.windows("val"), batch_size=512, collate_fn=collate_windows)
+    assert evaluate(model.network, val, 8).compute()["mse"].shape == (8,)

@@ -35,6 +35,7 @@ _EXPORTS = {
     "GenzDataModule": "trinity_lightning.forecasting.genz",
     "genz_dynamics": "trinity_lightning.forecasting.genz",
     "genz_function": "trinity_lightning.forecasting.genz",
+    "ChannelIndependent": "trinity_lightning.forecasting.module",
     "Forecaster": "trinity_lightning.forecasting.module",
     "Highway": "trinity_lightning.forecasting.module",
     "HorizonMetrics": "trinity_lightning.forecasting.module",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     )
     from trinity_lightning.forecasting.genz import GenzDataModule, genz_dynamics, genz_function
     from trinity_lightning.forecasting.module import (
+        ChannelIndependent,
         Forecaster,
         Highway,
         HorizonMetrics,
