@@ -502,6 +502,14 @@ def merge(args: argparse.Namespace) -> None:
         claims += c
         protocols[tag] = stored if stored is not None else d  # a stored protocol's details go back unchanged
     tags = list(protocols)
+    beside = {}
+    for work in args.beside or []:  # reported in details only: never a claims row
+        settings, jobs = load_protocol(Path(work), args.seeds)
+        if jobs:
+            beside[protocol_tag(settings)] = {
+                "note": "beside-run, not a claim (fewer seeds or learners than the claim protocols)",
+                **protocol_claims(jobs, settings, "", "")[1],
+            }
     details = {
         "protocol": __doc__,
         "claim_rule": CLAIM_RULE,
@@ -510,6 +518,7 @@ def merge(args: argparse.Namespace) -> None:
         "cpu_seconds_total": sum(d["cpu_seconds"] for d in protocols.values()),
         "load_note": args.load_note,
         "protocols": protocols,
+        "beside_runs": beside,
         "hundred_class_hierarchy": (
             "none offline: /work/shared/data has no image set with >= 100 classes (CIFAR-100, Tiny ImageNet are "
             "listed under 'Wanted but not found' in its README); the paper's +8 points on 200 classes stays the "
@@ -610,6 +619,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="work folders to merge, in order of preference (default --work); FILE#TAG reads protocol TAG back "
         "from a committed results file (its job files gone)",
+    )
+    parser.add_argument(
+        "--beside", nargs="*", default=None, help="work folders merged into details.beside_runs only (no claims rows)"
     )
     parser.add_argument(
         "--plot", default=None, help="the merged plot (default: docs/img/alpf_e2e.png with --merge, else in --work)"

@@ -136,3 +136,23 @@ def test_a_jobs_own_merge_writes_into_its_work_folder_not_the_committed_results(
     alpf_e2e.merge(args)
     assert (work / "alpf_e2e.json").exists() and (work / "p.png").exists()
     assert alpf_e2e.parse_args(["--merge"]).out_dir is None  # --merge: benchmarks/results (resolved in merge)
+
+
+def test_beside_runs_go_into_details_only(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    main = _protocol(tmp_path / "main", 200, [_job(0, full), _job(1, full)])
+    big = _protocol(tmp_path / "big", 400, [_job(0, {"uniform": (0.60, None), "eig": (0.58, None)})])
+    args = alpf_e2e.parse_args(
+        [
+            *("--merge", "--seeds", "0", "1", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "p.png")),
+            *("--protocols", str(main), "--beside", str(big)),
+        ]
+    )
+    alpf_e2e.merge(args)
+    result = json.loads((tmp_path / "alpf_e2e.json").read_text())
+    assert not [c for c in result["claims"] if "steps400" in c["id"]]  # no claims row from a beside-run
+    row = result["details"]["beside_runs"]["pool2000_steps400"]
+    acc = row["accuracy_at_until_per_seed"]
+    assert (acc["uniform"]["0"], acc["eig"]["0"]) == (pytest.approx(60.0), pytest.approx(58.0))
+    assert "alpf_erc" not in acc
+    assert list(result["details"]["protocols"]) == ["pool2000_steps200"]
