@@ -46,7 +46,8 @@ and ``python benchmarks/alpf_e2e.py --scale 0.1 --steps 200 --schedule cosine --
 ``python benchmarks/alpf_e2e.py --merge --protocols outputs/alpf_e2e/p5000 outputs/alpf_e2e/p2000`` (the committed
 file and plot). A protocol whose job files are gone is read back from the committed results file:
 ``--protocols outputs/alpf_e2e/p5000 benchmarks/results/alpf_e2e.json#pool2000_steps120`` (its claims recomputed
-from the stored curves, its details written back unchanged). ``--quick`` for a smoke run.
+from the stored curves, its details written back unchanged); ``--beside WORK ...`` adds work folders to
+``details.beside_runs`` only (never a claims row). ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
