@@ -42,8 +42,12 @@ beside with their tag as the ids' suffix).
 
 Run (the stored CPU runs): ``python benchmarks/alpf_e2e.py --scale 0.04 --steps 120 --work outputs/alpf_e2e/p2000``
 and ``python benchmarks/alpf_e2e.py --scale 0.1 --steps 200 --schedule cosine --work outputs/alpf_e2e/p5000``
-(``--seeds S`` per process), then ``python benchmarks/alpf_e2e.py --merge --protocols outputs/alpf_e2e/p5000
-outputs/alpf_e2e/p2000``; ``--quick`` for a smoke run.
+(``--seeds S`` per process; a job's own merge writes ``alpf_e2e.json`` and the plot into its ``--work``), then
+``python benchmarks/alpf_e2e.py --merge --protocols outputs/alpf_e2e/p5000 outputs/alpf_e2e/p2000`` (the committed
+file and plot). A protocol whose job files are gone is read back from the committed results file:
+``--protocols outputs/alpf_e2e/p5000 benchmarks/results/alpf_e2e.json#pool2000_steps120`` (its claims recomputed
+from the stored curves, its details written back unchanged); ``--beside WORK ...`` adds work folders to
+``details.beside_runs`` only (never a claims row). ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -312,6 +316,43 @@ def protocol_tag(settings: dict[str, Any]) -> str:
     return tag + ("_cosine" if settings.get("schedule", "constant") == "cosine" else "")
 
 
+def load_stored_protocol(ref: str, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A protocol read back from a committed results file, ``ref`` = ``FILE#TAG`` (its job files are gone): its
+    settings, its job files rebuilt from ``details.protocols[TAG]`` (the curves, the questions to full annotation,
+    the CPU time per run: what :func:`protocol_claims` reads) and the stored details themselves, which the merge
+    writes back unchanged.
+
+    >>> settings, jobs, _ = load_stored_protocol(f"{REPO}/benchmarks/results/alpf_e2e.json#pool2000_steps120", [0, 1, 2])
+    >>> settings["pool"], [j["seed"] for j in jobs], jobs[0]["runs"]["alpf_erc"]["questions_to_full"]
+    (2000, [0, 1, 2], 5443)
+    """
+    file, _, tag = ref.partition("#")
+    protocols = json.loads(Path(file).read_text())["details"]["protocols"]
+    if tag not in protocols:
+        raise SystemExit(f"{file}: no protocol {tag!r} in details.protocols (stored: {sorted(protocols)})")
+    stored = protocols[tag]
+    settings = {**stored["settings"], "how_it_ran": stored.get("how_it_ran", "")}
+    jobs = [
+        {
+            "seed": int(seed),
+            "naive_cost": naive,
+            "naive_cost_non_warm": stored["naive_cost_non_warm"][seed],
+            "questions_per_image": stored["questions_per_image"],
+            "runs": {
+                s: {
+                    "curve": curves[seed],
+                    "questions_to_full": stored["questions_to_full"][s][seed],
+                    "cpu_seconds": stored["cpu_seconds_per_run"][s][seed],
+                }
+                for s, curves in stored["curves"].items()
+                if seed in curves
+            },
+        }
+        for seed, naive in stored["naive_cost"].items()
+    ]
+    return settings, [j for j in jobs if j["seed"] in seeds], stored
+
+
 def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A protocol's settings and job files; a run stopped before it finished (ALPF-ERC on its way to full
     annotation) counts with the rounds its progress file kept when they reach ``until``."""
@@ -440,25 +481,36 @@ def protocol_claims(
 def merge(args: argparse.Namespace) -> None:
     """Write ``alpf_e2e.json`` from the protocols' work folders (``--protocols``, in order of preference; see
     :data:`CLAIM_RULE`) and the plot (one panel per protocol)."""
-    works = [Path(w) for w in (args.protocols or [args.work])]
-    loaded = [(w, *load_protocol(w, args.seeds)) for w in works]
-    loaded = [(w, st, jobs) for w, st, jobs in loaded if jobs]
+    refs = list(args.protocols or [args.work])
+    loaded: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]] = [
+        load_stored_protocol(ref, args.seeds) if "#" in ref else (*load_protocol(Path(ref), args.seeds), None)
+        for ref in refs
+    ]
+    loaded = [(st, jobs, stored) for st, jobs, stored in loaded if jobs]
 
     def pick(ok: Any) -> int:
-        return next((i for i, (_, _, jobs) in enumerate(loaded) if ok(jobs)), 0)
+        return next((i for i, (_, jobs, _) in enumerate(loaded) if ok(jobs)), 0)
 
     accuracy_from = pick(lambda jobs: complete(jobs, args.seeds, REQUIRED))
     full_from = pick(lambda jobs: complete(jobs, args.seeds, ("alpf_erc",), to_full=True))
     claims: list[dict[str, Any]] = []
     protocols: dict[str, Any] = {}
-    for i, (_, settings, jobs) in enumerate(loaded):
+    for i, (settings, jobs, stored) in enumerate(loaded):
         tag = protocol_tag(settings)
         c, d = protocol_claims(
             jobs, settings, "" if i == accuracy_from else f"_{tag}", "" if i == full_from else f"_{tag}"
         )
         claims += c
-        protocols[tag] = d
+        protocols[tag] = stored if stored is not None else d  # a stored protocol's details go back unchanged
     tags = list(protocols)
+    beside = {}
+    for work in args.beside or []:  # reported in details only: never a claims row
+        settings, jobs = load_protocol(Path(work), args.seeds)
+        if jobs:
+            beside[protocol_tag(settings)] = {
+                "note": "beside-run, not a claim (fewer seeds or learners than the claim protocols)",
+                **protocol_claims(jobs, settings, "", "")[1],
+            }
     details = {
         "protocol": __doc__,
         "claim_rule": CLAIM_RULE,
@@ -467,6 +519,7 @@ def merge(args: argparse.Namespace) -> None:
         "cpu_seconds_total": sum(d["cpu_seconds"] for d in protocols.values()),
         "load_note": args.load_note,
         "protocols": protocols,
+        "beside_runs": beside,
         "hundred_class_hierarchy": (
             "none offline: /work/shared/data has no image set with >= 100 classes (CIFAR-100, Tiny ImageNet are "
             "listed under 'Wanted but not found' in its README); the paper's +8 points on 200 classes stays the "
@@ -474,8 +527,14 @@ def merge(args: argparse.Namespace) -> None:
         ),
         "plot": "docs/img/alpf_e2e.png",
     }
-    out_dir = Path(args.out_dir) if not args.quick else works[0]
-    plot({tag: d["curves"] for tag, d in protocols.items()}, Path(args.plot) if not args.quick else out_dir / "p.png")
+    # a job's own merge (no --merge) writes into its work folder unless told otherwise: the committed results
+    # file and plot come from ``--merge --protocols ...`` only
+    here = args.merge and not args.quick
+    out_dir = Path(args.out_dir) if args.out_dir else (REPO / "benchmarks" / "results" if here else Path(refs[0]))
+    plot_path = (
+        Path(args.plot) if args.plot else (REPO / "docs" / "img" / "alpf_e2e.png" if here else out_dir / "p.png")
+    )
+    plot({tag: d["curves"] for tag, d in protocols.items()}, plot_path)
     write_results(
         "alpf_e2e" if not args.quick else "alpf_e2e_quick",
         claims,
@@ -548,13 +607,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", default="/tmp/alpf_e2e")
-    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="where alpf_e2e.json goes (default: benchmarks/results with --merge, else --work)",
+    )
     parser.add_argument("--note", default="", help="how the jobs ran (recorded in details)")
     parser.add_argument("--merge", action="store_true", help="only merge the finished seeds into alpf_e2e.json")
     parser.add_argument(
-        "--protocols", nargs="*", default=None, help="work folders to merge, in order of preference (default --work)"
+        "--protocols",
+        nargs="*",
+        default=None,
+        help="work folders to merge, in order of preference (default --work); FILE#TAG reads protocol TAG back "
+        "from a committed results file (its job files gone)",
     )
-    parser.add_argument("--plot", default=str(REPO / "docs" / "img" / "alpf_e2e.png"), help="the merged plot")
+    parser.add_argument(
+        "--beside", nargs="*", default=None, help="work folders merged into details.beside_runs only (no claims rows)"
+    )
+    parser.add_argument(
+        "--plot", default=None, help="the merged plot (default: docs/img/alpf_e2e.png with --merge, else in --work)"
+    )
     parser.add_argument("--load-note", default="", help="how loaded the machine was (recorded in details)")
     parser.add_argument("--quick", action="store_true", help="smoke run (not a result)")
     args = parser.parse_args(argv)

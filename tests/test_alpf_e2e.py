@@ -109,3 +109,50 @@ def test_a_job_with_other_settings_is_refused(tmp_path: Path) -> None:
     alpf_e2e.check_settings(tmp_path, args)  # the same protocol: accepted
     with pytest.raises(SystemExit, match="steps"):
         alpf_e2e.check_settings(tmp_path, alpf_e2e.parse_args(["--steps", "200", "--work", str(tmp_path)]))
+
+
+def test_a_protocol_read_back_from_a_committed_results_file_keeps_its_rows_and_details(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    big = _protocol(tmp_path / "big", 200, [_job(0, full), _job(1, full)])
+    small = _protocol(
+        tmp_path / "small", 120, [_job(0, full | {"eig": (0.40, None)}), _job(1, full | {"edc": (0.3, None)})]
+    )
+    first = _merge(tmp_path, [big, small])
+    stored = tmp_path / "stored.json"
+    stored.write_text(json.dumps(first))
+    # the small protocol's job files are gone: it comes back from the results file, the big one from its folder
+    again = _merge(tmp_path, [big, Path(f"{stored}#pool2000_steps120")])
+    assert again["claims"] == first["claims"]
+    assert again["details"]["protocols"] == first["details"]["protocols"]
+    assert again["details"]["claim_protocol"] == first["details"]["claim_protocol"]
+    with pytest.raises(SystemExit, match="pool5000"):
+        alpf_e2e.load_stored_protocol(f"{stored}#pool5000_steps200", [0, 1])
+
+
+def test_a_jobs_own_merge_writes_into_its_work_folder_not_the_committed_results(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    work = _protocol(tmp_path / "work", 200, [_job(0, full), _job(1, full)])
+    args = alpf_e2e.parse_args(["--seeds", "0", "1", "--work", str(work)])  # what a job runs after its campaigns
+    alpf_e2e.merge(args)
+    assert (work / "alpf_e2e.json").exists() and (work / "p.png").exists()
+    assert alpf_e2e.parse_args(["--merge"]).out_dir is None  # --merge: benchmarks/results (resolved in merge)
+
+
+def test_beside_runs_go_into_details_only(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    main = _protocol(tmp_path / "main", 200, [_job(0, full), _job(1, full)])
+    big = _protocol(tmp_path / "big", 400, [_job(0, {"uniform": (0.60, None), "eig": (0.58, None)})])
+    args = alpf_e2e.parse_args(
+        [
+            *("--merge", "--seeds", "0", "1", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "p.png")),
+            *("--protocols", str(main), "--beside", str(big)),
+        ]
+    )
+    alpf_e2e.merge(args)
+    result = json.loads((tmp_path / "alpf_e2e.json").read_text())
+    assert not [c for c in result["claims"] if "steps400" in c["id"]]  # no claims row from a beside-run
+    row = result["details"]["beside_runs"]["pool2000_steps400"]
+    acc = row["accuracy_at_until_per_seed"]
+    assert (acc["uniform"]["0"], acc["eig"]["0"]) == (pytest.approx(60.0), pytest.approx(58.0))
+    assert "alpf_erc" not in acc
+    assert list(result["details"]["protocols"]) == ["pool2000_steps200"]
