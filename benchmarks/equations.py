@@ -896,8 +896,8 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
 
 SCALE_NETWORKS = ("bilstm", "treelstm_sym", "treelstm_symnum")
 SCALE_RULE = (
-    "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 16000 symbolic "
-    "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 20000 function evaluations with "
+    "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 8000 symbolic "
+    "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 10000 function evaluations with "
     "3-decimal arguments); the extrapolation split as before (80 % of depths 1-3 for training, random.Random(0); "
     "the other 20 % and depths 4-6 for test, the same test set for every size); a size of N per depth trains on the "
     "first N/2 true and N/2 false equations of each depth of the training part (subsample_train: nested sets; depth "

@@ -174,7 +174,8 @@ class EquationGenerator:
 
     Attributes:
         report: counts of what was generated and skipped (``domain_skipped``: too few points where both sides
-            are defined; ``duplicate``; ``depth_skipped``; ``rewrite_failed_check``; ``mutation_true``; ...).
+            are defined; ``duplicate``; ``depth_skipped``; ``rewrite_failed_check``; ``mutation_true``; ...) and,
+            per depth that got all it asked for, the try that filled it (``filled_depth_<d>_at_try``).
     """
 
     def __init__(
@@ -391,6 +392,10 @@ class EquationGenerator:
                     true_bucket[d].append(cand)
             elif d in false_bucket and len(false_bucket[d]) < need_false[d]:
                 false_bucket[d].append(cand)
+            filled = f"filled_depth_{d}_at_try"  # how the cost grows with the size asked
+            if d in want and filled not in self.report and len(true_bucket[d]) >= need_true[d]:
+                if len(false_bucket[d]) >= need_false[d]:
+                    self.report[filled] = tries
         for d in want:
             short = need_true[d] + need_false[d] - len(true_bucket[d]) - len(false_bucket[d])
             if short:
