@@ -393,9 +393,9 @@ class EquationGenerator:
             elif d in false_bucket and len(false_bucket[d]) < need_false[d]:
                 false_bucket[d].append(cand)
             filled = f"filled_depth_{d}_at_try"  # how the cost grows with the size asked
-            if d in want and filled not in self.report and len(true_bucket[d]) >= need_true[d]:
-                if len(false_bucket[d]) >= need_false[d]:
-                    self.report[filled] = tries
+            full = d in want and len(true_bucket[d]) >= need_true[d] and len(false_bucket[d]) >= need_false[d]
+            if full and filled not in self.report:
+                self.report[filled] = tries
         for d in want:
             short = need_true[d] + need_false[d] - len(true_bucket[d]) - len(false_bucket[d])
             if short:
