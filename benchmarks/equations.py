@@ -155,24 +155,28 @@ def protocols(eqs: list[Equation], seed: int = 0) -> dict[str, dict[str, list[Eq
 
 
 def subsample_train(train: list[Equation], per_depth: int) -> list[Equation]:
-    """A training set of a data-scale study: per depth, the first ``per_depth - per_depth // 2`` true and
-    ``per_depth // 2`` false equations of ``train`` in its order (all of a depth's equations of a label when it has
-    fewer: depth 1 saturates), in ``train``'s order. The sets of two sizes are nested and the test set is unchanged.
+    """A training set of a data-scale study: per depth, the first ``k`` true and the first ``k`` false equations of
+    ``train`` in its order, ``k = min(per_depth // 2, true ones, false ones)`` of that depth (balanced: at depth 1
+    the generator runs out of true identities, about 900, long before false ones), in ``train``'s order. The sets
+    of two sizes are nested and the test set is unchanged.
 
     >>> from trinity_lightning.equations.grammar import parse_equation
-    >>> eqs = [parse_equation(t) for t in ("x + 0 = x", "x*1 = x", "x*0 = x", "sin(x)**2 + cos(x)**2 = 1")]
-    >>> eqs[2].label = False
-    >>> [e.text() for e in subsample_train(eqs, 2)]
-    ['x + 0 = x', 'x*0 = x', 'sin(x)**2 + cos(x)**2 = 1']
+    >>> eqs = [parse_equation(t) for t in ("x + 0 = x", "x*1 = x", "x*0 = x", "x*0 = 1", "x + 1 = x")]
+    >>> for e in eqs[2:]:
+    ...     e.label = False
+    >>> [e.text() for e in subsample_train(eqs, 4)]
+    ['x + 0 = x', 'x*1 = x', 'x*0 = x', 'x*0 = 1']
     """
-    if per_depth < 1:
-        raise ValueError(f"--train-per-depth: expected a positive count, got {per_depth}")
-    want = {True: per_depth - per_depth // 2, False: per_depth // 2}
+    if per_depth < 2:
+        raise ValueError(f"--train-per-depth: expected a count >= 2 (half true, half false), got {per_depth}")
+    available = Counter((e.depth, bool(e.label)) for e in train)
+    depths = {e.depth for e in train}
+    want = {d: min(per_depth // 2, available[d, True], available[d, False]) for d in depths}
     taken: dict[tuple[int, bool], int] = defaultdict(int)
     out = []
     for e in train:
         key = (e.depth, bool(e.label))
-        if taken[key] < want[bool(e.label)]:
+        if taken[key] < want[e.depth]:
             taken[key] += 1
             out.append(e)
     return out
@@ -896,12 +900,12 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
 
 SCALE_NETWORKS = ("bilstm", "treelstm_sym", "treelstm_symnum")
 SCALE_RULE = (
-    "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 8000 symbolic "
-    "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 10000 function evaluations with "
+    "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 16000 symbolic "
+    "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 20000 function evaluations with "
     "3-decimal arguments); the extrapolation split as before (80 % of depths 1-3 for training, random.Random(0); "
     "the other 20 % and depths 4-6 for test, the same test set for every size); a size of N per depth trains on the "
-    "first N/2 true and N/2 false equations of each depth of the training part (subsample_train: nested sets; depth "
-    "1 has fewer) and on 2000 x N/1600 function evaluations (the first half true, half false in file order); at "
+    "first k true and k false equations of each depth of the training part, k = min(N/2, true ones, false ones) "
+    "(subsample_train: nested, balanced sets; depth 1 has fewer) and on 2000 x N/1600 function evaluations (the first half true, half false in file order); at "
     "every size the three claim networks (bilstm, treelstm_sym, treelstm_symnum = value leaves) train at hidden 64, "
     "batch 32, Adam 3e-3, one thread, max 40 epochs, patience 3, best validation epoch restored, validation = 10 % "
     "of the size's training equations (random.Random(123)), seeds 0, 1, 2; depth 4 chooses nothing. The claims read "
