@@ -1482,6 +1482,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for key in ("accuracy", "per_seed", "sizes"):
                 if key in old and key in details:
                     details[key] = {**old[key], **details[key]}
+        if "data_scale" in old and "data_scale" in details:  # notes written before the study (rule history) stay
+            details["data_scale"] = {**old["data_scale"], **details["data_scale"]}
         details = {**old, **details}
         if f"{args.keep_previous_as}_details" in details and "merged_from" in details and not args.merge:
             del details["merged_from"]  # the previous runs' names: in KEY_details (this run is one process)

@@ -471,6 +471,7 @@ def test_scale_study_claims_read_the_largest_complete_size(tmp_path):
     previous = [{"id": i, "ours": 1.0, "anchor": 0.0, "delta": 1.0, "target_delta": 1.0, "met": True} for i in DELTAS]
     base = tmp_path / "base"
     old = {"accuracy": {"extrapolation": {"bilstm": {"mean": 1.0}}}, "sizes": {"extrapolation": {"train": 99}}}
+    old["data_scale"] = {"rule": "an older rule", "history": ["written before the runs"]}
     write_results("equations", previous, old, results_dir=base)
     with pytest.raises(SystemExit):  # not a --train-per-depth run
         bench.main(["--scale-study", str(base), "--results-dir", str(tmp_path / "x")])
@@ -506,3 +507,5 @@ def test_scale_study_claims_read_the_largest_complete_size(tmp_path):
     on_disk = json.loads((base / "equations.json").read_text())["details"]
     assert [c["ours"] for c in on_disk["accuracy_prev"]["claims"]] == [1.0, 1.0]
     assert on_disk["accuracy"] == old["accuracy"] and on_disk["accuracy_prev"]["sizes"] == {"train": 99}
+    assert on_disk["data_scale"]["history"] == ["written before the runs"]  # notes kept, the rule is the code's
+    assert on_disk["data_scale"]["rule"] == bench.SCALE_RULE
