@@ -450,9 +450,9 @@ def test_scale_study_claims_read_the_largest_complete_size(tmp_path):
     """A data-scale study: one data file, runs at two ``--train-per-depth`` sizes (the larger one without the
     symbolic + numeric network: incomplete), pooled with ``--scale-study``: the test set is the same at every size,
     the claims read the largest size where all three networks have every seed, and the replaced claims are kept."""
+    bench = _bench()
     from _results import write_results  # benchmarks/ is on the path once _bench() ran
 
-    bench = _bench()
     data = tmp_path / "data.jsonl"
     bench.main(["--write-data", str(data), "--per-depth", "40", "--depth4", "10", "--deep", "3", "--functions", "24"])
     common = ["--only", "accuracy", "--protocols", "extrapolation", "--data", str(data), "--restricted", "0"]
