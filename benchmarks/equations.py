@@ -1075,6 +1075,10 @@ def scale_plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
             right.scatter([x] * len(g["per_seed"]), g["per_seed"], s=8, color=line.get_color(), alpha=0.5)
         right.axhline(target, color=line.get_color(), linestyle=":", linewidth=1)
     right.axhline(0.0, color="grey", linewidth=0.5)
+    xs = sorted({rec["train"] for rec in sizes.values()})
+    for ax in (left, right):  # the sizes themselves as ticks
+        ax.set_xticks(xs, [f"{x:,}" for x in xs])
+        ax.minorticks_off()
     right.set(xscale="log", xlabel="training equations (depths 1-3)", ylabel="gap at depth 4 (points; dotted: target)")
     right.legend(fontsize=8)
     fig.tight_layout()
