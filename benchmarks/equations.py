@@ -1046,7 +1046,8 @@ def run_scale_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dic
 
 
 def scale_plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
-    """Depth-4 accuracy of the three claim networks and both gaps against the training-set size (per-seed points)."""
+    """Depth-4 accuracy of the three claim networks and both gaps against the training-set size: means joined over
+    the complete sizes, an incomplete size's mean as an open marker, every seed as a small dot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1054,33 +1055,38 @@ def scale_plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.0))
     labels = {"bilstm": "BiLSTM", "treelstm_sym": "TreeLSTM symbolic", "treelstm_symnum": "TreeLSTM + evaluations"}
+    series: list[tuple[Any, str, list[tuple[int, bool, float, list[float]]], float | None]] = []
     for name, label in labels.items():
-        pts = [(rec["train"], rec["networks"][name]) for rec in sizes.values() if name in rec["networks"]]
-        if not pts:
-            continue
-        line = left.plot([x for x, _ in pts], [r["mean"] for _, r in pts], marker="o", label=label)[0]
-        for x, r in pts:
-            left.scatter([x] * len(r["per_seed"]), r["per_seed"], s=8, color=line.get_color(), alpha=0.5)
-    left.set(xscale="log", xlabel="training equations (depths 1-3)", ylabel="accuracy at depth 4 (%)")
-    left.legend(fontsize=8)
+        pts = [(r["train"], r["complete"], r["networks"][name]) for r in sizes.values() if name in r["networks"]]
+        series.append((left, label, [(x, c, n["mean"], n["per_seed"]) for x, c, n in pts], None))
     for key, label, target in (
         ("gap_treelstm_vs_lstm", "TreeLSTM - BiLSTM", 12.0),
         ("gap_numeric", "+ evaluations - symbolic", 2.0),
     ):
-        pts = [(rec["train"], rec[key]) for rec in sizes.values() if key in rec]
-        if not pts:
+        pts = [(r["train"], r["complete"], r[key]) for r in sizes.values() if key in r]
+        series.append((right, label, [(x, c, g["mean"], g["per_seed"]) for x, c, g in pts], target))
+    for ax, label, points, target in series:
+        if not points:
             continue
-        line = right.plot([x for x, _ in pts], [g["mean"] for _, g in pts], marker="o", label=label)[0]
-        for x, g in pts:
-            right.scatter([x] * len(g["per_seed"]), g["per_seed"], s=8, color=line.get_color(), alpha=0.5)
-        right.axhline(target, color=line.get_color(), linestyle=":", linewidth=1)
+        done = [(x, m) for x, c, m, _ in points if c]
+        line = ax.plot([x for x, _ in done], [m for _, m in done], marker="o", label=label)[0]
+        color = line.get_color()
+        for x, c, m, seeds in points:
+            ax.scatter([x] * len(seeds), seeds, s=8, color=color, alpha=0.5)
+            if not c:
+                ax.scatter([x], [m], s=40, facecolors="none", edgecolors=color)
+        if target is not None:
+            ax.axhline(target, color=color, linestyle=":", linewidth=1)
     right.axhline(0.0, color="grey", linewidth=0.5)
     xs = sorted({rec["train"] for rec in sizes.values()})
     for ax in (left, right):  # the sizes themselves as ticks
+        ax.set_xscale("log")
         ax.set_xticks(xs, [f"{x:,}" for x in xs])
         ax.minorticks_off()
-    right.set(xscale="log", xlabel="training equations (depths 1-3)", ylabel="gap at depth 4 (points; dotted: target)")
-    right.legend(fontsize=8)
+        ax.set_xlabel("training equations (depths 1-3; open marker: not every seed)")
+        ax.legend(fontsize=8)
+    left.set_ylabel("accuracy at depth 4 (%)")
+    right.set_ylabel("gap at depth 4 (points; dotted: target)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
