@@ -903,14 +903,15 @@ SCALE_RULE = (
     "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 16000 symbolic "
     "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 20000 function evaluations with "
     "3-decimal arguments); the extrapolation split as before (80 % of depths 1-3 for training, random.Random(0); "
-    "the other 20 % and depths 4-6 for test, the same test set for every size); a size of N per depth trains on the "
-    "first k true and k false equations of each depth of the training part, k = min(N/2, true ones, false ones) "
-    "(subsample_train: nested, balanced sets; depth 1 has fewer) and on 2000 x N/1600 function evaluations (the first half true, half false in file order); at "
-    "every size the three claim networks (bilstm, treelstm_sym, treelstm_symnum = value leaves) train at hidden 64, "
-    "batch 32, Adam 3e-3, one thread, max 40 epochs, patience 3, best validation epoch restored, validation = 10 % "
-    "of the size's training equations (random.Random(123)), seeds 0, 1, 2; depth 4 chooses nothing. The claims read "
-    "the LARGEST size at which all three networks finished all three seeds; the previous claims (4710 training "
-    "equations, the earlier data file) are kept as accuracy_4710_train"
+    "the other 20 % and depths 4-6 for test, the same test set for every size); a size of N per depth trains on "
+    "the first k true and k false equations of each depth of the training part, k = min(N/2, true ones, false "
+    "ones) (subsample_train: nested, balanced sets; depth 1 has fewer) and on 2000 x N/1600 function evaluations "
+    "(the first half true, half false in file order); at every size the three claim networks (bilstm, "
+    "treelstm_sym, treelstm_symnum = value leaves) train at hidden 64, batch 32, Adam 3e-3, one thread, max 40 "
+    "epochs, patience 3, best validation epoch restored, validation = 10 % of the size's training equations "
+    "(random.Random(123)), seeds 0, 1, 2; depth 4 chooses nothing. The claims read the LARGEST size at which all "
+    "three networks finished all three seeds; the previous claims (4710 training equations, the earlier data file) "
+    "are kept as accuracy_4710_train"
 )
 
 
