@@ -33,7 +33,7 @@ import re
 import signal
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,10 +87,25 @@ WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
 
 # -- data -------------------------------------------------------------------------------------------------------
-def make_data(per_depth: int, deep: int, functions: int, seed: int = 0) -> tuple[list[Equation], dict[str, int]]:
-    gen = EquationGenerator(seed=seed, max_depth=6)
+def make_data(
+    per_depth: int,
+    deep: int,
+    functions: int,
+    seed: int = 0,
+    depth4: int | None = None,
+    max_tries: int = 200_000,
+    arg_decimals: int | None = None,
+) -> tuple[list[Equation], dict[str, int]]:
+    """Generate the data set: ``per_depth`` symbolic equations of each depth 1-3 and ``depth4`` (``None``:
+    ``per_depth``) of depth 4, ``deep`` of depths 5 and 6, ``functions`` function evaluations (arguments rounded to
+    ``arg_decimals``, ``None``: the generator's 2), at most ``max_tries`` symbolic candidates. The defaults give the
+    data set of the runs before the data-scale study."""
+    gen = EquationGenerator(seed=seed, max_depth=6, arg_decimals=arg_decimals)
+    four = per_depth if depth4 is None else depth4
     eqs = gen.generate(
-        per_depth={1: per_depth, 2: per_depth, 3: per_depth, 4: per_depth, 5: deep, 6: deep}, functions=functions
+        per_depth={1: per_depth, 2: per_depth, 3: per_depth, 4: four, 5: deep, 6: deep},
+        functions=functions,
+        max_tries=max_tries,
     )
     return eqs, dict(gen.report)
 
@@ -137,6 +152,34 @@ def protocols(eqs: list[Equation], seed: int = 0) -> dict[str, dict[str, list[Eq
             "functions": fun,
         },
     }
+
+
+def subsample_train(train: list[Equation], per_depth: int) -> list[Equation]:
+    """A training set of a data-scale study: per depth, the first ``k`` true and the first ``k`` false equations of
+    ``train`` in its order, ``k = min(per_depth // 2, true ones, false ones)`` of that depth (balanced: at depth 1
+    the generator runs out of true identities, about 900, long before false ones), in ``train``'s order. The sets
+    of two sizes are nested and the test set is unchanged.
+
+    >>> from trinity_lightning.equations.grammar import parse_equation
+    >>> eqs = [parse_equation(t) for t in ("x + 0 = x", "x*1 = x", "x*0 = x", "x*0 = 1", "x + 1 = x")]
+    >>> for e in eqs[2:]:
+    ...     e.label = False
+    >>> [e.text() for e in subsample_train(eqs, 4)]
+    ['x + 0 = x', 'x*1 = x', 'x*0 = x', 'x*0 = 1']
+    """
+    if per_depth < 2:
+        raise ValueError(f"--train-per-depth: expected a count >= 2 (half true, half false), got {per_depth}")
+    available = Counter((e.depth, bool(e.label)) for e in train)
+    depths = {e.depth for e in train}
+    want = {d: min(per_depth // 2, available[d, True], available[d, False]) for d in depths}
+    taken: dict[tuple[int, bool], int] = defaultdict(int)
+    out = []
+    for e in train:
+        key = (e.depth, bool(e.label))
+        if taken[key] < want[e.depth]:
+            taken[key] += 1
+            out.append(e)
+    return out
 
 
 # -- baselines --------------------------------------------------------------------------------------------------
@@ -511,6 +554,10 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     gen_time = time.time() - w0
     print(f"generated {len(eqs)} equations in {gen_time:.0f} s: {report}", flush=True)
     splits = {k: v for k, v in protocols(eqs).items() if k in args.protocols}
+    if args.train_per_depth is not None:  # a data-scale study: a nested subset of the training part
+        if set(splits) != {"extrapolation"}:
+            raise SystemExit("--train-per-depth: only with --protocols extrapolation")
+        splits["extrapolation"]["train"] = subsample_train(splits["extrapolation"]["train"], args.train_per_depth)
     per_seed: dict[str, dict[str, dict[int, Any]]] = {p: defaultdict(dict) for p in splits}
     simplify_info: dict[str, Any] = {}
     restricted: list[Equation] = []
@@ -607,7 +654,13 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         summary[pname]["sympy_simplify"] = {"mean": simplify_info[pname]["acc"], "subsample": simplify_info[pname]}
     tag = "_".join(args.protocols)
     n = {
-        p: {"train": len(s["train"]), "test": len(s["test"]), "functions": len(s["functions"])}
+        p: {
+            "train": len(s["train"]),
+            "test": len(s["test"]),
+            "functions": len(s["functions"]),
+            "train_by_depth": dict(sorted(Counter(e.depth for e in s["train"]).items())),
+            "test_by_depth": dict(sorted(Counter(e.depth for e in s["test"]).items())),
+        }
         for p, s in splits.items()
     }
     details = {
@@ -652,6 +705,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 else "generated in the run (make_data)"
             ),
             "restricted_per_depth": args.restricted,
+            "train_per_depth": args.train_per_depth,
             "threads": torch.get_num_threads(),
         },
         f"settings_{tag}": {
@@ -771,11 +825,12 @@ def summarise(per_seed: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def accuracy_claims(ext: dict[str, Any], n_seeds: int) -> list[dict[str, Any]]:
+def accuracy_claims(ext: dict[str, Any], n_seeds: int, trained_on: str = "depths 1-3") -> list[dict[str, Any]]:
+    """The two accuracy claims from an extrapolation summary; ``trained_on`` names the training set."""
     return [
         claim(
             "treelstm_vs_lstm_depth_extrapolation",
-            f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM (symbolic data) vs "
+            f"verification accuracy on depth-4 equations after training on {trained_on}, TreeLSTM (symbolic data) vs "
             f"BiLSTM on the prefix form, mean of {n_seeds} seeds (percentage points)",
             ours=ext["treelstm_sym"]["mean"],
             anchor=ext["bilstm"]["mean"],
@@ -785,8 +840,8 @@ def accuracy_claims(ext: dict[str, Any], n_seeds: int) -> list[dict[str, Any]]:
         ),
         claim(
             "numeric_data_gain_depth_extrapolation",
-            f"verification accuracy on depth-4 equations after training on depths 1-3, TreeLSTM trained on symbolic "
-            f"+ function-evaluation data vs symbolic data only, mean of {n_seeds} seeds (percentage points)",
+            f"verification accuracy on depth-4 equations after training on {trained_on}, TreeLSTM trained on "
+            f"symbolic + function-evaluation data vs symbolic data only, mean of {n_seeds} seeds (percentage points)",
             ours=ext["treelstm_symnum"]["mean"],
             anchor=ext["treelstm_sym"]["mean"],
             unit="%",
@@ -841,6 +896,202 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
     plot(summary, args.plot)
     details["plot"] = os.path.relpath(args.plot, ROOT)  # not the first seed run's own plot
     return accuracy_claims(summary["extrapolation"], len(seeds)), details
+
+
+SCALE_NETWORKS = ("bilstm", "treelstm_sym", "treelstm_symnum")
+SCALE_RULE = (
+    "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 16000 symbolic "
+    "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 20000 function evaluations with "
+    "3-decimal arguments); the extrapolation split as before (80 % of depths 1-3 for training, random.Random(0); "
+    "the other 20 % and depths 4-6 for test, the same test set for every size); a size of N per depth trains on "
+    "the first k true and k false equations of each depth of the training part, k = min(N/2, true ones, false "
+    "ones) (subsample_train: nested, balanced sets; depth 1 has fewer) and on 2000 x N/1600 function evaluations "
+    "(the first half true, half false in file order); at every size the three claim networks (bilstm, "
+    "treelstm_sym, treelstm_symnum = value leaves) train at hidden 64, batch 32, Adam 3e-3, one thread, max 40 "
+    "epochs, patience 3, best validation epoch restored, validation = 10 % of the size's training equations "
+    "(random.Random(123)), seeds 0, 1, 2; depth 4 chooses nothing. The claims read the LARGEST size at which all "
+    "three networks finished all three seeds; the previous claims (4710 training equations, the earlier data file) "
+    "are kept as accuracy_4710_train"
+)
+
+
+def _pool_runs(runs: list[dict[str, Any]]) -> dict[str, dict[int, Any]]:
+    """The extrapolation per-seed records of several runs of one size, pooled (later runs win a repeated seed)."""
+    pooled: dict[str, dict[int, Any]] = {}
+    for run in runs:
+        for model, seeds in _int_keys(run["per_seed"]).get("extrapolation", {}).items():
+            pooled.setdefault(model, {}).update(seeds)
+    return pooled
+
+
+def scale_size_record(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """One size of a data-scale study from the ``details`` of its runs (same ``train_per_depth``): split sizes, per
+    network the depth-4 accuracy (mean, std, per seed), accuracy by depth (mean and per seed), validation accuracy,
+    best epoch / epochs run and training CPU seconds per seed, the baselines' means, both claim gaps (mean and per
+    seed, over the seeds all three networks have) and whether every network has every seed of ``seeds``.
+
+    >>> rec = lambda acc: {"acc": acc, "by_depth": {4: acc}, "val": 90.0, "best_epoch": 2, "epochs_run": 5,
+    ...                    "train_cpu_s": 10.0}
+    >>> per_seed = {"bilstm": {0: rec(70.0)}, "treelstm_sym": {0: rec(80.0)},
+    ...             "treelstm_symnum_value_leaf": {0: rec(81.0)}}
+    >>> run = {"per_seed": {"extrapolation": per_seed}, "settings": {"train_per_depth": 8},
+    ...        "sizes": {"extrapolation": {"train": 20, "test": 9, "functions": 10}}}
+    >>> out = scale_size_record([run], seeds=[0])
+    >>> out["complete"], out["gap_treelstm_vs_lstm"]["mean"], out["gap_numeric"]["per_seed"]
+    (True, 10.0, [1.0])
+    """
+    per_seed = _pool_runs(runs)
+    choose_symnum({"extrapolation": per_seed})  # type: ignore[dict-item]
+    first = runs[0]
+    sizes = first["sizes"]["extrapolation"]
+    out: dict[str, Any] = {
+        "train_per_depth": first["settings"]["train_per_depth"],
+        "train": sizes["train"],
+        **{k: sizes[k] for k in ("train_by_depth", "test", "test_by_depth") if k in sizes},
+        "fit": sizes["train"]
+        - round(first.get("settings_extrapolation", {}).get("val_fraction", 0.1) * sizes["train"]),
+        "functions": None,
+        "networks": {},
+        "baselines": {},
+    }
+    for name in ("majority", "depth_size_probe", "numeric_check"):
+        if per_seed.get(name):
+            out["baselines"][name] = float(np.mean([r["acc"] for r in per_seed[name].values()]))
+    for name in SCALE_NETWORKS:
+        records = per_seed.get(name, {})
+        if not records:
+            continue
+        ks = sorted(records)
+        depths = sorted({d for r in records.values() for d in r["by_depth"]})
+        out["networks"][name] = {
+            "seeds": ks,
+            "mean": float(np.mean([records[k]["acc"] for k in ks])),
+            "std": float(np.std([records[k]["acc"] for k in ks])),
+            "per_seed": [records[k]["acc"] for k in ks],
+            "by_depth": {d: float(np.mean([records[k]["by_depth"][d] for k in ks])) for d in depths},
+            "by_depth_per_seed": {d: [records[k]["by_depth"][d] for k in ks] for d in depths},
+            "val_per_seed": [records[k].get("val") for k in ks],
+            "val_mean": float(np.mean([records[k]["val"] for k in ks]))
+            if all("val" in records[k] for k in ks)
+            else None,
+            "best_epoch": [records[k].get("best_epoch") for k in ks],
+            "epochs_run": [records[k].get("epochs_run") for k in ks],
+            "train_cpu_s": [records[k].get("train_cpu_s") for k in ks],
+            "train_cpu_s_total": round(sum(records[k].get("train_cpu_s", 0.0) for k in ks), 1),
+            **({"variant": records[ks[0]]["variant"]} if "variant" in records[ks[0]] else {}),
+        }
+        if name == "treelstm_symnum":
+            out["functions"] = records[ks[0]].get("functions")
+    nets = out["networks"]
+    out["complete"] = all(set(seeds) <= set(nets.get(n, {}).get("seeds", [])) for n in SCALE_NETWORKS)
+    if all(n in nets for n in SCALE_NETWORKS):
+        common = sorted(set.intersection(*(set(nets[n]["seeds"]) for n in SCALE_NETWORKS)))
+
+        def acc(n: str) -> list[float]:
+            return [nets[n]["per_seed"][nets[n]["seeds"].index(k)] for k in common]
+
+        for key, (a, b) in {
+            "gap_treelstm_vs_lstm": ("treelstm_sym", "bilstm"),
+            "gap_numeric": ("treelstm_symnum", "treelstm_sym"),
+        }.items():
+            diff = [x - y for x, y in zip(acc(a), acc(b), strict=True)]
+            out[key] = {"seeds": common, "mean": float(np.mean(diff)), "per_seed": [round(d, 4) for d in diff]}
+    out["cpu_s"] = round(sum(r.get("accuracy_cpu_s_extrapolation", 0.0) for r in runs), 1)
+    out["wall_s"] = round(sum(r.get("accuracy_wall_s_extrapolation", 0.0) for r in runs), 1)
+    out["load_average_after"] = [r.get("load_average_after_extrapolation") for r in runs]
+    return out
+
+
+def run_scale_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``--scale-study DIR ...``: the runs' sizes (their ``settings.train_per_depth``; several runs of one size, e.g.
+    one per network or seed, are pooled), the learning curve, and the claims of the largest complete size
+    (:data:`SCALE_RULE`); without a complete size, no claims."""
+    by_size: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for d in args.scale_study:
+        run = read_results(NAME, d)["details"]
+        size = run.get("settings", {}).get("train_per_depth")
+        if size is None:
+            raise SystemExit(f"--scale-study: {d} is not a --train-per-depth run (settings.train_per_depth missing)")
+        by_size[int(size)].append(run)
+    sizes = {k: scale_size_record(runs, list(args.seeds)) for k, runs in sorted(by_size.items())}
+    complete = [k for k, rec in sizes.items() if rec["complete"]]
+    curve = [
+        {
+            "train_per_depth": k,
+            "train": rec["train"],
+            "complete": rec["complete"],
+            **{n: rec["networks"][n]["mean"] for n in SCALE_NETWORKS if n in rec["networks"]},
+            **{g: rec[g]["mean"] for g in ("gap_treelstm_vs_lstm", "gap_numeric") if g in rec},
+        }
+        for k, rec in sizes.items()
+    ]
+    details: dict[str, Any] = {
+        "data_scale": {
+            "rule": SCALE_RULE,
+            "seeds": list(args.seeds),
+            "sizes": sizes,
+            "curve": curve,
+            "claims_read": max(complete) if complete else None,
+            "runs": [d.name for d in args.scale_study],
+        }
+    }
+    if args.scale_plot is not None:
+        scale_plot(sizes, args.scale_plot)
+        details["data_scale"]["plot"] = os.path.relpath(args.scale_plot, ROOT)
+    if not complete:
+        return [], details
+    chosen = sizes[max(complete)]
+    summary = {n: {"mean": chosen["networks"][n]["mean"]} for n in SCALE_NETWORKS}
+    trained_on = f"{chosen['train']} equations of depths 1-3 (data-scale study, {max(complete)} per depth)"
+    return accuracy_claims(summary, len(args.seeds), trained_on), details
+
+
+def scale_plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
+    """Depth-4 accuracy of the three claim networks and both gaps against the training-set size: means joined over
+    the complete sizes, an incomplete size's mean as an open marker, every seed as a small dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.0))
+    labels = {"bilstm": "BiLSTM", "treelstm_sym": "TreeLSTM symbolic", "treelstm_symnum": "TreeLSTM + evaluations"}
+    series: list[tuple[Any, str, list[tuple[int, bool, float, list[float]]], float | None]] = []
+    for name, label in labels.items():
+        pts = [(r["train"], r["complete"], r["networks"][name]) for r in sizes.values() if name in r["networks"]]
+        series.append((left, label, [(x, c, n["mean"], n["per_seed"]) for x, c, n in pts], None))
+    for key, label, target in (
+        ("gap_treelstm_vs_lstm", "TreeLSTM - BiLSTM", 12.0),
+        ("gap_numeric", "+ evaluations - symbolic", 2.0),
+    ):
+        pts = [(r["train"], r["complete"], r[key]) for r in sizes.values() if key in r]
+        series.append((right, label, [(x, c, g["mean"], g["per_seed"]) for x, c, g in pts], target))
+    for ax, label, points, target in series:
+        if not points:
+            continue
+        done = [(x, m) for x, c, m, _ in points if c]
+        line = ax.plot([x for x, _ in done], [m for _, m in done], marker="o", label=label)[0]
+        color = line.get_color()
+        for x, c, m, seeds in points:
+            ax.scatter([x] * len(seeds), seeds, s=8, color=color, alpha=0.5)
+            if not c:
+                ax.scatter([x], [m], s=40, facecolors="none", edgecolors=color)
+        if target is not None:
+            ax.axhline(target, color=color, linestyle=":", linewidth=1)
+    right.axhline(0.0, color="grey", linewidth=0.5)
+    xs = sorted({rec["train"] for rec in sizes.values()})
+    for ax in (left, right):  # the sizes themselves as ticks
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{x:,}" for x in xs])
+        ax.minorticks_off()
+        ax.set_xlabel("training equations (depths 1-3; open marker: not every seed)")
+        ax.legend(fontsize=8)
+    left.set_ylabel("accuracy at depth 4 (%)")
+    right.set_ylabel("gap at depth 4 (points; dotted: target)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -1059,6 +1310,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--per-depth", type=int, default=2000, help="symbolic equations per depth 1-4 (half true)")
     parser.add_argument("--deep", type=int, default=300, help="symbolic equations per depth 5 and 6 (test only)")
+    parser.add_argument("--depth4", type=int, help="symbolic equations of depth 4 (default: --per-depth)")
+    parser.add_argument("--max-tries", type=int, default=200_000, help="generator: most symbolic candidates drawn")
+    parser.add_argument(
+        "--arg-decimals", type=int, help="generator: decimals of function-evaluation arguments (default: 2)"
+    )
     parser.add_argument("--functions", type=int, default=2000, help="function evaluations (half true)")
     parser.add_argument("--restricted", type=int, default=150, help="restricted-domain split: equations per depth 2-4")
     parser.add_argument("--restricted-seed", type=int, default=1)
@@ -1108,6 +1364,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument(
+        "--train-per-depth",
+        type=int,
+        help="data-scale study: train on the first N equations per depth (half true) of the extrapolation training "
+        "part (see subsample_train); the test set is unchanged",
+    )
+    parser.add_argument(
+        "--scale-study",
+        type=Path,
+        nargs="+",
+        help="combine accuracy runs of the claim networks at several --train-per-depth sizes (their --results-dir) "
+        "into details.data_scale; the claims read the largest complete size (SCALE_RULE)",
+    )
+    parser.add_argument(
         "--symnum-variants",
         nargs="+",
         choices=sorted(SYMNUM_VARIANTS),
@@ -1138,6 +1407,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="when a run replaces protocols of an existing results file, keep their previous summaries under this key",
     )
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "equations.png")
+    parser.add_argument(
+        "--scale-plot", type=Path, default=ROOT / "docs" / "img" / "equations_scale.png", help="--scale-study's plot"
+    )
     args = parser.parse_args(argv)
     if len(args.hidden) > 1 and (args.patience <= 0 or args.only not in ("all", "accuracy") or args.merge):
         parser.error("--hidden: several sizes (a capacity selection) need --patience > 0 and an accuracy run")
@@ -1146,13 +1418,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     quiet()
     if args.write_data is not None:
-        eqs, report = make_data(args.per_depth, args.deep, args.functions)
+        w, c = time.time(), time.process_time()
+        eqs, report = make_data(
+            args.per_depth,
+            args.deep,
+            args.functions,
+            depth4=args.depth4,
+            max_tries=args.max_tries,
+            arg_decimals=args.arg_decimals,
+        )
+        report = {**report, "wall_s": round(time.time() - w, 1), "cpu_s": round(time.process_time() - c, 1)}
         write_jsonl(eqs, args.write_data)
         print(f"wrote {len(eqs)} equations to {args.write_data}: {report}")
         return {"claims": [], "details": {"generator_report": report}}
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
-    if args.merge:
+    if args.scale_study:
+        c, d = run_scale_study(args)
+        claims += c
+        details.update(d)
+    elif args.merge:
         c, d = merge_seed_runs(args.merge, args)
         claims += c
         details.update(d)
@@ -1162,16 +1447,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         c, d = run_accuracy(args)
         claims += c
         details.update(d)
-    if args.only in ("all", "throughput") and not args.merge:
+    if args.only in ("all", "throughput") and not args.merge and not args.scale_study:
         c, d = run_throughput(args)
         claims += c
         details.update(d)
-    partial = bool(args.merge) or args.only != "all" or set(args.protocols) != {"same_depth", "extrapolation"}
+    partial = (
+        bool(args.merge or args.scale_study)
+        or args.only != "all"
+        or set(args.protocols) != {"same_depth", "extrapolation"}
+    )
     if partial and (args.results_dir / f"{NAME}.json").is_file():  # keep the rest of the results file
         previous = read_results(NAME, args.results_dir)
         ids = {c["id"] for c in claims}
         claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
         old = previous["details"]
+        if args.keep_previous_as and args.scale_study and claims:  # the claims the study's claims replace
+            details[args.keep_previous_as] = {
+                "claims": [c for c in previous["claims"] if c["id"] in ids],
+                "extrapolation": {
+                    m: old["accuracy"]["extrapolation"][m]
+                    for m in ("majority", "numeric_check", *SCALE_NETWORKS)
+                    if m in old.get("accuracy", {}).get("extrapolation", {})
+                },
+                "sizes": old.get("sizes", {}).get("extrapolation"),
+                "command": previous.get("command"),
+            }
         if args.keep_previous_as and "accuracy" in details:  # the replaced protocols' summaries, for comparison
             if args.networks is not None and not args.merge and "per_seed" in details:
                 details[f"{args.keep_previous_as}_details"] = previous_run(previous, details)
@@ -1193,6 +1493,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for key in ("accuracy", "per_seed", "sizes"):
                 if key in old and key in details:
                     details[key] = {**old[key], **details[key]}
+        if "data_scale" in old and "data_scale" in details:  # notes written before the study (rule history) stay
+            details["data_scale"] = {**old["data_scale"], **details["data_scale"]}
         details = {**old, **details}
         if f"{args.keep_previous_as}_details" in details and "merged_from" in details and not args.merge:
             del details["merged_from"]  # the previous runs' names: in KEY_details (this run is one process)

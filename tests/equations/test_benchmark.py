@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,18 @@ def test_results_file_has_the_named_claims_and_every_baseline():
     assert set(details["accuracy"]["same_depth"]) == MODELS
     ext = details["accuracy"]["extrapolation"]
     assert MODELS - {"treenn"} <= set(ext)  # the early-stopping run (docs/equations.md: TreeNN from its logs only)
+    study = details.get("data_scale", {})
+    if study.get("claims_read") is not None:  # the data-scale study: the largest size with every seed of all three
+        sizes = study["sizes"]
+        read = sizes[str(study["claims_read"])]
+        assert read["complete"] and study["claims_read"] == max(int(k) for k, r in sizes.items() if r["complete"])
+        assert len({json.dumps(r["test_by_depth"]) for r in sizes.values()}) == 1  # one test set for every size
+        ext = read["networks"]
+        assert {c["ours"] for c in details["accuracy_4710_train"]["claims"]} == {
+            details["accuracy"]["extrapolation"][m]["mean"] for m in ("treelstm_sym", "treelstm_symnum")
+        }
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == ext["treelstm_sym"]["mean"]
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["anchor"] == ext["bilstm"]["mean"]
     assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == ext["treelstm_symnum"]["mean"]
     assert details["settings_extrapolation"]["seeds"] == [0, 1, 2] and "load_average" in details
     assert details["settings_extrapolation"]["patience"] == 3  # the same early-stopping rule for every network
@@ -410,3 +422,90 @@ def test_hidden_candidates_run_selects_on_validation_and_keeps_the_records_forma
     assert alone["details"]["settings_extrapolation"]["hidden"] == 8 and "capacity_selection" not in alone["details"]
     with pytest.raises(SystemExit):  # a selection needs validation
         bench.main(["--only", "accuracy", "--hidden", "8", "12", "--results-dir", str(tmp_path / "x")])
+
+
+def test_train_subsets_are_nested_balanced_per_depth_and_in_split_order():
+    """``--train-per-depth N``: the first N/2 true and N/2 false equations of every depth of the training part, in
+    its order; a smaller size's set is a prefix-per-depth of a larger one's (nested), depth 1 takes what it has."""
+    from trinity_lightning.equations.generator import EquationGenerator
+
+    bench = _bench()
+    eqs = EquationGenerator(seed=0, max_depth=3).generate(per_depth={1: 20, 2: 60, 3: 60})
+    train = bench.protocols(eqs)["extrapolation"]["train"]
+    small, large = bench.subsample_train(train, 10), bench.subsample_train(train, 40)
+    assert set(map(id, small)) <= set(map(id, large))
+    for subset, n in ((small, 10), (large, 40)):
+        assert [e for e in train if any(e is s for s in subset)] == subset  # the split's order
+        counts = Counter((e.depth, e.label) for e in subset)
+        available = Counter((e.depth, e.label) for e in train)
+        for depth in (1, 2, 3):  # balanced at every depth, depth 1 limited by its scarcer label
+            k = min(n // 2, available[depth, True], available[depth, False])
+            assert counts[depth, True] == counts[depth, False] == k
+    assert min(available[1, True], available[1, False]) < 20  # depth 1 is the short one here
+    with pytest.raises(ValueError, match="--train-per-depth"):
+        bench.subsample_train(train, 1)
+
+
+def test_scale_study_claims_read_the_largest_complete_size(tmp_path):
+    """A data-scale study: one data file, runs at two ``--train-per-depth`` sizes (the larger one without the
+    symbolic + numeric network: incomplete), pooled with ``--scale-study``: the test set is the same at every size,
+    the claims read the largest size where all three networks have every seed, and the replaced claims are kept."""
+    bench = _bench()
+    from _results import write_results  # benchmarks/ is on the path once _bench() ran
+
+    data = tmp_path / "data.jsonl"
+    bench.main(["--write-data", str(data), "--per-depth", "40", "--depth4", "10", "--deep", "3", "--functions", "24"])
+    common = ["--only", "accuracy", "--protocols", "extrapolation", "--data", str(data), "--restricted", "0"]
+    common += ["--simplify-n", "0", "--seeds", "0", "1", "--patience", "1", "--max-epochs", "1", "--hidden", "8"]
+    common += ["--plot", str(tmp_path / "p.png")]
+    nets = ["--networks", "bilstm", "treelstm_sym", "treelstm_symnum", "--symnum-variants", "value_leaf"]
+    small = bench.main(
+        [*common, *nets, "--train-per-depth", "8", "--functions", "8", "--results-dir", str(tmp_path / "a")]
+    )
+    large = bench.main(
+        [*common, *nets[:3], "--train-per-depth", "20", "--functions", "20", "--results-dir", str(tmp_path / "b")]
+    )
+    sizes = small["details"]["sizes"]["extrapolation"], large["details"]["sizes"]["extrapolation"]
+    assert sizes[0]["test_by_depth"] == sizes[1]["test_by_depth"] and sizes[0]["test_by_depth"][4] == 10
+    assert sizes[0]["train"] < sizes[1]["train"] and sizes[1]["train_by_depth"][2] == 20
+    previous = [{"id": i, "ours": 1.0, "anchor": 0.0, "delta": 1.0, "target_delta": 1.0, "met": True} for i in DELTAS]
+    base = tmp_path / "base"
+    old = {"accuracy": {"extrapolation": {"bilstm": {"mean": 1.0}}}, "sizes": {"extrapolation": {"train": 99}}}
+    old["data_scale"] = {"rule": "an older rule", "history": ["written before the runs"]}
+    write_results("equations", previous, old, results_dir=base)
+    with pytest.raises(SystemExit):  # not a --train-per-depth run
+        bench.main(["--scale-study", str(base), "--results-dir", str(tmp_path / "x")])
+    out = bench.main(
+        [
+            "--scale-study",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--seeds",
+            "0",
+            "1",
+            "--results-dir",
+            str(base),
+            "--keep-previous-as",
+            "accuracy_prev",
+            "--scale-plot",
+            str(tmp_path / "scale.png"),
+        ]
+    )
+    study = out["details"]["data_scale"]
+    assert study["claims_read"] == 8 and study["rule"] == bench.SCALE_RULE and (tmp_path / "scale.png").is_file()
+    assert study["sizes"][8]["complete"] and not study["sizes"][20]["complete"]
+    assert [p["train_per_depth"] for p in study["curve"]] == [8, 20] and "gap_numeric" not in study["sizes"][20]
+    chosen = study["sizes"][8]
+    assert chosen["networks"]["treelstm_symnum"]["variant"] == "value_leaf" and chosen["functions"] == 8
+    ext = small["details"]["accuracy"]["extrapolation"]
+    assert chosen["networks"]["treelstm_sym"]["per_seed"] == ext["treelstm_sym"]["per_seed"]
+    assert chosen["gap_treelstm_vs_lstm"]["mean"] == pytest.approx(ext["treelstm_sym"]["mean"] - ext["bilstm"]["mean"])
+    claims = {c["id"]: c for c in out["claims"]}
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == pytest.approx(ext["treelstm_sym"]["mean"])
+    assert claims["numeric_data_gain_depth_extrapolation"]["anchor"] == pytest.approx(ext["treelstm_sym"]["mean"])
+    assert "8 per depth" in claims["numeric_data_gain_depth_extrapolation"]["what"]
+    on_disk = json.loads((base / "equations.json").read_text())["details"]
+    assert [c["ours"] for c in on_disk["accuracy_prev"]["claims"]] == [1.0, 1.0]
+    assert on_disk["accuracy"] == old["accuracy"] and on_disk["accuracy_prev"]["sizes"] == {"train": 99}
+    assert on_disk["data_scale"]["history"] == ["written before the runs"]  # notes kept, the rule is the code's
+    assert on_disk["data_scale"]["rule"] == bench.SCALE_RULE

@@ -188,3 +188,40 @@ def test_bad_jsonl_lines_name_line_and_field(tmp_path, line, field, message):
 
 def test_equation_depth_is_the_deeper_side():
     assert Equation(Tree.from_sexpr("(sin (cos x))"), Tree("x")).depth == 2
+
+
+def test_generator_draw_from_the_pools_keeps_the_equations_of_earlier_versions():
+    """The pools of known identities are drawn from without building their concatenation (the data-scale study's
+    pools hold tens of thousands of equations): a seed still gives exactly the equations it gave before (digest
+    computed with the list-building version), and the report says which try filled each depth."""
+    import hashlib
+
+    gen = EquationGenerator(seed=0, max_depth=6)
+    eqs = gen.generate(per_depth={1: 400, 2: 400, 3: 400, 4: 200, 5: 50, 6: 50}, functions=300, max_tries=40000)
+    digest = hashlib.sha256("\n".join(e.key() + str(e.label) for e in eqs).encode()).hexdigest()[:16]
+    assert digest == "09eac4de7048e70b"
+    assert gen.report["tries"] == 5380 and gen.report["filled_depth_1_at_try"] == 5380  # depth 1 fills last
+    assert all(0 < gen.report[f"filled_depth_{d}_at_try"] <= 5380 for d in range(1, 7))
+    short = EquationGenerator(seed=0, max_depth=2)
+    short.generate(per_depth={1: 400, 2: 10}, max_tries=500)
+    assert short.report["short_depth_1"] > 0 and "filled_depth_1_at_try" not in short.report
+    assert "filled_depth_2_at_try" in short.report
+
+
+def test_function_argument_decimals():
+    """``arg_decimals`` rounds the arguments only (values keep ``decimals``); the default keeps the arguments at
+    ``decimals``, which caps the distinct true evaluations (601 arguments per function in [-3, 3])."""
+    default = EquationGenerator(seed=0, max_depth=1).generate(per_depth={1: 0}, functions=400)
+    finer = EquationGenerator(seed=0, max_depth=1, arg_decimals=3).generate(per_depth={1: 0}, functions=400)
+
+    def decimals(label: str) -> int:
+        return len(label.split(".")[1]) if "." in label else 0
+
+    assert max(decimals(e.lhs.children[0].label) for e in default) == 2
+    assert max(decimals(e.lhs.children[0].label) for e in finer) == 3
+    assert max(decimals(e.rhs.label) for e in finer) == 2
+    assert sum(e.label for e in finer) == 200 and all(-3 <= float(e.lhs.children[0].label) <= 3 for e in finer)
+    rng = np.random.default_rng(0)
+    assert all(numeric_check(e.lhs, e.rhs, rng, atol=0.006, rtol=0) == e.label for e in finer)
+    with pytest.raises(ValueError, match="arg_decimals"):
+        EquationGenerator(arg_decimals=-1)

@@ -167,10 +167,15 @@ class EquationGenerator:
         decimals: rounding of function-evaluation arguments and values.
         points: random points of each numeric check.
         axioms: seed identities (sympy syntax).
+        arg_decimals: rounding of function-evaluation arguments only (``None``: ``decimals``). With ``decimals=2``
+            there are 601 arguments in [-3, 3] per function, so at most about 4,500 distinct true evaluations
+            exist (about 4,490 for ``seed=0``); ``arg_decimals=3`` gives ten times as many (values still rounded
+            to ``decimals``).
 
     Attributes:
         report: counts of what was generated and skipped (``domain_skipped``: too few points where both sides
-            are defined; ``duplicate``; ``depth_skipped``; ``rewrite_failed_check``; ``mutation_true``; ...).
+            are defined; ``duplicate``; ``depth_skipped``; ``rewrite_failed_check``; ``mutation_true``; ...) and,
+            per depth that got all it asked for, the try that filled it (``filled_depth_<d>_at_try``).
     """
 
     def __init__(
@@ -182,10 +187,14 @@ class EquationGenerator:
         decimals: int = 2,
         points: int = 8,
         axioms: Iterable[str] = AXIOMS,
+        arg_decimals: int | None = None,
     ) -> None:
         if max_depth < 1:
             raise ValueError(f"EquationGenerator: max_depth must be >= 1, got {max_depth}")
         self.seed, self.max_depth, self.decimals, self.points = seed, max_depth, decimals, points
+        if arg_decimals is not None and arg_decimals < 0:
+            raise ValueError(f"EquationGenerator: arg_decimals must be >= 0 or None, got {arg_decimals}")
+        self.arg_decimals = decimals if arg_decimals is None else arg_decimals
         self.variables = tuple(variables)
         self.integers = tuple(str(i) for i in integers)
         self.rng = np.random.default_rng(seed)
@@ -207,6 +216,16 @@ class EquationGenerator:
     # -- random pieces ----------------------------------------------------------------------------------------------
     def _choice(self, items: list[Any] | tuple[Any, ...]) -> Any:
         return items[int(self.rng.integers(len(items)))]
+
+    def _choice_among(self, lists: list[list[Any]]) -> Any:
+        """``self._choice`` of the lists' concatenation (the same draw), without building it: the pools of known
+        identities hold tens of thousands of equations at the data-scale study's sizes."""
+        k = int(self.rng.integers(sum(len(items) for items in lists)))
+        for items in lists:
+            if k < len(items):
+                return items[k]
+            k -= len(items)
+        raise AssertionError("unreachable")
 
     def _leaf(self) -> Tree:
         return Tree(self._choice(self.variables) if self.rng.random() < 0.6 else self._choice(self.integers))
@@ -287,9 +306,9 @@ class EquationGenerator:
 
     # -- function evaluations --------------------------------------------------------------------------------------
     def function_evaluation(self, true: bool) -> Equation | None:
-        """``f(a) = v`` with ``a`` in [-3, 3] and ``a``, ``v`` rounded to ``decimals``."""
+        """``f(a) = v`` with ``a`` in [-3, 3] rounded to ``arg_decimals`` and ``v`` rounded to ``decimals``."""
         name = self._choice(_EVAL_FUNCTIONS)
-        arg = round(float(self.rng.uniform(-3.0, 3.0)), self.decimals)
+        arg = round(float(self.rng.uniform(-3.0, 3.0)), self.arg_decimals)
         lhs = Tree(name, [Tree(_fmt(arg))])
         value_arr, _ = evaluate(lhs, {})
         value = float(value_arr[0])
@@ -339,10 +358,10 @@ class EquationGenerator:
                 d for d in want if len(true_bucket[d]) < need_true[d] or len(false_bucket[d]) < need_false[d]
             ]
             target = self._choice(open_depths)
-            near = [e for d in (target - 1, target) for e in pool.get(d, [])]
-            if not near:
-                near = [e for d, items in pool.items() if d <= target for e in items]
-            base = self._choice(near)
+            near = [pool[d] for d in (target - 1, target) if d in pool]
+            if not any(near):
+                near = [items for d, items in pool.items() if d <= target]
+            base = self._choice_among(near)
             mutating = self.rng.random() < 0.5
             cand = self.mutate(base) if mutating else self.rewrite(base)
             if cand is None:
@@ -373,6 +392,10 @@ class EquationGenerator:
                     true_bucket[d].append(cand)
             elif d in false_bucket and len(false_bucket[d]) < need_false[d]:
                 false_bucket[d].append(cand)
+            filled = f"filled_depth_{d}_at_try"  # how the cost grows with the size asked
+            full = d in want and len(true_bucket[d]) >= need_true[d] and len(false_bucket[d]) >= need_false[d]
+            if full and filled not in self.report:
+                self.report[filled] = tries
         for d in want:
             short = need_true[d] + need_false[d] - len(true_bucket[d]) - len(false_bucket[d])
             if short:
