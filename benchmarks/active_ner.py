@@ -13,7 +13,9 @@ the reference). Crossing points (the words at which a curve reaches 99% of the f
 linearly per seed; the spread over seeds is reported.
 
 ``--scale S`` keeps the first ``S`` of the training sentences as the pool and the first ``S`` of dev and test
-(``--scale 1`` = the paper's data: 14,041 / 3,250 / 3,453 sentences).
+(``--scale 1`` = the paper's data: 14,041 / 3,250 / 3,453 sentences). ``--train-limit``, ``--eval-limit`` (dev,
+which chooses epochs) and ``--test-limit`` (test, read once per point) set each split on its own; a split without
+a limit is whole (``--test-limit`` unset = all 3,453 test sentences).
 
 Every job is one ``trainer.fit`` with the :class:`~trinity_lightning.active.ActiveLearning` callback
 over a :class:`~trinity_lightning.active.ner.ConllDataModule`: the library's own code path.
@@ -21,8 +23,10 @@ over a :class:`~trinity_lightning.active.ner.ConllDataModule`: the library's own
 Usage::
 
     python benchmarks/active_ner.py --scale 1 --step 0.02 --workers 6 --device gpu   # the full protocol
-    # the stored CPU run (the first 1,000 training sentences, the first 500 of dev and test):
-    python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500 --step 0.15 --min-steps 30 --workers 9
+    # a CPU run: the first 2,000 training sentences, the first 500 dev sentences choose epochs, all of test:
+    python benchmarks/active_ner.py --train-limit 2000 --eval-limit 500 --step 0.15 --min-steps 30 --workers 1
+    # the stop-18 run (500 test sentences: too few to place a crossing):
+    python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500 --test-limit 500 --step 0.15 --min-steps 30
     python benchmarks/active_ner.py --tiny                                           # a quick check
 """
 
@@ -49,29 +53,34 @@ STRATEGIES = ("random", "least_confidence", "mnlp", "bald")
 FULL_POOL, FULL_EVAL = 14041, 3453  # CoNLL-2003 train sentences; the larger of dev (3,250) and test
 
 
-def _limits(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    """``(train_limit, eval_limit)``: ``--train-limit``/``--eval-limit`` when given, else from ``--scale``."""
-    train = (
-        args.train_limit
-        if args.train_limit is not None
-        else (None if args.scale >= 1 else round(args.scale * FULL_POOL))
-    )
-    evals = (
-        args.eval_limit if args.eval_limit is not None else (None if args.scale >= 1 else round(args.scale * FULL_EVAL))
-    )
-    return train, evals
+def _limits(args: argparse.Namespace) -> tuple[int | None, int | None, int | None]:
+    """``(train_limit, dev_limit, test_limit)`` in sentences (``None`` = the whole split): ``--train-limit``,
+    ``--eval-limit`` (dev) and ``--test-limit`` when given, else from ``--scale`` (``--scale 1``: everything).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> _limits(NS(scale=1.0, train_limit=2000, eval_limit=500, test_limit=None))
+        (2000, 500, None)
+    """
+    scaled = args.scale < 1
+
+    def pick(given: int | None, full: int) -> int | None:
+        return given if given is not None else (round(args.scale * full) if scaled else None)
+
+    return pick(args.train_limit, FULL_POOL), pick(args.eval_limit, FULL_EVAL), pick(args.test_limit, FULL_EVAL)
 
 
 def _datamodule(args: argparse.Namespace) -> Any:
     """Pool = train split, validation = dev (testa: chooses epochs), test = testb (reported)."""
     from trinity_lightning.active.ner import ConllDataModule
 
-    train_limit, eval_limit = _limits(args)
+    train_limit, dev_limit, test_limit = _limits(args)
     dm = ConllDataModule(
         val_path="dev",
         test_path="test",
         train_limit=train_limit,
-        eval_limit=eval_limit,
+        val_limit=dev_limit,
+        test_limit=test_limit,
         batch_size=args.batch_size,
         pool_batch_size=512,
     )
@@ -471,13 +480,16 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 seeds={"mnlp": curves["mnlp"]["seeds"], "random": curves["random"]["seeds"]},
             )
         )
-    train_limit, eval_limit = _limits(args)
+    train_limit, dev_limit, test_limit = _limits(args)
     cpu = sum(r.get("cpu_seconds", r["seconds"]) for r in results)
     details = {
         "protocol": {
             k: getattr(args, k)
             for k in (
                 "scale",
+                "train_limit",
+                "eval_limit",
+                "test_limit",
                 "start",
                 "step",
                 "stop",
@@ -497,7 +509,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             )
         },
         "pool_sentences": train_limit or FULL_POOL,
-        "dev_test_sentences": eval_limit or "all (3,250 / 3,453)",
+        "dev_sentences": dev_limit or "all (3,250)",
+        "test_sentences": test_limit or "all (3,453)",
         "pool_words": results[0].get("total_words") if results and "total_words" in results[0] else None,
         "selection": (
             "every epoch is scored on dev (testa); each round's point (and the full-data reference) is the test "
@@ -513,9 +526,10 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             f"{args.full_epochs} epochs from scratch"
         ),
         "scaled": (
-            f"scaled run: the pool is the first {train_limit} of 14,041 training sentences, dev/test the first "
-            f"{eval_limit} sentences; the full protocol is --scale 1"
-            if args.scale < 1 or train_limit is not None
+            f"scaled run: the pool is the first {train_limit or 14041} of 14,041 training sentences, dev (epoch "
+            f"choice) the first {dev_limit or 3250} of 3,250, test (read once per point) the first "
+            f"{test_limit or 3453} of 3,453; the full protocol is --scale 1"
+            if args.scale < 1 or train_limit is not None or dev_limit is not None or test_limit is not None
             else "the full protocol (all of CoNLL-2003)"
         ),
         "full_data_f1": full_f1,
@@ -652,7 +666,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--eval-limit", type=int, default=None)
+    parser.add_argument(
+        "--eval-limit", type=int, default=None, help="the first N dev (testa) sentences choose epochs (default: all)"
+    )
+    parser.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        help="the first N test (testb) sentences give each point's F1 (default: all 3,453; read once per point)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
@@ -672,7 +694,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a quick CPU check of the script (not a result)")
     args = parser.parse_args()
     if args.tiny:
-        args.train_limit, args.eval_limit, args.seeds, args.full_epochs = 600, 200, 1, 2
+        args.train_limit, args.eval_limit, args.test_limit, args.seeds, args.full_epochs = 600, 200, 200, 1, 2
         args.epochs, args.min_steps, args.step, args.stop, args.mc_samples = 1, 5, 0.1, 0.21, 3
         args.patience, args.max_epochs = min(args.patience, 1), 3
         args.start = 0.01

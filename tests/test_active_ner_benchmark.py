@@ -98,6 +98,16 @@ def test_job_order_and_the_recorded_command_leave_out_machine_local_paths(monkey
     assert active_ner._command() == "python benchmarks/active_ner.py --step 0.15 --workers 4"
 
 
+def test_dev_and_test_limits_are_separate_and_test_defaults_to_the_whole_split() -> None:
+    limits = active_ner._limits
+    run = SimpleNamespace(scale=1.0, train_limit=2000, eval_limit=500, test_limit=None)
+    assert limits(run) == (2000, 500, None)  # dev 500 sentences chooses epochs, test is all 3,453
+    previous = SimpleNamespace(scale=1.0, train_limit=1000, eval_limit=500, test_limit=500)
+    assert limits(previous) == (1000, 500, 500)  # the stop-18 protocol
+    assert limits(SimpleNamespace(scale=0.1, train_limit=None, eval_limit=None, test_limit=None)) == (1404, 345, 345)
+    assert limits(SimpleNamespace(scale=1.0, train_limit=None, eval_limit=None, test_limit=None)) == (None,) * 3
+
+
 def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference(tmp_path) -> None:
     import json
 
@@ -134,6 +144,7 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
         stop=0.61,
         train_limit=1000,
         eval_limit=500,
+        test_limit=None,
         scale=1.0,
         strategies=["mnlp", "random"],
         seeds=2,
@@ -162,3 +173,4 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
     vs_random = claims["mnlp_vs_random_words_to_99pct_full_f1"]
     assert vs_random["anchor"] == 0.61 and vs_random["random_reached"] is False  # a lower bound on the ratio
     assert out["details"]["jobs_not_finished"] == ["random_1"] and "/tmp" not in out["command"]
+    assert out["details"]["dev_sentences"] == 500 and out["details"]["test_sentences"] == "all (3,453)"
