@@ -551,6 +551,16 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "cpu_seconds_total": cpu,
         "plot": _relative(Path(args.plot)),
     }
+    choice = Path(args.work, "choice.json")  # the pool / rounds chosen from timed pilot jobs, written before the run
+    if choice.is_file():
+        details["run_choice"] = json.loads(choice.read_text())
+    try:
+        from _results import read_results
+
+        old: dict[str, Any] | None = read_results("active_ner", Path(args.results_dir) if args.results_dir else None)
+    except FileNotFoundError:
+        old = None
+    details["reported"] = reported_runs(old, details)
     done = {f"{r['strategy']}_{r['seed']}" for r in results}
     details["jobs_finished"] = sorted(done)
     details["jobs_not_finished"] = [name for name in _job_names(args) if name not in done]
@@ -565,6 +575,50 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     _plot(curves, full_f1, Path(args.plot), [r["test_f1"] for r in full])
     for c in claims:
         print(json.dumps(c))
+
+
+def reported_key(details: dict[str, Any]) -> str:
+    """``details.reported``'s key for a run: its pool and test sizes (``pool1000_test500``; ``all`` = whole split).
+
+    Example:
+        >>> reported_key({"pool_sentences": 1000, "dev_test_sentences": 500})  # a file from before --test-limit
+        'pool1000_test500'
+        >>> reported_key({"pool_sentences": 3000, "test_sentences": "all (3,453)"})
+        'pool3000_testall'
+    """
+    test = details.get("test_sentences", details.get("dev_test_sentences"))
+    return f"pool{details.get('pool_sentences')}_test{test if isinstance(test, int) else 'all'}"
+
+
+def reported_runs(old: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any]:
+    """The earlier runs to keep beside this one's claims: ``old``'s own ``details.reported``, plus ``old`` itself
+    (its command, date, machine, claims as ``claims_as_reported_rows`` and details) under :func:`reported_key`
+    when it ran another protocol (pool, dev, test, rounds or budget rule) than ``details``.
+
+    Example::
+
+        reported_runs(read_results("active_ner"), details)  # {"pool1000_test500": {...}}
+    """
+    if old is None:
+        return {}
+    before = old.get("details", {})
+    out: dict[str, Any] = dict(before.get("reported", {}))
+    same = reported_key(before) == reported_key(details) and before.get("dev_sentences") == details.get("dev_sentences")
+    same = same and all(
+        before.get("protocol", {}).get(k) == details["protocol"].get(k)
+        for k in ("step", "stop", "patience", "max_epochs", "min_steps")
+    )
+    if same:
+        return out
+    entry = {
+        "command": old.get("command"),
+        "date": old.get("date"),
+        "machine": old.get("machine"),
+        "claims_as_reported_rows": list(old.get("claims", [])),
+    }
+    entry.update({k: v for k, v in before.items() if k not in ("reported", "plot")})
+    out[reported_key(before)] = entry
+    return out
 
 
 def _job_names(args: argparse.Namespace) -> list[str]:

@@ -151,6 +151,7 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
         full_seeds=2,
         results_dir=str(tmp_path),
         plot=str(tmp_path / "p.png"),
+        work=str(tmp_path / "work"),
         patience=3,
         max_epochs=20,
         min_steps=30,
@@ -163,8 +164,11 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
         device="cpu",
         threads=1,
     )
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "choice.json").write_text('{"pool": 2000}')
     active_ner.summarize(args, results)
     out = json.loads((tmp_path / "active_ner.json").read_text())
+    assert out["details"]["run_choice"] == {"pool": 2000} and out["details"]["reported"] == {}
     claims = {c["id"]: c for c in out["claims"]}
     spread = out["details"]["curves"]["mnlp"]["fraction_to_99pct_full_per_seed"]
     assert spread["per_seed"] == pytest.approx([0.46, 0.31]) and spread["mean"] == pytest.approx(0.385)
@@ -174,3 +178,23 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
     assert vs_random["anchor"] == 0.61 and vs_random["random_reached"] is False  # a lower bound on the ratio
     assert out["details"]["jobs_not_finished"] == ["random_1"] and "/tmp" not in out["command"]
     assert out["details"]["dev_sentences"] == 500 and out["details"]["test_sentences"] == "all (3,453)"
+
+
+def test_the_previous_protocol_is_kept_as_a_reported_run_and_carried_on() -> None:
+    protocol = {"step": 0.15, "stop": 0.61, "patience": 3, "max_epochs": 20, "min_steps": 30}
+    previous = {
+        "command": "python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500",
+        "date": "2026-12-03",
+        "claims": [{"id": "mnlp_words_to_full_f1", "ours": 0.61, "reached": False}],
+        "details": {"protocol": protocol, "pool_sentences": 1000, "dev_test_sentences": 500, "plot": "x.png"},
+    }
+    now = {"protocol": protocol, "pool_sentences": 3000, "dev_sentences": 500, "test_sentences": "all (3,453)"}
+    reported = active_ner.reported_runs(previous, now)
+    assert list(reported) == ["pool1000_test500"]
+    entry = reported["pool1000_test500"]
+    assert entry["claims_as_reported_rows"][0]["ours"] == 0.61 and entry["pool_sentences"] == 1000
+    assert "plot" not in entry and entry["command"].endswith("--eval-limit 500")
+    # the next summary of the same protocol carries the earlier run on and adds nothing
+    this_run = {"command": "c", "claims": [], "details": {**now, "reported": reported}}
+    assert active_ner.reported_runs(this_run, now) == reported
+    assert active_ner.reported_runs(None, now) == {}
