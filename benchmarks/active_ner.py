@@ -511,7 +511,7 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "pool_sentences": train_limit or FULL_POOL,
         "dev_sentences": dev_limit or "all (3,250)",
         "test_sentences": test_limit or "all (3,453)",
-        "pool_words": results[0].get("total_words") if results and "total_words" in results[0] else None,
+        "pool_words": next((r["total_words"] for r in results if "total_words" in r), None),
         "selection": (
             "every epoch is scored on dev (testa); each round's point (and the full-data reference) is the test "
             "(testb) F1 of the best dev epoch of that round; test never chooses anything"
@@ -527,8 +527,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         ),
         "scaled": (
             f"scaled run: the pool is the first {train_limit or 14041} of 14,041 training sentences, dev (epoch "
-            f"choice) the first {dev_limit or 3250} of 3,250, test (read once per point) the first "
-            f"{test_limit or 3453} of 3,453; the full protocol is --scale 1"
+            f"choice) {f'the first {dev_limit} of 3,250' if dev_limit else 'all 3,250'}, test (read once per point) "
+            f"{f'the first {test_limit} of 3,453' if test_limit else 'all 3,453'}; the full protocol is --scale 1"
             if args.scale < 1 or train_limit is not None or dev_limit is not None or test_limit is not None
             else "the full protocol (all of CoNLL-2003)"
         ),
@@ -676,6 +676,21 @@ def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path, full_se
     fig.savefig(path, dpi=120)
 
 
+def job_results(work: Path) -> list[dict[str, Any]]:
+    """The finished jobs in ``work`` (``<strategy>_<seed>.json``; other files there, e.g. ``choice.json``, skipped).
+
+    Example::
+
+        job_results(Path("/tmp/active_ner"))  # [{"strategy": "full", "seed": 0, ...}, ...]
+    """
+    jobs = ("full", *STRATEGIES)
+    return [
+        json.loads(p.read_text())
+        for p in sorted(work.glob("*_*.json"))
+        if p.stem.rsplit("_", 1)[0] in jobs and p.stem.rsplit("_", 1)[1].isdigit()
+    ]
+
+
 def _snapshot(args: argparse.Namespace) -> None:
     """Summarize the finished jobs into ``--snapshot`` (so a run cut off at a time limit still reports)."""
     if not args.snapshot:
@@ -687,7 +702,7 @@ def _snapshot(args: argparse.Namespace) -> None:
     with tarfile.open(out / "jobs.tar.gz", "w:gz") as tar:
         for path in sorted(Path(args.work).glob("*.json")) + sorted(Path(args.work).glob("*.csv")):
             tar.add(path, arcname=path.name)
-    results = [json.loads(p.read_text()) for p in sorted(Path(args.work).glob("*.json"))]
+    results = job_results(Path(args.work))
     snap = argparse.Namespace(**{**vars(args), "results_dir": str(out), "plot": str(out / "active_ner.png")})
     try:
         summarize(snap, results)
@@ -772,7 +787,7 @@ def main() -> None:
                 _job(job)
                 _snapshot(args)
         print(f"all jobs in {time.perf_counter() - started:.0f}s", flush=True)
-    results = [json.loads(p.read_text()) for p in sorted(Path(args.work).glob("*.json"))]
+    results = job_results(Path(args.work))
     summarize(args, results)
 
 

@@ -198,3 +198,13 @@ def test_the_previous_protocol_is_kept_as_a_reported_run_and_carried_on() -> Non
     this_run = {"command": "c", "claims": [], "details": {**now, "reported": reported}}
     assert active_ner.reported_runs(this_run, now) == reported
     assert active_ner.reported_runs(None, now) == {}
+
+
+def test_job_results_skip_the_choice_note_in_the_work_folder(tmp_path) -> None:
+    import json
+
+    for name in ("full_0", "mnlp_2", "random_10"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"strategy": name.rsplit("_", 1)[0]}))
+    (tmp_path / "choice.json").write_text("{}")
+    (tmp_path / "least_confidence_x.json").write_text("{}")
+    assert [r["strategy"] for r in active_ner.job_results(tmp_path)] == ["full", "mnlp", "random"]
