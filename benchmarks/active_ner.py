@@ -13,7 +13,9 @@ the reference). Crossing points (the words at which a curve reaches 99% of the f
 linearly per seed; the spread over seeds is reported.
 
 ``--scale S`` keeps the first ``S`` of the training sentences as the pool and the first ``S`` of dev and test
-(``--scale 1`` = the paper's data: 14,041 / 3,250 / 3,453 sentences).
+(``--scale 1`` = the paper's data: 14,041 / 3,250 / 3,453 sentences). ``--train-limit``, ``--eval-limit`` (dev,
+which chooses epochs) and ``--test-limit`` (test, read once per point) set each split on its own; a split without
+a limit is whole (``--test-limit`` unset = all 3,453 test sentences).
 
 Every job is one ``trainer.fit`` with the :class:`~trinity_lightning.active.ActiveLearning` callback
 over a :class:`~trinity_lightning.active.ner.ConllDataModule`: the library's own code path.
@@ -21,8 +23,10 @@ over a :class:`~trinity_lightning.active.ner.ConllDataModule`: the library's own
 Usage::
 
     python benchmarks/active_ner.py --scale 1 --step 0.02 --workers 6 --device gpu   # the full protocol
-    # the stored CPU run (the first 1,000 training sentences, the first 500 of dev and test):
-    python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500 --step 0.15 --min-steps 30 --workers 9
+    # a CPU run: the first 2,000 training sentences, the first 500 dev sentences choose epochs, all of test:
+    python benchmarks/active_ner.py --train-limit 2000 --eval-limit 500 --step 0.15 --min-steps 30 --workers 1
+    # the stop-18 run (500 test sentences: too few to place a crossing):
+    python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500 --test-limit 500 --step 0.15 --min-steps 30
     python benchmarks/active_ner.py --tiny                                           # a quick check
 """
 
@@ -49,29 +53,34 @@ STRATEGIES = ("random", "least_confidence", "mnlp", "bald")
 FULL_POOL, FULL_EVAL = 14041, 3453  # CoNLL-2003 train sentences; the larger of dev (3,250) and test
 
 
-def _limits(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    """``(train_limit, eval_limit)``: ``--train-limit``/``--eval-limit`` when given, else from ``--scale``."""
-    train = (
-        args.train_limit
-        if args.train_limit is not None
-        else (None if args.scale >= 1 else round(args.scale * FULL_POOL))
-    )
-    evals = (
-        args.eval_limit if args.eval_limit is not None else (None if args.scale >= 1 else round(args.scale * FULL_EVAL))
-    )
-    return train, evals
+def _limits(args: argparse.Namespace) -> tuple[int | None, int | None, int | None]:
+    """``(train_limit, dev_limit, test_limit)`` in sentences (``None`` = the whole split): ``--train-limit``,
+    ``--eval-limit`` (dev) and ``--test-limit`` when given, else from ``--scale`` (``--scale 1``: everything).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> _limits(NS(scale=1.0, train_limit=2000, eval_limit=500, test_limit=None))
+        (2000, 500, None)
+    """
+    scaled = args.scale < 1
+
+    def pick(given: int | None, full: int) -> int | None:
+        return given if given is not None else (round(args.scale * full) if scaled else None)
+
+    return pick(args.train_limit, FULL_POOL), pick(args.eval_limit, FULL_EVAL), pick(args.test_limit, FULL_EVAL)
 
 
 def _datamodule(args: argparse.Namespace) -> Any:
     """Pool = train split, validation = dev (testa: chooses epochs), test = testb (reported)."""
     from trinity_lightning.active.ner import ConllDataModule
 
-    train_limit, eval_limit = _limits(args)
+    train_limit, dev_limit, test_limit = _limits(args)
     dm = ConllDataModule(
         val_path="dev",
         test_path="test",
         train_limit=train_limit,
-        eval_limit=eval_limit,
+        val_limit=dev_limit,
+        test_limit=test_limit,
         batch_size=args.batch_size,
         pool_batch_size=512,
     )
@@ -471,13 +480,16 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 seeds={"mnlp": curves["mnlp"]["seeds"], "random": curves["random"]["seeds"]},
             )
         )
-    train_limit, eval_limit = _limits(args)
+    train_limit, dev_limit, test_limit = _limits(args)
     cpu = sum(r.get("cpu_seconds", r["seconds"]) for r in results)
     details = {
         "protocol": {
             k: getattr(args, k)
             for k in (
                 "scale",
+                "train_limit",
+                "eval_limit",
+                "test_limit",
                 "start",
                 "step",
                 "stop",
@@ -497,8 +509,9 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             )
         },
         "pool_sentences": train_limit or FULL_POOL,
-        "dev_test_sentences": eval_limit or "all (3,250 / 3,453)",
-        "pool_words": results[0].get("total_words") if results and "total_words" in results[0] else None,
+        "dev_sentences": dev_limit or "all (3,250)",
+        "test_sentences": test_limit or "all (3,453)",
+        "pool_words": next((r["total_words"] for r in results if "total_words" in r), None),
         "selection": (
             "every epoch is scored on dev (testa); each round's point (and the full-data reference) is the test "
             "(testb) F1 of the best dev epoch of that round; test never chooses anything"
@@ -513,9 +526,10 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             f"{args.full_epochs} epochs from scratch"
         ),
         "scaled": (
-            f"scaled run: the pool is the first {train_limit} of 14,041 training sentences, dev/test the first "
-            f"{eval_limit} sentences; the full protocol is --scale 1"
-            if args.scale < 1 or train_limit is not None
+            f"scaled run: the pool is the first {train_limit or 14041} of 14,041 training sentences, dev (epoch "
+            f"choice) {f'the first {dev_limit} of 3,250' if dev_limit else 'all 3,250'}, test (read once per point) "
+            f"{f'the first {test_limit} of 3,453' if test_limit else 'all 3,453'}; the full protocol is --scale 1"
+            if args.scale < 1 or train_limit is not None or dev_limit is not None or test_limit is not None
             else "the full protocol (all of CoNLL-2003)"
         ),
         "full_data_f1": full_f1,
@@ -537,6 +551,16 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "cpu_seconds_total": cpu,
         "plot": _relative(Path(args.plot)),
     }
+    choice = Path(args.work, "choice.json")  # the pool / rounds chosen from timed pilot jobs, written before the run
+    if choice.is_file():
+        details["run_choice"] = json.loads(choice.read_text())
+    try:
+        from _results import read_results
+
+        old: dict[str, Any] | None = read_results("active_ner", Path(args.results_dir) if args.results_dir else None)
+    except FileNotFoundError:
+        old = None
+    details["reported"] = reported_runs(old, details)
     done = {f"{r['strategy']}_{r['seed']}" for r in results}
     details["jobs_finished"] = sorted(done)
     details["jobs_not_finished"] = [name for name in _job_names(args) if name not in done]
@@ -551,6 +575,50 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     _plot(curves, full_f1, Path(args.plot), [r["test_f1"] for r in full])
     for c in claims:
         print(json.dumps(c))
+
+
+def reported_key(details: dict[str, Any]) -> str:
+    """``details.reported``'s key for a run: its pool and test sizes (``pool1000_test500``; ``all`` = whole split).
+
+    Example:
+        >>> reported_key({"pool_sentences": 1000, "dev_test_sentences": 500})  # a file from before --test-limit
+        'pool1000_test500'
+        >>> reported_key({"pool_sentences": 3000, "test_sentences": "all (3,453)"})
+        'pool3000_testall'
+    """
+    test = details.get("test_sentences", details.get("dev_test_sentences"))
+    return f"pool{details.get('pool_sentences')}_test{test if isinstance(test, int) else 'all'}"
+
+
+def reported_runs(old: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any]:
+    """The earlier runs to keep beside this one's claims: ``old``'s own ``details.reported``, plus ``old`` itself
+    (its command, date, machine, claims as ``claims_as_reported_rows`` and details) under :func:`reported_key`
+    when it ran another protocol (pool, dev, test, rounds or budget rule) than ``details``.
+
+    Example::
+
+        reported_runs(read_results("active_ner"), details)  # {"pool1000_test500": {...}}
+    """
+    if old is None:
+        return {}
+    before = old.get("details", {})
+    out: dict[str, Any] = dict(before.get("reported", {}))
+    same = reported_key(before) == reported_key(details) and before.get("dev_sentences") == details.get("dev_sentences")
+    same = same and all(
+        before.get("protocol", {}).get(k) == details["protocol"].get(k)
+        for k in ("step", "stop", "patience", "max_epochs", "min_steps")
+    )
+    if same:
+        return out
+    entry = {
+        "command": old.get("command"),
+        "date": old.get("date"),
+        "machine": old.get("machine"),
+        "claims_as_reported_rows": list(old.get("claims", [])),
+    }
+    entry.update({k: v for k, v in before.items() if k not in ("reported", "plot")})
+    out[reported_key(before)] = entry
+    return out
 
 
 def _job_names(args: argparse.Namespace) -> list[str]:
@@ -608,6 +676,21 @@ def _plot(curves: dict[str, dict[str, Any]], full_f1: float, path: Path, full_se
     fig.savefig(path, dpi=120)
 
 
+def job_results(work: Path) -> list[dict[str, Any]]:
+    """The finished jobs in ``work`` (``<strategy>_<seed>.json``; other files there, e.g. ``choice.json``, skipped).
+
+    Example::
+
+        job_results(Path("/tmp/active_ner"))  # [{"strategy": "full", "seed": 0, ...}, ...]
+    """
+    jobs = ("full", *STRATEGIES)
+    return [
+        json.loads(p.read_text())
+        for p in sorted(work.glob("*_*.json"))
+        if p.stem.rsplit("_", 1)[0] in jobs and p.stem.rsplit("_", 1)[1].isdigit()
+    ]
+
+
 def _snapshot(args: argparse.Namespace) -> None:
     """Summarize the finished jobs into ``--snapshot`` (so a run cut off at a time limit still reports)."""
     if not args.snapshot:
@@ -619,7 +702,7 @@ def _snapshot(args: argparse.Namespace) -> None:
     with tarfile.open(out / "jobs.tar.gz", "w:gz") as tar:
         for path in sorted(Path(args.work).glob("*.json")) + sorted(Path(args.work).glob("*.csv")):
             tar.add(path, arcname=path.name)
-    results = [json.loads(p.read_text()) for p in sorted(Path(args.work).glob("*.json"))]
+    results = job_results(Path(args.work))
     snap = argparse.Namespace(**{**vars(args), "results_dir": str(out), "plot": str(out / "active_ner.png")})
     try:
         summarize(snap, results)
@@ -652,7 +735,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--eval-limit", type=int, default=None)
+    parser.add_argument(
+        "--eval-limit", type=int, default=None, help="the first N dev (testa) sentences choose epochs (default: all)"
+    )
+    parser.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        help="the first N test (testb) sentences give each point's F1 (default: all 3,453; read once per point)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
@@ -672,7 +763,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a quick CPU check of the script (not a result)")
     args = parser.parse_args()
     if args.tiny:
-        args.train_limit, args.eval_limit, args.seeds, args.full_epochs = 600, 200, 1, 2
+        args.train_limit, args.eval_limit, args.test_limit, args.seeds, args.full_epochs = 600, 200, 200, 1, 2
         args.epochs, args.min_steps, args.step, args.stop, args.mc_samples = 1, 5, 0.1, 0.21, 3
         args.patience, args.max_epochs = min(args.patience, 1), 3
         args.start = 0.01
@@ -696,7 +787,7 @@ def main() -> None:
                 _job(job)
                 _snapshot(args)
         print(f"all jobs in {time.perf_counter() - started:.0f}s", flush=True)
-    results = [json.loads(p.read_text()) for p in sorted(Path(args.work).glob("*.json"))]
+    results = job_results(Path(args.work))
     summarize(args, results)
 
 

@@ -98,6 +98,16 @@ def test_job_order_and_the_recorded_command_leave_out_machine_local_paths(monkey
     assert active_ner._command() == "python benchmarks/active_ner.py --step 0.15 --workers 4"
 
 
+def test_dev_and_test_limits_are_separate_and_test_defaults_to_the_whole_split() -> None:
+    limits = active_ner._limits
+    run = SimpleNamespace(scale=1.0, train_limit=2000, eval_limit=500, test_limit=None)
+    assert limits(run) == (2000, 500, None)  # dev 500 sentences chooses epochs, test is all 3,453
+    previous = SimpleNamespace(scale=1.0, train_limit=1000, eval_limit=500, test_limit=500)
+    assert limits(previous) == (1000, 500, 500)  # the stop-18 protocol
+    assert limits(SimpleNamespace(scale=0.1, train_limit=None, eval_limit=None, test_limit=None)) == (1404, 345, 345)
+    assert limits(SimpleNamespace(scale=1.0, train_limit=None, eval_limit=None, test_limit=None)) == (None,) * 3
+
+
 def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference(tmp_path) -> None:
     import json
 
@@ -134,12 +144,14 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
         stop=0.61,
         train_limit=1000,
         eval_limit=500,
+        test_limit=None,
         scale=1.0,
         strategies=["mnlp", "random"],
         seeds=2,
         full_seeds=2,
         results_dir=str(tmp_path),
         plot=str(tmp_path / "p.png"),
+        work=str(tmp_path / "work"),
         patience=3,
         max_epochs=20,
         min_steps=30,
@@ -152,8 +164,11 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
         device="cpu",
         threads=1,
     )
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "choice.json").write_text('{"pool": 2000}')
     active_ner.summarize(args, results)
     out = json.loads((tmp_path / "active_ner.json").read_text())
+    assert out["details"]["run_choice"] == {"pool": 2000} and out["details"]["reported"] == {}
     claims = {c["id"]: c for c in out["claims"]}
     spread = out["details"]["curves"]["mnlp"]["fraction_to_99pct_full_per_seed"]
     assert spread["per_seed"] == pytest.approx([0.46, 0.31]) and spread["mean"] == pytest.approx(0.385)
@@ -162,3 +177,34 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
     vs_random = claims["mnlp_vs_random_words_to_99pct_full_f1"]
     assert vs_random["anchor"] == 0.61 and vs_random["random_reached"] is False  # a lower bound on the ratio
     assert out["details"]["jobs_not_finished"] == ["random_1"] and "/tmp" not in out["command"]
+    assert out["details"]["dev_sentences"] == 500 and out["details"]["test_sentences"] == "all (3,453)"
+
+
+def test_the_previous_protocol_is_kept_as_a_reported_run_and_carried_on() -> None:
+    protocol = {"step": 0.15, "stop": 0.61, "patience": 3, "max_epochs": 20, "min_steps": 30}
+    previous = {
+        "command": "python benchmarks/active_ner.py --train-limit 1000 --eval-limit 500",
+        "date": "2026-12-03",
+        "claims": [{"id": "mnlp_words_to_full_f1", "ours": 0.61, "reached": False}],
+        "details": {"protocol": protocol, "pool_sentences": 1000, "dev_test_sentences": 500, "plot": "x.png"},
+    }
+    now = {"protocol": protocol, "pool_sentences": 3000, "dev_sentences": 500, "test_sentences": "all (3,453)"}
+    reported = active_ner.reported_runs(previous, now)
+    assert list(reported) == ["pool1000_test500"]
+    entry = reported["pool1000_test500"]
+    assert entry["claims_as_reported_rows"][0]["ours"] == 0.61 and entry["pool_sentences"] == 1000
+    assert "plot" not in entry and entry["command"].endswith("--eval-limit 500")
+    # the next summary of the same protocol carries the earlier run on and adds nothing
+    this_run = {"command": "c", "claims": [], "details": {**now, "reported": reported}}
+    assert active_ner.reported_runs(this_run, now) == reported
+    assert active_ner.reported_runs(None, now) == {}
+
+
+def test_job_results_skip_the_choice_note_in_the_work_folder(tmp_path) -> None:
+    import json
+
+    for name in ("full_0", "mnlp_2", "random_10"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"strategy": name.rsplit("_", 1)[0]}))
+    (tmp_path / "choice.json").write_text("{}")
+    (tmp_path / "least_confidence_x.json").write_text("{}")
+    assert [r["strategy"] for r in active_ner.job_results(tmp_path)] == ["full", "mnlp", "random"]

@@ -80,6 +80,26 @@ def test_small_train_limit_keeps_every_tag_of_every_split(tmp_path):
     assert batch["tags"][0, 0].item() == dm.tag_names.index("B-LOC")
 
 
+def test_dev_and_test_limits_cut_each_split_on_its_own(tmp_path):
+    """val_limit/test_limit override eval_limit per split: a cheap dev split for epoch choice, the whole test."""
+    dev = DEV + "\nRome NNP B-NP B-LOC\n"  # 3 sentences
+    paths = _files(tmp_path, train=TRAIN, dev=dev, test=dev)
+    sizes = {}
+    for name, kwargs in {
+        "none": {},
+        "eval": {"eval_limit": 2},
+        "val": {"val_limit": 1},
+        "val_and_eval": {"val_limit": 1, "eval_limit": 2},
+        "test": {"test_limit": 2, "eval_limit": 1},
+    }.items():
+        dm = _dm(paths, initial_labelled=1, **kwargs)
+        dm.setup("fit")
+        sizes[name] = (len(dm.val_set), len(dm.test_set))
+    assert sizes == {"none": (3, 3), "eval": (2, 2), "val": (1, 3), "val_and_eval": (1, 2), "test": (1, 2)}
+    with pytest.raises(ValueError, match=r"test_limit: expected a positive number of sentences or None \(all\), got 0"):
+        _dm(paths, test_limit=0)
+
+
 # ------------------------------------------------------------------------------------------ item 17
 def test_tokens_only_pool_is_labelled_from_zero_with_the_full_tag_set(tmp_path):
     paths = _files(tmp_path, train=POOL, dev=DEV)

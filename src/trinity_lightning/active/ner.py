@@ -162,6 +162,9 @@ class ConllDataModule(ActiveLearningDataModule):
         test_path: CoNLL file of the test set (default: shared test; ``"none"``: no test set).
         train_limit: keep only the first ``train_limit`` pool sentences (quick runs).
         eval_limit: keep only the first ``eval_limit`` dev/test sentences.
+        val_limit: keep only the first ``val_limit`` dev sentences (overrides ``eval_limit`` for dev).
+        test_limit: keep only the first ``test_limit`` test sentences (overrides ``eval_limit`` for test), e.g.
+            ``val_limit=500`` with no ``eval_limit``/``test_limit``: a cheap dev split, the whole test split.
         tags: the tag set, in id order (e.g. ``["O", "B-PER", "I-PER"]``); required for a tokens-only pool
             without a seed file.
         seed_path: a CoNLL file of already labelled sentences, added after the pool sentences (dataset
@@ -177,6 +180,9 @@ class ConllDataModule(ActiveLearningDataModule):
         >>> dm = ConllDataModule(train_limit=200, eval_limit=50, initial_labelled=0.05)  # doctest: +SKIP
         >>> dm.setup(); dm.n_labelled, dm.labelled_cost  # doctest: +SKIP
         (10, 138)
+        >>> dm = ConllDataModule(train_limit=2000, val_limit=500)  # doctest: +SKIP
+        >>> dm.setup(); len(dm.val_set), len(dm.test_set)  # doctest: +SKIP
+        (500, 3453)
         >>> dm = ConllDataModule("new_text.txt", val_path="none", test_path="none",
         ...                      tags=["O", "B-PER", "I-PER"], initial_labelled=0)  # doctest: +SKIP
     """
@@ -190,6 +196,8 @@ class ConllDataModule(ActiveLearningDataModule):
         eval_limit: int | None = None,
         tags: Sequence[str] | None = None,
         seed_path: str | None = None,
+        val_limit: int | None = None,
+        test_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
         # LightningCLI passes every inherited argument, so None/-1 mean "not given" here
@@ -205,7 +213,16 @@ class ConllDataModule(ActiveLearningDataModule):
             if not tags or len(set(tags)) != len(tags):
                 raise ValueError(f"tags: expected distinct tag names, got {tags}")
         self.train_path, self.val_path, self.test_path = train_path, val_path, test_path
+        for name, limit in (
+            ("train_limit", train_limit),
+            ("eval_limit", eval_limit),
+            ("val_limit", val_limit),
+            ("test_limit", test_limit),
+        ):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name}: expected a positive number of sentences or None (all), got {limit}")
         self.train_limit, self.eval_limit = train_limit, eval_limit
+        self.val_limit, self.test_limit = val_limit, test_limit
         self.tags, self.seed_path = tags, seed_path
         self.vocab: Vocabulary | None = None
         self._tagged: list[bool] = []
@@ -266,7 +283,9 @@ class ConllDataModule(ActiveLearningDataModule):
             if split not in splits:
                 return None
             part = splits[split][0]
-            return TaggedDataset(part[: self.eval_limit] if self.eval_limit is not None else part, vocab)
+            own = self.val_limit if split == "dev" else self.test_limit
+            limit = own if own is not None else self.eval_limit
+            return TaggedDataset(part[:limit] if limit is not None else part, vocab)
 
         return TaggedDataset(sentences, vocab), evaluation("dev"), evaluation("test"), None
 
