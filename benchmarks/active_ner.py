@@ -37,6 +37,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -370,6 +371,67 @@ def _spread(values: list[float | None], cap: float) -> dict[str, Any]:
     }
 
 
+def extension_crossings(
+    results: list[dict[str, Any]], extension: list[dict[str, Any]], level: float, stop: float
+) -> dict[str, dict[str, Any]]:
+    """Per strategy, the crossings of ``level`` in ``extension``: the same protocol's campaigns run on past ``stop``
+    (``--extension DIR``, a job folder of the same command with a later ``--stop``), checked against ``results``.
+
+    A strategy is taken only when the extension holds every seed the main run has, and each seed's test F1 equals
+    the main run's at every round before ``stop`` (the last round before the stop may differ: there the main run's
+    query was cut to the stop's budget); anything else is not the same protocol and stops the summary.
+
+    Example:
+        >>> main = [{"strategy": "random", "seed": 0, "fraction": [0.01, 0.3, 0.6], "f1": [1.0, 40.0, 55.0]}]
+        >>> ext = [{"strategy": "random", "seed": 0, "fraction": [0.01, 0.3, 0.61, 0.9], "f1": [1.0, 40.0, 56, 62]}]
+        >>> extension_crossings(main, ext, 59.0, 0.61)["random"]["fraction_to_99pct_full_per_seed"]["mean"]
+        0.755
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for strategy in STRATEGIES:
+        runs = {r["seed"]: r for r in extension if r["strategy"] == strategy}
+        mine = {r["seed"]: r for r in results if r["strategy"] == strategy}
+        if not runs or not mine:
+            continue
+        missing = sorted(set(mine) - set(runs))
+        if missing:
+            raise SystemExit(f"--extension: {strategy} has no seed {missing} there; it must hold the main run's seeds")
+        for seed, r in mine.items():
+            ext = runs[seed]
+            shared = [i for i, f in enumerate(r["fraction"][:-1]) if f < stop]
+            same = all(
+                i < len(ext["f1"])
+                and abs(ext["f1"][i] - r["f1"][i]) < 1e-9
+                and abs(ext["fraction"][i] - r["fraction"][i]) < 1e-9
+                for i in shared
+            )
+            if not same:
+                raise SystemExit(
+                    f"--extension: {strategy} seed {seed} differs from the main run before its last round: not the "
+                    "same protocol (pool, dev, test, rule and seed must match)"
+                )
+        seeds = sorted(mine)
+        reach = max(max(runs[s]["fraction"]) for s in seeds)
+        crossings = [_first_reach(runs[s]["fraction"], runs[s]["f1"], level) for s in seeds]
+        out[strategy] = {
+            "seeds": seeds,
+            "stop": round(reach, 4),
+            "per_seed": {
+                str(s): {
+                    "fraction": runs[s]["fraction"],
+                    "test_f1": runs[s]["f1"],
+                    "epochs_per_point": runs[s].get("epochs_per_point"),
+                }
+                for s in seeds
+            },
+            "fraction_to_99pct_full_per_seed": _spread(crossings, reach),
+            "cpu_seconds_per_campaign": float(
+                np.mean([runs[s].get("cpu_seconds", runs[s].get("seconds", np.nan)) for s in seeds])
+            ),
+        }
+    return out
+
+
 def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     full = [r for r in results if r["strategy"] == "full"]
     full_f1 = float(np.mean([r["test_f1"] for r in full])) if full else float("nan")
@@ -413,13 +475,29 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             "seeds": [r["seed"] for r in runs],
         }
     claims = []
+    extended: dict[str, dict[str, Any]] = {}
+    if getattr(args, "extension", None) and full:
+        extended = extension_crossings(results, job_results(Path(args.extension)), level, args.stop)
 
     def crossing(strategy: str) -> tuple[float, bool]:
-        """Mean over seeds of the per-seed crossing point; the cap when a seed never crosses."""
+        """Mean over seeds of the per-seed crossing point; the cap when a seed never crosses within the stop, unless
+        the ``--extension`` run of the same protocol places it further on."""
         spread = curves[strategy]["fraction_to_99pct_full_per_seed"]
         if spread["mean"] is not None:
             return spread["mean"], True
+        more = extended.get(strategy, {}).get("fraction_to_99pct_full_per_seed", {})
+        if more.get("mean") is not None:
+            return more["mean"], True
         return args.stop, False
+
+    def source(strategy: str) -> str:
+        """Where a crossing claim reads ``strategy``'s crossing from, for the claim text."""
+        if curves[strategy]["fraction_to_99pct_full_per_seed"]["mean"] is not None or strategy not in extended:
+            return ""
+        return (
+            f"; {strategy}'s crossings come from the same campaigns run on to {extended[strategy]['stop']:.0%} "
+            "(--extension; it never crossed within the stop)"
+        )
 
     if "mnlp" in curves and full:
         ours, reached = crossing("mnlp")
@@ -429,7 +507,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 "fraction of training words at which MNLP reaches 99% of the full-data F1 of the same tagger "
                 "(test F1 at the dev-chosen epoch, per-seed crossing interpolated, mean of seeds); "
                 "ratio = the paper's 25% / ours, so ratio >= 0.5 <=> 99% of full F1 with <= 50% of the words"
-                + ("" if reached else f" (a seed did not reach it within {args.stop:.0%}: ours = the cap)"),
+                + ("" if reached else f" (a seed did not reach it within {args.stop:.0%}: ours = the cap)")
+                + source("mnlp"),
                 ours=round(ours, 4),
                 anchor=0.25,
                 better="lower",
@@ -454,7 +533,9 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                     else f"; random did not reach it within {args.stop:.0%} in every seed: "
                     "anchor = the cap, the ratio is a lower bound"
                 )
-                + ("" if reached_m else f"; MNLP did not reach it within {args.stop:.0%}: ours = the cap"),
+                + ("" if reached_m else f"; MNLP did not reach it within {args.stop:.0%}: ours = the cap")
+                + source("random")
+                + source("mnlp"),
                 ours=round(ours, 4),
                 anchor=round(anchor, 4),
                 better="lower",
@@ -548,6 +629,21 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             for r in full
         ],
         "curves": curves,
+        **(
+            {
+                "extension": {
+                    "what": "the same protocol's campaigns run on past the stop (--extension), for crossings the "
+                    "stop cuts off; checked equal to the main run on every shared round before the stop",
+                    "folder": _relative(Path(args.extension)),
+                    "command": re.sub(r"--(stop|full-seeds|strategies) \S+ ?", "", _command()).strip()
+                    + f" --strategies {' '.join(sorted(extended))} --stop "
+                    + f"{max(e['stop'] for e in extended.values()):.2f} --full-seeds 0 (its own --work folder)",
+                    "strategies": extended,
+                }
+            }
+            if extended
+            else {}
+        ),
         "cpu_seconds_total": cpu,
         "plot": _relative(Path(args.plot)),
     }
@@ -638,7 +734,7 @@ def _command() -> str:
     for arg in sys.argv[1:]:
         if skip and not arg.startswith("--"):
             continue
-        skip = arg in ("--work", "--snapshot", "--results-dir", "--plot", "--only")
+        skip = arg in ("--work", "--snapshot", "--results-dir", "--plot", "--only", "--extension")
         if not skip and arg != "--summarize-only":
             out.append(arg)
     return " ".join(["python benchmarks/active_ner.py", *out])
@@ -760,6 +856,12 @@ def main() -> None:
         help="run only these jobs (e.g. full_2 mnlp_1), to split one run over processes sharing --work",
     )
     parser.add_argument("--summarize-only", action="store_true", help="rebuild the JSON from finished jobs")
+    parser.add_argument(
+        "--extension",
+        default=None,
+        help="a job folder of the same command run to a later --stop (e.g. --strategies random --stop 0.91): "
+        "crossings the stop cuts off are read from it (checked equal on the shared rounds)",
+    )
     parser.add_argument("--tiny", action="store_true", help="a quick CPU check of the script (not a result)")
     args = parser.parse_args()
     if args.tiny:

@@ -179,6 +179,30 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
     assert out["details"]["jobs_not_finished"] == ["random_1"] and "/tmp" not in out["command"]
     assert out["details"]["dev_sentences"] == 500 and out["details"]["test_sentences"] == "all (3,453)"
 
+    # --extension: random's campaign run on to 91% (same rounds before the stop) places the crossing the stop cut off
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    further = campaign("random", 0, [10.0, 50.0, 61.0, 79.3])
+    further["fraction"] = [0.01, 0.31, 0.61, 0.91]
+    (ext / "random_0.json").write_text(json.dumps(further))
+    (ext / "full_0.json").write_text(json.dumps(full[0]))  # a reference there is not read
+    args.extension = str(ext)
+    active_ner.summarize(args, results)
+    out = json.loads((tmp_path / "active_ner.json").read_text())
+    vs_random = {c["id"]: c for c in out["claims"]}["mnlp_vs_random_words_to_99pct_full_f1"]
+    assert vs_random["random_reached"] is True and vs_random["anchor"] == pytest.approx(
+        0.61 + 0.3 * 8.3 / 18.3, abs=1e-4
+    )
+    assert "--extension" in vs_random["what"]
+    assert vs_random["ratio"] == pytest.approx(vs_random["anchor"] / 0.385, rel=1e-3)
+    assert out["details"]["extension"]["strategies"]["random"]["seeds"] == [0]
+    assert "mnlp" not in out["details"]["extension"]["strategies"]  # no MNLP campaign there
+    # an extension that is not the same protocol (another F1 on a shared round) stops the summary
+    further["f1"][1] = 51.0
+    (ext / "random_0.json").write_text(json.dumps(further))
+    with pytest.raises(SystemExit, match="random seed 0 differs"):
+        active_ner.summarize(args, results)
+
 
 def test_the_previous_protocol_is_kept_as_a_reported_run_and_carried_on() -> None:
     protocol = {"step": 0.15, "stop": 0.61, "patience": 3, "max_epochs": 20, "min_steps": 30}
