@@ -673,17 +673,28 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         print(json.dumps(c))
 
 
+# The rounds of the claims' scaled protocol (--step 0.15 --stop 0.61): runs with other rounds get them in their key.
+CLAIM_ROUNDS = (0.15, 0.61)
+
+
 def reported_key(details: dict[str, Any]) -> str:
-    """``details.reported``'s key for a run: its pool and test sizes (``pool1000_test500``; ``all`` = whole split).
+    """``details.reported``'s key for a run: its pool and test sizes (``pool1000_test500``; ``all`` = whole split),
+    and its rounds when they are not the claims' 15% to 61% (``..._step2pct_stop21pct``).
 
     Example:
         >>> reported_key({"pool_sentences": 1000, "dev_test_sentences": 500})  # a file from before --test-limit
         'pool1000_test500'
         >>> reported_key({"pool_sentences": 3000, "test_sentences": "all (3,453)"})
         'pool3000_testall'
+        >>> reported_key({"pool_sentences": 3000, "test_sentences": "all", "protocol": {"step": 0.02, "stop": 0.21}})
+        'pool3000_testall_step2pct_stop21pct'
     """
     test = details.get("test_sentences", details.get("dev_test_sentences"))
-    return f"pool{details.get('pool_sentences')}_test{test if isinstance(test, int) else 'all'}"
+    key = f"pool{details.get('pool_sentences')}_test{test if isinstance(test, int) else 'all'}"
+    step, stop = (details.get("protocol", {}).get(k) for k in ("step", "stop"))
+    if step is not None and stop is not None and (step, stop) != CLAIM_ROUNDS:
+        key += f"_step{round(step * 100)}pct_stop{round(stop * 100)}pct"
+    return key
 
 
 def reported_runs(old: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any]:
@@ -699,6 +710,7 @@ def reported_runs(old: dict[str, Any] | None, details: dict[str, Any]) -> dict[s
         return {}
     before = old.get("details", {})
     out: dict[str, Any] = dict(before.get("reported", {}))
+    out.pop(reported_key(details), None)  # a run never reports itself (it may come back after another run's summary)
     same = reported_key(before) == reported_key(details) and before.get("dev_sentences") == details.get("dev_sentences")
     same = same and all(
         before.get("protocol", {}).get(k) == details["protocol"].get(k)

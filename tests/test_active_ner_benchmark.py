@@ -222,6 +222,14 @@ def test_the_previous_protocol_is_kept_as_a_reported_run_and_carried_on() -> Non
     this_run = {"command": "c", "claims": [], "details": {**now, "reported": reported}}
     assert active_ner.reported_runs(this_run, now) == reported
     assert active_ner.reported_runs(None, now) == {}
+    # a run with other rounds (2% steps to 21%) is reported under its own key; summarizing the claims' run again
+    # afterwards reports the 2% run and drops the claims' run's own stale copy
+    fine = {**now, "protocol": {**protocol, "step": 0.02, "stop": 0.21}, "reported": reported}
+    after_fine = active_ner.reported_runs(this_run, fine)
+    assert sorted(after_fine) == ["pool1000_test500", "pool3000_testall"]
+    fine_file = {"command": "f", "claims": [], "details": {**fine, "reported": after_fine}}
+    again = active_ner.reported_runs(fine_file, now)
+    assert sorted(again) == ["pool1000_test500", "pool3000_testall_step2pct_stop21pct"]
 
 
 def test_job_results_skip_the_choice_note_in_the_work_folder(tmp_path) -> None:
