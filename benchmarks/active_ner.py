@@ -516,6 +516,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 target=0.5,
                 reached=reached,
                 seeds=curves["mnlp"]["seeds"],
+                # a crossing beyond the stop makes the ratio an upper bound: never "met" on a cap
+                **({} if reached else {"met": False}),
                 scaled=_limits(args)[0] is not None,
             )
         )
@@ -543,6 +545,8 @@ def summarize(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 target=1.4,
                 mnlp_reached=reached_m,
                 random_reached=reached_r,
+                # MNLP capped: the ratio is an upper bound, never "met" (random capped: a lower bound, it may be)
+                **({} if reached_m else {"met": False}),
                 seeds={"mnlp": curves["mnlp"]["seeds"], "random": curves["random"]["seeds"]},
                 scaled=_limits(args)[0] is not None,
             )

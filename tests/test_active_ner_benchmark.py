@@ -174,6 +174,31 @@ def test_summary_interpolates_each_seeds_crossing_of_99pct_of_the_mean_reference
     assert spread["per_seed"] == pytest.approx([0.46, 0.31]) and spread["mean"] == pytest.approx(0.385)
     assert claims["mnlp_words_to_full_f1"]["ours"] == pytest.approx(0.385)
     assert claims["mnlp_words_to_full_f1"]["reached"] is True
+    # a stop before MNLP's crossing caps it: the ratio is then an upper bound and never "met"
+    capped = dict(vars(args), stop=0.31, step=0.3, results_dir=str(tmp_path / "capped"))
+    (tmp_path / "capped").mkdir()
+    active_ner.summarize(
+        SimpleNamespace(**capped),
+        [r for r in results if r["strategy"] == "full"]
+        + [
+            {
+                **r,
+                "fraction": r["fraction"][:2],
+                "f1": r["f1"][:2],
+                "dev_f1": r["dev_f1"][:2],
+                "labelled": r["labelled"][:2],
+                "tokens": r["tokens"][:2],
+            }
+            for r in results
+            if r["strategy"] == "mnlp"
+        ],
+    )
+    capped_claims = {c["id"]: c for c in json.loads((tmp_path / "capped" / "active_ner.json").read_text())["claims"]}
+    assert (
+        capped_claims["mnlp_words_to_full_f1"]["reached"] is False
+        and capped_claims["mnlp_words_to_full_f1"]["ratio"] > 0.5
+    )
+    assert capped_claims["mnlp_words_to_full_f1"]["met"] is False
     vs_random = claims["mnlp_vs_random_words_to_99pct_full_f1"]
     assert vs_random["anchor"] == 0.61 and vs_random["random_reached"] is False  # a lower bound on the ratio
     assert out["details"]["jobs_not_finished"] == ["random_1"] and "/tmp" not in out["command"]
