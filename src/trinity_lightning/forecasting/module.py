@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning.pytorch as pl
 import torch
@@ -373,6 +373,7 @@ class Highway(nn.Module):
 
 
 WRAPPERS = (InstanceNorm, Highway, ChannelIndependent)
+W = TypeVar("W", InstanceNorm, Highway, ChannelIndependent)
 
 
 class HorizonMetrics(nn.Module):
@@ -568,25 +569,24 @@ class Forecaster(pl.LightningModule):
         mode = self.hparams.get("instance_norm")
         return network if mode is None else InstanceNorm(network, mode)
 
-    @property
-    def highway_module(self) -> Highway | None:
-        """The :class:`Highway` around the network (``highway=w``), or ``None``."""
+    def _wrapper(self, kind: type[W]) -> W | None:
+        """The wrapper of type ``kind`` around the network (the chain of :data:`WRAPPERS`), or ``None``."""
         net = self.network
         while isinstance(net, WRAPPERS):
-            if isinstance(net, Highway):
+            if isinstance(net, kind):
                 return net
             net = net.network
         return None
 
     @property
+    def highway_module(self) -> Highway | None:
+        """The :class:`Highway` around the network (``highway=w``), or ``None``."""
+        return self._wrapper(Highway)
+
+    @property
     def channel_independent_module(self) -> ChannelIndependent | None:
         """The :class:`ChannelIndependent` around the network (``channel_independent=True``), or ``None``."""
-        net = self.network
-        while isinstance(net, WRAPPERS):
-            if isinstance(net, ChannelIndependent):
-                return net
-            net = net.network
-        return None
+        return self._wrapper(ChannelIndependent)
 
     @torch.no_grad()
     def fit_highway(self, batches: Iterable[Batch], alpha: float = 1.0) -> None:
