@@ -668,6 +668,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-netns", action="store_true")
+    parser.add_argument("--note", default="", help="how the machine was run (recorded in details.note)")
     parser.add_argument("--skip-bytes", action="store_true", help="reuse the byte counts of the last results file")
     parser.add_argument("--nccl-smoke", action="store_true", help="one-GPU NCCL smoke test (world size 1)")
     parser.add_argument("--nccl-profile", action="store_true", help="one-GPU torch.profiler tables of the hook")
@@ -718,7 +719,12 @@ def main() -> None:
         "byte_formulas": "ring all-reduce 2(W-1)/W*B; all-gather (W-1)*B_in; all-to-all (W-1)/W*B_in",
         "bytes": {},
         "time_ms": {},
+        # the 1-minute load average lags: sampled before any worker starts, it shows the load of other work; during
+        # the run the benchmark's own 4 worker processes add about 4 to it on their own
+        "load_average_before": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
+    if args.note:
+        details["note"] = args.note
     previous = RESULTS / "signsgd_comm.json"
     if args.skip_bytes and previous.is_file():  # byte counts are deterministic: reuse the last run's
         old = json.loads(previous.read_text())["details"]
