@@ -275,6 +275,70 @@ def test_highway_fit_ridge_is_the_closed_form_ridge_of_the_residual():
         Highway(Repeat(1), window=4, horizon=4).fit_ridge([])
 
 
+def test_highway_gate_starts_from_exactly_the_ridge_forecast_and_lets_the_network_in_by_training():
+    import lightning.pytorch as pl
+
+    from trinity_lightning.forecasting import Highway
+
+    torch.manual_seed(0)
+    t = torch.arange(80.0) / 10
+    series = torch.sin(t).view(-1, 1)
+    windows = [
+        (series[i : i + 12].view(1, 12, 1), series[:0].view(1, 0, 0), series[i + 12 : i + 16].view(1, 4, 1))
+        for i in range(50)
+    ]
+    net = RecurrentForecastNet(1, 0, "tlstm", 4, rank=2, decoder="direct", horizon=4)
+    torch.nn.init.normal_(net.head.weight, std=1.0)  # an untrained network with a large, input-dependent output
+    ridge = RidgeLast(1, lags=6, horizon=4, alpha=1e-6).fit(windows)  # a tiny penalty: the same function class
+    gated = Highway(net, window=6, horizon=4, gate=True).fit_ridge(windows, alpha=1e-6)
+    plain = Highway(net, window=6, horizon=4).fit_ridge(windows, alpha=1e-6)
+    probe = (torch.stack([series[55 + i : 67 + i] for i in range(5)]), torch.zeros(5, 4, 0))  # sine windows
+    # the gate starts at 0: the forecast is the ridge fit (RidgeLast's, which parametrises the same linear model
+    # relative to the last value), and the network's part is exactly zero; without the gate the untrained output
+    # stays in
+    assert float(gated.gate) == 0.0 and torch.equal(gated.network_forecast(*probe, 4), torch.zeros(5, 4, 1))
+    assert torch.allclose(gated(*probe, 4), gated.linear_forecast(*probe, 4))
+    assert torch.allclose(gated(*probe, 4), ridge(*probe, 4), atol=1e-3)
+    assert not torch.allclose(plain(*probe, 4), ridge(*probe, 4), atol=1e-2)
+    # Forecaster(highway_gate=True) builds it; the gate trains (the network's gradient is zero only at step 0)
+    model = Forecaster(
+        cell="tlstm",
+        hidden_size=4,
+        rank=2,
+        decoder="direct",
+        horizon=4,
+        n_targets=1,
+        highway=6,
+        highway_gate=True,
+        highway_lr=0.0,
+        lr=1e-2,
+    )
+    assert isinstance(model.network, Highway) and model.network.gate is not None
+    pl.seed_everything(0, verbose=False)
+    trainer = pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        limit_val_batches=0,
+    )
+    trainer.fit(
+        model, train_dataloaders=torch.utils.data.DataLoader([(h[0], c[0], y[0]) for h, c, y in windows], batch_size=10)
+    )
+    assert float(model.network.gate) != 0.0
+    assert torch.count_nonzero(model.network.linear.weight) == 0  # highway_lr=0: the map stays where it was
+    # a checkpoint round trip keeps the gate
+    again = Forecaster(**model.hparams)
+    again.load_state_dict(model.state_dict())
+    assert float(again.network.gate) == float(model.network.gate)
+    with pytest.raises(ValueError, match="highway_gate: needs highway"):
+        Forecaster(cell="lstm", hidden_size=4, horizon=4, n_targets=1, highway_gate=True)
+    with pytest.raises(ValueError, match="highway_gate: expected True or False"):
+        Forecaster(cell="lstm", hidden_size=4, horizon=4, n_targets=1, highway=6, highway_gate=1)  # type: ignore[arg-type]
+
+
 def test_forecaster_highway_option_wraps_built_and_given_networks_inside_instance_norm():
     import lightning.pytorch as pl
 
