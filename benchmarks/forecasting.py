@@ -56,10 +56,10 @@ from _results import RESULTS_DIR, claim, median, read_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "img" / "forecasting.png"
-SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput", "diagnosis", "selection")
-# "diagnosis" (train vs validation curves, stop 16) and "selection" (validation-only recipe search, stop 17) run only
-# when asked
-DEFAULT_SECTIONS = SECTIONS[:-2]
+SECTIONS = ("memory", "genz", "etth1", "exchange", "elecdemand", "throughput", "diagnosis", "selection", "ridge_fits")
+# "diagnosis" (train vs validation curves, stop 16), "selection" (validation-only recipe search, stop 17) and
+# "ridge_fits" (the closed-form ridge by form and training-window stride, stop 20) run only when asked
+DEFAULT_SECTIONS = SECTIONS[:-3]
 RECURRENT = ("tlstm", "lstm", "mlstm")
 COLORS = {
     "repeat": "tab:gray",
@@ -782,6 +782,89 @@ def parse_candidate(spec: str) -> dict[str, Any]:
     return out
 
 
+def run_ridge_fits(cfg: dict[str, Any], strides: tuple[int, ...] = (1, 8), alpha: float = 1.0) -> dict[str, Any]:
+    """The closed-form ridge on the last ``linear_history`` values at the longest horizon, in the two forms the
+    benchmark uses, fitted on every ``n``-th training window for each ``n`` in ``strides``: ``RidgeLast`` (values
+    relative to the last one, NLinear-style: the claims' anchor) and the ``Highway`` map around a network that
+    outputs zeros (raw values plus an intercept: what ``Forecaster.fit_highway`` fits). Test MSE on every
+    ``eval_stride``-th test window (the recurrent models' windows) and validation MSE on every ``val_stride``-th
+    validation window (the recurrent recipe's). No gradient step anywhere: seconds of CPU."""
+    from trinity_lightning.forecasting import Highway, RidgeLast, TimeSeriesDataModule, collate_windows
+
+    class _Zeros(torch.nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.n = n
+
+        def forward(self, history: torch.Tensor, future_covariates: torch.Tensor, horizon: int) -> torch.Tensor:
+            return history.new_zeros(history.shape[0], horizon, self.n)
+
+    lags, horizon = int(cfg["linear_history"]), int(cfg["horizons"][-1])
+    rows: list[dict[str, Any]] = []
+    for stride in strides:
+        dm = TimeSeriesDataModule(
+            cfg["source"], history=lags, horizon=horizon, split=cfg["split"], batch_size=512, train_stride=stride
+        )
+        dm.setup("fit")
+
+        def loader(split: str, every: int, dm: Any = dm) -> Any:
+            return torch.utils.data.DataLoader(
+                dm.windows(split, stride=every), batch_size=512, collate_fn=collate_windows, drop_last=False
+            )
+
+        train = loader("train", stride)
+        fits = {
+            "ridge_last_nlinear_form": RidgeLast(dm.n_targets, lags, horizon, alpha=alpha).fit(train),
+            "highway_raw_form": Highway(_Zeros(dm.n_targets), lags, horizon).fit_ridge(train, alpha=alpha),
+        }
+        for form, model in fits.items():
+            rows.append(
+                {
+                    "form": form,
+                    "train_window_stride": stride,
+                    "train_windows": len(dm.windows("train", stride=stride)),
+                    "test_mse": evaluate_mse(model, loader("test", int(cfg.get("eval_stride", 1))), horizon),
+                    "val_mse": evaluate_mse(model, loader("val", int(cfg.get("val_stride", 1))), horizon),
+                }
+            )
+            print(f"[forecasting] ridge fit {rows[-1]}", flush=True)
+    return {"lags": lags, "horizon": horizon, "alpha": alpha, "rows": rows}
+
+
+def beside_runs(specs: list[str], rule: str | None) -> dict[str, Any]:
+    """Runs reported beside the claims (never read by them): ``NAME=DIR`` specs of single-seed ``--only etth1``
+    runs (``DIR/forecasting.json``; repeat a name for its other seeds). Per name, cell and seed: the training
+    record (validation curve with the chosen step, gate, CPU s) and the test MSE at the recurrent horizon; per name
+    and cell the mean best validation MSE and mean test MSE over the seeds found."""
+    out: dict[str, Any] = {"rule": rule, "runs": {}, "summary": {}}
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        if not name or not folder:
+            raise SystemExit(f"--beside: expected NAME=DIR, got {spec!r}")
+        section = json.loads((Path(folder) / "forecasting.json").read_text())["details"]["sections"]["etth1"]
+        longest = str(section["recurrent_horizon"])
+        run = out["runs"].setdefault(name, {"settings": {}, "cells": {}})
+        run["settings"] = {k: v for k, v in section.items() if k.endswith("_recurrent")}
+        for cell, per_seed in section.get("training", {}).items():
+            tests = section["models"][cell][longest]["per_seed"]
+            for (seed, record), test in zip(sorted(per_seed.items()), tests, strict=True):
+                run["cells"].setdefault(cell, {})[seed] = {**record, f"test_mse_{longest}": round(test, 5)}
+    for name, run in out["runs"].items():
+        for cell, seeds in run["cells"].items():
+            out["summary"].setdefault(name, {})[cell] = {
+                "seeds": sorted(seeds),
+                "best_val_mse_mean": round(sum(r["best_val_mse"] for r in seeds.values()) / len(seeds), 5),
+                "test_mse_mean": round(
+                    sum(next(v for k, v in r.items() if k.startswith("test_mse_")) for r in seeds.values())
+                    / len(seeds),
+                    5,
+                ),
+                "chosen_steps": [r["best_step"] for _, r in sorted(seeds.items())],
+                "gates": [r.get("gate") for _, r in sorted(seeds.items())],
+            }
+    return out
+
+
 def run_selection(
     cfg: dict[str, Any],
     seeds: list[int],
@@ -1209,6 +1292,13 @@ def main() -> None:
         help="scale the network inside the highway by a learnable scalar starting at 0 (step 0 = the ridge forecast)",
     )
     parser.add_argument(
+        "--beside",
+        default=None,
+        help="comma-separated NAME=DIR single-seed etth1 runs stored in details.sections[--beside-section] (no claim)",
+    )
+    parser.add_argument("--beside-section", default="beside_runs", help="where --beside goes in details.sections")
+    parser.add_argument("--beside-rule", default=None, help="a text file with the rule those runs followed")
+    parser.add_argument(
         "--highway-fit-stride",
         type=int,
         default=None,
@@ -1331,6 +1421,10 @@ def main() -> None:
                     mine[key] = value
             for cell in mine.get("seed_curves", {}):
                 summarize_seeds(mine, cell, mine["horizons"], mine["recurrent_horizon"])
+    if args.beside:
+        rule = Path(args.beside_rule).read_text() if args.beside_rule else None
+        details["sections"][args.beside_section] = beside_runs(args.beside.split(","), rule)
+        save()
     for section in only:
         t0, c0 = time.perf_counter(), time.process_time()
         print(f"[forecasting] {section} ...", flush=True)
@@ -1350,11 +1444,13 @@ def main() -> None:
             )
         elif section == "diagnosis":
             details["sections"]["diagnosis"] = run_diagnosis(configs["etth1"], seeds, models, args.norms.split(","))
+        elif section == "ridge_fits":
+            details["sections"]["ridge_fits"] = run_ridge_fits(configs["etth1"])
         elif section == "genz":
             details["sections"]["genz"] = run_genz(configs["genz"], seeds)
         else:
             details["sections"][section] = run_series(section, configs[section], seeds, models)
-        if section not in ("memory", "throughput", "diagnosis", "selection"):
+        if section not in ("memory", "throughput", "diagnosis", "selection", "ridge_fits"):
             details.setdefault("config", {})[section] = configs[section]
         details["timing"][section] = {
             "wall_s": round(time.perf_counter() - t0, 1),

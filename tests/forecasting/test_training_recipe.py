@@ -202,3 +202,59 @@ def test_channel_independent_candidates_build_one_shared_univariate_network():
     assert model.channel_independent_module is not None and len(record["val_curve"]) == 2
     val = torch.utils.data.DataLoader(dm.windows("val"), batch_size=512, collate_fn=collate_windows)
     assert evaluate(model.network, val, 8).compute()["mse"].shape == (8,)
+
+
+def test_gated_highway_fit_offers_the_ridge_start_as_step_0_and_fits_on_every_window(tmp_path):
+    import json
+
+    from trinity_lightning.forecasting import Highway
+
+    dm = TimeSeriesDataModule(
+        _frame("sine", 400), split=[0.7, 0.1, 0.2], history=24, horizon=12, batch_size=32, train_stride=4
+    )
+    dm.setup("fit")
+    kwargs = dict(seed=0, lr=1e-2, max_steps=4, val_every=2, patience=5, highway=24, highway_lr=0.0)
+    model, record = bench.fit_forecaster(
+        dm, RecurrentForecastNet(2, 0, "lstm", 4), highway_gate=True, highway_fit_stride=1, **kwargs
+    )
+    highway = model.network
+    assert isinstance(highway, Highway) and highway.gate is not None
+    # step 0 (the ridge forecast itself: the gate starts at 0) is the first point of the curve and a candidate
+    assert record["val_curve"][0] == [0, pytest.approx(record["start_val_mse"], abs=1e-5)]
+    assert record["best_val_mse"] <= record["start_val_mse"] + 1e-6
+    assert "gate" in record and (record["best_step"] != 0 or record["gate"] == 0.0)
+    # the map is the ridge of every training window (highway_fit_stride=1), not only the training batches' (every
+    # 4th): frozen (highway_lr=0), it equals a fit on every window around a zero network
+    every = torch.utils.data.DataLoader(dm.windows("train", stride=1), batch_size=512, collate_fn=collate_windows)
+    strided = torch.utils.data.DataLoader(dm.windows("train"), batch_size=512, collate_fn=collate_windows)
+
+    class Zeros(torch.nn.Module):
+        def forward(self, history, future_covariates, horizon):
+            return history.new_zeros(history.shape[0], horizon, 2)
+
+    on_all = Highway(Zeros(), 24, 12).fit_ridge(every)
+    on_strided = Highway(Zeros(), 24, 12).fit_ridge(strided)
+    assert torch.allclose(highway.linear.weight, on_all.linear.weight, atol=1e-4)
+    assert not torch.allclose(highway.linear.weight, on_strided.linear.weight, atol=1e-4)
+    # beside_runs: single-seed run folders -> per-seed records with the test MSE, and a per-cell summary
+    for seed, test in ((0, 0.5), (1, 0.7)):
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        section = {
+            "recurrent_horizon": 12,
+            "highway_recurrent": 24,
+            "training": {"tlstm": {str(seed): {"best_val_mse": 1.0 + seed, "best_step": 25 * seed, "gate": 0.1}}},
+            "models": {"tlstm": {"12": {"mse": test, "per_seed": [test]}}},
+        }
+        (folder / "forecasting.json").write_text(json.dumps({"details": {"sections": {"etth1": section}}}))
+    out = bench.beside_runs([f"g={tmp_path / 's0'}", f"g={tmp_path / 's1'}"], "the rule")
+    assert out["rule"] == "the rule" and out["runs"]["g"]["cells"]["tlstm"]["1"]["test_mse_12"] == 0.7
+    assert out["summary"]["g"]["tlstm"] == {
+        "seeds": ["0", "1"],
+        "best_val_mse_mean": 1.5,
+        "test_mse_mean": 0.6,
+        "chosen_steps": [0, 25],
+        "gates": [0.1, 0.1],
+    }
+    with pytest.raises(SystemExit, match="NAME=DIR"):
+        bench.beside_runs(["no-equals-sign"], None)
