@@ -1082,24 +1082,18 @@ def plot(sections: dict[str, Any], path: Path) -> None:
     axes = [axes] if len(names) == 1 else list(axes)
     for ax, name in zip(axes, names):
         for model, curve in sections[name]["curves"].items():
+            if model not in ALL_MODELS:  # "<model>_stop13", "<model>_ci": earlier or beside recipes (in the JSON)
+                continue
             steps = range(1, len(curve["mse"]) + 1)
-            base, _, old = model.partition("_")  # "<model>_stop13": an earlier recipe's curve, dashed
-            ax.plot(
-                steps,
-                curve["mse"],
-                label=model,
-                lw=1.8 if model == "tlstm" else 1.0,
-                color=COLORS.get(base),
-                ls="--" if old else "-",
-            )
+            ax.plot(steps, curve["mse"], label=model, lw=1.8 if model == "tlstm" else 1.0, color=COLORS.get(model))
         ax.set_title(name)
         ax.set_xlabel("forecast step")
         ax.set_ylabel("MSE (normalized)")
         ax.set_yscale("log")
     handles = {line.get_label(): line for ax in axes for line in ax.get_lines()}
-    fig.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, ncol=len(handles))
-    fig.suptitle("Error vs horizon (mean of seeds; recurrent: free-running decoder)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("Error vs horizon (mean of seeds; each series' current recipe, details.config)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", fontsize=8, ncol=len(handles))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
