@@ -138,3 +138,77 @@ def test_registry():
         get_question_strategy("alpf_erc").select(QuestionContext(torch.ones(2, 4, dtype=torch.bool), Q), 1)
     with pytest.raises(ValueError, match="questions"):
         QuestionContext(torch.ones(2, 3, dtype=torch.bool), Q)
+
+
+class _Fresh:
+    """The strategy re-created for every call: every row re-scored, every time (the reference behaviour)."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+
+    def select(self, ctx: QuestionContext, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from trinity_lightning.active.partial_feedback.questions import PairSelection
+
+        return PairSelection(self.rule).select(ctx, budget)
+
+
+class _OnePerPick:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def select(self, ctx: QuestionContext, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.select(ctx, min(budget, 1))
+
+
+@pytest.mark.parametrize("rule", ["erc", "edc", "eig"])
+@pytest.mark.parametrize("per_pick", [True, False])
+def test_pair_selection_rescores_only_changed_rows_and_picks_as_a_full_rescore(rule, per_pick):
+    from trinity_lightning.active.partial_feedback.questions import PairSelection
+
+    torch.manual_seed(0)
+    n, c = 600, 4
+    probs = torch.softmax(torch.randn(n, c) * 2, dim=1)
+    probs[100:200] = probs[100]  # exact ties: the first index must win in both
+    y = torch.randint(0, c, (n,))
+    logs = []
+    for strategy in (PairSelection(rule), _Fresh(rule)):
+        state, oracle, log = PartialLabels(n, c), SimulatedBinaryOracle(y, Q), []
+
+        def apply(ex, qs, ans, state=state, log=log):
+            log.append((ex.tolist(), qs.tolist()))
+            state.answer(ex, Q[qs], ans, qs)
+
+        wrapped = _OnePerPick(strategy) if per_pick else strategy
+        ask_questions(wrapped, state, Q, oracle, budget=400 if per_pick else 900, probs=probs, apply=apply)
+        logs.append(log)
+    assert logs[0] == logs[1] and len(logs[0]) > 0
+    # a new posterior (or the same one changed in place) is scored afresh, not from the cache
+    strategy = PairSelection(rule)
+    cands = torch.ones(n, c, dtype=torch.bool)
+    first = strategy.select(QuestionContext(cands, Q, probs), 5)
+    flipped = probs.flip(1).contiguous()
+    assert (
+        strategy.select(QuestionContext(cands, Q, flipped), 5)[0].tolist()
+        == PairSelection(rule).select(QuestionContext(cands, Q, flipped), 5)[0].tolist()
+    )
+    probs.mul_(1.0).copy_(flipped)  # in place: the version counter moves
+    assert (
+        strategy.select(QuestionContext(cands, Q, probs), 5)[0].tolist()
+        == PairSelection(rule).select(QuestionContext(cands, Q, probs), 5)[0].tolist()
+    )
+    assert first[0].numel() == 5
+
+
+def test_pair_selection_per_pick_session_is_fast_at_50k():
+    from trinity_lightning.active.partial_feedback.questions import PairSelection
+
+    torch.manual_seed(0)
+    n, c = 50_000, 4
+    probs = torch.softmax(torch.randn(n, c), dim=1)
+    state, oracle = PartialLabels(n, c), SimulatedBinaryOracle(torch.randint(0, c, (n,)), Q)
+    strategy = _OnePerPick(PairSelection("eig"))
+    ask_questions(strategy, state, Q, oracle, budget=5, probs=probs)  # the first call scores every row
+    start = time.process_time()
+    ask_questions(strategy, state, Q, oracle, budget=200, probs=probs)
+    per_pick = (time.process_time() - start) / 200
+    assert per_pick < 0.005, f"{1000 * per_pick:.2f} ms per pick (a full re-score takes ~10 ms here)"
