@@ -80,6 +80,17 @@ SCALES: dict[str, dict[str, Any]] = {
     "device": {"train_size": 20000, "test_size": 10000, "epochs": 20, "seeds": [0, 1, 2]},
 }
 FEATURES = (128, 4, 4)
+# Fixed (stop 20, 2026-12-04 16:00 UTC) before any accuracy of the full-CIFAR-10 whole-net run was read; written
+# into details.claim_rule by the merge of that run with the --scale cpu run (--head-from).
+FULL_DATA_RULE = (
+    "The whole-net part on full CIFAR-10 (50,000 training / 10,000 test images, 8 epochs, seeds 0 1 2, net ranks "
+    "0.25 0.1, one process on the shared 2-core CPU, --budget to stop by 18:00 UTC): the claim "
+    "tensorized_net_param_ratio_at_iso_accuracy moves to this run if all 3 seeds of every net variant (dense, "
+    "finetune@0.25, finetune@0.1, scratch@0.25, scratch@0.1) finish complete; otherwise it stays on the committed "
+    "--scale cpu run (10,000 / 4,000 images) and the finished full-data seeds are reported beside it "
+    "(details.net_full_cifar10). trl_head_param_ratio_at_iso_accuracy stays on the --scale cpu run (the issue asks "
+    "full CIFAR-10 for the whole-network part only); the --scale cpu net table is kept (details.net_cpu_scale)."
+)
 
 
 def trunk() -> nn.Sequential:
@@ -324,6 +335,7 @@ def canonical(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
 def run_jobs(args: argparse.Namespace, runs: list[dict[str, Any]], partial: Path) -> list[dict[str, Any]]:
     """Run every job not yet in ``runs`` on ``args.workers`` processes (1: in this process); returns all records.
 
+    One process runs the jobs seed by seed (every variant of seed 0, then of seed 1, ...), a pool longest first.
     Each finished job's records are added to ``partial`` at once, so a run stopped by ``--budget`` (or killed)
     keeps what finished. ``--budget`` seconds after the start no job starts and running fits stop (``max_time``).
     """
@@ -337,8 +349,8 @@ def run_jobs(args: argparse.Namespace, runs: list[dict[str, Any]], partial: Path
             print(json.dumps(record), flush=True)
         write_json(partial, canonical(runs, args), indent=1)
 
-    if args.workers <= 1:
-        for variant, seed in todo:
+    if args.workers <= 1:  # seed by seed: a run cut short keeps whole seeds
+        for variant, seed in sorted(todo, key=lambda job: job[1]):
             keep(_job(variant, seed, args, deadline))
         return canonical(runs, args)
     _data_on_disk(args)
