@@ -154,3 +154,131 @@ def test_two_workers_give_the_records_of_one(tmp_path):
     ]
     assert all(r["steps"] == 2 and r["complete"] for r in runs[1])
     assert runs[2] == runs[1]
+
+
+def _record(variant: str, seed: int, acc: float, params: int, complete: bool = True) -> dict[str, object]:
+    record: dict[str, object] = {"variant": variant, "seed": seed, "test_acc": acc, "net_params": params}
+    record.update(complete=complete, seconds=2.0, cpu_seconds=1.5)
+    if variant.startswith("head:"):
+        record["head_params"] = params - 100
+    return record
+
+
+def _head_file(tc: ModuleType, path: Path) -> Path:
+    """A --scale cpu results file with both parts: TRL 0.1 within a point; net: scratch@0.25 within a point."""
+    args = _args(seeds=[0, 1], scale="cpu", train_size=400, test_size=200, trl_ranks=[0.1], net_ranks=[0.25, 0.1])
+    args.__dict__.update(device="cpu", workers=1, out="tensor_compression", results_dir=path, head_from=None)
+    runs = []
+    for seed in (0, 1):
+        runs += [
+            _record("head:dense", seed, 60.0 + seed, 1100),
+            _record("head:trl@0.1", seed, 59.5 + seed, 200),
+            _record("head:tcl+trl@0.1", seed, 50.0, 300),
+            _record("head:gap+fc", seed, 55.0, 150),
+            _record("net:finetune@0.25", seed, 50.0, 400),
+            _record("net:finetune@0.1", seed, 40.0, 150),
+            _record("net:scratch@0.25", seed, 60.2 + seed, 400),
+            _record("net:scratch@0.1", seed, 55.0, 150),
+        ]
+    args.__dict__["note"] = "the head run"
+    tc.summarize(runs, args)
+    return path / "tensor_compression.json"
+
+
+def _full_runs(seeds: tuple[int, ...], scratch10: float, cut: bool = False) -> list[dict[str, object]]:
+    runs = []
+    for seed in seeds:
+        runs += [
+            _record("head:dense", seed, 70.0, 1100),
+            _record("net:finetune@0.25", seed, 62.0, 400),
+            _record("net:finetune@0.1", seed, 50.0, 150),
+            _record("net:scratch@0.25", seed, 66.0, 400),
+            _record("net:scratch@0.1", seed, scratch10, 150, complete=not (cut and seed == seeds[-1])),
+        ]
+    return runs
+
+
+def _full_args(tc: ModuleType, out: Path, head_from: Path) -> argparse.Namespace:
+    args = _args(parts=["net"], seeds=[0, 1], scale="full", train_size=800, test_size=300, net_ranks=[0.25, 0.1])
+    args.__dict__.update(device="cpu", workers=1, out="tensor_compression", results_dir=out, head_from=head_from)
+    args.__dict__.update(run_command="python benchmarks/tensor_compression.py --scale full --parts net", note="x")
+    return args
+
+
+def test_head_from_keeps_the_head_claim_and_moves_the_net_claim_only_when_every_net_run_finished(tc, tmp_path):
+    head_file = _head_file(tc, tmp_path / "cpu")
+    head_run = tc.load_head_run(head_file)
+    assert head_run["scale"] == "cpu" and head_run["note"] == "the head run" and "protocol" not in head_run
+    assert len(head_run["runs"]) == 16 and head_run["command"].startswith("python ")
+
+    # every full-data net run finished: the net claim moves, the head claim stays on the cpu run
+    args = _full_args(tc, tmp_path / "full", head_file)
+    runs = _full_runs((0, 1), scratch10=69.5)
+    assert tc.net_complete(runs, args)
+    tc.summarize(runs, args)
+    merged = json.loads((tmp_path / "full" / "tensor_compression.json").read_text())
+    claims = {c["id"]: c for c in merged["claims"]}
+    head = claims["trl_head_param_ratio_at_iso_accuracy"]
+    assert (head["ours"], head["anchor"], head["variant"]) == (100, 1000, "head:trl@0.1")
+    assert head["what"].startswith("CIFAR-10 (400 training / 200 test images), 4 epochs, mean of 2 seeds")
+    net = claims["tensorized_net_param_ratio_at_iso_accuracy"]
+    assert (net["ours"], net["anchor"], net["variant"]) == (150, 1100, "net:scratch@0.1")  # 69.5 >= 70 - 1
+    assert net["what"].startswith("CIFAR-10 (800 training / 300 test images)")
+    d = merged["details"]
+    assert d["net_claim_from"] == "net_full_scale" and d["claim_rule"] == tc.FULL_DATA_RULE
+    assert d["net_full_scale"]["table"]["net:scratch@0.1"]["per_seed"] == [69.5, 69.5]
+    assert d["net_full_scale"]["command"] == args.run_command
+    assert d["net_cpu_scale"]["smallest_at_iso"] == "net:scratch@0.25"
+    assert d["net_cpu_scale"]["table"]["head:dense"]["per_seed"] == [60.0, 61.0]
+    assert d["gap_fc"]["per_seed"] == [55.0, 55.0] and d["note"] == "x"
+    assert d["runs"] == runs and d["complete"] and d["records_expected"] == 10
+    assert d["head_run"]["runs"] == head_run["runs"]
+    # a merged file gives the same head run back
+    assert tc.load_head_run(tmp_path / "full" / "tensor_compression.json") == head_run
+
+    # one run cut by the budget: the net claim stays on the cpu run, the full-data seeds are reported beside
+    args = _full_args(tc, tmp_path / "cut", head_file)
+    runs = _full_runs((0, 1), scratch10=69.5, cut=True)
+    assert not tc.net_complete(runs, args)
+    tc.summarize(runs, args)
+    d = json.loads((tmp_path / "cut" / "tensor_compression.json").read_text())
+    net = {c["id"]: c for c in d["claims"]}["tensorized_net_param_ratio_at_iso_accuracy"]
+    assert (net["ours"], net["variant"]) == (400, "net:scratch@0.25")
+    assert net["what"].startswith("CIFAR-10 (400 training / 200 test images)")
+    d = d["details"]
+    assert d["net_claim_from"] == "net_cpu_scale" and d["net"] == {
+        k: v for k, v in d["net_cpu_scale"].items() if k != "setting"
+    }
+    assert d["net_full_scale"]["table"]["net:scratch@0.1"]["seeds"] == [0]
+    assert d["incomplete_runs"] == ["net:scratch@0.1 seed 1"] and not d["complete"]
+
+    # a seed missing altogether (not started) also keeps the claim where it was
+    assert not tc.net_complete(_full_runs((0,), scratch10=69.5), args)
+
+
+def test_head_from_needs_a_file_with_heads_and_a_net_only_run(tc, tmp_path):
+    head_file = _head_file(tc, tmp_path / "cpu")
+    args = _full_args(tc, tmp_path / "full", head_file)
+    tc.summarize(_full_runs((0, 1), scratch10=60.0), args)
+    net_only = json.loads((tmp_path / "full" / "tensor_compression.json").read_text())
+    del net_only["details"]["head_run"]
+    (tmp_path / "net_only.json").write_text(json.dumps(net_only))
+    with pytest.raises(ValueError, match=r"--head-from: .* holds no head records"):
+        tc.load_head_run(tmp_path / "net_only.json")
+    args.parts = ["head", "net"]
+    with pytest.raises(ValueError, match="--head-from: the heads come from that file"):
+        tc.summarize(_full_runs((0, 1), scratch10=60.0), args)
+
+
+def test_one_process_runs_the_jobs_seed_by_seed(tc, monkeypatch, tmp_path):
+    ran: list[tuple[str, int]] = []
+
+    def job(variant: str, seed: int, args: argparse.Namespace, deadline: float | None) -> list[dict[str, object]]:
+        ran.append((variant, seed))
+        return [_record(variant, seed, 50.0, 100)]
+
+    monkeypatch.setattr(tc, "_job", job)
+    args = _args(parts=["net"], seeds=[0, 1, 2], workers=1, budget=None)
+    runs = tc.run_jobs(args, [_record("head:dense", 0, 50.0, 100)], tmp_path / "partial.json")
+    assert ran == [(v, s) for s in (0, 1, 2) for v in ("head:dense", "net:scratch@0.25", "net:scratch@0.1")][1:]
+    assert len(json.loads((tmp_path / "partial.json").read_text())) == len(runs) == 9
