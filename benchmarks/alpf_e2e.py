@@ -142,13 +142,22 @@ def _round_cosine(steps: int, step: int) -> float:
 
 class Progress(pl.Callback):
     """After every round's evaluation, the curve so far goes to ``path`` (listed after ``Rounds``): a run stopped
-    before it finishes (ALPF-ERC on its way to full annotation) keeps the rounds it measured."""
+    before it finishes (ALPF-ERC on its way to full annotation) keeps the rounds it measured, with the CPU and
+    wall seconds since the callback was made, at every measured round (``round_cpu_seconds``, ``round_seconds``:
+    cumulative)."""
 
     def __init__(self, path: Path, rounds: Rounds) -> None:
         self.path, self.rounds = path, rounds
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+        self.round_cpu: list[float] = []
+        self.round_wall: list[float] = []
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        write_json(self.path, {"curve": self.rounds.curve}, indent=None)
+        if len(self.round_cpu) < len(self.rounds.curve):  # a new round was measured
+            self.round_cpu.append(time.process_time() - self.cpu0)
+            self.round_wall.append(time.perf_counter() - self.wall0)
+        row = {"curve": self.rounds.curve, "round_cpu_seconds": self.round_cpu, "round_seconds": self.round_wall}
+        write_json(self.path, row, indent=None)
 
 
 def _strategy(name: str, session: str) -> QuestionStrategy:
@@ -353,6 +362,23 @@ def load_stored_protocol(ref: str, seeds: list[int]) -> tuple[dict[str, Any], li
     return settings, [j for j in jobs if j["seed"] in seeds], stored
 
 
+def load_stored_beside(ref: str) -> tuple[str, dict[str, Any]]:
+    """A beside-run read back from a committed results file, ``ref`` = ``FILE#TAG`` (its work folder is gone):
+    ``(TAG, details.beside_runs[TAG])``, written back unchanged by the merge."""
+    file, _, tag = ref.partition("#")
+    beside = json.loads(Path(file).read_text())["details"].get("beside_runs", {})
+    if tag not in beside:
+        raise SystemExit(f"{file}: no beside-run {tag!r} in details.beside_runs (stored: {sorted(beside)})")
+    return tag, beside[tag]
+
+
+def _plan(work: Path) -> dict[str, Any]:
+    """``{"plan": ...}`` from ``work/plan.json`` (the run's plan and rule, written before its results were read),
+    or nothing."""
+    path = work / "plan.json"
+    return {"plan": json.loads(path.read_text())} if "#" not in str(work) and path.exists() else {}
+
+
 def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A protocol's settings and job files; a run stopped before it finished (ALPF-ERC on its way to full
     annotation) counts with the rounds its progress file kept when they reach ``until``."""
@@ -366,7 +392,13 @@ def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[di
                 continue
             curve = json.loads(progress.read_text())["curve"]
             if curve and curve[-1]["budget"] >= settings["until"] - 0.01:
-                job["runs"][name] = {"curve": curve, "questions_to_full": None, "unfinished": True, "cpu_seconds": 0.0}
+                cpu = json.loads(progress.read_text()).get("round_cpu_seconds") or [0.0]  # to its last measured round
+                job["runs"][name] = {
+                    "curve": curve,
+                    "questions_to_full": None,
+                    "unfinished": True,
+                    "cpu_seconds": cpu[-1],
+                }
     return settings, jobs
 
 
@@ -474,6 +506,11 @@ def protocol_claims(
         "questions_to_full": {
             s: {j["seed"]: j["runs"][s]["questions_to_full"] for j in jobs if s in j["runs"]} for s in STRATEGIES
         },
+        "delta_vs_uniform_per_seed": {
+            s: {k: v - acc["uniform"][k] for k, v in per_seed.items() if k in acc["uniform"]}
+            for s, per_seed in acc.items()
+            if s != "uniform" and "uniform" in acc
+        },
     }
     return claims, details
 
@@ -486,6 +523,7 @@ def merge(args: argparse.Namespace) -> None:
         load_stored_protocol(ref, args.seeds) if "#" in ref else (*load_protocol(Path(ref), args.seeds), None)
         for ref in refs
     ]
+    kept = [ref for ref, (_, jobs, _) in zip(refs, loaded, strict=True) if jobs]  # the protocols with rows
     loaded = [(st, jobs, stored) for st, jobs, stored in loaded if jobs]
 
     def pick(ok: Any) -> int:
@@ -501,15 +539,21 @@ def merge(args: argparse.Namespace) -> None:
             jobs, settings, "" if i == accuracy_from else f"_{tag}", "" if i == full_from else f"_{tag}"
         )
         claims += c
-        protocols[tag] = stored if stored is not None else d  # a stored protocol's details go back unchanged
+        # a stored protocol's details go back unchanged
+        protocols[tag] = stored if stored is not None else {**d, **_plan(Path(kept[i]))}
     tags = list(protocols)
     beside = {}
     for work in args.beside or []:  # reported in details only: never a claims row
+        if "#" in work:  # a beside-run whose job files are gone: its stored details go back unchanged
+            tag, row = load_stored_beside(work)
+            beside[tag] = row
+            continue
         settings, jobs = load_protocol(Path(work), args.seeds)
         if jobs:
             beside[protocol_tag(settings)] = {
                 "note": "beside-run, not a claim (fewer seeds or learners than the claim protocols)",
                 **protocol_claims(jobs, settings, "", "")[1],
+                **_plan(Path(work)),
             }
     details = {
         "protocol": __doc__,
