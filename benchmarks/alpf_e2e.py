@@ -578,7 +578,12 @@ def merge(args: argparse.Namespace) -> None:
     plot_path = (
         Path(args.plot) if args.plot else (REPO / "docs" / "img" / "alpf_e2e.png" if here else out_dir / "p.png")
     )
-    plot({tag: d["curves"] for tag, d in protocols.items()}, plot_path)
+    panels = {tag: d["curves"] for tag, d in protocols.items()}
+    for tag in args.plot_beside or []:  # a beside-run drawn as one more panel (still not a claim)
+        if tag not in beside or "curves" not in beside[tag]:
+            raise SystemExit(f"--plot-beside {tag}: no such beside-run with curves (have: {sorted(beside)})")
+        panels[f"{tag} (beside)"] = beside[tag]["curves"]
+    plot(panels, plot_path)
     write_results(
         "alpf_e2e" if not args.quick else "alpf_e2e_quick",
         claims,
@@ -597,7 +602,7 @@ def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
     for ax, (tag, curves) in zip(axes[0], panels.items()):
         for s, runs in curves.items():
             if not runs:
@@ -614,7 +619,7 @@ def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: 
                 np.array(grid) * 100,
                 100 * np.nanmean(ys, 0),
                 yerr=100 * np.nanstd(ys, 0),
-                label=f"{LABELS[s]} ({len(runs)} seeds)",
+                label=f"{LABELS[s]} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
                 marker="o",
                 ms=3,
                 capsize=2,
@@ -667,6 +672,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--beside", nargs="*", default=None, help="work folders merged into details.beside_runs only (no claims rows)"
+    )
+    parser.add_argument(
+        "--plot-beside", nargs="*", default=None, help="beside-runs (by tag) drawn as extra panels of the plot"
     )
     parser.add_argument(
         "--plot", default=None, help="the merged plot (default: docs/img/alpf_e2e.png with --merge, else in --work)"

@@ -190,6 +190,10 @@ def test_beside_runs_read_back_from_the_results_file_keep_their_details_and_a_pl
     assert again["details"]["protocols"] == first["details"]["protocols"]
     with pytest.raises(SystemExit, match="pool50000"):
         alpf_e2e.load_stored_beside(f"{stored}#pool50000_steps2000")
+    # a beside-run drawn as one more panel of the plot; an unknown one is refused by name
+    merge([str(main)], [str(big), "--plot-beside", "pool2000_steps400"], tmp_path / "drawn")
+    with pytest.raises(SystemExit, match="--plot-beside pool9_steps9"):
+        merge([str(main)], [str(big), "--plot-beside", "pool9_steps9"], tmp_path / "refused")
 
 
 def test_a_stopped_run_counts_the_cpu_seconds_to_its_last_measured_round(tmp_path: Path) -> None:
