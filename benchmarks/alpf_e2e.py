@@ -26,8 +26,9 @@ training on ``(x, candidates)`` (``_harness.Supervised`` + ``partial_label_loss`
 the per-round step budget are the public hooks of ``alpf.py`` (``Rounds``, ``StepsPerRound``).
 
 ``--scale`` sets the pool and test size and the step budget together: ``--scale 1`` is the paper-size run on the
-full 50,000-image pool, the 10,000-image test set and 2,000 steps per round (estimated, not run: a few GPU-hours
-on one GPU for 3 seeds, the learners' rounds to 30% and ALPF-ERC's to full annotation; days on a 2-core CPU).
+full 50,000-image pool, the 10,000-image test set and 2,000 steps per round (stop 20, seed 0 on one CPU thread:
+Uniform 277 CPU-s, ALPF-EIG 1,289, most of it re-scoring the pool after every one-question pick; see
+docs/alpf.md for ALPF-ERC and the projection to three seeds).
 
 - ``--schedule cosine``: the learning rate decays from ``--lr`` to 0 by a cosine within every round (restarting
   at each round's fresh initialization); ``constant`` (default) keeps ``--lr``.
@@ -142,13 +143,22 @@ def _round_cosine(steps: int, step: int) -> float:
 
 class Progress(pl.Callback):
     """After every round's evaluation, the curve so far goes to ``path`` (listed after ``Rounds``): a run stopped
-    before it finishes (ALPF-ERC on its way to full annotation) keeps the rounds it measured."""
+    before it finishes (ALPF-ERC on its way to full annotation) keeps the rounds it measured, with the CPU and
+    wall seconds since the callback was made, at every measured round (``round_cpu_seconds``, ``round_seconds``:
+    cumulative)."""
 
     def __init__(self, path: Path, rounds: Rounds) -> None:
         self.path, self.rounds = path, rounds
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+        self.round_cpu: list[float] = []
+        self.round_wall: list[float] = []
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        write_json(self.path, {"curve": self.rounds.curve}, indent=None)
+        if len(self.round_cpu) < len(self.rounds.curve):  # a new round was measured
+            self.round_cpu.append(time.process_time() - self.cpu0)
+            self.round_wall.append(time.perf_counter() - self.wall0)
+        row = {"curve": self.rounds.curve, "round_cpu_seconds": self.round_cpu, "round_seconds": self.round_wall}
+        write_json(self.path, row, indent=None)
 
 
 def _strategy(name: str, session: str) -> QuestionStrategy:
@@ -353,6 +363,23 @@ def load_stored_protocol(ref: str, seeds: list[int]) -> tuple[dict[str, Any], li
     return settings, [j for j in jobs if j["seed"] in seeds], stored
 
 
+def load_stored_beside(ref: str) -> tuple[str, dict[str, Any]]:
+    """A beside-run read back from a committed results file, ``ref`` = ``FILE#TAG`` (its work folder is gone):
+    ``(TAG, details.beside_runs[TAG])``, written back unchanged by the merge."""
+    file, _, tag = ref.partition("#")
+    beside = json.loads(Path(file).read_text())["details"].get("beside_runs", {})
+    if tag not in beside:
+        raise SystemExit(f"{file}: no beside-run {tag!r} in details.beside_runs (stored: {sorted(beside)})")
+    return tag, beside[tag]
+
+
+def _plan(work: Path) -> dict[str, Any]:
+    """``{"plan": ...}`` from ``work/plan.json`` (the run's plan and rule, written before its results were read),
+    or nothing."""
+    path = work / "plan.json"
+    return {"plan": json.loads(path.read_text())} if "#" not in str(work) and path.exists() else {}
+
+
 def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A protocol's settings and job files; a run stopped before it finished (ALPF-ERC on its way to full
     annotation) counts with the rounds its progress file kept when they reach ``until``."""
@@ -366,7 +393,13 @@ def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[di
                 continue
             curve = json.loads(progress.read_text())["curve"]
             if curve and curve[-1]["budget"] >= settings["until"] - 0.01:
-                job["runs"][name] = {"curve": curve, "questions_to_full": None, "unfinished": True, "cpu_seconds": 0.0}
+                cpu = json.loads(progress.read_text()).get("round_cpu_seconds") or [0.0]  # to its last measured round
+                job["runs"][name] = {
+                    "curve": curve,
+                    "questions_to_full": None,
+                    "unfinished": True,
+                    "cpu_seconds": cpu[-1],
+                }
     return settings, jobs
 
 
@@ -474,6 +507,11 @@ def protocol_claims(
         "questions_to_full": {
             s: {j["seed"]: j["runs"][s]["questions_to_full"] for j in jobs if s in j["runs"]} for s in STRATEGIES
         },
+        "delta_vs_uniform_per_seed": {
+            s: {k: v - acc["uniform"][k] for k, v in per_seed.items() if k in acc["uniform"]}
+            for s, per_seed in acc.items()
+            if s != "uniform" and "uniform" in acc
+        },
     }
     return claims, details
 
@@ -486,6 +524,7 @@ def merge(args: argparse.Namespace) -> None:
         load_stored_protocol(ref, args.seeds) if "#" in ref else (*load_protocol(Path(ref), args.seeds), None)
         for ref in refs
     ]
+    kept = [ref for ref, (_, jobs, _) in zip(refs, loaded, strict=True) if jobs]  # the protocols with rows
     loaded = [(st, jobs, stored) for st, jobs, stored in loaded if jobs]
 
     def pick(ok: Any) -> int:
@@ -501,15 +540,21 @@ def merge(args: argparse.Namespace) -> None:
             jobs, settings, "" if i == accuracy_from else f"_{tag}", "" if i == full_from else f"_{tag}"
         )
         claims += c
-        protocols[tag] = stored if stored is not None else d  # a stored protocol's details go back unchanged
+        # a stored protocol's details go back unchanged
+        protocols[tag] = stored if stored is not None else {**d, **_plan(Path(kept[i]))}
     tags = list(protocols)
     beside = {}
     for work in args.beside or []:  # reported in details only: never a claims row
+        if "#" in work:  # a beside-run whose job files are gone: its stored details go back unchanged
+            tag, row = load_stored_beside(work)
+            beside[tag] = row
+            continue
         settings, jobs = load_protocol(Path(work), args.seeds)
         if jobs:
             beside[protocol_tag(settings)] = {
                 "note": "beside-run, not a claim (fewer seeds or learners than the claim protocols)",
                 **protocol_claims(jobs, settings, "", "")[1],
+                **_plan(Path(work)),
             }
     details = {
         "protocol": __doc__,
@@ -534,7 +579,12 @@ def merge(args: argparse.Namespace) -> None:
     plot_path = (
         Path(args.plot) if args.plot else (REPO / "docs" / "img" / "alpf_e2e.png" if here else out_dir / "p.png")
     )
-    plot({tag: d["curves"] for tag, d in protocols.items()}, plot_path)
+    panels = {tag: d["curves"] for tag, d in protocols.items()}
+    for tag in args.plot_beside or []:  # a beside-run drawn as one more panel (still not a claim)
+        if tag not in beside or "curves" not in beside[tag]:
+            raise SystemExit(f"--plot-beside {tag}: no such beside-run with curves (have: {sorted(beside)})")
+        panels[f"{tag} (beside)"] = beside[tag]["curves"]
+    plot(panels, plot_path)
     write_results(
         "alpf_e2e" if not args.quick else "alpf_e2e_quick",
         claims,
@@ -553,7 +603,7 @@ def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
     for ax, (tag, curves) in zip(axes[0], panels.items()):
         for s, runs in curves.items():
             if not runs:
@@ -570,7 +620,7 @@ def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: 
                 np.array(grid) * 100,
                 100 * np.nanmean(ys, 0),
                 yerr=100 * np.nanstd(ys, 0),
-                label=f"{LABELS[s]} ({len(runs)} seeds)",
+                label=f"{LABELS[s]} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
                 marker="o",
                 ms=3,
                 capsize=2,
@@ -623,6 +673,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--beside", nargs="*", default=None, help="work folders merged into details.beside_runs only (no claims rows)"
+    )
+    parser.add_argument(
+        "--plot-beside", nargs="*", default=None, help="beside-runs (by tag) drawn as extra panels of the plot"
     )
     parser.add_argument(
         "--plot", default=None, help="the merged plot (default: docs/img/alpf_e2e.png with --merge, else in --work)"

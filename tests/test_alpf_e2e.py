@@ -156,3 +156,66 @@ def test_beside_runs_go_into_details_only(tmp_path: Path) -> None:
     assert (acc["uniform"]["0"], acc["eig"]["0"]) == (pytest.approx(60.0), pytest.approx(58.0))
     assert "alpf_erc" not in acc
     assert list(result["details"]["protocols"]) == ["pool2000_steps200"]
+
+
+def test_beside_runs_read_back_from_the_results_file_keep_their_details_and_a_plan_goes_with_its_run(
+    tmp_path: Path,
+) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    main = _protocol(tmp_path / "main", 200, [_job(0, full), _job(1, full)])
+    big = _protocol(tmp_path / "big", 400, [_job(0, {"uniform": (0.60, None), "eig": (0.58, None)})])
+    plan = {"written_at": "2026-12-04T16:10Z", "rule": "claims move only if all three learners finish all seeds"}
+    (big / "plan.json").write_text(json.dumps(plan))
+
+    def merge(protocols: list[str], beside: list[str], out: Path) -> dict:
+        out.mkdir()
+        args = alpf_e2e.parse_args(
+            [
+                *("--merge", "--seeds", "0", "1", "--out-dir", str(out), "--plot", str(out / "p.png")),
+                *("--protocols", *protocols, "--beside", *beside),
+            ]
+        )
+        alpf_e2e.merge(args)
+        return json.loads((out / "alpf_e2e.json").read_text())
+
+    first = merge([str(main)], [str(big)], tmp_path / "first")
+    row = first["details"]["beside_runs"]["pool2000_steps400"]
+    assert row["plan"] == plan
+    assert row["delta_vs_uniform_per_seed"] == {"eig": {"0": pytest.approx(-2.0)}}
+    # both folders gone: the protocol and the beside-run come back from the results file, unchanged
+    stored = tmp_path / "first" / "alpf_e2e.json"
+    again = merge([f"{stored}#pool2000_steps200"], [f"{stored}#pool2000_steps400"], tmp_path / "again")
+    assert again["claims"] == first["claims"]
+    assert again["details"]["beside_runs"] == first["details"]["beside_runs"]
+    assert again["details"]["protocols"] == first["details"]["protocols"]
+    with pytest.raises(SystemExit, match="pool50000"):
+        alpf_e2e.load_stored_beside(f"{stored}#pool50000_steps2000")
+    # a beside-run drawn as one more panel of the plot; an unknown one is refused by name
+    merge([str(main)], [str(big), "--plot-beside", "pool2000_steps400"], tmp_path / "drawn")
+    with pytest.raises(SystemExit, match="--plot-beside pool9_steps9"):
+        merge([str(main)], [str(big), "--plot-beside", "pool9_steps9"], tmp_path / "refused")
+
+
+def test_a_stopped_run_counts_the_cpu_seconds_to_its_last_measured_round(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    work = _protocol(tmp_path / "w", 200, [_job(0, {"uniform": (0.5, None), "eig": (0.5, None)})])
+    progress = {"curve": _job(0, full)["runs"]["alpf_erc"]["curve"], "round_cpu_seconds": [10.0, 25.5]}
+    (work / "progress_s0_alpf_erc.json").write_text(json.dumps(progress))
+    _, jobs = alpf_e2e.load_protocol(work, [0])
+    run = jobs[0]["runs"]["alpf_erc"]
+    assert (run["unfinished"], run["cpu_seconds"], run["questions_to_full"]) == (True, 25.5, None)
+
+
+def test_progress_records_cumulative_cpu_and_wall_seconds_per_measured_round(tmp_path: Path) -> None:
+    class FakeRounds:
+        def __init__(self) -> None:
+            self.curve: list[dict] = []
+
+    rounds = FakeRounds()
+    progress = alpf_e2e.Progress(tmp_path / "p.json", rounds)  # type: ignore[arg-type]
+    for n in (1, 1, 2):  # the second validation measured no new round
+        rounds.curve = [{"questions": k} for k in range(n)]
+        progress.on_validation_end(None, None)  # type: ignore[arg-type]
+    row = json.loads((tmp_path / "p.json").read_text())
+    assert len(row["curve"]) == len(row["round_cpu_seconds"]) == len(row["round_seconds"]) == 2
+    assert 0 <= row["round_cpu_seconds"][0] <= row["round_cpu_seconds"][1]
