@@ -525,26 +525,38 @@ def _net_claim(
     net = _iso(runs, nets, "net_params") if nets else None
     if net is None:
         return None
-    dense_net = net["table"]["head:dense"]
-    best = net["table"][net["smallest_at_iso"]]
-    return (
-        claim(
-            "tensorized_net_param_ratio_at_iso_accuracy",
-            f"{setting}: parameters of the dense VGG-style net ({dense_net['params']:,}) over those of the "
-            f"smallest Tucker-tensorized net at iso-accuracy ({net['smallest_at_iso']}; ranks "
-            f"{', '.join(map(str, net_ranks))} of every layer, trained factorized from scratch or "
-            f"decomposed then fine-tuned {finetune_fraction:.0%} of the schedule)",
-            ours=best["params"],
-            anchor=dense_net["params"],
-            better="lower",
-            unit="parameters",
-            target=3.0,
-            variant=net["smallest_at_iso"],
-            accuracy=best["mean_acc"],
-            dense_accuracy=dense_net["mean_acc"],
-            candidate_params={v: row["params"] for v, row in net["table"].items()},
-        ),
+    what = (
+        f"{setting}: parameters of the dense VGG-style net ({net['table']['head:dense']['params']:,}) over those "
+        f"of the smallest Tucker-tensorized net at iso-accuracy ({net['smallest_at_iso']}; ranks "
+        f"{', '.join(map(str, net_ranks))} of every layer, trained factorized from scratch or "
+        f"decomposed then fine-tuned {finetune_fraction:.0%} of the schedule)"
+    )
+    row = _iso_claim(
+        "tensorized_net_param_ratio_at_iso_accuracy",
+        what,
         net,
+        3.0,
+        candidate_params={v: r["params"] for v, r in net["table"].items()},
+    )
+    return row, net
+
+
+def _iso_claim(cid: str, what: str, iso: dict[str, Any], target: float, **extra: Any) -> dict[str, Any]:
+    """The parameter-ratio claim of an :func:`_iso` table: the dense row's parameters over those of the smallest
+    variant at iso-accuracy, with both accuracies."""
+    dense, smallest = iso["table"]["head:dense"], iso["table"][iso["smallest_at_iso"]]
+    return claim(
+        cid,
+        what,
+        ours=smallest["params"],
+        anchor=dense["params"],
+        better="lower",
+        unit="parameters",
+        target=target,
+        variant=iso["smallest_at_iso"],
+        accuracy=smallest["mean_acc"],
+        dense_accuracy=dense["mean_acc"],
+        **extra,
     )
 
 
@@ -576,21 +588,13 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     details: dict[str, Any] = {}
     head = _iso(head_runs, tensor_heads, "head_params")
     if head is not None and ("head" in args.parts or head_run is not None):
-        dense_head = head["table"]["head:dense"]
-        smallest = head["table"][head["smallest_at_iso"]]
         claims.append(
-            claim(
+            _iso_claim(
                 "trl_head_param_ratio_at_iso_accuracy",
                 f"{head_setting}: head parameters of flatten + FC 512 + FC 10 over those of the smallest TRL / "
                 f"TCL+TRL head at iso-accuracy ({head['smallest_at_iso']}), trunk identical, trained end to end",
-                ours=smallest["params"],
-                anchor=dense_head["params"],
-                better="lower",
-                unit="parameters",
-                target=5.0,
-                variant=head["smallest_at_iso"],
-                accuracy=smallest["mean_acc"],
-                dense_accuracy=dense_head["mean_acc"],
+                head,
+                5.0,
             )
         )
         details["heads"] = head
