@@ -105,13 +105,54 @@ def small_cnn(num_classes: int = 10, width: int = 16) -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
 
 
+class Residual(nn.Module):
+    """``x + body(x)``: two 3x3 conv-BN-ReLU layers of ``width`` channels."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(width, width), _conv_bn(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)  # type: ignore[no-any-return]
+
+
+def _conv_bn(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    return nn.Sequential(*layers, nn.MaxPool2d(2)) if pool else nn.Sequential(*layers)
+
+
+def small_resnet(num_classes: int = 10, width: int = 32) -> nn.Sequential:
+    """The fast small ResNet of the CIFAR-10 speed runs (Page's ResNet-9 layout, ``width`` = 64 there): a
+    ``width`` prep conv, then ``2w`` (pool, residual block), ``4w`` (pool), ``8w`` (pool, residual block), global
+    max-pool and a linear layer; ``width`` 32 has 1.65M parameters (the paper's ResNet-18: 11M).
+
+    >>> sum(p.numel() for p in small_resnet(10, 32).parameters())
+    1646122
+    """
+    w = width
+    return nn.Sequential(
+        _conv_bn(3, w),
+        _conv_bn(w, 2 * w, pool=True),
+        Residual(2 * w),
+        _conv_bn(2 * w, 4 * w, pool=True),
+        _conv_bn(4 * w, 8 * w, pool=True),
+        Residual(8 * w),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8 * w, num_classes),
+    )
+
+
+MODELS = {"cnn": small_cnn, "resnet": small_resnet}
+
+
 def augment(x: torch.Tensor) -> torch.Tensor:
     """Random crop (4-pixel reflect padding) and horizontal flip, one draw per batch element."""
     n, _, h, w = x.shape
     padded = nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
     dy, dx = torch.randint(0, 9, (2,)).tolist()  # one shift per batch keeps it a view-free slice
     out = padded[:, :, dy : dy + h, dx : dx + w]
-    flip = torch.rand(n) < 0.5
+    flip = torch.rand(n, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
@@ -147,8 +188,8 @@ class Progress(pl.Callback):
     wall seconds since the callback was made, at every measured round (``round_cpu_seconds``, ``round_seconds``:
     cumulative)."""
 
-    def __init__(self, path: Path, rounds: Rounds) -> None:
-        self.path, self.rounds = path, rounds
+    def __init__(self, path: Path, rounds: Rounds, stop_at: float | None = None) -> None:
+        self.path, self.rounds, self.stop_at = path, rounds, stop_at
         self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
         self.round_cpu: list[float] = []
         self.round_wall: list[float] = []
@@ -159,6 +200,8 @@ class Progress(pl.Callback):
             self.round_wall.append(time.perf_counter() - self.wall0)
         row = {"curve": self.rounds.curve, "round_cpu_seconds": self.round_cpu, "round_seconds": self.round_wall}
         write_json(self.path, row, indent=None)
+        if self.stop_at is not None and time.time() > self.stop_at:  # no new round after the deadline
+            trainer.should_stop = True
 
 
 def _strategy(name: str, session: str) -> QuestionStrategy:
@@ -181,6 +224,54 @@ def load_data(seed: int, pool: int, test: int) -> tuple[torch.Tensor, ...]:
     return (xp - mu) / sd, torch.from_numpy(tr.labels[rows]), (xt - mu) / sd, torch.from_numpy(te.labels[t_rows])
 
 
+WORDNET = "wordnet30_nouns.tsv.gz"
+
+
+def pack_cifar10(dest: Path) -> Path:
+    """The shared CIFAR-10 JPEG archive (62 MB, over a lent device's 64 MiB carry) as ``dest/cifar10_jpeg.xz``
+    (18 MB): every member's bytes, unchanged, concatenated and LZMA-compressed (their 609-byte JPEG headers are
+    identical), with the member names and sizes in ``dest/cifar10_jpeg.json``, and the WordNet noun file the
+    hierarchy is built from (3.7 MB). :func:`unpack_cifar10` rebuilds the same archive there (so ``load_cifar10``
+    decodes the same pixels)."""
+    import lzma
+    import shutil
+    import zipfile
+
+    from trinity_lightning.data.shared import dataset_dir
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dataset_dir("cifar10_jpeg") / "cifar10_jpeg.zip") as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".jpg"))
+        blobs = [z.read(n) for n in names]
+    (dest / "cifar10_jpeg.xz").write_bytes(lzma.compress(b"".join(blobs), preset=6))
+    write_json(dest / "cifar10_jpeg.json", {"names": names, "sizes": [len(b) for b in blobs]}, indent=None)
+    shutil.copyfile(dataset_dir("wordnet_nouns") / WORDNET, dest / WORDNET)
+    return dest / "cifar10_jpeg.xz"
+
+
+def unpack_cifar10(src: Path, data_root: Path) -> Path:
+    """:func:`pack_cifar10`'s files back into ``data_root/cifar10_jpeg/cifar10_jpeg.zip`` and
+    ``data_root/wordnet_nouns`` (a ``TRINITY_DATA`` folder)."""
+    import lzma
+    import shutil
+    import zipfile
+
+    index = json.loads((src / "cifar10_jpeg.json").read_text())
+    body = lzma.decompress((src / "cifar10_jpeg.xz").read_bytes())
+    if len(body) != sum(index["sizes"]):
+        raise SystemExit(f"{src}/cifar10_jpeg.xz: {len(body)} bytes, the index says {sum(index['sizes'])}")
+    out = data_root / "cifar10_jpeg" / "cifar10_jpeg.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        offset = 0
+        for name, size in zip(index["names"], index["sizes"], strict=True):
+            z.writestr(name, body[offset : offset + size])
+            offset += size
+    (data_root / "wordnet_nouns").mkdir(exist_ok=True)
+    shutil.copyfile(src / WORDNET, data_root / "wordnet_nouns" / WORDNET)
+    return out
+
+
 def campaign(
     name: str, data: tuple[torch.Tensor, ...], warm_idx: list[int], naive: int, seed: int, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -189,13 +280,13 @@ def campaign(
     xp, yp, xt, yt = data
     to_full = name in args.to_full
     warm = WarmStart(_strategy(name, args.session), warm=False)  # type: ignore[arg-type]
-    make_net = functools.partial(small_cnn, 10, args.width)
+    make_net = functools.partial(MODELS[args.model], 10, args.width)
     rounds = Rounds(warm, seed, naive, make_net)
     dm = StepsPerRound(
         ArrayDataset(xp, yp),
         cifar10_hierarchy(),
         val=ArrayDataset(xt, yt),
-        batch_size=64,
+        batch_size=args.batch_size,
         pool_batch_size=1024,
         steps=args.steps,
         round_seed=rounds.head_seed,
@@ -217,15 +308,22 @@ def campaign(
     trainer(
         accelerator="gpu" if args.device.startswith("cuda") else "cpu",
         devices=1,
+        precision=args.precision,
         max_epochs=epochs,
         reload_dataloaders_every_n_epochs=1,
-        callbacks=[callback, rounds, Progress(Path(args.work) / f"progress_s{seed}_{name}.json", rounds)],
+        callbacks=[
+            callback,
+            rounds,
+            Progress(Path(args.work) / f"progress_s{seed}_{name}.json", rounds, args.stop_at),
+        ],
     ).fit(module, datamodule=dm)
     state = dm.partial
     assert state is not None
+    full = bool(state.fully_labelled.all())
     return {
         "curve": rounds.curve,
-        "questions_to_full": state.num_questions if bool(state.fully_labelled.all()) else None,
+        "questions_to_full": state.num_questions if full else None,
+        **({"stopped_at_deadline": True} if args.stop_at is not None and time.time() > args.stop_at else {}),
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,
     }
@@ -280,8 +378,21 @@ def run_seed(
             f"naive={naive} ({res['seconds']:.0f}s wall, {res['cpu_seconds']:.0f}s cpu)",
             flush=True,
         )
-        write_json(path, out, indent=None)
+        out = _store_run(path, out, name, res)
     return out
+
+
+def _store_run(path: Path, out: dict[str, Any], name: str, res: dict[str, Any]) -> dict[str, Any]:
+    """Add learner ``name``'s run to the seed's job file under an exclusive lock, re-reading it first: jobs of
+    one seed's learners may run in parallel processes (the GPU run), and none may drop another's row."""
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = json.loads(path.read_text()) if path.exists() else out
+        current["runs"][name] = res
+        write_json(path, current, indent=None)
+    return current
 
 
 def accuracy_at(curve: list[dict[str, float]], budget: float) -> float:
@@ -290,7 +401,24 @@ def accuracy_at(curve: list[dict[str, float]], budget: float) -> float:
     return float(np.interp(budget, xs, [r["accuracy"] for r in curve]))
 
 
-SETTINGS = ("scale", "pool", "test", "steps", "round", "until", "warm", "width", "lr", "schedule", "session")
+SETTINGS = (
+    "scale",
+    "pool",
+    "test",
+    "steps",
+    "round",
+    "until",
+    "warm",
+    "width",
+    "lr",
+    "schedule",
+    "session",
+    "model",
+    "batch_size",
+    "precision",
+)
+# the settings added after protocols were stored without them: a stored protocol without one ran with this value
+SETTING_DEFAULTS = {"model": "cnn", "batch_size": 64, "precision": "32-true"}
 REQUIRED = ("uniform", "alpf_erc", "eig")  # the learners the accuracy claims need on every planned seed
 CLAIM_RULE = (
     "fixed before any result of the second protocol was seen: the protocols are listed in order of preference "
@@ -315,7 +443,11 @@ def check_settings(work: Path, args: argparse.Namespace) -> None:
         write_json(path, {**mine, "how_it_ran": args.note})
         return
     stored = json.loads(path.read_text())
-    differ = {k: (stored.get(k), v) for k, v in mine.items() if stored.get(k) != v}
+    differ = {
+        k: (stored.get(k, SETTING_DEFAULTS.get(k)), v)
+        for k, v in mine.items()
+        if stored.get(k, SETTING_DEFAULTS.get(k)) != v
+    }
     if differ:
         raise SystemExit(f"{path}: these settings differ from the stored protocol's (stored, given): {differ}")
 
@@ -323,7 +455,12 @@ def check_settings(work: Path, args: argparse.Namespace) -> None:
 def protocol_tag(settings: dict[str, Any]) -> str:
     """``pool2000_steps120`` (``_cosine`` with the per-round cosine schedule): the suffix of a beside protocol's ids."""
     tag = f"pool{settings['pool']}_steps{settings['steps']}"
-    return tag + ("_cosine" if settings.get("schedule", "constant") == "cosine" else "")
+    tag += "_cosine" if settings.get("schedule", "constant") == "cosine" else ""
+    if settings.get("model", "cnn") != "cnn":
+        tag += f"_{settings['model']}{settings['width']}"
+    if settings.get("batch_size", 64) != 64:
+        tag += f"_b{settings['batch_size']}"
+    return tag
 
 
 def load_stored_protocol(ref: str, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -382,14 +519,17 @@ def _plan(work: Path) -> dict[str, Any]:
 
 def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A protocol's settings and job files; a run stopped before it finished (ALPF-ERC on its way to full
-    annotation) counts with the rounds its progress file kept when they reach ``until``."""
+    annotation) counts with the rounds its progress file kept when they reach ``until``. A stored run that
+    stopped (``--stop-at``) before ``until`` does not count: it is listed in the job's ``short_runs``."""
     settings = json.loads((work / "settings.json").read_text())
     jobs = [json.loads(p.read_text()) for p in sorted(work.glob("alpf_e2e_s*.json"))]
     jobs = [j for j in jobs if j["seed"] in seeds]
     for job in jobs:
+        short = [n for n, r in job["runs"].items() if r["curve"][-1]["budget"] < settings["until"] - 0.01]
+        job["short_runs"] = {n: job["runs"].pop(n)["curve"] for n in short}
         for name in STRATEGIES:
             progress = work / f"progress_s{job['seed']}_{name}.json"
-            if name in job["runs"] or not progress.exists():
+            if name in job["runs"] or name in job["short_runs"] or not progress.exists():
                 continue
             curve = json.loads(progress.read_text())["curve"]
             if curve and curve[-1]["budget"] >= settings["until"] - 0.01:
@@ -417,9 +557,11 @@ def protocol_claims(
     """One protocol's claims (every comparison with Uniform paired on the seeds both learners finished) and
     details; ids carry the given suffixes."""
     until = settings["until"]
-    size = f"pool {settings['pool']:,}, {settings['steps']} steps of 64 per round" + (
+    size = f"pool {settings['pool']:,}, {settings['steps']} steps of {settings.get('batch_size', 64)} per round" + (
         ", per-round cosine learning rate" if settings.get("schedule", "constant") == "cosine" else ""
     )
+    net = "small CNN" if settings.get("model", "cnn") == "cnn" else f"small ResNet (width {settings['width']})"
+    scope = "the whole 50k training set as the pool" if settings["pool"] >= 50_000 else "scaled run"
     acc = {
         s: {j["seed"]: 100 * accuracy_at(j["runs"][s]["curve"], until) for j in jobs if s in j["runs"]}
         for s in STRATEGIES
@@ -440,8 +582,8 @@ def protocol_claims(
                 claim(
                     "alpf_best_vs_uniform_at_30pct" + accuracy_suffix,
                     f"CIFAR-10 (WordNet tree), test accuracy (%) at {until:.0%} of the naive question budget, "
-                    f"the best ALPF learner ({LABELS[best]}) vs Uniform, mean of seeds {seeds}; small CNN trained "
-                    f"end to end from scratch every round ({size}), 5% free warm start (scaled run, see details)",
+                    f"the best ALPF learner ({LABELS[best]}) vs Uniform, mean of seeds {seeds}; {net} trained "
+                    f"end to end from scratch every round ({size}), 5% free warm start ({scope}, see details)",
                     ours=ours,
                     anchor=anchor,
                     better="higher",
@@ -460,7 +602,7 @@ def protocol_claims(
                 claim(
                     cid + accuracy_suffix,
                     f"CIFAR-10 (WordNet tree), test accuracy (%) at {until:.0%} of the naive budget, "
-                    f"{LABELS[s]} vs Uniform, mean of seeds {seeds} (end-to-end CNN, {size}, scaled run)",
+                    f"{LABELS[s]} vs Uniform, mean of seeds {seeds} (end-to-end {net}, {size}, {scope})",
                     ours=ours,
                     anchor=anchor,
                     better="higher",
@@ -480,7 +622,7 @@ def protocol_claims(
                 "questions_to_full_annotation_vs_uniform" + full_suffix,
                 "binary questions to fully label the pool's non-warm examples: Uniform (binary search down the "
                 f"binarized WordNet tree = the naive cost) / ALPF-ERC, mean of seeds {[s for s, _, _ in full]} "
-                f"(end-to-end CNN retrained every round, {size}, scaled run)",
+                f"(end-to-end {net} retrained every round, {size}, {scope})",
                 ours=float(np.mean([q for _, q, _ in full])),
                 anchor=float(np.mean([n for _, _, n in full])),
                 better="lower",
@@ -497,6 +639,10 @@ def protocol_claims(
             s: {j["seed"]: j["runs"][s]["cpu_seconds"] for j in jobs if s in j["runs"]} for s in STRATEGIES
         },
         "unfinished_runs": [f"{s} seed {j['seed']}" for j in jobs for s, r in j["runs"].items() if r.get("unfinished")],
+        "stopped_at_deadline": [
+            f"{s} seed {j['seed']}" for j in jobs for s, r in j["runs"].items() if r.get("stopped_at_deadline")
+        ],
+        "short_runs": {f"{s} seed {j['seed']}": c for j in jobs for s, c in j.get("short_runs", {}).items()},
         "accuracy_at_until_per_seed": acc,
         "accuracy_at_until_mean": {s: float(np.mean(list(v.values()))) for s, v in acc.items()},
         "accuracy_at_until_std": {s: float(np.std(list(v.values()))) for s, v in acc.items()},
@@ -525,6 +671,8 @@ def merge(args: argparse.Namespace) -> None:
         for ref in refs
     ]
     kept = [ref for ref, (_, jobs, _) in zip(refs, loaded, strict=True) if jobs]  # the protocols with rows
+    if not kept:
+        raise SystemExit(f"no finished learner in {refs} (seeds {args.seeds}): nothing to merge")
     loaded = [(st, jobs, stored) for st, jobs, stored in loaded if jobs]
 
     def pick(ok: Any) -> int:
@@ -648,7 +796,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--round", type=float, default=0.1)
     parser.add_argument("--until", type=float, default=0.3)
     parser.add_argument("--warm", type=float, default=0.05)
-    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--model", choices=sorted(MODELS), default="cnn", help="small_cnn or small_resnet")
+    parser.add_argument("--width", type=int, default=16, help="the model's first width (resnet: 32)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch (--steps of them per round)")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed on a GPU")
+    parser.add_argument(
+        "--stop-at",
+        type=float,
+        default=None,
+        help="a Unix time: no round starts after it (a learner's measured rounds are kept, marked stopped)",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument(
         "--schedule", choices=("constant", "cosine"), default="constant", help="learning rate within each round"
@@ -682,6 +839,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--load-note", default="", help="how loaded the machine was (recorded in details)")
     parser.add_argument("--quick", action="store_true", help="smoke run (not a result)")
+    parser.add_argument("--prepare", default=None, help="pack CIFAR-10 into this folder for a lent GPU and exit")
+    parser.add_argument("--unpack", nargs=2, default=None, metavar=("SRC", "ROOT"), help="--prepare's files -> ROOT")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.seeds, args.strategies, args.steps = 0.01, [0], ["uniform", "alpf_erc"], 20
@@ -693,6 +852,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.prepare or args.unpack:
+        print(pack_cifar10(Path(args.prepare)) if args.prepare else unpack_cifar10(*map(Path, args.unpack)))
+        return
     torch.set_num_threads(args.threads)
     quiet()
     Path(args.work).mkdir(parents=True, exist_ok=True)
