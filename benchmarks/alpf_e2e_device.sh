@@ -51,6 +51,17 @@ export TRINITY_DATA=/tmp/alpf_data TRINITY_CACHE=/tmp/alpf_cache
     2>&1 | tee -a "$LOG"
 "$PY" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())" \
     2>&1 | tee -a "$LOG"
+# MPS=1: the learners' small kernels share the GPU's SMs through CUDA MPS (without it the processes time-slice the
+# GPU); if its daemon does not start or a CUDA client cannot connect within 40 s, it is stopped and the run goes on
+# without it
+if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+    nvidia-cuda-mps-control -d 2>&1 | tee -a "$LOG"
+    if timeout 40 "$PY" -c "import torch; torch.ones(1, device='cuda').sum().item(); print('MPS client ok')" 2>&1 | tee -a "$LOG" | grep -q "MPS client ok"; then
+        echo "MPS on" | tee -a "$LOG"
+    else
+        echo quit | timeout 10 nvidia-cuda-mps-control; echo "MPS failed: off" | tee -a "$LOG"
+    fi
+fi
 # the data: rebuild the archive, decode it once (every process then reads the decoded cache)
 "$PY" benchmarks/alpf_e2e.py --unpack "$DATA" "$TRINITY_DATA" 2>&1 | tee -a "$LOG" || exit 2
 "$PY" -c "from trinity_lightning.data import load_cifar10; print('decoded', len(load_cifar10('train').labels), len(load_cifar10('test').labels))" \
@@ -91,4 +102,5 @@ grep -h "^seed \|Error\|error" "$WORK"/log_s*.txt 2>/dev/null | tail -40 | tee -
 "$PY" benchmarks/alpf_e2e.py $ARGS --device "$DEVICE" --precision "$PRECISION" --work "$WORK" --merge \
     --seeds $SEEDS --protocols "$WORK" --out-dir "$OUT" --plot "$WORK/alpf_e2e.png" 2>&1 | tail -12 | tee -a "$LOG"
 snapshot
+[ "${MPS:-0}" = 1 ] && echo quit | timeout 10 nvidia-cuda-mps-control 2>/dev/null
 echo "end +$(($(date +%s) - START))s" | tee -a "$LOG"
