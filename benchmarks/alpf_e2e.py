@@ -774,7 +774,7 @@ def plot(panels: dict[str, dict[str, dict[int, list[dict[str, float]]]]], path: 
                 capsize=2,
             )
         ax.set_xlabel("questions, % of the binary-search cost of the pool")
-        ax.set_title(f"CIFAR-10, CNN retrained each round: {tag}", fontsize=10)
+        ax.set_title(f"CIFAR-10, {'ResNet' if 'resnet' in tag else 'CNN'} retrained each round: {tag}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("test accuracy, %")

@@ -219,3 +219,81 @@ def test_progress_records_cumulative_cpu_and_wall_seconds_per_measured_round(tmp
     row = json.loads((tmp_path / "p.json").read_text())
     assert len(row["curve"]) == len(row["round_cpu_seconds"]) == len(row["round_seconds"]) == 2
     assert 0 <= row["round_cpu_seconds"][0] <= row["round_cpu_seconds"][1]
+
+
+def test_the_small_resnet_trains_on_cifar_shaped_batches_and_tags_its_protocol() -> None:
+    import torch
+
+    net = alpf_e2e.small_resnet(10, 8)
+    out = net(torch.randn(4, 3, 32, 32))
+    assert out.shape == (4, 10)
+    out.sum().backward()  # every parameter gets a gradient
+    assert all(p.grad is not None for p in net.parameters())
+    settings = vars(alpf_e2e.parse_args(["--model", "resnet", "--width", "32", "--batch-size", "256", "--scale", "1"]))
+    settings |= {"schedule": "cosine", "steps": 500}
+    assert alpf_e2e.protocol_tag(settings) == "pool50000_steps500_cosine_resnet32_b256"
+    old = {"pool": 50000, "steps": 2000, "schedule": "cosine"}  # stored before the model / batch settings existed
+    assert alpf_e2e.protocol_tag(old) == "pool50000_steps2000_cosine"
+
+
+def test_augment_keeps_a_batch_on_its_device_and_shape() -> None:
+    import torch
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    y = alpf_e2e.augment(x)
+    assert y.shape == x.shape and y.device == x.device
+
+
+def test_a_folder_stored_without_the_new_settings_accepts_their_defaults_only(tmp_path: Path) -> None:
+    args = alpf_e2e.parse_args(["--steps", "120", "--work", str(tmp_path)])
+    stored = {k: v for k, v in alpf_e2e.protocol_settings(args).items() if k not in alpf_e2e.SETTING_DEFAULTS}
+    (tmp_path / "settings.json").write_text(json.dumps(stored))
+    alpf_e2e.check_settings(tmp_path, args)  # model cnn, batch 64, fp32: the stored protocol's
+    with pytest.raises(SystemExit, match="model"):
+        alpf_e2e.check_settings(tmp_path, alpf_e2e.parse_args(["--steps", "120", "--model", "resnet"]))
+
+
+def test_learners_of_one_seed_stored_by_separate_processes_keep_each_others_rows(tmp_path: Path) -> None:
+    path = tmp_path / "alpf_e2e_s0.json"
+    job = _job(0, {})
+    mine = alpf_e2e._store_run(path, json.loads(json.dumps(job)), "uniform", {"curve": [], "questions_to_full": 1})
+    # another process started from the empty job file and stores its learner later
+    theirs = alpf_e2e._store_run(path, json.loads(json.dumps(job)), "eig", {"curve": [], "questions_to_full": None})
+    assert set(mine["runs"]) == {"uniform"}
+    assert set(theirs["runs"]) == set(json.loads(path.read_text())["runs"]) == {"uniform", "eig"}
+
+
+def test_a_run_stopped_before_the_30pct_round_counts_nowhere(tmp_path: Path) -> None:
+    full = {"uniform": (0.50, None), "alpf_erc": (0.52, 80), "eig": (0.56, None)}
+    job = _job(1, full)
+    job["runs"]["eig"]["curve"] = job["runs"]["eig"]["curve"][:1]  # stopped by --stop-at after the warm start
+    job["runs"]["eig"]["stopped_at_deadline"] = True
+    big = _protocol(tmp_path / "big", 200, [_job(0, full), job])
+    small = _protocol(tmp_path / "small", 120, [_job(0, full), _job(1, full)])
+    result = _merge(tmp_path, [big, small])
+    details = result["details"]["protocols"]["pool2000_steps200"]
+    assert details["short_runs"] == {"eig seed 1": job["runs"]["eig"]["curve"]}
+    assert (
+        "1" not in details["accuracy_at_until_per_seed"]["eig"]
+        and 1 not in details["accuracy_at_until_per_seed"]["eig"]
+    )
+    assert result["details"]["claim_protocol"]["accuracy"] == "pool2000_steps120"  # the big one lacks EIG seed 1
+
+
+def test_the_device_pack_rebuilds_the_same_jpeg_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    data = tmp_path / "data"
+    (data / "cifar10_jpeg").mkdir(parents=True)
+    (data / "wordnet_nouns").mkdir()
+    (data / "wordnet_nouns" / alpf_e2e.WORDNET).write_bytes(b"tree")
+    members = {f"train/cat/{k:04d}.jpg": bytes([k]) * (k + 3) for k in range(1, 6)} | {"test/dog/0001.jpg": b"x"}
+    with zipfile.ZipFile(data / "cifar10_jpeg" / "cifar10_jpeg.zip", "w") as z:
+        for name, body in members.items():
+            z.writestr(name, body)
+    monkeypatch.setenv("TRINITY_DATA", str(data))
+    alpf_e2e.pack_cifar10(tmp_path / "carry")
+    out = alpf_e2e.unpack_cifar10(tmp_path / "carry", tmp_path / "root")
+    with zipfile.ZipFile(out) as z:
+        assert {n: z.read(n) for n in z.namelist()} == members
+    assert (tmp_path / "root" / "wordnet_nouns" / alpf_e2e.WORDNET).read_bytes() == b"tree"
