@@ -43,6 +43,12 @@ else
 fi
 ARGS=${ARGS:-"$SIZE --model resnet --width 32 --batch-size 256 --schedule cosine --lr 2e-3 --session rescore"}
 mkdir -p "$OUT" "$WORK"
+# WORK_FROM=<a carried earlier work folder of the same protocol>: its finished learners are kept (a job skips a
+# learner its seed's job file already holds), the others run, e.g. the ALPF learners on to full annotation:
+#   STRATEGIES="alpf_erc eig edc" WORK_FROM=outputs/alpf_e2e/p50000_resnet_gpu (carry that folder too)
+if [ -n "${WORK_FROM:-}" ]; then
+    cp -r "$WORK_FROM"/. "$WORK"/ && rm -f "$WORK"/*.lock "$WORK"/alpf_e2e.json
+fi
 LOG="$OUT/alpf_e2e_device.log"
 : >"$LOG"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
