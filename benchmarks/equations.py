@@ -83,6 +83,8 @@ SYMNUM_VARIANTS: dict[str, tuple[dict[str, Any], int | None]] = {
     "value_leaf": ({"number_encoding": "value_leaf", "value_weight": 0.0}, None),
     "value_leaf_f4000": ({"number_encoding": "value_leaf", "value_weight": 0.0}, 4000),
     "decimal_tree_f4000": ({"own_number_symbols": True, "value_weight": 0.0}, 4000),
+    # value leaves with the value-regression head trained (weight 0.1): benchmarks/results/equations_value_head/rule.md
+    "value_leaf_vw01": ({"number_encoding": "value_leaf", "value_weight": 0.1}, None),
 }
 WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
