@@ -1191,6 +1191,90 @@ def draw_accuracy_plots(details: dict[str, Any], args: argparse.Namespace, keep_
         kept["plot"] = os.path.relpath(path, ROOT)
 
 
+def attach_record(runs: list[dict[str, Any]], study: dict[str, Any] | None) -> dict[str, Any]:
+    """An experiment reported beside the claims (``--attach``): its accuracy runs' networks pooled over seeds (depth-4
+    test accuracy mean / per seed, accuracy by depth, validation accuracy, best epoch, epochs run, training CPU-s),
+    and, when the claims read a data-scale study (``study``) of the same training-set size, a validation comparison
+    per seed with the stored networks of that size: for each network run, ``val_minus_stored_<net>`` per seed and
+    mean over the seeds it ran (validation only; the stored test accuracies are given beside, never compared).
+
+    >>> rec = lambda acc, val: {"acc": acc, "by_depth": {4: acc}, "val": val, "best_epoch": 2, "epochs_run": 5,
+    ...                          "train_cpu_s": 10.0, "weak_domain": acc}
+    >>> run = {"per_seed": {"extrapolation": {"treelstm_symnum_x": {0: rec(80.0, 96.0)}}},
+    ...        "settings": {"train_per_depth": 8}, "sizes": {"extrapolation": {"train": 20}}}
+    >>> stored = {"seeds": [0, 1], "per_seed": [81.0, 82.0], "val_per_seed": [97.0, 98.0]}
+    >>> study = {"claims_read": 8, "sizes": {"8": {"networks": {"treelstm_sym": stored}}}}
+    >>> out = attach_record([{"details": run, "command": "c"}], study)
+    >>> out["networks"]["treelstm_symnum_x"]["val_minus_stored"]["treelstm_sym"]
+    {'seeds': [0], 'per_seed': [-1.0], 'mean': -1.0}
+    """
+    per_seed = _pool_runs([r["details"] for r in runs])
+    first = runs[0]["details"]
+    size = first.get("settings", {}).get("train_per_depth")
+    stored: dict[str, Any] = {}
+    if study and study.get("claims_read") is not None and size is not None and int(size) == int(study["claims_read"]):
+        stored = _int_keys(study["sizes"])[int(size)]["networks"]
+    networks: dict[str, Any] = {}
+    for name, records in per_seed.items():
+        if not all("val" in r for r in records.values()):
+            continue  # the baselines: not part of the experiment
+        ks = sorted(records)
+        net: dict[str, Any] = {
+            "seeds": ks,
+            "mean": float(np.mean([records[k]["acc"] for k in ks])),
+            "per_seed": [records[k]["acc"] for k in ks],
+            "by_depth": {
+                d: float(np.mean([records[k]["by_depth"][d] for k in ks])) for d in records[ks[0]]["by_depth"]
+            },
+            "val_per_seed": [records[k]["val"] for k in ks],
+            "val_mean": float(np.mean([records[k]["val"] for k in ks])),
+            **{key: [records[k].get(key) for k in ks] for key in ("best_epoch", "epochs_run", "train_cpu_s")},
+        }
+        for key in ("variant", "hidden", "functions"):
+            if key in records[ks[0]]:
+                net[key] = records[ks[0]][key]
+        net["val_minus_stored"] = {}
+        for other, rec in stored.items():
+            common = [k for k in ks if k in rec["seeds"]]
+            diff = [round(records[k]["val"] - rec["val_per_seed"][rec["seeds"].index(k)], 4) for k in common]
+            net["val_minus_stored"][other] = {
+                "seeds": common,
+                "per_seed": diff,
+                "mean": float(np.mean(diff)) if diff else None,
+            }
+        networks[name] = net
+    return {
+        "runs": [r.get("command") for r in runs],
+        "train_per_depth": size,
+        "sizes": first.get("sizes", {}).get("extrapolation"),
+        "settings": first.get("settings_extrapolation"),
+        "networks": networks,
+        "cpu_s": round(sum(r["details"].get("accuracy_cpu_s_extrapolation", 0.0) for r in runs), 1),
+        "wall_s": round(sum(r["details"].get("accuracy_wall_s_extrapolation", 0.0) for r in runs), 1),
+        "load_average_after": [r["details"].get("load_average_after_extrapolation") for r in runs],
+        "machine": [r.get("machine", {}).get("cpu") for r in runs],
+        **({"stored_size": int(size)} if stored else {}),
+    }
+
+
+def attach(args: argparse.Namespace) -> dict[str, Any]:
+    """``--attach DIR ... --attach-as KEY``: an experiment's accuracy runs (their ``--results-dir``) recorded as
+    ``details[KEY]`` of the results file (:func:`attach_record`), beside the claims: claims, tables, date, machine and
+    command unchanged; notes already under KEY (a rule, a decision) are kept."""
+    if not args.attach_as:
+        raise SystemExit("--attach needs --attach-as KEY (the details key the experiment is recorded under)")
+    previous = read_results(NAME, args.results_dir)
+    details = previous["details"]
+    runs = [read_results(NAME, d) for d in args.attach]
+    record = attach_record(runs, details.get("data_scale"))
+    record["run_dirs"] = [os.path.relpath(Path(d).resolve(), ROOT) for d in args.attach]
+    details[args.attach_as] = {**details.get(args.attach_as, {}), **record}
+    path = args.results_dir / f"{NAME}.json"
+    write_json(path, {**previous, "details": details}, inline_number_lists=True)
+    print(f"wrote {path}: details.{args.attach_as}")
+    return {"claims": previous["claims"], "details": details}
+
+
 def summarize(args: argparse.Namespace) -> dict[str, Any]:
     """``--summarize``: rebuild the results file from its stored records, no training: with a data-scale study,
     ``details.accuracy``/``per_seed``/``sizes`` and ``--plot`` become the size the claims read (the earlier table
@@ -1549,6 +1633,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "table moves under --keep-previous-as (see summarize)",
     )
     parser.add_argument(
+        "--attach",
+        type=Path,
+        nargs="+",
+        help="no training: record these accuracy runs (their --results-dir) beside the claims as details[--attach-as] "
+        "(see attach)",
+    )
+    parser.add_argument("--attach-as", help="--attach: the details key")
+    parser.add_argument(
         "--symnum-variants",
         nargs="+",
         choices=sorted(SYMNUM_VARIANTS),
@@ -1605,6 +1697,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"claims": [], "details": {"generator_report": report}}
     if args.summarize:
         return summarize(args)
+    if args.attach:
+        return attach(args)
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     if args.scale_study:

@@ -642,3 +642,67 @@ def test_summarize_moves_the_earlier_table_under_its_key_once_and_rebuilds_the_c
     bench.main(["--summarize", *paths(tmp_path / "b", tmp_path, "accuracy_old")])
     kept = json.loads((tmp_path / "b" / "equations.json").read_text())["details"]["accuracy_old"]
     assert kept["extrapolation_as_kept"] == {"bilstm": {"mean": 1.0}}
+
+
+def test_attach_records_an_experiment_beside_the_claims_and_compares_validation_per_seed(tmp_path):
+    """``--attach``: runs of one network at the claims' data-scale size, pooled over seeds, go under the key; the
+    claims, tables, date, machine and command stay; a note already under the key stays; validation is compared per
+    seed with the stored networks of that size (the seeds both have)."""
+    bench = _bench()
+    from _results import write_results
+
+    def rec(acc, val):
+        return {
+            "acc": acc,
+            "by_depth": {4: acc, 5: 55.0},
+            "weak_domain": acc,
+            "val": val,
+            "best_epoch": 2,
+            "epochs_run": 5,
+            "train_cpu_s": 7.0,
+            "variant": "value_leaf_vw01",
+        }
+
+    for seed, acc, val in ((0, 80.0, 97.0), (1, 82.0, 96.0)):
+        run = {
+            "per_seed": {
+                "extrapolation": {
+                    "treelstm_symnum_value_leaf_vw01": {seed: rec(acc, val)},
+                    "majority": {seed: {"acc": 50.0, "by_depth": {4: 50.0}}},
+                }
+            },
+            "settings": {"train_per_depth": 8},
+            "sizes": {"extrapolation": {"train": 20}},
+            "settings_extrapolation": {"patience": 3},
+            "accuracy_cpu_s_extrapolation": 10.0,
+        }
+        write_results("equations", [], run, results_dir=tmp_path / f"s{seed}", command=f"run {seed}")
+    stored = {"seeds": [0, 1, 2], "per_seed": [81.0, 81.0, 81.0], "val_per_seed": [96.5, 97.2, 97.1]}
+    claims = [{"id": "numeric_data_gain_depth_extrapolation", "ours": 1.0}]
+    details = {
+        "data_scale": {"claims_read": 8, "sizes": {"8": {"networks": {"treelstm_symnum": stored}}}},
+        "numeric_value_head": {"rule": "rule.md"},
+    }
+    write_results("equations", claims, details, results_dir=tmp_path, command="the run")
+    with pytest.raises(SystemExit, match="--attach-as"):
+        bench.main(["--attach", str(tmp_path / "s0"), "--results-dir", str(tmp_path)])
+    bench.main(
+        [
+            "--attach",
+            str(tmp_path / "s0"),
+            str(tmp_path / "s1"),
+            "--attach-as",
+            "numeric_value_head",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    out = json.loads((tmp_path / "equations.json").read_text())
+    assert out["claims"] == claims and out["command"] == "the run"
+    record = out["details"]["numeric_value_head"]
+    assert record["rule"] == "rule.md" and record["runs"] == ["run 0", "run 1"] and record["cpu_s"] == 20.0
+    net = record["networks"]["treelstm_symnum_value_leaf_vw01"]
+    assert set(record["networks"]) == {"treelstm_symnum_value_leaf_vw01"}  # the baselines are not the experiment
+    assert net["seeds"] == [0, 1] and net["mean"] == 81.0 and net["val_mean"] == 96.5
+    assert net["variant"] == "value_leaf_vw01" and net["by_depth"] == {"4": 81.0, "5": 55.0}
+    assert net["val_minus_stored"]["treelstm_symnum"] == {"seeds": [0, 1], "per_seed": [0.5, -1.2], "mean": -0.35}
