@@ -1195,8 +1195,9 @@ def attach_record(runs: list[dict[str, Any]], study: dict[str, Any] | None) -> d
     """An experiment reported beside the claims (``--attach``): its accuracy runs' networks pooled over seeds (depth-4
     test accuracy mean / per seed, accuracy by depth, validation accuracy, best epoch, epochs run, training CPU-s),
     and, when the claims read a data-scale study (``study``) of the same training-set size, a validation comparison
-    per seed with the stored networks of that size: for each network run, ``val_minus_stored_<net>`` per seed and
-    mean over the seeds it ran (validation only; the stored test accuracies are given beside, never compared).
+    per seed with the stored networks of that size: for each network run, ``val_minus_stored[<stored net>]`` per
+    seed and mean, over the seeds both have (validation only). The variant copied to ``treelstm_symnum`` by the
+    run's validation choice is left out (its ``treelstm_symnum_<variant>`` record is there).
 
     >>> rec = lambda acc, val: {"acc": acc, "by_depth": {4: acc}, "val": val, "best_epoch": 2, "epochs_run": 5,
     ...                          "train_cpu_s": 10.0, "weak_domain": acc}
@@ -1218,6 +1219,8 @@ def attach_record(runs: list[dict[str, Any]], study: dict[str, Any] | None) -> d
     for name, records in per_seed.items():
         if not all("val" in r for r in records.values()):
             continue  # the baselines: not part of the experiment
+        if name == "treelstm_symnum" and any(n.startswith("treelstm_symnum_") for n in per_seed):
+            continue  # the variant chosen on validation: a copy of a treelstm_symnum_<variant> record
         ks = sorted(records)
         net: dict[str, Any] = {
             "seeds": ks,
@@ -1268,6 +1271,10 @@ def attach(args: argparse.Namespace) -> dict[str, Any]:
     runs = [read_results(NAME, d) for d in args.attach]
     record = attach_record(runs, details.get("data_scale"))
     record["run_dirs"] = [os.path.relpath(Path(d).resolve(), ROOT) for d in args.attach]
+    if args.attach_rule is not None:
+        if not args.attach_rule.is_file():
+            raise SystemExit(f"--attach-rule: no file {args.attach_rule}")
+        record["rule"] = os.path.relpath(args.attach_rule.resolve(), ROOT)
     details[args.attach_as] = {**details.get(args.attach_as, {}), **record}
     path = args.results_dir / f"{NAME}.json"
     write_json(path, {**previous, "details": details}, inline_number_lists=True)
@@ -1640,6 +1647,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "(see attach)",
     )
     parser.add_argument("--attach-as", help="--attach: the details key")
+    parser.add_argument(
+        "--attach-rule", type=Path, help="--attach: the experiment's rule, written before its runs (recorded as 'rule')"
+    )
     parser.add_argument(
         "--symnum-variants",
         nargs="+",

@@ -83,6 +83,14 @@ def test_results_file_has_the_named_claims_and_every_baseline():
         choice["chosen"]
     }
     assert (ROOT / earlier["plot"]).is_file() and earlier["plot"] != details["plot"]
+    # an experiment beside the claims (--attach): its rule and run folders are committed, the claims do not read it
+    head = details.get("numeric_value_head")
+    if head is not None:
+        assert (ROOT / head["rule"]).is_file() and all(
+            (ROOT / d / "equations.json").is_file() for d in head["run_dirs"]
+        )
+        assert head["stored_size"] == study["claims_read"]
+        assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == read["networks"]["treelstm_symnum"]["mean"]
     # the restricted-domain split: every network and the numeric checks were scored on it (the fixed-epoch run)
     split = details["restricted_domain_split"]
     assert split["n"] >= 300 and split["true"] * 2 == split["n"] and "restricted_domain_equations" in split["recipe"]
@@ -668,6 +676,7 @@ def test_attach_records_an_experiment_beside_the_claims_and_compares_validation_
             "per_seed": {
                 "extrapolation": {
                     "treelstm_symnum_value_leaf_vw01": {seed: rec(acc, val)},
+                    "treelstm_symnum": {seed: rec(acc, val)},  # the chosen variant's copy
                     "majority": {seed: {"acc": 50.0, "by_depth": {4: 50.0}}},
                 }
             },
@@ -699,10 +708,23 @@ def test_attach_records_an_experiment_beside_the_claims_and_compares_validation_
     )
     out = json.loads((tmp_path / "equations.json").read_text())
     assert out["claims"] == claims and out["command"] == "the run"
+    with pytest.raises(SystemExit, match="--attach-rule"):
+        bench.main(
+            [
+                "--attach",
+                str(tmp_path / "s0"),
+                "--attach-as",
+                "k",
+                "--attach-rule",
+                str(tmp_path / "no.md"),
+                "--results-dir",
+                str(tmp_path),
+            ]
+        )
     record = out["details"]["numeric_value_head"]
     assert record["rule"] == "rule.md" and record["runs"] == ["run 0", "run 1"] and record["cpu_s"] == 20.0
     net = record["networks"]["treelstm_symnum_value_leaf_vw01"]
-    assert set(record["networks"]) == {"treelstm_symnum_value_leaf_vw01"}  # the baselines are not the experiment
+    assert set(record["networks"]) == {"treelstm_symnum_value_leaf_vw01"}  # no baselines, no copy
     assert net["seeds"] == [0, 1] and net["mean"] == 81.0 and net["val_mean"] == 96.5
     assert net["variant"] == "value_leaf_vw01" and net["by_depth"] == {"4": 81.0, "5": 55.0}
     assert net["val_minus_stored"]["treelstm_symnum"] == {"seeds": [0, 1], "per_seed": [0.5, -1.2], "mean": -0.35}
