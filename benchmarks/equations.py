@@ -22,6 +22,7 @@ before timing for all three.
 
     python benchmarks/equations.py                      # everything (~35 min on a loaded 2-core machine)
     python benchmarks/equations.py --only throughput    # the timing claims alone (~2 min idle)
+    python benchmarks/equations.py --summarize --keep-previous-as accuracy_4710_train   # tables + plots, no training
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from _harness import quiet, trainer
-from _results import RESULTS_DIR, claim, machine, median, read_results, write_results
+from _results import RESULTS_DIR, claim, command_line, machine, median, read_results, write_json, write_results
 from trinity_lightning.equations.generator import (
     EquationGenerator,
     read_jsonl,
@@ -82,6 +83,8 @@ SYMNUM_VARIANTS: dict[str, tuple[dict[str, Any], int | None]] = {
     "value_leaf": ({"number_encoding": "value_leaf", "value_weight": 0.0}, None),
     "value_leaf_f4000": ({"number_encoding": "value_leaf", "value_weight": 0.0}, 4000),
     "decimal_tree_f4000": ({"own_number_symbols": True, "value_weight": 0.0}, 4000),
+    # value leaves with the value-regression head trained (weight 0.1): benchmarks/results/equations_value_head/rule.md
+    "value_leaf_vw01": ({"number_encoding": "value_leaf", "value_weight": 0.1}, None),
 }
 WEAK = {"tan", "cot", "sec", "csc", "log"}  # poles or restricted domains
 
@@ -899,6 +902,7 @@ def merge_seed_runs(dirs: list[Path], args: argparse.Namespace) -> tuple[list[di
 
 
 SCALE_NETWORKS = ("bilstm", "treelstm_sym", "treelstm_symnum")
+SCALE_BASELINES = ("majority", "depth_size_probe", "numeric_check")
 SCALE_RULE = (
     "data-scale study (fixed before any of its test accuracies was read): one data file (seed 0; 16000 symbolic "
     "equations asked per depth 1-3, 2000 of depth 4, 300 of depths 5 and 6, 20000 function evaluations with "
@@ -954,9 +958,13 @@ def scale_size_record(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str,
         "networks": {},
         "baselines": {},
     }
-    for name in ("majority", "depth_size_probe", "numeric_check"):
+    for name in SCALE_BASELINES:
         if per_seed.get(name):
             out["baselines"][name] = float(np.mean([r["acc"] for r in per_seed[name].values()]))
+            depths = sorted({d for r in per_seed[name].values() for d in r["by_depth"]})
+            out.setdefault("baselines_by_depth", {})[name] = {
+                d: float(np.mean([r["by_depth"][d] for r in per_seed[name].values()])) for d in depths
+            }
     for name in SCALE_NETWORKS:
         records = per_seed.get(name, {})
         if not records:
@@ -1040,10 +1048,262 @@ def run_scale_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dic
         details["data_scale"]["plot"] = os.path.relpath(args.scale_plot, ROOT)
     if not complete:
         return [], details
-    chosen = sizes[max(complete)]
+    return scale_claims(details["data_scale"]), details
+
+
+def scale_claims(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two accuracy claims of a data-scale study (``details.data_scale``): its size ``claims_read``."""
+    size = int(study["claims_read"])
+    chosen = _int_keys(study["sizes"])[size]
     summary = {n: {"mean": chosen["networks"][n]["mean"]} for n in SCALE_NETWORKS}
-    trained_on = f"{chosen['train']} equations of depths 1-3 (data-scale study, {max(complete)} per depth)"
-    return accuracy_claims(summary, len(args.seeds), trained_on), details
+    trained_on = f"{chosen['train']} equations of depths 1-3 (data-scale study, {size} per depth)"
+    return accuracy_claims(summary, len(study["seeds"]), trained_on)
+
+
+# The earlier accuracy run's records: when the claims move to a data-scale study, these top-level details keys move
+# under --keep-previous-as (adopt_scale_run), so that details.accuracy, per_seed, sizes and the plot are one run.
+EARLIER_RUN_KEYS = (
+    "accuracy",
+    "per_seed",
+    "sizes",
+    "settings",
+    "settings_extrapolation",
+    "settings_same_depth",
+    "capacity_selection",
+    "symnum_choice",
+    "generator_report",
+    "generation_wall_s",
+    "plot",
+    "results_file_note",
+    *(f"{k}_{p}" for p in ("extrapolation", "same_depth") for k in ("accuracy_cpu_s", "accuracy_wall_s")),
+    *(f"load_average_after_{p}" for p in ("extrapolation", "same_depth")),
+)
+KEEP_DEFAULT = "accuracy_before_data_scale"
+
+
+def scale_accuracy(study: dict[str, Any]) -> dict[str, Any]:
+    """``details.accuracy``, ``per_seed``, ``sizes`` and ``accuracy_source`` rebuilt from the size a data-scale study's
+    claims read (``study["claims_read"]``), in the accuracy run's formats: per network the stored depth-4 accuracy
+    (mean, std, per seed), accuracy by depth (mean, per seed) and validation accuracy; per baseline its depth-4 mean,
+    and its accuracy by depth only where the study stored it (``baselines_by_depth``; older studies did not).
+
+    >>> net = {"seeds": [0], "mean": 80.0, "std": 0.0, "per_seed": [80.0], "by_depth": {"4": 80.0, "5": 60.0},
+    ...        "by_depth_per_seed": {"4": [80.0], "5": [60.0]}, "val_per_seed": [95.0], "val_mean": 95.0,
+    ...        "best_epoch": [3], "epochs_run": [6], "train_cpu_s": [9.5]}
+    >>> size = {"train_per_depth": 8, "train": 20, "test": 9, "functions": 10, "baselines": {"majority": 50.0},
+    ...         "networks": {"bilstm": net, "treelstm_sym": net, "treelstm_symnum": {**net, "variant": "value_leaf"}}}
+    >>> out = scale_accuracy({"claims_read": 8, "sizes": {"8": size}})
+    >>> ext = out["accuracy"]["extrapolation"]
+    >>> ext["treelstm_sym"]["by_depth"], ext["majority"]["by_depth"], out["per_seed"]["extrapolation"]["bilstm"][0]
+    ({4: 80.0, 5: 60.0}, {4: 50.0}, {'acc': 80.0, 'by_depth': {4: 80.0, 5: 60.0}, 'val': 95.0, 'best_epoch': 3, \
+'epochs_run': 6, 'train_cpu_s': 9.5})
+    >>> out["per_seed"]["extrapolation"]["treelstm_symnum"][0]["variant"], out["sizes"]["extrapolation"]["train"]
+    ('value_leaf', 20)
+    """
+    if study.get("claims_read") is None:
+        raise SystemExit("details.data_scale.claims_read: no complete size (no claims to rebuild the tables from)")
+    size = int(study["claims_read"])
+    rec = _int_keys(study["sizes"])[size]
+    ext: dict[str, Any] = {}
+    per_seed: dict[str, dict[int, Any]] = {}
+    for name, mean in rec["baselines"].items():
+        by_depth = rec.get("baselines_by_depth", {}).get(name)
+        ext[name] = {"mean": mean, "by_depth": by_depth if by_depth else {4: mean}}
+        if not by_depth:
+            ext[name]["stored"] = "depth-4 mean only (the data-scale study did not store this baseline by depth)"
+    for name, net in rec["networks"].items():
+        ext[name] = {
+            k: net[k] for k in ("mean", "std", "per_seed", "seeds", "by_depth", "by_depth_per_seed", "val_mean")
+        }
+        if "variant" in net:
+            ext[name]["variant"] = net["variant"]
+        per_seed[name] = {}
+        for i, seed in enumerate(net["seeds"]):
+            per_seed[name][seed] = {
+                "acc": net["per_seed"][i],
+                "by_depth": {d: v[i] for d, v in net["by_depth_per_seed"].items()},
+                **{k: net[f"{k}_per_seed" if k == "val" else k][i] for k in ("val", "best_epoch", "epochs_run")},
+                "train_cpu_s": net["train_cpu_s"][i],
+                **({"variant": net["variant"]} if "variant" in net else {}),
+            }
+    sizes = {k: rec[k] for k in ("train_per_depth", "train", "train_by_depth", "fit", "functions", "test") if k in rec}
+    sizes.update({k: rec[k] for k in ("test_by_depth",) if k in rec})
+    return {
+        "accuracy": {"extrapolation": ext},
+        "per_seed": {"extrapolation": per_seed},
+        "sizes": {"extrapolation": sizes},
+        "accuracy_source": {"data_scale_size": size, "train": rec["train"]},
+    }
+
+
+def adopt_scale_run(details: dict[str, Any], keep_as: str) -> dict[str, Any]:
+    """``details`` with ``accuracy``, ``per_seed`` and ``sizes`` set to the data-scale size the claims read
+    (:func:`scale_accuracy`). The first time (no ``accuracy_source`` yet) the earlier run's keys
+    (:data:`EARLIER_RUN_KEYS`) move under ``keep_as``, merged with what ``keep_as`` already holds (its previous
+    claims); a copy there of the earlier ``accuracy.extrapolation`` entries is dropped when it equals them (one copy
+    kept), else kept as ``extrapolation_as_kept``. Adopting again changes nothing."""
+    out = dict(details)
+    new = scale_accuracy(details.get("data_scale", {}))
+    if "accuracy_source" not in details and "accuracy" in details:
+        kept = dict(details.get(keep_as, {}))
+        earlier = {k: out.pop(k) for k in EARLIER_RUN_KEYS if k in out}
+        if "results_file_note" in earlier:  # it described the file before the tables moved
+            earlier["results_file_note_before_summarize"] = earlier.pop("results_file_note")
+        copy = kept.pop("extrapolation", None)
+        ext = earlier["accuracy"].get("extrapolation", {})
+        if copy is not None and any(ext.get(m) != v for m, v in copy.items()):
+            kept["extrapolation_as_kept"] = copy
+        out[keep_as] = {**kept, **earlier}
+    note = new["accuracy_source"]
+    note["note"] = (
+        f"details.accuracy, per_seed, sizes and plot are the run the accuracy claims read: details.data_scale.sizes"
+        f"[{note['data_scale_size']}] ({note['train']} training equations of depths 1-3, the study's own data file "
+        "and test set), rebuilt from details.data_scale by --summarize (no training): per network (bilstm, "
+        "treelstm_sym, treelstm_symnum) the depth-4 accuracy per seed, accuracy by depth 1-6 (mean and per seed) "
+        "and validation accuracy; per baseline what the study stored ('stored' says when it is the depth-4 mean "
+        "only). The study trained no TreeNN, decimal-tree, sympy or same-depth run. "
+        + (
+            f"The earlier data file's tables (every model, both protocols) are under {keep_as}."
+            if keep_as in out
+            else ""
+        )
+    )
+    out.update(new)
+    return out
+
+
+def draw_accuracy_plots(details: dict[str, Any], args: argparse.Namespace, keep_as: str) -> None:
+    """``--plot`` from ``details.accuracy`` (titled with the data-scale size when it is one) and, when ``keep_as``
+    holds the earlier table, its plot beside (``<plot stem>_<keep_as minus 'accuracy_'>.png``); the paths are
+    recorded as ``plot`` in ``details`` and in ``details[keep_as]``."""
+    source = details.get("accuracy_source")
+    title = None
+    if source:
+        title = f"Data-scale study: trained on {source['train']:,} equations of depths 1-3"
+    plot(_int_keys(details["accuracy"]), args.plot, title=title)
+    details["plot"] = os.path.relpath(args.plot, ROOT)
+    kept = details.get(keep_as)
+    if isinstance(kept, dict) and "extrapolation" in kept.get("accuracy", {}):
+        path = args.plot.with_name(f"{args.plot.stem}_{keep_as.removeprefix('accuracy_')}{args.plot.suffix}")
+        train = kept.get("sizes", {}).get("extrapolation", {}).get("train")
+        trained = f"{train:,} equations" if isinstance(train, int) else "equations"
+        plot(_int_keys(kept["accuracy"]), path, title=f"Earlier data file: trained on {trained} of depths 1-3")
+        kept["plot"] = os.path.relpath(path, ROOT)
+
+
+def attach_record(runs: list[dict[str, Any]], study: dict[str, Any] | None) -> dict[str, Any]:
+    """An experiment reported beside the claims (``--attach``): its accuracy runs' networks pooled over seeds (depth-4
+    test accuracy mean / per seed, accuracy by depth, validation accuracy, best epoch, epochs run, training CPU-s),
+    and, when the claims read a data-scale study (``study``) of the same training-set size, a validation comparison
+    per seed with the stored networks of that size: for each network run, ``val_minus_stored[<stored net>]`` per
+    seed and mean, over the seeds both have (validation only). The variant copied to ``treelstm_symnum`` by the
+    run's validation choice is left out (its ``treelstm_symnum_<variant>`` record is there).
+
+    >>> rec = lambda acc, val: {"acc": acc, "by_depth": {4: acc}, "val": val, "best_epoch": 2, "epochs_run": 5,
+    ...                          "train_cpu_s": 10.0, "weak_domain": acc}
+    >>> run = {"per_seed": {"extrapolation": {"treelstm_symnum_x": {0: rec(80.0, 96.0)}}},
+    ...        "settings": {"train_per_depth": 8}, "sizes": {"extrapolation": {"train": 20}}}
+    >>> stored = {"seeds": [0, 1], "per_seed": [81.0, 82.0], "val_per_seed": [97.0, 98.0]}
+    >>> study = {"claims_read": 8, "sizes": {"8": {"networks": {"treelstm_sym": stored}}}}
+    >>> out = attach_record([{"details": run, "command": "c"}], study)
+    >>> out["networks"]["treelstm_symnum_x"]["val_minus_stored"]["treelstm_sym"]
+    {'seeds': [0], 'per_seed': [-1.0], 'mean': -1.0}
+    """
+    per_seed = _pool_runs([r["details"] for r in runs])
+    first = runs[0]["details"]
+    size = first.get("settings", {}).get("train_per_depth")
+    stored: dict[str, Any] = {}
+    if study and study.get("claims_read") is not None and size is not None and int(size) == int(study["claims_read"]):
+        stored = _int_keys(study["sizes"])[int(size)]["networks"]
+    networks: dict[str, Any] = {}
+    for name, records in per_seed.items():
+        if not all("val" in r for r in records.values()):
+            continue  # the baselines: not part of the experiment
+        if name == "treelstm_symnum" and any(n.startswith("treelstm_symnum_") for n in per_seed):
+            continue  # the variant chosen on validation: a copy of a treelstm_symnum_<variant> record
+        ks = sorted(records)
+        net: dict[str, Any] = {
+            "seeds": ks,
+            "mean": float(np.mean([records[k]["acc"] for k in ks])),
+            "per_seed": [records[k]["acc"] for k in ks],
+            "by_depth": {
+                d: float(np.mean([records[k]["by_depth"][d] for k in ks])) for d in records[ks[0]]["by_depth"]
+            },
+            "val_per_seed": [records[k]["val"] for k in ks],
+            "val_mean": float(np.mean([records[k]["val"] for k in ks])),
+            **{key: [records[k].get(key) for k in ks] for key in ("best_epoch", "epochs_run", "train_cpu_s")},
+        }
+        for key in ("variant", "hidden", "functions"):
+            if key in records[ks[0]]:
+                net[key] = records[ks[0]][key]
+        net["val_minus_stored"] = {}
+        for other, rec in stored.items():
+            common = [k for k in ks if k in rec["seeds"]]
+            diff = [round(records[k]["val"] - rec["val_per_seed"][rec["seeds"].index(k)], 4) for k in common]
+            net["val_minus_stored"][other] = {
+                "seeds": common,
+                "per_seed": diff,
+                "mean": float(np.mean(diff)) if diff else None,
+            }
+        networks[name] = net
+    return {
+        "runs": [r.get("command") for r in runs],
+        "train_per_depth": size,
+        "sizes": first.get("sizes", {}).get("extrapolation"),
+        "settings": first.get("settings_extrapolation"),
+        "networks": networks,
+        "cpu_s": round(sum(r["details"].get("accuracy_cpu_s_extrapolation", 0.0) for r in runs), 1),
+        "wall_s": round(sum(r["details"].get("accuracy_wall_s_extrapolation", 0.0) for r in runs), 1),
+        "load_average_after": [r["details"].get("load_average_after_extrapolation") for r in runs],
+        "machine": [r.get("machine", {}).get("cpu") for r in runs],
+        **({"stored_size": int(size)} if stored else {}),
+    }
+
+
+def attach(args: argparse.Namespace) -> dict[str, Any]:
+    """``--attach DIR ... --attach-as KEY``: an experiment's accuracy runs (their ``--results-dir``) recorded as
+    ``details[KEY]`` of the results file (:func:`attach_record`), beside the claims: claims, tables, date, machine and
+    command unchanged; notes already under KEY (a rule, a decision) are kept."""
+    if not args.attach_as:
+        raise SystemExit("--attach needs --attach-as KEY (the details key the experiment is recorded under)")
+    previous = read_results(NAME, args.results_dir)
+    details = previous["details"]
+    runs = [read_results(NAME, d) for d in args.attach]
+    record = attach_record(runs, details.get("data_scale"))
+    record["run_dirs"] = [os.path.relpath(Path(d).resolve(), ROOT) for d in args.attach]
+    if args.attach_rule is not None:
+        if not args.attach_rule.is_file():
+            raise SystemExit(f"--attach-rule: no file {args.attach_rule}")
+        record["rule"] = os.path.relpath(args.attach_rule.resolve(), ROOT)
+    details[args.attach_as] = {**details.get(args.attach_as, {}), **record}
+    path = args.results_dir / f"{NAME}.json"
+    write_json(path, {**previous, "details": details}, inline_number_lists=True)
+    print(f"wrote {path}: details.{args.attach_as}")
+    return {"claims": previous["claims"], "details": details}
+
+
+def summarize(args: argparse.Namespace) -> dict[str, Any]:
+    """``--summarize``: rebuild the results file from its stored records, no training: with a data-scale study,
+    ``details.accuracy``/``per_seed``/``sizes`` and ``--plot`` become the size the claims read (the earlier table
+    moves under ``--keep-previous-as`` once, and its plot is redrawn beside, ``<plot>_<key minus 'accuracy_'>.png``),
+    the study's plot (``--scale-plot``) is redrawn and the two accuracy claims recomputed from it. Date, machine and
+    command stay the run's; running it again writes the same file."""
+    previous = read_results(NAME, args.results_dir)
+    details = previous["details"]
+    claims = previous["claims"]
+    keep_as = args.keep_previous_as or KEEP_DEFAULT
+    if details.get("data_scale", {}).get("claims_read") is not None:
+        details = adopt_scale_run(details, keep_as)
+        fresh = {c["id"]: c for c in scale_claims(details["data_scale"])}
+        claims = [fresh.get(c["id"], c) for c in claims]
+        scale_plot(_int_keys(details["data_scale"]["sizes"]), args.scale_plot)
+        details["data_scale"]["plot"] = os.path.relpath(args.scale_plot, ROOT)
+    draw_accuracy_plots(details, args, keep_as)
+    details["summarize_command"] = command_line()
+    path = args.results_dir / f"{NAME}.json"
+    write_json(path, {**previous, "claims": claims, "details": details}, inline_number_lists=True)
+    print(f"wrote {path}")
+    return {"claims": claims, "details": details}
 
 
 def scale_plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
@@ -1094,7 +1354,9 @@ def scale_plot(sizes: dict[int, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot(summary: dict[str, Any], path: Path) -> None:
+def plot(summary: dict[str, Any], path: Path, title: str | None = None) -> None:
+    """Accuracy against equation depth, extrapolation protocol (mean of seeds); a model stored at one depth only
+    (a baseline of the data-scale study) is one marker, labelled so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1102,25 +1364,19 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8.0, 4.2))
     ext = summary["extrapolation"]
-    for model in (
-        "numeric_check",
-        "treelstm_symnum",
-        "treelstm_sym",
-        "treenn",
-        "bilstm",
-        "depth_size_probe",
-        "majority",
-    ):
-        if model not in ext:
+    models = ("numeric_check", "treelstm_symnum", "treelstm_sym", "treenn", "bilstm", "depth_size_probe", "majority")
+    for i, model in enumerate(models):  # one colour per model, whichever models a plot has
+        by_depth = ext.get(model, {}).get("by_depth")
+        if not by_depth:  # not in this summary, or a mean without depths (nothing to draw)
             continue
-        by_depth = ext[model]["by_depth"]
         depths = sorted(by_depth)
-        ax.plot(depths, [by_depth[d] for d in depths], marker="o", label=model)
+        label = model if len(depths) > 1 else f"{model} (depth {depths[0]} only)"
+        ax.plot(depths, [by_depth[d] for d in depths], marker="o", label=label, color=f"C{i}")
     ax.axvspan(0.5, 3.5, color="0.92", zorder=0)
     ax.text(2.0, 45, "training depths", ha="center", color="0.4")
     ax.set_xlabel("equation depth")
     ax.set_ylabel("verification accuracy (%)")
-    ax.set_title("Trained on depths 1-3 (mean of seeds)")
+    ax.set_title(f"{title or 'Trained on depths 1-3'} (mean of seeds)", fontsize=10)
     ax.set_ylim(40, 101)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: no line hidden
     fig.tight_layout()
@@ -1377,6 +1633,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "into details.data_scale; the claims read the largest complete size (SCALE_RULE)",
     )
     parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="no training: rebuild the results file's tables and plots from its stored records; with a data-scale "
+        "study, details.accuracy / per_seed / sizes and --plot become the size the claims read and the earlier "
+        "table moves under --keep-previous-as (see summarize)",
+    )
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        nargs="+",
+        help="no training: record these accuracy runs (their --results-dir) beside the claims as details[--attach-as] "
+        "(see attach)",
+    )
+    parser.add_argument("--attach-as", help="--attach: the details key")
+    parser.add_argument(
+        "--attach-rule", type=Path, help="--attach: the experiment's rule, written before its runs (recorded as 'rule')"
+    )
+    parser.add_argument(
         "--symnum-variants",
         nargs="+",
         choices=sorted(SYMNUM_VARIANTS),
@@ -1431,6 +1705,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_jsonl(eqs, args.write_data)
         print(f"wrote {len(eqs)} equations to {args.write_data}: {report}")
         return {"claims": [], "details": {"generator_report": report}}
+    if args.summarize:
+        return summarize(args)
+    if args.attach:
+        return attach(args)
     claims: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     if args.scale_study:
@@ -1461,17 +1739,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ids = {c["id"] for c in claims}
         claims = [c for c in previous["claims"] if c["id"] not in ids] + claims
         old = previous["details"]
-        if args.keep_previous_as and args.scale_study and claims:  # the claims the study's claims replace
-            details[args.keep_previous_as] = {
+        if args.scale_study and claims and "accuracy_source" not in old:  # the claims the study's claims replace
+            details[args.keep_previous_as or KEEP_DEFAULT] = {
                 "claims": [c for c in previous["claims"] if c["id"] in ids],
-                "extrapolation": {
-                    m: old["accuracy"]["extrapolation"][m]
-                    for m in ("majority", "numeric_check", *SCALE_NETWORKS)
-                    if m in old.get("accuracy", {}).get("extrapolation", {})
-                },
-                "sizes": old.get("sizes", {}).get("extrapolation"),
                 "command": previous.get("command"),
-            }
+            }  # the earlier tables join them below (adopt_scale_run)
         if args.keep_previous_as and "accuracy" in details:  # the replaced protocols' summaries, for comparison
             if args.networks is not None and not args.merge and "per_seed" in details:
                 details[f"{args.keep_previous_as}_details"] = previous_run(previous, details)
@@ -1498,6 +1770,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         details = {**old, **details}
         if f"{args.keep_previous_as}_details" in details and "merged_from" in details and not args.merge:
             del details["merged_from"]  # the previous runs' names: in KEY_details (this run is one process)
+    if args.scale_study and claims:  # details.accuracy, per_seed, sizes and the plot: the size the claims read
+        details = adopt_scale_run(details, args.keep_previous_as or KEEP_DEFAULT)
+        draw_accuracy_plots(details, args, args.keep_previous_as or KEEP_DEFAULT)
     details["load_average"] = machine().get("load_average")
     details["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
     path = write_results(NAME, claims, details, results_dir=args.results_dir, inline_number_lists=True)

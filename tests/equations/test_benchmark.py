@@ -47,29 +47,50 @@ def test_results_file_has_the_named_claims_and_every_baseline():
         assert c["target"] == target and c["ratio"] == pytest.approx(c["ours"] / c["anchor"])
         assert c["met"] == (c["ratio"] >= target)
     details = data["details"]
-    assert set(details["accuracy"]["same_depth"]) == MODELS
+    study = details["data_scale"]  # the claims read the data-scale study: the largest size with every seed of all three
+    sizes = study["sizes"]
+    read = sizes[str(study["claims_read"])]
+    assert read["complete"] and study["claims_read"] == max(int(k) for k, r in sizes.items() if r["complete"])
+    assert len({json.dumps(r["test_by_depth"]) for r in sizes.values()}) == 1  # one test set for every size
+    # details.accuracy / per_seed / sizes / plot are that run (--summarize), not the earlier data file's
     ext = details["accuracy"]["extrapolation"]
-    assert MODELS - {"treenn"} <= set(ext)  # the early-stopping run (docs/equations.md: TreeNN from its logs only)
-    study = details.get("data_scale", {})
-    if study.get("claims_read") is not None:  # the data-scale study: the largest size with every seed of all three
-        sizes = study["sizes"]
-        read = sizes[str(study["claims_read"])]
-        assert read["complete"] and study["claims_read"] == max(int(k) for k, r in sizes.items() if r["complete"])
-        assert len({json.dumps(r["test_by_depth"]) for r in sizes.values()}) == 1  # one test set for every size
-        ext = read["networks"]
-        assert {c["ours"] for c in details["accuracy_4710_train"]["claims"]} == {
-            details["accuracy"]["extrapolation"][m]["mean"] for m in ("treelstm_sym", "treelstm_symnum")
-        }
+    assert details["accuracy_source"]["data_scale_size"] == study["claims_read"] and set(details["accuracy"]) == {
+        "extrapolation"
+    }
+    for name, net in read["networks"].items():
+        assert ext[name]["mean"] == net["mean"] and ext[name]["by_depth"] == net["by_depth"]
+        assert [r["acc"] for r in details["per_seed"]["extrapolation"][name].values()] == net["per_seed"]
+    for name, mean in read["baselines"].items():  # stored as depth-4 means only: said so, nothing invented
+        assert ext[name] == {"mean": mean, "by_depth": {"4": mean}, "stored": ext[name]["stored"]}
+    assert details["sizes"]["extrapolation"]["train"] == read["train"] == 14280
+    assert details["plot"] == "docs/img/equations.png"
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == ext["treelstm_sym"]["mean"]
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["anchor"] == ext["bilstm"]["mean"]
     assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == ext["treelstm_symnum"]["mean"]
-    assert details["settings_extrapolation"]["seeds"] == [0, 1, 2] and "load_average" in details
-    assert details["settings_extrapolation"]["patience"] == 3  # the same early-stopping rule for every network
-    choice = details["symnum_choice"]["extrapolation"]
+    assert "load_average" in details
+    # the earlier data file's full table (4710 training equations), one copy, with its own claims, settings and plot
+    earlier = details["accuracy_4710_train"]
+    assert "extrapolation" not in earlier and earlier["sizes"]["extrapolation"]["train"] == 4710
+    assert set(earlier["accuracy"]["same_depth"]) == MODELS
+    old_ext = earlier["accuracy"]["extrapolation"]
+    assert set(old_ext) >= MODELS
+    assert {c["ours"] for c in earlier["claims"]} == {old_ext[m]["mean"] for m in ("treelstm_sym", "treelstm_symnum")}
+    assert earlier["settings_extrapolation"]["seeds"] == [0, 1, 2]
+    assert earlier["settings_extrapolation"]["patience"] == 3  # the same early-stopping rule for every network
+    choice = earlier["symnum_choice"]["extrapolation"]
     assert choice["chosen"] == max(choice["val_mean"], key=choice["val_mean"].get)  # chosen on validation
-    assert {s["variant"] for s in details["per_seed"]["extrapolation"]["treelstm_symnum"].values()} == {
+    assert {s["variant"] for s in earlier["per_seed"]["extrapolation"]["treelstm_symnum"].values()} == {
         choice["chosen"]
     }
+    assert (ROOT / earlier["plot"]).is_file() and earlier["plot"] != details["plot"]
+    # an experiment beside the claims (--attach): its rule and run folders are committed, the claims do not read it
+    head = details.get("numeric_value_head")
+    if head is not None:
+        assert (ROOT / head["rule"]).is_file() and all(
+            (ROOT / d / "equations.json").is_file() for d in head["run_dirs"]
+        )
+        assert head["stored_size"] == study["claims_read"]
+        assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == read["networks"]["treelstm_symnum"]["mean"]
     # the restricted-domain split: every network and the numeric checks were scored on it (the fixed-epoch run)
     split = details["restricted_domain_split"]
     assert split["n"] >= 300 and split["true"] * 2 == split["n"] and "restricted_domain_equations" in split["recipe"]
@@ -489,6 +510,8 @@ def test_scale_study_claims_read_the_largest_complete_size(tmp_path):
             "accuracy_prev",
             "--scale-plot",
             str(tmp_path / "scale.png"),
+            "--plot",
+            str(tmp_path / "p.png"),  # not the docs' plot
         ]
     )
     study = out["details"]["data_scale"]
@@ -505,7 +528,203 @@ def test_scale_study_claims_read_the_largest_complete_size(tmp_path):
     assert claims["numeric_data_gain_depth_extrapolation"]["anchor"] == pytest.approx(ext["treelstm_sym"]["mean"])
     assert "8 per depth" in claims["numeric_data_gain_depth_extrapolation"]["what"]
     on_disk = json.loads((base / "equations.json").read_text())["details"]
-    assert [c["ours"] for c in on_disk["accuracy_prev"]["claims"]] == [1.0, 1.0]
-    assert on_disk["accuracy"] == old["accuracy"] and on_disk["accuracy_prev"]["sizes"] == {"train": 99}
+    kept = on_disk["accuracy_prev"]  # the earlier table, its claims and sizes: one copy, under the key
+    assert [c["ours"] for c in kept["claims"]] == [1.0, 1.0]
+    assert kept["accuracy"] == old["accuracy"] and kept["sizes"] == old["sizes"] and "extrapolation" not in kept
+    # details.accuracy, per_seed, sizes and the plot are the size the claims read
+    assert on_disk["accuracy"]["extrapolation"]["treelstm_sym"]["per_seed"] == ext["treelstm_sym"]["per_seed"]
+    assert on_disk["sizes"]["extrapolation"]["train"] == chosen["train"]
+    assert on_disk["accuracy_source"]["data_scale_size"] == 8 and (tmp_path / "p.png").is_file()
+    assert (tmp_path / "p_prev.png").is_file() and kept["plot"].endswith("p_prev.png")
+    by_depth = ext["majority"]["by_depth"]  # the study now stores the baselines by depth too
+    assert on_disk["accuracy"]["extrapolation"]["majority"]["by_depth"] == {str(d): v for d, v in by_depth.items()}
     assert on_disk["data_scale"]["history"] == ["written before the runs"]  # notes kept, the rule is the code's
     assert on_disk["data_scale"]["rule"] == bench.SCALE_RULE
+    # --summarize rebuilds the same tables from the stored study (no training) and writes the same file again
+    before = json.loads((base / "equations.json").read_text())
+    bench.main(["--summarize", *paths(base, tmp_path, "accuracy_prev")])
+    first = (base / "equations.json").read_text()
+    after = json.loads(first)
+    assert after["claims"] == before["claims"]
+    for key in ("accuracy", "per_seed", "sizes", "accuracy_prev", "accuracy_source"):
+        assert after["details"][key] == before["details"][key]
+    bench.main(["--summarize", *paths(base, tmp_path, "accuracy_prev")])
+    assert (base / "equations.json").read_text() == first
+
+
+def paths(results, tmp, keep):
+    return [
+        "--results-dir",
+        str(results),
+        "--keep-previous-as",
+        keep,
+        "--plot",
+        str(tmp / "p.png"),
+        "--scale-plot",
+        str(tmp / "scale.png"),
+    ]
+
+
+def test_summarize_moves_the_earlier_table_under_its_key_once_and_rebuilds_the_claims_run(tmp_path):
+    """``--summarize`` on a results file whose claims read a data-scale study but whose details.accuracy is still an
+    earlier run's table (the state of the committed file before this option): the table, per-seed records, sizes and
+    settings move under --keep-previous-as (the copy already there dropped: it equals them), details.accuracy becomes
+    the study's size the claims read (baselines at depth 4 only, marked), both plots are drawn, the claims recomputed
+    equal the stored ones, and a second run writes the same bytes."""
+    bench = _bench()
+    from _results import write_results
+
+    net = {
+        "seeds": [0, 1],
+        "mean": 80.0,
+        "std": 1.0,
+        "per_seed": [79.0, 81.0],
+        "by_depth": {4: 80.0, 5: 60.0},
+        "by_depth_per_seed": {4: [79.0, 81.0], 5: [59.0, 61.0]},
+        "val_per_seed": [95.0, 96.0],
+        "val_mean": 95.5,
+        "best_epoch": [3, 4],
+        "epochs_run": [6, 7],
+        "train_cpu_s": [9.5, 9.0],
+    }
+    nets = {"bilstm": {**net, "mean": 70.0}, "treelstm_sym": net, "treelstm_symnum": {**net, "variant": "value_leaf"}}
+    size = {
+        "train_per_depth": 8,
+        "train": 20,
+        "test": 9,
+        "functions": 10,
+        "baselines": {"majority": 50.0},
+        "networks": nets,
+        "complete": True,
+    }
+    study = {"claims_read": 8, "seeds": [0, 1], "sizes": {8: size}}
+    claims = bench.scale_claims(study)
+    earlier_ext = {
+        "bilstm": {"mean": 60.0, "by_depth": {1: 90.0, 4: 60.0}},
+        "treenn": {"mean": 55.0, "by_depth": {4: 55.0}},
+        "treelstm_sym": {"mean": 66.0, "by_depth": {4: 66.0}},
+    }
+    details = {
+        "throughput": {"x": 1},
+        "accuracy": {"extrapolation": earlier_ext, "same_depth": {"bilstm": {"mean": 70.0, "by_depth": {4: 70.0}}}},
+        "per_seed": {"extrapolation": {"bilstm": {0: {"acc": 60.0}}}},
+        "sizes": {"extrapolation": {"train": 99}},
+        "settings_extrapolation": {"patience": 3},
+        "plot": "docs/img/equations.png",
+        "results_file_note": "the tables are the earlier run's",
+        "data_scale": study,
+        "accuracy_old": {"claims": [{"id": "x"}], "extrapolation": {"bilstm": earlier_ext["bilstm"]}},
+    }
+    write_results("equations", claims, details, results_dir=tmp_path, command="python the-run")
+    out = bench.main(["--summarize", *paths(tmp_path, tmp_path, "accuracy_old")])
+    on_disk = json.loads((tmp_path / "equations.json").read_text())
+    d = on_disk["details"]
+    assert on_disk["claims"] == json.loads(json.dumps(claims)) and on_disk["command"] == "python the-run"
+    kept = d["accuracy_old"]
+    assert kept["claims"] == [{"id": "x"}] and "extrapolation" not in kept  # the equal copy dropped
+    assert kept["accuracy"]["extrapolation"]["treenn"]["mean"] == 55.0 and "same_depth" in kept["accuracy"]
+    assert kept["settings_extrapolation"] == {"patience": 3} and kept["sizes"] == {"extrapolation": {"train": 99}}
+    assert kept["results_file_note_before_summarize"] == "the tables are the earlier run's"
+    assert "settings_extrapolation" not in d and "results_file_note" not in d and d["throughput"] == {"x": 1}
+    ext = d["accuracy"]["extrapolation"]
+    assert set(d["accuracy"]) == {"extrapolation"} and ext["bilstm"]["mean"] == 70.0
+    assert ext["majority"]["by_depth"] == {"4": 50.0} and "depth-4 mean only" in ext["majority"]["stored"]
+    assert d["per_seed"]["extrapolation"]["treelstm_symnum"]["1"] == {
+        "acc": 81.0,
+        "by_depth": {"4": 81.0, "5": 61.0},
+        "val": 96.0,
+        "best_epoch": 4,
+        "epochs_run": 7,
+        "train_cpu_s": 9.0,
+        "variant": "value_leaf",
+    }
+    assert d["sizes"] == {"extrapolation": {"train_per_depth": 8, "train": 20, "functions": 10, "test": 9}}
+    assert (tmp_path / "p.png").is_file() and (tmp_path / "p_old.png").is_file() and (tmp_path / "scale.png").is_file()
+    assert "accuracy_old" in d["accuracy_source"]["note"] and out["claims"] == on_disk["claims"]
+    first = (tmp_path / "equations.json").read_bytes()
+    bench.main(["--summarize", *paths(tmp_path, tmp_path, "accuracy_old")])
+    assert (tmp_path / "equations.json").read_bytes() == first
+    # a copy that differs from the earlier table is not dropped
+    details["accuracy_old"]["extrapolation"] = {"bilstm": {"mean": 1.0}}
+    write_results("equations", claims, details, results_dir=tmp_path / "b")
+    bench.main(["--summarize", *paths(tmp_path / "b", tmp_path, "accuracy_old")])
+    kept = json.loads((tmp_path / "b" / "equations.json").read_text())["details"]["accuracy_old"]
+    assert kept["extrapolation_as_kept"] == {"bilstm": {"mean": 1.0}}
+
+
+def test_attach_records_an_experiment_beside_the_claims_and_compares_validation_per_seed(tmp_path):
+    """``--attach``: runs of one network at the claims' data-scale size, pooled over seeds, go under the key; the
+    claims, tables, date, machine and command stay; a note already under the key stays; validation is compared per
+    seed with the stored networks of that size (the seeds both have)."""
+    bench = _bench()
+    from _results import write_results
+
+    def rec(acc, val):
+        return {
+            "acc": acc,
+            "by_depth": {4: acc, 5: 55.0},
+            "weak_domain": acc,
+            "val": val,
+            "best_epoch": 2,
+            "epochs_run": 5,
+            "train_cpu_s": 7.0,
+            "variant": "value_leaf_vw01",
+        }
+
+    for seed, acc, val in ((0, 80.0, 97.0), (1, 82.0, 96.0)):
+        run = {
+            "per_seed": {
+                "extrapolation": {
+                    "treelstm_symnum_value_leaf_vw01": {seed: rec(acc, val)},
+                    "treelstm_symnum": {seed: rec(acc, val)},  # the chosen variant's copy
+                    "majority": {seed: {"acc": 50.0, "by_depth": {4: 50.0}}},
+                }
+            },
+            "settings": {"train_per_depth": 8},
+            "sizes": {"extrapolation": {"train": 20}},
+            "settings_extrapolation": {"patience": 3},
+            "accuracy_cpu_s_extrapolation": 10.0,
+        }
+        write_results("equations", [], run, results_dir=tmp_path / f"s{seed}", command=f"run {seed}")
+    stored = {"seeds": [0, 1, 2], "per_seed": [81.0, 81.0, 81.0], "val_per_seed": [96.5, 97.2, 97.1]}
+    claims = [{"id": "numeric_data_gain_depth_extrapolation", "ours": 1.0}]
+    details = {
+        "data_scale": {"claims_read": 8, "sizes": {"8": {"networks": {"treelstm_symnum": stored}}}},
+        "numeric_value_head": {"rule": "rule.md"},
+    }
+    write_results("equations", claims, details, results_dir=tmp_path, command="the run")
+    with pytest.raises(SystemExit, match="--attach-as"):
+        bench.main(["--attach", str(tmp_path / "s0"), "--results-dir", str(tmp_path)])
+    bench.main(
+        [
+            "--attach",
+            str(tmp_path / "s0"),
+            str(tmp_path / "s1"),
+            "--attach-as",
+            "numeric_value_head",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    out = json.loads((tmp_path / "equations.json").read_text())
+    assert out["claims"] == claims and out["command"] == "the run"
+    with pytest.raises(SystemExit, match="--attach-rule"):
+        bench.main(
+            [
+                "--attach",
+                str(tmp_path / "s0"),
+                "--attach-as",
+                "k",
+                "--attach-rule",
+                str(tmp_path / "no.md"),
+                "--results-dir",
+                str(tmp_path),
+            ]
+        )
+    record = out["details"]["numeric_value_head"]
+    assert record["rule"] == "rule.md" and record["runs"] == ["run 0", "run 1"] and record["cpu_s"] == 20.0
+    net = record["networks"]["treelstm_symnum_value_leaf_vw01"]
+    assert set(record["networks"]) == {"treelstm_symnum_value_leaf_vw01"}  # no baselines, no copy
+    assert net["seeds"] == [0, 1] and net["mean"] == 81.0 and net["val_mean"] == 96.5
+    assert net["variant"] == "value_leaf_vw01" and net["by_depth"] == {"4": 81.0, "5": 55.0}
+    assert net["val_minus_stored"]["treelstm_symnum"] == {"seeds": [0, 1], "per_seed": [0.5, -1.2], "mean": -0.35}
