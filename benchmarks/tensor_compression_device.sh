@@ -28,6 +28,9 @@
 # appended, e.g. a CPU smoke test:
 #   OUT=/tmp/x WORKERS=2 DATA=/tmp/tc_prep EXTRA="--device cpu --train-size 256 --test-size 128 --epochs 1 \
 #   --seeds 0" bash benchmarks/tensor_compression_device.sh
+# The whole training set instead of the 20k subsample (the issue's full-CIFAR-10 whole-net part at the paper's 30
+# epochs, say): PACK=.device_data/alpf_e2e (see benchmarks/alpf_e2e_device.sh), carry it and
+# .device_data/tensor_compression/wheels only, e.g. ARGS="--scale paper --parts net --device cuda --net-ranks 0.25 0.1".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -42,11 +45,18 @@ LOG="$OUT/tensor_compression.log"
 : >"$LOG"
 rm -f "$OUT/tensor_compression.partial.json"  # never resume from an earlier run's records
 
-if [ ! -f "$DATA/cifar10_jpeg/cifar10_jpeg.zip" ]; then
+if [ -n "${PACK:-}" ]; then
+    # PACK=<the folder of 'python benchmarks/alpf_e2e.py --prepare'>: the whole CIFAR-10 (18 MB, lossless), so the
+    # full-data scales (--scale full / paper) fit the carry; the wheels still come from $DATA/wheels
+    "$PY" benchmarks/alpf_e2e.py --unpack "$PACK" /tmp/tc_data 2>&1 | tee -a "$LOG"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 2
+    export TRINITY_DATA=/tmp/tc_data
+elif [ ! -f "$DATA/cifar10_jpeg/cifar10_jpeg.zip" ]; then
     echo "missing $DATA/cifar10_jpeg/cifar10_jpeg.zip: run 'python benchmarks/tensor_compression.py --prepare $DATA' and carry $DATA" | tee -a "$LOG" >&2
     exit 2
+else
+    export TRINITY_DATA="$DATA"                  # cifar_subsets -> load_cifar10 reads $DATA/cifar10_jpeg
 fi
-export TRINITY_DATA="$DATA"                      # cifar_subsets -> load_cifar10 reads $DATA/cifar10_jpeg
 export TRINITY_CACHE=${TRINITY_CACHE:-/tmp/tensor_compression_cache}  # decoded once by the parent, read by workers
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PY" -c "import tensorly, tltorch" 2>/dev/null; then
