@@ -533,12 +533,14 @@ def load_protocol(work: Path, seeds: list[int]) -> tuple[dict[str, Any], list[di
                 continue
             curve = json.loads(progress.read_text())["curve"]
             if curve and curve[-1]["budget"] >= settings["until"] - 0.01:
-                cpu = json.loads(progress.read_text()).get("round_cpu_seconds") or [0.0]  # to its last measured round
+                row = json.loads(progress.read_text())
+                cpu = row.get("round_cpu_seconds") or [0.0]  # to its last measured round
                 job["runs"][name] = {
                     "curve": curve,
                     "questions_to_full": None,
                     "unfinished": True,
                     "cpu_seconds": cpu[-1],
+                    **({"seconds": row["round_seconds"][-1]} if row.get("round_seconds") else {}),
                 }
     return settings, jobs
 
@@ -637,6 +639,10 @@ def protocol_claims(
         "cpu_seconds": sum(r["cpu_seconds"] for j in jobs for r in j["runs"].values()),
         "cpu_seconds_per_run": {
             s: {j["seed"]: j["runs"][s]["cpu_seconds"] for j in jobs if s in j["runs"]} for s in STRATEGIES
+        },
+        "wall_seconds_per_run": {
+            s: {j["seed"]: j["runs"][s]["seconds"] for j in jobs if "seconds" in j["runs"].get(s, {})}
+            for s in STRATEGIES
         },
         "unfinished_runs": [f"{s} seed {j['seed']}" for j in jobs for s, r in j["runs"].items() if r.get("unfinished")],
         "stopped_at_deadline": [

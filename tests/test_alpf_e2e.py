@@ -42,7 +42,10 @@ def _job(seed: int, runs: dict[str, tuple[float, int | None]]) -> dict:
         "naive_cost": 100,
         "naive_cost_non_warm": 95,
         "questions_per_image": 3.4,
-        "runs": {n: {"curve": curve(a), "questions_to_full": q, "cpu_seconds": 1.0} for n, (a, q) in runs.items()},
+        "runs": {
+            n: {"curve": curve(a), "questions_to_full": q, "cpu_seconds": 1.0, "seconds": 2.0}
+            for n, (a, q) in runs.items()
+        },
     }
 
 
@@ -98,6 +101,8 @@ def test_an_incomplete_protocol_leaves_the_contract_ids_to_the_next_and_keeps_a_
     }
     assert claims["alpf_erc_vs_uniform_at_30pct"]["seeds"] == [0, 1]
     assert result["details"]["protocols"]["pool2000_steps200"]["unfinished_runs"] == ["alpf_erc seed 1"]
+    walls = result["details"]["protocols"]["pool2000_steps200"]["wall_seconds_per_run"]
+    assert walls["uniform"] == {"0": 2.0, "1": 2.0} and walls["alpf_erc"] == {"0": 2.0}  # no round times stored
     assert claims["questions_to_full_annotation_vs_uniform_pool2000_steps200"]["per_seed"][0]["seed"] == 0
     assert "questions_to_full_annotation_vs_uniform" in claims  # from the small protocol, both seeds
     assert len(claims["questions_to_full_annotation_vs_uniform"]["per_seed"]) == 2
