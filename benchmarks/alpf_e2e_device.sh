@@ -36,11 +36,12 @@ STRATEGIES=${STRATEGIES:-"uniform alpf_erc eig edc aq_erc al_me"}
 TO_FULL=${TO_FULL:-$STRATEGIES}
 if [ "${PROBE:-0}" = 1 ]; then
     SIZE="--scale 0.1 --steps 50"
-    WORK=/tmp/alpf_probe
+    WORK=${TMPDIR:-/tmp}/alpf_probe
 else
     SIZE="--scale 1 --steps 500"
-    WORK=/tmp/alpf_gpu_resnet
+    WORK=${TMPDIR:-/tmp}/alpf_gpu_resnet
 fi
+rm -rf "$WORK"  # a fresh work folder every call (an earlier call's settings would refuse these jobs); see WORK_FROM
 ARGS=${ARGS:-"$SIZE --model resnet --width 32 --batch-size 256 --schedule cosine --lr 2e-3 --session rescore"}
 mkdir -p "$OUT" "$WORK"
 # WORK_FROM=<a carried earlier work folder of the same protocol>: its finished learners are kept (a job skips a
@@ -104,9 +105,18 @@ while :; do
     fi
     sleep 20
 done
+failed=0
+for p in "${pids[@]}"; do
+    wait "$p"
+    rc=$?
+    # 143 / 137: stopped by the budget above (its measured rounds are kept); anything else is a failed learner
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ] && [ "$rc" -ne 137 ]; then failed=$((failed + 1)); fi
+done
 grep -h "^seed \|Error\|error" "$WORK"/log_s*.txt 2>/dev/null | tail -40 | tee -a "$LOG"
+[ "$failed" = 0 ] || echo "$failed learner process(es) failed: see $WORK/log_s*.txt in alpf_work.tgz" | tee -a "$LOG"
 "$PY" benchmarks/alpf_e2e.py $ARGS --device "$DEVICE" --precision "$PRECISION" --work "$WORK" --merge \
     --seeds $SEEDS --protocols "$WORK" --out-dir "$OUT" --plot "$WORK/alpf_e2e.png" 2>&1 | tail -12 | tee -a "$LOG"
 snapshot
 [ "${MPS:-0}" = 1 ] && echo quit | timeout 10 nvidia-cuda-mps-control 2>/dev/null
 echo "end +$(($(date +%s) - START))s" | tee -a "$LOG"
+[ "$failed" = 0 ]

@@ -302,3 +302,47 @@ def test_the_device_pack_rebuilds_the_same_jpeg_bytes(tmp_path: Path, monkeypatc
     with zipfile.ZipFile(out) as z:
         assert {n: z.read(n) for n in z.namelist()} == members
     assert (tmp_path / "root" / "wordnet_nouns" / alpf_e2e.WORDNET).read_bytes() == b"tree"
+
+
+@pytest.mark.slow
+def test_the_device_script_runs_the_whole_path_on_the_cpu(tmp_path: Path) -> None:
+    """``benchmarks/alpf_e2e_device.sh`` end to end at a tiny size on the CPU: pack, unpack, decode, two learners
+    in parallel processes on one seed, the merge and the returned work folder (about a minute)."""
+    import os
+    import subprocess
+    import tarfile
+
+    from trinity_lightning.data import dataset_dir
+
+    try:
+        dataset_dir("cifar10_jpeg")
+        dataset_dir("wordnet_nouns")
+    except FileNotFoundError:
+        pytest.skip("needs the shared CIFAR-10 and WordNet data (TRINITY_DATA)")
+    alpf_e2e.pack_cifar10(tmp_path / "pack")
+    env = os.environ | {
+        "PYTHON": sys.executable,
+        "OUT": str(tmp_path / "out"),
+        "DATA": str(tmp_path / "pack"),
+        "DEVICE": "cpu",
+        "PRECISION": "32-true",
+        "PROBE": "1",
+        "SEEDS": "0",
+        "STRATEGIES": "uniform alpf_erc",
+        "BUDGET": "300",
+        "ARGS": "--scale 0.02 --steps 3 --model resnet --width 8 --batch-size 32 --schedule cosine",
+        "TRINITY_CACHE": str(tmp_path / "cache"),
+        "TMPDIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "alpf_e2e_device.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "alpf_e2e.json").read_text())
+    (tag,) = result["details"]["protocols"]
+    assert tag == "pool1000_steps3_cosine_resnet8_b32"  # this call's settings, in a fresh work folder
+    runs = result["details"]["protocols"][tag]["questions_to_full"]
+    assert set(runs) >= {"uniform", "alpf_erc"} and runs["uniform"]["0"] and runs["alpf_erc"]["0"]
+    with tarfile.open(tmp_path / "out" / "alpf_work.tgz") as tar:
+        names = set(tar.getnames())
+    assert {"./settings.json", "./alpf_e2e_s0.json", "./log_s0_uniform.txt"} <= names
