@@ -8,9 +8,10 @@ Issue 20, item 1 (Hu, Lipton, Anandkumar, Ramanan, ICLR 2019). What the paper do
 - warm start: a seeded random 5% of the pool is given fully labelled *for free* (not counted as questions),
   the same examples for every learner of a seed (the paper's pre-labelled 5%).
 - model: a small CNN (``--width`` 16: 3x3 conv 16-32-64 with batch norm, max-pooling, global average pooling,
-  24k parameters; the paper: ResNet-18) trained on the images end to end with ``partial_label_loss``, random
-  crop + flip augmentation, Adam; **re-initialized every round** and trained ``--steps`` batches of 64 (the same
-  budget rule for every learner).
+  24k parameters) or, with ``--model resnet --width 32``, the fast small ResNet (:func:`small_resnet`, 1.65M
+  parameters; the paper: ResNet-18), trained on the images end to end with ``partial_label_loss``, random
+  crop + flip augmentation, Adam; **re-initialized every round** and trained ``--steps`` batches of
+  ``--batch-size`` (64; the same budget rule for every learner). The GPU run: ``benchmarks/alpf_e2e_device.sh``.
 - budget unit: the naive cost = binary-search questions to label the whole pool. Rounds of ``--round`` (10%)
   of it; test accuracy after every round up to ``--until`` (30%). ALPF-ERC then goes on (same rounds) until
   every pool example is fully labelled: its questions vs the naive cost of the same (non-warm) examples is
@@ -798,7 +799,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pool", type=int, default=None)
     parser.add_argument("--test", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="batches of 64 per round (default 2000 x scale^0.5)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="batches of --batch-size per round (default 2000 x scale^0.5)"
+    )
     parser.add_argument("--round", type=float, default=0.1)
     parser.add_argument("--until", type=float, default=0.3)
     parser.add_argument("--warm", type=float, default=0.05)
