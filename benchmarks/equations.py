@@ -1023,22 +1023,12 @@ def run_scale_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dic
         by_size[int(size)].append(run)
     sizes = {k: scale_size_record(runs, list(args.seeds)) for k, runs in sorted(by_size.items())}
     complete = [k for k, rec in sizes.items() if rec["complete"]]
-    curve = [
-        {
-            "train_per_depth": k,
-            "train": rec["train"],
-            "complete": rec["complete"],
-            **{n: rec["networks"][n]["mean"] for n in SCALE_NETWORKS if n in rec["networks"]},
-            **{g: rec[g]["mean"] for g in ("gap_treelstm_vs_lstm", "gap_numeric") if g in rec},
-        }
-        for k, rec in sizes.items()
-    ]
     details: dict[str, Any] = {
         "data_scale": {
             "rule": SCALE_RULE,
             "seeds": list(args.seeds),
             "sizes": sizes,
-            "curve": curve,
+            "curve": scale_curve(sizes),
             "claims_read": max(complete) if complete else None,
             "runs": [d.name for d in args.scale_study],
         }
@@ -1049,6 +1039,158 @@ def run_scale_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dic
     if not complete:
         return [], details
     return scale_claims(details["data_scale"]), details
+
+
+def scale_curve(sizes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The learning curve of a data-scale study: per size (ascending) its training equations, whether it is
+    complete, each claim network's depth-4 mean and both gaps' means."""
+    return [
+        {
+            "train_per_depth": k,
+            "train": rec["train"],
+            "complete": rec["complete"],
+            **{n: rec["networks"][n]["mean"] for n in SCALE_NETWORKS if n in rec["networks"]},
+            **{g: rec[g]["mean"] for g in ("gap_treelstm_vs_lstm", "gap_numeric") if g in rec},
+        }
+        for k, rec in sorted(sizes.items())
+    ]
+
+
+def stored_size_run(rec: dict[str, Any]) -> dict[str, Any]:
+    """A stored data-scale size (``details.data_scale.sizes[N]``, :func:`scale_size_record`'s output) as the
+    ``details`` of one accuracy run, so that :func:`scale_size_record` can pool it with new runs of that size
+    (``--scale-add``) when the study's run folders are gone: each network's per-seed records (the symbolic + numeric
+    one under its variant's name, as a run stores it), the split sizes, CPU and wall seconds. The study stored its
+    baselines as means only, so a pooled size takes its baselines from the new runs.
+
+    >>> net = {"seeds": [0], "per_seed": [80.0], "by_depth_per_seed": {"4": [80.0]}, "val_per_seed": [95.0],
+    ...        "best_epoch": [3], "epochs_run": [6], "train_cpu_s": [9.5]}
+    >>> rec = {"train_per_depth": 8, "train": 20, "fit": 18, "test": 9, "functions": 10, "cpu_s": 12.0,
+    ...        "wall_s": 13.0, "networks": {"bilstm": net, "treelstm_sym": net,
+    ...                                     "treelstm_symnum": {**net, "variant": "value_leaf"}}}
+    >>> run = stored_size_run(rec)
+    >>> sorted(run["per_seed"]["extrapolation"]), run["per_seed"]["extrapolation"]["bilstm"][0]["by_depth"]
+    (['bilstm', 'treelstm_sym', 'treelstm_symnum_value_leaf'], {4: 80.0})
+    >>> scale_size_record([run], seeds=[0])["networks"]["treelstm_symnum"]["per_seed"]
+    [80.0]
+    """
+    per_seed: dict[str, dict[int, Any]] = {}
+    for name, net in rec["networks"].items():
+        records: dict[int, Any] = {}
+        for i, seed in enumerate(net["seeds"]):
+            records[int(seed)] = {
+                "acc": net["per_seed"][i],
+                "by_depth": {int(d): v[i] for d, v in net["by_depth_per_seed"].items()},
+                "val": net["val_per_seed"][i],
+                "best_epoch": net["best_epoch"][i],
+                "epochs_run": net["epochs_run"][i],
+                "train_cpu_s": net["train_cpu_s"][i],
+                **({"functions": rec["functions"]} if name == "treelstm_symnum" and rec.get("functions") else {}),
+            }
+        per_seed[f"{name}_{net['variant']}" if "variant" in net else name] = records
+    train = int(rec["train"])
+    return {
+        "per_seed": {"extrapolation": per_seed},
+        "settings": {"train_per_depth": rec["train_per_depth"]},
+        "settings_extrapolation": {"val_fraction": (train - int(rec.get("fit", train))) / train},
+        "sizes": {
+            "extrapolation": {k: rec[k] for k in ("train", "train_by_depth", "test", "test_by_depth") if k in rec}
+        },
+        "accuracy_cpu_s_extrapolation": rec.get("cpu_s", 0.0),
+        "accuracy_wall_s_extrapolation": rec.get("wall_s", 0.0),
+    }
+
+
+def _split_signature(sizes: dict[str, Any]) -> tuple[Any, ...]:
+    """What must agree between runs pooled into one size: the training and test split sizes, by depth."""
+    return tuple(
+        {str(k): v for k, v in sizes[key].items()} if isinstance(sizes.get(key), dict) else sizes.get(key)
+        for key in ("train", "train_by_depth", "test", "test_by_depth")
+    )
+
+
+def scale_status(sizes: dict[int, dict[str, Any]], claims_read: int | None, seeds: list[int]) -> str:
+    """One line on where a data-scale study stands: the complete sizes, the incomplete ones (with their seeds) and
+    the size the claims read.
+
+    >>> sizes = {8: {"complete": True, "networks": {}}, 20: {"complete": False, "networks": {"bilstm": {"seeds": [0]}}}}
+    >>> scale_status(sizes, 8, [0, 1, 2])
+    'done: sizes 8 per depth complete (seeds 0, 1, 2, all three networks); 20 per depth incomplete (bilstm seeds 0); the claims read 8'
+    """
+    done = [str(k) for k, r in sorted(sizes.items()) if r["complete"]]
+    part = [
+        f"{k} per depth incomplete ("
+        + "; ".join(f"{n} seeds {', '.join(map(str, net['seeds']))}" for n, net in r["networks"].items())
+        + ")"
+        for k, r in sorted(sizes.items())
+        if not r["complete"]
+    ]
+    text = f"done: sizes {', '.join(done) or 'none'} per depth complete (seeds {', '.join(map(str, seeds))}, all "
+    text += "three networks)" + "".join(f"; {p}" for p in part)
+    return text + (f"; the claims read {claims_read}" if claims_read is not None else "; no claims (no complete size)")
+
+
+def scale_add(args: argparse.Namespace) -> dict[str, Any]:
+    """``--scale-add DIR ...``: accuracy runs of the claim networks (their ``--results-dir``, ``--train-per-depth``
+    runs on the study's data file) added to the results file's stored data-scale study, whose own run folders need
+    not exist. A size the study has is pooled with its stored per-seed records (:func:`stored_size_run`; a new run
+    wins a repeated seed) and must have the same split sizes (else the data file differs: an error); a new size is
+    added. Then the complete sizes, the curve and the size the claims read (:data:`SCALE_RULE`: the largest complete
+    one) are recomputed, and the tables, claims and plots rebuilt as ``--summarize`` does."""
+    path = args.results_dir / f"{NAME}.json"
+    previous = read_results(NAME, args.results_dir)
+    study = previous["details"].get("data_scale", {})
+    if "sizes" not in study:
+        raise SystemExit(f"--scale-add: {path} has no data-scale study (details.data_scale.sizes); run --scale-study")
+    sizes = _int_keys(study["sizes"])
+    seeds = [int(k) for k in study["seeds"]]
+    by_size: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for d in args.scale_add:
+        run = read_results(NAME, d)["details"]
+        size = run.get("settings", {}).get("train_per_depth")
+        if size is None:
+            raise SystemExit(f"--scale-add: {d} is not a --train-per-depth run (settings.train_per_depth missing)")
+        by_size[int(size)].append(run)
+    for size, runs in sorted(by_size.items()):
+        stored = sizes.get(size)
+        pooled = runs
+        if stored is not None:
+            want = _split_signature(stored)
+            for run in runs:
+                got = _split_signature(run["sizes"]["extrapolation"])
+                if got != want:
+                    raise SystemExit(
+                        f"--scale-add: size {size}: a run's split (train, train_by_depth, test, test_by_depth) "
+                        f"{got} differs from the stored size's {want}: not the study's data file"
+                    )
+            pooled = [stored_size_run(stored), *runs]
+        rec = scale_size_record(pooled, seeds)
+        if stored is not None:
+            rec["load_average_after"] = [*stored.get("load_average_after", []), *rec["load_average_after"][1:]]
+            if "baselines" in stored and not stored.get("baselines_by_depth"):
+                rec["baselines_stored_before"] = stored["baselines"]
+        sizes[size] = rec
+    complete = [k for k, rec in sizes.items() if rec["complete"]]
+    claims_read = max(complete) if complete else None
+    added = {
+        "runs": [d.name for d in args.scale_add],
+        "sizes": sorted(by_size),
+        "command": command_line(),
+        "date": time.strftime("%Y-%m-%d"),
+        "claims_read_before": study.get("claims_read"),
+        "claims_read_after": claims_read,
+    }
+    study = {
+        **study,
+        "sizes": sizes,
+        "curve": scale_curve(sizes),
+        "claims_read": claims_read,
+        "runs": [*study.get("runs", []), *added["runs"]],
+        "added": [*study.get("added", []), added],
+        "status": scale_status(sizes, claims_read, seeds),
+    }
+    write_json(path, {**previous, "details": {**previous["details"], "data_scale": study}}, inline_number_lists=True)
+    return summarize(args)
 
 
 def scale_claims(study: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1633,6 +1775,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "into details.data_scale; the claims read the largest complete size (SCALE_RULE)",
     )
     parser.add_argument(
+        "--scale-add",
+        type=Path,
+        nargs="+",
+        help="no training: add accuracy runs of --train-per-depth sizes (their --results-dir) to the results file's "
+        "stored data-scale study (pooled per size with its stored seeds; the study's own run folders need not exist), "
+        "then rebuild claims, tables and plots as --summarize does (see scale_add)",
+    )
+    parser.add_argument(
         "--summarize",
         action="store_true",
         help="no training: rebuild the results file's tables and plots from its stored records; with a data-scale "
@@ -1705,6 +1855,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_jsonl(eqs, args.write_data)
         print(f"wrote {len(eqs)} equations to {args.write_data}: {report}")
         return {"claims": [], "details": {"generator_report": report}}
+    if args.scale_add:
+        return scale_add(args)
     if args.summarize:
         return summarize(args)
     if args.attach:

@@ -728,3 +728,78 @@ def test_attach_records_an_experiment_beside_the_claims_and_compares_validation_
     assert net["seeds"] == [0, 1] and net["mean"] == 81.0 and net["val_mean"] == 96.5
     assert net["variant"] == "value_leaf_vw01" and net["by_depth"] == {"4": 81.0, "5": 55.0}
     assert net["val_minus_stored"]["treelstm_symnum"] == {"seeds": [0, 1], "per_seed": [0.5, -1.2], "mean": -0.35}
+
+
+def _fake_scale_run(size: int, seeds: list[int], accs: dict[str, float], train: int = 20) -> dict:
+    """The details of a ``--train-per-depth`` accuracy run, made without training (every seed the same numbers)."""
+    net = lambda acc, s: {  # noqa: E731
+        "acc": acc + s,
+        "by_depth": {4: acc + s, 5: acc - 10},
+        "val": 90.0 + s,
+        "best_epoch": 2,
+        "epochs_run": 5,
+        "train_cpu_s": 1.5,
+    }
+    per_seed = {name: {s: net(acc, s) for s in seeds} for name, acc in accs.items()}
+    if "treelstm_symnum_value_leaf" in per_seed:
+        for r in per_seed["treelstm_symnum_value_leaf"].values():
+            r["functions"] = size
+    per_seed["majority"] = {s: {"acc": 50.0, "by_depth": {4: 50.0, 5: 50.0}} for s in seeds}
+    return {
+        "per_seed": {"extrapolation": per_seed},
+        "settings": {"train_per_depth": size},
+        "settings_extrapolation": {"val_fraction": 0.1},
+        "sizes": {"extrapolation": {"train": train, "train_by_depth": {2: train}, "test": 9, "test_by_depth": {4: 9}}},
+        "accuracy_cpu_s_extrapolation": 3.0,
+        "accuracy_wall_s_extrapolation": 4.0,
+        "load_average_after_extrapolation": [1.0, 1.0, 1.0],
+    }
+
+
+def test_scale_add_pools_new_seeds_with_a_stored_size_and_moves_the_claims(tmp_path):
+    """``--scale-add``: runs of a size the stored study has (seed 0 only, its run folder gone) add seed 1; the size
+    becomes complete, the claims move to it (the largest complete size), the stored seed's records are kept
+    unchanged, the baselines by depth come from the new run, and a run on another data file (different split) is
+    refused."""
+    bench = _bench()
+    from _results import write_results
+
+    nets = {"bilstm": 70.0, "treelstm_sym": 80.0, "treelstm_symnum_value_leaf": 79.0}
+    small = _fake_scale_run(4, [0, 1], nets, train=10)
+    large0 = _fake_scale_run(8, [0], {"bilstm": 72.0, "treelstm_sym": 85.0, "treelstm_symnum_value_leaf": 86.0})
+    sizes = {k: bench.scale_size_record([run], [0, 1]) for k, run in ((4, small), (8, large0))}
+    study = {"rule": bench.SCALE_RULE, "seeds": [0, 1], "sizes": sizes, "curve": bench.scale_curve(sizes)}
+    study.update({"claims_read": 4, "runs": ["s4", "s8_seed0"], "history": ["written before the runs"]})
+    claims = bench.scale_claims(study)
+    base = tmp_path / "base"
+    write_results("equations", claims, {"data_scale": study}, results_dir=base)
+    assert {c["id"]: c["delta"] for c in claims}["treelstm_vs_lstm_depth_extrapolation"] == pytest.approx(10.0)
+
+    new = tmp_path / "s8_seed1"
+    write_results(
+        "equations",
+        [],
+        _fake_scale_run(8, [1], {"bilstm": 71.0, "treelstm_sym": 84.0, "treelstm_symnum_value_leaf": 83.0}),
+        results_dir=new,
+    )
+    wrong = tmp_path / "s8_other_file"
+    write_results("equations", [], _fake_scale_run(8, [1], nets, train=21), results_dir=wrong)
+    with pytest.raises(SystemExit, match="not the study's data file"):
+        bench.main(["--scale-add", str(wrong), *paths(base, tmp_path, "accuracy_prev")])
+
+    out = bench.main(["--scale-add", str(new), *paths(base, tmp_path, "accuracy_prev")])
+    study = out["details"]["data_scale"]
+    eight = bench._int_keys(study["sizes"])[8]
+    assert study["claims_read"] == 8 and eight["complete"] and study["history"] == ["written before the runs"]
+    assert eight["networks"]["bilstm"]["per_seed"] == [72.0, 72.0]  # seed 0 stored (72 + 0), seed 1 new (71 + 1)
+    assert eight["networks"]["treelstm_symnum"]["per_seed"] == [86.0, 84.0]
+    assert eight["gap_treelstm_vs_lstm"]["per_seed"] == [13.0, 13.0] and eight["gap_numeric"]["per_seed"] == [1.0, -1.0]
+    assert eight["baselines_by_depth"]["majority"] == {4: 50.0, 5: 50.0}  # from the new run
+    assert study["runs"] == ["s4", "s8_seed0", "s8_seed1"] and study["added"][0]["claims_read_before"] == 4
+    assert "the claims read 8" in study["status"] and "4, 8 per depth complete" in study["status"]
+    got = {c["id"]: c for c in out["claims"]}
+    assert got["treelstm_vs_lstm_depth_extrapolation"]["delta"] == pytest.approx(13.0)
+    assert got["numeric_data_gain_depth_extrapolation"]["delta"] == pytest.approx(0.0)
+    assert out["details"]["accuracy_source"]["data_scale_size"] == 8
+    assert out["details"]["accuracy"]["extrapolation"]["majority"]["by_depth"] == {4: 50.0, 5: 50.0}
+    assert [p["train_per_depth"] for p in study["curve"]] == [4, 8] and study["curve"][1]["complete"]
