@@ -103,6 +103,19 @@ FULL_DATA_RULE = (
     "full CIFAR-10 for the whole-network part only); the --scale cpu net table is kept (details.net_cpu_scale)."
 )
 
+# Written (stop 22, 2026-12-04 22:32 UTC) after seed 0 of the 30-epoch run was read, before seeds 1 and 2 started;
+# the full text is benchmarks/tensor_compression_paper_rule.md. Written into details.claim_rule by a --scale paper
+# whole-net run merged with --head-from (the 8-epoch rule stays beside as claim_rule_full_scale).
+PAPER_SCALE_RULE = (
+    "The whole-net part at the paper's schedule (full CIFAR-10, 30 epochs, fine-tune 25% = 8 epochs, net rank 0.25, "
+    "seeds 0 1 2, the shared 2-core CPU): tensorized_net_param_ratio_at_iso_accuracy moves to this run if every "
+    "seed of dense, scratch@0.25 and finetune@0.25 finishes (by 23:25 UTC); otherwise it stays on the 8-epoch "
+    "full-CIFAR-10 run and the finished 30-epoch seeds are reported beside. Written after seed 0 (dense 82.30, "
+    "scratch@0.25 79.97, finetune@0.25 76.41) was read: the move is chosen for the protocol (the 8-epoch schedule "
+    "under-trains the dense net) and can only lower the claim (benchmarks/tensor_compression_paper_rule.md)."
+)
+NET_CLAIM = "tensorized_net_param_ratio_at_iso_accuracy"
+
 
 def trunk() -> nn.Sequential:
     """``(3, 32, 32) -> (128, 4, 4)``: three conv-BN-ReLU-maxpool blocks of 32, 64 and 128 channels."""
@@ -532,7 +545,7 @@ def _net_claim(
         f"decomposed then fine-tuned {finetune_fraction:.0%} of the schedule)"
     )
     row = _iso_claim(
-        "tensorized_net_param_ratio_at_iso_accuracy",
+        NET_CLAIM,
         what,
         net,
         3.0,
@@ -609,12 +622,28 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         chosen = own if moved else other
         other_key = f"net_{head_run['scale']}_scale"
         own_key = f"net_{args.scale}_scale" if args.scale != head_run["scale"] else "net_this_run"
-        details["claim_rule"] = FULL_DATA_RULE
+        details["claim_rule"] = PAPER_SCALE_RULE if args.scale == "paper" else FULL_DATA_RULE
         details["net_claim_from"] = own_key if moved else other_key
         details[own_key] = (
             None if own is None else {"setting": setting, "command": args.run_command or command_line(), **own[1]}
         )
         details[other_key] = None if other is None else {"setting": head_setting, **other[1]}
+        # a file merged before (--head-from on a merged file): its other whole-net tables stay beside, and when its
+        # net claim came from one of them, a run that does not move the claim leaves it there
+        before = json.loads(Path(head_from).read_text())  # type: ignore[arg-type]
+        earlier = before.get("details", {})
+        for key, value in earlier.items():
+            if key.startswith("net_") and key.endswith("_scale") and key not in details:
+                details[key] = value
+        if earlier.get("claim_rule") and earlier["claim_rule"] != details["claim_rule"]:
+            details[f"claim_rule_{earlier.get('net_claim_from', 'before').removeprefix('net_')}"] = earlier[
+                "claim_rule"
+            ]
+        source = earlier.get("net_claim_from")
+        kept = [c for c in before.get("claims", []) if c["id"] == NET_CLAIM]
+        if not moved and source not in (None, other_key, own_key) and kept and "net" in earlier:
+            chosen = (kept[0], earlier["net"])
+            details["net_claim_from"] = source
     if chosen is not None:
         claims.append(chosen[0])
         details["net"] = chosen[1]

@@ -270,6 +270,51 @@ def test_head_from_needs_a_file_with_heads_and_a_net_only_run(tc, tmp_path):
         tc.summarize(_full_runs((0, 1), scratch10=60.0), args)
 
 
+def _paper_runs(scratch25: float, cut: bool = False) -> list[dict[str, object]]:
+    runs = []
+    for seed in (0, 1):
+        runs += [
+            _record("head:dense", seed, 80.0, 1100),
+            _record("net:finetune@0.25", seed, 74.0, 400),
+            _record("net:scratch@0.25", seed, scratch25, 400, complete=not (cut and seed == 1)),
+        ]
+    return runs
+
+
+def test_a_paper_scale_merge_on_a_merged_file_keeps_every_earlier_net_table_and_its_claim_when_cut(tc, tmp_path):
+    """``--head-from`` on a file merged before (head run at --scale cpu, net claim from --scale full): a complete
+    --scale paper whole-net run takes the net claim (here: no net within a point, so ratio 1) under PAPER_SCALE_RULE
+    and keeps the full-scale table and rule beside; a cut one leaves the claim on the full-scale run."""
+    head_file = _head_file(tc, tmp_path / "cpu")
+    tc.summarize(_full_runs((0, 1), scratch10=69.5), _full_args(tc, tmp_path / "full", head_file))
+    merged = tmp_path / "full" / "tensor_compression.json"
+    before = json.loads(merged.read_text())
+
+    def paper_args(out: Path) -> argparse.Namespace:
+        args = _args(parts=["net"], seeds=[0, 1], scale="paper", train_size=800, test_size=300, net_ranks=[0.25])
+        args.__dict__.update(device="cpu", workers=1, out="tensor_compression", results_dir=out, head_from=merged)
+        args.__dict__.update(run_command="python benchmarks/tensor_compression.py --scale paper --parts net", note="p")
+        return args
+
+    tc.summarize(_paper_runs(scratch25=77.5), paper_args(tmp_path / "paper"))
+    d = json.loads((tmp_path / "paper" / "tensor_compression.json").read_text())
+    net = {c["id"]: c for c in d["claims"]}[tc.NET_CLAIM]
+    assert (net["ratio"], net["variant"], net["met"]) == (1.0, "head:dense", False)  # 77.5 < 80 - 1
+    d = d["details"]
+    assert d["net_claim_from"] == "net_paper_scale" and d["claim_rule"] == tc.PAPER_SCALE_RULE
+    assert d["claim_rule_full_scale"] == tc.FULL_DATA_RULE
+    assert d["net_full_scale"] == before["details"]["net_full_scale"]  # the 8-epoch table stays beside
+    assert d["net_paper_scale"]["table"]["net:scratch@0.25"]["per_seed"] == [77.5, 77.5]
+    assert d["head_run"]["runs"] == before["details"]["head_run"]["runs"]
+
+    tc.summarize(_paper_runs(scratch25=77.5, cut=True), paper_args(tmp_path / "cut"))
+    d = json.loads((tmp_path / "cut" / "tensor_compression.json").read_text())
+    net = {c["id"]: c for c in d["claims"]}[tc.NET_CLAIM]
+    assert net == {c["id"]: c for c in before["claims"]}[tc.NET_CLAIM]  # the claim stays on the full-scale run
+    assert d["details"]["net_claim_from"] == "net_full_scale" and d["details"]["net"] == before["details"]["net"]
+    assert d["details"]["net_paper_scale"]["table"]["net:scratch@0.25"]["seeds"] == [0]
+
+
 def test_one_process_runs_the_jobs_seed_by_seed(tc, monkeypatch, tmp_path):
     ran: list[tuple[str, int]] = []
 
