@@ -211,4 +211,10 @@ def test_pair_selection_per_pick_session_is_fast_at_50k():
     start = time.process_time()
     ask_questions(strategy, state, Q, oracle, budget=200, probs=probs)
     per_pick = (time.process_time() - start) / 200
-    assert per_pick < 0.005, f"{1000 * per_pick:.2f} ms per pick (a full re-score takes ~10 ms here)"
+    # against one full re-score of the pool measured here, so that a loaded or slower machine scales both alike
+    full = []
+    for _ in range(3):
+        start = time.process_time()
+        PairSelection("eig").select(QuestionContext(state.candidates, Q, probs), 1)
+        full.append(time.process_time() - start)
+    assert per_pick < min(full) / 2, f"{1000 * per_pick:.2f} ms per pick, {1000 * min(full):.2f} ms a full re-score"
