@@ -1010,17 +1010,24 @@ def scale_size_record(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str,
     return out
 
 
+def runs_by_size(dirs: list[Path], option: str) -> dict[int, list[dict[str, Any]]]:
+    """The ``details`` of the accuracy runs in ``dirs`` (their ``--results-dir``), grouped by their
+    ``settings.train_per_depth``; a run without one is an error naming ``option``."""
+    by_size: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for d in dirs:
+        run = read_results(NAME, d)["details"]
+        size = run.get("settings", {}).get("train_per_depth")
+        if size is None:
+            raise SystemExit(f"{option}: {d} is not a --train-per-depth run (settings.train_per_depth missing)")
+        by_size[int(size)].append(run)
+    return by_size
+
+
 def run_scale_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``--scale-study DIR ...``: the runs' sizes (their ``settings.train_per_depth``; several runs of one size, e.g.
     one per network or seed, are pooled), the learning curve, and the claims of the largest complete size
     (:data:`SCALE_RULE`); without a complete size, no claims."""
-    by_size: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for d in args.scale_study:
-        run = read_results(NAME, d)["details"]
-        size = run.get("settings", {}).get("train_per_depth")
-        if size is None:
-            raise SystemExit(f"--scale-study: {d} is not a --train-per-depth run (settings.train_per_depth missing)")
-        by_size[int(size)].append(run)
+    by_size = runs_by_size(args.scale_study, "--scale-study")
     sizes = {k: scale_size_record(runs, list(args.seeds)) for k, runs in sorted(by_size.items())}
     complete = [k for k, rec in sizes.items() if rec["complete"]]
     details: dict[str, Any] = {
@@ -1144,13 +1151,7 @@ def scale_add(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"--scale-add: {path} has no data-scale study (details.data_scale.sizes); run --scale-study")
     sizes = _int_keys(study["sizes"])
     seeds = [int(k) for k in study["seeds"]]
-    by_size: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for d in args.scale_add:
-        run = read_results(NAME, d)["details"]
-        size = run.get("settings", {}).get("train_per_depth")
-        if size is None:
-            raise SystemExit(f"--scale-add: {d} is not a --train-per-depth run (settings.train_per_depth missing)")
-        by_size[int(size)].append(run)
+    by_size = runs_by_size(args.scale_add, "--scale-add")
     for size, runs in sorted(by_size.items()):
         stored = sizes.get(size)
         pooled = runs
