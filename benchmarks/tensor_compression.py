@@ -115,6 +115,7 @@ PAPER_SCALE_RULE = (
     "under-trains the dense net) and can only lower the claim (benchmarks/tensor_compression_paper_rule.md)."
 )
 NET_CLAIM = "tensorized_net_param_ratio_at_iso_accuracy"
+HEAD_KINDS = ("trl", "tcl+trl", "gap+fc")
 
 
 def trunk() -> nn.Sequential:
@@ -335,16 +336,27 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, int]]:
     if "net" in args.parts:
         variants += [f"net:scratch@{r}" for r in args.net_ranks]
     if "head" in args.parts:
-        variants += [f"head:trl@{r}" for r in args.trl_ranks]
-        variants += [f"head:tcl+trl@{args.trl_ranks[0]}", "head:gap+fc"]
+        variants += head_variants(args)
     return [(v, seed) for v in variants for seed in args.seeds]
+
+
+def head_variants(args: argparse.Namespace) -> list[str]:
+    """The head jobs of ``--heads`` (default all three kinds): a TRL per ``--trl-ranks`` rank, TCL + TRL at the
+    first rank, GAP + FC."""
+    kinds = getattr(args, "heads", None) or HEAD_KINDS
+    variants = [f"head:trl@{r}" for r in args.trl_ranks] if "trl" in kinds else []
+    if "tcl+trl" in kinds:
+        variants.append(f"head:tcl+trl@{args.trl_ranks[0]}")
+    if "gap+fc" in kinds:
+        variants.append("head:gap+fc")
+    return variants
 
 
 def variant_order(args: argparse.Namespace) -> list[str]:
     """Every record's variant in the order the records are stored (per seed)."""
     order = ["head:dense"]
     if "head" in args.parts:
-        order += [f"head:trl@{r}" for r in args.trl_ranks] + [f"head:tcl+trl@{args.trl_ranks[0]}", "head:gap+fc"]
+        order += head_variants(args)
     if "net" in args.parts:
         order += [f"net:finetune@{r}" for r in args.net_ranks] + [f"net:scratch@{r}" for r in args.net_ranks]
     return order
@@ -428,6 +440,9 @@ def main() -> None:
     parser.add_argument("--net-ranks", "--net-rank", type=float, nargs="+", default=[0.25], dest="net_ranks")
     parser.add_argument("--finetune-fraction", type=float, default=0.25)
     parser.add_argument("--parts", nargs="+", default=["head", "net"], choices=["head", "net"])
+    parser.add_argument(
+        "--heads", nargs="+", default=list(HEAD_KINDS), choices=HEAD_KINDS, help="the head kinds --parts head trains"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every job's Trainer and data)")
     parser.add_argument("--workers", type=int, default=1, help="jobs run at once (processes; 1: in this one)")
     parser.add_argument("--budget", type=float, default=None, help="seconds: then no job starts, fits stop")
