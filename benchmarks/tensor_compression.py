@@ -458,9 +458,29 @@ def main() -> None:
     )
     parser.add_argument("--run-command", default=None, help="the command that ran the records (with --summarize-only)")
     parser.add_argument("--note", default=None, help="free text for details.note (machine load, what the run is)")
+    parser.add_argument(
+        "--attach-heads-to",
+        type=Path,
+        default=None,
+        help="put this head-only run's results file (--results-dir/--out) into that results file, then exit",
+    )
+    parser.add_argument(
+        "--head-claim-moves",
+        choices=["yes", "no"],
+        default=None,
+        help="--attach-heads-to: whether the head claim moves to this run (the decision of --head-claim-rule)",
+    )
+    parser.add_argument("--head-claim-rule", type=Path, default=None, help="--attach-heads-to: the rule's text file")
     parser.add_argument("--prepare", type=Path, default=None, help="write the device carry to this folder, exit")
     parser.add_argument("--per-class", type=int, default=2000, help="--prepare: training images per class")
     args = parser.parse_args()
+    if args.attach_heads_to is not None:
+        if args.head_claim_moves is None or args.head_claim_rule is None:
+            parser.error("--attach-heads-to needs --head-claim-moves and --head-claim-rule")
+        source = args.results_dir / f"{args.out}.json"
+        attach_head_run(args.attach_heads_to, source, args.head_claim_moves == "yes", args.head_claim_rule.read_text())
+        print(f"{source} -> {args.attach_heads_to} (head claim moves: {args.head_claim_moves})")
+        return
     if args.prepare is not None:
         print(json.dumps(prepare(args.prepare, args.per_class), indent=1))
         return
@@ -588,6 +608,68 @@ def _iso_claim(cid: str, what: str, iso: dict[str, Any], target: float, **extra:
     )
 
 
+HEAD_CLAIM = "trl_head_param_ratio_at_iso_accuracy"
+
+
+def _head_claim(
+    runs: list[dict[str, Any]], setting: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any]]:
+    """The head claim of a run's records (``None`` without a complete dense head), its :func:`_iso` table, and
+    GAP + FC's accuracies (reported beside)."""
+    heads = sorted({r["variant"] for r in runs if r["variant"].startswith("head:") and r["variant"] != "head:dense"})
+    head = _iso(runs, [v for v in heads if "trl" in v], "head_params")
+    gap = [r["test_acc"] for r in runs if r["variant"] == "head:gap+fc" and r.get("complete", True)]
+    gap_fc = {"mean_acc": statistics.mean(gap) if gap else None, "per_seed": gap}
+    if head is None:
+        return None, None, gap_fc
+    what = (
+        f"{setting}: head parameters of flatten + FC 512 + FC 10 over those of the smallest TRL / "
+        f"TCL+TRL head at iso-accuracy ({head['smallest_at_iso']}), trunk identical, trained end to end"
+    )
+    return _iso_claim(HEAD_CLAIM, what, head, 5.0), head, gap_fc
+
+
+def attach_head_run(target: Path, head_results: Path, move: bool, rule: str) -> dict[str, Any]:
+    """Put a head-only run (``--parts head``, its own results file) into the results file ``target``.
+
+    ``move``: the head claim, ``details.heads``, ``details.gap_fc`` and ``details.head_run`` come from the new run
+    and the run that gave them before stays as ``details.head_run_<its scale>_scale``; otherwise the claim stays and
+    the new run is reported beside as ``details.heads_<its scale>_scale``. Whether the claim moves is the decision
+    of a rule written before the run (``rule``, kept in ``details.head_claim_rule``). Nothing else changes.
+
+    Example::
+
+        attach_head_run(Path("benchmarks/results/tensor_compression.json"),
+                        Path("outputs/paper_head/tensor_compression_paper_head.json"), move=True, rule="...")
+    """
+    payload = json.loads(Path(target).read_text())
+    details = payload["details"]
+    new = load_head_run(head_results)
+    a = new["args"]
+    setting = _setting(a["train_size"], a["test_size"], a["epochs"], len(new["seeds"]))
+    head_claim, head, gap_fc = _head_claim(new["runs"], setting)
+    if head_claim is None:
+        raise ValueError(f"attach_head_run: {head_results} has no complete dense head")
+    scale = new["scale"]
+    details["head_claim_rule"] = rule
+    if move:
+        old = details.get("head_run")
+        if old is not None:
+            details[f"head_run_{old['scale']}_scale"] = old
+        details.update(heads=head, gap_fc=gap_fc, head_run=new, head_claim_from=f"head_run ({scale} scale)")
+        payload["claims"] = [head_claim if c["id"] == HEAD_CLAIM else c for c in payload["claims"]]
+    else:
+        details[f"heads_{scale}_scale"] = {
+            "setting": setting,
+            "claim_if_moved": head_claim,
+            "heads": head,
+            "gap_fc": gap_fc,
+            "run": new,
+        }
+    write_json(Path(target), payload)
+    return payload
+
+
 def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Write ``<results-dir>/<out>.json``: the two claims (from complete runs only) and every record.
 
@@ -608,26 +690,12 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         head_setting = _setting(h["train_size"], h["test_size"], h["epochs"], len(head_run["seeds"]))
     else:
         head_runs, head_setting = runs, setting
-    heads = sorted(
-        {r["variant"] for r in head_runs if r["variant"].startswith("head:") and r["variant"] != "head:dense"}
-    )
-    tensor_heads = [v for v in heads if "trl" in v]
     claims = []
     details: dict[str, Any] = {}
-    head = _iso(head_runs, tensor_heads, "head_params")
-    if head is not None and ("head" in args.parts or head_run is not None):
-        claims.append(
-            _iso_claim(
-                "trl_head_param_ratio_at_iso_accuracy",
-                f"{head_setting}: head parameters of flatten + FC 512 + FC 10 over those of the smallest TRL / "
-                f"TCL+TRL head at iso-accuracy ({head['smallest_at_iso']}), trunk identical, trained end to end",
-                head,
-                5.0,
-            )
-        )
+    head_claim, head, details["gap_fc"] = _head_claim(head_runs, head_setting)
+    if head_claim is not None and ("head" in args.parts or head_run is not None):
+        claims.append(head_claim)
         details["heads"] = head
-    gap = [r["test_acc"] for r in head_runs if r["variant"] == "head:gap+fc" and r.get("complete", True)]
-    details["gap_fc"] = {"mean_acc": statistics.mean(gap) if gap else None, "per_seed": gap}
     own = _net_claim(runs, setting, args.net_ranks, args.finetune_fraction)
     chosen = own
     if head_run is not None:

@@ -327,3 +327,64 @@ def test_one_process_runs_the_jobs_seed_by_seed(tc, monkeypatch, tmp_path):
     runs = tc.run_jobs(args, [_record("head:dense", 0, 50.0, 100)], tmp_path / "partial.json")
     assert ran == [(v, s) for s in (0, 1, 2) for v in ("head:dense", "net:scratch@0.25", "net:scratch@0.1")][1:]
     assert len(json.loads((tmp_path / "partial.json").read_text())) == len(runs) == 9
+
+
+def test_heads_picks_the_head_jobs_and_the_stored_order(tc):
+    args = _args(parts=["head"], trl_ranks=[0.4], heads=["trl", "tcl+trl"])
+    assert tc.variant_order(args) == ["head:dense", "head:trl@0.4", "head:tcl+trl@0.4"]
+    assert tc.jobs(args)[:2] == [("head:dense", 0), ("head:dense", 1)] and len(tc.jobs(args)) == 6
+    assert tc.head_variants(_args(trl_ranks=[0.4])) == ["head:trl@0.4", "head:tcl+trl@0.4", "head:gap+fc"]
+    # dense records already in the partial file (another run's, same seeds) are not trained again
+    done = [_record("head:dense", 0, 80.0, 1100), _record("head:dense", 1, 81.0, 1100)]
+    todo = [(v, s) for v, s in tc.jobs(args) if (v, s) not in {(r["variant"], r["seed"]) for r in done}]
+    assert todo == [("head:trl@0.4", 0), ("head:trl@0.4", 1), ("head:tcl+trl@0.4", 0), ("head:tcl+trl@0.4", 1)]
+
+
+def _paper_head_file(tc: ModuleType, path: Path, trl: float) -> Path:
+    """A --scale paper head-only results file: dense 80 / 81, TRL 0.4 at ``trl``, TCL + TRL 0.4 at 70, GAP + FC."""
+    args = _args(parts=["head"], seeds=[0, 1], scale="paper", train_size=900, test_size=300, trl_ranks=[0.4])
+    args.__dict__.update(device="cpu", workers=2, out="tensor_compression_paper_head", results_dir=path)
+    args.__dict__.update(head_from=None, heads=list(tc.HEAD_KINDS), note="paper heads")
+    runs = []
+    for seed in (0, 1):
+        runs += [
+            _record("head:dense", seed, 80.0 + seed, 1100),
+            _record("head:trl@0.4", seed, trl, 400),
+            _record("head:tcl+trl@0.4", seed, 70.0, 500),
+            _record("head:gap+fc", seed, 65.0, 150),
+        ]
+    tc.summarize(runs, args)
+    return path / "tensor_compression_paper_head.json"
+
+
+def test_attach_head_run_moves_the_head_claim_only_when_told_and_keeps_the_rest(tc, tmp_path):
+    head_file = _head_file(tc, tmp_path / "cpu")
+    tc.summarize(_full_runs((0, 1), scratch10=69.5), _full_args(tc, tmp_path / "full", head_file))
+    target = tmp_path / "full" / "tensor_compression.json"
+    before = json.loads(target.read_text())
+    paper = _paper_head_file(tc, tmp_path / "paper", trl=79.8)  # within 1 point of 80.5
+
+    moved_path = tmp_path / "moved.json"
+    moved_path.write_text(target.read_text())
+    tc.attach_head_run(moved_path, paper, move=True, rule="RULE")
+    moved = json.loads(moved_path.read_text())
+    claims = {c["id"]: c for c in moved["claims"]}
+    head = claims[tc.HEAD_CLAIM]
+    assert (head["ours"], head["anchor"], head["variant"]) == (300, 1000, "head:trl@0.4")
+    assert head["what"].startswith("CIFAR-10 (900 training / 300 test images), 4 epochs, mean of 2 seeds")
+    assert claims[tc.NET_CLAIM] == {c["id"]: c for c in before["claims"]}[tc.NET_CLAIM]
+    d = moved["details"]
+    assert d["head_run"]["scale"] == "paper" and d["head_run_cpu_scale"] == before["details"]["head_run"]
+    assert d["gap_fc"]["per_seed"] == [65.0, 65.0] and d["head_claim_rule"] == "RULE"
+    assert d["net"] == before["details"]["net"] and d["runs"] == before["details"]["runs"]
+    assert (moved["command"], moved["date"]) == (before["command"], before["date"])
+
+    # not moved: the claim and the head run stay; the new run is reported beside, with the claim it would give
+    kept_path = tmp_path / "kept.json"
+    kept_path.write_text(target.read_text())
+    tc.attach_head_run(kept_path, _paper_head_file(tc, tmp_path / "paper_low", trl=75.0), move=False, rule="R")
+    kept = json.loads(kept_path.read_text())
+    assert kept["claims"] == before["claims"]
+    beside = kept["details"]["heads_paper_scale"]
+    assert beside["claim_if_moved"]["ratio"] == 1000 / 1000 and beside["heads"]["smallest_at_iso"] == "head:dense"
+    assert kept["details"]["head_run"] == before["details"]["head_run"]
