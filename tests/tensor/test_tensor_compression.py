@@ -306,6 +306,7 @@ def test_a_paper_scale_merge_on_a_merged_file_keeps_every_earlier_net_table_and_
     assert d["net_full_scale"] == before["details"]["net_full_scale"]  # the 8-epoch table stays beside
     assert d["net_paper_scale"]["table"]["net:scratch@0.25"]["per_seed"] == [77.5, 77.5]
     assert d["head_run"]["runs"] == before["details"]["head_run"]["runs"]
+    assert d["runs_full_scale"] == before["details"]["runs"]  # the 8-epoch net run's records stay too
 
     tc.summarize(_paper_runs(scratch25=77.5, cut=True), paper_args(tmp_path / "cut"))
     d = json.loads((tmp_path / "cut" / "tensor_compression.json").read_text())
