@@ -50,6 +50,10 @@ with an earlier results file that has the heads takes its head claim from that f
 ``details.head_run``) and the net claim from itself if every net variant finished every seed, else from the earlier
 run; both net tables are kept (``details.net_<scale>_scale``, ``details.net_claim_from`` names the claim's).
 
+A head-only run (``--parts head``, ``--heads`` picks the kinds) goes into a results file with ``--attach-heads-to
+FILE --head-claim-moves yes|no --head-claim-rule RULE.md`` (:func:`attach_head_run`): the head claim moves to it only
+when the rule, written before the run, says so; the earlier head run stays as ``details.head_run_<scale>_scale``.
+
     python benchmarks/tensor_compression.py --scale smoke
     python benchmarks/tensor_compression.py --prepare .device_data/tensor_compression   # the device carry
     TRINITY_DATA=.device_data/tensor_compression python benchmarks/tensor_compression.py --scale device \
@@ -719,7 +723,8 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
         before = json.loads(Path(head_from).read_text())  # type: ignore[arg-type]
         earlier = before.get("details", {})
         for key, value in earlier.items():
-            if key.startswith(("net_", "runs_")) and key.endswith("_scale") and key not in details:
+            beside = key.startswith(("net_", "runs_", "head_run_")) and key.endswith("_scale")
+            if (beside or key in ("head_claim_rule", "head_claim_from")) and key not in details:  # attach-heads-to
                 details[key] = value
         # and so do its own records, when they are another run's than the heads' (a merged file's net run)
         if "head_run" in earlier and earlier.get("scale") not in (None, args.scale) and earlier.get("runs"):

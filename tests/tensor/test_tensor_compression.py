@@ -389,3 +389,10 @@ def test_attach_head_run_moves_the_head_claim_only_when_told_and_keeps_the_rest(
     beside = kept["details"]["heads_paper_scale"]
     assert beside["claim_if_moved"]["ratio"] == 1000 / 1000 and beside["heads"]["smallest_at_iso"] == "head:dense"
     assert kept["details"]["head_run"] == before["details"]["head_run"]
+
+    # a later --head-from merge on the moved file keeps the earlier head run and the head rule
+    args = _full_args(tc, tmp_path / "again", moved_path)
+    tc.summarize(_full_runs((0, 1), scratch10=69.5), args)
+    again = json.loads((tmp_path / "again" / "tensor_compression.json").read_text())["details"]
+    assert again["head_run_cpu_scale"] == before["details"]["head_run"] and again["head_claim_rule"] == "RULE"
+    assert again["head_run"]["scale"] == "paper"
