@@ -165,6 +165,33 @@ FULL: dict[str, dict[str, Any]] = {
         "dlinear": DLINEAR_ETTH1,
     },
 }
+# SegRNN's published ETTh1 recipe (lss-1138/SegRNN scripts/SegRNN/etth1.sh and run_longExp.py defaults): history
+# 720, segment 24, d_model 512, dropout 0.1, batch 64, Adam lr 3e-4, at most 30 epochs, early stopping on the
+# validation MSE (every validation window, after every epoch) with patience 5, MSE loss, the last value subtracted
+# (revin 0), channel ids on, every training window. CPU changes: hidden 64 (not 512); the learning rate falls by 0.9
+# after every epoch from the first (SegRNN's lradj type3 holds it for 3 epochs first). The cell is TLSTM (L=3, P=3,
+# rank 4) or the LSTM / MLSTM matched on the whole network's parameter count.
+SEGRNN_ETTH1: dict[str, Any] = {
+    "decoder": "segment",
+    "history": 720,
+    "segment_length": 24,
+    "dropout": 0.1,
+    "hidden": 64,
+    "stride": 1,
+    "recurrent_batch": 64,
+    "lr": 3e-4,
+    "recurrent_lr_decay": 0.9,
+    "epochs": 30,
+    "patience": 5,
+    "val_stride": 1,
+    "report_val_stride": 32,
+    "highway": None,
+    "instance_norm": None,
+    "channel_independent": False,
+    "train_probe_stride": 0,
+}
+SEGRNN_QUICK: dict[str, Any] = {**SEGRNN_ETTH1, "history": 48, "segment_length": 12, "hidden": 8, "epochs": 1}
+SEGRNN_QUICK.update(stride=400, val_stride=200, report_val_stride=400)
 QUICK: dict[str, dict[str, Any]] = {
     "genz": {**FULL["genz"], "n_sequences": 200, "history": 8, "horizon": 8, "epochs": 1, "hidden": 8, "rank": 2},
     "etth1": {
@@ -397,12 +424,23 @@ def recurrent_net(cfg: dict[str, Any], cell: str, hidden: int, n_targets: int, n
     """The recurrent forecaster a section's recipe ``cfg`` trains: ``decoder`` (recurrent, default, or direct at the
     recipe's horizon) and, with ``channel_independent``, one univariate network shared by the target channels
     (``Forecaster(channel_independent=True)`` wraps it; the covariates, if any, are appended per channel)."""
-    from trinity_lightning.forecasting import RecurrentForecastNet
+    from trinity_lightning.forecasting import RecurrentForecastNet, SegmentRecurrentNet
 
     decoder = cfg.get("decoder") or "recurrent"
-    horizon = cfg.get("recurrent_horizon", (cfg.get("horizons") or [None])[-1]) if decoder == "direct" else None
+    horizon = cfg.get("recurrent_horizon", (cfg.get("horizons") or [None])[-1]) if decoder != "recurrent" else None
     if cfg.get("channel_independent"):
         n_targets = 1
+    if decoder == "segment":  # SegRNN's design (segment recurrence, parallel decoding, channel embeddings)
+        return SegmentRecurrentNet(
+            n_targets,
+            n_covariates,
+            cell,
+            hidden,
+            rank=int(cfg.get("rank", 4)),
+            horizon=int(horizon),
+            segment_length=int(cfg["segment_length"]),
+            dropout=float(cfg.get("dropout", 0.0)),
+        )
     return RecurrentForecastNet(
         n_targets, n_covariates, cell, hidden, rank=int(cfg.get("rank", 4)), decoder=decoder, horizon=horizon
     )
@@ -459,14 +497,23 @@ def fit_with_config(
     dm: Any, network: Any, seed: int, cfg: dict[str, Any], instance_norm: str | None, train_probe_stride: int
 ) -> tuple[Any, dict[str, Any]]:
     """:func:`fit_forecaster` with a section's recurrent recipe ``cfg`` (lr, max_steps, val_every, patience,
-    val_stride, highway, highway_init, highway_alpha, highway_lr, channel_independent)."""
+    val_stride, highway, highway_init, highway_alpha, highway_lr, channel_independent; ``epochs`` instead of
+    max_steps / val_every: that many epochs at most, validated after each one, as SegRNN's recipe;
+    ``recurrent_batch``, ``recurrent_lr_decay``: the batch size and the per-epoch learning-rate factor)."""
+    batch = int(cfg.get("recurrent_batch") or dm.batch_size)
+    max_steps, val_every = cfg["max_steps"], cfg["val_every"]
+    if cfg.get("epochs"):
+        val_every = math.ceil(len(dm.windows("train")) / batch)
+        max_steps = int(cfg["epochs"]) * val_every
     return fit_forecaster(
         dm,
         network,
         seed,
         lr=cfg["lr"],
-        max_steps=cfg["max_steps"],
-        val_every=cfg["val_every"],
+        max_steps=max_steps,
+        val_every=val_every,
+        batch_size=batch,
+        lr_decay=float(cfg.get("recurrent_lr_decay", 1.0)),
         patience=cfg["patience"],
         val_stride=cfg["val_stride"],
         instance_norm=instance_norm,
@@ -743,6 +790,11 @@ def run_series(name: str, cfg: dict[str, Any], seeds: list[int], models: set[str
             model, record = fit_with_config(
                 dm, net, seed, cfg, cfg.get("instance_norm"), int(cfg.get("train_probe_stride", 0))
             )
+            if cfg.get("report_val_stride"):  # the validation score of the stored recipes' (every 32nd) windows
+                sub = dm.windows("val", stride=int(cfg["report_val_stride"]))
+                loader = torch.utils.data.DataLoader(sub, batch_size=512, collate_fn=collate_windows)
+                every = int(cfg["report_val_stride"])
+                record[f"val_mse_every_{every}"] = evaluate_mse(model.network, loader, longest)
             result.setdefault("training", {}).setdefault(cell, {})[seed] = record
             runs.append(curves_of(model.network, test, longest))
             result.setdefault("seed_curves", {}).setdefault(cell, {})[seed] = runs[-1]
@@ -1126,7 +1178,10 @@ def accuracy_claims(sections: dict[str, Any]) -> list[dict[str, Any]]:
         if sections["etth1"].get("channel_independent_recurrent"):
             recipe = "channel-independent (one univariate network shared by the 7 channels), " + recipe
         decoder = sections["etth1"].get("decoder_recurrent", "recurrent")
-        decoders = "free-running decoders" if decoder == "recurrent" else f"{decoder} multi-step heads"
+        decoders = {
+            "recurrent": "free-running decoders",
+            "segment": "segment-recurrent encoders with parallel multi-step decoding (SegRNN's ETTh1 recipe, CPU width)",
+        }.get(decoder, f"{decoder} multi-step heads")
         history = sections["etth1"].get("history_recurrent", 96)
         if history != 96:
             recipe += f"{history}-step history, "
@@ -1281,6 +1336,12 @@ def main() -> None:
     )
     parser.add_argument("--decoder", default=None, help="the recurrent models' decoder: recurrent (default) or direct")
     parser.add_argument(
+        "--recipe",
+        default=None,
+        choices=["segrnn"],
+        help="etth1: the recurrent models follow a named recipe (segrnn: SEGRNN_ETTH1, SegRNN's published one)",
+    )
+    parser.add_argument(
         "--highway-gate",
         action="store_true",
         help="scale the network inside the highway by a learnable scalar starting at 0 (step 0 = the ridge forecast)",
@@ -1350,9 +1411,11 @@ def main() -> None:
         if args.highway_fit_stride and "horizons" in cfg:
             cfg["highway_fit_stride"] = args.highway_fit_stride
         if args.decoder and "horizons" in cfg:
-            if args.decoder not in ("recurrent", "direct"):
-                parser.error(f"--decoder: got {args.decoder!r}; expected recurrent or direct")
+            if args.decoder not in ("recurrent", "direct", "segment"):
+                parser.error(f"--decoder: got {args.decoder!r}; expected recurrent, direct or segment")
             cfg["decoder"] = args.decoder
+    if args.recipe == "segrnn":
+        configs["etth1"].update(SEGRNN_ETTH1 if not args.quick else SEGRNN_QUICK)
     models = {m for m in args.models.split(",") if m}
     results_dir = Path(args.results_dir)
     try:

@@ -41,6 +41,7 @@ _EXPORTS = {
     "HorizonMetrics": "trinity_lightning.forecasting.module",
     "InstanceNorm": "trinity_lightning.forecasting.module",
     "RecurrentForecastNet": "trinity_lightning.forecasting.module",
+    "SegmentRecurrentNet": "trinity_lightning.forecasting.segment",
     "evaluate": "trinity_lightning.forecasting.module",
     "make_cell": "trinity_lightning.forecasting.module",
 }
@@ -77,3 +78,4 @@ if TYPE_CHECKING:
         evaluate,
         make_cell,
     )
+    from trinity_lightning.forecasting.segment import SegmentRecurrentNet

@@ -140,6 +140,7 @@ class RecurrentForecastNet(nn.Module):
 
 
 CHANNEL_COVARIATES = ("append", "drop")
+DECODERS = ("recurrent", "direct", "segment")
 
 
 class ChannelIndependent(nn.Module):
@@ -478,7 +479,10 @@ class Forecaster(pl.LightningModule):
         lags: ``L``, lagged hidden states of a TT cell.
         order: ``P``, order of a TT cell.
         rank: TT rank.
-        decoder: ``recurrent`` (free-running, the paper's) or ``direct`` (multi-step head).
+        decoder: ``recurrent`` (free-running, the paper's), ``direct`` (multi-step head) or ``segment`` (the cell
+            reads the history segment by segment and decodes every output segment in parallel: SegRNN's design,
+            :class:`~trinity_lightning.forecasting.segment.SegmentRecurrentNet`; channel-independent with channel
+            embeddings; suits long histories such as 720 steps).
         horizon: forecast length (default: the DataModule's).
         n_targets, n_covariates: sizes (default: the DataModule's).
         teacher_forcing: probability of feeding the truth back in the recurrent decoder at the first epoch.
@@ -522,6 +526,8 @@ class Forecaster(pl.LightningModule):
             validation (1.33 vs 1.30).
         channel_covariates: with ``channel_independent``, ``"append"`` (default: every channel's window carries all
             covariates) or ``"drop"`` (each target from its own past alone).
+        segment_length: with ``decoder="segment"``, steps per segment (SegRNN's ``seg_len``; 24 in its ETTh1 recipe).
+        dropout: with ``decoder="segment"``, dropout before the output map (SegRNN's ETTh1 recipe: 0.1).
 
     Example:
         >>> model = Forecaster(cell="tlstm", hidden_size=8, rank=2, horizon=6, n_targets=1)
@@ -554,8 +560,12 @@ class Forecaster(pl.LightningModule):
         channel_independent: bool = False,
         channel_covariates: str = "append",
         highway_gate: bool = False,
+        segment_length: int = 24,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder: got {decoder!r}; expected one of {DECODERS}")
         if not isinstance(channel_independent, bool):
             raise ValueError(f"channel_independent: expected True or False, got {channel_independent!r}")
         if channel_covariates not in CHANNEL_COVARIATES:
@@ -649,6 +659,23 @@ class Forecaster(pl.LightningModule):
         if hp.get("channel_independent"):  # one shared univariate network, with or without the covariates
             n_targets = 1
             n_covariates = n_covariates if hp.get("channel_covariates", "append") == "append" else 0
+        if hp["decoder"] == "segment":
+            from trinity_lightning.forecasting.segment import SegmentRecurrentNet
+
+            segment = SegmentRecurrentNet(
+                n_targets,
+                n_covariates,
+                hp["cell"],
+                hp["hidden_size"],
+                hp["lags"],
+                hp["order"],
+                hp["rank"],
+                horizon=horizon,
+                segment_length=int(hp.get("segment_length", 24)),
+                dropout=float(hp.get("dropout", 0.1)),
+            )
+            self.network = self._normalized(segment)
+            return
         self.network = self._normalized(
             RecurrentForecastNet(
                 n_targets,
