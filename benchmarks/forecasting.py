@@ -1384,6 +1384,8 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: unknown sections {sorted(unknown)}; expected some of {SECTIONS}")
     configs = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
+    if args.recipe == "segrnn":  # first, so that the options below (--hidden ...) override the recipe's values
+        configs["etth1"].update(SEGRNN_ETTH1 if not args.quick else SEGRNN_QUICK)
     for cfg in configs.values():
         if args.max_steps and "max_steps" in cfg:
             cfg["max_steps"] = args.max_steps
@@ -1414,8 +1416,6 @@ def main() -> None:
             if args.decoder not in ("recurrent", "direct", "segment"):
                 parser.error(f"--decoder: got {args.decoder!r}; expected recurrent, direct or segment")
             cfg["decoder"] = args.decoder
-    if args.recipe == "segrnn":
-        configs["etth1"].update(SEGRNN_ETTH1 if not args.quick else SEGRNN_QUICK)
     models = {m for m in args.models.split(",") if m}
     results_dir = Path(args.results_dir)
     try:
