@@ -142,14 +142,13 @@ def test_the_benchmark_segrnn_recipe_builds_matched_networks_and_trains_by_epoch
     dm.setup("fit")
     small = {**bench.SEGRNN_QUICK, "segment_length": 6, "epochs": 2, "recurrent_batch": 64, "recurrent_horizon": 12}
     net = bench.recurrent_net(small, "lstm", 4, 2, 0)
-    model, record = bench.fit_with_config(dm, net, 0, {**bench.FULL["etth1"], **small}, None, 0)
+    _, record = bench.fit_with_config(dm, net, 0, {**bench.FULL["etth1"], **small}, None, 0)
     per_epoch = -(-len(dm.windows("train")) // 64)
     assert record["steps"] == 2 * per_epoch and [s for s, _ in record["val_curve"]] == [per_epoch, 2 * per_epoch]
 
 
 def test_ett_recipe_runs_the_segment_decoder_through_the_cli(tmp_path):
     from tests.forecasting.test_module import _tiny_recipe
-
     from trinity_lightning.cli import run_lightning
 
     frame = _seasonal(600).drop(columns=["load"]).assign(a=np.sin(np.arange(600) / 6))

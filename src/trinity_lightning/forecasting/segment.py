@@ -90,9 +90,10 @@ class SegmentRecurrentNet(nn.Module):
         self.position = nn.Parameter(torch.randn(self.out_segments, position))
         self.channel = nn.Parameter(torch.randn(n_targets, hidden_size // 2)) if channel_embedding else None
         self.future = nn.Linear(segment_length * n_covariates, hidden_size) if n_covariates else None
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, segment_length))
-        nn.init.zeros_(self.head[1].weight)  # an untrained network forecasts the last value (Repeat)
-        nn.init.zeros_(self.head[1].bias)
+        out = nn.Linear(hidden_size, segment_length)
+        nn.init.zeros_(out.weight)  # an untrained network forecasts the last value (Repeat)
+        nn.init.zeros_(out.bias)
+        self.head = nn.Sequential(nn.Dropout(dropout), out)
 
     def _segments(self, series: torch.Tensor) -> torch.Tensor:
         """``(rows, time)`` -> ``(rows, segments, segment_length)`` over the last whole segments."""
