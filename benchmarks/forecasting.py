@@ -26,6 +26,10 @@ Sections (``--only`` takes any of them; a partial run updates only its sections 
   windows; their figure at a shorter horizon h is the mean over steps 1..h of the same windows. The linear baselines
   are scored per horizon on the protocol's windows (same target rows; at the longest horizon both sets coincide).
 
+``--recipe segrnn`` trains the ETTh1 recurrent models with SegRNN's published recipe (``SEGRNN_ETTH1``: history
+720, ``SegmentRecurrentNet`` with segment length 24, every training window, epochs with early stopping on every
+validation window); the ETTh1 claims read it since stop 24 (``benchmarks/forecasting_segrnn_rule.md``).
+
 The recurrent recipe's options (``--instance-norm``, ``--highway``, ``--history``, ``--decoder direct``,
 ``--channel-independent``: one univariate network shared by the target channels) apply to TLSTM, LSTM and MLSTM
 alike; ``details.sections.channel_independence`` holds stop 19's validation-only selection among them.
