@@ -185,7 +185,7 @@ SEGRNN_ETTH1: dict[str, Any] = {
     "recurrent_batch": 64,
     "lr": 3e-4,
     "recurrent_lr_decay": 0.9,
-    "epochs": 30,
+    "recurrent_epochs": 30,
     "patience": 5,
     "val_stride": 1,
     "report_val_stride": 32,
@@ -194,7 +194,7 @@ SEGRNN_ETTH1: dict[str, Any] = {
     "channel_independent": False,
     "train_probe_stride": 0,
 }
-SEGRNN_QUICK: dict[str, Any] = {**SEGRNN_ETTH1, "history": 48, "segment_length": 12, "hidden": 8, "epochs": 1}
+SEGRNN_QUICK: dict[str, Any] = {**SEGRNN_ETTH1, "history": 48, "segment_length": 12, "hidden": 8, "recurrent_epochs": 1}
 SEGRNN_QUICK.update(stride=400, val_stride=200, report_val_stride=400)
 QUICK: dict[str, dict[str, Any]] = {
     "genz": {**FULL["genz"], "n_sequences": 200, "history": 8, "horizon": 8, "epochs": 1, "hidden": 8, "rank": 2},
@@ -501,14 +501,14 @@ def fit_with_config(
     dm: Any, network: Any, seed: int, cfg: dict[str, Any], instance_norm: str | None, train_probe_stride: int
 ) -> tuple[Any, dict[str, Any]]:
     """:func:`fit_forecaster` with a section's recurrent recipe ``cfg`` (lr, max_steps, val_every, patience,
-    val_stride, highway, highway_init, highway_alpha, highway_lr, channel_independent; ``epochs`` instead of
+    val_stride, highway, highway_init, highway_alpha, highway_lr, channel_independent; ``recurrent_epochs`` instead of
     max_steps / val_every: that many epochs at most, validated after each one, as SegRNN's recipe;
     ``recurrent_batch``, ``recurrent_lr_decay``: the batch size and the per-epoch learning-rate factor)."""
     batch = int(cfg.get("recurrent_batch") or dm.batch_size)
     max_steps, val_every = cfg["max_steps"], cfg["val_every"]
-    if cfg.get("epochs"):
+    if cfg.get("recurrent_epochs"):
         val_every = math.ceil(len(dm.windows("train")) / batch)
-        max_steps = int(cfg["epochs"]) * val_every
+        max_steps = int(cfg["recurrent_epochs"]) * val_every
     return fit_forecaster(
         dm,
         network,
@@ -1343,7 +1343,7 @@ def main() -> None:
         "--recipe",
         default=None,
         choices=["segrnn"],
-        help="etth1: the recurrent models follow a named recipe (segrnn: SEGRNN_ETTH1, SegRNN's published one)",
+        help="the recurrent models follow a named recipe (segrnn: SEGRNN_ETTH1, SegRNN's published ETTh1 one)",
     )
     parser.add_argument(
         "--highway-gate",
@@ -1389,7 +1389,8 @@ def main() -> None:
         parser.error(f"--only: unknown sections {sorted(unknown)}; expected some of {SECTIONS}")
     configs = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
     if args.recipe == "segrnn":  # first, so that the options below (--hidden ...) override the recipe's values
-        configs["etth1"].update(SEGRNN_ETTH1 if not args.quick else SEGRNN_QUICK)
+        for series in ("etth1", "exchange", "elecdemand"):  # SegRNN published ETTh1's; the others reuse it
+            configs[series].update(SEGRNN_ETTH1 if not args.quick else SEGRNN_QUICK)
     for cfg in configs.values():
         if args.max_steps and "max_steps" in cfg:
             cfg["max_steps"] = args.max_steps

@@ -140,7 +140,7 @@ def test_the_benchmark_segrnn_recipe_builds_matched_networks_and_trains_by_epoch
     assert abs(bench.count_parameters(bench.recurrent_net(cfg, "lstm", hidden, 7, 0)) - target) < 0.03 * target
     dm = TimeSeriesDataModule(_seasonal(400), history=24, horizon=12, split=[0.7, 0.1, 0.2], batch_size=32)
     dm.setup("fit")
-    small = {**bench.SEGRNN_QUICK, "segment_length": 6, "epochs": 2, "recurrent_batch": 64, "recurrent_horizon": 12}
+    small = {**bench.SEGRNN_QUICK, "segment_length": 6, "recurrent_epochs": 2, "recurrent_horizon": 12}
     net = bench.recurrent_net(small, "lstm", 4, 2, 0)
     _, record = bench.fit_with_config(dm, net, 0, {**bench.FULL["etth1"], **small}, None, 0)
     per_epoch = -(-len(dm.windows("train")) // 64)
