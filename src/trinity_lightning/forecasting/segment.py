@@ -51,6 +51,12 @@ class SegmentRecurrentNet(nn.Module):
     Raises:
         ValueError: naming the argument, for a non-positive size, an unknown cell, a history shorter than one
             segment, a horizon longer than ``horizon``, or a window whose column count does not match.
+
+    Example:
+        >>> net = SegmentRecurrentNet(n_targets=1, n_covariates=1, cell="lstm", hidden_size=8, horizon=24)
+        >>> history, future = torch.randn(2, 72, 2), torch.randn(2, 24, 1)   # 3 segments of 24 steps
+        >>> torch.equal(net(history, future, 24), history[:, -1:, :1].expand(2, 24, 1))   # untrained: Repeat
+        True
     """
 
     def __init__(
