@@ -304,7 +304,10 @@ def train_network(
     pl.seed_everything(seed, verbose=False)
     base = "treelstm_symnum" if name.startswith("treelstm_symnum") else name
     size = hidden if hidden is not None else hidden_sizes(args)[0]
-    model = EquationVerifier(**NEURAL[base], **symnum_kwargs(name, args), hidden_size=size, lr=args.lr)
+    comparator = getattr(args, "comparator", "mlp")
+    model = EquationVerifier(
+        **NEURAL[base], **symnum_kwargs(name, args), hidden_size=size, lr=args.lr, comparator=comparator
+    )
     loader: DataLoader[Any] = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=list)  # type: ignore[arg-type]
     if val is None:
         trainer(max_epochs=args.epochs, accelerator="cpu", devices=1).fit(model, loader)
@@ -702,6 +705,7 @@ def run_accuracy(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             "lr": args.lr,
             "symnum_value_weight": args.value_weight,
             "symnum_own_number_symbols": args.own_number_symbols,
+            "comparator": getattr(args, "comparator", "mlp"),
             "data": (
                 f"{os.path.relpath(args.data, ROOT)} (written by --write-data; see load_data)"
                 if args.data is not None
@@ -1729,6 +1733,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--comparator",
+        choices=("mlp", "dot"),
+        default="mlp",
+        help="how every network compares the two sides: mlp ([l*r, |l-r|] -> MLP) or dot (the official code's l.r + b)",
+    )
     parser.add_argument(
         "--value-weight", type=float, default=VALUE_WEIGHT, help="symbolic + numeric TreeLSTM: value-regression weight"
     )

@@ -187,3 +187,28 @@ def test_verifier_with_value_leaves_learns_function_values(tmp_path):
     probs = model.predict_proba(train)
     labels = torch.tensor([float(e.label) for e in train])
     assert ((probs > 0.5).float() == labels).float().mean() > 0.7
+
+
+def test_dot_comparator_is_the_official_equality_node_and_learns(tmp_path):
+    model = EquationVerifier(hidden_size=8, comparator="dot")
+    assert model.compare is None and model.dot_bias is not None
+    with torch.no_grad():
+        model.dot_bias.fill_(-0.25)
+    batch = model.collate([parse_equation("x*1 = x"), parse_equation("sin(x) = cos(x)")])
+    sides = model.encode(batch)
+    logits, _ = model(batch)
+    assert torch.allclose(logits, (sides[:2] * sides[2:]).sum(dim=1) - 0.25)
+    # the only comparator parameter is the bias: the mlp's weights are absent from the state dict
+    assert not any(k.startswith("compare.") for k in model.state_dict()) and "dot_bias" in model.state_dict()
+    assert "compare.0.weight" in EquationVerifier(hidden_size=8).state_dict()  # the default is unchanged
+    with pytest.raises(ValueError, match="comparator='cosine'"):
+        EquationVerifier(comparator="cosine")  # type: ignore[arg-type]
+    pl.seed_everything(0)
+    dm = EquationDataModule(
+        per_depth=40, functions=40, max_depth=2, train_depths=[1, 2], test_depths=[2], batch_size=16
+    )
+    learner = EquationVerifier(hidden_size=16, lr=0.01, comparator="dot")
+    _trainer(tmp_path, max_epochs=3).fit(learner, dm)
+    probs = learner.predict_proba(dm.train)
+    labels = torch.tensor([float(e.label) for e in dm.train])
+    assert ((probs > 0.5).float() == labels).float().mean() > 0.6

@@ -1,7 +1,8 @@
 """EquationVerifier: a LightningModule that verifies equations and predicts the values of function evaluations.
 
 Each side of ``lhs = rhs`` is encoded (a TreeLSTM with one cell per function symbol, a TreeNN, or a BiLSTM over the
-prefix form, for comparison); the two encodings are compared (``[l * r, |l - r|]`` -> MLP -> logit). Numbers are
+prefix form, for comparison); the two encodings are compared (``[l * r, |l - r|]`` -> MLP -> logit, or, with
+``comparator="dot"``, the official code's dot product plus a bias). Numbers are
 decimal trees (:class:`~.decimal.DecimalTreeEncoder`, the default) or, with ``number_encoding="value_leaf"`` (the
 official code's encoding), single ``<num>`` leaves embedded by a small feed-forward network of their value. A value
 head reads the left side of a function evaluation (``sin(2.5)``) and regresses its value, trained on the true ones.
@@ -152,6 +153,10 @@ class EquationVerifier(pl.LightningModule):
             ``"value_leaf"`` (the official code's: each such number is one ``<num>`` leaf whose embedding is a small
             feed-forward network of its value, :func:`number_features` -> ``Linear`` -> ``tanh`` -> ``Linear``; no
             range limit). Integers ``-9..9`` keep their symbol embeddings either way.
+        comparator: how the two sides' encodings ``l, r`` become a logit. ``"mlp"`` (default):
+            ``[l * r, |l - r|]`` -> MLP. ``"dot"``: the official code's ``Equality`` node (ForoughA/neuralMath,
+            ``nnTreeMain.py``): the dot product ``l . r`` plus a learned bias, no other parameter, so a side pair is
+            called true exactly when its encodings align.
         lr, weight_decay: Adam.
 
     Example:
@@ -175,8 +180,11 @@ class EquationVerifier(pl.LightningModule):
         number_encoding: NumberEncoding = "decimal_tree",
         lr: float = 2e-3,
         weight_decay: float = 0.0,
+        comparator: Literal["mlp", "dot"] = "mlp",
     ) -> None:
         super().__init__()
+        if comparator not in ("mlp", "dot"):
+            raise ValueError(f"EquationVerifier: comparator={comparator!r}; expected 'mlp' or 'dot'")
         if encoder not in ("treelstm", "treenn", "bilstm"):
             raise ValueError(f"EquationVerifier: encoder={encoder!r}; expected 'treelstm', 'treenn' or 'bilstm'")
         if number_encoding not in ("decimal_tree", "value_leaf"):
@@ -214,7 +222,8 @@ class EquationVerifier(pl.LightningModule):
         else:
             kind = "treenn" if encoder == "treenn" else cell
             self.tree = TreeLSTM(H, H, cell=kind, arity=2, node_types=n_types)
-        self.compare = nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, 1))
+        self.compare = nn.Sequential(nn.Linear(2 * H, H), nn.ReLU(), nn.Linear(H, 1)) if comparator == "mlp" else None
+        self.dot_bias = nn.Parameter(torch.zeros(())) if comparator == "dot" else None
         self.value_head = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, 1))
         self.number_net = nn.Sequential(nn.Linear(2, H), nn.Tanh(), nn.Linear(H, H)) if self.value_leaf else None
 
@@ -296,7 +305,11 @@ class EquationVerifier(pl.LightningModule):
         sides = self.encode(batch)
         B = len(batch)
         left, right = sides[:B], sides[B:]
-        logits = self.compare(torch.cat([left * right, (left - right).abs()], dim=1)).squeeze(1)
+        if self.compare is None:  # the official code's Equality node: l . r + b
+            assert self.dot_bias is not None
+            logits = (left * right).sum(dim=1) + self.dot_bias
+        else:
+            logits = self.compare(torch.cat([left * right, (left - right).abs()], dim=1)).squeeze(1)
         return logits, self.value_head(left).squeeze(1)
 
     def _step(self, batch: EquationBatch, stage: str) -> torch.Tensor:
