@@ -1398,6 +1398,7 @@ def attach_record(runs: list[dict[str, Any]], study: dict[str, Any] | None) -> d
         "train_per_depth": size,
         "sizes": first.get("sizes", {}).get("extrapolation"),
         "settings": first.get("settings_extrapolation"),
+        "comparator": first.get("settings", {}).get("comparator", "mlp"),
         "networks": networks,
         "cpu_s": round(sum(r["details"].get("accuracy_cpu_s_extrapolation", 0.0) for r in runs), 1),
         "wall_s": round(sum(r["details"].get("accuracy_wall_s_extrapolation", 0.0) for r in runs), 1),
@@ -1423,10 +1424,66 @@ def attach(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"--attach-rule: no file {args.attach_rule}")
         record["rule"] = os.path.relpath(args.attach_rule.resolve(), ROOT)
     details[args.attach_as] = {**details.get(args.attach_as, {}), **record}
+    claims = previous["claims"]
+    if getattr(args, "attach_claims_move", False):  # the rule said so before the runs (--attach-rule)
+        if args.attach_rule is None:
+            raise SystemExit(
+                "--attach-claims-move needs --attach-rule (the rule, written before the runs, that says so)"
+            )
+        attached_claims(details[args.attach_as])  # an error if the experiment is not complete
+        details[args.attach_as]["claims_move"] = True
+        details["claims_moved_to"] = args.attach_as
+        claims = _claims_from_attached(claims, details)
+    if getattr(args, "attach_plot", None) is not None:
+        rec = details[args.attach_as]
+        nets = {SCALE_NAME.get(n, n): {"by_depth": _int_keys(v["by_depth"])} for n, v in rec["networks"].items()}
+        size = rec.get("train_per_depth")
+        plot({"extrapolation": nets}, args.attach_plot, title=f"{args.attach_as}: {size} per depth")
+        rec["plot"] = os.path.relpath(args.attach_plot.resolve(), ROOT)
     path = args.results_dir / f"{NAME}.json"
-    write_json(path, {**previous, "details": details}, inline_number_lists=True)
+    write_json(path, {**previous, "claims": claims, "details": details}, inline_number_lists=True)
     print(f"wrote {path}: details.{args.attach_as}")
-    return {"claims": previous["claims"], "details": details}
+    return {"claims": claims, "details": details}
+
+
+# the claim networks under the names an attached run records them (the symbolic + numeric one by its variant)
+SCALE_NAME = {"treelstm_symnum_value_leaf": "treelstm_symnum"}
+
+
+def attached_claims(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two accuracy claims read from an attached experiment (:func:`attach_record`) whose rule moved them there
+    (``--attach-claims-move``): every claim network must have the same seeds, at least three.
+
+    >>> net = lambda m: {"seeds": [0, 1, 2], "mean": m}
+    >>> rec = {"train_per_depth": 8, "sizes": {"train": 20}, "settings": {}, "comparator": "dot",
+    ...        "networks": {"bilstm": net(70.0), "treelstm_sym": net(80.0), "treelstm_symnum_value_leaf": net(83.0)}}
+    >>> [round(c["delta"], 1) for c in attached_claims(rec)]
+    [10.0, 3.0]
+    """
+    nets = {SCALE_NAME.get(n, n): v for n, v in record["networks"].items()}
+    missing = [n for n in SCALE_NETWORKS if n not in nets]
+    seeds = {tuple(nets[n]["seeds"]) for n in SCALE_NETWORKS if n in nets}
+    if missing or len(seeds) != 1 or len(next(iter(seeds))) < 3:
+        raise SystemExit(
+            f"the attached experiment cannot carry the claims: networks missing {missing}, seeds per network "
+            f"{sorted(seeds)} (every claim network needs the same seeds, at least three)"
+        )
+    ext = {n: {"mean": nets[n]["mean"]} for n in SCALE_NETWORKS}
+    comparator = record.get("comparator") or (record.get("settings") or {}).get("comparator")
+    trained_on = f"{record['sizes']['train']} equations of depths 1-3 ({record['train_per_depth']} per depth)"
+    if comparator:
+        trained_on += f", every network comparing the two sides with the {comparator!r} comparator"
+    return accuracy_claims(ext, len(next(iter(seeds))), trained_on)
+
+
+def _claims_from_attached(claims: list[dict[str, Any]], details: dict[str, Any]) -> list[dict[str, Any]]:
+    """``claims`` with the two accuracy claims read from ``details[details["claims_moved_to"]]`` when a rule moved
+    them to an attached experiment; unchanged otherwise."""
+    key = details.get("claims_moved_to")
+    if not key:
+        return claims
+    fresh = {c["id"]: c for c in attached_claims(details[key])}
+    return [fresh.get(c["id"], c) for c in claims]
 
 
 def summarize(args: argparse.Namespace) -> dict[str, Any]:
@@ -1445,6 +1502,7 @@ def summarize(args: argparse.Namespace) -> dict[str, Any]:
         claims = [fresh.get(c["id"], c) for c in claims]
         scale_plot(_int_keys(details["data_scale"]["sizes"]), args.scale_plot)
         details["data_scale"]["plot"] = os.path.relpath(args.scale_plot, ROOT)
+    claims = _claims_from_attached(claims, details)  # a rule moved them to an attached experiment
     draw_accuracy_plots(details, args, keep_as)
     details["summarize_command"] = command_line()
     path = args.results_dir / f"{NAME}.json"
@@ -1808,6 +1866,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "(see attach)",
     )
     parser.add_argument("--attach-as", help="--attach: the details key")
+    parser.add_argument(
+        "--attach-claims-move",
+        action="store_true",
+        help="--attach: the two accuracy claims read the attached experiment from now on (its --attach-rule says so)",
+    )
+    parser.add_argument("--attach-plot", type=Path, help="--attach: draw its accuracy by depth to this file")
     parser.add_argument(
         "--attach-rule", type=Path, help="--attach: the experiment's rule, written before its runs (recorded as 'rule')"
     )

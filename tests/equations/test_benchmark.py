@@ -807,3 +807,53 @@ def test_scale_add_pools_new_seeds_with_a_stored_size_and_moves_the_claims(tmp_p
     assert out["details"]["accuracy_source"]["data_scale_size"] == 8
     assert out["details"]["accuracy"]["extrapolation"]["majority"]["by_depth"] == {4: 50.0, 5: 50.0}
     assert [p["train_per_depth"] for p in study["curve"]] == [4, 8] and study["curve"][1]["complete"]
+
+
+def test_attach_claims_move_reads_both_claims_from_the_attached_experiment_and_summarize_keeps_them(tmp_path):
+    """``--attach ... --attach-claims-move``: with a rule and every claim network on the same (>= 3) seeds, both
+    accuracy claims read the attached runs (the comparator named in their text); a later ``--summarize`` keeps them;
+    an incomplete experiment or a missing rule is refused; ``--attach-plot`` draws its accuracy by depth."""
+    bench = _bench()
+    from _results import write_results
+
+    def rec(acc):
+        return {"acc": acc, "by_depth": {4: acc, 5: 55.0}, "val": 97.0, "best_epoch": 2, "epochs_run": 5}
+
+    accs = {"bilstm": 70.0, "treelstm_sym": 83.0, "treelstm_symnum_value_leaf": 86.0}
+    for seed in (0, 1, 2):
+        per_seed = {name: {seed: rec(acc + seed)} for name, acc in accs.items()}
+        per_seed["treelstm_symnum"] = per_seed["treelstm_symnum_value_leaf"]  # the chosen variant's copy
+        run = {
+            "per_seed": {"extrapolation": per_seed},
+            "settings": {"train_per_depth": 8, "comparator": "dot"},
+            "sizes": {"extrapolation": {"train": 20}},
+        }
+        write_results("equations", [], run, results_dir=tmp_path / f"s{seed}", command=f"run {seed}")
+    stored = [
+        {"id": "treelstm_vs_lstm_depth_extrapolation", "ours": 1.0, "anchor": 1.0},
+        {"id": "numeric_data_gain_depth_extrapolation", "ours": 1.0, "anchor": 1.0},
+        {"id": "treelstm_batching_speedup", "ours": 5.0},
+    ]
+    earlier = {"extrapolation": {"bilstm": {"mean": 1.0, "by_depth": {4: 1.0}}}}
+    write_results("equations", stored, {"data_scale": {}, "accuracy": earlier}, results_dir=tmp_path, command="x")
+    rule = tmp_path / "rule.md"
+    rule.write_text("move whatever the result")
+    dirs = [str(tmp_path / f"s{s}") for s in (0, 1, 2)]
+    base = ["--attach", *dirs, "--attach-as", "comparator_dot", "--results-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match="needs --attach-rule"):
+        bench.main([*base, "--attach-claims-move"])
+    with pytest.raises(SystemExit, match="cannot carry the claims"):
+        bench.main([*base[:1], dirs[0], *base[4:], "--attach-rule", str(rule), "--attach-claims-move"])
+    bench.main([*base, "--attach-rule", str(rule), "--attach-claims-move", "--attach-plot", str(tmp_path / "d.png")])
+    out = json.loads((tmp_path / "equations.json").read_text())
+    claims = {c["id"]: c for c in out["claims"]}
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["delta"] == pytest.approx(13.0)
+    assert claims["numeric_data_gain_depth_extrapolation"]["delta"] == pytest.approx(3.0)
+    assert "'dot' comparator" in claims["treelstm_vs_lstm_depth_extrapolation"]["what"]
+    assert claims["treelstm_batching_speedup"]["ours"] == 5.0  # the other claims stay
+    d = out["details"]
+    assert d["claims_moved_to"] == "comparator_dot" and d["comparator_dot"]["claims_move"] is True
+    assert d["comparator_dot"]["comparator"] == "dot" and (tmp_path / "d.png").is_file()
+    bench.main(["--summarize", "--results-dir", str(tmp_path), "--plot", str(tmp_path / "p.png")])
+    again = {c["id"]: c for c in json.loads((tmp_path / "equations.json").read_text())["claims"]}
+    assert again["treelstm_vs_lstm_depth_extrapolation"] == claims["treelstm_vs_lstm_depth_extrapolation"]
