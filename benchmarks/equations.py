@@ -1437,8 +1437,11 @@ def attach(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "attach_plot", None) is not None:
         rec = details[args.attach_as]
         nets = {SCALE_NAME.get(n, n): {"by_depth": _int_keys(v["by_depth"])} for n, v in rec["networks"].items()}
-        size = rec.get("train_per_depth")
-        plot({"extrapolation": nets}, args.attach_plot, title=f"{args.attach_as}: {size} per depth")
+        train = (rec.get("sizes") or {}).get("train")
+        title = f"{args.attach_as}: trained on {train:,} equations of depths 1-3" if train else args.attach_as
+        if rec.get("comparator"):
+            title += f", comparator {rec['comparator']}"
+        plot({"extrapolation": nets}, args.attach_plot, title=title)
         rec["plot"] = os.path.relpath(args.attach_plot.resolve(), ROOT)
     path = args.results_dir / f"{NAME}.json"
     write_json(path, {**previous, "claims": claims, "details": details}, inline_number_lists=True)
@@ -1446,6 +1449,7 @@ def attach(args: argparse.Namespace) -> dict[str, Any]:
     return {"claims": claims, "details": details}
 
 
+COMPARATORS = {"dot": "the official code's Equality node (l . r + b)", "mlp": "an MLP on [l * r, |l - r|]"}
 # the claim networks under the names an attached run records them (the symbolic + numeric one by its variant)
 SCALE_NAME = {"treelstm_symnum_value_leaf": "treelstm_symnum"}
 
@@ -1472,7 +1476,8 @@ def attached_claims(record: dict[str, Any]) -> list[dict[str, Any]]:
     comparator = record.get("comparator") or (record.get("settings") or {}).get("comparator")
     trained_on = f"{record['sizes']['train']} equations of depths 1-3 ({record['train_per_depth']} per depth)"
     if comparator:
-        trained_on += f", every network comparing the two sides with the {comparator!r} comparator"
+        described = COMPARATORS.get(comparator, repr(comparator))
+        trained_on += f", every network comparing the two sides with {described}"
     return accuracy_claims(ext, len(next(iter(seeds))), trained_on)
 
 

@@ -849,7 +849,7 @@ def test_attach_claims_move_reads_both_claims_from_the_attached_experiment_and_s
     claims = {c["id"]: c for c in out["claims"]}
     assert claims["treelstm_vs_lstm_depth_extrapolation"]["delta"] == pytest.approx(13.0)
     assert claims["numeric_data_gain_depth_extrapolation"]["delta"] == pytest.approx(3.0)
-    assert "'dot' comparator" in claims["treelstm_vs_lstm_depth_extrapolation"]["what"]
+    assert "the official code's Equality node" in claims["treelstm_vs_lstm_depth_extrapolation"]["what"]
     assert claims["treelstm_batching_speedup"]["ours"] == 5.0  # the other claims stay
     d = out["details"]
     assert d["claims_moved_to"] == "comparator_dot" and d["comparator_dot"]["claims_move"] is True
