@@ -68,9 +68,22 @@ def test_results_file_has_the_named_claims_and_every_baseline():
         )
     assert details["sizes"]["extrapolation"]["train"] == read["train"] == 27014  # 12,800 per depth (stop 22)
     assert details["plot"] == "docs/img/equations.png"
-    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == ext["treelstm_sym"]["mean"]
-    assert claims["treelstm_vs_lstm_depth_extrapolation"]["anchor"] == ext["bilstm"]["mean"]
-    assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == ext["treelstm_symnum"]["mean"]
+    # the claims read the study's size, unless a rule moved them to an attached experiment (--attach-claims-move)
+    source = {name: ext[name]["mean"] for name in ("bilstm", "treelstm_sym", "treelstm_symnum")}
+    moved = details.get("claims_moved_to")
+    if moved is not None:
+        attached = details[moved]
+        assert attached["claims_move"] and (ROOT / attached["rule"]).is_file()
+        assert all((ROOT / d / "equations.json").is_file() for d in attached["run_dirs"])  # run folders committed
+        assert attached["sizes"]["test_by_depth"] == read["test_by_depth"]  # the study's data file and test set
+        assert attached["sizes"]["train"] == read["train"] and attached["train_per_depth"] == study["claims_read"]
+        nets = {"treelstm_symnum" if n.startswith("treelstm_symnum") else n: v for n, v in attached["networks"].items()}
+        assert {tuple(nets[n]["seeds"]) for n in source} == {(0, 1, 2)}
+        source = {name: nets[name]["mean"] for name in source}
+        assert (ROOT / attached["plot"]).is_file()
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["ours"] == source["treelstm_sym"]
+    assert claims["treelstm_vs_lstm_depth_extrapolation"]["anchor"] == source["bilstm"]
+    assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == source["treelstm_symnum"]
     assert "load_average" in details
     # the earlier data file's full table (4710 training equations), one copy, with its own claims, settings and plot
     earlier = details["accuracy_4710_train"]
@@ -94,7 +107,9 @@ def test_results_file_has_the_named_claims_and_every_baseline():
             (ROOT / d / "equations.json").is_file() for d in head["run_dirs"]
         )
         assert str(head["stored_size"]) in sizes  # the size it was compared with (the claims' size then)
-        assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == read["networks"]["treelstm_symnum"]["mean"]
+        if moved is None:
+            symnum = read["networks"]["treelstm_symnum"]["mean"]
+            assert claims["numeric_data_gain_depth_extrapolation"]["ours"] == symnum
     # the restricted-domain split: every network and the numeric checks were scored on it (the fixed-epoch run)
     split = details["restricted_domain_split"]
     assert split["n"] >= 300 and split["true"] * 2 == split["n"] and "restricted_domain_equations" in split["recipe"]
