@@ -119,6 +119,7 @@ def test_recipe_runs_through_the_cli_at_tiny_size(tmp_path):
     cli = run_lightning(["fit", "--config", str(config)])
     assert isinstance(cli.model, EquationVerifier)
     assert "val_acc" in cli.trainer.callback_metrics
+    assert cli.model.hparams["comparator"] == "dot" and cli.model.compare is None  # the claims' comparator
 
 
 def test_value_leaf_numbers_are_single_leaves_embedded_by_their_value():
