@@ -158,3 +158,50 @@ def test_ett_recipe_runs_the_segment_decoder_through_the_cli(tmp_path):
     cli = run_lightning(["fit", "--config", str(config), "--model.decoder", "segment", "--model.segment_length", "12"])
     assert isinstance(cli.model.network, SegmentRecurrentNet) and cli.model.network.segment_length == 12
     assert torch.isfinite(cli.trainer.callback_metrics["val_mse"])
+
+
+def test_a_users_own_lightning_module_trains_the_segment_network_with_its_own_metric_names():
+    """Not our Forecaster: a LightningModule as a user writes one, its own loss and metric names, torchmetrics on
+    ``y``, fed by TimeSeriesDataModule's loaders (history, future covariates, target)."""
+    import torchmetrics
+
+    class DemandModel(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = SegmentRecurrentNet(
+                n_targets=2, cell="tlstm", hidden_size=16, rank=2, horizon=24, segment_length=12
+            )
+            self.val_mae = torchmetrics.MeanAbsoluteError()
+
+        def training_step(self, batch, batch_idx):
+            x, future, y = batch
+            loss = torch.nn.functional.l1_loss(self.net(x, future, y.shape[1]), y)
+            self.log("my/train_l1", loss)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, future, y = batch
+            self.val_mae(self.net(x, future, y.shape[1]), y)
+            self.log("my/val_mae", self.val_mae)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+    dm = TimeSeriesDataModule(_seasonal(), history=48, horizon=24, split=[0.7, 0.1, 0.2], batch_size=32)
+    pl.seed_everything(0, verbose=False)
+    model = DemandModel()
+    trainer = pl.Trainer(max_epochs=3, **OPTIONS)
+    before = trainer.validate(model, datamodule=dm, verbose=False)[0]["my/val_mae"]  # Repeat at initialisation
+    trainer.fit(model, datamodule=dm)
+    after = float(trainer.callback_metrics["my/val_mae"])
+    assert "my/train_l1" in trainer.callback_metrics and after < 0.5 * before
+
+
+def test_forecasts_are_contiguous_so_torchmetrics_can_view_them():
+    from trinity_lightning.forecasting import ChannelIndependent, RecurrentForecastNet
+
+    history = torch.randn(3, 24, 2)
+    segment = SegmentRecurrentNet(2, 0, "lstm", hidden_size=4, horizon=12, segment_length=12)
+    wrapped = ChannelIndependent(RecurrentForecastNet(1, 0, "lstm", 4))
+    for net in (segment, wrapped):
+        assert net(history, history[:, :12, 2:], 12).is_contiguous()

@@ -223,7 +223,7 @@ class ChannelIndependent(nn.Module):
                 f"channel_independent: the wrapped network must forecast one channel, (batch * n_targets, horizon, 1) "
                 f"= ({batch * n_targets}, {horizon}, 1); got {tuple(out.shape)} (build it with n_targets=1)"
             )
-        return out.reshape(batch, n_targets, out.shape[1]).transpose(1, 2)
+        return out.reshape(batch, n_targets, out.shape[1]).transpose(1, 2).contiguous()  # torchmetrics views it
 
 
 INSTANCE_NORMS = ("revin", "last")
@@ -659,36 +659,20 @@ class Forecaster(pl.LightningModule):
         if hp.get("channel_independent"):  # one shared univariate network, with or without the covariates
             n_targets = 1
             n_covariates = n_covariates if hp.get("channel_covariates", "append") == "append" else 0
+        cell_args = (n_targets, n_covariates, hp["cell"], hp["hidden_size"], hp["lags"], hp["order"], hp["rank"])
+        network: nn.Module
         if hp["decoder"] == "segment":
             from trinity_lightning.forecasting.segment import SegmentRecurrentNet
 
-            segment = SegmentRecurrentNet(
-                n_targets,
-                n_covariates,
-                hp["cell"],
-                hp["hidden_size"],
-                hp["lags"],
-                hp["order"],
-                hp["rank"],
+            network = SegmentRecurrentNet(
+                *cell_args,
                 horizon=horizon,
                 segment_length=int(hp.get("segment_length", 24)),
                 dropout=float(hp.get("dropout", 0.1)),
             )
-            self.network = self._normalized(segment)
-            return
-        self.network = self._normalized(
-            RecurrentForecastNet(
-                n_targets,
-                n_covariates,
-                hp["cell"],
-                hp["hidden_size"],
-                hp["lags"],
-                hp["order"],
-                hp["rank"],
-                hp["decoder"],
-                horizon,
-            )
-        )
+        else:
+            network = RecurrentForecastNet(*cell_args, hp["decoder"], horizon)
+        self.network = self._normalized(network)
 
     def setup(self, stage: str) -> None:
         """Take sizes and the target scale from the trainer's DataModule (when it has them)."""

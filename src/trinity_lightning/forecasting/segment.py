@@ -144,7 +144,7 @@ class SegmentRecurrentNet(nn.Module):
         state = tuple(s.repeat_interleave(m, dim=0) for s in state)
         h, _ = self.cell(query, state)
         steps = self.head(h).view(batch, c, m * self.segment_length)[:, :, :horizon]
-        return last + steps.transpose(1, 2)
+        return (last + steps.transpose(1, 2)).contiguous()  # contiguous: torchmetrics views its inputs
 
     def _segments_of_covariates(self, covariates: torch.Tensor) -> torch.Tensor:
         """``(batch, time, n_cov)`` -> ``(batch, segments, segment_length * n_cov)``, aligned with the targets'."""
